@@ -1,0 +1,3 @@
+from branchmig.cli import main
+
+main()
