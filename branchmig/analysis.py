@@ -1,0 +1,101 @@
+"""The analyzer's commands, one typed function each: ``heads``, ``plan``, ``check``.
+They take a Workspace, return dataclasses, print nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from branchmig.graph import Graph, merge_graphs
+from branchmig.plan import Destructive, Plan, make_plan
+from branchmig.scripts import find_destructive, read_text_anywhere
+from branchmig.workspace import WORKTREE, Workspace, describe_ref
+
+
+@dataclass(frozen=True)
+class HeadsResult:
+    ref: str
+    heads: tuple[str, ...]
+    paths: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def heads(ws: Workspace, *, ref: str = WORKTREE) -> HeadsResult:
+    """The heads of the graph at ``ref``; a broken graph is an error."""
+    scripts, graph = ws.graph_at(ref)
+    graph.check()
+    return HeadsResult(
+        ref=ref or "WORKTREE", heads=graph.heads,
+        paths=tuple(graph.revisions[h].path for h in graph.heads), warnings=scripts.warnings,
+    )
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    source: str
+    target: str
+    plan: Plan
+    warnings: tuple[str, ...]
+
+
+def plan_between(ws: Workspace, *, source: str, target: str) -> PlanResult:
+    """What moving a database at ``source``'s heads to ``target``'s heads does."""
+    src_scripts, src = ws.graph_at(source)
+    dst_scripts, dst = ws.graph_at(target)
+    plan = make_plan(applied_heads=src.heads, source=src, target=dst)
+    plan = with_destructive(ws, plan, src)
+    return PlanResult(source=source or "WORKTREE", target=target or "WORKTREE", plan=plan,
+                      warnings=src_scripts.warnings + dst_scripts.warnings)
+
+
+def with_destructive(ws: Workspace, plan: Plan, source: Graph) -> Plan:
+    """``plan`` with the data-losing operations of the downgrades it runs."""
+    found: list[Destructive] = []
+    for rev_id in plan.downgrade:
+        text = read_text_anywhere(ws.repo, source.revisions[rev_id])
+        if text is None:
+            found.append(Destructive(rev_id, "unknown", "script text not found"))
+        else:
+            found.extend(find_destructive(text, rev_id))
+    return replace(plan, destructive=tuple(found))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    heads: tuple[str, ...]
+    against: str | None
+    merged_heads: tuple[str, ...]
+    expected_heads: int
+    message: str
+
+
+def check(ws: Workspace, *, against: str | None = None) -> CheckResult:
+    """Whether the working tree (and, with ``against``, the merge of REF into it) keeps
+    no more heads than the project expects."""
+    expected = ws.project.settings.expected_heads
+    _, ours = ws.graph_at(WORKTREE)
+    ours.check()
+    merged_heads: tuple[str, ...] = ()
+    if len(ours.heads) > expected:
+        return CheckResult(False, ours.heads, against, (), expected, (
+            f"{len(ours.heads)} heads in the working tree: {_list_heads(ours, ours.heads)}. "
+            "Run: branchmig merge-heads (or branchmig merge-heads --rebase)"))
+    if against is not None:
+        _, theirs = ws.graph_at(against)
+        merged = merge_graphs(ours, theirs)
+        merged_heads = merged.heads
+        if len(merged_heads) > expected:
+            new = [h for h in merged_heads if h not in theirs]
+            hint = (f"set down_revision of your first new migration to "
+                    f"{', '.join(repr(h) for h in theirs.heads)}"
+                    if len(theirs.heads) == 1 and new else "run branchmig merge-heads after it")
+            return CheckResult(False, ours.heads, against, merged_heads, expected, (
+                f"Merging {describe_ref(against)} would leave {len(merged_heads)} heads: "
+                f"{_list_heads(merged, merged_heads)}. Before merging, {hint}"))
+    what = f"; merging '{against}' keeps {len(merged_heads)}" if against else ""
+    return CheckResult(True, ours.heads, against, merged_heads, expected,
+                       f"{len(ours.heads)} head{'s' if len(ours.heads) != 1 else ''}{what}: ok")
+
+
+def _list_heads(graph: Graph, rev_ids: tuple[str, ...]) -> str:
+    return ", ".join(f"'{r}' ({graph.revisions[r].path})" for r in rev_ids)

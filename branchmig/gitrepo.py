@@ -1,0 +1,272 @@
+"""The one home of git: read trees and blobs at any ref, and the few porcelain
+operations a switch needs.
+
+Reading is done with git plumbing through one ``cat-file --batch`` process, because the
+hook and ``branchmig heads`` run on every checkout and must not pay GitPython's import
+(~70 ms); the porcelain (status, checkout, branches, reflog) goes through GitPython.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from branchmig.errors import GitError, UnknownRefError
+
+NULL_SHA = "0" * 40
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    path: str  # relative to the repository's top level, posix
+    blob: str
+
+
+def _git_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # A hook runs with GIT_DIR etc. of the outer git; our own calls name the repo with -C.
+    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX"):
+        env.pop(key, None)
+    env["LC_ALL"] = "C"
+    return env
+
+
+class GitRepo:
+    """A git repository (working tree + git dirs)."""
+
+    def __init__(self, top: Path, git_dir: Path, common_dir: Path) -> None:
+        self.top = top
+        self.git_dir = git_dir
+        self.common_dir = common_dir
+        self._batch: subprocess.Popen[bytes] | None = None
+        self._porcelain: Any = None
+
+    @classmethod
+    def discover(cls, start: Path) -> GitRepo:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(start), "rev-parse", "--show-toplevel", "--absolute-git-dir",
+                 "--git-common-dir"],
+                capture_output=True, text=True, env=_git_env(), check=False,
+            )
+        except FileNotFoundError as err:
+            raise GitError("git is not installed or not on PATH") from err
+        if out.returncode != 0:
+            raise GitError(
+                f"'{start}' is not inside a git repository (git init, or cd into one)"
+            )
+        top, git_dir, common = out.stdout.splitlines()[:3]
+        common_path = Path(common)
+        if not common_path.is_absolute():
+            common_path = (start / common_path).resolve()
+        return cls(Path(top), Path(git_dir), common_path)
+
+    # plumbing ---------------------------------------------------------------------------
+
+    def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
+        proc = subprocess.run(
+            ["git", "-C", str(self.top), *args],
+            capture_output=True, env=_git_env(), check=False, input=input,
+        )
+        if check and proc.returncode != 0:
+            message = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise GitError(f"git {' '.join(args)} failed: {message[-1] if message else ''}")
+        return proc.stdout.decode(errors="surrogateescape")
+
+    def resolve(self, ref: str) -> str:
+        """The commit id ``ref`` names; ``UnknownRefError`` when it names none."""
+        out = subprocess.run(
+            ["git", "-C", str(self.top), "rev-parse", "--verify", "--quiet", "--end-of-options",
+             f"{ref}^{{commit}}"],
+            capture_output=True, text=True, env=_git_env(), check=False,
+        )
+        if out.returncode != 0 or not out.stdout.strip():
+            raise UnknownRefError(
+                f"Unknown git ref '{ref}': no branch, tag or commit of that name "
+                "(see 'git branch -a')"
+            )
+        return out.stdout.strip()
+
+    def ls_tree(self, commit: str, paths: Sequence[str], *, recursive: bool = True) -> list[TreeEntry]:
+        """The blobs under ``paths`` at ``commit`` (paths relative to the top level)."""
+        if not paths:
+            return []
+        out = subprocess.run(
+            ["git", "-C", str(self.top), "ls-tree", "-r", "-z", "--full-tree", commit, "--",
+             *paths],
+            capture_output=True, env=_git_env(), check=False,
+        )
+        if out.returncode != 0:
+            raise GitError(
+                f"Cannot list {', '.join(paths)} at {commit[:12]}: "
+                f"{out.stderr.decode(errors='replace').strip()}"
+            )
+        entries = []
+        wanted = [p.rstrip("/") + "/" for p in paths]
+        for record in out.stdout.split(b"\0"):
+            if not record:
+                continue
+            meta, _, name = record.partition(b"\t")
+            mode, kind, sha = meta.split()
+            if kind != b"blob" or mode == b"120000":
+                continue
+            path = name.decode("utf-8", errors="surrogateescape")
+            if not recursive and not any("/" not in path[len(w):] for w in wanted
+                                         if path.startswith(w)):
+                continue
+            entries.append(TreeEntry(path, sha.decode()))
+        return entries
+
+    def object_ids(self, specs: Sequence[str]) -> list[str | None]:
+        """``rev-parse`` of ``commit:path`` specs, None for those that do not exist."""
+        ids: list[str | None] = []
+        for spec in specs:
+            out = subprocess.run(
+                ["git", "-C", str(self.top), "rev-parse", "--verify", "--quiet", spec],
+                capture_output=True, text=True, env=_git_env(), check=False,
+            )
+            ids.append(out.stdout.strip() or None if out.returncode == 0 else None)
+        return ids
+
+    def read_blobs(self, blobs: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """The content of each blob, read in one ``cat-file --batch`` run (one pipe read
+        for all of them is what keeps a cold 5,000-script history fast)."""
+        pending = list(dict.fromkeys(blobs))
+        if not pending:
+            return
+        proc = subprocess.run(
+            ["git", "-C", str(self.top), "cat-file", "--batch"],
+            input="".join(f"{b}\n" for b in pending).encode(), capture_output=True,
+            env=_git_env(), check=False,
+        )
+        out, pos = proc.stdout, 0
+        for blob in pending:
+            end = out.index(b"\n", pos)
+            parts = out[pos:end].split()
+            if len(parts) != 3:
+                raise GitError(f"git cat-file: object {blob} is missing")
+            size = int(parts[2])
+            yield blob, out[end + 1:end + 1 + size]
+            pos = end + 1 + size + 1
+
+    def read_file(self, commit: str, path: str) -> bytes | None:
+        batch = self._cat_file()
+        assert batch.stdin is not None and batch.stdout is not None
+        batch.stdin.write(f"{commit}:{path}\n".encode())
+        batch.stdin.flush()
+        header = batch.stdout.readline()
+        if header.endswith(b" missing\n"):
+            return None
+        size = int(header.split()[2])
+        data = batch.stdout.read(size)
+        batch.stdout.read(1)
+        return data
+
+    def _cat_file(self) -> subprocess.Popen[bytes]:
+        if self._batch is None or self._batch.poll() is not None:
+            self._batch = subprocess.Popen(
+                ["git", "-C", str(self.top), "cat-file", "--batch"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_git_env(),
+            )
+        return self._batch
+
+    def close(self) -> None:
+        if self._batch is not None:
+            if self._batch.stdin:
+                self._batch.stdin.close()
+            self._batch.wait()
+            if self._batch.stdout:
+                self._batch.stdout.close()
+            self._batch = None
+
+    def __enter__(self) -> GitRepo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # porcelain --------------------------------------------------------------------------
+
+    @property
+    def porcelain(self) -> Any:
+        if self._porcelain is None:
+            import git  # GitPython: only the slow paths pay for it
+
+            self._porcelain = git.Repo(self.top)
+        return self._porcelain
+
+    def head_commit(self) -> str | None:
+        out = self.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).strip()
+        return out or None
+
+    def current_branch(self) -> str | None:
+        out = self.git("symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+        return out or None
+
+    def branches(self) -> list[str]:
+        return [h.name for h in self.porcelain.heads]
+
+    def is_branch(self, name: str) -> bool:
+        return bool(self.git("rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
+                             check=False).strip())
+
+    def all_ref_commits(self) -> list[tuple[str, str]]:
+        """(name, commit) of every branch, remote branch and tag, then the HEAD reflog
+        (which still holds the commits of deleted branches), newest first."""
+        seen: dict[str, str] = {}
+        out = self.git("for-each-ref", "--sort=-committerdate",
+                       "--format=%(objectname) %(*objectname) %(refname:short)",
+                       "refs/heads", "refs/remotes", "refs/tags")
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                commit, name = parts[1], parts[2]
+            else:
+                commit, name = parts[0], parts[-1]
+            seen.setdefault(commit, name)
+        reflog = self.git("reflog", "show", "--format=%H %gd", "HEAD", check=False)
+        for line in reflog.splitlines():
+            commit, _, name = line.partition(" ")
+            seen.setdefault(commit, name)
+        return [(name, commit) for commit, name in seen.items()]
+
+    def dirty_paths(self) -> list[str]:
+        """Tracked files with uncommitted changes, and untracked files, relative to top."""
+        out = self.git("status", "--porcelain", "-z", "--untracked-files=all")
+        paths = []
+        records = out.split("\0")
+        i = 0
+        while i < len(records):
+            rec = records[i]
+            if rec:
+                status, path = rec[:2], rec[3:]
+                paths.append(path)
+                if status[0] in "RC":
+                    i += 1
+            i += 1
+        return paths
+
+    def checkout(self, ref: str, *, env: dict[str, str] | None = None) -> None:
+        full_env = _git_env()
+        full_env.update(env or {})
+        proc = subprocess.run(["git", "-C", str(self.top), "checkout", "--quiet", ref],
+                              capture_output=True, text=True, env=full_env, check=False)
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            raise GitError(f"git checkout {ref} failed: {lines[0] if lines else 'unknown error'}")
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        out = self.git("merge-base", a, b, check=False).strip()
+        return out or None
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives ``data`` as a blob, so working-tree files and git objects share
+    one cache."""
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()

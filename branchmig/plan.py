@@ -1,0 +1,94 @@
+"""From what the database has applied to what a target graph wants: a Plan. Pure.
+
+A revision is *kept* when the target has the same id with the same script text and every
+revision it needs is kept too. Everything else the database has is reverted, with the
+scripts of the graph that applied it, every revision before those it needs; then what the
+target wants and the database does not keep is applied in order. An id whose script
+changed (edited, or rebased onto another ``down_revision``) is therefore reverted with its
+old text and applied with its new one, with everything above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from branchmig.errors import PlanError
+from branchmig.graph import Graph
+
+
+@dataclass(frozen=True)
+class Destructive:
+    """A data-losing operation in a ``downgrade()`` the plan runs."""
+
+    revision: str
+    operation: str  # "drop_table", "drop_column", "execute"
+    target: str  # "users" / "users.email" / the SQL's first words
+    line: int = 0
+
+    def describe(self) -> str:
+        return f"{self.revision}: {self.operation} {self.target}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    common: tuple[str, ...]
+    downgrade: tuple[str, ...]
+    upgrade: tuple[str, ...]
+    changed: tuple[str, ...] = ()  # ids reverted and re-applied because their script changed
+    destructive: tuple[Destructive, ...] = field(default=())
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.downgrade and not self.upgrade
+
+
+def make_plan(
+    *,
+    applied_heads: Sequence[str],
+    source: Graph,
+    target: Graph,
+    target_heads: Sequence[str] | None = None,
+) -> Plan:
+    """The plan that moves a database at ``applied_heads`` (revisions of ``source``) to
+    ``target_heads`` of ``target`` (default: all its heads)."""
+    unknown = [h for h in applied_heads if h not in source]
+    if unknown:
+        raise PlanError(
+            f"The database is at {', '.join(repr(u) for u in unknown)}, which no known "
+            "script defines; run 'branchmig status' to see where it was last seen"
+        )
+    applied = source.ancestors(applied_heads)
+    source.check(within=applied)
+    heads = tuple(target.heads if target_heads is None else target_heads)
+    wanted = target.ancestors(heads)
+    target.check(within=wanted)
+
+    kept: set[str] = set()
+    for rev_id in source.topological(applied):
+        old = source.revisions[rev_id]
+        new = target.revisions.get(rev_id)
+        if (new is not None and new.blob == old.blob and new.down == old.down
+                and new.depends_on == old.depends_on
+                and all(p in kept for p in source.parents_of(rev_id))):
+            kept.add(rev_id)
+    revert = applied - kept
+    downgrade = tuple(reversed(source.topological(revert)))
+    upgrade = tuple(target.topological(wanted - kept))
+    changed = tuple(r for r in downgrade if r in target and r in upgrade
+                    and target.revisions[r].blob != source.revisions[r].blob)
+    return Plan(common=latest_common(kept, source), downgrade=downgrade, upgrade=upgrade,
+                changed=changed)
+
+
+def latest_common(kept: Iterable[str], graph: Graph) -> tuple[str, ...]:
+    """The revisions of ``kept`` that nothing else in ``kept`` needs."""
+    kept = set(kept)
+    needed = {p for r in kept for p in graph.parents_of(r)}
+    return tuple(r for r in graph.topological(kept) if r not in needed)
+
+
+def common_revisions(a: Graph, b: Graph) -> tuple[str, ...]:
+    """The latest revisions both graphs hold with the same scripts (what a database on
+    ``a``'s heads is reverted to before it moves to ``b``)."""
+    return make_plan(applied_heads=a.heads, source=a, target=b).common

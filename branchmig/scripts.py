@@ -1,0 +1,409 @@
+"""Read migration scripts at any git ref, or in the working tree, without importing them.
+
+Only the four header assignments are parsed, with ``ast``: a statement is cut out of the
+text at each top-level ``revision`` / ``down_revision`` / ``branch_labels`` /
+``depends_on`` and parsed alone. That is what makes a 5,000-revision history cheap to
+read, and what lets old scripts whose bodies only parse as Python 2 be analysed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from branchmig.errors import GitError, ScriptError
+from branchmig.gitrepo import GitRepo, TreeEntry, blob_id
+from branchmig.graph import Revision
+from branchmig.plan import Destructive
+
+HEADER_NAMES = ("revision", "down_revision", "branch_labels", "depends_on")
+_HEADER_START = re.compile(
+    r"^(revision|down_revision|branch_labels|depends_on)[ \t]*(?::[^=\n]*)?=(?!=)", re.M
+)
+_NOT_SCRIPT = re.compile(r"(^|/)(__init__\.py|\.#[^/]*)$")
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScriptSet:
+    """The migration scripts found at one ref (or in the working tree)."""
+
+    ref: str  # as the user named it; "" for the working tree
+    commit: str | None
+    revisions: tuple[Revision, ...]
+    warnings: tuple[str, ...] = ()
+
+
+# -- header parsing ----------------------------------------------------------------------
+
+
+def _statement_end(text: str, start: int) -> int:
+    """Index just past the logical line that starts at ``start``."""
+    depth = 0
+    i, n = start, len(text)
+    while i < n:
+        c = text[i]
+        if c in "'\"":
+            triple = text[i:i + 3] in ('"""', "'''")
+            quote = text[i:i + 3] if triple else c
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                if text[i] == "\\":
+                    i += 1
+                elif text[i] == "\n" and not triple:
+                    break
+                i += 1
+            i += len(quote)
+            continue
+        if c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "\\" and text[i + 1:i + 2] == "\n":
+            i += 2
+            continue
+        elif c == "\n" and depth <= 0:
+            return i
+        i += 1
+    return n
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _line_of(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def _header_value(stmt: ast.stmt) -> ast.expr | None:
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        return stmt.value
+    if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+        return stmt.value
+    return None
+
+
+def _parse_simple(text: str, matches: list[re.Match[str]]) -> dict[str, tuple[ast.expr, int]] | None:
+    """The common case, one ``compile`` for all headers: each on a line of its own."""
+    lines = []
+    for match in matches:
+        end = text.find("\n", match.start())
+        lines.append(text[match.start():end if end >= 0 else len(text)])
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+    if len(tree.body) != len(matches):
+        return None
+    found: dict[str, tuple[ast.expr, int]] = {}
+    for match, stmt in zip(matches, tree.body, strict=True):
+        value = _header_value(stmt)
+        if value is not None:
+            found[match.group(1)] = (value, _line_of(text, match.start()))
+    return found
+
+
+def _parse_careful(
+    text: str, matches: list[re.Match[str]], path: str
+) -> dict[str, tuple[ast.expr, int]]:
+    """Headers spread over several lines, or broken ones (to name the line)."""
+    found: dict[str, tuple[ast.expr, int]] = {}
+    for match in matches:
+        start = match.start()
+        line = _line_of(text, start)
+        snippet = text[start:_statement_end(text, start)]
+        try:
+            tree = ast.parse(snippet)
+        except SyntaxError as err:
+            raise ScriptError(
+                f"{path}:{line + (err.lineno or 1) - 1}: cannot parse the "
+                f"'{match.group(1)}' header: {err.msg}"
+            ) from None
+        value = _header_value(tree.body[0]) if tree.body else None
+        if value is not None:
+            found[match.group(1)] = (value, line)
+    return found
+
+
+def parse_header(data: bytes, path: str) -> dict[str, Any] | None:
+    """The header values of one script, or None when it is not a migration.
+
+    Returns ``{"revision": str, "down": [...], "labels": [...], "depends": [...],
+    "warnings": [...]}``. ``revision`` and ``down_revision`` must be literals.
+    """
+    text = _decode(data)
+    matches = list(_HEADER_START.finditer(text))
+    found = _parse_simple(text, matches) if matches else {}
+    if found is None:
+        found = _parse_careful(text, matches, path)
+    if "revision" not in found:
+        return None
+    warnings: list[str] = []
+
+    def literal(name: str, *, required: bool) -> Any:
+        if name not in found:
+            return None
+        node, line = found[name]
+        try:
+            return ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            message = f"{path}:{line}: {name} is not a literal ({ast.unparse(node)[:60]})"
+            if required:
+                raise ScriptError(message + "; branchmig reads headers without importing "
+                                  "the script, so write the value itself") from None
+            warnings.append(message + "; treated as unknown")
+            return None
+
+    revision = literal("revision", required=True)
+    if not isinstance(revision, str) or not revision:
+        raise ScriptError(f"{path}:{found['revision'][1]}: revision must be a non-empty string")
+    down = _as_ids(literal("down_revision", required=True), path, "down_revision", found)
+    labels = _as_ids(literal("branch_labels", required=False), path, "branch_labels", found)
+    depends = _as_ids(literal("depends_on", required=False), path, "depends_on", found)
+    return {"revision": revision, "down": down, "labels": labels, "depends": depends,
+            "warnings": warnings}
+
+
+def _as_ids(value: Any, path: str, name: str, found: dict[str, tuple[ast.expr, int]]) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (tuple, list, set, frozenset)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ScriptError(
+        f"{path}:{found[name][1]}: {name} must be None, a string or a tuple of strings"
+    )
+
+
+# -- the cache of parsed headers, by blob id ---------------------------------------------
+
+
+class HeaderCache:
+    """Parsed headers by blob id (and working-tree files by path, size and mtime), kept
+    as JSON under the git common dir so a second look at a ref costs a file read."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.headers: dict[str, Any] = {}
+        self.stats: dict[str, list[Any]] = {}
+        self.dirty = False
+        if path is not None:
+            try:
+                data = json.loads(path.read_bytes())
+                if data.get("version") == CACHE_VERSION:
+                    self.headers = data["headers"]
+                    self.stats = data["stats"]
+            except (OSError, ValueError, KeyError, AttributeError):
+                pass
+
+    def header(self, blob: str, data: bytes | None, path: str) -> dict[str, Any] | None:
+        if blob in self.headers:
+            cached: dict[str, Any] | None = self.headers[blob]
+            return cached
+        if data is None:
+            raise KeyError(blob)
+        parsed = parse_header(data, path)
+        self.headers[blob] = parsed
+        self.dirty = True
+        return parsed
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"version": CACHE_VERSION, "headers": self.headers,
+                                       "stats": self.stats}))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+        self.dirty = False
+
+
+def cache_for(repo: GitRepo) -> HeaderCache:
+    return HeaderCache(repo.common_dir / "branchmig" / "cache" / "headers.json")
+
+
+# -- reading a ref or the working tree ----------------------------------------------------
+
+
+def is_candidate(path: str) -> bool:
+    return path.endswith(".py") and not _NOT_SCRIPT.search(path)
+
+
+def _revisions(
+    entries: Iterable[tuple[str, str, bytes | None]], cache: HeaderCache
+) -> tuple[list[Revision], list[str]]:
+    revisions, warnings = [], []
+    for path, blob, data in entries:
+        header = cache.header(blob, data, path)
+        if header is None:
+            continue
+        warnings.extend(header["warnings"])
+        revisions.append(Revision(
+            id=header["revision"], down=tuple(header["down"]), labels=tuple(header["labels"]),
+            depends_on=tuple(header["depends"]), path=path, blob=blob,
+        ))
+    return revisions, warnings
+
+
+def read_ref(
+    repo: GitRepo, commit: str, version_locations: Sequence[str], *, recursive: bool,
+    cache: HeaderCache, ref: str = "",
+) -> ScriptSet:
+    """The scripts in ``version_locations`` at ``commit``, from git objects."""
+    entries = [e for e in repo.ls_tree(commit, version_locations, recursive=recursive)
+               if is_candidate(e.path)]
+    missing = [e.blob for e in entries if e.blob not in cache.headers]
+    contents = dict(repo.read_blobs(missing)) if missing else {}
+    revisions, warnings = _revisions(
+        ((e.path, e.blob, contents.get(e.blob)) for e in entries), cache)
+    cache.save()
+    return ScriptSet(ref=ref or commit, commit=commit, revisions=tuple(revisions),
+                     warnings=tuple(warnings))
+
+
+def read_worktree(
+    top: Path, version_locations: Sequence[str], *, recursive: bool, cache: HeaderCache,
+) -> ScriptSet:
+    """The scripts in the working tree, committed or not."""
+    files: list[tuple[str, str, bytes | None]] = []
+    prefix = len(str(top)) + 1
+    for location in version_locations:
+        for entry in _walk(os.path.join(top, location), recursive):
+            rel = entry.path[prefix:].replace(os.sep, "/")
+            if not is_candidate(rel):
+                continue
+            st = entry.stat()
+            key = [st.st_size, st.st_mtime_ns, st.st_ino]
+            known = cache.stats.get(rel)
+            if known is not None and known[:3] == key and known[3] in cache.headers:
+                files.append((rel, known[3], None))
+                continue
+            with open(entry.path, "rb") as fh:
+                data = fh.read()
+            blob = blob_id(data)
+            cache.stats[rel] = [*key, blob]
+            cache.dirty = True
+            files.append((rel, blob, data))
+    revisions, warnings = _revisions(files, cache)
+    cache.save()
+    return ScriptSet(ref="", commit=None, revisions=tuple(revisions), warnings=tuple(warnings))
+
+
+def _walk(root: str, recursive: bool) -> list[os.DirEntry[str]]:
+    try:
+        entries = list(os.scandir(root))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = [e for e in entries if e.is_file()]
+    if recursive:
+        for sub in entries:
+            if sub.is_dir() and sub.name != "__pycache__":
+                found.extend(_walk(sub.path, recursive))
+    return sorted(found, key=lambda e: e.path)
+
+
+def script_text(repo: GitRepo, revision: Revision) -> bytes:
+    """The text of one script as the revision saw it, from git (or the working tree when
+    the blob is not in git yet)."""
+    for _, data in repo.read_blobs([revision.blob]):
+        return data
+    raise ScriptError(f"{revision.path}: script text {revision.blob[:12]} not found")
+
+
+def read_text_anywhere(repo: GitRepo, revision: Revision) -> bytes | None:
+    """The script's text from git, else from the working tree if it is the same blob."""
+    try:
+        return script_text(repo, revision)
+    except GitError:
+        path = repo.top / revision.path
+        if path.is_file():
+            data = path.read_bytes()
+            if blob_id(data) == revision.blob:
+                return data
+        return None
+
+
+# -- what a downgrade() destroys -----------------------------------------------------------
+
+_DESTRUCTIVE_SQL = re.compile(r"^\s*(DROP|DELETE|TRUNCATE)\b", re.I)
+
+
+def find_destructive(data: bytes, revision: str) -> list[Destructive]:
+    """The data-losing operations in the script's ``downgrade()``: ``drop_table``,
+    ``drop_column`` (also in batch mode) and ``op.execute`` of DROP/DELETE/TRUNCATE."""
+    try:
+        tree = ast.parse(_decode(data))
+    except SyntaxError:
+        return [Destructive(revision, "unknown", "script does not parse; assume it loses data")]
+    found: list[Destructive] = []
+    for func in tree.body:
+        if not (isinstance(func, ast.FunctionDef) and func.name == "downgrade"):
+            continue
+        batch_tables: dict[str, str] = {}
+        for node in ast.walk(func):
+            if isinstance(node, ast.With):
+                for item in node.items:
+                    call = item.context_expr
+                    if (isinstance(call, ast.Call) and _attr(call.func) == "batch_alter_table"
+                            and isinstance(item.optional_vars, ast.Name)):
+                        batch_tables[item.optional_vars.id] = _const(call, 0, "table_name")
+            if not isinstance(node, ast.Call):
+                continue
+            name = _attr(node.func)
+            owner = node.func.value.id if (isinstance(node.func, ast.Attribute)
+                                           and isinstance(node.func.value, ast.Name)) else ""
+            if name == "drop_table":
+                found.append(Destructive(revision, "drop_table", _const(node, 0, "table_name"),
+                                         node.lineno))
+            elif name == "drop_column":
+                if owner in batch_tables:
+                    target = f"{batch_tables[owner]}.{_const(node, 0, 'column_name')}"
+                else:
+                    target = f"{_const(node, 0, 'table_name')}.{_const(node, 1, 'column_name')}"
+                found.append(Destructive(revision, "drop_column", target, node.lineno))
+            elif name == "execute" and node.args:
+                sql = node.args[0]
+                if isinstance(sql, ast.Call) and sql.args:  # sa.text("...")
+                    sql = sql.args[0]
+                if isinstance(sql, ast.Constant) and isinstance(sql.value, str):
+                    text = sql.value
+                    if _DESTRUCTIVE_SQL.match(text):
+                        found.append(Destructive(revision, "execute",
+                                                 " ".join(text.split())[:60], node.lineno))
+    return found
+
+
+def _attr(func: ast.expr) -> str:
+    return func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def _const(call: ast.Call, index: int, keyword: str) -> str:
+    node: ast.expr | None = call.args[index] if len(call.args) > index else None
+    for kw in call.keywords:
+        if kw.arg == keyword:
+            node = kw.value
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return "?" if node is None else ast.unparse(node)
+
+
+__all__ = ["HeaderCache", "ScriptSet", "TreeEntry", "parse_header", "read_ref",
+           "read_worktree", "cache_for"]

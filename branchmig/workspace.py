@@ -1,0 +1,72 @@
+"""A project opened in its repository: the graph of any ref, read from that ref's own
+config and folders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from branchmig.errors import ConfigError
+from branchmig.gitrepo import GitRepo
+from branchmig.graph import Graph
+from branchmig.project import Locations, Project, find_project
+from branchmig.scripts import HeaderCache, ScriptSet, cache_for, read_ref, read_worktree
+
+WORKTREE = ""  # the ref name for "the working tree, committed or not"
+
+
+@dataclass
+class Workspace:
+    repo: GitRepo
+    project: Project
+
+    @classmethod
+    def open(cls, start: Path, *, config: Path | None = None) -> Workspace:
+        repo = GitRepo.discover(start)
+        return cls(repo, find_project(start, repo_root=repo.top, config=config))
+
+    @cached_property
+    def cache(self) -> HeaderCache:
+        return cache_for(self.repo)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.repo.common_dir / "branchmig"
+
+    def locations_at(self, commit: str | None) -> Locations:
+        """The folders as the ref's own alembic.ini names them (the working tree's when
+        the ref has none)."""
+        if commit is None:
+            return self.project.locations()
+        text = self.repo.read_file(commit, self.project.config_rel)
+        if text is None:
+            return self.project.locations()
+        try:
+            return self.project.locations(text.decode("utf-8"))
+        except ConfigError:
+            return self.project.locations()
+
+    def scripts_at(self, ref: str = WORKTREE) -> ScriptSet:
+        if ref == WORKTREE:
+            locs = self.project.locations()
+            return read_worktree(self.repo.top, locs.version_locations,
+                                 recursive=locs.recursive, cache=self.cache)
+        commit = self.repo.resolve(ref)
+        return self.scripts_at_commit(commit, ref=ref)
+
+    def scripts_at_commit(self, commit: str, *, ref: str = "") -> ScriptSet:
+        locs = self.locations_at(commit)
+        return read_ref(self.repo, commit, locs.version_locations, recursive=locs.recursive,
+                        cache=self.cache, ref=ref or commit)
+
+    def graph_at(self, ref: str = WORKTREE) -> tuple[ScriptSet, Graph]:
+        scripts = self.scripts_at(ref)
+        return scripts, Graph.build(scripts.revisions)
+
+    def close(self) -> None:
+        self.repo.close()
+
+
+def describe_ref(ref: str) -> str:
+    return "the working tree" if ref == WORKTREE else f"'{ref}'"
