@@ -1,0 +1,85 @@
+"""Snapshots of the live database, one backend per kind of database.
+
+Importing this package is cheap: SQLAlchemy and the drivers load only when a backend is made.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from branchmig.errors import SnapshotError
+from branchmig.snapshots.base import (
+    Progress,
+    SessionsBlockingError,
+    SnapshotBackend,
+    StoredSnapshot,
+    mask_url,
+)
+
+__all__ = [
+    "SessionsBlockingError",
+    "SnapshotBackend",
+    "StoredSnapshot",
+    "backend_for_url",
+    "mask_url",
+]
+
+_DIALECT = re.compile(r"^(?P<dialect>[a-zA-Z0-9_]+)(?:\+[a-zA-Z0-9_]+)?://")
+
+
+def backend_for_url(
+    url: str,
+    *,
+    store_dir: Path,
+    terminate_connections: bool = False,
+    progress: Progress | None = None,
+) -> SnapshotBackend:
+    """The snapshot backend for the database at ``url``, by the URL's SQLAlchemy dialect.
+
+    ``store_dir`` is a private folder for the files snapshots need (SQLite copies, dumps).
+    ``terminate_connections`` lets PostgreSQL and MySQL end other sessions that block a
+    snapshot instead of failing. ``progress`` receives a line for each slow operation.
+    """
+    match = _DIALECT.match(url)
+    dialect = match.group("dialect").lower() if match else ""
+    if dialect == "sqlite":
+        from branchmig.snapshots.sqlite import SQLiteBackend
+
+        return SQLiteBackend(url, store_dir=store_dir, progress=progress)
+    if dialect in ("postgresql", "postgres"):
+        try:
+            from branchmig.snapshots.postgresql import PostgreSQLBackend
+        except ImportError as err:
+            raise _missing_driver("psycopg", "postgres", err) from err
+
+        return PostgreSQLBackend(
+            url,
+            store_dir=store_dir,
+            terminate_connections=terminate_connections,
+            progress=progress,
+        )
+    if dialect in ("mysql", "mariadb"):
+        try:
+            from branchmig.snapshots.mysql import MySQLBackend
+        except ImportError as err:
+            raise _missing_driver("pymysql", "mysql", err) from err
+
+        return MySQLBackend(
+            url,
+            store_dir=store_dir,
+            terminate_connections=terminate_connections,
+            progress=progress,
+        )
+    shown = dialect or mask_url(url)
+    raise SnapshotError(
+        f"Snapshots are not supported for the database dialect {shown!r}: branchmig has "
+        "backends for sqlite, postgresql and mysql/mariadb. Run the switch with --no-snapshot."
+    )
+
+
+def _missing_driver(driver: str, extra: str, err: ImportError) -> SnapshotError:
+    return SnapshotError(
+        f"Snapshots of this database need the {driver} package ({err}). "
+        f"Run: pip install 'branchmig[{extra}]'"
+    )

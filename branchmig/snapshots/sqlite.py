@@ -1,0 +1,186 @@
+"""SQLite snapshots: copies of the live file made and put back with the online backup API.
+
+Both directions go through ``sqlite3.Connection.backup``, which reads a consistent state
+even in WAL mode. A restore writes the snapshot *into* the live file in one transaction:
+a process that keeps the database open (``flask run`` in another terminal) sees the
+restored data. Replacing the file instead would leave it working on a deleted inode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+from branchmig.errors import SnapshotError
+from branchmig.snapshots.base import (
+    KEY_PATTERN,
+    Progress,
+    StoredSnapshot,
+    check_key,
+    private_dir,
+    reporting,
+    short_hash,
+)
+
+__all__ = ["SQLiteBackend"]
+
+# How long a restore waits for another connection's transaction on the live file to end.
+BUSY_TIMEOUT_SECONDS = 10.0
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def live_path_from_url(url: str) -> Path:
+    """The file an SQLAlchemy ``sqlite://`` URL names, made absolute."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise SnapshotError(f"Cannot read the database URL {url!r}: {err}") from err
+    database = parsed.database or ""
+    if parsed.query.get("uri") in ("true", "1") and database.startswith("file:"):
+        if parsed.query.get("mode") == "memory" or "mode=memory" in database:
+            database = ":memory:"
+        else:
+            database = database[len("file:") :].split("?", 1)[0]
+    if database in ("", ":memory:"):
+        raise SnapshotError(
+            "An in-memory SQLite database cannot be snapshotted: it lives only as long as its "
+            "connection. Point the database URL at a file, or run with --no-snapshot."
+        )
+    return Path(os.path.abspath(os.path.expanduser(database)))
+
+
+class SQLiteBackend:
+    """Snapshots of one SQLite file, kept as SQLite files in ``store_dir``."""
+
+    name = "sqlite"
+
+    def __init__(self, url: str, *, store_dir: Path, progress: Progress | None = None) -> None:
+        self.live = live_path_from_url(url)
+        self.store_dir = store_dir
+        self.progress = progress
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", self.live.stem)[:40] or "db"
+        # The hash of the full path tells apart two app.db files of different projects.
+        self._prefix = f"sqlite-{stem}-{short_hash(str(self.live))}__"
+
+    def describe(self) -> str:
+        return f"SQLite file {self.live}"
+
+    def path_of(self, key: str) -> Path:
+        return self.store_dir / f"{self._prefix}{check_key(key)}.db"
+
+    def exists(self, key: str) -> bool:
+        return self.path_of(key).is_file()
+
+    def live_size(self) -> int:
+        return _file_size(self.live)
+
+    def stored(self) -> list[StoredSnapshot]:
+        if not self.store_dir.is_dir():
+            return []
+        found = []
+        for path in self.store_dir.glob(f"{glob_escape(self._prefix)}*.db"):
+            key = path.name[len(self._prefix) : -len(".db")]
+            if KEY_PATTERN.fullmatch(key):
+                found.append(self._record(key, path))
+        return sorted(found, key=lambda snap: snap.key)
+
+    def save(self, key: str) -> StoredSnapshot:
+        target = self.path_of(key)
+        private_dir(self.store_dir)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        _remove_database_files(partial)
+        # Created 0600 before SQLite opens it; SQLite gives its -wal/-shm files the same mode.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            if self.live.is_file():
+                with reporting(self.progress, "saved", lambda: _file_size(partial)):
+                    self._copy(source=self.live, destination=partial, action="save", key=key)
+            # else: the 0-byte file is an empty database, the marker of "nothing here yet".
+            os.replace(partial, target)
+        finally:
+            _remove_database_files(partial)
+        for suffix in ("-wal", "-shm", "-journal"):
+            _remove(Path(f"{target}{suffix}"))
+        return self._record(key, target)
+
+    def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
+        snapshot = self.path_of(key)
+        if not snapshot.is_file():
+            raise SnapshotError(
+                f"There is no snapshot {key!r} of {self.describe()}. Run: branchmig snapshot list"
+            )
+        if keep_current_as is not None:
+            if check_key(keep_current_as) == key:
+                raise SnapshotError(
+                    f"Cannot keep the current content of {self.describe()} as snapshot {key!r}: "
+                    "that is the snapshot being restored. Choose another name."
+                )
+            self.save(keep_current_as)
+        if not self.live.parent.is_dir():
+            raise SnapshotError(
+                f"Cannot restore snapshot {key!r}: the folder of {self.describe()} does not exist."
+            )
+        with reporting(self.progress, "restored", self.live_size):
+            self._copy(source=snapshot, destination=self.live, action="restore", key=key)
+        _remove_database_files(snapshot)
+
+    def drop(self, key: str) -> None:
+        _remove_database_files(self.path_of(key))
+
+    def _record(self, key: str, path: Path) -> StoredSnapshot:
+        return StoredSnapshot(key=key, backend=self.name, location=str(path), size=_file_size(path))
+
+    def _copy(self, *, source: Path, destination: Path, action: str, key: str) -> None:
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+
+        def give_up_when_locked(status: int, remaining: int, total: int) -> None:
+            if status in (_SQLITE_BUSY, _SQLITE_LOCKED) and time.monotonic() > deadline:
+                raise SnapshotError(
+                    f"Cannot {action} snapshot {key!r}: {self.describe()} stayed locked by "
+                    f"another connection for {BUSY_TIMEOUT_SECONDS:.0f} s (an open write "
+                    "transaction?). Finish or close it and run the command again."
+                )
+
+        try:
+            src = sqlite3.connect(source, timeout=BUSY_TIMEOUT_SECONDS)
+            try:
+                dst = sqlite3.connect(destination, timeout=BUSY_TIMEOUT_SECONDS)
+                try:
+                    # pages=-1: the whole copy is one step, so one transaction on the target.
+                    src.backup(dst, pages=-1, progress=give_up_when_locked, sleep=0.05)
+                finally:
+                    dst.close()
+            finally:
+                src.close()
+        except sqlite3.Error as err:
+            raise SnapshotError(
+                f"Cannot {action} snapshot {key!r} of {self.describe()}: {err}."
+            ) from err
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _remove_database_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        _remove(Path(f"{path}{suffix}"))
