@@ -1,0 +1,581 @@
+"""PostgreSQL snapshots: whole databases on the same server, restored by renaming.
+
+Save is ``CREATE DATABASE snap TEMPLATE live``; restore is two ``ALTER DATABASE … RENAME``
+in one transaction, O(1) whatever the size. Both need autocommit, a role that may create
+databases and owns the live one, and no other session on the live database.
+
+A role that may not create databases falls back to ``pg_dump -Fc`` into a file of the
+store folder and ``pg_restore`` into the live database, inside one transaction that first
+drops the objects the role owns there (objects of other roles and extension members are
+left alone; the dump's ``--clean`` still replaces those it holds).
+
+Snapshot databases are found by a comment (``COMMENT ON DATABASE``) naming the live
+database and the key, so ``stored()`` is exact even when names are hashed to fit 63 bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from branchmig.errors import DatabaseError, SnapshotError
+from branchmig.snapshots.base import (
+    KEY_PATTERN,
+    Progress,
+    SessionsBlockingError,
+    StoredSnapshot,
+    check_key,
+    mask_url,
+    private_dir,
+    reporting,
+    short_hash,
+    truncate_utf8,
+)
+
+__all__ = ["PostgreSQLBackend", "snapshot_database_name"]
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+MAX_NAME_BYTES = 63
+SNAPSHOT_INFIX = "__bm_"
+COMMENT_PREFIX = "branchmig snapshot "
+# STRATEGY FILE_COPY (PostgreSQL 15+) costs two checkpoints whatever the size but then copies
+# files; WAL_LOG writes every page through the WAL. Measured on this project's benchmark
+# machine (benchmarks/bench_snapshots.py): FILE_COPY wins from about this size on.
+FILE_COPY_ABOVE_BYTES = 64 * 1024 * 1024
+# How long the dump fallback waits for another session's locks before giving up.
+LOCK_TIMEOUT = "10s"
+TERMINATE_WAIT_SECONDS = 5.0
+
+
+def snapshot_database_name(live: str, key: str) -> str:
+    """``<live>__bm_<key>``, or a hashed short form of ``live`` when that exceeds 63 bytes."""
+    name = f"{live}{SNAPSHOT_INFIX}{check_key(key)}"
+    if len(name.encode("utf-8")) <= MAX_NAME_BYTES:
+        return name
+    # 9 + 1 + 8 + len("__bm_") + 40 (longest key) = 63.
+    return f"{truncate_utf8(live, 9)}_{short_hash(live)}{SNAPSHOT_INFIX}{key}"
+
+
+def _marker(live: str, key: str) -> str:
+    return COMMENT_PREFIX + json.dumps({"live": live, "key": key}, ensure_ascii=False)
+
+
+class PostgreSQLBackend:
+    """Snapshots of one PostgreSQL database, kept as databases on its server."""
+
+    name = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        store_dir: Path,
+        terminate_connections: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        self.masked_url = mask_url(url)
+        try:
+            parsed = make_url(url)
+        except ArgumentError as err:
+            raise SnapshotError(f"Cannot read the database URL {self.masked_url}: {err}") from err
+        if not parsed.database:
+            raise SnapshotError(
+                f"The database URL {self.masked_url} names no database: nothing to snapshot."
+            )
+        self.live: str = parsed.database
+        self.store_dir = store_dir
+        self.terminate_connections = terminate_connections
+        self.progress = progress
+        params: dict[str, str] = {}
+        for option, value in parsed.query.items():
+            params[option] = value if isinstance(value, str) else ",".join(value)
+        for option, given in (
+            ("host", parsed.host),
+            ("port", parsed.port),
+            ("user", parsed.username),
+        ):
+            if given is not None:
+                params[option] = str(given)
+        self._params = params
+        self._password = parsed.password if parsed.password is None else str(parsed.password)
+        host = params.get("host", "local socket")
+        self._where = f"{host}:{params['port']}" if "port" in params else host
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.live)[:40]
+        self._dump_prefix = f"pg-{safe}-{short_hash(f'{self._where}/{self.live}')}__"
+
+    # -- the protocol --------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"PostgreSQL database {self.live!r} on {self._where}"
+
+    def exists(self, key: str) -> bool:
+        check_key(key)
+        return any(snap.key == key for snap in self.stored())
+
+    def live_size(self) -> int:
+        with self._connect() as conn:
+            return self._database_size(conn, self.live)
+
+    def stored(self) -> list[StoredSnapshot]:
+        with self._connect() as conn:
+            found = {snap.key: snap for snap in self._dump_snapshots()}
+            found.update((snap.key, snap) for snap in self._database_snapshots(conn))
+        return sorted(found.values(), key=lambda snap: snap.key)
+
+    def save(self, key: str) -> StoredSnapshot:
+        check_key(key)
+        with self._connect() as conn:
+            self._require_live(conn, action="save", key=key)
+            if not self._may_clone(conn):
+                return self._dump(key)
+            self._clear_sessions(conn, [self.live], action="save", key=key)
+            target = snapshot_database_name(self.live, key)
+            partial = f"bm_partial_{secrets.token_hex(8)}"
+            strategy = self._strategy(conn)
+            with reporting(self.progress, "saved", lambda: self._database_size(conn, target)):
+                try:
+                    conn.execute(
+                        sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
+                            sql.Identifier(partial), sql.Identifier(self.live), strategy
+                        )
+                    )
+                except psycopg.errors.ObjectInUse as err:
+                    # A session connected between our check and the copy.
+                    self._clear_sessions(conn, [self.live], action="save", key=key)
+                    raise self._error("save", key, err) from err
+                except psycopg.Error as err:
+                    raise self._error("save", key, err) from err
+                try:
+                    self._comment(conn, partial, _marker(self.live, key))
+                    self._drop_database(conn, target, action="save", key=key)
+                    conn.execute(
+                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                            sql.Identifier(partial), sql.Identifier(target)
+                        )
+                    )
+                except BaseException:
+                    conn.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(partial))
+                    )
+                    raise
+            self._remove_dump(key)
+            return StoredSnapshot(key, self.name, target, self._database_size(conn, target))
+
+    def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
+        check_key(key)
+        if keep_current_as is not None and check_key(keep_current_as) == key:
+            raise SnapshotError(
+                f"Cannot keep the current content of {self.describe()} as snapshot {key!r}: "
+                "that is the snapshot being restored. Choose another name."
+            )
+        with self._connect() as conn:
+            snapshots = {snap.key: snap for snap in self._database_snapshots(conn)}
+            if key in snapshots:
+                self._swap(conn, snapshots[key].location, key, keep_current_as)
+                return
+        if self._dump_path(key).is_file():
+            self._restore_dump(key, keep_current_as)
+            return
+        raise SnapshotError(
+            f"There is no snapshot {key!r} of {self.describe()}. Run: branchmig snapshot list"
+        )
+
+    def drop(self, key: str) -> None:
+        check_key(key)
+        with self._connect() as conn:
+            for snap in self._database_snapshots(conn):
+                if snap.key == key:
+                    self._drop_database(conn, snap.location, action="drop", key=key)
+        self._remove_dump(key)
+
+    # -- databases as snapshots ------------------------------------------------------------
+
+    def _swap(self, conn: Connection, snapshot: str, key: str, keep_as: str | None) -> None:
+        live_exists = self._database_exists(conn, self.live)
+        self._clear_sessions(conn, [self.live, snapshot], action="restore", key=key)
+        if keep_as is not None:
+            old = snapshot_database_name(self.live, keep_as)
+            self._drop_database(conn, old, action="restore", key=key)
+            self._remove_dump(keep_as)
+        else:
+            old = f"bm_replaced_{secrets.token_hex(8)}"
+        live_comment = self._comment_of(conn, self.live) if live_exists else None
+        rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
+        try:
+            # Both renames commit together: the live name never points at nothing.
+            with conn.transaction():
+                if live_exists:
+                    conn.execute(rename.format(sql.Identifier(self.live), sql.Identifier(old)))
+                conn.execute(rename.format(sql.Identifier(snapshot), sql.Identifier(self.live)))
+                self._comment(conn, self.live, live_comment)
+                if live_exists and keep_as is not None:
+                    self._comment(conn, old, _marker(self.live, keep_as))
+        except psycopg.errors.ObjectInUse as err:
+            self._clear_sessions(conn, [self.live, snapshot], action="restore", key=key)
+            raise self._error("restore", key, err) from err
+        except psycopg.Error as err:
+            raise self._error("restore", key, err) from err
+        if live_exists and keep_as is None:
+            self._drop_database(conn, old, action="restore", key=key)
+
+    def _database_snapshots(self, conn: Connection) -> list[StoredSnapshot]:
+        rows = conn.execute(
+            """
+            SELECT d.datname, shobj_description(d.oid, 'pg_database'),
+                   CASE WHEN has_database_privilege(d.oid, 'CONNECT')
+                        THEN pg_database_size(d.oid) ELSE 0 END
+            FROM pg_database d
+            WHERE shobj_description(d.oid, 'pg_database') LIKE %s
+            """,
+            (COMMENT_PREFIX.replace("_", r"\_") + "%",),
+        ).fetchall()
+        found = []
+        for datname, comment, size in rows:
+            try:
+                facts = json.loads(comment[len(COMMENT_PREFIX) :])
+                live, key = facts["live"], facts["key"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if (
+                live == self.live
+                and isinstance(key, str)
+                and KEY_PATTERN.fullmatch(key)
+                and datname == snapshot_database_name(self.live, key)
+            ):
+                found.append(StoredSnapshot(key, self.name, datname, int(size)))
+        return found
+
+    def _may_clone(self, conn: Connection) -> bool:
+        row = conn.execute(
+            """
+            SELECT r.rolsuper OR (r.rolcreatedb AND d.datdba = r.oid)
+            FROM pg_roles r, pg_database d
+            WHERE r.rolname = current_user AND d.datname = %s
+            """,
+            (self.live,),
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _strategy(self, conn: Connection) -> sql.Composable:
+        if conn.info.server_version < 150000:
+            return sql.SQL("")
+        big = self._database_size(conn, self.live) > FILE_COPY_ABOVE_BYTES
+        return sql.SQL(" STRATEGY FILE_COPY" if big else " STRATEGY WAL_LOG")
+
+    def _clear_sessions(
+        self, conn: Connection, databases: Sequence[str], *, action: str, key: str
+    ) -> None:
+        """End or name the other sessions on ``databases``: they block TEMPLATE and RENAME."""
+        sessions = self._sessions(conn, databases)
+        if sessions and self.terminate_connections:
+            for pid, *_ in sessions:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + TERMINATE_WAIT_SECONDS
+            while sessions and time.monotonic() < deadline:
+                time.sleep(0.05)
+                sessions = self._sessions(conn, databases)
+        if sessions:
+            named = [
+                f"pid {pid} ({app or 'no application_name'}, from {addr})"
+                for pid, app, addr, _ in sessions
+            ]
+            raise SessionsBlockingError(
+                f"Cannot {action} snapshot {key!r} of {self.describe()}: "
+                f"{len(named)} other session(s) are connected: {', '.join(named)}. "
+                "Close them (stop the app server, dispose its pool) or pass "
+                "--terminate-connections.",
+                sessions=named,
+            )
+
+    @staticmethod
+    def _sessions(conn: Connection, databases: Sequence[str]) -> list[tuple[Any, ...]]:
+        return conn.execute(
+            """
+            SELECT pid, application_name, coalesce(host(client_addr), 'local socket'), datname
+            FROM pg_stat_activity
+            WHERE datname = ANY(%s) AND pid <> pg_backend_pid()
+                  AND backend_type = 'client backend'
+            ORDER BY pid
+            """,
+            (list(databases),),
+        ).fetchall()
+
+    def _drop_database(self, conn: Connection, name: str, *, action: str, key: str) -> None:
+        if not self._database_exists(conn, name):
+            return
+        self._clear_sessions(conn, [name], action=action, key=key)
+        try:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        except psycopg.Error as err:
+            raise self._error(action, key, err) from err
+
+    @staticmethod
+    def _comment(conn: Connection, name: str, text: str | None) -> None:
+        conn.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(text))
+        )
+
+    @staticmethod
+    def _comment_of(conn: Connection, name: str) -> str | None:
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    @staticmethod
+    def _database_exists(conn: Connection, name: str) -> bool:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        return found is not None
+
+    @staticmethod
+    def _database_size(conn: Connection, name: str) -> int:
+        row = conn.execute(
+            """
+            SELECT CASE WHEN has_database_privilege(oid, 'CONNECT')
+                        THEN pg_database_size(oid) ELSE 0 END
+            FROM pg_database WHERE datname = %s
+            """,
+            (name,),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _require_live(self, conn: Connection, *, action: str, key: str) -> None:
+        if not self._database_exists(conn, self.live):
+            raise SnapshotError(
+                f"Cannot {action} snapshot {key!r}: {self.describe()} does not exist. "
+                "Create it (alembic upgrade head) or run with --no-snapshot."
+            )
+
+    def _connect(self) -> Connection:
+        """An autocommit session on the maintenance database, never on the live one."""
+        candidates = [name for name in ("postgres", "template1") if name != self.live]
+        for dbname in candidates:
+            try:
+                conninfo = make_conninfo(
+                    **{"application_name": "branchmig", "connect_timeout": "10", **self._params},
+                    dbname=dbname,
+                    password=self._password,
+                )
+                return psycopg.connect(conninfo, autocommit=True)
+            except psycopg.OperationalError as err:
+                missing = f'database "{dbname}" does not exist' in str(err)
+                if missing and dbname != candidates[-1]:
+                    continue
+                reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err)
+                raise DatabaseError(
+                    f"Cannot connect to PostgreSQL at {self.masked_url}: {reason}. "
+                    "Check that the server runs and the URL is right."
+                ) from err
+        raise AssertionError("unreachable")
+
+    def _error(self, action: str, key: str, err: psycopg.Error) -> SnapshotError:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return SnapshotError(f"Cannot {action} snapshot {key!r} of {self.describe()}: {reason}.")
+
+    # -- dump files, for roles that may not create databases --------------------------------
+
+    def _dump_path(self, key: str) -> Path:
+        return self.store_dir / f"{self._dump_prefix}{check_key(key)}.dump"
+
+    def _dump_snapshots(self) -> list[StoredSnapshot]:
+        if not self.store_dir.is_dir():
+            return []
+        found = []
+        for path in self.store_dir.iterdir():
+            name = path.name
+            if name.startswith(self._dump_prefix) and name.endswith(".dump"):
+                key = name[len(self._dump_prefix) : -len(".dump")]
+                if KEY_PATTERN.fullmatch(key):
+                    found.append(StoredSnapshot(key, self.name, str(path), path.stat().st_size))
+        return found
+
+    def _remove_dump(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._dump_path(key).unlink()
+
+    def _dump(self, key: str) -> StoredSnapshot:
+        target = self._dump_path(key)
+        private_dir(self.store_dir)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        try:
+            with reporting(self.progress, "dumped", lambda: partial.stat().st_size):
+                self._run(
+                    ["pg_dump", "--format=custom", f"--file={partial}", self._conninfo()],
+                    action="save",
+                    key=key,
+                )
+            os.replace(partial, target)
+        finally:
+            if partial.exists():
+                partial.unlink()
+        return StoredSnapshot(key, self.name, str(target), target.stat().st_size)
+
+    def _restore_dump(self, key: str, keep_as: str | None) -> None:
+        dump = self._dump_path(key)
+        if keep_as is not None:
+            with self._connect() as conn:
+                for snap in self._database_snapshots(conn):
+                    if snap.key == keep_as:
+                        self._drop_database(conn, snap.location, action="restore", key=key)
+            self._dump(keep_as)
+        size = dump.stat().st_size
+        with reporting(self.progress, "restored", lambda: size):
+            # pg_restore writes SQL that psql runs after our clean-up, all in one transaction:
+            # a failure leaves the live database as it was.
+            restore = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--file=-", str(dump)]
+            apply = [
+                "psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--single-transaction",
+                f"--command={_DROP_OWNED_OBJECTS}", "--file=-", self._conninfo(),
+            ]  # fmt: skip
+            self._run_piped(restore, apply, action="restore", key=key)
+        dump.unlink()
+
+    def _conninfo(self) -> str:
+        params = {k: v for k, v in self._params.items() if k != "password"}
+        return make_conninfo(**params, dbname=self.live)
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self._password is not None:
+            env["PGPASSWORD"] = self._password  # never on the command line: ps shows it
+        env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} -c lock_timeout={LOCK_TIMEOUT}".strip()
+        env.setdefault("PGAPPNAME", "branchmig")
+        return env
+
+    def _run(self, argv: list[str], *, action: str, key: str) -> None:
+        try:
+            done = subprocess.run(
+                argv, env=self._environment(), capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError as err:
+            raise self._missing_tool(argv[0], action, key) from err
+        if done.returncode != 0:
+            raise self._tool_failed(argv[0], done.stderr, action, key)
+
+    def _run_piped(self, first: list[str], second: list[str], *, action: str, key: str) -> None:
+        env = self._environment()
+        try:
+            producer = subprocess.Popen(
+                first, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        except FileNotFoundError as err:
+            raise self._missing_tool(first[0], action, key) from err
+        assert producer.stdout is not None and producer.stderr is not None
+        try:
+            consumer = subprocess.run(
+                second, env=env, stdin=producer.stdout, capture_output=True, text=True,
+                check=False,
+            )  # fmt: skip
+        except FileNotFoundError as err:
+            producer.kill()
+            producer.wait()
+            raise self._missing_tool(second[0], action, key) from err
+        finally:
+            producer.stdout.close()
+        producer_errors = producer.stderr.read().decode(errors="replace")
+        producer.stderr.close()
+        if producer.wait() != 0:
+            raise self._tool_failed(first[0], producer_errors, action, key)
+        if consumer.returncode != 0:
+            raise self._tool_failed(second[0], consumer.stderr, action, key)
+
+    def _missing_tool(self, tool: str, action: str, key: str) -> SnapshotError:
+        return SnapshotError(
+            f"Cannot {action} snapshot {key!r} of {self.describe()}: the role may not create "
+            f"databases, so branchmig uses {tool}, which is not on PATH. Install the PostgreSQL "
+            "client tools (same major version as the server or newer), or grant CREATEDB."
+        )
+
+    def _tool_failed(self, tool: str, stderr: str, action: str, key: str) -> SnapshotError:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        reason = _first_error(lines) or f"{tool} failed"
+        return SnapshotError(f"Cannot {action} snapshot {key!r} of {self.describe()}: {reason}")
+
+
+def _first_error(lines: Iterable[str]) -> str:
+    lines = list(lines)
+    for line in lines:
+        if "error" in line.lower() or "fatal" in line.lower():
+            return line.strip()
+    return lines[-1].strip() if lines else ""
+
+
+# Runs first in the restore transaction: removes what the role owns in the live database so
+# tables created after the dump do not survive the restore. Objects are looked up again just
+# before each DROP, because a CASCADE may already have taken them.
+_DROP_OWNED_OBJECTS = r"""
+DO $branchmig$
+DECLARE
+    me oid := (SELECT oid FROM pg_roles WHERE rolname = current_user);
+    r record;
+BEGIN
+    FOR r IN
+        SELECT n.oid, n.nspname FROM pg_namespace n
+        WHERE n.nspowner = me AND n.nspname <> 'public' AND n.nspname NOT LIKE 'pg\_%'
+              AND n.nspname <> 'information_schema'
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                              AND d.objid = n.oid AND d.deptype = 'e')
+    LOOP
+        EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', r.nspname);
+    END LOOP;
+    FOR r IN
+        SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relowner = me AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+              AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                              AND d.objid = c.oid AND d.deptype = 'e')
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_class WHERE oid = r.oid) THEN
+            EXECUTE format('DROP %s IF EXISTS %s CASCADE',
+                CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                     WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+                r.oid::regclass);
+        END IF;
+    END LOOP;
+    FOR r IN
+        SELECT t.oid, t.typtype FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE t.typowner = me AND t.typtype IN ('e', 'd', 'r', 'c')
+              AND (t.typtype <> 'c'
+                   OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+              AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                              AND d.objid = t.oid AND d.deptype = 'e')
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_type WHERE oid = r.oid) THEN
+            EXECUTE format('DROP %s IF EXISTS %s CASCADE',
+                CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.oid::regtype);
+        END IF;
+    END LOOP;
+    FOR r IN
+        SELECT p.oid, p.prokind FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.proowner = me
+              AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                              AND d.objid = p.oid AND d.deptype = 'e')
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_proc WHERE oid = r.oid) THEN
+            EXECUTE format('DROP %s IF EXISTS %s CASCADE',
+                CASE r.prokind WHEN 'a' THEN 'AGGREGATE' ELSE 'ROUTINE' END, r.oid::regprocedure);
+        END IF;
+    END LOOP;
+END
+$branchmig$;
+"""
