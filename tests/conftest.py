@@ -1,0 +1,1 @@
+from db_servers import *  # noqa: F403
