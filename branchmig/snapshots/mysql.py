@@ -1,0 +1,353 @@
+"""MySQL / MariaDB snapshots: a database per snapshot on the same server, swapped in by
+one atomic multi-table ``RENAME TABLE``.
+
+Save copies every base table of the live database: ``SHOW CREATE TABLE`` replayed in the
+snapshot database (keeps indexes, foreign keys, AUTO_INCREMENT), then ``INSERT … SELECT``
+of all tables inside one consistent-snapshot transaction, with foreign key checks off.
+Restore moves the live tables out (into the ``keep_current_as`` snapshot, or a scratch
+database that is dropped) and the snapshot's tables in, in a single ``RENAME TABLE``.
+
+Out of scope: views, triggers, stored routines, events and MariaDB sequences are neither
+copied nor swapped (views and routines stay in the live database as they are; a table with
+triggers cannot be renamed across databases, so its restore fails and says so).
+
+A snapshot database holds a marker table, ``_branchmig_snapshot``, whose comment names the
+live database and the key: that is how ``stored()`` finds exactly this database's snapshots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pymysql  # type: ignore[import-untyped]
+
+from branchmig.errors import DatabaseError, SnapshotError
+from branchmig.snapshots.base import (
+    KEY_PATTERN,
+    Progress,
+    SessionsBlockingError,
+    StoredSnapshot,
+    check_key,
+    mask_url,
+    reporting,
+    short_hash,
+)
+
+__all__ = ["MySQLBackend", "snapshot_database_name"]
+
+MAX_NAME_CHARS = 64
+SNAPSHOT_INFIX = "__bm_"
+MARKER_TABLE = "_branchmig_snapshot"
+# How long a restore waits for other sessions' open transactions on the tables it renames.
+LOCK_WAIT_SECONDS = 10
+_LOCK_WAIT_TIMEOUT = 1205
+
+
+def snapshot_database_name(live: str, key: str) -> str:
+    """``<live>__bm_<key>``, or a hashed short form of ``live`` when that exceeds 64 chars."""
+    name = f"{live}{SNAPSHOT_INFIX}{check_key(key)}"
+    if len(name) <= MAX_NAME_CHARS:
+        return name
+    # 10 + 1 + 8 + len("__bm_") + 40 (longest key) = 64.
+    return f"{live[:10]}_{short_hash(live)}{SNAPSHOT_INFIX}{key}"
+
+
+def quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+class MySQLBackend:
+    """Snapshots of one MySQL/MariaDB database, kept as databases on its server."""
+
+    name = "mysql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        store_dir: Path,
+        terminate_connections: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        self.masked_url = mask_url(url)
+        try:
+            parsed = make_url(url)
+        except ArgumentError as err:
+            raise SnapshotError(f"Cannot read the database URL {self.masked_url}: {err}") from err
+        if not parsed.database:
+            raise SnapshotError(
+                f"The database URL {self.masked_url} names no database: nothing to snapshot."
+            )
+        self.live: str = parsed.database
+        self.store_dir = store_dir  # unused: everything stays on the server
+        self.terminate_connections = terminate_connections
+        self.progress = progress
+        self._connect_args: dict[str, Any] = {
+            "host": parsed.host or "localhost",
+            "port": parsed.port or 3306,
+            "user": parsed.username or "",
+            "password": "" if parsed.password is None else str(parsed.password),
+            "charset": "utf8mb4",
+        }
+        for option in ("charset", "unix_socket"):
+            value = parsed.query.get(option)
+            if isinstance(value, str):
+                self._connect_args[option] = value
+        self._where = f"{self._connect_args['host']}:{self._connect_args['port']}"
+
+    # -- the protocol --------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"MySQL database {self.live!r} on {self._where}"
+
+    def exists(self, key: str) -> bool:
+        check_key(key)
+        return any(snap.key == key for snap in self.stored())
+
+    def live_size(self) -> int:
+        with self._session() as cur:
+            return self._database_size(cur, self.live)
+
+    def stored(self) -> list[StoredSnapshot]:
+        with self._session() as cur:
+            return self._stored(cur)
+
+    def save(self, key: str) -> StoredSnapshot:
+        check_key(key)
+        target = snapshot_database_name(self.live, key)
+        with self._session() as cur:
+            if not self._database_exists(cur, self.live):
+                raise SnapshotError(
+                    f"Cannot save snapshot {key!r}: {self.describe()} does not exist. "
+                    "Create it (alembic upgrade head) or run with --no-snapshot."
+                )
+            with reporting(self.progress, "saved", lambda: self._database_size(cur, target)):
+                cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
+                try:
+                    self._create_database_like_live(cur, target, key)
+                    self._copy_tables(cur, target)
+                except BaseException:
+                    cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
+                    raise
+            return StoredSnapshot(key, self.name, target, self._database_size(cur, target))
+
+    def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
+        check_key(key)
+        if keep_current_as is not None and check_key(keep_current_as) == key:
+            raise SnapshotError(
+                f"Cannot keep the current content of {self.describe()} as snapshot {key!r}: "
+                "that is the snapshot being restored. Choose another name."
+            )
+        with self._session() as cur:
+            snapshots = {snap.key: snap for snap in self._stored(cur)}
+            if key not in snapshots:
+                raise SnapshotError(
+                    f"There is no snapshot {key!r} of {self.describe()}. "
+                    "Run: branchmig snapshot list"
+                )
+            snapshot = snapshots[key].location
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(self.live)}")
+            if keep_current_as is not None:
+                old = snapshot_database_name(self.live, keep_current_as)
+                cur.execute(f"DROP DATABASE IF EXISTS {quote(old)}")
+                self._create_database_like_live(cur, old, keep_current_as)
+            else:
+                old = f"bm_replaced_{secrets.token_hex(8)}"
+                self._create_database_like_live(cur, old, None)
+            try:
+                self._swap(cur, snapshot, old, key)
+            except BaseException:
+                if keep_current_as is None:
+                    cur.execute(f"DROP DATABASE IF EXISTS {quote(old)}")
+                raise
+            cur.execute(f"DROP DATABASE IF EXISTS {quote(snapshot)}")
+            if keep_current_as is None:
+                cur.execute(f"DROP DATABASE IF EXISTS {quote(old)}")
+
+    def drop(self, key: str) -> None:
+        check_key(key)
+        with self._session() as cur:
+            for snap in self._stored(cur):
+                if snap.key == key:
+                    cur.execute(f"DROP DATABASE IF EXISTS {quote(snap.location)}")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _swap(self, cur: Any, snapshot: str, old: str, key: str) -> None:
+        if self.terminate_connections:
+            for session_id, *_ in self._sessions(cur):
+                # It may have ended by itself meanwhile.
+                with contextlib.suppress(pymysql.err.OperationalError):
+                    cur.execute(f"KILL {int(session_id)}")
+        moves = [
+            f"{quote(self.live)}.{quote(table)} TO {quote(old)}.{quote(table)}"
+            for table in self._tables(cur, self.live)
+        ] + [
+            f"{quote(snapshot)}.{quote(table)} TO {quote(self.live)}.{quote(table)}"
+            for table in self._tables(cur, snapshot)
+            if table != MARKER_TABLE
+        ]
+        if not moves:
+            return
+        cur.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}")
+        try:
+            # One statement: every table moves, or none does.
+            cur.execute("RENAME TABLE " + ", ".join(moves))
+        except pymysql.err.OperationalError as err:
+            if err.args and err.args[0] == _LOCK_WAIT_TIMEOUT:
+                named = [
+                    f"id {sid} ({user}@{host}, {command})" for sid, user, host, command in
+                    self._sessions(cur)
+                ]  # fmt: skip
+                raise SessionsBlockingError(
+                    f"Cannot restore snapshot {key!r} of {self.describe()}: other sessions "
+                    f"hold its tables in open transactions: {', '.join(named) or 'unknown'}. "
+                    "Close them (stop the app server, dispose its pool) or pass "
+                    "--terminate-connections.",
+                    sessions=named,
+                ) from err
+            raise self._error("restore", key, err) from err
+        except pymysql.err.MySQLError as err:
+            raise self._error("restore", key, err) from err
+
+    def _create_database_like_live(self, cur: Any, name: str, key: str | None) -> None:
+        cur.execute(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+            "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            (self.live,),
+        )
+        charset, collation = cur.fetchone() or ("utf8mb4", None)
+        options = f" CHARACTER SET {charset}" + (f" COLLATE {collation}" if collation else "")
+        cur.execute(f"CREATE DATABASE {quote(name)}{options}")
+        if key is not None:
+            marker = json.dumps({"live": self.live, "key": key}, ensure_ascii=False)
+            cur.execute(
+                f"CREATE TABLE {quote(name)}.{quote(MARKER_TABLE)} (id INT PRIMARY KEY) "
+                "COMMENT = %s",
+                (marker,),
+            )
+
+    def _copy_tables(self, cur: Any, target: str) -> None:
+        tables = self._tables(cur, self.live)
+        cur.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+        # Rows whose AUTO_INCREMENT column holds 0 are copied as 0, as mysqldump does.
+        cur.execute("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
+        cur.execute(f"USE {quote(target)}")
+        for table in tables:
+            cur.execute(f"SHOW CREATE TABLE {quote(self.live)}.{quote(table)}")
+            cur.execute(cur.fetchone()[1])
+        # DDL commits implicitly: every table exists before the one transaction that fills
+        # them all from the same consistent view of the live database.
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        for table in tables:
+            columns = ", ".join(quote(column) for column in self._stored_columns(cur, table))
+            cur.execute(
+                f"INSERT INTO {quote(target)}.{quote(table)} ({columns}) "
+                f"SELECT {columns} FROM {quote(self.live)}.{quote(table)}"
+            )
+        cur.execute("COMMIT")
+
+    def _stored_columns(self, cur: Any, table: str) -> list[str]:
+        cur.execute(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND EXTRA NOT LIKE %s "
+            "ORDER BY ORDINAL_POSITION",
+            (self.live, table, "%GENERATED%"),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+    def _stored(self, cur: Any) -> list[StoredSnapshot]:
+        cur.execute(
+            "SELECT TABLE_SCHEMA, TABLE_COMMENT FROM information_schema.TABLES "
+            "WHERE TABLE_NAME = %s",
+            (MARKER_TABLE,),
+        )
+        found = []
+        for schema, comment in cur.fetchall():
+            try:
+                facts = json.loads(comment)
+                live, key = facts["live"], facts["key"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if (
+                live == self.live
+                and isinstance(key, str)
+                and KEY_PATTERN.fullmatch(key)
+                and schema == snapshot_database_name(self.live, key)
+            ):
+                found.append(StoredSnapshot(key, self.name, schema, 0))
+        return sorted(
+            (StoredSnapshot(s.key, s.backend, s.location, self._database_size(cur, s.location))
+             for s in found),
+            key=lambda snap: snap.key,
+        )  # fmt: skip
+
+    @staticmethod
+    def _tables(cur: Any, database: str) -> list[str]:
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+            (database,),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+    def _sessions(self, cur: Any) -> Sequence[tuple[Any, ...]]:
+        cur.execute(
+            "SELECT ID, USER, HOST, COMMAND FROM information_schema.PROCESSLIST "
+            "WHERE DB = %s AND ID <> CONNECTION_ID() ORDER BY ID",
+            (self.live,),
+        )
+        return list(cur.fetchall())
+
+    @staticmethod
+    def _database_exists(cur: Any, name: str) -> bool:
+        cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
+        return cur.fetchone() is not None
+
+    @staticmethod
+    def _database_size(cur: Any, name: str) -> int:
+        cur.execute(
+            "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s",
+            (name,),
+        )
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        try:
+            conn = pymysql.connect(**self._connect_args, autocommit=True, connect_timeout=10)
+        except pymysql.err.MySQLError as err:
+            raise DatabaseError(
+                f"Cannot connect to MySQL at {self.masked_url}: {_reason(err)}. "
+                "Check that the server runs and the URL is right."
+            ) from err
+        try:
+            with conn.cursor() as cur:
+                yield cur
+        except pymysql.err.MySQLError as err:
+            raise SnapshotError(f"{self.describe()}: {_reason(err)}.") from err
+        finally:
+            conn.close()
+
+    def _error(self, action: str, key: str, err: Exception) -> SnapshotError:
+        return SnapshotError(
+            f"Cannot {action} snapshot {key!r} of {self.describe()}: {_reason(err)}."
+        )
+
+
+def _reason(err: Exception) -> str:
+    if len(err.args) >= 2:
+        return f"({err.args[0]}) {err.args[1]}"
+    return str(err) or type(err).__name__

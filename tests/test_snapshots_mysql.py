@@ -1,0 +1,212 @@
+"""MySQL/MariaDB snapshots against the real server: table copies and one RENAME TABLE swap."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+from db_servers import mysql_connection
+from sqlalchemy.engine import make_url
+
+from branchmig.errors import DatabaseError, SnapshotError
+from branchmig.snapshots import SessionsBlockingError, backend_for_url
+from branchmig.snapshots.mysql import MySQLBackend, snapshot_database_name
+
+pytestmark = pytest.mark.mysql
+
+
+def run(url: str, *statements: str) -> None:
+    with mysql_connection(url, database=make_url(url).database) as conn, conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+
+
+def query(url: str, statement: str) -> list[tuple[Any, ...]]:
+    with mysql_connection(url, database=make_url(url).database) as conn, conn.cursor() as cur:
+        cur.execute(statement)
+        return list(cur.fetchall())
+
+
+def tables(url: str) -> list[str]:
+    return sorted(row[0] for row in query(url, "SHOW TABLES"))
+
+
+def columns(url: str, table: str) -> list[str]:
+    return [row[0] for row in query(url, f"SHOW COLUMNS FROM `{table}`")]
+
+
+def foreign_keys(url: str) -> list[tuple[Any, ...]]:
+    return query(
+        url,
+        "SELECT TABLE_NAME, REFERENCED_TABLE_SCHEMA = DATABASE(), REFERENCED_TABLE_NAME "
+        "FROM information_schema.KEY_COLUMN_USAGE "
+        "WHERE TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME IS NOT NULL",
+    )
+
+
+@pytest.fixture
+def db_with_users_and_posts(fresh_mysql_url: str) -> str:
+    run(
+        fresh_mysql_url,
+        "CREATE TABLE users (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50) NOT NULL, "
+        "email VARCHAR(80), name_upper VARCHAR(50) AS (UPPER(name)) VIRTUAL) ENGINE=InnoDB",
+        "CREATE TABLE posts (id INT AUTO_INCREMENT PRIMARY KEY, user_id INT NOT NULL, "
+        "title VARCHAR(80), FOREIGN KEY (user_id) REFERENCES users (id)) ENGINE=InnoDB",
+        "SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
+        "INSERT INTO users (id, name, email) VALUES (0, 'root', NULL), (1, 'ada', 'a@x.org'), "
+        "(2, 'bob', 'b@x.org')",
+        "INSERT INTO posts (user_id, title) VALUES (1, 'hello'), (2, 'world')",
+    )
+    return fresh_mysql_url
+
+
+def change_data_and_schema(url: str) -> None:
+    run(
+        url,
+        "DELETE FROM posts WHERE user_id = 2",
+        "DELETE FROM users WHERE name = 'bob'",
+        "ALTER TABLE users DROP COLUMN email",
+        "CREATE TABLE tags (id INT PRIMARY KEY)",
+        "INSERT INTO tags VALUES (7)",
+    )
+
+
+def assert_original(url: str) -> None:
+    assert tables(url) == ["posts", "users"]
+    assert columns(url, "users") == ["id", "name", "email", "name_upper"]
+    assert query(url, "SELECT id, name, email, name_upper FROM users ORDER BY id") == [
+        (0, "root", None, "ROOT"),
+        (1, "ada", "a@x.org", "ADA"),
+        (2, "bob", "b@x.org", "BOB"),
+    ]
+    assert query(url, "SELECT user_id, title FROM posts ORDER BY id") == [
+        (1, "hello"),
+        (2, "world"),
+    ]
+    assert sorted(foreign_keys(url)) == [("posts", 1, "users")]
+    with pytest.raises(pymysql.err.IntegrityError):
+        run(url, "INSERT INTO posts (user_id, title) VALUES (99, 'orphan')")
+
+
+def backend(url: str, tmp_path: Path, **options: bool) -> MySQLBackend:
+    made = backend_for_url(url, store_dir=tmp_path / "store", **options)
+    assert isinstance(made, MySQLBackend)
+    return made
+
+
+def schemas_named_like(url: str, live: str) -> list[str]:
+    return sorted(
+        row[0]
+        for row in query(url, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+        if row[0].startswith(live)
+    )
+
+
+def test_round_trip_with_foreign_keys(db_with_users_and_posts: str, tmp_path: Path) -> None:
+    url = db_with_users_and_posts
+    snaps = backend(url, tmp_path)
+    saved = snaps.save("feature1")
+    assert saved.location == f"{snaps.live}__bm_feature1" and saved.backend == "mysql"
+    change_data_and_schema(url)
+
+    snaps.restore("feature1")
+
+    assert_original(url)
+    assert not snaps.exists("feature1")
+    assert schemas_named_like(url, snaps.live) == [snaps.live]
+    run(url, "INSERT INTO users (name) VALUES ('carol')")  # AUTO_INCREMENT carried over
+    assert query(url, "SELECT id FROM users WHERE name = 'carol'") == [(3,)]
+
+
+def test_keep_current_as_keeps_the_replaced_tables(
+    db_with_users_and_posts: str, tmp_path: Path
+) -> None:
+    url = db_with_users_and_posts
+    snaps = backend(url, tmp_path)
+    snaps.save("main")
+    change_data_and_schema(url)
+
+    snaps.restore("main", keep_current_as="feature1")
+
+    assert_original(url)
+    assert [s.key for s in snaps.stored()] == ["feature1"]
+    snaps.restore("feature1")
+    assert tables(url) == ["posts", "tags", "users"]
+    assert columns(url, "users") == ["id", "name", "name_upper"]
+    assert sorted(foreign_keys(url)) == [("posts", 1, "users")]
+    assert snaps.stored() == []
+
+
+def test_stored_drop_and_exists_are_exact(
+    db_with_users_and_posts: str, mysql_server_url: str, tmp_path: Path
+) -> None:
+    snaps = backend(db_with_users_and_posts, tmp_path)
+    snaps.save("b-2")
+    snaps.save("a_1")
+    snaps.save("a_1")  # overwrite
+    assert [s.key for s in snaps.stored()] == ["a_1", "b-2"]
+    assert all(s.size > 0 for s in snaps.stored())
+    assert snaps.exists("b-2") and not snaps.exists("c")
+    snaps.drop("a_1")
+    snaps.drop("a_1")
+    assert [s.key for s in snaps.stored()] == ["b-2"]
+    assert snaps.live_size() > 0
+    assert len(snapshot_database_name("x" * 64, "k" * 40)) == 64
+
+
+def test_an_open_transaction_blocks_the_swap_until_terminate_connections(
+    db_with_users_and_posts: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import branchmig.snapshots.mysql as mysql_backend
+
+    monkeypatch.setattr(mysql_backend, "LOCK_WAIT_SECONDS", 1)
+    url = db_with_users_and_posts
+    snaps = backend(url, tmp_path)
+    snaps.save("before")
+    change_data_and_schema(url)
+    with mysql_connection(url, database=make_url(url).database) as held:
+        held.autocommit(False)
+        with held.cursor() as cur:
+            cur.execute("SELECT count(*) FROM users")  # holds a metadata lock until commit
+        with pytest.raises(SessionsBlockingError, match=f"id {held.thread_id()} "):
+            snaps.restore("before")
+        assert snaps.exists("before")
+        backend(url, tmp_path, terminate_connections=True).restore("before")
+    assert_original(url)
+
+
+def test_a_concurrent_writer_does_not_break_the_consistent_copy(
+    db_with_users_and_posts: str, tmp_path: Path
+) -> None:
+    url = db_with_users_and_posts
+    snaps = backend(url, tmp_path)
+    stop = threading.Event()
+
+    def write() -> None:
+        with mysql_connection(url, database=make_url(url).database) as conn:
+            while not stop.is_set():
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO users (name) VALUES ('w')")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        snaps.save("busy")
+    finally:
+        stop.set()
+        writer.join()
+    snaps.restore("busy")
+    assert query(url, "SELECT count(*) FROM posts") == [(2,)]
+
+
+def test_missing_snapshot_and_unreachable_server(tmp_path: Path, fresh_mysql_url: str) -> None:
+    with pytest.raises(SnapshotError, match="There is no snapshot 'x' of MySQL database"):
+        backend(fresh_mysql_url, tmp_path).restore("x")
+    unreachable = backend("mysql+pymysql://app:s3cret@127.0.0.1:1/app", tmp_path)
+    with pytest.raises(DatabaseError) as caught:
+        unreachable.save("x")
+    assert str(caught.value).startswith("Cannot connect to MySQL at mysql+pymysql://app:***@")
+    assert "s3cret" not in str(caught.value)
