@@ -338,9 +338,11 @@ def test_linked_worktree_uses_the_common_hooks(
 
     assert result.hooks_dir == repo / ".git" / "hooks"
     assert result.config == repo / ".git" / "branchmig" / "hook.conf"
+    git(worktree, "checkout", "-q", "--detach", commits.base)  # only app.py differs
+    assert fake_python.calls() == []
     git(worktree, "checkout", "-q", "feature")
     assert fake_python.calls() == [
-        f"-m branchmig.hookrun post-checkout {commits.app_changed} {commits.migration_added} 1"
+        f"-m branchmig.hookrun post-checkout {commits.base} {commits.migration_added} 1"
     ]
 
 
