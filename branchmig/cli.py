@@ -142,5 +142,168 @@ def check(ctx: click.Context, against: str | None, as_json: bool) -> None:
     ctx.exit(0 if result.ok else 1)
 
 
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _move_json(result: Any) -> dict[str, Any]:
+    p = result.plan
+    return {
+        "database": result.database, "branch": result.branch, "dry_run": result.dry_run,
+        "before": list(result.before), "after": list(result.after),
+        "common": list(p.common), "downgrade": list(p.downgrade), "upgrade": list(p.upgrade),
+        "changed": list(p.changed),
+        "destructive": [{"revision": d.revision, "operation": d.operation, "target": d.target}
+                        for d in p.destructive],
+        "snapshot_saved": result.saved, "snapshot_restored": result.restored,
+        "notes": list(result.notes),
+    }
+
+
+def _render_move(result: Any, *, what: str) -> None:
+    p = result.plan
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if result.dry_run:
+        click.echo(f"Dry run: {what} would change nothing in {result.database}."
+                   if p.is_noop and not result.restored else
+                   f"Dry run: {what} on {result.database}")
+        if result.restored:
+            click.echo(f"  restore snapshot: {result.restored}")
+        if not p.is_noop:
+            click.echo(render_plan(p, source="the database", target=what))
+        return
+    if p.is_noop and not result.restored:
+        click.echo(f"{result.database} is already at {', '.join(result.after) or 'base'}: "
+                   "nothing to do.")
+        return
+    if result.saved:
+        click.echo(f"Saved the database as snapshot '{result.saved}'.")
+    if result.restored:
+        click.echo(f"Restored snapshot '{result.restored}'.")
+    click.echo(f"Reverted {len(p.downgrade)}, applied {len(p.upgrade)}: {result.database} is "
+               f"at {', '.join(result.after) or 'base'}.")
+
+
+_snapshot_option = click.option(
+    "--snapshot/--no-snapshot", default=None,
+    help="Save a snapshot of the database first (default: [tool.branchmig] snapshots).")
+_terminate_option = click.option(
+    "--terminate-connections", is_flag=True,
+    help="PostgreSQL/MySQL: end other sessions that block a snapshot.")
+
+
+@main.command()
+@click.argument("branch")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@_snapshot_option
+@_terminate_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_context
+def switch(ctx: click.Context, branch: str, dry_run: bool, snapshot: bool | None,
+           terminate_connections: bool, as_json: bool) -> None:
+    """Check out BRANCH and bring the database along: revert what BRANCH lacks with the
+    current scripts, check out, apply BRANCH's heads. All or nothing with snapshots."""
+    from branchmig.switching import switch as run_switch
+
+    result = run_switch(_open(ctx), branch=branch, dry_run=dry_run, snapshot=snapshot,
+                        terminate_connections=terminate_connections, progress=_progress)
+    if as_json:
+        _emit_json(_move_json(result))
+    else:
+        _render_move(result, what=f"switch to '{branch}'")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@_snapshot_option
+@_terminate_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_context
+def sync(ctx: click.Context, dry_run: bool, snapshot: bool | None,
+         terminate_connections: bool, as_json: bool) -> None:
+    """Bring the database to the working tree's heads (after git reset --hard, a pull
+    without hooks, or a failed hook)."""
+    from branchmig.switching import sync as run_sync
+
+    result = run_sync(_open(ctx), dry_run=dry_run, snapshot=snapshot,
+                      terminate_connections=terminate_connections, progress=_progress)
+    if as_json:
+        _emit_json(_move_json(result))
+    else:
+        _render_move(result, what="sync to the working tree")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Code heads, database heads, pending revisions, revisions the database has that
+    this branch lacks (and the refs that have them), and this database's snapshots."""
+    from branchmig.switching import status as get_status
+
+    st = get_status(_open(ctx))
+    snaps = [{"key": s.key, "branch": s.branch, "heads": s.heads, "commit": s.commit,
+              "size": s.size, "created": s.created, "backend": s.backend,
+              "purpose": s.purpose} for s in st.snapshots]
+    if as_json:
+        _emit_json({"database": st.database, "branch": st.branch,
+                    "db_heads": list(st.db_heads), "code_heads": list(st.code_heads),
+                    "pending": list(st.pending), "unknown": list(st.unknown),
+                    "unknown_found_in": {k: list(v) for k, v in st.unknown_found_in.items()},
+                    "snapshots": snaps, "interrupted": st.interrupted})
+        return
+    click.echo(f"database:   {st.database}")
+    click.echo(f"branch:     {st.branch or '(detached)'}")
+    click.echo(f"code heads: {', '.join(st.code_heads) or '(none)'}")
+    click.echo(f"db heads:   {', '.join(st.db_heads) or '(base)'}")
+    if st.pending:
+        click.echo(f"pending:    {', '.join(st.pending)}  (run: branchmig sync)")
+    for rev in st.unknown:
+        where = ", ".join(st.unknown_found_in.get(rev, ())) or "no ref"
+        click.echo(f"unknown:    {rev} (on {where}; run: branchmig sync)")
+    for s in snaps:
+        click.echo(f"snapshot:   {s['key']} ({s['branch'] or 'detached'}, "
+                   f"{', '.join(s['heads']) or 'base'})")
+    if st.interrupted:
+        click.echo(f"interrupted: {st.interrupted}; the next branchmig command recovers it")
+    if not st.pending and not st.unknown:
+        click.echo("The database matches the working tree.")
+
+
+@main.command()
+@click.pass_context
+def install(ctx: click.Context) -> None:
+    """Install the post-checkout, post-merge and post-rewrite hooks (keeping and
+    chaining hooks already there), recording this Python for them."""
+    from branchmig.hooks import install as install_hooks
+
+    ws = _open(ctx)
+    result = install_hooks(repo_root=ws.repo.top, python=sys.executable,
+                           watch=ws.project.watch_paths())
+    for path in result.installed:
+        click.echo(f"installed {path}")
+    for path in result.chained:
+        click.echo(f"kept your {path.name} hook; it runs first")
+    click.echo(f"watching {', '.join(result.watch)} (Python: {result.python})")
+
+
+@main.command()
+@click.pass_context
+def uninstall(ctx: click.Context) -> None:
+    """Remove branchmig's hooks and put back the hooks they chained."""
+    from branchmig.hooks import uninstall as uninstall_hooks
+    from branchmig.gitrepo import GitRepo
+
+    repo = GitRepo.discover(Path.cwd())
+    result = uninstall_hooks(repo_root=repo.top)
+    for path in result.removed:
+        click.echo(f"removed {path}")
+    for path in result.restored:
+        click.echo(f"restored {path}")
+    if not result.removed:
+        click.echo("no branchmig hooks were installed")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(sys.argv[1:])

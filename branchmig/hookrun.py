@@ -1,0 +1,92 @@
+"""What the git hooks run once their shell part has seen that migrations changed:
+``python -m branchmig.hookrun post-checkout PREV NEW FLAG`` (and post-merge,
+post-rewrite). It never makes git fail: it explains and points at the command that
+finishes the job."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from branchmig.errors import BranchmigError
+from branchmig.gitrepo import NULL_SHA
+from branchmig.workspace import Workspace
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
+    """Bring the database along after ``hook``; always 0."""
+    from branchmig.switching import sync
+
+    ws: Workspace | None = None
+    try:
+        ws = Workspace.open(cwd or Path.cwd())
+        previous: str | None = None
+        previous_branch: str | None = None
+        if hook == "post-checkout":
+            previous = args[0] if args and args[0] != NULL_SHA else None
+            previous_branch = ws.repo.git("rev-parse", "--abbrev-ref", "@{-1}",
+                                          check=False).strip() or None
+        elif hook in ("post-merge", "post-rewrite"):
+            if hook == "post-rewrite" and (not args or args[0] != "rebase"):
+                return 0
+            previous = ws.repo.git("rev-parse", "--verify", "--quiet", "ORIG_HEAD",
+                                   check=False).strip() or None
+        else:
+            _say(f"branchmig: unknown hook '{hook}'")
+            return 0
+        result = sync(ws, previous=previous, previous_branch=previous_branch, progress=_say)
+        plan = result.plan
+        for note in result.notes:
+            _say(f"branchmig: {note}")
+        if result.restored:
+            _say(f"branchmig: restored the snapshot of '{result.branch}'")
+        if not plan.is_noop:
+            _say(f"branchmig: {result.database}: reverted {len(plan.downgrade)}, applied "
+                 f"{len(plan.upgrade)}; now at {', '.join(result.after) or 'base'}")
+        if hook == "post-merge":
+            _after_merge(ws)
+    except BranchmigError as err:
+        _say(f"branchmig: {err}")
+        _say("branchmig: the checkout itself is done; see: branchmig status")
+    except Exception as err:  # noqa: BLE001 - a hook must never make git fail
+        _say(f"branchmig: internal error in the {hook} hook: {type(err).__name__}: {err}")
+        _say("branchmig: the checkout itself is done; run: branchmig sync")
+    finally:
+        if ws is not None:
+            ws.close()
+    return 0
+
+
+def _after_merge(ws: Workspace) -> None:
+    """After a merge that leaves several heads: say so, or close it per on_merge."""
+    from branchmig.analysis import heads
+
+    result = heads(ws)
+    expected = ws.project.settings.expected_heads
+    if len(result.heads) <= expected:
+        return
+    mode = ws.project.settings.on_merge
+    if mode == "warn":
+        _say(f"branchmig: the merge left {len(result.heads)} migration heads "
+             f"({', '.join(result.heads)}); run: branchmig merge-heads "
+             "(or branchmig merge-heads --rebase)")
+        return
+    from branchmig.merge import merge_heads
+
+    outcome = merge_heads(ws, rebase=mode == "rebase", progress=_say)
+    _say(f"branchmig: {outcome.summary}")
+
+
+def main() -> None:
+    if len(sys.argv) < 2:
+        _say("usage: python -m branchmig.hookrun HOOK [ARGS...]")
+        sys.exit(0)
+    sys.exit(run(sys.argv[1], sys.argv[2:]))
+
+
+if __name__ == "__main__":
+    main()

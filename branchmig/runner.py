@@ -1,0 +1,259 @@
+"""Carry out a plan through Alembic's own machinery and the project's own env.py.
+
+Each phase builds a ``RevisionMap`` that holds real ``Script`` objects only for the
+revisions it runs and header-only ``Revision`` placeholders for the rest of the graph:
+Alembic imports nothing else, which is what makes a switch on a long history fast. The
+scripts are compiled from their text here (never from ``__pycache__``), so an edited or
+materialised script cannot be shadowed by stale bytecode of the same size and second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from branchmig.errors import ConfigError, DatabaseError
+from branchmig.graph import Graph
+from branchmig.project import Project
+
+Direction = Literal["upgrade", "downgrade"]
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    url: str  # as env.py connects, password included: never print it, mask it
+    heads: tuple[str, ...]
+
+
+class StepFailed(DatabaseError):
+    """A migration raised; ``completed`` is what ran before it."""
+
+    def __init__(self, message: str, *, revision: str, direction: Direction,
+                 completed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.revision = revision
+        self.direction = direction
+        self.completed = completed
+
+
+@dataclass
+class AlembicEnv:
+    """The project's Alembic configuration, inside the Flask app context when the
+    project is a Flask-Migrate one."""
+
+    project: Project
+    config: Any  # alembic.config.Config
+    flask_app: Any = None
+
+    def dispose_engines(self) -> None:
+        """Close pooled connections (Flask-SQLAlchemy keeps some), so a snapshot can
+        rename or copy the database."""
+        if self.flask_app is None:
+            return
+        migrate = self.flask_app.extensions.get("migrate")
+        db = getattr(migrate, "db", None)
+        if db is not None:
+            with contextlib.suppress(Exception):
+                for engine in getattr(db, "engines", {}).values():
+                    engine.dispose()
+
+
+@contextlib.contextmanager
+def alembic_env(project: Project) -> Iterator[AlembicEnv]:
+    """Open the project as ``alembic`` or ``flask db`` would."""
+    sys.dont_write_bytecode = True
+    cwd = os.getcwd()
+    os.chdir(project.repo_root)  # env.py and relative sqlite URLs expect the project root
+    added = str(project.repo_root)
+    sys.path.insert(0, added)
+    try:
+        if project.kind == "flask":
+            with _flask_env(project) as env:
+                yield env
+        else:
+            from alembic.config import Config
+
+            cfg = Config(str(project.config_path), ini_section=project.settings.ini_section)
+            yield AlembicEnv(project, cfg)
+    finally:
+        os.chdir(cwd)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(added)
+
+
+@contextlib.contextmanager
+def _flask_env(project: Project) -> Iterator[AlembicEnv]:
+    try:
+        from flask.cli import ScriptInfo, load_dotenv
+    except ImportError as err:
+        raise ConfigError("This is a Flask-Migrate project but Flask is not installed "
+                          "in this environment (pip install 'branchmig[flask]')") from err
+    load_dotenv(str(project.repo_root / ".flaskenv"))
+    load_dotenv(str(project.repo_root / ".env"))
+    app_path = project.settings.flask_app or os.environ.get("FLASK_APP")
+    try:
+        app = ScriptInfo(app_import_path=app_path).load_app()
+    except Exception as err:  # noqa: BLE001 - flask raises NoAppException and import errors
+        hint = "" if app_path else (
+            "; set FLASK_APP, add it to .flaskenv, or set flask_app in [tool.branchmig]")
+        raise ConfigError(f"Cannot load the Flask app{f' {app_path!r}' if app_path else ''}: "
+                          f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                          f"{hint}") from err
+    migrate = app.extensions.get("migrate")
+    if migrate is None:
+        raise ConfigError("The Flask app has no Flask-Migrate extension (Migrate(app, db))")
+    with app.app_context():
+        cfg = migrate.migrate.get_config(str(project.flask_directory))
+        env = AlembicEnv(project, cfg, app)
+        try:
+            yield env
+        finally:
+            env.dispose_engines()
+
+
+def _run_env(env: AlembicEnv, script: Any, fn: Callable[[Any, Any], Any], **kw: Any) -> None:
+    from alembic.runtime.environment import EnvironmentContext
+
+    with EnvironmentContext(env.config, script, fn=fn, as_sql=False, **kw):
+        script.run_env()
+
+
+def _script_directory(env: AlembicEnv) -> Any:
+    from alembic.script import ScriptDirectory
+
+    try:
+        return ScriptDirectory.from_config(env.config)
+    except Exception as err:  # noqa: BLE001 - alembic.util.CommandError and OSError
+        raise ConfigError(f"Alembic cannot open the scripts: {err}") from err
+
+
+def read_database(env: AlembicEnv) -> DatabaseState:
+    """The revisions in ``alembic_version``, read through env.py as ``alembic current``
+    does (without creating the table), and the URL env.py connects to."""
+    script = _script_directory(env)
+    seen: dict[str, Any] = {}
+
+    def fn(rev: Any, context: Any) -> list[Any]:
+        seen["heads"] = tuple(context.get_current_heads())
+        conn = context.connection
+        seen["url"] = conn.engine.url.render_as_string(hide_password=False)
+        seen["engine"] = conn.engine
+        return []
+
+    try:
+        _run_env(env, script, fn, dont_mutate=True)
+    except Exception as err:  # noqa: BLE001 - env.py may raise anything on connect
+        raise DatabaseError(f"Cannot read the database's revisions through env.py: "
+                            f"{_first_line(err)}") from err
+    finally:
+        engine = seen.get("engine")
+        if engine is not None:
+            engine.dispose()
+        env.dispose_engines()
+    if "heads" not in seen:
+        raise DatabaseError("env.py did not run the migration context (is it offline-only?)")
+    return DatabaseState(url=seen["url"], heads=seen["heads"])
+
+
+def load_script_module(path: Path, text: bytes, rev_id: str) -> types.ModuleType:
+    """The module of one script, compiled from ``text``: bytecode is never trusted."""
+    module = types.ModuleType(f"branchmig_rev_{abs(hash((rev_id, text))):x}")
+    module.__file__ = str(path)
+    try:
+        code = compile(text, str(path), "exec", dont_inherit=True)
+        exec(code, module.__dict__)  # noqa: S102 - this is how Alembic loads a script too
+    except Exception as err:  # noqa: BLE001 - a broken script is the user's to fix
+        raise DatabaseError(f"Cannot load {path} (revision '{rev_id}'): "
+                            f"{_first_line(err)}") from err
+    return module
+
+
+def run_phase(
+    env: AlembicEnv,
+    *,
+    direction: Direction,
+    revisions: Sequence[str],
+    graph: Graph,
+    scope: set[str] | frozenset[str],
+    texts: Mapping[str, tuple[Path, bytes]],
+    on_step: Callable[[Direction, str], None] | None = None,
+) -> None:
+    """Run ``revisions`` (in that order) in ``direction`` through env.py.
+
+    ``graph`` restricted to ``scope`` is the map Alembic sees; ``texts`` holds the path
+    and the text of each script to run.
+    """
+    if not revisions:
+        return
+    from alembic.runtime.migration import MigrationStep
+    from alembic.script.base import Script
+    from alembic.script.revision import Revision as AlembicRevision
+    from alembic.script.revision import RevisionMap
+
+    scripts: dict[str, Any] = {}
+    for rev_id in revisions:
+        path, text = texts[rev_id]
+        module = load_script_module(path, text, rev_id)
+        scripts[rev_id] = Script(module, rev_id, str(path))
+
+    def generate() -> Iterator[Any]:
+        for rev_id in scope:
+            if rev_id in scripts:
+                yield scripts[rev_id]
+                continue
+            rev = graph.revisions[rev_id]
+            yield AlembicRevision(rev.id, rev.down or None, branch_labels=rev.labels or None,
+                                  dependencies=rev.depends_on or None)
+
+    script_dir = _script_directory(env)
+    script_dir.revision_map = RevisionMap(generate)
+    try:
+        script_dir.revision_map.heads  # noqa: B018 - builds the map: resolves dependencies
+    except Exception as err:  # noqa: BLE001 - alembic's RevisionError family
+        raise DatabaseError(f"Alembic rejects the revision graph: {_first_line(err)}") from err
+    completed: list[str] = []
+    current: dict[str, str] = {}
+
+    def steps(rev: Any, context: Any) -> Iterator[Any]:
+        make = (MigrationStep.upgrade_from_script if direction == "upgrade"
+                else MigrationStep.downgrade_from_script)
+        for rev_id in revisions:
+            if current:
+                completed.append(current["rev"])
+                if on_step:
+                    on_step(direction, current["rev"])
+            current["rev"] = rev_id
+            yield make(script_dir.revision_map, scripts[rev_id])
+
+    engines: list[Any] = []
+
+    def fn(rev: Any, context: Any) -> Iterator[Any]:
+        engines.append(context.connection.engine)
+        return steps(rev, context)
+
+    try:
+        _run_env(env, script_dir, fn)
+    except Exception as err:  # noqa: BLE001 - the migration's own error is the message
+        failed = current.get("rev", revisions[0])
+        raise StepFailed(
+            f"{direction.capitalize()} of '{failed}' failed: {_first_line(err)}",
+            revision=failed, direction=direction, completed=tuple(completed),
+        ) from err
+    finally:
+        for engine in engines:
+            engine.dispose()
+        env.dispose_engines()
+    if current and on_step:
+        on_step(direction, current["rev"])
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__

@@ -1,0 +1,169 @@
+"""What branchmig keeps under the git common dir (``.git/branchmig/``): a lock, the
+journal of a switch in progress, copies of every script it saw applied, what each
+database has applied (by script text), and the snapshot index. Private to the owner."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from branchmig.errors import LockedError
+from branchmig.graph import Revision
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return default
+
+
+def database_key(url_without_password: str) -> str:
+    return hashlib.sha1(url_without_password.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Journal:
+    """A switch in progress: what to put back if it dies half-way."""
+
+    operation: str  # "switch" | "sync"
+    pid: int
+    started: float
+    database: str  # database key
+    from_commit: str | None
+    from_branch: str | None
+    to: str
+    safety_snapshot: str | None
+    checked_out: bool = False
+    phase: str = "start"
+
+
+@dataclass
+class SnapshotRecord:
+    key: str
+    branch: str | None
+    commit: str | None
+    heads: list[str]
+    applied: dict[str, str]  # revision id -> blob id of the script that applied it
+    database: str  # database key
+    backend: str
+    size: int
+    created: float = field(default_factory=time.time)
+    purpose: str = "branch"  # "branch" | "safety" | "manual" | "replaced"
+
+
+class State:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- lock -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One branchmig at a time per repository (two checkouts never migrate one
+        database at once)."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.root / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                raise LockedError(
+                    f"Another branchmig (pid {holder}) is migrating this repository's "
+                    "database; wait for it, then run: branchmig status") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- journal ------------------------------------------------------------------------
+
+    @property
+    def journal_path(self) -> Path:
+        return self.root / "journal.json"
+
+    def write_journal(self, journal: Journal) -> None:
+        _write_json(self.journal_path, asdict(journal))
+
+    def read_journal(self) -> Journal | None:
+        data = _read_json(self.journal_path, None)
+        return Journal(**data) if data else None
+
+    def clear_journal(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()
+
+    # -- scripts seen applied -------------------------------------------------------------
+
+    def keep_script(self, blob: str, text: bytes) -> None:
+        path = self.root / "scripts" / f"{blob}.py"
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{blob}.{os.getpid()}")
+        tmp.write_bytes(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+    def kept_script(self, blob: str) -> bytes | None:
+        try:
+            return (self.root / "scripts" / f"{blob}.py").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def applied(self, database: str) -> dict[str, Revision]:
+        """The headers of the revisions this database was last seen to have."""
+        data = _read_json(self.root / "applied" / f"{database}.json", {})
+        return {k: Revision(id=k, down=tuple(v["down"]), labels=tuple(v["labels"]),
+                            depends_on=tuple(v["depends"]), path=v["path"], blob=v["blob"])
+                for k, v in data.get("revisions", {}).items()}
+
+    def record_applied(self, database: str, revisions: Mapping[str, Revision]) -> None:
+        _write_json(self.root / "applied" / f"{database}.json", {"revisions": {
+            r.id: {"down": list(r.down), "labels": list(r.labels), "depends": list(r.depends_on),
+                   "path": r.path, "blob": r.blob} for r in revisions.values()}})
+
+    # -- snapshot index -------------------------------------------------------------------
+
+    @property
+    def snapshot_dir(self) -> Path:
+        path = self.root / "snapshots"
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    def snapshots(self) -> list[SnapshotRecord]:
+        data = _read_json(self.root / "snapshots.json", [])
+        return [SnapshotRecord(**d) for d in data]
+
+    def save_snapshots(self, records: list[SnapshotRecord]) -> None:
+        _write_json(self.root / "snapshots.json", [asdict(r) for r in records])
+
+    def add_snapshot(self, record: SnapshotRecord) -> None:
+        records = [r for r in self.snapshots() if r.key != record.key]
+        records.append(record)
+        self.save_snapshots(records)
+
+    def remove_snapshot(self, key: str) -> None:
+        self.save_snapshots([r for r in self.snapshots() if r.key != key])

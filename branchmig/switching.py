@@ -1,0 +1,510 @@
+"""Bring the database along with the checkout: ``sync`` (what the hooks run),
+``switch`` (checkout included) and ``status``.
+
+The database is the source of truth for what is applied. The scripts that applied it are
+found, in order, in branchmig's record of what it last saw applied, the previous HEAD,
+the working tree, then every branch, tag and HEAD reflog entry; their texts come from the
+copies branchmig keeps, else from git's objects. The revert phase runs those old texts;
+the upgrade phase runs the working tree's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from branchmig.analysis import with_destructive
+from branchmig.errors import BranchmigError, DatabaseError, GitError, PlanError, SnapshotError
+from branchmig.graph import Graph, Revision, merge_graphs
+from branchmig.plan import Plan, make_plan
+from branchmig.snapshots import backend_for_url, mask_url
+from branchmig.state import Journal, SnapshotRecord, State, database_key
+from branchmig.workspace import WORKTREE, Workspace
+
+if TYPE_CHECKING:
+    from branchmig.runner import AlembicEnv, DatabaseState
+    from branchmig.snapshots import SnapshotBackend
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    """What a sync or a switch did (or, with ``dry_run``, would do)."""
+
+    database: str  # masked URL
+    branch: str | None
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    plan: Plan
+    dry_run: bool = False
+    saved: str | None = None  # snapshot key saved for the branch left
+    restored: str | None = None  # snapshot key restored for the branch entered
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class _Context:
+    ws: Workspace
+    state: State
+    env: AlembicEnv
+    db: DatabaseState
+    dbkey: str
+    progress: Progress
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def masked(self) -> str:
+        return mask_url(self.db.url)
+
+
+# -- finding the scripts the database has ------------------------------------------------
+
+
+def applied_source(
+    ws: Workspace, state: State, heads: tuple[str, ...], dbkey: str, *,
+    previous: str | None, target: Graph,
+) -> Graph:
+    """A graph holding every revision the database has applied, as it was applied."""
+    layers = [Graph.build(state.applied(dbkey).values())]
+    if previous:
+        layers.append(Graph.build(ws.scripts_at_commit(previous).revisions))
+    layers.append(target)
+    graph = merge_graphs(*layers)
+    if _complete(graph, heads):
+        return graph
+    seen = {previous}
+    for _name, commit in ws.repo.all_ref_commits():
+        if commit in seen:
+            continue
+        seen.add(commit)
+        try:
+            graph = merge_graphs(graph, Graph.build(ws.scripts_at_commit(commit).revisions))
+        except BranchmigError:
+            continue  # a broken old ref must not stop the search
+        if _complete(graph, heads):
+            return graph
+    missing = [h for h in heads if h not in graph] or [
+        r for r in _missing_ancestors(graph, heads)]
+    raise PlanError(
+        f"Revision {', '.join(repr(m) for m in missing)} is applied to the database but its "
+        "script is on no branch, tag or reflog entry, and branchmig kept no copy. Restore "
+        "the script into the versions folder, then run: branchmig sync")
+
+
+def _complete(graph: Graph, heads: tuple[str, ...]) -> bool:
+    return not _missing_ancestors(graph, heads)
+
+
+def _missing_ancestors(graph: Graph, heads: tuple[str, ...]) -> list[str]:
+    missing, seen, stack = [], set(), list(heads)
+    while stack:
+        rev_id = stack.pop()
+        if rev_id in seen:
+            continue
+        seen.add(rev_id)
+        if rev_id not in graph:
+            missing.append(rev_id)
+            continue
+        stack.extend(graph.parents_of(rev_id))
+    return missing
+
+
+def _script_text(ws: Workspace, state: State, rev: Revision) -> bytes:
+    text = state.kept_script(rev.blob)
+    if text is not None:
+        return text
+    try:
+        for _, data in ws.repo.read_blobs([rev.blob]):
+            return data
+    except GitError:
+        pass
+    path = ws.repo.top / rev.path
+    if path.is_file():
+        from branchmig.gitrepo import blob_id
+
+        data = path.read_bytes()
+        if blob_id(data) == rev.blob:
+            return data
+    raise PlanError(f"The script of revision '{rev.id}' ({rev.path}, blob {rev.blob[:12]}) "
+                    "is not in git and branchmig kept no copy of it")
+
+
+# -- the pieces of a move ------------------------------------------------------------------
+
+
+@contextmanager
+def _opened(ws: Workspace, progress: Progress) -> Iterator[_Context]:
+    from branchmig.runner import alembic_env, read_database
+
+    state = State(ws.state_dir)
+    with state.lock(), alembic_env(ws.project) as env:
+        _recover(ws, state, env, progress)
+        db = read_database(env)
+        yield _Context(ws, state, env, db, database_key(mask_url(db.url)), progress)
+
+
+def _backend(ctx: _Context, terminate: bool) -> SnapshotBackend:
+    return backend_for_url(ctx.db.url, store_dir=ctx.state.snapshot_dir,
+                           terminate_connections=terminate, progress=ctx.progress)
+
+
+def _slug(branch: str | None) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", (branch or "detached").lower()).strip("-")[:22] or "x"
+
+
+def _branch_key(dbkey: str, branch: str | None) -> str:
+    return f"b-{_slug(branch)}-{dbkey[:6]}"
+
+
+def _materialise(ctx: _Context, revisions: tuple[str, ...], graph: Graph,
+                 folder: Path) -> dict[str, tuple[Path, bytes]]:
+    texts = {}
+    for rev_id in revisions:
+        rev = graph.revisions[rev_id]
+        text = _script_text(ctx.ws, ctx.state, rev)
+        path = folder / f"{rev_id}_{Path(rev.path).name}"
+        path.write_bytes(text)
+        texts[rev_id] = (path, text)
+    return texts
+
+
+def _worktree_texts(ctx: _Context, revisions: tuple[str, ...],
+                    graph: Graph) -> dict[str, tuple[Path, bytes]]:
+    texts = {}
+    for rev_id in revisions:
+        rev = graph.revisions[rev_id]
+        path = ctx.ws.repo.top / rev.path
+        texts[rev_id] = (path, path.read_bytes())
+    return texts
+
+
+def _record(ctx: _Context, graph: Graph, heads: tuple[str, ...]) -> None:
+    """Remember which scripts the database now has, and keep a copy of each."""
+    applied = {r: graph.revisions[r] for r in graph.ancestors(heads, strict=False)
+               if r in graph}
+    known = ctx.state.applied(ctx.dbkey)
+    for rev in applied.values():
+        if known.get(rev.id, None) != rev and ctx.state.kept_script(rev.blob) is None:
+            try:
+                ctx.state.keep_script(rev.blob, _script_text(ctx.ws, ctx.state, rev))
+            except PlanError:
+                pass
+    ctx.state.record_applied(ctx.dbkey, applied)
+
+
+def _run(ctx: _Context, plan: Plan, source: Graph, target: Graph, *,
+         between: Callable[[], Graph] | None = None) -> tuple[str, ...]:
+    """Revert with the old scripts, call ``between`` (the checkout), apply the new."""
+    from branchmig.runner import run_phase
+
+    def on_step(direction: str, rev: str) -> None:
+        ctx.progress(f"  {'reverted' if direction == 'downgrade' else 'applied '} {rev}")
+
+    with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp:
+        texts = _materialise(ctx, plan.downgrade, source, Path(tmp))
+        run_phase(ctx.env, direction="downgrade", revisions=plan.downgrade, graph=source,
+                  scope=source.ancestors(ctx.db.heads), texts=texts, on_step=on_step)
+    if between is not None:
+        target = between()
+    kept = set(source.ancestors(ctx.db.heads)) - set(plan.downgrade)
+    texts = _worktree_texts(ctx, plan.upgrade, target)
+    scope = set(target.ancestors(target.heads)) | kept
+    run_phase(ctx.env, direction="upgrade", revisions=plan.upgrade, graph=target,
+              scope=scope, texts=texts, on_step=on_step)
+    return target.heads
+
+
+def _heads_now(ctx: _Context) -> tuple[str, ...]:
+    from branchmig.runner import read_database
+
+    try:
+        return read_database(ctx.env).heads
+    except DatabaseError:
+        return ()
+
+
+def _recover(ws: Workspace, state: State, env: AlembicEnv, progress: Progress) -> None:
+    """Finish the recovery of a switch that was killed half-way: the database goes back
+    to its snapshot from before it, and a checkout branchmig made is undone."""
+    journal = state.read_journal()
+    if journal is None:
+        return
+    progress(f"branchmig: a {journal.operation} to '{journal.to}' was interrupted "
+             f"(pid {journal.pid}); putting the database back as it was before it")
+    from branchmig.runner import read_database
+
+    if journal.safety_snapshot:
+        db = read_database(env)
+        backend = backend_for_url(db.url, store_dir=state.snapshot_dir, progress=progress)
+        if backend.exists(journal.safety_snapshot):
+            env.dispose_engines()
+            backend.restore(journal.safety_snapshot)
+            state.remove_snapshot(journal.safety_snapshot)
+            progress(f"branchmig: restored snapshot '{journal.safety_snapshot}'")
+    if journal.checked_out and journal.from_commit:
+        ws.repo.checkout(journal.from_branch or journal.from_commit,
+                         env={"BRANCHMIG_SKIP_HOOK": "1"})
+        progress(f"branchmig: checked out '{journal.from_branch or journal.from_commit}' again")
+    state.clear_journal()
+
+
+# -- sync and switch ----------------------------------------------------------------------
+
+
+def sync(
+    ws: Workspace, *, previous: str | None = None, dry_run: bool = False,
+    snapshot: bool | None = None, terminate_connections: bool = False,
+    progress: Progress = _quiet, previous_branch: str | None = None,
+) -> MoveResult:
+    """Bring the database to the working tree's heads. ``previous`` is the commit the
+    database followed (the hook's PREV); its scripts revert what the tree lacks."""
+    with _opened(ws, progress) as ctx:
+        _, target = ws.graph_at(WORKTREE)
+        return _move(ctx, target=target, previous=previous, dry_run=dry_run,
+                     snapshot=snapshot, terminate=terminate_connections, checkout=None,
+                     leaving=previous_branch, entering=ws.repo.current_branch())
+
+
+def switch(
+    ws: Workspace, *, branch: str, dry_run: bool = False, snapshot: bool | None = None,
+    terminate_connections: bool = False, progress: Progress = _quiet,
+) -> MoveResult:
+    """Revert to the common revisions with this branch's scripts, ``git checkout
+    BRANCH``, apply its heads. All or nothing when snapshots are on."""
+    repo = ws.repo
+    commit = repo.resolve(branch)
+    head = repo.head_commit()
+    _check_clean(ws, head, commit, branch)
+    with _opened(ws, progress) as ctx:
+        target = Graph.build(ws.scripts_at_commit(commit, ref=branch).revisions)
+        return _move(ctx, target=target, previous=head, dry_run=dry_run, snapshot=snapshot,
+                     terminate=terminate_connections, checkout=branch,
+                     leaving=repo.current_branch(), entering=branch if repo.is_branch(branch)
+                     else None)
+
+
+def _check_clean(ws: Workspace, head: str | None, commit: str, branch: str) -> None:
+    dirty = ws.repo.dirty_paths()
+    if not dirty:
+        return
+    watched = ws.project.watch_paths()
+    in_migrations = [p for p in dirty
+                     if any(p == w or p.startswith(w.rstrip("/") + "/") for w in watched)]
+    if in_migrations:
+        raise GitError(
+            f"Uncommitted changes in the migrations ({', '.join(in_migrations[:3])}"
+            f"{', …' if len(in_migrations) > 3 else ''}); commit or stash them, then run: "
+            f"branchmig switch {branch}")
+    changed = set(ws.repo.git("diff", "--name-only", "-z", head or commit, commit)
+                  .split("\0")) if head else set()
+    blocking = sorted(p for p in dirty if p in changed)
+    if blocking:
+        raise GitError(
+            f"Uncommitted changes to {', '.join(blocking[:3])} would be overwritten by the "
+            f"checkout of '{branch}'; commit or stash them first")
+
+
+def _move(
+    ctx: _Context, *, target: Graph, previous: str | None, dry_run: bool,
+    snapshot: bool | None, terminate: bool, checkout: str | None,
+    leaving: str | None, entering: str | None,
+) -> MoveResult:
+    ws, state = ctx.ws, ctx.state
+    mode = ws.project.settings.snapshots
+    use_snapshots = snapshot if snapshot is not None else mode != "never"
+    before = ctx.db.heads
+    source = applied_source(ws, state, before, ctx.dbkey, previous=previous, target=target)
+    plan = with_destructive(ws, make_plan(applied_heads=before, source=source, target=target),
+                            source)
+    restore = (_restorable(ctx, entering, target)
+               if use_snapshots and entering and leaving != entering else None)
+    leaving_graph = source
+    if restore is not None:
+        plan = make_plan(applied_heads=tuple(restore.heads), source=target, target=target)
+    result = MoveResult(database=ctx.masked, branch=entering, before=before, after=before,
+                        plan=plan, dry_run=dry_run,
+                        restored=restore.key if restore is not None else None,
+                        notes=tuple(ctx.notes))
+    if dry_run:
+        return result
+    if plan.is_noop and restore is None:
+        if checkout:
+            ws.repo.checkout(checkout, env={"BRANCHMIG_SKIP_HOOK": "1"})
+        _record(ctx, target, before)
+        return result
+
+    backend = _backend(ctx, terminate) if use_snapshots else None
+    keep_branch = bool(plan.destructive) or mode == "always" or snapshot is True or (
+        restore is not None)
+    saved_key = _branch_key(ctx.dbkey, leaving) if keep_branch else f"safety-{ctx.dbkey[:8]}"
+    journal = Journal(operation="switch" if checkout else "sync", pid=os.getpid(),
+                      started=time.time(), database=ctx.dbkey, from_commit=previous,
+                      from_branch=leaving, to=checkout or entering or "the working tree",
+                      safety_snapshot=saved_key if backend else None)
+    state.write_journal(journal)
+    saved: str | None = None
+    try:
+        if backend is not None:
+            ctx.env.dispose_engines()
+            if restore is not None:
+                ctx.progress(f"branchmig: restoring the snapshot of '{entering}', keeping "
+                             f"the database of '{leaving or 'HEAD'}' as '{saved_key}'")
+                backend.restore(restore.key, keep_current_as=saved_key)
+                state.remove_snapshot(restore.key)
+                ctx.db = replace(ctx.db, heads=tuple(restore.heads))
+                source = target
+            else:
+                ctx.progress(f"branchmig: saving the database of '{leaving or 'HEAD'}' as "
+                             f"snapshot '{saved_key}'")
+                backend.save(saved_key)
+            saved = saved_key
+            state.add_snapshot(SnapshotRecord(
+                key=saved_key, branch=leaving, commit=previous, heads=list(before),
+                applied={r: leaving_graph.revisions[r].blob
+                         for r in leaving_graph.ancestors(before, strict=False)},
+                database=ctx.dbkey, backend=backend.name, size=_size(backend, saved_key),
+                purpose="branch" if keep_branch else "safety"))
+        between = None
+        if checkout is not None:
+            def between() -> Graph:
+                ws.repo.checkout(checkout, env={"BRANCHMIG_SKIP_HOOK": "1"})
+                journal.checked_out = True
+                state.write_journal(journal)
+                return ws.graph_at(WORKTREE)[1]
+        after = _run(ctx, plan, source, target, between=between)
+    except BaseException as err:
+        _roll_back(ctx, backend, saved, restore.key if restore else None, journal,
+                   checkout, err)
+        raise
+    _record(ctx, ws.graph_at(WORKTREE)[1], after)
+    if saved and not keep_branch and backend is not None:
+        backend.drop(saved)
+        state.remove_snapshot(saved)
+        saved = None
+    state.clear_journal()
+    return replace(result, after=after, saved=saved, notes=tuple(ctx.notes))
+
+
+def _size(backend: SnapshotBackend, key: str) -> int:
+    for stored in backend.stored():
+        if stored.key == key:
+            return stored.size
+    return 0
+
+
+def _restorable(ctx: _Context, branch: str | None, target: Graph) -> SnapshotRecord | None:
+    """The entering branch's snapshot, when every revision it holds is still in the
+    branch's graph with the same script."""
+    if branch is None:
+        return None
+    key = _branch_key(ctx.dbkey, branch)
+    for record in ctx.state.snapshots():
+        if record.key != key or record.database != ctx.dbkey:
+            continue
+        stale = [r for r, blob in record.applied.items()
+                 if r not in target or target.revisions[r].blob != blob]
+        if stale or any(h not in target for h in record.heads):
+            ctx.notes.append(f"the snapshot of '{branch}' is out of date (its revisions "
+                             f"changed: {', '.join(stale[:3]) or 'heads gone'}); migrating "
+                             "instead")
+            return None
+        return record
+    return None
+
+
+def _roll_back(ctx: _Context, backend: SnapshotBackend | None, saved: str | None,
+               restored: str | None, journal: Journal, checkout: str | None,
+               err: BaseException) -> None:
+    """Put the database (and a checkout we made) back as they were."""
+    if backend is not None and saved is not None:
+        try:
+            ctx.env.dispose_engines()
+            if restored is not None:
+                backend.restore(saved, keep_current_as=restored)
+            else:
+                backend.restore(saved)
+            ctx.state.remove_snapshot(saved)
+            ctx.notes.append(f"the database was restored from snapshot '{saved}'")
+        except BranchmigError as restore_err:
+            raise SnapshotError(f"{err}; restoring the snapshot '{saved}' failed too: "
+                                f"{restore_err}. Run: branchmig snapshot restore {saved}"
+                                ) from restore_err
+    if journal.checked_out and checkout is not None:
+        try:
+            ctx.ws.repo.checkout(journal.from_branch or journal.from_commit or "HEAD@{1}",
+                                 env={"BRANCHMIG_SKIP_HOOK": "1"})
+        except GitError:
+            pass
+    ctx.state.clear_journal()
+    if isinstance(err, DatabaseError) and (backend is None or saved is None):
+        heads = _heads_now(ctx)
+        err.args = (f"{err.args[0]}. The database is left at "
+                    f"{', '.join(heads) or 'base'}; fix the script, then run: branchmig sync",)
+    elif isinstance(err, BranchmigError) and saved is not None:
+        err.args = (f"{err.args[0]}. Nothing changed: the database is as it was before",)
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    database: str
+    branch: str | None
+    db_heads: tuple[str, ...]
+    code_heads: tuple[str, ...]
+    pending: tuple[str, ...]
+    unknown: tuple[str, ...]
+    unknown_found_in: Mapping[str, tuple[str, ...]]
+    snapshots: tuple[SnapshotRecord, ...]
+    interrupted: str | None = None
+
+
+def status(ws: Workspace) -> StatusResult:
+    """Where the database is against the working tree, and where its unknown revisions
+    live."""
+    from branchmig.runner import alembic_env, read_database
+
+    state = State(ws.state_dir)
+    _, code = ws.graph_at(WORKTREE)
+    with alembic_env(ws.project) as env:
+        db = read_database(env)
+    dbkey = database_key(mask_url(db.url))
+    record = state.applied(dbkey)
+    graph = merge_graphs(code, Graph.build(record.values()))
+    applied = graph.ancestors(db.heads, strict=False)
+    unknown = tuple(r for r in graph.topological(applied & set(graph.revisions))
+                    if r not in code) + tuple(h for h in db.heads if h not in graph)
+    pending = tuple(r for r in code.topological(code.ancestors(code.heads, strict=False))
+                    if r not in applied)
+    found: dict[str, list[str]] = {r: [] for r in unknown}
+    if unknown:
+        for name, commit in ws.repo.all_ref_commits()[:200]:
+            try:
+                ids = {r.id for r in ws.scripts_at_commit(commit).revisions}
+            except BranchmigError:
+                continue
+            for r in unknown:
+                if r in ids and name not in found[r]:
+                    found[r].append(name)
+    journal = state.read_journal()
+    return StatusResult(
+        database=mask_url(db.url), branch=ws.repo.current_branch(), db_heads=db.heads,
+        code_heads=code.heads, pending=pending, unknown=unknown,
+        unknown_found_in={r: tuple(v) for r, v in found.items()},
+        snapshots=tuple(s for s in state.snapshots() if s.database == dbkey),
+        interrupted=f"{journal.operation} to '{journal.to}' (pid {journal.pid})"
+        if journal else None,
+    )
