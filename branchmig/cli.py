@@ -305,5 +305,34 @@ def uninstall(ctx: click.Context) -> None:
         click.echo("no branchmig hooks were installed")
 
 
+@main.command("merge-heads")
+@click.option("-m", "--message", default=None,
+              help="Message of the merge revision (default names the merged branches).")
+@click.option("--rebase", is_flag=True,
+              help="Re-point this branch's first migration onto the other head instead of "
+                   "writing a merge revision (two heads only).")
+@click.option("--no-upgrade", is_flag=True, help="Write the revision; leave the database.")
+@click.option("--dry-run", is_flag=True, help="Say what would be written; write nothing.")
+@click.argument("heads", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_context
+def merge_heads(ctx: click.Context, message: str | None, rebase: bool, no_upgrade: bool,
+                dry_run: bool, heads: tuple[str, ...], as_json: bool) -> None:
+    """Close a merge that left several heads: one merge revision written by Alembic (or,
+    with --rebase, a linear history), then upgrade the database to it. HEADS limits it to
+    those heads (heads under separate branch labels are left alone unless named)."""
+    from branchmig.merge import merge_heads as run_merge
+
+    outcome = run_merge(_open(ctx), message=message, rebase=rebase, upgrade=not no_upgrade,
+                        dry_run=dry_run, heads=heads, progress=_progress)
+    if as_json:
+        _emit_json({"heads_before": list(outcome.heads_before), "written": outcome.written,
+                    "revision": outcome.revision, "rebased_onto": outcome.rebased_onto,
+                    "db_heads": list(outcome.upgraded), "dry_run": outcome.dry_run,
+                    "summary": outcome.summary})
+    else:
+        click.echo(outcome.summary)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(sys.argv[1:])
