@@ -38,7 +38,7 @@ def commit_files(repo: Path, message: str, files: dict[str, str]) -> str:
         path = repo / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-    git(repo, "add", "-A")
+    git(repo, "add", "--", *files)
     git(repo, "commit", "-q", "-m", message)
     return git(repo, "rev-parse", "HEAD").stdout.strip()
 
@@ -318,6 +318,10 @@ def test_core_hooks_path_is_honoured(
 
     assert result.hooks_dir == expected
     assert all(is_executable(expected / name) for name in HOOK_NAMES)
+    git(repo, "checkout", "-q", "-b", "feature")
+    commit_files(repo, "migration b", {"migrations/versions/b.py": "revision = 'b'\n"})
+    git(repo, "checkout", "-q", "main")
+    assert [call.split()[2] for call in fake_python.calls()] == ["post-checkout"]
     assert not (repo / ".git" / "hooks" / "post-checkout").exists()
     assert result.config == repo / ".git" / "branchmig" / "hook.conf"
     assert hooks.installed(repo_root=repo).complete
@@ -468,6 +472,23 @@ def test_amend_starts_nothing_and_chained_post_rewrite_gets_stdin(
 
     new = git(repo, "rev-parse", "HEAD").stdout.strip()
     assert received.read_text() == f"amend\n{old} {new}\n"
+    assert fake_python.calls() == []
+
+
+def test_bisect_checkouts_start_nothing(
+    repo: Path, repo_with_hooks: Commits, fake_python: FakePython
+) -> None:
+    git(repo, "checkout", "-q", "feature")
+    for name in "cde":
+        commit_files(repo, name, {f"migrations/versions/{name}.py": f"revision = '{name}'\n"})
+    fake_python.clear()
+
+    git(repo, "bisect", "start", "feature", repo_with_hooks.base)
+    git(repo, "bisect", "bad")
+    git(repo, "bisect", "reset")
+
+    # `bisect reset` checks out before it removes BISECT_LOG, so it is skipped too: right,
+    # since the database never left `feature` during the bisect.
     assert fake_python.calls() == []
 
 
