@@ -334,5 +334,128 @@ def merge_heads(ctx: click.Context, message: str | None, rebase: bool, no_upgrad
         click.echo(outcome.summary)
 
 
+@main.group()
+def snapshot() -> None:
+    """Snapshots of the project's database: list, save, restore, drop, prune."""
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _snapshot_json(info: Any) -> dict[str, Any]:
+    r = info.record
+    return {"key": r.key, "branch": r.branch, "branch_exists": info.branch_exists,
+            "heads": r.heads, "commit": r.commit, "size": r.size, "created": r.created,
+            "backend": r.backend, "purpose": r.purpose, "present": info.present}
+
+
+@snapshot.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_context
+def snapshot_list(ctx: click.Context, as_json: bool) -> None:
+    """Branch, heads, commit, size, age and backend of each snapshot of the database."""
+    import time
+
+    from branchmig.snapshotting import list_snapshots
+
+    infos = list_snapshots(_open(ctx), progress=_progress)
+    if as_json:
+        _emit_json({"snapshots": [_snapshot_json(i) for i in infos]})
+        return
+    if not infos:
+        click.echo("No snapshots of this database.")
+        return
+    click.echo(f"{'KEY':<32} {'BRANCH':<20} {'HEADS':<24} {'COMMIT':<8} {'SIZE':>9} "
+               f"{'AGE':>5}  BACKEND")
+    now = time.time()
+    for info in infos:
+        r = info.record
+        branch = (r.branch or "(detached)") + ("" if info.branch_exists or not r.branch
+                                               else " (deleted)")
+        click.echo(f"{r.key:<32} {branch:<20} {','.join(r.heads) or 'base':<24} "
+                   f"{(r.commit or '')[:7]:<8} {_size(r.size):>9} {_age(now - r.created):>5}"
+                   f"  {r.backend}{'' if info.present else ' (missing)'}")
+
+
+@snapshot.command("save")
+@click.argument("name", required=False)
+@_terminate_option
+@click.pass_context
+def snapshot_save(ctx: click.Context, name: str | None, terminate_connections: bool) -> None:
+    """Save the database now as NAME (default: this branch's snapshot)."""
+    from branchmig.snapshotting import save_snapshot
+
+    record = save_snapshot(_open(ctx), name=name, terminate=terminate_connections,
+                           progress=_progress)
+    click.echo(f"Saved snapshot '{record.key}' ({_size(record.size)}, heads "
+               f"{', '.join(record.heads) or 'base'}).")
+
+
+@snapshot.command("restore")
+@click.argument("name")
+@_terminate_option
+@click.pass_context
+def snapshot_restore(ctx: click.Context, name: str, terminate_connections: bool) -> None:
+    """Put snapshot NAME (a key or a branch) back as the database. What it replaces is
+    saved first."""
+    from branchmig.snapshotting import restore_snapshot
+
+    record, kept = restore_snapshot(_open(ctx), name=name, terminate=terminate_connections,
+                                    progress=_progress)
+    click.echo(f"Restored '{record.key}' (heads {', '.join(record.heads) or 'base'}); the "
+               f"database it replaced is snapshot '{kept}'. If the code differs, run: "
+               "branchmig sync")
+
+
+@snapshot.command("drop")
+@click.argument("name")
+@click.pass_context
+def snapshot_drop(ctx: click.Context, name: str) -> None:
+    """Delete snapshot NAME."""
+    from branchmig.snapshotting import drop_snapshot
+
+    record = drop_snapshot(_open(ctx), name=name, progress=_progress)
+    click.echo(f"Dropped snapshot '{record.key}'.")
+
+
+@snapshot.command("prune")
+@click.option("--keep", type=click.IntRange(min=0), default=None,
+              help="Keep only the N newest snapshots.")
+@click.option("--older-than", type=click.FloatRange(min=0), default=None, metavar="DAYS",
+              help="Drop snapshots older than DAYS.")
+@click.option("--dry-run", is_flag=True, help="List what would be dropped.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_context
+def snapshot_prune(ctx: click.Context, keep: int | None, older_than: float | None,
+                   dry_run: bool, as_json: bool) -> None:
+    """Drop snapshots of branches that no longer exist (and, with the options, old or
+    extra ones)."""
+    from branchmig.snapshotting import prune_snapshots
+
+    dropped = prune_snapshots(_open(ctx), keep=keep, older_than=older_than, dry_run=dry_run,
+                              progress=_progress)
+    if as_json:
+        _emit_json({"dry_run": dry_run, "dropped": [_snapshot_json(i) for i in dropped]})
+        return
+    verb = "Would drop" if dry_run else "Dropped"
+    for info in dropped:
+        click.echo(f"{verb} '{info.record.key}' ({info.record.branch or 'detached'})")
+    if not dropped:
+        click.echo("Nothing to prune.")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(sys.argv[1:])
