@@ -457,5 +457,21 @@ def snapshot_prune(ctx: click.Context, keep: int | None, older_than: float | Non
         click.echo("Nothing to prune.")
 
 
+@main.command()
+@click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Build the demo here instead of a temporary folder.")
+@click.option("--keep", is_flag=True, help="Keep the temporary folder afterwards.")
+def demo(folder: Path | None, keep: bool) -> None:
+    """Build a throwaway git repo with an Alembic app on SQLite and two feature branches,
+    then switch between them, narrating each step. Needs nothing set up."""
+    from branchmig.demo import run_demo
+
+    result = run_demo(folder=folder, keep=keep, say=click.echo)
+    if keep or folder is not None:
+        click.echo(f"\nThe demo project is in {result.folder}")
+    if not result.email_kept:
+        raise click.exceptions.Exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(sys.argv[1:])
