@@ -1,0 +1,152 @@
+"""A switch between two branches of a long history: branchmig against the manual cure.
+
+Builds (in a temp folder) a real ``alembic init`` project on SQLite in a git repository
+whose main branch holds N revisions (default 1,500), with feature1 and feature2 each
+adding one revision on top. Then times, from feature1 with the database at its head:
+
+- manual: ``alembic downgrade <common>``, ``git checkout feature2``, ``alembic upgrade heads``
+  (and back), as the Alembic docs tell users to do;
+- ``branchmig switch feature2`` (and back), with and without snapshots.
+
+Prints the medians and the ratio against the target (branchmig ≥ 3× faster).
+
+    python benchmarks/bench_switch.py [--revisions 1500] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SCRIPT = '''"""step {i}
+
+Revision ID: {rev}
+Revises: {down}
+Create Date: 2024-01-01 00:00:00
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+
+revision: str = {rev!r}
+down_revision: Union[str, Sequence[str], None] = {down!r}
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    op.create_table("t{i}", sa.Column("id", sa.Integer, primary_key=True),
+                    sa.Column("v", sa.String(20)))
+
+
+def downgrade() -> None:
+    op.drop_table("t{i}")
+'''
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def git(repo: Path, *args: str) -> str:
+    return run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
+                *args], repo)
+
+
+def write(repo: Path, i: int, rev: str, down: str | None) -> None:
+    (repo / "alembic" / "versions" / f"{rev}_step_{i}.py").write_text(
+        SCRIPT.format(i=i, rev=rev, down=down))
+
+
+def build(repo: Path, revisions: int) -> str:
+    git(repo, "init", "-q", "-b", "main")
+    run([sys.executable, "-m", "alembic", "init", "alembic"], repo)
+    ini = (repo / "alembic.ini").read_text()
+    ini = ini.replace("driver://user:pass@localhost/dbname", "sqlite:///app.db")
+    ini = ini.replace("[logger_alembic]\nlevel = INFO", "[logger_alembic]\nlevel = WARNING")
+    (repo / "alembic.ini").write_text(ini)
+    (repo / ".gitignore").write_text("app.db\n__pycache__/\n")
+    down = None
+    for i in range(revisions):
+        rev = f"{i:012x}"
+        write(repo, i, rev, down)
+        down = rev
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "history")
+    common = down
+    assert common is not None
+    for branch, i in (("feature1", revisions), ("feature2", revisions + 1)):
+        git(repo, "checkout", "-q", "-b", branch, "main")
+        write(repo, i, f"{branch}0000", common)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", branch)
+    git(repo, "checkout", "-q", "feature1")
+    return common
+
+
+def timed(fn: object) -> float:
+    start = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--revisions", type=int, default=1500)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    bindir = Path(sys.executable).parent
+    alembic = [sys.executable, "-m", "alembic"]
+    branchmig = [str(bindir / "branchmig")] if (bindir / "branchmig").exists() else [
+        sys.executable, "-m", "branchmig"]
+    with tempfile.TemporaryDirectory(prefix="bench-switch-") as tmp:
+        repo = Path(tmp)
+        print(f"building a {args.revisions}-revision history ...", file=sys.stderr)
+        common = build(repo, args.revisions)
+        run([*alembic, "upgrade", "heads"], repo)
+        env = dict(os.environ)
+
+        def manual(to: str, here: str) -> None:
+            del here
+            run([*alembic, "downgrade", common], repo)
+            git(repo, "checkout", "-q", to)
+            run([*alembic, "upgrade", "heads"], repo)
+
+        def ours(extra: list[str]) -> object:
+            def go(to: str, here: str) -> None:
+                del here
+                run([*branchmig, "switch", to, *extra], repo, env)
+            return go
+
+        results: dict[str, list[float]] = {}
+        for name, fn in (("manual alembic downgrade + checkout + upgrade", manual),
+                         ("branchmig switch --no-snapshot", ours(["--no-snapshot"])),
+                         ("branchmig switch (snapshots on)", ours([]))):
+            times = []
+            for _ in range(args.rounds):
+                times.append(timed(lambda fn=fn: fn("feature2", "feature1")))  # type: ignore[misc]
+                times.append(timed(lambda fn=fn: fn("feature1", "feature2")))  # type: ignore[misc]
+            results[name] = times
+            print(f"  {name}: median {statistics.median(times):.2f} s", file=sys.stderr)
+        base = statistics.median(results["manual alembic downgrade + checkout + upgrade"])
+        print(f"\nswitch between two branches of a {args.revisions}-revision history "
+              f"(SQLite, median of {2 * args.rounds})")
+        print(f"{'method':<50} {'median':>8} {'vs manual':>10}")
+        for name, times in results.items():
+            med = statistics.median(times)
+            print(f"{name:<50} {med:>7.2f}s {base / med:>9.1f}x")
+        print("target: branchmig switch >= 3x faster than the manual cure")
+
+
+if __name__ == "__main__":
+    main()
