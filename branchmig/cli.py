@@ -262,9 +262,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for rev in st.unknown:
         where = ", ".join(st.unknown_found_in.get(rev, ())) or "no ref"
         click.echo(f"unknown:    {rev} (on {where}; run: branchmig sync)")
-    for s in snaps:
-        click.echo(f"snapshot:   {s['key']} ({s['branch'] or 'detached'}, "
-                   f"{', '.join(s['heads']) or 'base'})")
+    for record in st.snapshots:
+        click.echo(f"snapshot:   {record.key} ({record.branch or 'detached'}, "
+                   f"{', '.join(record.heads) or 'base'})")
     if st.interrupted:
         click.echo(f"interrupted: {st.interrupted}; the next branchmig command recovers it")
     if not st.pending and not st.unknown:
@@ -292,8 +292,8 @@ def install(ctx: click.Context) -> None:
 @click.pass_context
 def uninstall(ctx: click.Context) -> None:
     """Remove branchmig's hooks and put back the hooks they chained."""
-    from branchmig.hooks import uninstall as uninstall_hooks
     from branchmig.gitrepo import GitRepo
+    from branchmig.hooks import uninstall as uninstall_hooks
 
     repo = GitRepo.discover(Path.cwd())
     result = uninstall_hooks(repo_root=repo.top)
