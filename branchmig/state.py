@@ -54,7 +54,10 @@ class Journal:
     to: str
     safety_snapshot: str | None
     checked_out: bool = False
+    # "start": the database is untouched; "saved": the snapshot of the database left is
+    # taken (and the entering branch's snapshot may be live); "migrating": migrations run.
     phase: str = "start"
+    restored_snapshot: str | None = None  # the entering branch's snapshot, made live
 
 
 @dataclass
@@ -109,7 +112,10 @@ class State:
 
     def read_journal(self) -> Journal | None:
         data = _read_json(self.journal_path, None)
-        return Journal(**data) if data else None
+        if not isinstance(data, dict):
+            return None
+        known = set(Journal.__dataclass_fields__)
+        return Journal(**{k: v for k, v in data.items() if k in known})
 
     def clear_journal(self) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -10,6 +10,7 @@ the upgrade phase runs the working tree's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -21,7 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from branchmig.analysis import with_destructive
-from branchmig.errors import BranchmigError, DatabaseError, GitError, PlanError, SnapshotError
+from branchmig.errors import (
+    BranchmigError,
+    DatabaseError,
+    GitError,
+    LockedError,
+    PlanError,
+    SnapshotError,
+)
 from branchmig.graph import Graph, Revision, merge_graphs
 from branchmig.plan import Plan, make_plan
 from branchmig.snapshots import backend_for_url, mask_url
@@ -197,10 +205,8 @@ def _record(ctx: _Context, graph: Graph, heads: tuple[str, ...]) -> None:
     known = ctx.state.applied(ctx.dbkey)
     for rev in applied.values():
         if known.get(rev.id, None) != rev and ctx.state.kept_script(rev.blob) is None:
-            try:
+            with contextlib.suppress(PlanError):
                 ctx.state.keep_script(rev.blob, _script_text(ctx.ws, ctx.state, rev))
-            except PlanError:
-                pass
     ctx.state.record_applied(ctx.dbkey, applied)
 
 
@@ -237,27 +243,45 @@ def _heads_now(ctx: _Context) -> tuple[str, ...]:
 
 def _recover(ws: Workspace, state: State, env: AlembicEnv, progress: Progress) -> None:
     """Finish the recovery of a switch that was killed half-way: the database goes back
-    to its snapshot from before it, and a checkout branchmig made is undone."""
+    to its snapshot from before it, and a checkout branchmig made is undone. Called with
+    the lock held, so the journal's process is gone."""
     journal = state.read_journal()
     if journal is None:
         return
-    progress(f"branchmig: a {journal.operation} to '{journal.to}' was interrupted "
-             f"(pid {journal.pid}); putting the database back as it was before it")
     from branchmig.runner import read_database
 
-    if journal.safety_snapshot:
-        db = read_database(env)
+    progress(f"branchmig: a {journal.operation} to '{journal.to}' was interrupted "
+             f"(pid {journal.pid}); putting things back as they were before it")
+    db = read_database(env)
+    restored = False
+    if journal.safety_snapshot and journal.phase != "start":
         backend = backend_for_url(db.url, store_dir=state.snapshot_dir, progress=progress)
         if backend.exists(journal.safety_snapshot):
             env.dispose_engines()
-            backend.restore(journal.safety_snapshot)
+            keep = journal.restored_snapshot if journal.phase == "saved" else None
+            if keep and backend.exists(keep):
+                keep = None  # the entering branch's snapshot is intact already
+            backend.restore(journal.safety_snapshot, keep_current_as=keep)
             state.remove_snapshot(journal.safety_snapshot)
+            restored = True
             progress(f"branchmig: restored snapshot '{journal.safety_snapshot}'")
-    if journal.checked_out and journal.from_commit:
+        stored = {s.key for s in backend.stored()}
+        for record in state.snapshots():
+            if record.database == journal.database and record.key not in stored:
+                state.remove_snapshot(record.key)
+    if journal.checked_out and journal.from_commit and (restored or journal.phase == "start"):
         ws.repo.checkout(journal.from_branch or journal.from_commit,
                          env={"BRANCHMIG_SKIP_HOOK": "1"})
         progress(f"branchmig: checked out '{journal.from_branch or journal.from_commit}' again")
+    elif not restored and journal.phase != "start":
+        heads = read_database(env).heads
+        progress(f"branchmig: no snapshot was taken: the database is left at "
+                 f"{_names(heads)}; run: branchmig sync")
     state.clear_journal()
+
+
+def _names(heads: tuple[str, ...]) -> str:
+    return ", ".join(f"'{h}'" for h in heads) or "base (no revision)"
 
 
 # -- sync and switch ----------------------------------------------------------------------
@@ -352,9 +376,11 @@ def _move(
     journal = Journal(operation="switch" if checkout else "sync", pid=os.getpid(),
                       started=time.time(), database=ctx.dbkey, from_commit=previous,
                       from_branch=leaving, to=checkout or entering or "the working tree",
-                      safety_snapshot=saved_key if backend else None)
+                      safety_snapshot=saved_key if backend else None,
+                      restored_snapshot=restore.key if restore is not None else None)
     state.write_journal(journal)
     saved: str | None = None
+    resaved = False  # the entering branch's snapshot, saved again after its restore
     try:
         if backend is not None:
             ctx.env.dispose_engines()
@@ -362,7 +388,6 @@ def _move(
                 ctx.progress(f"branchmig: restoring the snapshot of '{entering}', keeping "
                              f"the database of '{leaving or 'HEAD'}' as '{saved_key}'")
                 backend.restore(restore.key, keep_current_as=saved_key)
-                state.remove_snapshot(restore.key)
                 ctx.db = replace(ctx.db, heads=tuple(restore.heads))
                 source = target
             else:
@@ -376,6 +401,15 @@ def _move(
                          for r in leaving_graph.ancestors(before, strict=False)},
                 database=ctx.dbkey, backend=backend.name, size=_size(backend, saved_key),
                 purpose="branch" if keep_branch else "safety"))
+            journal.phase = "saved"
+            state.write_journal(journal)
+            if restore is not None and not plan.is_noop:
+                # What arrived on the branch since is applied next: keep the snapshot as
+                # it was until that worked, so a failure loses neither database.
+                backend.save(restore.key)
+                resaved = True
+        journal.phase = "migrating"
+        state.write_journal(journal)
         between = None
         if checkout is not None:
             def between() -> Graph:
@@ -385,9 +419,13 @@ def _move(
                 return ws.graph_at(WORKTREE)[1]
         after = _run(ctx, plan, source, target, between=between)
     except BaseException as err:
-        _roll_back(ctx, backend, saved, restore.key if restore else None, journal,
-                   checkout, err)
+        _roll_back(ctx, backend, saved, restore.key if restore and not resaved else None,
+                   journal, checkout, err)
         raise
+    if restore is not None:
+        if resaved and backend is not None:
+            backend.drop(restore.key)
+        state.remove_snapshot(restore.key)
     _record(ctx, ws.graph_at(WORKTREE)[1], after)
     if saved and not keep_branch and backend is not None:
         backend.drop(saved)
@@ -427,33 +465,40 @@ def _restorable(ctx: _Context, branch: str | None, target: Graph) -> SnapshotRec
 def _roll_back(ctx: _Context, backend: SnapshotBackend | None, saved: str | None,
                restored: str | None, journal: Journal, checkout: str | None,
                err: BaseException) -> None:
-    """Put the database (and a checkout we made) back as they were."""
+    """Put the database (and a checkout we made) back as they were. ``restored`` is the
+    entering branch's snapshot when the live database still is it, untouched."""
+    rolled_back = False
     if backend is not None and saved is not None:
         try:
             ctx.env.dispose_engines()
-            if restored is not None:
-                backend.restore(saved, keep_current_as=restored)
-            else:
-                backend.restore(saved)
+            backend.restore(saved, keep_current_as=restored)
             ctx.state.remove_snapshot(saved)
+            rolled_back = True
             ctx.notes.append(f"the database was restored from snapshot '{saved}'")
         except BranchmigError as restore_err:
+            ctx.state.clear_journal()
             raise SnapshotError(f"{err}; restoring the snapshot '{saved}' failed too: "
                                 f"{restore_err}. Run: branchmig snapshot restore {saved}"
                                 ) from restore_err
-    if journal.checked_out and checkout is not None:
-        try:
-            ctx.ws.repo.checkout(journal.from_branch or journal.from_commit or "HEAD@{1}",
-                                 env={"BRANCHMIG_SKIP_HOOK": "1"})
-        except GitError:
-            pass
+    elif backend is not None and journal.phase == "start":
+        rolled_back = True  # nothing had touched the database yet
+    back = journal.from_branch or journal.from_commit
+    if journal.checked_out and checkout is not None and rolled_back and back:
+        with contextlib.suppress(GitError):
+            ctx.ws.repo.checkout(back, env={"BRANCHMIG_SKIP_HOOK": "1"})
     ctx.state.clear_journal()
-    if isinstance(err, DatabaseError) and (backend is None or saved is None):
-        heads = _heads_now(ctx)
-        err.args = (f"{err.args[0]}. The database is left at "
-                    f"{', '.join(heads) or 'base'}; fix the script, then run: branchmig sync",)
-    elif isinstance(err, BranchmigError) and saved is not None:
+    if not isinstance(err, BranchmigError) or not err.args:
+        return
+    if rolled_back:
         err.args = (f"{err.args[0]}. Nothing changed: the database is as it was before",)
+    elif journal.phase == "migrating":
+        heads = _heads_now(ctx)
+        if journal.checked_out or checkout is None:
+            then = "fix the script, then run: branchmig sync"
+        else:
+            then = f"fix the script, then run: branchmig switch {checkout}"
+        err.args = (f"{err.args[0]}. The database is left at {_names(heads)}, the last "
+                    f"revision that completed; {then}",)
 
 
 # -- status -------------------------------------------------------------------------------
@@ -470,14 +515,25 @@ class StatusResult:
     unknown_found_in: Mapping[str, tuple[str, ...]]
     snapshots: tuple[SnapshotRecord, ...]
     interrupted: str | None = None
+    recovered: str | None = None  # an interrupted switch this call put back
 
 
-def status(ws: Workspace) -> StatusResult:
+def status(ws: Workspace, *, progress: Progress = _quiet) -> StatusResult:
     """Where the database is against the working tree, and where its unknown revisions
-    live."""
+    live. A switch that was killed half-way is put back first (unless another branchmig
+    is running)."""
     from branchmig.runner import alembic_env, read_database
 
     state = State(ws.state_dir)
+    recovered = None
+    journal = state.read_journal()
+    if journal is not None:
+        try:
+            with state.lock(), alembic_env(ws.project) as env:
+                _recover(ws, state, env, progress)
+            recovered = f"{journal.operation} to '{journal.to}' (pid {journal.pid})"
+        except LockedError:
+            pass
     _, code = ws.graph_at(WORKTREE)
     with alembic_env(ws.project) as env:
         db = read_database(env)
@@ -507,4 +563,5 @@ def status(ws: Workspace) -> StatusResult:
         snapshots=tuple(s for s in state.snapshots() if s.database == dbkey),
         interrupted=f"{journal.operation} to '{journal.to}' (pid {journal.pid})"
         if journal else None,
+        recovered=recovered,
     )

@@ -1,0 +1,219 @@
+# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
+"""``branchmig switch`` / ``sync`` / ``status`` end to end on a plain Alembic project and a
+SQLite file: the seed scenario, deleted branches, edited migrations, dry runs, dirty trees,
+failing migrations and unreachable databases."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from e2e_projects import (
+    BASE,
+    EMAILS,
+    F1,
+    F1_SCRIPT,
+    F2,
+    F2_SCRIPT,
+    Project,
+    _alembic_states,  # noqa: F401
+    alembic_repo_with_two_feature_branches,  # noqa: F401
+    alembic_template,  # noqa: F401
+    db_at_feature1_head_with_emails,  # noqa: F401
+    db_at_main_head,  # noqa: F401
+    emails,
+    script,
+    set_alembic_url,
+    sqlite_columns,
+    sqlite_dump,
+    sqlite_tables,
+    sqlite_version,
+)
+
+RAISING_F2 = F2_SCRIPT.replace(
+    '                    sa.Column("title", sa.String(100)))',
+    '                    sa.Column("title", sa.String(100)))\n'
+    '    raise RuntimeError("posts cannot be created today")')
+
+
+def test_seed_round_trip_keeps_feature1_emails(db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    held = sqlite3.connect(p.db_path, isolation_level=None)  # an app holding the file open
+    try:
+        assert emails(held) == EMAILS
+
+        out = p.ok("switch", "feature2")
+        assert "Saved the database as snapshot" in out.stdout
+        assert p.branch() == "feature2"
+        assert sqlite_version(p.db_path) == {F2}
+        assert "email" not in sqlite_columns(p.db_path, "users")
+        assert "posts" in sqlite_tables(p.db_path)
+        assert F2 in p.current().stdout
+
+        out = p.ok("switch", "feature1")
+        assert "Restored snapshot" in out.stdout
+        assert p.branch() == "feature1"
+        assert sqlite_version(p.db_path) == {F1}
+        assert "posts" not in sqlite_tables(p.db_path)
+        assert F1 in p.current().stdout
+        assert emails(held) == EMAILS  # the open connection sees the restored data
+
+        p.ok("switch", "main")
+        assert sqlite_version(p.db_path) == {BASE}
+        assert p.current().returncode == 0
+        p.ok("switch", "feature1")
+        assert emails(held) == EMAILS
+        assert sqlite_version(p.db_path) == {F1}
+    finally:
+        held.close()
+
+
+def test_status_json_names_what_the_branch_lacks(db_at_feature1_head_with_emails: Project
+                                                 ) -> None:
+    p = db_at_feature1_head_with_emails
+    p.git("checkout", "-q", "feature2")  # no hooks installed: the database stays behind
+    data = p.status()
+    assert set(data) >= {"database", "db_heads", "code_heads", "pending", "unknown",
+                         "unknown_found_in", "snapshots"}
+    assert data["database"] == "sqlite:///app.db"
+    assert data["db_heads"] == [F1]
+    assert data["code_heads"] == [F2]
+    assert data["pending"] == [F2]
+    assert data["unknown"] == [F1]
+    assert "feature1" in data["unknown_found_in"][F1]
+    assert isinstance(data["snapshots"], list)
+    p.ok("sync")
+    data = p.status()
+    assert (data["db_heads"], data["pending"], data["unknown"]) == ([F2], [], [])
+
+
+def test_dry_run_changes_nothing(db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    before = sqlite_dump(p.db_path)
+    out = p.ok("switch", "feature2", "--dry-run")
+    assert F1 in out.stdout and F2 in out.stdout
+    assert p.branch() == "feature1"
+    assert sqlite_dump(p.db_path) == before
+    assert not any(p.state_dir.joinpath("snapshots").iterdir())
+    p.git("checkout", "-q", "feature2")
+    p.ok("sync", "--dry-run")
+    assert sqlite_dump(p.db_path) == before
+
+
+def test_dirty_migrations_folder_refuses_switch(db_at_feature1_head_with_emails: Project
+                                                ) -> None:
+    p = db_at_feature1_head_with_emails
+    before = sqlite_dump(p.db_path)
+    p.write("ffff00000001_wip.py", script("ffff00000001", F1, "    pass", "    pass"))
+    proc = p.branchmig("switch", "feature2")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "ffff00000001_wip.py" in proc.stderr and "branchmig switch feature2" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert p.branch() == "feature1"
+    assert sqlite_dump(p.db_path) == before
+
+
+def test_deleted_branch_is_reverted_by_sync(db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.git("checkout", "-q", "main")  # hooks not installed: the database stays at F1
+    p.git("branch", "-q", "-D", "feature1")
+    assert sqlite_version(p.db_path) == {F1}
+    p.ok("sync")
+    assert sqlite_version(p.db_path) == {BASE}
+    assert "email" not in sqlite_columns(p.db_path, "users")
+    assert p.current().returncode == 0
+
+
+def test_deleted_branch_is_reverted_from_the_kept_copy(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.git("checkout", "-q", "main")
+    p.git("branch", "-q", "-D", "feature1")
+    p.git("reflog", "expire", "--expire=now", "--all")
+    p.git("gc", "-q", "--prune=now")
+    p.ok("sync")
+    assert sqlite_version(p.db_path) == {BASE}
+    assert "email" not in sqlite_columns(p.db_path, "users")
+
+
+def test_edited_migration_is_redone(db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    edited = F1_SCRIPT.replace(
+        '    op.add_column("users", sa.Column("email", sa.String(100), nullable=True))',
+        '    op.add_column("users", sa.Column("email", sa.String(100), nullable=True))\n'
+        '    op.add_column("users", sa.Column("phone", sa.String(20), nullable=True))').replace(
+        '        batch.drop_column("email")',
+        '        batch.drop_column("phone")\n        batch.drop_column("email")')
+    p.write(f"{F1}_email.py", edited)
+    p.commit("feature1: users.phone too")
+    out = p.ok("sync", "--no-snapshot")
+    assert "Reverted 1, applied 1" in out.stdout
+    assert sqlite_version(p.db_path) == {F1}
+    assert sqlite_columns(p.db_path, "users") == ["id", "name", "email", "phone"]
+    p.ok("switch", "main")  # reverted with the new text: phone goes too
+    assert sqlite_columns(p.db_path, "users") == ["id", "name"]
+
+
+def test_migration_raising_mid_switch_leaves_everything_as_before(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.git("checkout", "-q", "feature2")
+    p.write(f"{F2}_posts.py", RAISING_F2)
+    p.commit("feature2: posts, raising")
+    p.git("checkout", "-q", "feature1")
+    before = sqlite_dump(p.db_path)
+    proc = p.branchmig("switch", "feature2")
+    assert proc.returncode == 1
+    assert "RuntimeError: posts cannot be created today" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sqlite_dump(p.db_path) == before
+    assert p.branch() == "feature1"
+    assert not p.journal.exists()
+    assert p.status()["db_heads"] == [F1]
+
+
+def test_migration_raising_without_snapshot_names_last_revision_and_sync(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.git("checkout", "-q", "feature2")
+    p.write(f"{F2}_posts.py", RAISING_F2)
+    p.commit("feature2: posts, raising")
+    p.git("checkout", "-q", "feature1")
+    proc = p.branchmig("switch", "feature2", "--no-snapshot")
+    assert proc.returncode == 1
+    last = [ln for ln in proc.stderr.splitlines() if ln.startswith("branchmig: ")][-1]
+    assert "RuntimeError: posts cannot be created today" in last
+    assert f"'{BASE}'" in last and "branchmig sync" in last, last
+    assert sqlite_version(p.db_path) == {BASE}
+    assert p.branch() == "feature2"  # where the fixed script and `sync` finish the job
+    assert not p.journal.exists()
+
+
+def test_unreachable_sqlite_database_is_one_line(db_at_main_head: Project) -> None:
+    p = db_at_main_head
+    set_alembic_url(p.root, "sqlite:///no/such/folder/app.db")
+    p.commit("point at a folder that does not exist")
+    for args in (("status",), ("sync",), ("switch", "feature1")):
+        proc = p.branchmig(*args)
+        assert proc.returncode in (1, 2), args
+        assert "Traceback" not in proc.stderr
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("branchmig:")]
+        assert len(errors) == 1 and "unable to open database file" in errors[0], proc.stderr
+    assert p.branch() == "main"
+    assert not (p.root / "no").exists()
+
+
+def test_unreachable_postgres_database_is_one_line_without_password(
+        db_at_main_head: Project) -> None:
+    pytest.importorskip("psycopg")
+    p = db_at_main_head
+    set_alembic_url(p.root, "postgresql+psycopg://app:s3cretpw@127.0.0.1:1/app")
+    p.commit("point at a closed port")
+    before = sqlite_dump(p.db_path)
+    proc = p.branchmig("switch", "feature1")
+    assert proc.returncode in (1, 2)
+    assert "Traceback" not in proc.stderr and "s3cretpw" not in proc.stdout + proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("branchmig:")]) == 1
+    assert p.branch() == "main"
+    assert sqlite_dump(p.db_path) == before
