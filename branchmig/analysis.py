@@ -74,15 +74,21 @@ def check(ws: Workspace, *, against: str | None = None) -> CheckResult:
     no more heads than the project expects."""
     expected = ws.project.settings.expected_heads
     _, ours = ws.graph_at(WORKTREE)
-    ours.check()
+    # A migration rebased onto REF's head (what the hint below asks for) names a parent
+    # only REF has: with ``against``, parents are looked for in the merge.
+    rebased_onto_theirs = against is not None and bool(ours.problems) and all(
+        p.kind == "missing" for p in ours.problems)
+    if not rebased_onto_theirs:
+        ours.check()
     merged_heads: tuple[str, ...] = ()
-    if len(ours.heads) > expected:
+    if len(ours.heads) > expected and not rebased_onto_theirs:
         return CheckResult(False, ours.heads, against, (), expected, (
             f"{len(ours.heads)} heads in the working tree: {_list_heads(ours, ours.heads)}. "
             "Run: branchmig merge-heads (or branchmig merge-heads --rebase)"))
     if against is not None:
         _, theirs = ws.graph_at(against)
         merged = merge_graphs(ours, theirs)
+        merged.check()
         merged_heads = merged.heads
         if len(merged_heads) > expected:
             new = [h for h in merged_heads if h not in theirs]
@@ -92,6 +98,10 @@ def check(ws: Workspace, *, against: str | None = None) -> CheckResult:
             return CheckResult(False, ours.heads, against, merged_heads, expected, (
                 f"Merging {describe_ref(against)} would leave {len(merged_heads)} heads: "
                 f"{_list_heads(merged, merged_heads)}. Before merging, {hint}"))
+    if rebased_onto_theirs:
+        return CheckResult(True, ours.heads, against, merged_heads, expected, (
+            f"your migrations build on '{against}'; merging it keeps "
+            f"{len(merged_heads)} head{'s' if len(merged_heads) != 1 else ''}: ok"))
     what = f"; merging '{against}' keeps {len(merged_heads)}" if against else ""
     return CheckResult(True, ours.heads, against, merged_heads, expected,
                        f"{len(ours.heads)} head{'s' if len(ours.heads) != 1 else ''}{what}: ok")

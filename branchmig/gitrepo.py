@@ -8,6 +8,7 @@ hook and ``branchmig heads`` run on every checkout and must not pay GitPython's 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
@@ -91,7 +92,9 @@ class GitRepo:
             )
         return out.stdout.strip()
 
-    def ls_tree(self, commit: str, paths: Sequence[str], *, recursive: bool = True) -> list[TreeEntry]:
+    def ls_tree(
+        self, commit: str, paths: Sequence[str], *, recursive: bool = True
+    ) -> list[TreeEntry]:
         """The blobs under ``paths`` at ``commit`` (paths relative to the top level)."""
         if not paths:
             return []
@@ -267,6 +270,4 @@ class GitRepo:
 def blob_id(data: bytes) -> str:
     """The id git gives ``data`` as a blob, so working-tree files and git objects share
     one cache."""
-    import hashlib
-
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()

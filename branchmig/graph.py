@@ -70,6 +70,7 @@ class Graph:
                 continue
             by_id[rev.id] = rev
         labels: dict[str, str] = {}
+        # Labels first: a depends_on may name a label set by a revision read later.
         for rev in by_id.values():
             for label in rev.labels:
                 if label in by_id:
@@ -82,6 +83,7 @@ class Graph:
                         f"'{rev.id}' ({rev.path})")))
                 else:
                     labels[label] = rev.id
+        for rev in by_id.values():
             for parent in rev.parents:
                 if parent not in by_id and parent not in labels:
                     kind = "down_revision" if parent in rev.down else "depends_on"
@@ -121,7 +123,8 @@ class Graph:
     @cached_property
     def heads(self) -> tuple[str, ...]:
         """Revisions that no ``down_revision`` names, in file order."""
-        named = {p for rev in self.revisions.values() for p in rev.down}
+        labels = self._labels
+        named = {labels.get(p, p) for rev in self.revisions.values() for p in rev.down}
         return tuple(r for r in self.revisions if r not in named)
 
     @cached_property
@@ -144,19 +147,23 @@ class Graph:
 
     def branch_head(self, label: str) -> str:
         start = self._labels[label]
-        heads = [h for h in self.heads if start in self.ancestors([h])]
+        heads = [h for h in self.heads if start in self.ancestors([h], dependencies=False)]
         if len(heads) != 1:
             raise GraphError(f"Branch '{label}' has {len(heads)} heads")
         return heads[0]
 
     def labels_of(self, rev_id: str) -> frozenset[str]:
-        """Branch labels that apply to a revision: its own and those of its ancestors."""
-        ancestors = self.ancestors([rev_id])
+        """Branch labels that apply to a revision: its own and those of its ancestors
+        through ``down_revision`` (as in Alembic, a ``depends_on`` carries no label)."""
+        ancestors = self.ancestors([rev_id], dependencies=False)
         return frozenset(lbl for lbl, owner in self._labels.items() if owner in ancestors)
 
-    def ancestors(self, rev_ids: Iterable[str], *, strict: bool = True) -> frozenset[str]:
+    def ancestors(
+        self, rev_ids: Iterable[str], *, strict: bool = True, dependencies: bool = True
+    ) -> frozenset[str]:
         """The revisions in ``rev_ids`` and everything they need, through down revisions
-        and dependencies. With ``strict``, a missing one is a ``GraphError``."""
+        and (with ``dependencies``) ``depends_on``. With ``strict``, a missing one is a
+        ``GraphError``."""
         seen: set[str] = set()
         stack = [self._labels.get(r, r) for r in rev_ids]
         while stack:
@@ -169,7 +176,8 @@ class Graph:
                     raise GraphError(self._missing_message(rev_id))
                 continue
             seen.add(rev_id)
-            stack.extend(self._labels.get(p, p) for p in rev.parents)
+            stack.extend(self._labels.get(p, p)
+                         for p in (rev.parents if dependencies else rev.down))
         return frozenset(seen)
 
     def _missing_message(self, rev_id: str) -> str:

@@ -68,7 +68,9 @@ def make_plan(
     for rev_id in source.topological(applied):
         old = source.revisions[rev_id]
         new = target.revisions.get(rev_id)
-        if (new is not None and new.blob == old.blob and new.down == old.down
+        # Only what the target heads need is kept: a revision the target graph has but
+        # the requested heads do not need is reverted too.
+        if (rev_id in wanted and new is not None and new.blob == old.blob and new.down == old.down
                 and new.depends_on == old.depends_on
                 and all(p in kept for p in source.parents_of(rev_id))):
             kept.add(rev_id)

@@ -12,6 +12,7 @@ import ast
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ _HEADER_START = re.compile(
 )
 _NOT_SCRIPT = re.compile(r"(^|/)(__init__\.py|\.#[^/]*)$")
 CACHE_VERSION = 1
+_RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,10 @@ def _header_value(stmt: ast.stmt) -> ast.expr | None:
     return None
 
 
-def _parse_simple(text: str, matches: list[re.Match[str]]) -> dict[str, tuple[ast.expr, int]] | None:
+_Found = dict[str, tuple[ast.expr, int]]
+
+
+def _parse_simple(text: str, matches: list[re.Match[str]]) -> _Found | None:
     """The common case, one ``compile`` for all headers: each on a line of its own."""
     lines = []
     for match in matches:
@@ -114,6 +119,36 @@ def _parse_simple(text: str, matches: list[re.Match[str]]) -> dict[str, tuple[as
         value = _header_value(stmt)
         if value is not None:
             found[match.group(1)] = (value, _line_of(text, match.start()))
+    return found
+
+
+_STR = r"""(?:'[^'\\\n]*'|"[^"\\\n]*")"""
+_SIMPLE_VALUE = re.compile(
+    rf"[ \t]*(None|{_STR}|\([ \t]*(?:{_STR}[ \t]*,[ \t]*)*(?:{_STR}[ \t]*,?[ \t]*)?\)"
+    rf"|\[[ \t]*(?:{_STR}[ \t]*,[ \t]*)*(?:{_STR}[ \t]*)?\])[ \t]*(?:#[^\n]*)?\r?$",
+    re.M,
+)
+_STR_ITEM = re.compile(_STR)
+
+
+def _parse_fast(text: str, matches: list[re.Match[str]]) -> _Found | None:
+    """Headers whose values are plain string literals, None, or tuples/lists of them (what
+    ``alembic revision`` writes), read without compiling anything."""
+    found: _Found = {}
+    for match in matches:
+        value = _SIMPLE_VALUE.match(text, match.end())
+        if value is None:
+            return None
+        raw = value.group(1)
+        node: ast.expr
+        if raw == "None":
+            node = ast.Constant(None)
+        elif raw[0] in "'\"":
+            node = ast.Constant(raw[1:-1])
+        else:
+            items: list[ast.expr] = [ast.Constant(i[1:-1]) for i in _STR_ITEM.findall(raw)]
+            node = ast.Tuple(items, ast.Load()) if raw[0] == "(" else ast.List(items, ast.Load())
+        found[match.group(1)] = (node, _line_of(text, match.start()))
     return found
 
 
@@ -147,7 +182,7 @@ def parse_header(data: bytes, path: str) -> dict[str, Any] | None:
     """
     text = _decode(data)
     matches = list(_HEADER_START.finditer(text))
-    found = _parse_simple(text, matches) if matches else {}
+    found = (_parse_fast(text, matches) or _parse_simple(text, matches)) if matches else {}
     if found is None:
         found = _parse_careful(text, matches, path)
     if "revision" not in found:
@@ -270,13 +305,31 @@ def read_ref(
     """The scripts in ``version_locations`` at ``commit``, from git objects."""
     entries = [e for e in repo.ls_tree(commit, version_locations, recursive=recursive)
                if is_candidate(e.path)]
-    missing = [e.blob for e in entries if e.blob not in cache.headers]
-    contents = dict(repo.read_blobs(missing)) if missing else {}
+    missing = [e for e in entries if e.blob not in cache.headers]
+    contents = _from_worktree(repo.top, missing)
+    from_git = [e.blob for e in missing if e.blob not in contents]
+    if from_git:
+        contents.update(repo.read_blobs(from_git))
     revisions, warnings = _revisions(
         ((e.path, e.blob, contents.get(e.blob)) for e in entries), cache)
     cache.save()
     return ScriptSet(ref=ref or commit, commit=commit, revisions=tuple(revisions),
                      warnings=tuple(warnings))
+
+
+def _from_worktree(top: Path, entries: Sequence[TreeEntry]) -> dict[str, bytes]:
+    """The blobs that the working tree holds at the same path, unchanged: a file read
+    and hashed costs far less than git inflating a loose object."""
+    found: dict[str, bytes] = {}
+    for entry in entries:
+        try:
+            with open(os.path.join(top, entry.path), "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        if blob_id(data) == entry.blob:
+            found[entry.blob] = data
+    return found
 
 
 def read_worktree(
@@ -285,6 +338,7 @@ def read_worktree(
     """The scripts in the working tree, committed or not."""
     files: list[tuple[str, str, bytes | None]] = []
     prefix = len(str(top)) + 1
+    now_ns = time.time_ns()
     for location in version_locations:
         for entry in _walk(os.path.join(top, location), recursive):
             rel = entry.path[prefix:].replace(os.sep, "/")
@@ -299,8 +353,14 @@ def read_worktree(
             with open(entry.path, "rb") as fh:
                 data = fh.read()
             blob = blob_id(data)
-            cache.stats[rel] = [*key, blob]
-            cache.dirty = True
+            # Like git's "racily clean" index entries: a file modified in the last
+            # seconds may change again without its size or mtime changing (coarse
+            # timestamps), so only older files are trusted by their stat.
+            if now_ns - st.st_mtime_ns > _RACY_NS:
+                cache.stats[rel] = [*key, blob]
+                cache.dirty = True
+            elif cache.stats.pop(rel, None) is not None:
+                cache.dirty = True
             files.append((rel, blob, data))
     revisions, warnings = _revisions(files, cache)
     cache.save()
@@ -343,7 +403,9 @@ def read_text_anywhere(repo: GitRepo, revision: Revision) -> bytes | None:
 
 # -- what a downgrade() destroys -----------------------------------------------------------
 
-_DESTRUCTIVE_SQL = re.compile(r"^\s*(DROP|DELETE|TRUNCATE)\b", re.I)
+_DESTRUCTIVE_SQL = re.compile(
+    r"^\s*(DROP|DELETE|TRUNCATE)\b|^\s*ALTER\s+TABLE\b.*\bDROP\b", re.I | re.S
+)
 
 
 def find_destructive(data: bytes, revision: str) -> list[Destructive]:
@@ -388,7 +450,8 @@ def find_destructive(data: bytes, revision: str) -> list[Destructive]:
                     if _DESTRUCTIVE_SQL.match(text):
                         found.append(Destructive(revision, "execute",
                                                  " ".join(text.split())[:60], node.lineno))
-    return found
+    # ast.walk is breadth-first: report in the order the script reads.
+    return sorted(found, key=lambda d: d.line)
 
 
 def _attr(func: ast.expr) -> str:

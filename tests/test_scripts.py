@@ -1,0 +1,285 @@
+"""Reading migration script headers with ast, at git refs and in the working tree."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from gitutil import Repo, script_text
+
+from branchmig import scripts as scripts_mod
+from branchmig.errors import ScriptError
+from branchmig.gitrepo import GitRepo
+from branchmig.scripts import HeaderCache, cache_for, parse_header, read_ref, read_worktree
+
+VERSIONS = ("alembic/versions",)
+
+
+def header(text: str, path: str = "v/x.py") -> dict[str, object] | None:
+    return parse_header(text.encode(), path)
+
+
+def ids(repo: Repo, ref: str | None = None) -> dict[str, tuple[str, ...]]:
+    """{revision: down revisions} as read at ``ref`` (None: the working tree)."""
+    with GitRepo.discover(repo.root) as git_repo:
+        cache = cache_for(git_repo)
+        if ref is None:
+            found = read_worktree(git_repo.top, VERSIONS, recursive=False, cache=cache)
+        else:
+            found = read_ref(git_repo, git_repo.resolve(ref), VERSIONS, recursive=False,
+                             cache=cache)
+    return {r.id: r.down for r in found.revisions}
+
+
+# -- header forms ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("annotated", [True, False])
+def test_plain_and_annotated_headers_read_the_same(annotated: bool) -> None:
+    text = script_text("ab12", ("a", "b"), labels="feature", depends=["c"], annotated=annotated)
+    assert header(text) == {"revision": "ab12", "down": ["a", "b"], "labels": ["feature"],
+                            "depends": ["c"], "warnings": []}
+
+
+@pytest.mark.parametrize(
+    ("literal", "expected"),
+    [("None", []), ("'a'", ["a"]), ("('a',)", ["a"]), ("['a', 'b']", ["a", "b"]),
+     ("('a', 'b', 'c')", ["a", "b", "c"]), ("u'a'", ["a"])],
+)
+def test_down_revision_literal_forms(literal: str, expected: list[str]) -> None:
+    found = header(f"revision = 'r'\ndown_revision = {literal}\n")
+    assert found is not None and found["down"] == expected
+
+
+def test_multi_line_tuple_with_comments_and_annotation() -> None:
+    text = (
+        '"""merge"""\n'
+        "revision: str = 'm1'  # the merge\n"
+        "down_revision: Union[str, Sequence[str], None] = (\n"
+        "    'a',  # feature one\n"
+        "    # a comment line inside\n"
+        "    \"b\",\n"
+        ")\n"
+        "branch_labels = None\n"
+        "depends_on = \\\n"
+        "    'c'\n"
+    )
+    found = header(text)
+    assert found is not None
+    assert (found["revision"], found["down"], found["depends"]) == ("m1", ["a", "b"], ["c"])
+
+
+def test_crlf_line_endings() -> None:
+    found = header(script_text("r2", "r1").replace("\n", "\r\n"))
+    assert found is not None and (found["revision"], found["down"]) == ("r2", ["r1"])
+
+
+def test_python2_body_with_a_good_header_is_analysed() -> None:
+    text = script_text("py2", "base", upgrade='print "upgrading"\n    exec "x = 1"')
+    found = header(text)
+    assert found is not None and (found["revision"], found["down"]) == ("py2", ["base"])
+
+
+def test_non_hex_ids_are_kept_as_written() -> None:
+    found = header(script_text("kilo", "add_users_table_2024"))
+    assert found is not None and (found["revision"], found["down"]) == (
+        "kilo", ["add_users_table_2024"])
+
+
+def test_non_literal_revision_names_file_and_line() -> None:
+    text = "import uuid\n\nrevision = uuid.uuid4().hex[:12]\ndown_revision = None\n"
+    with pytest.raises(ScriptError) as err:
+        header(text, "alembic/versions/bad.py")
+    assert str(err.value).startswith("alembic/versions/bad.py:3: revision is not a literal")
+
+
+def test_non_literal_down_revision_is_an_error() -> None:
+    with pytest.raises(ScriptError, match=r"^v/x.py:2: down_revision is not a literal"):
+        header("revision = 'r'\ndown_revision = PARENT\n")
+
+
+def test_syntax_error_in_a_header_names_the_line() -> None:
+    text = "revision = 'r'\ndown_revision = ('a',\n    'b'\n\ndef upgrade():\n    pass\n"
+    with pytest.raises(ScriptError, match=r"^v/x.py:\d+: cannot parse the 'down_revision'"):
+        header(text)
+
+
+def test_non_literal_branch_labels_is_a_warning_not_a_failure() -> None:
+    text = "from app.consts import EXPAND\nrevision = 'e1'\ndown_revision = None\n" \
+           "branch_labels = (EXPAND,)\ndepends_on = None\n"
+    found = header(text, "v/e1.py")
+    assert found is not None
+    assert found["labels"] == []
+    assert found["warnings"] == [
+        "v/e1.py:4: branch_labels is not a literal ((EXPAND,)); treated as unknown"]
+
+
+def test_wrong_type_is_an_error() -> None:
+    with pytest.raises(ScriptError, match="down_revision must be None, a string or a tuple"):
+        header("revision = 'r'\ndown_revision = 3\n")
+
+
+def test_file_without_revision_is_not_a_migration() -> None:
+    assert header("def helper():\n    return 1\n") is None
+    assert header("# revision = 'x' in a comment\nREVISION = 'y'\n") is None
+
+
+def test_indented_assignments_are_not_headers() -> None:
+    text = "revision = 'r'\ndown_revision = None\n\ndef f():\n    revision = 'other'\n"
+    found = header(text)
+    assert found is not None and found["revision"] == "r"
+
+
+# -- reading a ref and the working tree -----------------------------------------------------
+
+
+def test_non_migrations_in_the_versions_folder_are_skipped(empty_alembic_repo: Repo) -> None:
+    repo = empty_alembic_repo
+    repo.write("a1", None)
+    (repo.versions / "__init__.py").write_text("revision = 'not me'\n")
+    (repo.versions / "README").write_text("revision = 'nor me'\n")
+    (repo.versions / "helpers.py").write_text("def table_name():\n    return 't'\n")
+    (repo.versions / "notes.txt").write_text("")
+    repo.commit("scripts and others")
+    assert ids(repo, "HEAD") == {"a1": ()}
+    assert ids(repo) == {"a1": ()}
+
+
+def test_scripts_are_never_imported(empty_alembic_repo: Repo, tmp_path: Path) -> None:
+    repo = empty_alembic_repo
+    marker = tmp_path / "imported"
+    top = (f"open({str(marker)!r}, 'w').write('ran')\n"
+           "import nonexistent_module_xyz\nraise SystemExit('imported!')")
+    repo.write("boom", None, top=top)
+    repo.commit("a script that must not be imported")
+    assert ids(repo, "HEAD") == {"boom": ()}
+    assert ids(repo) == {"boom": ()}
+    assert not marker.exists()
+
+
+def test_working_tree_includes_uncommitted_and_untracked_scripts(
+    repo_with_linear_history: Repo,
+) -> None:
+    repo = repo_with_linear_history
+    repo.write("a3", "a1", name="a3_step.py")  # uncommitted edit: rebased onto a1
+    repo.write("new1", "a3")  # untracked
+    (repo.versions / "a2_step.py").unlink()  # deleted, not committed
+    assert ids(repo) == {"a1": (), "a3": ("a1",), "new1": ("a3",)}
+    assert ids(repo, "HEAD") == {"a1": (), "a2": ("a1",), "a3": ("a2",)}
+
+
+def test_ref_reading_sees_each_branch(repo_with_two_feature_branches: Repo) -> None:
+    repo = repo_with_two_feature_branches
+    assert set(ids(repo, "feature1")) == {"a1", "a2", "a3", "f1a", "f1b"}
+    assert set(ids(repo, "feature2")) == {"a1", "a2", "a3", "f2a"}
+    assert set(ids(repo, "main")) == {"a1", "a2", "a3"}
+
+
+def test_recursive_version_folders(empty_alembic_repo: Repo) -> None:
+    repo = empty_alembic_repo
+    (repo.versions / "2024").mkdir()
+    (repo.versions / "2024" / "b1_step.py").write_text(script_text("b1", "a1"))
+    repo.write("a1", None)
+    repo.commit("nested")
+    with GitRepo.discover(repo.root) as git_repo:
+        cache = HeaderCache(None)
+        flat = read_ref(git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=False,
+                        cache=cache)
+        deep = read_ref(git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=True,
+                        cache=cache)
+        deep_wt = read_worktree(git_repo.top, VERSIONS, recursive=True, cache=cache)
+    assert [r.id for r in flat.revisions] == ["a1"]
+    assert sorted(r.id for r in deep.revisions) == ["a1", "b1"]
+    assert sorted(r.id for r in deep_wt.revisions) == ["a1", "b1"]
+    assert {r.path for r in deep.revisions} == {r.path for r in deep_wt.revisions}
+
+
+def test_blob_ids_of_worktree_and_git_agree(repo_with_linear_history: Repo) -> None:
+    repo = repo_with_linear_history
+    with GitRepo.discover(repo.root) as git_repo:
+        cache = HeaderCache(None)
+        at_head = read_ref(git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=False,
+                           cache=cache)
+        in_tree = read_worktree(git_repo.top, VERSIONS, recursive=False, cache=cache)
+    assert {(r.id, r.blob) for r in at_head.revisions} == {
+        (r.id, r.blob) for r in in_tree.revisions}
+
+
+# -- the cache ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def counted_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths parse_header is called for (the real function still runs)."""
+    calls: list[str] = []
+    real = scripts_mod.parse_header
+
+    def counting(data: bytes, path: str) -> dict[str, object] | None:
+        calls.append(path)
+        return real(data, path)
+
+    monkeypatch.setattr(scripts_mod, "parse_header", counting)
+    return calls
+
+
+def test_headers_are_cached_by_blob_id(repo_with_linear_history: Repo,
+                                       counted_parses: list[str]) -> None:
+    repo = repo_with_linear_history
+    assert not repo.cache_file.exists()
+    first = ids(repo, "HEAD")
+    assert len(counted_parses) == 3
+    data = json.loads(repo.cache_file.read_text())
+    with GitRepo.discover(repo.root) as git_repo:
+        listing = git_repo.git("ls-tree", "-r", "HEAD", "alembic/versions").splitlines()
+    blobs = {line.split()[2]: line.split("/")[-1] for line in listing
+             if line.endswith("_step.py")}
+    assert {blob: h["revision"] for blob, h in data["headers"].items()} == {
+        blob: name.split("_")[0] for blob, name in blobs.items()}
+    assert ids(repo, "HEAD") == first
+    assert len(counted_parses) == 3  # second read: nothing parsed again
+    # Another ref holding the same blobs parses only the new script.
+    repo.checkout("other", new=True)
+    repo.write("b1", "a3")
+    repo.commit("b1")
+    ids(repo, "other")
+    assert counted_parses[3:] == ["alembic/versions/b1_step.py"]
+
+
+def test_worktree_shares_the_cache_with_git_objects(repo_with_linear_history: Repo,
+                                                    counted_parses: list[str]) -> None:
+    repo = repo_with_linear_history
+    ids(repo, "HEAD")
+    assert ids(repo) == {"a1": (), "a2": ("a1",), "a3": ("a2",)}
+    assert len(counted_parses) == 3  # same blobs: the working tree parsed nothing
+
+
+def test_an_edit_of_the_same_size_is_seen_at_once(repo_with_linear_history: Repo) -> None:
+    repo = repo_with_linear_history
+    path = repo.versions / "a3_step.py"
+    assert ids(repo)["a3"] == ("a2",)
+    path.write_text(path.read_text().replace("down_revision: Union[str, Sequence[str], None]"
+                                             " = 'a2'",
+                                             "down_revision: Union[str, Sequence[str], None]"
+                                             " = 'a1'"))
+    assert ids(repo)["a3"] == ("a1",)
+
+
+def test_an_old_file_is_trusted_by_its_stat(repo_with_linear_history: Repo,
+                                            counted_parses: list[str]) -> None:
+    repo = repo_with_linear_history
+    old = 1_600_000_000
+    for path in repo.versions.glob("*.py"):
+        os.utime(path, (old, old))
+    ids(repo)
+    stats = json.loads(repo.cache_file.read_text())["stats"]
+    assert set(stats) == {f"alembic/versions/a{i}_step.py" for i in (1, 2, 3)}
+
+
+def test_a_broken_cache_file_is_ignored(repo_with_linear_history: Repo) -> None:
+    repo = repo_with_linear_history
+    repo.cache_file.parent.mkdir(parents=True)
+    repo.cache_file.write_text("{not json")
+    assert set(ids(repo, "HEAD")) == {"a1", "a2", "a3"}
+    assert json.loads(repo.cache_file.read_text())["version"] == scripts_mod.CACHE_VERSION
