@@ -78,6 +78,8 @@ def heads(ctx: click.Context, ref: str, as_json: bool) -> None:
         return
     for head, path in zip(result.heads, result.paths, strict=True):
         click.echo(f"{head} (head)  {path}")
+    if not result.heads:
+        click.echo(f"no revisions at {'the working tree' if ref == '.' else repr(ref)}")
 
 
 @main.command()
@@ -99,7 +101,7 @@ def plan(ctx: click.Context, source: str, target: str, as_json: bool) -> None:
             "downgrade": list(p.downgrade), "upgrade": list(p.upgrade),
             "changed": list(p.changed),
             "destructive": [{"revision": d.revision, "operation": d.operation,
-                             "target": d.target} for d in p.destructive],
+                             "target": d.target, "line": d.line} for d in p.destructive],
         })
         return
     click.echo(render_plan(p, source=result.source, target=result.target))
