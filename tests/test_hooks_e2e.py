@@ -1,0 +1,113 @@
+# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
+"""Real ``git checkout`` through the hooks ``branchmig install`` wrote: the database
+follows branch checkouts, and nothing else."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+from e2e_projects import (
+    BASE,
+    EMAILS,
+    F1,
+    F2,
+    Project,
+    _alembic_states,  # noqa: F401
+    alembic_template,  # noqa: F401
+    db_at_feature1_head_with_emails,  # noqa: F401
+    db_at_main_head,  # noqa: F401
+    emails,
+    sqlite_columns,
+    sqlite_dump,
+    sqlite_tables,
+    sqlite_version,
+)
+
+
+@pytest.fixture
+def hooks_installed_db_at_feature1(db_at_feature1_head_with_emails: Project) -> Project:
+    p = db_at_feature1_head_with_emails
+    p.ok("install")
+    return p
+
+
+def test_checkouts_through_the_hook_carry_the_database(
+        hooks_installed_db_at_feature1: Project) -> None:
+    p = hooks_installed_db_at_feature1
+    held = sqlite3.connect(p.db_path, isolation_level=None)
+    try:
+        out = p.checkout("feature2")
+        assert "Traceback" not in out.stderr
+        assert sqlite_version(p.db_path) == {F2}
+        assert "posts" in sqlite_tables(p.db_path)
+        assert "email" not in sqlite_columns(p.db_path, "users")
+        assert F2 in p.current().stdout
+
+        out = p.checkout("feature1")
+        assert "restored the snapshot of 'feature1'" in out.stderr
+        assert sqlite_version(p.db_path) == {F1}
+        assert "posts" not in sqlite_tables(p.db_path)
+        assert emails(held) == EMAILS
+        assert F1 in p.current().stdout
+
+        p.checkout("main")
+        assert sqlite_version(p.db_path) == {BASE}
+        assert p.current().returncode == 0
+        p.checkout("feature1")
+        assert emails(held) == EMAILS
+        assert sqlite_version(p.db_path) == {F1}
+    finally:
+        held.close()
+
+
+def test_file_checkouts_and_same_commit_branches_leave_the_database_alone(
+        hooks_installed_db_at_feature1: Project) -> None:
+    p = hooks_installed_db_at_feature1
+    before = sqlite_dump(p.db_path)
+    stamp = p.db_path.stat().st_mtime_ns
+    migration = p.versions / f"{F1}_email.py"
+    migration.write_text("# scribbled over\n")
+    out = p.checkout("--", str(migration.relative_to(p.root)))
+    assert "branchmig" not in out.stderr
+    out = p.checkout("-b", "feature1-copy")
+    assert "branchmig" not in out.stderr
+    assert sqlite_dump(p.db_path) == before
+    assert p.db_path.stat().st_mtime_ns == stamp
+    assert not (p.state_dir / "journal.json").exists()
+
+
+def test_an_existing_post_checkout_hook_is_kept_and_chained(db_at_main_head: Project) -> None:
+    p = db_at_main_head
+    hooks = p.root / ".git" / "hooks"
+    hooks.mkdir(exist_ok=True)
+    theirs = hooks / "post-checkout"
+    theirs.write_text('#!/bin/sh\necho "$@" >> "$(git rev-parse --git-dir)/their-hook.log"\n')
+    os.chmod(theirs, 0o755)
+    out = p.ok("install")
+    assert "kept your post-checkout" in out.stdout
+    p.checkout("feature1")
+    assert sqlite_version(p.db_path) == {F1}
+    log = (p.root / ".git" / "their-hook.log").read_text().split()
+    assert log[-1] == "1" and len(log) == 3
+    p.ok("uninstall")
+    assert theirs.read_text().startswith("#!/bin/sh\necho")
+    p.checkout("main")  # their hook alone now: the database stays at F1
+    assert sqlite_version(p.db_path) == {F1}
+    assert len((p.root / ".git" / "their-hook.log").read_text().splitlines()) == 2
+
+
+def test_a_failing_hook_never_fails_git_and_says_what_to_run(
+        hooks_installed_db_at_feature1: Project) -> None:
+    p = hooks_installed_db_at_feature1
+    p.git("checkout", "-q", "feature2")  # through the hook
+    p.git("checkout", "-q", "feature1")
+    ini = p.root / "alembic.ini"
+    ini.write_text(ini.read_text().replace("sqlite:///app.db", "sqlite:///gone/app.db"))
+    out = p.checkout("feature2")
+    assert out.returncode == 0
+    assert "Traceback" not in out.stderr
+    assert "branchmig status" in out.stderr or "branchmig sync" in out.stderr
+    assert p.branch() == "feature2"
+    assert sqlite_version(p.db_path) == {F1}
