@@ -305,3 +305,35 @@ def test_importing_the_package_loads_no_database_library() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_wal_database_with_uncheckpointed_commits_and_a_held_reader_is_saved_whole(
+    app_db_with_users: Path, store_dir: Path
+) -> None:
+    # A reader in a transaction keeps the checkpoint from emptying the -wal file: the fast
+    # file copy must not be used then, or the last commits (still in the WAL) are lost.
+    execute(app_db_with_users, "PRAGMA journal_mode=wal")
+    reader = sqlite3.connect(app_db_with_users, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM users").fetchone()
+        execute(app_db_with_users, "INSERT INTO users (name) VALUES ('only-in-the-wal')")
+        snaps = backend(app_db_with_users, store_dir)
+        snaps.save("wal")
+    finally:
+        reader.close()
+    execute(app_db_with_users, "DELETE FROM users")
+    snaps.restore("wal")
+    assert ("only-in-the-wal",) in rows(app_db_with_users, "SELECT name FROM users")
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_save_by_file_copy_is_a_valid_database_in_either_journal_mode(
+    app_db_with_users: Path, store_dir: Path, journal_mode: str
+) -> None:
+    execute(app_db_with_users, f"PRAGMA journal_mode={journal_mode}")
+    before = rows(app_db_with_users, "SELECT * FROM users ORDER BY id")
+    stored = backend(app_db_with_users, store_dir).save("copy")
+    copy = Path(stored.location)
+    assert rows(copy, "PRAGMA integrity_check") == [("ok",)]
+    assert rows(copy, "SELECT * FROM users ORDER BY id") == before

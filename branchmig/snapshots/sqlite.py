@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -101,7 +102,9 @@ class SQLiteBackend:
         try:
             if self.live.is_file():
                 with reporting(self.progress, "saved", lambda: _file_size(partial)):
-                    self._copy(source=self.live, destination=partial, action="save", key=key)
+                    if not self._copy_file_while_shared(partial, key=key):
+                        self._copy(source=self.live, destination=partial, action="save",
+                                   key=key)
             # else: the 0-byte file is an empty database, the marker of "nothing here yet".
             os.replace(partial, target)
         finally:
@@ -136,6 +139,46 @@ class SQLiteBackend:
 
     def _record(self, key: str, path: Path) -> StoredSnapshot:
         return StoredSnapshot(key=key, backend=self.name, location=str(path), size=_file_size(path))
+
+    def _copy_file_while_shared(self, destination: Path, *, key: str) -> bool:
+        """Copy the file itself, at the speed of cp, when a lock makes that consistent
+        (the backup API copies page by page through the pager: 5-7x slower than cp).
+
+        Rollback-journal mode: a SHARED lock keeps every writer out. WAL mode: after a
+        TRUNCATE checkpoint, ``BEGIN IMMEDIATE`` keeps writers out and an empty -wal file
+        proves the main file holds everything. Otherwise (readers kept the checkpoint from
+        finishing): False, and the backup API does it."""
+        try:
+            conn = sqlite3.connect(self.live, timeout=BUSY_TIMEOUT_SECONDS,
+                                   isolation_level=None)
+        except sqlite3.Error:
+            return False
+        try:
+            wal_mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+            if wal_mode:
+                # Don't wait for readers here: if they block the checkpoint, the backup
+                # API copes with them.
+                conn.execute("PRAGMA busy_timeout = 0")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                conn.execute("BEGIN IMMEDIATE")
+                wal = Path(f"{self.live}-wal")
+                if wal.exists() and wal.stat().st_size > 0:
+                    conn.execute("ROLLBACK")
+                    return False
+            else:
+                conn.execute("BEGIN")
+                # Reading takes the SHARED lock (and rolls back a hot journal first).
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            shutil.copyfile(self.live, destination)
+            conn.execute("ROLLBACK")
+            return True
+        except sqlite3.Error as err:
+            raise SnapshotError(
+                f"Cannot save snapshot {key!r} of {self.describe()}: {err}."
+            ) from err
+        finally:
+            conn.close()
 
     def _copy(self, *, source: Path, destination: Path, action: str, key: str) -> None:
         deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
