@@ -100,11 +100,13 @@ def _flask_env(project: Project) -> Iterator[AlembicEnv]:
     try:
         app = ScriptInfo(app_import_path=app_path).load_app()
     except Exception as err:  # noqa: BLE001 - flask raises NoAppException and import errors
-        hint = "" if app_path else (
-            "; set FLASK_APP, add it to .flaskenv, or set flask_app in [tool.branchmig]")
-        raise ConfigError(f"Cannot load the Flask app{f' {app_path!r}' if app_path else ''}: "
-                          f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
-                          f"{hint}") from err
+        if not app_path:
+            raise ConfigError(
+                f"Cannot find the Flask app: FLASK_APP is not set and '{project.repo_root}' "
+                "has no app.py or wsgi.py; set FLASK_APP, put FLASK_APP=... in .flaskenv, "
+                "or set flask_app in [tool.branchmig]") from err
+        raise ConfigError(f"Cannot load the Flask app {app_path!r}: {_first_line(err)}; "
+                          "check FLASK_APP (or flask_app in [tool.branchmig])") from err
     migrate = app.extensions.get("migrate")
     if migrate is None:
         raise ConfigError("The Flask app has no Flask-Migrate extension (Migrate(app, db))")

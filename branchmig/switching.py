@@ -477,9 +477,10 @@ def _roll_back(ctx: _Context, backend: SnapshotBackend | None, saved: str | None
             ctx.notes.append(f"the database was restored from snapshot '{saved}'")
         except BranchmigError as restore_err:
             ctx.state.clear_journal()
-            raise SnapshotError(f"{err}; restoring the snapshot '{saved}' failed too: "
-                                f"{restore_err}. Run: branchmig snapshot restore {saved}"
-                                ) from restore_err
+            raise SnapshotError(
+                f"{str(err).rstrip('. ')}; restoring the snapshot '{saved}' failed too: "
+                f"{str(restore_err).rstrip('. ')}. Run: branchmig snapshot restore {saved}"
+            ) from restore_err
     elif backend is not None and journal.phase == "start":
         rolled_back = True  # nothing had touched the database yet
     back = journal.from_branch or journal.from_commit
@@ -489,15 +490,16 @@ def _roll_back(ctx: _Context, backend: SnapshotBackend | None, saved: str | None
     ctx.state.clear_journal()
     if not isinstance(err, BranchmigError) or not err.args:
         return
+    said = str(err.args[0]).rstrip(". ")
     if rolled_back:
-        err.args = (f"{err.args[0]}. Nothing changed: the database is as it was before",)
+        err.args = (f"{said}. Nothing changed: the database is as it was before",)
     elif journal.phase == "migrating":
         heads = _heads_now(ctx)
         if journal.checked_out or checkout is None:
             then = "fix the script, then run: branchmig sync"
         else:
             then = f"fix the script, then run: branchmig switch {checkout}"
-        err.args = (f"{err.args[0]}. The database is left at {_names(heads)}, the last "
+        err.args = (f"{said}. The database is left at {_names(heads)}, the last "
                     f"revision that completed; {then}",)
 
 

@@ -1,0 +1,122 @@
+# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
+"""The seed scenario on a real MariaDB/MySQL database: feature1's emails survive a round
+trip, and a migration that raises mid-switch (MySQL's DDL is not transactional: the table
+it created stays) leaves the database as it was."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from db_servers import mysql_connection
+from e2e_projects import (
+    BASE,
+    F1,
+    F2,
+    F2_SCRIPT,
+    Project,
+    alembic_template,  # noqa: F401
+    make_seed_project,
+)
+from sqlalchemy.engine import make_url
+
+pytestmark = pytest.mark.mysql
+
+PASSWORD = "s3cret-pw"
+EMAILS = [("ada", "ada@example.com"), ("bob", "bob@example.com")]
+
+
+@pytest.fixture
+def mysql_url_with_password(fresh_mysql_url: str, mysql_server_url: str) -> Iterator[str]:
+    """``fresh_mysql_url`` as a user of its own with a password, allowed on the test
+    databases (and their snapshots) only."""
+    user = f"bm_u_{uuid.uuid4().hex[:8]}"
+    with mysql_connection(mysql_server_url) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
+        # bm_replaced_*: the scratch database of the MySQL backend's restore
+        for pattern in ("bm\\_test\\_%", "bm\\_replaced\\_%"):
+            cur.execute(f"GRANT ALL PRIVILEGES ON `{pattern}`.* TO '{user}'@'127.0.0.1'")
+    try:
+        yield make_url(fresh_mysql_url).set(username=user, password=PASSWORD).render_as_string(
+            hide_password=False)
+    finally:
+        with mysql_connection(mysql_server_url) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+
+
+def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with mysql_connection(url, database=make_url(url).database) as conn, \
+            conn.cursor() as cur:
+        cur.execute(sql)
+        return [tuple(r) for r in cur.fetchall()]
+
+
+def _state(url: str) -> dict[str, Any]:
+    name = make_url(url).database
+    columns = _query(url, "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM "
+                          f"information_schema.COLUMNS WHERE TABLE_SCHEMA = '{name}' "
+                          "ORDER BY TABLE_NAME, ORDINAL_POSITION")
+    tables = {t for t, _, _ in columns}
+    return {"columns": columns,
+            "rows": {t: _query(url, f"SELECT * FROM `{t}` ORDER BY 1") for t in tables}}
+
+
+def _version(url: str) -> set[str]:
+    return {r[0] for r in _query(url, "SELECT version_num FROM alembic_version")}
+
+
+@pytest.fixture
+def mysql_db_at_feature1_with_emails(alembic_template: Path, tmp_path: Path,
+                                     mysql_url_with_password: str) -> Project:
+    url = mysql_url_with_password
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic", url=url)
+    p.ok("sync")
+    p.ok("switch", "feature1")
+    _query(url, "INSERT INTO users (name, email) VALUES ('ada', 'ada@example.com'), "
+                "('bob', 'bob@example.com')")
+    return p
+
+
+def _users(url: str) -> list[tuple[Any, ...]]:
+    return _query(url, "SELECT name, email FROM users ORDER BY id")
+
+
+def test_mysql_round_trip_keeps_emails(mysql_db_at_feature1_with_emails: Project) -> None:
+    p = mysql_db_at_feature1_with_emails
+    out = p.ok("switch", "feature2")
+    assert PASSWORD not in out.stdout + out.stderr and "***" in out.stdout
+    assert _version(p.url) == {F2}
+    assert p.current().returncode == 0
+    p.ok("install")
+    out = p.checkout("feature1")  # through the hook
+    assert PASSWORD not in out.stdout + out.stderr
+    assert _version(p.url) == {F1}
+    assert _users(p.url) == EMAILS
+    p.ok("switch", "main")
+    assert _version(p.url) == {BASE}
+    p.ok("switch", "feature1")
+    assert _users(p.url) == EMAILS
+
+
+def test_mysql_raising_migration_leaves_the_database_as_before(
+        mysql_db_at_feature1_with_emails: Project) -> None:
+    p = mysql_db_at_feature1_with_emails
+    p.git("checkout", "-q", "feature2")
+    p.write(f"{F2}_posts.py", F2_SCRIPT.replace(
+        '                    sa.Column("title", sa.String(100)))',
+        '                    sa.Column("title", sa.String(100)))\n'
+        '    raise RuntimeError("posts cannot be created today")'))
+    p.commit("feature2: raising")
+    p.git("checkout", "-q", "feature1")
+    before = _state(p.url)
+    proc = p.branchmig("switch", "feature2")
+    assert proc.returncode == 1
+    assert "RuntimeError: posts cannot be created today" in proc.stderr, proc.stderr
+    assert PASSWORD not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+    assert "Nothing changed" in proc.stderr, proc.stderr
+    assert _state(p.url) == before
+    assert _version(p.url) == {F1}
+    assert p.branch() == "feature1"

@@ -1,0 +1,123 @@
+# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
+"""The seed scenario on a real PostgreSQL database: feature1's emails survive a round trip
+(template-copy snapshots), a migration that raises after the revert phase committed still
+leaves the database as it was, and sessions that block a snapshot are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from db_servers import postgres_connection
+from e2e_projects import (
+    BASE,
+    F1,
+    F2,
+    F2_SCRIPT,
+    Project,
+    alembic_template,  # noqa: F401
+    make_seed_project,
+)
+from sqlalchemy.engine import make_url
+
+pytestmark = pytest.mark.postgres
+
+PASSWORD = "s3cret-pw"
+EMAILS = [("ada", "ada@example.com"), ("bob", "bob@example.com")]
+
+
+def _state(url: str) -> dict[str, Any]:
+    """Schema, data and alembic_version of the database: what "as before" compares."""
+    with postgres_connection(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position").fetchall()
+        tables = {t for t, _, _ in columns}
+        rows = {t: conn.execute(f'SELECT * FROM "{t}" ORDER BY 1').fetchall() for t in tables}
+    return {"columns": columns, "rows": rows}
+
+
+def _version(url: str) -> set[str]:
+    with postgres_connection(url) as conn:
+        return {r[0] for r in conn.execute("SELECT version_num FROM alembic_version")}
+
+
+@pytest.fixture
+def pg_db_at_feature1_with_emails(alembic_template: Path, tmp_path: Path,
+                                  fresh_postgres_url: str) -> Project:
+    """The seed project on a new PostgreSQL database (its URL carrying a password the
+    server accepts), switched to feature1, two users with emails."""
+    url = make_url(fresh_postgres_url).set(password=PASSWORD).render_as_string(
+        hide_password=False)
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic", url=url)
+    p.ok("sync")
+    p.ok("switch", "feature1")
+    with postgres_connection(url) as conn:
+        conn.execute("INSERT INTO users (name, email) VALUES ('ada', 'ada@example.com'), "
+                     "('bob', 'bob@example.com')")
+    return p
+
+
+def _users(url: str) -> list[tuple[str, str]]:
+    with postgres_connection(url) as conn:
+        return [tuple(r) for r in conn.execute("SELECT name, email FROM users ORDER BY id")]
+
+
+def test_postgres_round_trip_keeps_emails(pg_db_at_feature1_with_emails: Project) -> None:
+    p = pg_db_at_feature1_with_emails
+    out = p.ok("switch", "feature2")
+    assert PASSWORD not in out.stdout + out.stderr
+    assert "***" in out.stdout
+    assert _version(p.url) == {F2}
+    assert p.current().returncode == 0
+    p.ok("install")
+    out = p.checkout("feature1")  # through the hook: the snapshot comes back
+    assert PASSWORD not in out.stdout + out.stderr
+    assert _version(p.url) == {F1}
+    assert _users(p.url) == EMAILS
+    status = p.status()
+    assert PASSWORD not in status["database"] and "***" in status["database"]
+    p.ok("switch", "main")
+    assert _version(p.url) == {BASE}
+    p.ok("switch", "feature1")
+    assert _users(p.url) == EMAILS
+
+
+def test_postgres_raising_migration_leaves_the_database_as_before(
+        pg_db_at_feature1_with_emails: Project) -> None:
+    p = pg_db_at_feature1_with_emails
+    p.git("checkout", "-q", "feature2")
+    p.write(f"{F2}_posts.py", F2_SCRIPT.replace(
+        '                    sa.Column("title", sa.String(100)))',
+        '                    sa.Column("title", sa.String(100)))\n'
+        '    raise RuntimeError("posts cannot be created today")'))
+    p.commit("feature2: raising")
+    p.git("checkout", "-q", "feature1")
+    before = _state(p.url)
+    proc = p.branchmig("switch", "feature2")
+    assert proc.returncode == 1
+    assert "RuntimeError: posts cannot be created today" in proc.stderr
+    assert PASSWORD not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    # the revert of F1 had committed (email dropped): only the snapshot brings it back
+    assert _state(p.url) == before
+    assert _version(p.url) == {F1}
+    assert p.branch() == "feature1"
+
+
+def test_a_held_session_blocks_the_snapshot_until_terminated(
+        pg_db_at_feature1_with_emails: Project) -> None:
+    p = pg_db_at_feature1_with_emails
+    with postgres_connection(p.url) as held:
+        pid = held.execute("SELECT pg_backend_pid()").fetchone()[0]
+        proc = p.branchmig("switch", "feature2")
+        assert proc.returncode == 1
+        assert str(pid) in proc.stderr and "--terminate-connections" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert p.branch() == "feature1"
+        assert _version(p.url) == {F1}
+        p.ok("switch", "feature2", "--terminate-connections")
+    assert _version(p.url) == {F2}
+    p.ok("switch", "feature1")
+    assert _users(p.url) == EMAILS
