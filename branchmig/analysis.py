@@ -3,7 +3,11 @@ They take a Workspace, return dataclasses, print nothing."""
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 from branchmig.graph import Graph, merge_graphs
 from branchmig.plan import Destructive, Plan, make_plan
@@ -20,13 +24,64 @@ class HeadsResult:
 
 
 def heads(ws: Workspace, *, ref: str = WORKTREE) -> HeadsResult:
-    """The heads of the graph at ``ref``; a broken graph is an error."""
+    """The heads of the graph at ``ref``; a broken graph is an error.
+
+    The answer is remembered by the scripts' signature (tree ids at a commit, file stats
+    in the working tree), so asking again about unchanged scripts reads none of them:
+    that is what lets the hook and shell prompts call it freely."""
+    signature = ws.signature(ref)
+    summaries = _HeadsMemo(ws.state_dir / "cache" / "heads.json")
+    known = summaries.get(signature)
+    if known is not None:
+        return HeadsResult(ref=ref or "WORKTREE", heads=tuple(known["heads"]),
+                           paths=tuple(known["paths"]), warnings=tuple(known["warnings"]))
     scripts, graph = ws.graph_at(ref)
     graph.check()
-    return HeadsResult(
+    result = HeadsResult(
         ref=ref or "WORKTREE", heads=graph.heads,
         paths=tuple(graph.revisions[h].path for h in graph.heads), warnings=scripts.warnings,
     )
+    summaries.put(signature, {"heads": list(result.heads), "paths": list(result.paths),
+                              "warnings": list(result.warnings)})
+    return result
+
+
+class _HeadsMemo:
+    """A small JSON file of the last answers of ``heads``, by signature."""
+
+    LIMIT = 64
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def get(self, signature: str | None) -> dict[str, Any] | None:
+        if signature is None:
+            return None
+        found: dict[str, Any] | None = self._load().get(signature)
+        return found
+
+    def put(self, signature: str | None, value: dict[str, Any]) -> None:
+        if signature is None:
+            return
+        data = self._load()
+        data.pop(signature, None)
+        data[signature] = value
+        while len(data) > self.LIMIT:
+            data.pop(next(iter(data)))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".heads.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a memo that cannot be written only costs time
 
 
 @dataclass(frozen=True)

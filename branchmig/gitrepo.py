@@ -125,15 +125,19 @@ class GitRepo:
         return entries
 
     def object_ids(self, specs: Sequence[str]) -> list[str | None]:
-        """``rev-parse`` of ``commit:path`` specs, None for those that do not exist."""
-        ids: list[str | None] = []
-        for spec in specs:
-            out = subprocess.run(
-                ["git", "-C", str(self.top), "rev-parse", "--verify", "--quiet", spec],
-                capture_output=True, text=True, env=_git_env(), check=False,
-            )
-            ids.append(out.stdout.strip() or None if out.returncode == 0 else None)
-        return ids
+        """The object id of each ``commit:path`` spec (None where it names nothing), in
+        one ``cat-file --batch-check`` run."""
+        if not specs:
+            return []
+        proc = subprocess.run(
+            ["git", "-C", str(self.top), "cat-file", "--batch-check=%(objectname)"],
+            input="".join(f"{s}\n" for s in specs), capture_output=True, text=True,
+            env=_git_env(), check=False,
+        )
+        lines = proc.stdout.splitlines()
+        if proc.returncode != 0 or len(lines) != len(specs):
+            raise GitError(f"git cat-file --batch-check failed: {proc.stderr.strip()}")
+        return [None if " " in line else line for line in lines]
 
     def read_blobs(self, blobs: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         """The content of each blob, read in one ``cat-file --batch`` run (one pipe read

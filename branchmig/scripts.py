@@ -367,6 +367,27 @@ def read_worktree(
     return ScriptSet(ref="", commit=None, revisions=tuple(revisions), warnings=tuple(warnings))
 
 
+def worktree_signature(top: Path, version_locations: Sequence[str], *,
+                       recursive: bool) -> str | None:
+    """A digest of every candidate script's path, size, mtime and inode: equal digests
+    mean the same scripts. None while a file is too recent for its stat to be trusted."""
+    import hashlib
+
+    digest = hashlib.sha1(f"{recursive}\0{version_locations}\n".encode())
+    prefix = len(str(top)) + 1
+    newest = time.time_ns() - _RACY_NS
+    for location in version_locations:
+        for entry in _walk(os.path.join(top, location), recursive):
+            rel = entry.path[prefix:]
+            if not is_candidate(rel):
+                continue
+            st = entry.stat()
+            if st.st_mtime_ns > newest:
+                return None
+            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+    return digest.hexdigest()
+
+
 def _walk(root: str, recursive: bool) -> list[os.DirEntry[str]]:
     try:
         entries = list(os.scandir(root))

@@ -11,7 +11,14 @@ from branchmig.errors import ConfigError
 from branchmig.gitrepo import GitRepo
 from branchmig.graph import Graph
 from branchmig.project import Locations, Project, find_project
-from branchmig.scripts import HeaderCache, ScriptSet, cache_for, read_ref, read_worktree
+from branchmig.scripts import (
+    HeaderCache,
+    ScriptSet,
+    cache_for,
+    read_ref,
+    read_worktree,
+    worktree_signature,
+)
 
 WORKTREE = ""  # the ref name for "the working tree, committed or not"
 
@@ -63,6 +70,20 @@ class Workspace:
     def graph_at(self, ref: str = WORKTREE) -> tuple[ScriptSet, Graph]:
         scripts = self.scripts_at(ref)
         return scripts, Graph.build(scripts.revisions)
+
+    def signature(self, ref: str = WORKTREE) -> str | None:
+        """What identifies the scripts at ``ref`` without reading them: the folders' tree
+        ids (and the config's blob) at a commit, the files' stats in the working tree."""
+        if ref == WORKTREE:
+            locs = self.project.locations()
+            sig = worktree_signature(self.repo.top, locs.version_locations,
+                                     recursive=locs.recursive)
+            return None if sig is None else f"wt:{sig}"
+        commit = self.repo.resolve(ref)
+        locs = self.locations_at(commit)
+        ids = self.repo.object_ids([f"{commit}:{p}" for p in
+                                    (self.project.config_rel, *locs.version_locations)])
+        return f"ref:{locs.recursive}:{':'.join(i or '-' for i in ids)}"
 
     def close(self) -> None:
         self.repo.close()
