@@ -240,3 +240,26 @@ def test_config_option(tmp_path: Path) -> None:
 @pytest.mark.parametrize("ref", ["HEAD", "."])
 def test_empty_history_has_no_heads(empty_alembic_repo: Repo, ref: str) -> None:
     assert ok_json(empty_alembic_repo.root, "heads", ref, "--json")["heads"] == []
+
+
+def test_heads_answers_from_memory_only_while_the_scripts_are_unchanged(
+    repo_with_two_feature_branches: Repo,
+) -> None:
+    import os
+    import time
+
+    repo = repo_with_two_feature_branches
+    repo.checkout("feature1")
+    old = time.time() - 60  # older than the racy window, so the stats are trusted
+    for path in (repo.root / "alembic" / "versions").glob("*.py"):
+        os.utime(path, (old, old))
+    first = ok_json(repo.root, "heads", "--json")
+    assert ok_json(repo.root, "heads", "--json") == first
+    assert (repo.root / ".git" / "branchmig" / "cache" / "heads.json").is_file()
+    new = repo.write("f1c", "f1b")  # untracked, then aged like the others
+    os.utime(new, (old, old))
+    assert ok_json(repo.root, "heads", "--json")["heads"] == ["f1c"]
+    assert ok_json(repo.root, "heads", "feature2", "--json")["heads"] == ["f2a"]
+    repo.commit("f1c")
+    assert ok_json(repo.root, "heads", "HEAD", "--json")["heads"] == ["f1c"]
+    assert ok_json(repo.root, "heads", "HEAD~1", "--json")["heads"] == first["heads"]
