@@ -35,6 +35,8 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
                 return 0
             previous = ws.repo.git("rev-parse", "--verify", "--quiet", "ORIG_HEAD",
                                    check=False).strip() or None
+            # A merge or a rebase stays on its branch: never restore its own snapshot.
+            previous_branch = ws.repo.current_branch()
         else:
             _say(f"branchmig: unknown hook '{hook}'")
             return 0

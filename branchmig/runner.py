@@ -152,7 +152,8 @@ def read_database(env: AlembicEnv) -> DatabaseState:
         _run_env(env, script, fn, dont_mutate=True)
     except Exception as err:  # noqa: BLE001 - env.py may raise anything on connect
         raise DatabaseError(f"Cannot read the database's revisions through env.py: "
-                            f"{_first_line(err)}") from err
+                            f"{_first_line(err)}; check the database URL and that the "
+                            "database is reachable, then run: branchmig status") from err
     finally:
         engine = seen.get("engine")
         if engine is not None:

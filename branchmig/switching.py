@@ -153,14 +153,21 @@ def _script_text(ws: Workspace, state: State, rev: Revision) -> bytes:
 
 
 @contextmanager
-def _opened(ws: Workspace, progress: Progress) -> Iterator[_Context]:
+def _opened(ws: Workspace, progress: Progress, *, dry_run: bool = False) -> Iterator[_Context]:
     from branchmig.runner import alembic_env, read_database
 
     state = State(ws.state_dir)
     with state.lock(), alembic_env(ws.project) as env:
-        _recover(ws, state, env, progress)
+        interrupted = state.read_journal() if dry_run else None
+        if not dry_run:
+            _recover(ws, state, env, progress)
         db = read_database(env)
-        yield _Context(ws, state, env, db, database_key(mask_url(db.url)), progress)
+        ctx = _Context(ws, state, env, db, database_key(mask_url(db.url)), progress)
+        if interrupted is not None:
+            ctx.notes.append(f"a {interrupted.operation} to '{interrupted.to}' was "
+                             "interrupted and is not put back by a dry run; run: "
+                             "branchmig status")
+        yield ctx
 
 
 def _backend(ctx: _Context, terminate: bool) -> SnapshotBackend:
@@ -294,7 +301,7 @@ def sync(
 ) -> MoveResult:
     """Bring the database to the working tree's heads. ``previous`` is the commit the
     database followed (the hook's PREV); its scripts revert what the tree lacks."""
-    with _opened(ws, progress) as ctx:
+    with _opened(ws, progress, dry_run=dry_run) as ctx:
         _, target = ws.graph_at(WORKTREE)
         return _move(ctx, target=target, previous=previous, dry_run=dry_run,
                      snapshot=snapshot, terminate=terminate_connections, checkout=None,
@@ -311,7 +318,7 @@ def switch(
     commit = repo.resolve(branch)
     head = repo.head_commit()
     _check_clean(ws, head, commit, branch)
-    with _opened(ws, progress) as ctx:
+    with _opened(ws, progress, dry_run=dry_run) as ctx:
         target = Graph.build(ws.scripts_at_commit(commit, ref=branch).revisions)
         return _move(ctx, target=target, previous=head, dry_run=dry_run, snapshot=snapshot,
                      terminate=terminate_connections, checkout=branch,

@@ -111,3 +111,13 @@ def test_a_failing_hook_never_fails_git_and_says_what_to_run(
     assert "branchmig status" in out.stderr or "branchmig sync" in out.stderr
     assert p.branch() == "feature2"
     assert sqlite_version(p.db_path) == {F1}
+
+
+def test_a_merge_applies_what_it_brought_in(db_at_main_head: Project) -> None:
+    p = db_at_main_head
+    p.ok("install")
+    out = p.run("git", "merge", "-q", "--no-edit", "feature1")
+    assert out.returncode == 0, out.stderr
+    assert sqlite_version(p.db_path) == {F1}
+    assert "email" in sqlite_columns(p.db_path, "users")
+    assert p.current().returncode == 0

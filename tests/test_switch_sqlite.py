@@ -217,3 +217,57 @@ def test_unreachable_postgres_database_is_one_line_without_password(
     assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("branchmig:")]) == 1
     assert p.branch() == "main"
     assert sqlite_dump(p.db_path) == before
+
+
+F1B = "f1b000000001"
+
+
+def _feature1_gains_phone(p: Project, *, raising: bool = False) -> None:
+    """Commit a second feature1 migration while the database sits on feature2."""
+    p.git("checkout", "-q", "feature1")
+    body = '    op.add_column("users", sa.Column("phone", sa.String(20), nullable=True))'
+    if raising:
+        body += '\n    raise RuntimeError("no phones today")'
+    p.write(f"{F1B}_phone.py", script(
+        F1B, F1, body,
+        '    with op.batch_alter_table("users") as batch:\n        batch.drop_column("phone")'))
+    p.commit("feature1: users.phone")
+    p.git("checkout", "-q", "feature2")
+
+
+def test_snapshot_restored_then_what_arrived_since_applied(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.ok("switch", "feature2")
+    _feature1_gains_phone(p)
+    out = p.ok("switch", "feature1")
+    assert "Restored snapshot" in out.stdout
+    assert sqlite_version(p.db_path) == {F1B}
+    assert sqlite_columns(p.db_path, "users") == ["id", "name", "email", "phone"]
+    with sqlite3.connect(p.db_path) as conn:
+        assert emails(conn) == EMAILS
+    assert [s["branch"] for s in p.status()["snapshots"]] == ["feature2"]
+
+
+def test_failure_after_a_restore_keeps_both_databases(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.ok("switch", "feature2")
+    _feature1_gains_phone(p, raising=True)
+    before = sqlite_dump(p.db_path)
+    proc = p.branchmig("switch", "feature1")
+    assert proc.returncode == 1 and "RuntimeError: no phones today" in proc.stderr
+    assert sqlite_dump(p.db_path) == before
+    assert p.branch() == "feature2"
+    assert [s["branch"] for s in p.status()["snapshots"]] == ["feature1"]
+    # fixed, the next switch still finds feature1's snapshot with its emails
+    p.git("checkout", "-q", "feature1")
+    fixed = p.versions / f"{F1B}_phone.py"
+    fixed.write_text(fixed.read_text().replace('\n    raise RuntimeError("no phones today")', ""))
+    p.commit("feature1: users.phone, fixed")
+    p.git("checkout", "-q", "feature2")
+    out = p.ok("switch", "feature1")
+    assert "Restored snapshot" in out.stdout
+    with sqlite3.connect(p.db_path) as conn:
+        assert emails(conn) == EMAILS
+    assert sqlite_version(p.db_path) == {F1B}
