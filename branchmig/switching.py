@@ -145,8 +145,11 @@ def _script_text(ws: Workspace, state: State, rev: Revision) -> bytes:
         data = path.read_bytes()
         if blob_id(data) == rev.blob:
             return data
-    raise PlanError(f"The script of revision '{rev.id}' ({rev.path}, blob {rev.blob[:12]}) "
-                    "is not in git and branchmig kept no copy of it")
+    raise PlanError(
+        f"Revision '{rev.id}' is applied to the database, but its script ({rev.path}, blob "
+        f"{rev.blob[:12]}) is on no branch, tag or reflog entry and branchmig kept no copy, "
+        "so it cannot be reverted; put the script back into the versions folder, then run: "
+        "branchmig sync")
 
 
 # -- the pieces of a move ------------------------------------------------------------------
@@ -364,6 +367,8 @@ def _move(
     leaving_graph = source
     if restore is not None:
         plan = make_plan(applied_heads=tuple(restore.heads), source=target, target=target)
+    for rev_id in plan.downgrade:  # fail before anything is touched, dry run or not
+        _script_text(ws, state, source.revisions[rev_id])
     result = MoveResult(database=ctx.masked, branch=entering, before=before, after=before,
                         plan=plan, dry_run=dry_run,
                         restored=restore.key if restore is not None else None,

@@ -271,3 +271,24 @@ def test_failure_after_a_restore_keeps_both_databases(
     with sqlite3.connect(p.db_path) as conn:
         assert emails(conn) == EMAILS
     assert sqlite_version(p.db_path) == {F1B}
+
+
+def test_a_script_missing_from_every_ref_is_one_line_and_changes_nothing(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.git("checkout", "-q", "main")
+    p.git("branch", "-q", "-D", "feature1")
+    p.git("reflog", "expire", "--expire=now", "--all")
+    p.git("gc", "-q", "--prune=now")
+    for kept in (p.state_dir / "scripts").iterdir():
+        kept.unlink()
+    before = sqlite_dump(p.db_path)
+    proc = p.branchmig("sync")
+    assert proc.returncode == 1
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("branchmig:")]
+    assert "Traceback" not in proc.stderr
+    assert len(errors) == 1 and F1 in errors[0], errors
+    assert errors[0].endswith("then run: branchmig sync")
+    assert sqlite_dump(p.db_path) == before
+    assert not any((p.state_dir / "snapshots").iterdir())
+    assert p.branch() == "main"
