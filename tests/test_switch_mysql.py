@@ -36,9 +36,9 @@ def mysql_url_with_password(fresh_mysql_url: str, mysql_server_url: str) -> Iter
     user = f"bm_u_{uuid.uuid4().hex[:8]}"
     with mysql_connection(mysql_server_url) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
-        # bm_replaced_*: the scratch database of the MySQL backend's restore
-        for pattern in ("bm\\_test\\_%", "bm\\_replaced\\_%"):
-            cur.execute(f"GRANT ALL PRIVILEGES ON `{pattern}`.* TO '{user}'@'127.0.0.1'")
+        # The test database and everything branchmig names after it (snapshots, the
+        # scratch copy of a restore).
+        cur.execute(f"GRANT ALL PRIVILEGES ON `bm\\_test\\_%`.* TO '{user}'@'127.0.0.1'")
     try:
         yield make_url(fresh_mysql_url).set(username=user, password=PASSWORD).render_as_string(
             hide_password=False)

@@ -161,7 +161,9 @@ class MySQLBackend:
                 cur.execute(f"DROP DATABASE IF EXISTS {quote(old)}")
                 self._create_database_like_live(cur, old, keep_current_as)
             else:
-                old = f"bm_replaced_{secrets.token_hex(8)}"
+                # Named after the live database, so privileges granted on the app's
+                # databases (app, app__bm_*) cover the scratch copy too.
+                old = snapshot_database_name(self.live, f"replaced-{secrets.token_hex(6)}")
                 self._create_database_like_live(cur, old, None)
             try:
                 self._swap(cur, snapshot, old, key)
