@@ -244,7 +244,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     this branch lacks (and the refs that have them), and this database's snapshots."""
     from branchmig.switching import status as get_status
 
-    st = get_status(_open(ctx))
+    st = get_status(_open(ctx), progress=_progress)
     snaps = [{"key": s.key, "branch": s.branch, "heads": s.heads, "commit": s.commit,
               "size": s.size, "created": s.created, "backend": s.backend,
               "purpose": s.purpose} for s in st.snapshots]
@@ -253,7 +253,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     "db_heads": list(st.db_heads), "code_heads": list(st.code_heads),
                     "pending": list(st.pending), "unknown": list(st.unknown),
                     "unknown_found_in": {k: list(v) for k, v in st.unknown_found_in.items()},
-                    "snapshots": snaps, "interrupted": st.interrupted})
+                    "snapshots": snaps, "interrupted": st.interrupted,
+                    "recovered": st.recovered})
         return
     click.echo(f"database:   {st.database}")
     click.echo(f"branch:     {st.branch or '(detached)'}")
@@ -267,6 +268,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for record in st.snapshots:
         click.echo(f"snapshot:   {record.key} ({record.branch or 'detached'}, "
                    f"{', '.join(record.heads) or 'base'})")
+    if st.recovered:
+        click.echo(f"recovered:  an interrupted {st.recovered} was put back as it was before")
     if st.interrupted:
         click.echo(f"interrupted: {st.interrupted}; the next branchmig command recovers it")
     if not st.pending and not st.unknown:
@@ -286,7 +289,8 @@ def install(ctx: click.Context) -> None:
     for path in result.installed:
         click.echo(f"installed {path}")
     for path in result.chained:
-        click.echo(f"kept your {path.name} hook; it runs first")
+        click.echo(f"kept your {path.name.removesuffix('.branchmig-chained')} hook; "
+                   "it runs first")
     click.echo(f"watching {', '.join(result.watch)} (Python: {result.python})")
 
 

@@ -40,6 +40,9 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
         else:
             _say(f"branchmig: unknown hook '{hook}'")
             return 0
+        merging = hook in ("post-merge", "post-rewrite")
+        if merging and _close_merge(ws):
+            return 0
         result = sync(ws, previous=previous, previous_branch=previous_branch, progress=_say)
         plan = result.plan
         for note in result.notes:
@@ -49,8 +52,8 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
         if not plan.is_noop:
             _say(f"branchmig: {result.database}: reverted {len(plan.downgrade)}, applied "
                  f"{len(plan.upgrade)}; now at {', '.join(result.after) or 'base'}")
-        if hook == "post-merge":
-            _after_merge(ws)
+        if merging:
+            _warn_heads(ws)
     except BranchmigError as err:
         _say(f"branchmig: {err}")
         _say("branchmig: the checkout itself is done; see: branchmig status")
@@ -63,24 +66,32 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
     return 0
 
 
-def _after_merge(ws: Workspace) -> None:
-    """After a merge that leaves several heads: say so, or close it per on_merge."""
+def _extra_heads(ws: Workspace) -> tuple[str, ...]:
     from branchmig.analysis import heads
 
-    result = heads(ws)
-    expected = ws.project.settings.expected_heads
-    if len(result.heads) <= expected:
-        return
+    found = heads(ws).heads
+    return found if len(found) > ws.project.settings.expected_heads else ()
+
+
+def _close_merge(ws: Workspace) -> bool:
+    """With ``on_merge = "merge" | "rebase"``, close a merge (or a rebase, or a pull of
+    either) that left several heads. ``merge_heads`` upgrades the database itself, once:
+    syncing first would apply both heads, then revert one of them for a rebase."""
     mode = ws.project.settings.on_merge
-    if mode == "warn":
-        _say(f"branchmig: the merge left {len(result.heads)} migration heads "
-             f"({', '.join(result.heads)}); run: branchmig merge-heads "
-             "(or branchmig merge-heads --rebase)")
-        return
+    if mode == "warn" or not _extra_heads(ws):
+        return False
     from branchmig.merge import merge_heads
 
     outcome = merge_heads(ws, rebase=mode == "rebase", progress=_say)
     _say(f"branchmig: {outcome.summary}")
+    return True
+
+
+def _warn_heads(ws: Workspace) -> None:
+    extra = _extra_heads(ws)
+    if extra:
+        _say(f"branchmig: the merge left {len(extra)} migration heads ({', '.join(extra)}); "
+             "run: branchmig merge-heads (or branchmig merge-heads --rebase)")
 
 
 def main() -> None:
