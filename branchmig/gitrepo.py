@@ -139,7 +139,8 @@ class GitRepo:
             raise GitError(f"git cat-file --batch-check failed: {proc.stderr.strip()}")
         return [None if " " in line else line for line in lines]
 
-    def read_blobs(self, blobs: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+    def read_blobs(self, blobs: Iterable[str], *,
+                   missing_ok: bool = False) -> Iterator[tuple[str, bytes]]:
         """The content of each blob, read in one ``cat-file --batch`` run (one pipe read
         for all of them is what keeps a cold 5,000-script history fast)."""
         pending = list(dict.fromkeys(blobs))
@@ -155,6 +156,9 @@ class GitRepo:
             end = out.index(b"\n", pos)
             parts = out[pos:end].split()
             if len(parts) != 3:
+                if missing_ok:
+                    pos = end + 1
+                    continue
                 raise GitError(f"git cat-file: object {blob} is missing")
             size = int(parts[2])
             yield blob, out[end + 1:end + 1 + size]

@@ -19,14 +19,18 @@ from branchmig.errors import LockedError
 from branchmig.graph import Revision
 
 
-def _write_json(path: Path, data: Any) -> None:
+def _write_json(path: Path, data: Any, *, durable: bool = True) -> None:
+    """Replace ``path`` atomically. ``durable`` (the journal, the snapshot index) also
+    waits for the disk: after a crash they must tell the truth. The record of applied
+    scripts is rebuilt from the database on the next run, so it skips the wait."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
+        json.dump(data, fh, separators=(",", ":"))
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -133,6 +137,13 @@ class State:
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
 
+    def kept_blobs(self) -> set[str]:
+        try:
+            return {name[:-3] for name in os.listdir(self.root / "scripts")
+                    if name.endswith(".py")}
+        except FileNotFoundError:
+            return set()
+
     def kept_script(self, blob: str) -> bytes | None:
         try:
             return (self.root / "scripts" / f"{blob}.py").read_bytes()
@@ -149,7 +160,8 @@ class State:
     def record_applied(self, database: str, revisions: Mapping[str, Revision]) -> None:
         _write_json(self.root / "applied" / f"{database}.json", {"revisions": {
             r.id: {"down": list(r.down), "labels": list(r.labels), "depends": list(r.depends_on),
-                   "path": r.path, "blob": r.blob} for r in revisions.values()}})
+                   "path": r.path, "blob": r.blob} for r in revisions.values()}},
+            durable=False)
 
     # -- snapshot index -------------------------------------------------------------------
 

@@ -84,12 +84,17 @@ def applied_source(
     ws: Workspace, state: State, heads: tuple[str, ...], dbkey: str, *,
     previous: str | None, target: Graph,
 ) -> Graph:
-    """A graph holding every revision the database has applied, as it was applied."""
-    layers = [Graph.build(state.applied(dbkey).values())]
+    """A graph holding every revision the database has applied, as it was applied: from
+    branchmig's record, else the previous HEAD, the target, then any ref. It stops at the
+    first layer that holds them all."""
+    graph = Graph.build(state.applied(dbkey).values())
+    if _complete(graph, heads):
+        return graph
     if previous:
-        layers.append(Graph.build(ws.scripts_at_commit(previous).revisions))
-    layers.append(target)
-    graph = merge_graphs(*layers)
+        graph = merge_graphs(graph, Graph.build(ws.scripts_at_commit(previous).revisions))
+        if _complete(graph, heads):
+            return graph
+    graph = merge_graphs(graph, target)
     if _complete(graph, heads):
         return graph
     seen = {previous}
@@ -213,10 +218,16 @@ def _record(ctx: _Context, graph: Graph, heads: tuple[str, ...]) -> None:
     applied = {r: graph.revisions[r] for r in graph.ancestors(heads, strict=False)
                if r in graph}
     known = ctx.state.applied(ctx.dbkey)
-    for rev in applied.values():
-        if known.get(rev.id, None) != rev and ctx.state.kept_script(rev.blob) is None:
-            with contextlib.suppress(PlanError):
-                ctx.state.keep_script(rev.blob, _script_text(ctx.ws, ctx.state, rev))
+    if known == applied:
+        return
+    kept = ctx.state.kept_blobs()
+    missing = {rev.blob: rev for rev in applied.values() if rev.blob not in kept}
+    for blob, text in ctx.ws.repo.read_blobs(missing, missing_ok=True):
+        ctx.state.keep_script(blob, text)
+        del missing[blob]
+    for rev in missing.values():  # not in git: uncommitted scripts of the working tree
+        with contextlib.suppress(PlanError):
+            ctx.state.keep_script(rev.blob, _script_text(ctx.ws, ctx.state, rev))
     ctx.state.record_applied(ctx.dbkey, applied)
 
 
@@ -231,14 +242,15 @@ def _run(ctx: _Context, plan: Plan, source: Graph, target: Graph, *,
     with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp:
         texts = _materialise(ctx, plan.downgrade, source, Path(tmp))
         run_phase(ctx.env, direction="downgrade", revisions=plan.downgrade, graph=source,
-                  scope=source.ancestors(ctx.db.heads), texts=texts, on_step=on_step)
+                  scope=source.ancestors(ctx.db.heads), texts=texts, on_step=on_step,
+                  start_heads=ctx.db.heads)
     if between is not None:
         target = between()
     kept = set(source.ancestors(ctx.db.heads)) - set(plan.downgrade)
     texts = _worktree_texts(ctx, plan.upgrade, target)
     scope = set(target.ancestors(target.heads)) | kept
     run_phase(ctx.env, direction="upgrade", revisions=plan.upgrade, graph=target,
-              scope=scope, texts=texts, on_step=on_step)
+              scope=scope, texts=texts, on_step=on_step, start_heads=plan.common)
     return target.heads
 
 
@@ -428,7 +440,9 @@ def _move(
                 ws.repo.checkout(checkout, env={"BRANCHMIG_SKIP_HOOK": "1"})
                 journal.checked_out = True
                 state.write_journal(journal)
-                return ws.graph_at(WORKTREE)[1]
+                # _check_clean refused dirty or untracked migrations: the tree now holds
+                # exactly the target commit's scripts.
+                return target
         after = _run(ctx, plan, source, target, between=between)
     except BaseException as err:
         _roll_back(ctx, backend, saved, restore.key if restore and not resaved else None,
@@ -438,7 +452,7 @@ def _move(
         if resaved and backend is not None:
             backend.drop(restore.key)
         state.remove_snapshot(restore.key)
-    _record(ctx, ws.graph_at(WORKTREE)[1], after)
+    _record(ctx, target, after)
     if saved and not keep_branch and backend is not None:
         backend.drop(saved)
         state.remove_snapshot(saved)
