@@ -137,7 +137,8 @@ def main() -> None:
                 times.append(timed(lambda fn=fn: fn("feature2", "feature1")))  # type: ignore[misc]
                 times.append(timed(lambda fn=fn: fn("feature1", "feature2")))  # type: ignore[misc]
             results[name] = times
-            print(f"  {name}: median {statistics.median(times):.2f} s", file=sys.stderr)
+            print(f"  {name}: median {statistics.median(times):.2f} s "
+                  f"({', '.join(f'{t:.2f}' for t in times)})", file=sys.stderr)
         base = statistics.median(results["manual alembic downgrade + checkout + upgrade"])
         print(f"\nswitch between two branches of a {args.revisions}-revision history "
               f"(SQLite, median of {2 * args.rounds})")
