@@ -53,7 +53,7 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
             _say(f"branchmig: {result.database}: reverted {len(plan.downgrade)}, applied "
                  f"{len(plan.upgrade)}; now at {', '.join(result.after) or 'base'}")
         if merging:
-            _warn_heads(ws)
+            _warn_heads(ws, "merge" if hook == "post-merge" else "rebase")
     except BranchmigError as err:
         _say(f"branchmig: {err}")
         _say("branchmig: the checkout itself is done; see: branchmig status")
@@ -87,10 +87,10 @@ def _close_merge(ws: Workspace) -> bool:
     return True
 
 
-def _warn_heads(ws: Workspace) -> None:
+def _warn_heads(ws: Workspace, what: str) -> None:
     extra = _extra_heads(ws)
     if extra:
-        _say(f"branchmig: the merge left {len(extra)} migration heads ({', '.join(extra)}); "
+        _say(f"branchmig: the {what} left {len(extra)} migration heads ({', '.join(extra)}); "
              "run: branchmig merge-heads (or branchmig merge-heads --rebase)")
 
 

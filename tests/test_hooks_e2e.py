@@ -121,3 +121,34 @@ def test_a_merge_applies_what_it_brought_in(db_at_main_head: Project) -> None:
     assert sqlite_version(p.db_path) == {F1}
     assert "email" in sqlite_columns(p.db_path, "users")
     assert p.current().returncode == 0
+
+
+def test_a_rebase_migrates_once_after_it_and_says_the_heads_it_left(
+        hooks_installed_db_at_feature1: Project) -> None:
+    p = hooks_installed_db_at_feature1
+    p.checkout("feature2")
+    assert sqlite_version(p.db_path) == {F2}
+    out = p.run("git", "rebase", "feature1")
+    assert out.returncode == 0, out.stderr
+    # Both migrations now hang off the base: the rebase brought feature1's in, and the
+    # database gets it once, from post-rewrite (not from the checkout the rebase starts
+    # with), with a word about the two heads.
+    assert sqlite_version(p.db_path) == {F1, F2}
+    assert out.stderr.count("  applied  ") == 1, out.stderr
+    assert "the rebase left 2 migration heads" in out.stderr
+    assert "branchmig merge-heads" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not p.journal.exists()
+
+
+def test_a_new_worktree_gets_its_own_database_at_its_branch(
+        hooks_installed_db_at_feature1: Project) -> None:
+    p = hooks_installed_db_at_feature1
+    before = sqlite_dump(p.db_path)
+    worktree = p.root.parent / "feature2-worktree"
+    out = p.run("git", "worktree", "add", "-q", str(worktree), "feature2")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    # sqlite:///app.db is relative to the worktree's top level: a database of its own.
+    assert sqlite_version(worktree / "app.db") == {F2}
+    assert sqlite_dump(p.db_path) == before
