@@ -358,3 +358,17 @@ EMAILS = [("ada", "ada@example.com"), ("bob", "bob@example.com")]
 def emails(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     return [tuple(r) for r in conn.execute("SELECT name, email FROM users ORDER BY id")]
 
+
+
+RAISING_F2 = F2_SCRIPT.replace(
+    '                    sa.Column("title", sa.String(100)))',
+    '                    sa.Column("title", sa.String(100)))\n'
+    '    raise RuntimeError("posts cannot be created today")')
+
+
+def commit_raising_feature2(p: Project) -> None:
+    """feature2's migration, now raising after it created its table; back on feature1."""
+    p.git("checkout", "-q", "feature2")
+    p.write(f"{F2}_posts.py", RAISING_F2)
+    p.commit("feature2: posts, raising")
+    p.git("checkout", "-q", "feature1")

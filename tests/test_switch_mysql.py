@@ -16,9 +16,9 @@ from e2e_projects import (
     BASE,
     F1,
     F2,
-    F2_SCRIPT,
     Project,
     alembic_template,  # noqa: F401
+    commit_raising_feature2,
     make_seed_project,
 )
 from sqlalchemy.engine import make_url
@@ -104,13 +104,7 @@ def test_mysql_round_trip_keeps_emails(mysql_db_at_feature1_with_emails: Project
 def test_mysql_raising_migration_leaves_the_database_as_before(
         mysql_db_at_feature1_with_emails: Project) -> None:
     p = mysql_db_at_feature1_with_emails
-    p.git("checkout", "-q", "feature2")
-    p.write(f"{F2}_posts.py", F2_SCRIPT.replace(
-        '                    sa.Column("title", sa.String(100)))',
-        '                    sa.Column("title", sa.String(100)))\n'
-        '    raise RuntimeError("posts cannot be created today")'))
-    p.commit("feature2: raising")
-    p.git("checkout", "-q", "feature1")
+    commit_raising_feature2(p)
     before = _state(p.url)
     proc = p.branchmig("switch", "feature2")
     assert proc.returncode == 1

@@ -14,11 +14,11 @@ from e2e_projects import (
     F1,
     F1_SCRIPT,
     F2,
-    F2_SCRIPT,
     Project,
     _alembic_states,  # noqa: F401
     alembic_repo_with_two_feature_branches,  # noqa: F401
     alembic_template,  # noqa: F401
+    commit_raising_feature2,
     db_at_feature1_head_with_emails,  # noqa: F401
     db_at_main_head,  # noqa: F401
     emails,
@@ -29,11 +29,6 @@ from e2e_projects import (
     sqlite_tables,
     sqlite_version,
 )
-
-RAISING_F2 = F2_SCRIPT.replace(
-    '                    sa.Column("title", sa.String(100)))',
-    '                    sa.Column("title", sa.String(100)))\n'
-    '    raise RuntimeError("posts cannot be created today")')
 
 
 def test_seed_round_trip_keeps_feature1_emails(db_at_feature1_head_with_emails: Project) -> None:
@@ -158,10 +153,7 @@ def test_edited_migration_is_redone(db_at_feature1_head_with_emails: Project) ->
 def test_migration_raising_mid_switch_leaves_everything_as_before(
         db_at_feature1_head_with_emails: Project) -> None:
     p = db_at_feature1_head_with_emails
-    p.git("checkout", "-q", "feature2")
-    p.write(f"{F2}_posts.py", RAISING_F2)
-    p.commit("feature2: posts, raising")
-    p.git("checkout", "-q", "feature1")
+    commit_raising_feature2(p)
     before = sqlite_dump(p.db_path)
     proc = p.branchmig("switch", "feature2")
     assert proc.returncode == 1
@@ -176,10 +168,7 @@ def test_migration_raising_mid_switch_leaves_everything_as_before(
 def test_migration_raising_without_snapshot_names_last_revision_and_sync(
         db_at_feature1_head_with_emails: Project) -> None:
     p = db_at_feature1_head_with_emails
-    p.git("checkout", "-q", "feature2")
-    p.write(f"{F2}_posts.py", RAISING_F2)
-    p.commit("feature2: posts, raising")
-    p.git("checkout", "-q", "feature1")
+    commit_raising_feature2(p)
     proc = p.branchmig("switch", "feature2", "--no-snapshot")
     assert proc.returncode == 1
     last = [ln for ln in proc.stderr.splitlines() if ln.startswith("branchmig: ")][-1]

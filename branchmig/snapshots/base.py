@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from branchmig.errors import SnapshotError
 
@@ -25,6 +25,7 @@ __all__ = [
     "check_key",
     "format_size",
     "mask_url",
+    "parse_server_url",
 ]
 
 KEY_PATTERN = re.compile(r"[a-z0-9_-]{1,40}")
@@ -148,3 +149,19 @@ def private_dir(path: Path) -> Path:
             f"Cannot use {str(path)!r} as the snapshot folder: {err.strerror or err}."
         ) from err
     return path
+
+
+def parse_server_url(url: str) -> tuple[str, Any]:
+    """The masked URL and SQLAlchemy's parsed ``URL`` of a database on a server, which
+    must name a database."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    masked = mask_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise SnapshotError(f"Cannot read the database URL {masked}: {err}") from err
+    if not parsed.database:
+        raise SnapshotError(f"The database URL {masked} names no database: nothing to snapshot.")
+    return masked, parsed

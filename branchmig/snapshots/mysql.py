@@ -34,7 +34,7 @@ from branchmig.snapshots.base import (
     SessionsBlockingError,
     StoredSnapshot,
     check_key,
-    mask_url,
+    parse_server_url,
     reporting,
     short_hash,
 )
@@ -75,18 +75,7 @@ class MySQLBackend:
         terminate_connections: bool = False,
         progress: Progress | None = None,
     ) -> None:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        self.masked_url = mask_url(url)
-        try:
-            parsed = make_url(url)
-        except ArgumentError as err:
-            raise SnapshotError(f"Cannot read the database URL {self.masked_url}: {err}") from err
-        if not parsed.database:
-            raise SnapshotError(
-                f"The database URL {self.masked_url} names no database: nothing to snapshot."
-            )
+        self.masked_url, parsed = parse_server_url(url)
         self.live: str = parsed.database
         self.store_dir = store_dir  # unused: everything stays on the server
         self.terminate_connections = terminate_connections

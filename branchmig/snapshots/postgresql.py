@@ -37,7 +37,7 @@ from branchmig.snapshots.base import (
     SessionsBlockingError,
     StoredSnapshot,
     check_key,
-    mask_url,
+    parse_server_url,
     private_dir,
     reporting,
     short_hash,
@@ -86,18 +86,7 @@ class PostgreSQLBackend:
         terminate_connections: bool = False,
         progress: Progress | None = None,
     ) -> None:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        self.masked_url = mask_url(url)
-        try:
-            parsed = make_url(url)
-        except ArgumentError as err:
-            raise SnapshotError(f"Cannot read the database URL {self.masked_url}: {err}") from err
-        if not parsed.database:
-            raise SnapshotError(
-                f"The database URL {self.masked_url} names no database: nothing to snapshot."
-            )
+        self.masked_url, parsed = parse_server_url(url)
         self.live: str = parsed.database
         self.store_dir = store_dir
         self.terminate_connections = terminate_connections
