@@ -10,7 +10,9 @@ subprocesses with ``cwd`` set: nothing changes this process's working directory.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -372,3 +374,35 @@ def commit_raising_feature2(p: Project) -> None:
     p.write(f"{F2}_posts.py", RAISING_F2)
     p.commit("feature2: posts, raising")
     p.git("checkout", "-q", "feature1")
+
+
+def _sleeping_f2(marker: Path) -> str:
+    return F2_SCRIPT.replace(
+        '                    sa.Column("title", sa.String(100)))',
+        '                    sa.Column("title", sa.String(100)))\n'
+        f'    open({str(marker)!r}, "w").close()\n'
+        '    time.sleep(30)').replace("import sqlalchemy as sa\n", "import time\n\n"
+                                      "import sqlalchemy as sa\n")
+
+
+def commit_slow_feature2(p: Project, marker: Path) -> None:
+    """feature2's migration creates ``posts``, touches ``marker``, then sleeps 30 s; back
+    on feature1."""
+    p.git("checkout", "-q", "feature2")
+    p.write(f"{F2}_posts.py", _sleeping_f2(marker))
+    p.commit("feature2: slow posts")
+    p.git("checkout", "-q", "feature1")
+
+
+def kill_mid_switch(p: Project, marker: Path, *args: str) -> None:
+    """``branchmig switch feature2`` killed with SIGKILL while feature2's migration runs."""
+    proc = subprocess.Popen([BRANCHMIG, "switch", "feature2", *args], cwd=p.root,
+                            env=p.environ(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: p.journal.exists() and marker.exists() or proc.poll() is not None)
+        assert proc.poll() is None, "the switch ended before it could be killed"
+        assert p.branch() == "feature2"  # killed after the checkout, mid-upgrade
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)

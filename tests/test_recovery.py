@@ -20,21 +20,14 @@ from e2e_projects import (
     Project,
     _alembic_states,  # noqa: F401
     alembic_template,  # noqa: F401
+    commit_slow_feature2,
     db_at_feature1_head_with_emails,  # noqa: F401
     emails,
+    kill_mid_switch,
     sqlite_dump,
     sqlite_version,
     wait_for,
 )
-
-
-def _sleeping_f2(marker: Path) -> str:
-    return F2_SCRIPT.replace(
-        '                    sa.Column("title", sa.String(100)))',
-        '                    sa.Column("title", sa.String(100)))\n'
-        f'    open({str(marker)!r}, "w").close()\n'
-        '    time.sleep(30)').replace("import sqlalchemy as sa\n", "import time\n\n"
-                                      "import sqlalchemy as sa\n")
 
 
 @pytest.fixture
@@ -44,24 +37,8 @@ def feature2_with_a_slow_migration(db_at_feature1_head_with_emails: Project,
     ``posts``, touches a marker file, then sleeps 30 s."""
     p = db_at_feature1_head_with_emails
     marker = tmp_path / "sleeping"
-    p.git("checkout", "-q", "feature2")
-    p.write(f"{F2}_posts.py", _sleeping_f2(marker))
-    p.commit("feature2: slow posts")
-    p.git("checkout", "-q", "feature1")
+    commit_slow_feature2(p, marker)
     return p, marker
-
-
-def _kill_mid_switch(p: Project, marker: Path, *args: str) -> None:
-    proc = subprocess.Popen([BRANCHMIG, "switch", "feature2", *args], cwd=p.root,
-                            env=p.environ(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: p.journal.exists() and marker.exists() or proc.poll() is not None)
-        assert proc.poll() is None, "the switch ended before it could be killed"
-        assert p.branch() == "feature2"  # killed after the checkout, mid-upgrade
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("command", ["status", "sync"])
@@ -69,7 +46,7 @@ def test_killed_switch_is_put_back_by_the_next_command(
         feature2_with_a_slow_migration: tuple[Project, Path], command: str) -> None:
     p, marker = feature2_with_a_slow_migration
     before = sqlite_dump(p.db_path)
-    _kill_mid_switch(p, marker)
+    kill_mid_switch(p, marker)
     assert p.journal.exists()
     proc = p.branchmig(command)
     assert proc.returncode == 0, proc.stderr
@@ -114,7 +91,7 @@ def test_another_branchmig_waits_for_the_lock(
 def test_killed_switch_without_snapshot_says_where_the_database_is(
         feature2_with_a_slow_migration: tuple[Project, Path]) -> None:
     p, marker = feature2_with_a_slow_migration
-    _kill_mid_switch(p, marker, "--no-snapshot")
+    kill_mid_switch(p, marker, "--no-snapshot")
     proc = p.branchmig("sync", "--no-snapshot")
     assert "was interrupted" in proc.stderr
     assert f"'{BASE}'" in proc.stderr and "branchmig sync" in proc.stderr

@@ -55,6 +55,8 @@ COMMENT_PREFIX = "branchmig snapshot "
 # files; WAL_LOG writes every page through the WAL. benchmarks/bench_snapshots.py on PG 15:
 # 18 MB: WAL_LOG 0.28 s, FILE_COPY 0.42 s; 1.1 GB: WAL_LOG 6.2 s, FILE_COPY 2.8 s.
 FILE_COPY_ABOVE_BYTES = 64 * 1024 * 1024
+# How long sessions that are ending anyway get before they count as blocking.
+ENDING_GRACE_SECONDS = 1.0
 # How long the dump fallback waits for another session's locks before giving up.
 LOCK_TIMEOUT = "10s"
 TERMINATE_WAIT_SECONDS = 5.0
@@ -272,6 +274,12 @@ class PostgreSQLBackend:
     ) -> None:
         """End or name the other sessions on ``databases``: they block TEMPLATE and RENAME."""
         sessions = self._sessions(conn, databases)
+        # Connections just closed (our own disposed pool, a killed client) leave their
+        # backends in pg_stat_activity for a moment: give them that moment.
+        deadline = time.monotonic() + ENDING_GRACE_SECONDS
+        while sessions and time.monotonic() < deadline:
+            time.sleep(0.05)
+            sessions = self._sessions(conn, databases)
         if sessions and self.terminate_connections:
             for pid, *_ in sessions:
                 conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
