@@ -132,3 +132,25 @@ def test_mysql_killed_switch_is_put_back_by_the_next_command(
     assert _state(p.url) == before
     assert p.branch() == "feature1"
     assert not p.journal.exists()
+
+
+def test_mysql_held_transaction_blocking_the_restore_is_named_until_terminated(
+        mysql_db_at_feature1_with_emails: Project) -> None:
+    p = mysql_db_at_feature1_with_emails
+    p.ok("switch", "feature2")
+    before = _state(p.url)
+    with mysql_connection(p.url, database=make_url(p.url).database) as held, \
+            held.cursor() as cur:
+        cur.execute("SELECT CONNECTION_ID()")
+        session = cur.fetchone()[0]
+        cur.execute("BEGIN")
+        cur.execute("SELECT * FROM users")  # an app's open transaction: RENAME waits for it
+        proc = p.branchmig("switch", "feature1")
+        assert proc.returncode == 1, proc.stdout
+        assert str(session) in proc.stderr and "--terminate-connections" in proc.stderr
+        assert "Traceback" not in proc.stderr and PASSWORD not in proc.stderr
+        assert p.branch() == "feature2"
+        assert _state(p.url) == before
+        p.ok("switch", "feature1", "--terminate-connections")
+    assert _version(p.url) == {F1}
+    assert _users(p.url) == EMAILS
