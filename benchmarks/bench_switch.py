@@ -16,13 +16,14 @@ Prints the medians and the ratio against the target (branchmig ≥ 3× faster).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import installed_like_env
 
 SCRIPT = '''"""step {i}
 
@@ -113,14 +114,14 @@ def main() -> None:
         repo = Path(tmp)
         print(f"building a {args.revisions}-revision history ...", file=sys.stderr)
         common = build(repo, args.revisions)
-        run([*alembic, "upgrade", "heads"], repo)
-        env = dict(os.environ)
+        env = installed_like_env()  # for both sides: Alembic keeps its scripts' bytecode
+        run([*alembic, "upgrade", "heads"], repo, env)
 
         def manual(to: str, here: str) -> None:
             del here
-            run([*alembic, "downgrade", common], repo)
+            run([*alembic, "downgrade", common], repo, env)
             git(repo, "checkout", "-q", to)
-            run([*alembic, "upgrade", "heads"], repo)
+            run([*alembic, "upgrade", "heads"], repo, env)
 
         def ours(extra: list[str]) -> object:
             def go(to: str, here: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import configparser
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -209,6 +208,10 @@ def _rel(path: Path, repo_root: Path, config_path: Path) -> str:
 
 def read_settings(pyproject: Path) -> Settings:
     """``[tool.branchmig]``, with its values checked; defaults when absent."""
+    if not pyproject.is_file():
+        return Settings()
+    import tomllib  # only when there is a pyproject.toml to read
+
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -99,7 +99,16 @@ def _header_value(stmt: ast.stmt) -> ast.expr | None:
     return None
 
 
-_Found = dict[str, tuple[ast.expr, int]]
+class _Value:
+    """A header value already known, read without ``ast``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str | tuple[str, ...] | list[str] | None) -> None:
+        self.value = value
+
+
+_Found = dict[str, tuple["ast.expr | _Value", int]]
 
 
 def _parse_simple(text: str, matches: list[re.Match[str]]) -> _Found | None:
@@ -114,7 +123,7 @@ def _parse_simple(text: str, matches: list[re.Match[str]]) -> _Found | None:
         return None
     if len(tree.body) != len(matches):
         return None
-    found: dict[str, tuple[ast.expr, int]] = {}
+    found: _Found = {}
     for match, stmt in zip(matches, tree.body, strict=True):
         value = _header_value(stmt)
         if value is not None:
@@ -140,23 +149,20 @@ def _parse_fast(text: str, matches: list[re.Match[str]]) -> _Found | None:
         if value is None:
             return None
         raw = value.group(1)
-        node: ast.expr
         if raw == "None":
-            node = ast.Constant(None)
+            node = _Value(None)
         elif raw[0] in "'\"":
-            node = ast.Constant(raw[1:-1])
+            node = _Value(raw[1:-1])
         else:
-            items: list[ast.expr] = [ast.Constant(i[1:-1]) for i in _STR_ITEM.findall(raw)]
-            node = ast.Tuple(items, ast.Load()) if raw[0] == "(" else ast.List(items, ast.Load())
+            items = [i[1:-1] for i in _STR_ITEM.findall(raw)]
+            node = _Value(tuple(items) if raw[0] == "(" else items)
         found[match.group(1)] = (node, _line_of(text, match.start()))
     return found
 
 
-def _parse_careful(
-    text: str, matches: list[re.Match[str]], path: str
-) -> dict[str, tuple[ast.expr, int]]:
+def _parse_careful(text: str, matches: list[re.Match[str]], path: str) -> _Found:
     """Headers spread over several lines, or broken ones (to name the line)."""
-    found: dict[str, tuple[ast.expr, int]] = {}
+    found: _Found = {}
     for match in matches:
         start = match.start()
         line = _line_of(text, start)
@@ -193,6 +199,8 @@ def parse_header(data: bytes, path: str) -> dict[str, Any] | None:
         if name not in found:
             return None
         node, line = found[name]
+        if isinstance(node, _Value):
+            return node.value
         try:
             return ast.literal_eval(node)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -213,7 +221,7 @@ def parse_header(data: bytes, path: str) -> dict[str, Any] | None:
             "warnings": warnings}
 
 
-def _as_ids(value: Any, path: str, name: str, found: dict[str, tuple[ast.expr, int]]) -> list[str]:
+def _as_ids(value: Any, path: str, name: str, found: _Found) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -373,19 +381,18 @@ def worktree_signature(top: Path, version_locations: Sequence[str], *,
     mean the same scripts. None while a file is too recent for its stat to be trusted."""
     import hashlib
 
-    digest = hashlib.sha1(f"{recursive}\0{version_locations}\n".encode())
-    prefix = len(str(top)) + 1
+    parts = [f"{recursive}\0{version_locations}"]
     newest = time.time_ns() - _RACY_NS
     for location in version_locations:
         for entry in _walk(os.path.join(top, location), recursive):
-            rel = entry.path[prefix:]
-            if not is_candidate(rel):
+            name = entry.name
+            if not name.endswith(".py") or name == "__init__.py" or name.startswith(".#"):
                 continue
             st = entry.stat()
             if st.st_mtime_ns > newest:
                 return None
-            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
-    return digest.hexdigest()
+            parts.append(f"{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
+    return hashlib.sha1("\n".join(parts).encode()).hexdigest()
 
 
 def _walk(root: str, recursive: bool) -> list[os.DirEntry[str]]:
