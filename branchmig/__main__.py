@@ -1,3 +1,3 @@
-from branchmig.cli import main
+from branchmig.cli import entry_point
 
-main()
+entry_point()

@@ -479,5 +479,16 @@ def demo(folder: Path | None, keep: bool) -> None:
         raise click.exceptions.Exit(1)
 
 
+def entry_point() -> None:
+    """The ``branchmig`` console script: click's standalone run, then a quick exit."""
+    from branchmig.process import exit_now
+
+    try:
+        main(prog_name="branchmig")
+    except SystemExit as done:
+        exit_now(done.code)
+    exit_now(0)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])
+    entry_point()

@@ -28,10 +28,12 @@ class Revision:
     path: str = ""
     blob: str = ""
 
-    @property
+    @cached_property
     def parents(self) -> tuple[str, ...]:
         """What must be applied before this revision: its down revisions, then its
         dependencies."""
+        if not self.depends_on:
+            return self.down
         return self.down + tuple(d for d in self.depends_on if d not in self.down)
 
     @property
@@ -96,7 +98,9 @@ class Graph:
             paths = ", ".join(f"'{by_id[r].path}'" for r in cycle)
             problems.append(Problem("cycle", tuple(cycle), (
                 f"Revisions form a cycle: {' -> '.join(cycle + [cycle[0]])} (in {paths})")))
-        return cls(by_id, tuple(problems), labels)
+        final = cls(by_id, tuple(problems), labels)
+        final.__dict__["_parents"] = graph._parents  # computed for the cycle check already
+        return final
 
     # -- queries ------------------------------------------------------------------------
 
@@ -107,8 +111,17 @@ class Graph:
         return len(self.revisions)
 
     def parents_of(self, rev_id: str) -> tuple[str, ...]:
-        rev = self.revisions[rev_id]
-        return tuple(self._labels.get(p, p) for p in rev.parents)
+        return self._parents[rev_id]
+
+    @cached_property
+    def _parents(self) -> Mapping[str, tuple[str, ...]]:
+        """Each revision's parents, branch labels resolved to the revisions that carry
+        them: the walks below use this map rather than recompute it."""
+        labels = self._labels
+        if not labels:
+            return {r: rev.parents for r, rev in self.revisions.items()}
+        return {r: tuple(labels.get(p, p) for p in rev.parents)
+                for r, rev in self.revisions.items()}
 
     @cached_property
     def children(self) -> Mapping[str, tuple[str, ...]]:
@@ -166,18 +179,22 @@ class Graph:
         ``GraphError``."""
         seen: set[str] = set()
         stack = [self._labels.get(r, r) for r in rev_ids]
+        parents = self._parents
+        labels = self._labels
+        revisions = self.revisions
         while stack:
             rev_id = stack.pop()
             if rev_id in seen:
                 continue
-            rev = self.revisions.get(rev_id)
-            if rev is None:
+            if rev_id not in revisions:
                 if strict:
                     raise GraphError(self._missing_message(rev_id))
                 continue
             seen.add(rev_id)
-            stack.extend(self._labels.get(p, p)
-                         for p in (rev.parents if dependencies else rev.down))
+            if dependencies:
+                stack.extend(parents[rev_id])
+            else:
+                stack.extend(labels.get(p, p) for p in revisions[rev_id].down)
         return frozenset(seen)
 
     def _missing_message(self, rev_id: str) -> str:
@@ -191,13 +208,15 @@ class Graph:
         """``rev_ids`` ordered so every revision comes after those it needs (ties in
         file order, so the order is stable)."""
         wanted = set(rev_ids)
-        order = {r: i for i, r in enumerate(self.revisions)}
-        pending = {r: sum(1 for p in set(self.parents_of(r)) if p in wanted) for r in wanted}
+        order = self._order
+        parents = self._parents
+        pending: dict[str, int] = {}
         needed_by: dict[str, list[str]] = {r: [] for r in wanted}
         for r in wanted:
-            for p in set(self.parents_of(r)):
-                if p in wanted:
-                    needed_by[p].append(r)
+            inside = [p for p in set(parents[r]) if p in wanted]
+            pending[r] = len(inside)
+            for p in inside:
+                needed_by[p].append(r)
         import heapq
 
         ready = [(order[r], r) for r, n in pending.items() if n == 0]
@@ -214,6 +233,10 @@ class Graph:
             raise GraphError("Revisions form a cycle; see 'branchmig heads' for where")
         return result
 
+    @cached_property
+    def _order(self) -> Mapping[str, int]:
+        return {r: i for i, r in enumerate(self.revisions)}
+
     def check(self, within: Iterable[str] | None = None) -> None:
         """Raise the first problem (of those touching ``within``, when given)."""
         scope = None if within is None else set(within)
@@ -223,9 +246,8 @@ class Graph:
 
     def _is_acyclic(self) -> bool:
         """Kahn's algorithm: cheap, and enough for the answer nearly every graph gives."""
-        revs, labels = self.revisions, self._labels
-        parents = {r: {labels.get(p, p) for p in rev.parents} & revs.keys()
-                   for r, rev in revs.items()}
+        revs = self.revisions
+        parents = {r: {p for p in ps if p in revs} for r, ps in self._parents.items()}
         waiting = {r: len(ps) for r, ps in parents.items()}
         needed_by: dict[str, list[str]] = {}
         for r, ps in parents.items():

@@ -95,10 +95,12 @@ def _warn_heads(ws: Workspace, what: str) -> None:
 
 
 def main() -> None:
+    from branchmig.process import exit_now
+
     if len(sys.argv) < 2:
         _say("usage: python -m branchmig.hookrun HOOK [ARGS...]")
-        sys.exit(0)
-    sys.exit(run(sys.argv[1], sys.argv[2:]))
+        exit_now(0)
+    exit_now(run(sys.argv[1], sys.argv[2:]))
 
 
 if __name__ == "__main__":
