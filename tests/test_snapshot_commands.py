@@ -1,0 +1,85 @@
+# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
+"""``branchmig snapshot list | save | restore | drop | prune`` on a real project."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from e2e_projects import (
+    EMAILS,
+    F1,
+    Project,
+    _alembic_states,  # noqa: F401
+    alembic_template,  # noqa: F401
+    db_at_feature1_head_with_emails,  # noqa: F401
+    sqlite_version,
+)
+
+
+def listed(p: Project) -> dict[str, dict[str, Any]]:
+    data = json.loads(p.ok("snapshot", "list", "--json").stdout)
+    return {s["key"]: s for s in data["snapshots"]}
+
+
+def users(p: Project) -> list[tuple[str, str]]:
+    with sqlite3.connect(p.db_path) as conn:
+        return conn.execute("SELECT name, email FROM users ORDER BY id").fetchall()
+
+
+def test_save_restore_and_drop_by_hand(db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    out = p.ok("snapshot", "save", "before-cleanup")
+    assert "Saved snapshot 'before-cleanup'" in out.stdout
+    snap = listed(p)["before-cleanup"]
+    assert (snap["branch"], snap["heads"], snap["backend"], snap["present"]) == (
+        "feature1", [F1], "sqlite", True)
+    assert snap["size"] > 0 and snap["purpose"] == "manual"
+
+    with sqlite3.connect(p.db_path) as conn:
+        conn.execute("DELETE FROM users")
+    out = p.ok("snapshot", "restore", "before-cleanup")
+    assert users(p) == EMAILS
+    kept = out.stdout.split("snapshot '")[1].split("'")[0]
+    assert kept.startswith("replaced-")
+    after = listed(p)
+    assert "before-cleanup" not in after  # a restore consumes the snapshot
+    assert after[kept]["purpose"] == "replaced"  # what it replaced is kept
+
+    p.ok("snapshot", "drop", kept)
+    assert kept not in listed(p)
+    assert sqlite_version(p.db_path) == {F1}
+
+
+def test_prune_drops_the_snapshots_of_deleted_branches(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.ok("switch", "feature2")  # leaving feature1 drops users.email: its snapshot is kept
+    p.ok("snapshot", "save", "mine")
+    keys = listed(p)
+    feature1_key = next(k for k, s in keys.items() if s["branch"] == "feature1")
+    p.git("branch", "-q", "-D", "feature1")
+    assert listed(p)[feature1_key]["branch_exists"] is False
+
+    dry = json.loads(p.ok("snapshot", "prune", "--dry-run", "--json").stdout)
+    assert [s["key"] for s in dry["dropped"]] == [feature1_key]
+    assert feature1_key in listed(p)
+    out = p.ok("snapshot", "prune")
+    assert f"Dropped '{feature1_key}'" in out.stdout
+    assert set(listed(p)) == {"mine"}
+    p.ok("snapshot", "prune", "--keep", "0")
+    assert listed(p) == {}
+    assert "Nothing to prune." in p.ok("snapshot", "prune").stdout
+
+
+def test_snapshot_command_errors_are_one_line(db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    missing = p.branchmig("snapshot", "restore", "nope")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines()[-1].startswith(
+        "branchmig: No snapshot 'nope' of this database")
+    bad = p.branchmig("snapshot", "save", "Not A Name")
+    assert bad.returncode == 2
+    assert "must be 1-40 of a-z, 0-9, '-' and '_'" in bad.stderr
+    assert "Traceback" not in missing.stderr + bad.stderr
