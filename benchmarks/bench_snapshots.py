@@ -2,7 +2,8 @@
 
 PostgreSQL: save by CREATE DATABASE … TEMPLATE (each STRATEGY too, which is how the
 FILE_COPY threshold in branchmig/snapshots/postgresql.py was chosen) and restore by rename,
-against pg_dump -Fc + pg_restore and against `cp` of as many bytes. SQLite: the backup API
+against pg_dump -Fc + pg_restore and against `cp` of as many bytes. SQLite: save (a file
+copy under a lock that keeps writers out) and restore (the backup API into the live file)
 against `cp` of the same file. Everything the benchmark creates is dropped at the end.
 
     python benchmarks/bench_snapshots.py [--pg-url URL] [--sizes 10MB,1GB] [--quick]
@@ -219,7 +220,7 @@ def bench_sqlite(size: int, runs: int, scratch: Path) -> list[tuple[str, str, st
     save, restore = min(saves), min(restores)
     live.unlink()
     return [
-        (label, "save: backup API", f"{save:.3f} s"),
+        (label, "save: file copy under a lock", f"{save:.3f} s"),
         (label, "restore: backup API into the live file", f"{restore:.3f} s"),
         (label, "cp of the file", f"{copy:.3f} s"),
         (
