@@ -89,10 +89,8 @@ ADD_EMAIL = ('with op.batch_alter_table("users") as b:\n'
 DROP_EMAIL = 'with op.batch_alter_table("users") as b:\n        b.drop_column("email")'
 
 
-@pytest.fixture
-def repo_with_two_feature_branches(tmp_path: Path) -> Path:
-    """main: base revision creating users; feature1: users.email; feature2: posts."""
-    repo = tmp_path / "app"
+def new_alembic_repo(repo: Path) -> None:
+    """An empty git repository holding ``alembic init`` on sqlite:///app.db."""
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "commit.gpgsign", "false")
@@ -101,6 +99,13 @@ def repo_with_two_feature_branches(tmp_path: Path) -> Path:
     ini.write_text(re.sub(r"(?m)^sqlalchemy\.url = .*$", "sqlalchemy.url = sqlite:///app.db",
                           ini.read_text()))
     (repo / ".gitignore").write_text("app.db\n__pycache__/\n")
+
+
+@pytest.fixture
+def repo_with_two_feature_branches(tmp_path: Path) -> Path:
+    """main: base revision creating users; feature1: users.email; feature2: posts."""
+    repo = tmp_path / "app"
+    new_alembic_repo(repo)
     add_revision(repo, BASE, "create users",
                  'op.create_table("users", sa.Column("id", sa.Integer, primary_key=True))',
                  'op.drop_table("users")')
@@ -469,14 +474,7 @@ def test_a_named_head_not_in_the_working_tree_is_refused(
 @pytest.fixture
 def repo_with_expand_and_contract_heads(tmp_path: Path) -> Path:
     repo = tmp_path / "labels"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "commit.gpgsign", "false")
-    alembic(repo, "init", "alembic")
-    ini = repo / "alembic.ini"
-    ini.write_text(re.sub(r"(?m)^sqlalchemy\.url = .*$", "sqlalchemy.url = sqlite:///app.db",
-                          ini.read_text()))
-    (repo / ".gitignore").write_text("app.db\n__pycache__/\n")
+    new_alembic_repo(repo)
     (repo / "pyproject.toml").write_text("[tool.branchmig]\nexpected_heads = 2\n")
     add_revision(repo, "e1", "expand", "pass", "pass", head="base", label="expand")
     add_revision(repo, "k1", "contract", "pass", "pass", head="base", label="contract")
