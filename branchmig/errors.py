@@ -19,6 +19,10 @@ class ConfigError(BranchmigError):
     exit_code = 2
 
 
+class NoProjectError(ConfigError):
+    """No alembic.ini and no Flask-Migrate folder where branchmig looked."""
+
+
 class GitError(BranchmigError):
     """Not a git repository, an unknown ref, a dirty tree, a failed checkout."""
 

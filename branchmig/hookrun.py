@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from branchmig.errors import BranchmigError
+from branchmig.errors import BranchmigError, NoProjectError
 from branchmig.gitrepo import NULL_SHA
 from branchmig.workspace import Workspace
 
@@ -23,7 +23,13 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
 
     ws: Workspace | None = None
     try:
-        ws = Workspace.open(cwd or Path.cwd())
+        try:
+            ws = Workspace.open(cwd or Path.cwd())
+        except NoProjectError:
+            # A branch without the app (gh-pages, docs): nothing to bring along.
+            _say("branchmig: no Alembic project in this checkout; the database is left as "
+                 "it is")
+            return 0
         previous: str | None = None
         previous_branch: str | None = None
         if hook == "post-checkout":

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from branchmig.errors import ConfigError
+from branchmig.errors import ConfigError, NoProjectError
 
 SnapshotMode = Literal["auto", "always", "never"]
 MergeMode = Literal["warn", "merge", "rebase"]
@@ -99,7 +99,7 @@ def find_project(start: Path, *, repo_root: Path, config: Path | None = None) ->
     for candidate in (repo_root / "alembic.ini", repo_root / settings.directory / "alembic.ini"):
         if candidate.is_file():
             return _project_from_ini(candidate.resolve(), repo_root, settings)
-    raise ConfigError(
+    raise NoProjectError(
         f"No Alembic project in '{repo_root}': no alembic.ini and no "
         f"{settings.directory}/alembic.ini. Run 'alembic init alembic' or 'flask db init', "
         "or name the config with -c PATH"

@@ -152,3 +152,25 @@ def test_a_new_worktree_gets_its_own_database_at_its_branch(
     # sqlite:///app.db is relative to the worktree's top level: a database of its own.
     assert sqlite_version(worktree / "app.db") == {F2}
     assert sqlite_dump(p.db_path) == before
+
+
+def test_a_branch_without_the_app_leaves_the_database_alone(
+        hooks_installed_db_at_feature1: Project) -> None:
+    p = hooks_installed_db_at_feature1
+    before = sqlite_dump(p.db_path)
+    p.git("checkout", "-q", "--orphan", "docs")
+    p.git("rm", "-rq", "--cached", ".")
+    for path in p.root.iterdir():
+        if path.name not in (".git", "app.db"):
+            p.run("rm", "-rf", str(path))
+    (p.root / "index.md").write_text("# docs\n")
+    p.git("add", "index.md")
+    p.git("commit", "-q", "-m", "docs")
+    out = p.checkout("feature1")
+    out = p.checkout("docs")
+    assert "no Alembic project in this checkout" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert sqlite_dump(p.db_path) == before
+    out = p.checkout("feature1")
+    assert "Traceback" not in out.stderr
+    assert sqlite_dump(p.db_path) == before
