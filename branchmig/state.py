@@ -81,6 +81,7 @@ class SnapshotRecord:
 class State:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._applied: dict[str, dict[str, Revision]] = {}
 
     # -- lock -------------------------------------------------------------------------
 
@@ -151,17 +152,22 @@ class State:
             return None
 
     def applied(self, database: str) -> dict[str, Revision]:
-        """The headers of the revisions this database was last seen to have."""
-        data = _read_json(self.root / "applied" / f"{database}.json", {})
-        return {k: Revision(id=k, down=tuple(v["down"]), labels=tuple(v["labels"]),
+        """The headers of the revisions this database was last seen to have (read once
+        per State: a switch asks before and after)."""
+        if database not in self._applied:
+            data = _read_json(self.root / "applied" / f"{database}.json", {})
+            self._applied[database] = {
+                k: Revision(id=k, down=tuple(v["down"]), labels=tuple(v["labels"]),
                             depends_on=tuple(v["depends"]), path=v["path"], blob=v["blob"])
                 for k, v in data.get("revisions", {}).items()}
+        return dict(self._applied[database])
 
     def record_applied(self, database: str, revisions: Mapping[str, Revision]) -> None:
         _write_json(self.root / "applied" / f"{database}.json", {"revisions": {
             r.id: {"down": list(r.down), "labels": list(r.labels), "depends": list(r.depends_on),
                    "path": r.path, "blob": r.blob} for r in revisions.values()}},
             durable=False)
+        self._applied[database] = dict(revisions)
 
     # -- snapshot index -------------------------------------------------------------------
 

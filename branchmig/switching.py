@@ -220,8 +220,10 @@ def _record(ctx: _Context, graph: Graph, heads: tuple[str, ...]) -> None:
     known = ctx.state.applied(ctx.dbkey)
     if known == applied:
         return
-    kept = ctx.state.kept_blobs()
-    missing = {rev.blob: rev for rev in applied.values() if rev.blob not in kept}
+    recorded = {rev.blob for rev in known.values()}  # kept when they were recorded
+    new = [rev for rev in applied.values() if rev.blob not in recorded]
+    kept = ctx.state.kept_blobs() if new else set()
+    missing = {rev.blob: rev for rev in new if rev.blob not in kept}
     for blob, text in ctx.ws.repo.read_blobs(missing, missing_ok=True):
         ctx.state.keep_script(blob, text)
         del missing[blob]
