@@ -13,12 +13,12 @@ import contextlib
 import os
 import sys
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from branchmig.errors import ConfigError, DatabaseError
+from branchmig.errors import BranchmigError, ConfigError, DatabaseError
 from branchmig.graph import Graph
 from branchmig.project import Project
 
@@ -177,41 +177,110 @@ def load_script_module(path: Path, text: bytes, rev_id: str) -> types.ModuleType
     return module
 
 
-def run_phase(
-    env: AlembicEnv,
-    *,
-    direction: Direction,
-    revisions: Sequence[str],
-    graph: Graph,
-    scope: set[str] | frozenset[str],
-    texts: Mapping[str, tuple[Path, bytes]],
-    on_step: Callable[[Direction, str], None] | None = None,
-    start_heads: Sequence[str] | None = None,
-) -> None:
-    """Run ``revisions`` (in that order) in ``direction`` through env.py.
+@dataclass(frozen=True)
+class Phase:
+    """Revisions to run in one direction, with the graph Alembic sees for them (restricted
+    to ``scope``) and the texts of their scripts (read when the phase starts, so the
+    upgrade reads the tree after the checkout)."""
 
-    ``graph`` restricted to ``scope`` is the map Alembic sees; ``texts`` holds the path
-    and the text of each script to run. When the database is at ``start_heads`` and the
-    phase is a straight line (one head throughout, no merges or dependencies), Alembic
-    needs no ancestry to keep ``alembic_version`` right, so the map holds only the steps
-    and their parents: on a long history that is most of a switch's time saved.
-    """
-    if not revisions:
+    direction: Direction
+    revisions: Sequence[str]
+    graph: Graph
+    scope: Set[str]
+    texts: Callable[[], Mapping[str, tuple[Path, bytes]]]
+    start_heads: Sequence[str] | None = None
+
+
+def run_phases(
+    env: AlembicEnv,
+    phases: Sequence[Phase],
+    *,
+    between: Callable[[], None] | None = None,
+    on_step: Callable[[Direction, str], None] | None = None,
+) -> None:
+    """Run the phases in order in one run of env.py, calling ``between`` (the checkout)
+    after the first: one connection, and on a database with transactional DDL one
+    transaction (unless env.py asks for one per migration), so a failing upgrade takes the
+    revert back with it."""
+    if not any(phase.revisions for phase in phases):
+        if between is not None:
+            between()
         return
-    if start_heads is not None and _is_straight(direction, revisions, graph, start_heads):
-        parents = {p for r in revisions for p in graph.revisions[r].down}
-        scope = set(revisions) | parents
-        graph = _truncated(graph, parents - set(revisions))
     from alembic.runtime.migration import MigrationStep
+
+    script_dir = _script_directory(env)
+    completed: list[str] = []
+    current: dict[str, str] = {}
+
+    def finish_current() -> None:
+        if current:
+            completed.append(current["rev"])
+            if on_step:
+                on_step(cast(Direction, current["direction"]), current["rev"])
+            current.clear()
+
+    def steps(rev: Any, context: Any) -> Iterator[Any]:
+        for index, phase in enumerate(phases):
+            if index and between is not None:
+                finish_current()
+                between()
+            if not phase.revisions:
+                continue
+            revision_map, scripts = _prepare(phase)
+            make = (MigrationStep.upgrade_from_script if phase.direction == "upgrade"
+                    else MigrationStep.downgrade_from_script)
+            for rev_id in phase.revisions:
+                finish_current()
+                current.update(rev=rev_id, direction=phase.direction)
+                yield make(revision_map, scripts[rev_id])
+        finish_current()
+
+    engines: list[Any] = []
+
+    def fn(rev: Any, context: Any) -> Iterator[Any]:
+        engines.append(context.connection.engine)
+        return steps(rev, context)
+
+    try:
+        _run_env(env, script_dir, fn)
+    except BranchmigError:
+        raise  # ours (the checkout, a script that does not load): already one line
+    except Exception as err:  # noqa: BLE001 - the migration's own error is the message
+        failed = current.get("rev", "")
+        direction: Direction = "upgrade" if current.get("direction") == "upgrade" else (
+            "downgrade")
+        raise StepFailed(
+            f"{direction.capitalize()} of '{failed}' failed: {_first_line(err)}",
+            revision=failed, direction=direction, completed=tuple(completed),
+        ) from err
+    finally:
+        for engine in engines:
+            engine.dispose()
+        env.dispose_engines()
+
+
+def _prepare(phase: Phase) -> tuple[Any, dict[str, Any]]:
+    """The ``RevisionMap`` for a phase and the ``Script`` of each revision it runs.
+
+    When the database is at ``start_heads`` and the phase is a straight line (one head
+    throughout, no merges or dependencies), Alembic needs no ancestry to keep
+    ``alembic_version`` right, so the map holds only the steps and their parents: on a
+    long history that is most of a switch's time saved."""
     from alembic.script.base import Script
     from alembic.script.revision import Revision as AlembicRevision
     from alembic.script.revision import RevisionMap
 
+    graph, scope, revisions = phase.graph, phase.scope, phase.revisions
+    if phase.start_heads is not None and _is_straight(phase.direction, revisions, graph,
+                                                      phase.start_heads):
+        parents = {p for r in revisions for p in graph.revisions[r].down}
+        scope = set(revisions) | parents
+        graph = _truncated(graph, parents - set(revisions))
+    texts = phase.texts()
     scripts: dict[str, Any] = {}
     for rev_id in revisions:
         path, text = texts[rev_id]
-        module = load_script_module(path, text, rev_id)
-        scripts[rev_id] = Script(module, rev_id, str(path))
+        scripts[rev_id] = Script(load_script_module(path, text, rev_id), rev_id, str(path))
 
     def generate() -> Iterator[Any]:
         for rev_id in scope:
@@ -222,46 +291,12 @@ def run_phase(
             yield AlembicRevision(rev.id, rev.down or None, branch_labels=rev.labels or None,
                                   dependencies=rev.depends_on or None)
 
-    script_dir = _script_directory(env)
-    script_dir.revision_map = RevisionMap(generate)
+    revision_map = RevisionMap(generate)
     try:
-        script_dir.revision_map.heads  # noqa: B018 - builds the map: resolves dependencies
+        revision_map.heads  # noqa: B018 - builds the map: resolves dependencies
     except Exception as err:  # noqa: BLE001 - alembic's RevisionError family
         raise DatabaseError(f"Alembic rejects the revision graph: {_first_line(err)}") from err
-    completed: list[str] = []
-    current: dict[str, str] = {}
-
-    def steps(rev: Any, context: Any) -> Iterator[Any]:
-        make = (MigrationStep.upgrade_from_script if direction == "upgrade"
-                else MigrationStep.downgrade_from_script)
-        for rev_id in revisions:
-            if current:
-                completed.append(current["rev"])
-                if on_step:
-                    on_step(direction, current["rev"])
-            current["rev"] = rev_id
-            yield make(script_dir.revision_map, scripts[rev_id])
-
-    engines: list[Any] = []
-
-    def fn(rev: Any, context: Any) -> Iterator[Any]:
-        engines.append(context.connection.engine)
-        return steps(rev, context)
-
-    try:
-        _run_env(env, script_dir, fn)
-    except Exception as err:  # noqa: BLE001 - the migration's own error is the message
-        failed = current.get("rev", revisions[0])
-        raise StepFailed(
-            f"{direction.capitalize()} of '{failed}' failed: {_first_line(err)}",
-            revision=failed, direction=direction, completed=tuple(completed),
-        ) from err
-    finally:
-        for engine in engines:
-            engine.dispose()
-        env.dispose_engines()
-    if current and on_step:
-        on_step(direction, current["rev"])
+    return revision_map, scripts
 
 
 def _is_straight(direction: Direction, revisions: Sequence[str], graph: Graph,

@@ -234,25 +234,24 @@ def _record(ctx: _Context, graph: Graph, heads: tuple[str, ...]) -> None:
 
 
 def _run(ctx: _Context, plan: Plan, source: Graph, target: Graph, *,
-         between: Callable[[], Graph] | None = None) -> tuple[str, ...]:
+         between: Callable[[], None] | None = None) -> tuple[str, ...]:
     """Revert with the old scripts, call ``between`` (the checkout), apply the new."""
-    from branchmig.runner import run_phase
+    from branchmig.runner import Phase, run_phases
 
     def on_step(direction: str, rev: str) -> None:
         ctx.progress(f"  {'reverted' if direction == 'downgrade' else 'applied '} {rev}")
 
+    applied = source.ancestors(ctx.db.heads)
+    kept = set(applied) - set(plan.downgrade)
     with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp:
-        texts = _materialise(ctx, plan.downgrade, source, Path(tmp))
-        run_phase(ctx.env, direction="downgrade", revisions=plan.downgrade, graph=source,
-                  scope=source.ancestors(ctx.db.heads), texts=texts, on_step=on_step,
-                  start_heads=ctx.db.heads)
-    if between is not None:
-        target = between()
-    kept = set(source.ancestors(ctx.db.heads)) - set(plan.downgrade)
-    texts = _worktree_texts(ctx, plan.upgrade, target)
-    scope = set(target.ancestors(target.heads)) | kept
-    run_phase(ctx.env, direction="upgrade", revisions=plan.upgrade, graph=target,
-              scope=scope, texts=texts, on_step=on_step, start_heads=plan.common)
+        old_texts = _materialise(ctx, plan.downgrade, source, Path(tmp))
+        run_phases(ctx.env, [
+            Phase("downgrade", plan.downgrade, source, applied, lambda: old_texts,
+                  start_heads=ctx.db.heads),
+            Phase("upgrade", plan.upgrade, target, set(target.ancestors(target.heads)) | kept,
+                  lambda: _worktree_texts(ctx, plan.upgrade, target),
+                  start_heads=plan.common),
+        ], between=between, on_step=on_step)
     return target.heads
 
 
@@ -438,13 +437,12 @@ def _move(
         state.write_journal(journal)
         between = None
         if checkout is not None:
-            def between() -> Graph:
+            # _check_clean refused dirty or untracked migrations: after the checkout the
+            # tree holds exactly the target commit's scripts.
+            def between() -> None:
                 ws.repo.checkout(checkout, env={"BRANCHMIG_SKIP_HOOK": "1"})
                 journal.checked_out = True
                 state.write_journal(journal)
-                # _check_clean refused dirty or untracked migrations: the tree now holds
-                # exactly the target commit's scripts.
-                return target
         after = _run(ctx, plan, source, target, between=between)
     except BaseException as err:
         _roll_back(ctx, backend, saved, restore.key if restore and not resaved else None,
