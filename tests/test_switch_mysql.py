@@ -14,6 +14,7 @@ import pytest
 from db_servers import mysql_connection
 from e2e_projects import (
     BASE,
+    EMAILS,
     F1,
     F2,
     Project,
@@ -28,7 +29,6 @@ from sqlalchemy.engine import make_url
 pytestmark = pytest.mark.mysql
 
 PASSWORD = "s3cret-pw"
-EMAILS = [("ada", "ada@example.com"), ("bob", "bob@example.com")]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from db_servers import postgres_connection
 from e2e_projects import (
     BASE,
+    EMAILS,
     F1,
     F2,
     Project,
@@ -26,7 +27,6 @@ from sqlalchemy.engine import make_url
 pytestmark = pytest.mark.postgres
 
 PASSWORD = "s3cret-pw"
-EMAILS = [("ada", "ada@example.com"), ("bob", "bob@example.com")]
 
 
 def _state(url: str) -> dict[str, Any]:
