@@ -406,3 +406,19 @@ def kill_mid_switch(p: Project, marker: Path, *args: str) -> None:
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=10)
+
+
+def check_killed_switch_is_put_back(p: Project, marker: Path, state: Callable[[], Any],
+                                    command: str) -> None:
+    """Kill ``branchmig switch feature2`` mid-upgrade, run ``branchmig COMMAND``: the
+    database is as ``state()`` saw it before, and feature1 is checked out again."""
+    commit_slow_feature2(p, marker)
+    before = state()
+    kill_mid_switch(p, marker)
+    assert p.journal.exists()
+    proc = p.branchmig(command)
+    assert proc.returncode == 0, proc.stderr
+    assert "was interrupted" in proc.stderr
+    assert state() == before
+    assert p.branch() == "feature1"
+    assert not p.journal.exists()

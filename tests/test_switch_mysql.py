@@ -19,9 +19,8 @@ from e2e_projects import (
     F2,
     Project,
     alembic_template,  # noqa: F401
+    check_killed_switch_is_put_back,
     commit_raising_feature2,
-    commit_slow_feature2,
-    kill_mid_switch,
     make_seed_project,
 )
 from sqlalchemy.engine import make_url
@@ -121,17 +120,8 @@ def test_mysql_raising_migration_leaves_the_database_as_before(
 def test_mysql_killed_switch_is_put_back_by_the_next_command(
         mysql_db_at_feature1_with_emails: Project, tmp_path: Path) -> None:
     p = mysql_db_at_feature1_with_emails
-    marker = tmp_path / "sleeping"
-    commit_slow_feature2(p, marker)
-    before = _state(p.url)
-    kill_mid_switch(p, marker)
-    assert p.journal.exists()
-    proc = p.branchmig("sync")
-    assert proc.returncode == 0, proc.stderr
-    assert "was interrupted" in proc.stderr
-    assert _state(p.url) == before
-    assert p.branch() == "feature1"
-    assert not p.journal.exists()
+    check_killed_switch_is_put_back(p, tmp_path / "sleeping", lambda: _state(p.url),
+                                    "sync")
 
 
 def test_mysql_held_transaction_blocking_the_restore_is_named_until_terminated(

@@ -17,9 +17,8 @@ from e2e_projects import (
     F2,
     Project,
     alembic_template,  # noqa: F401
+    check_killed_switch_is_put_back,
     commit_raising_feature2,
-    commit_slow_feature2,
-    kill_mid_switch,
     make_seed_project,
 )
 from sqlalchemy.engine import make_url
@@ -122,14 +121,5 @@ def test_a_held_session_blocks_the_snapshot_until_terminated(
 def test_postgres_killed_switch_is_put_back_by_the_next_command(
         pg_db_at_feature1_with_emails: Project, tmp_path: Path) -> None:
     p = pg_db_at_feature1_with_emails
-    marker = tmp_path / "sleeping"
-    commit_slow_feature2(p, marker)
-    before = _state(p.url)
-    kill_mid_switch(p, marker)
-    assert p.journal.exists()
-    proc = p.branchmig("status")
-    assert proc.returncode == 0, proc.stderr
-    assert "was interrupted" in proc.stderr
-    assert _state(p.url) == before
-    assert p.branch() == "feature1"
-    assert not p.journal.exists()
+    check_killed_switch_is_put_back(p, tmp_path / "sleeping", lambda: _state(p.url),
+                                    "status")
