@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -64,9 +65,33 @@ class AlembicEnv:
                     engine.dispose()
 
 
+_loading: threading.Thread | None = None
+
+
+def start_loading_alembic() -> None:
+    """Import Alembic (and SQLAlchemy under it) on a thread while the caller reads git.
+    The import is most of a switch's time, and the git processes the caller waits for
+    meanwhile run on the other core. ``alembic_env`` waits for it to finish, so the
+    project's own code (env.py, a Flask app) is only ever imported on the main thread."""
+    global _loading
+    if _loading is None and "alembic.runtime.environment" not in sys.modules:
+        _loading = threading.Thread(target=_load_alembic, name="branchmig-load-alembic",
+                                    daemon=True)
+        _loading.start()
+
+
+def _load_alembic() -> None:
+    with contextlib.suppress(Exception):  # the import in alembic_env reports any failure
+        import alembic.config
+        import alembic.runtime.environment
+        import alembic.script  # noqa: F401
+
+
 @contextlib.contextmanager
 def alembic_env(project: Project) -> Iterator[AlembicEnv]:
     """Open the project as ``alembic`` or ``flask db`` would."""
+    if _loading is not None:
+        _loading.join()
     sys.dont_write_bytecode = True
     cwd = os.getcwd()
     os.chdir(project.repo_root)  # env.py and relative sqlite URLs expect the project root

@@ -71,6 +71,7 @@ class _Context:
     dbkey: str
     progress: Progress
     notes: list[str] = field(default_factory=list)
+    recovered: bool = False  # a killed switch was put back on opening
 
     @property
     def masked(self) -> str:
@@ -167,10 +168,10 @@ def _opened(ws: Workspace, progress: Progress, *, dry_run: bool = False) -> Iter
     state = State(ws.state_dir)
     with state.lock(), alembic_env(ws.project) as env:
         interrupted = state.read_journal() if dry_run else None
-        if not dry_run:
-            _recover(ws, state, env, progress)
+        recovered = False if dry_run else _recover(ws, state, env, progress)
         db = read_database(env)
-        ctx = _Context(ws, state, env, db, database_key(mask_url(db.url)), progress)
+        ctx = _Context(ws, state, env, db, database_key(mask_url(db.url)), progress,
+                       recovered=recovered)
         if interrupted is not None:
             ctx.notes.append(f"a {interrupted.operation} to '{interrupted.to}' was "
                              "interrupted and is not put back by a dry run; run: "
@@ -264,13 +265,13 @@ def _heads_now(ctx: _Context) -> tuple[str, ...]:
         return ()
 
 
-def _recover(ws: Workspace, state: State, env: AlembicEnv, progress: Progress) -> None:
+def _recover(ws: Workspace, state: State, env: AlembicEnv, progress: Progress) -> bool:
     """Finish the recovery of a switch that was killed half-way: the database goes back
     to its snapshot from before it, and a checkout branchmig made is undone. Called with
-    the lock held, so the journal's process is gone."""
+    the lock held, so the journal's process is gone. False when there was none."""
     journal = state.read_journal()
     if journal is None:
-        return
+        return False
     from branchmig.runner import read_database
 
     progress(f"branchmig: a {journal.operation} to '{journal.to}' was interrupted "
@@ -301,6 +302,7 @@ def _recover(ws: Workspace, state: State, env: AlembicEnv, progress: Progress) -
         progress(f"branchmig: no snapshot was taken: the database is left at "
                  f"{_names(heads)}; run: branchmig sync")
     state.clear_journal()
+    return True
 
 
 def _names(heads: tuple[str, ...]) -> str:
@@ -317,8 +319,13 @@ def sync(
 ) -> MoveResult:
     """Bring the database to the working tree's heads. ``previous`` is the commit the
     database followed (the hook's PREV); its scripts revert what the tree lacks."""
+    from branchmig.runner import start_loading_alembic
+
+    start_loading_alembic()
+    _, target = ws.graph_at(WORKTREE)  # read while Alembic loads
     with _opened(ws, progress, dry_run=dry_run) as ctx:
-        _, target = ws.graph_at(WORKTREE)
+        if ctx.recovered:  # putting back a killed switch may have checked out again
+            _, target = ws.graph_at(WORKTREE)
         return _move(ctx, target=target, previous=previous, dry_run=dry_run,
                      snapshot=snapshot, terminate=terminate_connections, checkout=None,
                      leaving=previous_branch, entering=ws.repo.current_branch())
@@ -330,16 +337,19 @@ def switch(
 ) -> MoveResult:
     """Revert to the common revisions with this branch's scripts, ``git checkout
     BRANCH``, apply its heads. All or nothing when snapshots are on."""
+    from branchmig.runner import start_loading_alembic
+
+    start_loading_alembic()
     repo = ws.repo
     commit = repo.resolve(branch)
     head = repo.head_commit()
     _check_clean(ws, head, commit, branch)
+    target = Graph.build(ws.scripts_at_commit(commit, ref=branch).revisions)
+    entering = branch if repo.is_branch(branch) else None
     with _opened(ws, progress, dry_run=dry_run) as ctx:
-        target = Graph.build(ws.scripts_at_commit(commit, ref=branch).revisions)
         return _move(ctx, target=target, previous=head, dry_run=dry_run, snapshot=snapshot,
                      terminate=terminate_connections, checkout=branch,
-                     leaving=repo.current_branch(), entering=branch if repo.is_branch(branch)
-                     else None)
+                     leaving=repo.current_branch(), entering=entering)
 
 
 def _check_clean(ws: Workspace, head: str | None, commit: str, branch: str) -> None:
@@ -550,8 +560,9 @@ def status(ws: Workspace, *, progress: Progress = _quiet) -> StatusResult:
     """Where the database is against the working tree, and where its unknown revisions
     live. A switch that was killed half-way is put back first (unless another branchmig
     is running)."""
-    from branchmig.runner import alembic_env, read_database
+    from branchmig.runner import alembic_env, read_database, start_loading_alembic
 
+    start_loading_alembic()
     state = State(ws.state_dir)
     recovered = None
     journal = state.read_journal()
