@@ -14,9 +14,11 @@ from branchmig.project import Locations, Project, find_project
 from branchmig.scripts import (
     HeaderCache,
     ScriptSet,
+    ScriptSetCache,
     cache_for,
     read_ref,
     read_worktree,
+    script_set_cache_for,
     worktree_signature,
 )
 
@@ -37,6 +39,10 @@ class Workspace:
     def cache(self) -> HeaderCache:
         return cache_for(self.repo)
 
+    @cached_property
+    def script_sets(self) -> ScriptSetCache:
+        return script_set_cache_for(self.repo)
+
     @property
     def state_dir(self) -> Path:
         return self.repo.common_dir / "branchmig"
@@ -56,16 +62,29 @@ class Workspace:
 
     def scripts_at(self, ref: str = WORKTREE) -> ScriptSet:
         if ref == WORKTREE:
+            signature = self.signature(WORKTREE)
+            found = self.script_sets.get(signature)
+            if found is not None:
+                return ScriptSet(ref="", commit=None, revisions=found[0], warnings=found[1])
             locs = self.project.locations()
-            return read_worktree(self.repo.top, locs.version_locations,
-                                 recursive=locs.recursive, cache=self.cache)
+            scripts = read_worktree(self.repo.top, locs.version_locations,
+                                    recursive=locs.recursive, cache=self.cache)
+            self.script_sets.put(signature, scripts.revisions, scripts.warnings)
+            return scripts
         commit = self.repo.resolve(ref)
         return self.scripts_at_commit(commit, ref=ref)
 
     def scripts_at_commit(self, commit: str, *, ref: str = "") -> ScriptSet:
         locs = self.locations_at(commit)
-        return read_ref(self.repo, commit, locs.version_locations, recursive=locs.recursive,
-                        cache=self.cache, ref=ref or commit)
+        signature = self._commit_signature(commit, locs)
+        found = self.script_sets.get(signature)
+        if found is not None:
+            return ScriptSet(ref=ref or commit, commit=commit, revisions=found[0],
+                             warnings=found[1])
+        scripts = read_ref(self.repo, commit, locs.version_locations,
+                           recursive=locs.recursive, cache=self.cache, ref=ref or commit)
+        self.script_sets.put(signature, scripts.revisions, scripts.warnings)
+        return scripts
 
     def graph_at(self, ref: str = WORKTREE) -> tuple[ScriptSet, Graph]:
         scripts = self.scripts_at(ref)
@@ -80,10 +99,13 @@ class Workspace:
                                      recursive=locs.recursive)
             return None if sig is None else f"wt:{sig}"
         commit = self.repo.resolve(ref)
-        locs = self.locations_at(commit)
-        ids = self.repo.object_ids([f"{commit}:{p}" for p in
-                                    (self.project.config_rel, *locs.version_locations)])
-        return f"ref:{locs.recursive}:{':'.join(i or '-' for i in ids)}"
+        return self._commit_signature(commit, self.locations_at(commit))
+
+    def _commit_signature(self, commit: str, locs: Locations) -> str:
+        paths = (self.project.config_rel, *locs.version_locations)
+        ids = self.repo.object_ids([f"{commit}:{p}" for p in paths])
+        return f"ref:{locs.recursive}:" + ":".join(
+            f"{p}={i or '-'}" for p, i in zip(paths, ids, strict=True))
 
     def close(self) -> None:
         self.repo.close()
