@@ -11,10 +11,11 @@ old text and applied with its new one, with everything above it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from branchmig.errors import PlanError
-from branchmig.graph import Graph
+from branchmig.graph import Graph, Revision
 
 
 @dataclass(frozen=True)
@@ -64,17 +65,21 @@ def make_plan(
     wanted = target.ancestors(heads)
     target.check(within=wanted)
 
-    kept: set[str] = set()
-    for rev_id in source.topological(applied):
-        old = source.revisions[rev_id]
-        new = target.revisions.get(rev_id)
-        # Only what the target heads need is kept: a revision the target graph has but
-        # the requested heads do not need is reverted too.
-        if (rev_id in wanted and new is not None and new.blob == old.blob and new.down == old.down
-                and new.depends_on == old.depends_on
-                and all(p in kept for p in source.parents_of(rev_id))):
-            kept.add(rev_id)
-    revert = applied - kept
+    # Only what the target heads need is kept: a revision the target graph has but the
+    # requested heads do not need is reverted too, and so is everything built on one.
+    revert = {r for r in applied if not _same_in(target, source.revisions[r], wanted)}
+    if revert:
+        needed_by: dict[str, list[str]] = {}
+        for rev_id in applied:
+            for parent in source.parents_of(rev_id):
+                needed_by.setdefault(parent, []).append(rev_id)
+        stack = list(revert)
+        while stack:
+            for child in needed_by.get(stack.pop(), ()):
+                if child not in revert:
+                    revert.add(child)
+                    stack.append(child)
+    kept = applied - revert
     downgrade = tuple(reversed(source.topological(revert)))
     upgrade = tuple(target.topological(wanted - kept))
     changed = tuple(r for r in downgrade if r in target and r in upgrade
@@ -83,10 +88,19 @@ def make_plan(
                 changed=changed)
 
 
+def _same_in(target: Graph, old: Revision, wanted: AbstractSet[str]) -> bool:
+    new = target.revisions.get(old.id)
+    return (old.id in wanted and new is not None and new.blob == old.blob
+            and new.down == old.down and new.depends_on == old.depends_on)
+
+
 def latest_common(kept: Iterable[str], graph: Graph) -> tuple[str, ...]:
     """The revisions of ``kept`` that nothing else in ``kept`` needs."""
     kept = set(kept)
     needed = {p for r in kept for p in graph.parents_of(r)}
+    latest = [r for r in kept if r not in needed]
+    if len(latest) <= 1:
+        return tuple(latest)
     return tuple(r for r in graph.topological(kept) if r not in needed)
 
 
