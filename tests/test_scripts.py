@@ -12,7 +12,15 @@ from gitutil import Repo, script_text
 from branchmig import scripts as scripts_mod
 from branchmig.errors import ScriptError
 from branchmig.gitrepo import GitRepo
-from branchmig.scripts import HeaderCache, cache_for, parse_header, read_ref, read_worktree
+from branchmig.scripts import (
+    HeaderCache,
+    ScriptSetCache,
+    cache_for,
+    parse_header,
+    read_ref,
+    read_worktree,
+)
+from branchmig.workspace import Workspace
 
 VERSIONS = ("alembic/versions",)
 
@@ -283,3 +291,64 @@ def test_a_broken_cache_file_is_ignored(repo_with_linear_history: Repo) -> None:
     repo.cache_file.write_text("{not json")
     assert set(ids(repo, "HEAD")) == {"a1", "a2", "a3"}
     assert json.loads(repo.cache_file.read_text())["version"] == scripts_mod.CACHE_VERSION
+
+
+# -- whole script sets, remembered by signature ------------------------------------------
+
+
+def ws_ids(repo: Repo, ref: str = "") -> dict[str, tuple[str, ...]]:
+    """{revision: down revisions} as a Workspace reads them ("" : the working tree)."""
+    ws = Workspace.open(repo.root)
+    try:
+        return {r.id: r.down for r in ws.scripts_at(ref).revisions}
+    finally:
+        ws.close()
+
+
+def script_set_files(repo: Repo) -> list[Path]:
+    return sorted((repo.root / ".git" / "branchmig" / "cache" / "script-sets").glob("*"))
+
+
+def test_a_ref_read_again_comes_from_its_script_set(repo_with_linear_history: Repo,
+                                                    counted_parses: list[str]) -> None:
+    repo = repo_with_linear_history
+    first = ws_ids(repo, "HEAD")
+    assert len(script_set_files(repo)) == 1
+    repo.cache_file.unlink()  # the header cache is not needed for a set already read
+    assert ws_ids(repo, "HEAD") == first
+    assert len(counted_parses) == 3
+    repo.write("a4", "a3")
+    repo.commit("a4")  # a new tree id: a new set
+    assert ws_ids(repo, "HEAD") == {**first, "a4": ("a3",)}
+    assert len(script_set_files(repo)) == 2
+
+
+def test_an_edited_working_tree_is_read_again(repo_with_linear_history: Repo) -> None:
+    repo = repo_with_linear_history
+    old = 1_600_000_000
+    for path in repo.versions.glob("*.py"):
+        os.utime(path, (old, old))
+    assert ws_ids(repo)["a3"] == ("a2",)
+    path = repo.versions / "a3_step.py"
+    path.write_text(path.read_text().replace("= 'a2'", "= 'a1'"))
+    os.utime(path, (old + 10, old + 10))
+    assert ws_ids(repo)["a3"] == ("a1",)
+
+
+def test_a_broken_script_set_file_is_ignored(repo_with_linear_history: Repo) -> None:
+    repo = repo_with_linear_history
+    first = ws_ids(repo, "HEAD")
+    for path in script_set_files(repo):
+        path.write_bytes(b"\x00not marshal")
+    assert ws_ids(repo, "HEAD") == first
+
+
+def test_only_the_latest_script_sets_are_kept(repo_with_linear_history: Repo,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = repo_with_linear_history
+    monkeypatch.setattr(ScriptSetCache, "KEEP", 2)
+    for i in range(4, 8):
+        repo.write(f"a{i}", f"a{i - 1}")
+        repo.commit(f"a{i}")
+        ws_ids(repo, "HEAD")
+    assert len(script_set_files(repo)) == 2
