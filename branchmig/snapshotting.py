@@ -62,10 +62,9 @@ def save_snapshot(ws: Workspace, *, name: str | None = None, terminate: bool = F
         applied = code.ancestors(ctx.db.heads, strict=False)
         record = SnapshotRecord(
             key=key, branch=branch, commit=ws.repo.head_commit(), heads=list(ctx.db.heads),
-            applied={r: code.revisions[r].blob for r in applied}, database=ctx.dbkey,
-            backend=backend.name, size=stored.size,
+            database=ctx.dbkey, backend=backend.name, size=stored.size,
             purpose="branch" if not name else "manual")
-        ctx.state.add_snapshot(record)
+        ctx.state.add_snapshot(record, applied={r: code.revisions[r].blob for r in applied})
         return record
 
 
@@ -87,10 +86,10 @@ def restore_snapshot(ws: Workspace, *, name: str, terminate: bool = False,
         ctx.state.remove_snapshot(record.key)
         ctx.state.add_snapshot(SnapshotRecord(
             key=kept, branch=ws.repo.current_branch(), commit=ws.repo.head_commit(),
-            heads=list(ctx.db.heads),
+            heads=list(ctx.db.heads), database=ctx.dbkey, backend=backend.name, size=0,
+            purpose="replaced"),
             applied={r: code.revisions[r].blob
-                     for r in code.ancestors(ctx.db.heads, strict=False)},
-            database=ctx.dbkey, backend=backend.name, size=0, purpose="replaced"))
+                     for r in code.ancestors(ctx.db.heads, strict=False)})
         return record, kept
 
 

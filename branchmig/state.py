@@ -67,11 +67,13 @@ class Journal:
 
 @dataclass
 class SnapshotRecord:
+    """A snapshot in the index. What it holds (revision id -> blob id of the script that
+    applied it) is kept beside the index, read only when a switch may restore it."""
+
     key: str
     branch: str | None
     commit: str | None
     heads: list[str]
-    applied: dict[str, str]  # revision id -> blob id of the script that applied it
     database: str  # database key
     backend: str
     size: int
@@ -193,16 +195,57 @@ class State:
         return path
 
     def snapshots(self) -> list[SnapshotRecord]:
-        data = _read_json(self.root / "snapshots.json", [])
-        return [SnapshotRecord(**d) for d in data]
+        known = set(SnapshotRecord.__dataclass_fields__)
+        return [SnapshotRecord(**{k: v for k, v in d.items() if k in known})
+                for d in _read_json(self._index_path, [])]
+
+    def snapshot_applied(self, key: str) -> dict[str, str] | None:
+        """What snapshot ``key`` holds (revision id -> script blob id); None if unknown."""
+        with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
+            version, applied = marshal.loads(self._holds_path(key).read_bytes())
+            if version == APPLIED_FORMAT and isinstance(applied, dict):
+                return applied
+        for entry in _read_json(self._index_path, []):
+            # An index written by an earlier branchmig held each snapshot's revisions.
+            if isinstance(entry, dict) and entry.get("key") == key:
+                held = entry.get("applied")
+                return dict(held) if isinstance(held, dict) else None
+        return None
 
     def save_snapshots(self, records: list[SnapshotRecord]) -> None:
-        _write_json(self.root / "snapshots.json", [asdict(r) for r in records])
+        for entry in _read_json(self._index_path, []):
+            # An index written by an earlier branchmig held each snapshot's revisions.
+            held = entry.get("applied") if isinstance(entry, dict) else None
+            if isinstance(held, dict) and not self._holds_path(entry["key"]).exists():
+                self._write_holds(entry["key"], held)
+        _write_json(self._index_path, [asdict(r) for r in records])
+        kept = {f"{r.key}.marshal" for r in records}
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.root / "snapshot-holds"):
+                if name not in kept:
+                    (self.root / "snapshot-holds" / name).unlink()
 
-    def add_snapshot(self, record: SnapshotRecord) -> None:
+    def add_snapshot(self, record: SnapshotRecord, applied: Mapping[str, str]) -> None:
+        """Index ``record``, holding ``applied``: written first, so an index entry never
+        points at nothing (a lost one only makes a switch migrate instead of restore)."""
+        self._write_holds(record.key, applied)
         records = [r for r in self.snapshots() if r.key != record.key]
         records.append(record)
         self.save_snapshots(records)
 
     def remove_snapshot(self, key: str) -> None:
         self.save_snapshots([r for r in self.snapshots() if r.key != key])
+
+    @property
+    def _index_path(self) -> Path:
+        return self.root / "snapshots.json"
+
+    def _holds_path(self, key: str) -> Path:
+        return self.root / "snapshot-holds" / f"{key}.marshal"
+
+    def _write_holds(self, key: str, applied: Mapping[str, str]) -> None:
+        path = self._holds_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(marshal.dumps((APPLIED_FORMAT, dict(applied))))
+        os.replace(tmp, path)

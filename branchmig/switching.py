@@ -432,10 +432,10 @@ def _move(
             saved = saved_key
             state.add_snapshot(SnapshotRecord(
                 key=saved_key, branch=leaving, commit=previous, heads=list(before),
-                applied={r: leaving_graph.revisions[r].blob
-                         for r in leaving_graph.ancestors(before, strict=False)},
                 database=ctx.dbkey, backend=backend.name, size=_size(backend, saved_key),
-                purpose="branch" if keep_branch else "safety"))
+                purpose="branch" if keep_branch else "safety"),
+                applied={r: leaving_graph.revisions[r].blob
+                         for r in leaving_graph.ancestors(before, strict=False)})
             journal.phase = "saved"
             state.write_journal(journal)
             if restore is not None and not plan.is_noop:
@@ -487,7 +487,12 @@ def _restorable(ctx: _Context, branch: str | None, target: Graph) -> SnapshotRec
     for record in ctx.state.snapshots():
         if record.key != key or record.database != ctx.dbkey:
             continue
-        stale = [r for r, blob in record.applied.items()
+        holds = ctx.state.snapshot_applied(key)
+        if holds is None:
+            ctx.notes.append(f"what the snapshot of '{branch}' holds is not known; "
+                             "migrating instead")
+            return None
+        stale = [r for r, blob in holds.items()
                  if r not in target or target.revisions[r].blob != blob]
         if stale or any(h not in target for h in record.heads):
             ctx.notes.append(f"the snapshot of '{branch}' is out of date (its revisions "

@@ -1,0 +1,52 @@
+"""What branchmig keeps under .git/branchmig: the snapshot index and what each snapshot
+holds, the record of applied scripts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from branchmig.graph import Revision
+from branchmig.state import SnapshotRecord, State
+
+
+def record(key: str) -> SnapshotRecord:
+    return SnapshotRecord(key=key, branch="feature1", commit="c0ffee", heads=["b2"],
+                          database="db1", backend="sqlite", size=10)
+
+
+def test_what_a_snapshot_holds_is_kept_beside_the_index(tmp_path: Path) -> None:
+    state = State(tmp_path)
+    state.add_snapshot(record("one"), applied={"a1": "blob1", "b2": "blob2"})
+    state.add_snapshot(record("two"), applied={"a1": "blob1"})
+    index = json.loads((tmp_path / "snapshots.json").read_text())
+    assert [e["key"] for e in index] == ["one", "two"]
+    assert all("applied" not in e for e in index)  # the index stays small
+    assert state.snapshot_applied("one") == {"a1": "blob1", "b2": "blob2"}
+    state.remove_snapshot("one")
+    assert state.snapshot_applied("one") is None
+    assert sorted(p.name for p in (tmp_path / "snapshot-holds").iterdir()) == ["two.marshal"]
+
+
+def test_an_index_written_by_an_earlier_version_is_read_and_carried_over(
+        tmp_path: Path) -> None:
+    old = [{**vars(record(k)), "applied": {"a1": f"blob-{k}"}} for k in ("one", "two")]
+    (tmp_path / "snapshots.json").write_text(json.dumps(old))
+    state = State(tmp_path)
+    assert [r.key for r in state.snapshots()] == ["one", "two"]
+    assert state.snapshot_applied("two") == {"a1": "blob-two"}
+    state.add_snapshot(record("three"), applied={})
+    assert "applied" not in (tmp_path / "snapshots.json").read_text()
+    assert state.snapshot_applied("one") == {"a1": "blob-one"}
+
+
+def test_the_applied_record_round_trips_and_a_broken_one_is_empty(tmp_path: Path) -> None:
+    revisions = {
+        "a1": Revision("a1", path="v/a1.py", blob="x1"),
+        "m": Revision("m", down=("a1", "b1"), labels=("lbl",), depends_on=("c",),
+                      path="v/m.py", blob="x2"),
+    }
+    State(tmp_path).record_applied("db1", revisions)
+    assert State(tmp_path).applied("db1") == revisions
+    (tmp_path / "applied" / "db1.marshal").write_bytes(b"garbage")
+    assert State(tmp_path).applied("db1") == {}
