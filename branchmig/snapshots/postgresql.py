@@ -131,19 +131,24 @@ class PostgreSQLBackend:
 
     def save(self, key: str) -> StoredSnapshot:
         check_key(key)
+        target = snapshot_database_name(self.live, key)
         with self._connect() as conn:
-            self._require_live(conn, action="save", key=key)
-            if not self._may_clone(conn):
+            facts = self._facts_for_save(conn, target)
+            if facts is None:
+                self._require_live(conn, action="save", key=key)  # raises: it is gone
+                raise AssertionError("unreachable")
+            may_clone, size, target_exists, others = facts
+            if not may_clone:
                 return self._dump(key)
-            self._clear_sessions(conn, [self.live], action="save", key=key)
-            target = snapshot_database_name(self.live, key)
+            if others:
+                self._clear_sessions(conn, [self.live], action="save", key=key)
             partial = f"bm_partial_{secrets.token_hex(8)}"
-            strategy = self._strategy(conn)
-            with reporting(self.progress, "saved", lambda: self._database_size(conn, target)):
+            with reporting(self.progress, "saved", lambda: size):
                 try:
                     conn.execute(
                         sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
-                            sql.Identifier(partial), sql.Identifier(self.live), strategy
+                            sql.Identifier(partial), sql.Identifier(self.live),
+                            self._strategy(conn, size),
                         )
                     )
                 except psycopg.errors.ObjectInUse as err:
@@ -154,7 +159,8 @@ class PostgreSQLBackend:
                     raise self._error("save", key, err) from err
                 try:
                     self._comment(conn, partial, _marker(self.live, key))
-                    self._drop_database(conn, target, action="save", key=key)
+                    if target_exists:
+                        self._drop_database(conn, target, action="save", key=key)
                     conn.execute(
                         sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                             sql.Identifier(partial), sql.Identifier(target)
@@ -166,7 +172,7 @@ class PostgreSQLBackend:
                     )
                     raise
             self._remove_dump(key)
-            return StoredSnapshot(key, self.name, target, self._database_size(conn, target))
+            return StoredSnapshot(key, self.name, target, size)
 
     def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
         check_key(key)
@@ -252,22 +258,36 @@ class PostgreSQLBackend:
                 found.append(StoredSnapshot(key, self.name, datname, int(size)))
         return found
 
-    def _may_clone(self, conn: Connection) -> bool:
+    def _facts_for_save(
+        self, conn: Connection, target: str
+    ) -> tuple[bool, int, bool, bool] | None:
+        """In one round trip (a save on a small database is over in a few of them):
+        whether the role may copy the live database, its size, whether ``target`` exists
+        already, and whether other sessions are connected to it. None when it is gone."""
         row = conn.execute(
             """
-            SELECT r.rolsuper OR (r.rolcreatedb AND d.datdba = r.oid)
-            FROM pg_roles r, pg_database d
-            WHERE r.rolname = current_user AND d.datname = %s
+            SELECT r.rolsuper OR (r.rolcreatedb AND d.datdba = r.oid),
+                   CASE WHEN has_database_privilege(d.oid, 'CONNECT')
+                        THEN pg_database_size(d.oid) ELSE 0 END,
+                   EXISTS (SELECT 1 FROM pg_database WHERE datname = %(target)s),
+                   EXISTS (SELECT 1 FROM pg_stat_activity
+                           WHERE datname = %(live)s AND pid <> pg_backend_pid()
+                                 AND backend_type = 'client backend')
+            FROM pg_database d, pg_roles r
+            WHERE d.datname = %(live)s AND r.rolname = current_user
             """,
-            (self.live,),
+            {"live": self.live, "target": target},
         ).fetchone()
-        return bool(row and row[0])
+        if row is None:
+            return None
+        return bool(row[0]), int(row[1]), bool(row[2]), bool(row[3])
 
-    def _strategy(self, conn: Connection) -> sql.Composable:
+    @staticmethod
+    def _strategy(conn: Connection, size: int) -> sql.Composable:
         if conn.info.server_version < 150000:
             return sql.SQL("")
-        big = self._database_size(conn, self.live) > FILE_COPY_ABOVE_BYTES
-        return sql.SQL(" STRATEGY FILE_COPY" if big else " STRATEGY WAL_LOG")
+        return sql.SQL(" STRATEGY FILE_COPY" if size > FILE_COPY_ABOVE_BYTES
+                       else " STRATEGY WAL_LOG")
 
     def _clear_sessions(
         self, conn: Connection, databases: Sequence[str], *, action: str, key: str
