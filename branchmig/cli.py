@@ -37,6 +37,8 @@ def _open(ctx: click.Context) -> Workspace:
     obj = ctx.find_root().obj
     ws = Workspace.open(Path.cwd(), config=obj.get("config"))
     ctx.call_on_close(ws.close)
+    if obj.get("verbose"):
+        ws.show_alembic_log()
     return ws
 
 
@@ -56,11 +58,13 @@ def _ref(value: str) -> str:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--config", type=click.Path(path_type=Path), default=None,
               help="The alembic.ini to use (default: found from the repository).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show Alembic's own log lines too (Running upgrade ...).")
 @click.version_option(__version__, prog_name="branchmig")
 @click.pass_context
-def main(ctx: click.Context, config: Path | None) -> None:
+def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     """Git-aware Alembic migrations: the database follows every checkout, losing no data."""
-    ctx.obj = {"config": config}
+    ctx.obj = {"config": config, "verbose": verbose}
 
 
 @main.command()

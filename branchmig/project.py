@@ -28,6 +28,7 @@ class Settings:
     on_merge: MergeMode = "warn"
     expected_heads: int = 1
     ini_section: str = "alembic"
+    alembic_log: bool = False  # Alembic's own INFO lines ("Running upgrade ...") on stderr
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,8 @@ def read_settings(pyproject: Path) -> Settings:
         not isinstance(values["expected_heads"], int) or values["expected_heads"] < 1
     ):
         raise ConfigError("[tool.branchmig] expected_heads must be a whole number ≥ 1")
+    if "alembic_log" in values and not isinstance(values["alembic_log"], bool):
+        raise ConfigError("[tool.branchmig] alembic_log must be true or false")
     for key in ("config", "flask_app", "directory", "ini_section"):
         if key in values and not isinstance(values[key], str):
             raise ConfigError(f"[tool.branchmig] {key} must be a string")

@@ -89,7 +89,12 @@ def _load_alembic() -> None:
 
 @contextlib.contextmanager
 def alembic_env(project: Project) -> Iterator[AlembicEnv]:
-    """Open the project as ``alembic`` or ``flask db`` would."""
+    """Open the project as ``alembic`` or ``flask db`` would.
+
+    Alembic's own INFO lines ("Context impl SQLiteImpl.", "Running upgrade a -> b") are
+    left out unless ``alembic_log`` is set: branchmig names each step itself, and runs
+    env.py more than once. The filter sits on Alembic's logger, which env.py's
+    ``fileConfig`` leaves alone, and nothing the project logs is touched."""
     if _loading is not None:
         _loading.join()
     sys.dont_write_bytecode = True
@@ -97,6 +102,14 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
     os.chdir(project.repo_root)  # env.py and relative sqlite URLs expect the project root
     added = str(project.repo_root)
     sys.path.insert(0, added)
+    import logging  # Alembic imports it anyway: only its fast callers should not
+
+    def warnings_only(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+    chatty = logging.getLogger("alembic.runtime.migration")
+    if not project.settings.alembic_log:
+        chatty.addFilter(warnings_only)
     try:
         if project.kind == "flask":
             with _flask_env(project) as env:
@@ -107,6 +120,7 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
             cfg = Config(str(project.config_path), ini_section=project.settings.ini_section)
             yield AlembicEnv(project, cfg)
     finally:
+        chatty.removeFilter(warnings_only)
         os.chdir(cwd)
         with contextlib.suppress(ValueError):
             sys.path.remove(added)

@@ -3,7 +3,7 @@ config and folders."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -106,6 +106,11 @@ class Workspace:
         ids = self.repo.object_ids([f"{commit}:{p}" for p in paths])
         return f"ref:{locs.recursive}:" + ":".join(
             f"{p}={i or '-'}" for p, i in zip(paths, ids, strict=True))
+
+    def show_alembic_log(self) -> None:
+        """Let Alembic's own INFO lines through for this run (``alembic_log = true``)."""
+        settings = replace(self.project.settings, alembic_log=True)
+        self.project = replace(self.project, settings=settings)
 
     def close(self) -> None:
         self.repo.close()

@@ -281,3 +281,18 @@ def test_a_script_missing_from_every_ref_is_one_line_and_changes_nothing(
     assert sqlite_dump(p.db_path) == before
     assert not any((p.state_dir / "snapshots").iterdir())
     assert p.branch() == "main"
+
+
+def test_alembic_own_log_lines_only_when_asked(db_at_feature1_head_with_emails: Project
+                                               ) -> None:
+    p = db_at_feature1_head_with_emails
+    quiet = p.ok("switch", "feature2", "--no-snapshot")
+    assert f"reverted {F1}" in quiet.stderr and f"applied  {F2}" in quiet.stderr
+    assert "INFO" not in quiet.stderr  # no "Context impl", no "Running downgrade"
+    told = p.ok("-v", "switch", "feature1", "--no-snapshot")
+    assert f"Running downgrade {F2}" in told.stderr
+    assert f"Running upgrade {BASE} -> {F1}" in told.stderr
+    (p.root / "pyproject.toml").write_text("[tool.branchmig]\nalembic_log = true\n")
+    p.commit("alembic_log")
+    told = p.ok("switch", "main", "--no-snapshot")
+    assert f"Running downgrade {F1}" in told.stderr
