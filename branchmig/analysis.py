@@ -35,7 +35,7 @@ def heads(ws: Workspace, *, ref: str = WORKTREE) -> HeadsResult:
     if known is not None:
         return HeadsResult(ref=ref or "WORKTREE", heads=tuple(known["heads"]),
                            paths=tuple(known["paths"]), warnings=tuple(known["warnings"]))
-    scripts, graph = ws.graph_at(ref)
+    scripts, graph = ws.graph_at(ref, signature=signature)
     graph.check()
     result = HeadsResult(
         ref=ref or "WORKTREE", heads=graph.heads,

@@ -3,7 +3,7 @@ config and folders."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -29,6 +29,9 @@ WORKTREE = ""  # the ref name for "the working tree, committed or not"
 class Workspace:
     repo: GitRepo
     project: Project
+    # By commit id, which names the same content forever: asked for twice in one run.
+    _locations: dict[str, Locations] = field(default_factory=dict, repr=False)
+    _signatures: dict[tuple[str, Locations], str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, start: Path, *, config: Path | None = None) -> Workspace:
@@ -52,17 +55,21 @@ class Workspace:
         the ref has none)."""
         if commit is None:
             return self.project.locations()
-        text = self.repo.read_file(commit, self.project.config_rel)
-        if text is None:
-            return self.project.locations()
-        try:
-            return self.project.locations(text.decode("utf-8"))
-        except ConfigError:
-            return self.project.locations()
+        if commit not in self._locations:
+            text = self.repo.read_file(commit, self.project.config_rel)
+            try:
+                found = (self.project.locations() if text is None
+                         else self.project.locations(text.decode("utf-8")))
+            except ConfigError:
+                found = self.project.locations()
+            self._locations[commit] = found
+        return self._locations[commit]
 
-    def scripts_at(self, ref: str = WORKTREE) -> ScriptSet:
+    def scripts_at(self, ref: str = WORKTREE, *, signature: str | None = None) -> ScriptSet:
+        """The scripts at ``ref``; ``signature`` is ``self.signature(ref)`` when the
+        caller has it already."""
         if ref == WORKTREE:
-            signature = self.signature(WORKTREE)
+            signature = signature or self.signature(WORKTREE)
             found = self.script_sets.get(signature)
             if found is not None:
                 return ScriptSet(ref="", commit=None, revisions=found[0], warnings=found[1])
@@ -86,8 +93,9 @@ class Workspace:
         self.script_sets.put(signature, scripts.revisions, scripts.warnings)
         return scripts
 
-    def graph_at(self, ref: str = WORKTREE) -> tuple[ScriptSet, Graph]:
-        scripts = self.scripts_at(ref)
+    def graph_at(self, ref: str = WORKTREE, *,
+                 signature: str | None = None) -> tuple[ScriptSet, Graph]:
+        scripts = self.scripts_at(ref, signature=signature)
         return scripts, Graph.build(scripts.revisions)
 
     def signature(self, ref: str = WORKTREE) -> str | None:
@@ -102,10 +110,12 @@ class Workspace:
         return self._commit_signature(commit, self.locations_at(commit))
 
     def _commit_signature(self, commit: str, locs: Locations) -> str:
-        paths = (self.project.config_rel, *locs.version_locations)
-        ids = self.repo.object_ids([f"{commit}:{p}" for p in paths])
-        return f"ref:{locs.recursive}:" + ":".join(
-            f"{p}={i or '-'}" for p, i in zip(paths, ids, strict=True))
+        if (commit, locs) not in self._signatures:
+            paths = (self.project.config_rel, *locs.version_locations)
+            ids = self.repo.object_ids([f"{commit}:{p}" for p in paths])
+            self._signatures[commit, locs] = f"ref:{locs.recursive}:" + ":".join(
+                f"{p}={i or '-'}" for p, i in zip(paths, ids, strict=True))
+        return self._signatures[commit, locs]
 
     def show_alembic_log(self) -> None:
         """Let Alembic's own INFO lines through for this run (``alembic_log = true``)."""
