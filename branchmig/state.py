@@ -141,12 +141,8 @@ class State:
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
 
-    def kept_blobs(self) -> set[str]:
-        try:
-            return {name[:-3] for name in os.listdir(self.root / "scripts")
-                    if name.endswith(".py")}
-        except FileNotFoundError:
-            return set()
+    def has_kept(self, blob: str) -> bool:
+        return (self.root / "scripts" / f"{blob}.py").is_file()
 
     def kept_script(self, blob: str) -> bytes | None:
         try:

@@ -223,8 +223,7 @@ def _record(ctx: _Context, graph: Graph, heads: tuple[str, ...]) -> None:
         return
     recorded = {rev.blob for rev in known.values()}  # kept when they were recorded
     new = [rev for rev in applied.values() if rev.blob not in recorded]
-    kept = ctx.state.kept_blobs() if new else set()
-    missing = {rev.blob: rev for rev in new if rev.blob not in kept}
+    missing = {rev.blob: rev for rev in new if not ctx.state.has_kept(rev.blob)}
     for blob, text in ctx.ws.repo.read_blobs(missing, missing_ok=True):
         ctx.state.keep_script(blob, text)
         del missing[blob]
