@@ -140,6 +140,70 @@ def test_keep_current_as_keeps_the_replaced_tables(
     assert snaps.stored() == []
 
 
+def triggers(url: str) -> list[tuple[Any, ...]]:
+    return query(
+        url,
+        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+        "WHERE TRIGGER_SCHEMA = DATABASE() ORDER BY TRIGGER_NAME",
+    )
+
+
+def test_triggers_go_with_their_tables(db_with_users_and_posts: str, tmp_path: Path) -> None:
+    url = db_with_users_and_posts
+    run(
+        url,
+        "CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, what VARCHAR(80))",
+        "CREATE TRIGGER users_added AFTER INSERT ON users FOR EACH ROW "
+        "INSERT INTO audit (what) VALUES (CONCAT('added ', NEW.name))",
+        "CREATE TRIGGER users_named BEFORE INSERT ON users FOR EACH ROW "
+        "SET NEW.name = TRIM(NEW.name)",
+    )
+    snaps = backend(url, tmp_path)
+    snaps.save("main")
+    run(
+        url,
+        "DROP TRIGGER users_added",
+        "CREATE TRIGGER posts_titled BEFORE INSERT ON posts FOR EACH ROW "
+        "SET NEW.title = UPPER(NEW.title)",
+    )
+
+    snaps.restore("main", keep_current_as="feature1")
+
+    assert triggers(url) == [("users_added", "users"), ("users_named", "users")]
+    run(url, "INSERT INTO users (name) VALUES ('  carol ')")
+    assert query(url, "SELECT what FROM audit") == [("added carol",)]
+    snaps.restore("feature1")  # the replaced tables kept their triggers too
+    assert triggers(url) == [("posts_titled", "posts"), ("users_named", "users")]
+    assert query(url, "SELECT what FROM audit") == []
+
+
+def test_a_failed_swap_puts_the_live_triggers_back(
+    db_with_users_and_posts: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import branchmig.snapshots.mysql as mysql_backend
+
+    monkeypatch.setattr(mysql_backend, "LOCK_WAIT_SECONDS", 1)
+    url = db_with_users_and_posts
+    snaps = backend(url, tmp_path)
+    snaps.save("main")
+    run(
+        url,
+        "CREATE TRIGGER posts_titled BEFORE INSERT ON posts FOR EACH ROW "
+        "SET NEW.title = UPPER(NEW.title)",
+        "CREATE TRIGGER users_named BEFORE INSERT ON users FOR EACH ROW "
+        "SET NEW.name = TRIM(NEW.name)",
+    )
+    with mysql_connection(url, database=make_url(url).database) as held:
+        held.autocommit(False)
+        with held.cursor() as cur:
+            cur.execute("SELECT count(*) FROM users")  # holds users until commit
+        with pytest.raises(SessionsBlockingError):
+            snaps.restore("main")
+        held.rollback()
+    assert triggers(url) == [("posts_titled", "posts"), ("users_named", "users")]
+    assert snaps.exists("main")
+
+
 def test_stored_drop_and_exists_are_exact(
     db_with_users_and_posts: str, mysql_server_url: str, tmp_path: Path
 ) -> None:

@@ -7,9 +7,11 @@ of all tables inside one consistent-snapshot transaction, with foreign key check
 Restore moves the live tables out (into the ``keep_current_as`` snapshot, or a scratch
 database that is dropped) and the snapshot's tables in, in a single ``RENAME TABLE``.
 
-Out of scope: views, triggers, stored routines, events and MariaDB sequences are neither
-copied nor swapped (views and routines stay in the live database as they are; a table with
-triggers cannot be renamed across databases, so its restore fails and says so).
+Triggers go with their tables: a table with triggers cannot be renamed to another
+database, so a snapshot keeps their definitions as rows of ``_branchmig_triggers``, and a
+restore drops the live tables' triggers, swaps, and creates the snapshot's (putting the
+live ones back if the swap fails). Out of scope: views, stored routines, events and
+MariaDB sequences stay in the live database as they are.
 
 A snapshot database holds a marker table, ``_branchmig_snapshot``, whose comment names the
 live database and the key: that is how ``stored()`` finds exactly this database's snapshots.
@@ -44,6 +46,8 @@ __all__ = ["MySQLBackend", "snapshot_database_name"]
 MAX_NAME_CHARS = 64
 SNAPSHOT_INFIX = "__bm_"
 MARKER_TABLE = "_branchmig_snapshot"
+TRIGGERS_TABLE = "_branchmig_triggers"
+OWN_TABLES = (MARKER_TABLE, TRIGGERS_TABLE)
 # How long a restore waits for other sessions' open transactions on the tables it renames.
 LOCK_WAIT_SECONDS = 10
 _LOCK_WAIT_TIMEOUT = 1205
@@ -124,6 +128,7 @@ class MySQLBackend:
                 try:
                     self._create_database_like_live(cur, target, key)
                     self._copy_tables(cur, target)
+                    self._keep_triggers(cur, target, self._triggers(cur, self.live))
                 except BaseException:
                     cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
                     raise
@@ -185,30 +190,108 @@ class MySQLBackend:
         ] + [
             f"{quote(snapshot)}.{quote(table)} TO {quote(self.live)}.{quote(table)}"
             for table in self._tables(cur, snapshot)
-            if table != MARKER_TABLE
+            if table not in OWN_TABLES
         ]
         if not moves:
             return
+        live_triggers = self._triggers(cur, self.live)
+        self._keep_triggers(cur, old, live_triggers)
         cur.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}")
+        dropped: list[tuple[str, ...]] = []
         try:
+            for trigger in live_triggers:  # a table with triggers cannot change database
+                cur.execute(f"DROP TRIGGER {quote(self.live)}.{quote(trigger[0])}")
+                dropped.append(trigger)
             # One statement: every table moves, or none does.
             cur.execute("RENAME TABLE " + ", ".join(moves))
-        except pymysql.err.OperationalError as err:
-            if err.args and err.args[0] == _LOCK_WAIT_TIMEOUT:
-                named = [
-                    f"id {sid} ({user}@{host}, {command})" for sid, user, host, command in
-                    self._sessions(cur)
-                ]  # fmt: skip
-                raise SessionsBlockingError(
-                    f"Cannot restore snapshot {key!r} of {self.describe()}: other sessions "
-                    f"hold its tables in open transactions: {', '.join(named) or 'unknown'}. "
-                    "Close them (stop the app server, dispose its pool) or pass "
-                    "--terminate-connections.",
-                    sessions=named,
-                ) from err
-            raise self._error("restore", key, err) from err
         except pymysql.err.MySQLError as err:
-            raise self._error("restore", key, err) from err
+            self._create_triggers(cur, dropped, key)  # the live tables never moved
+            raise self._swap_error(cur, key, err) from err
+        self._create_triggers(cur, self._kept_triggers(cur, snapshot), key)
+
+    def _swap_error(self, cur: Any, key: str, err: pymysql.err.MySQLError) -> SnapshotError:
+        if isinstance(err, pymysql.err.OperationalError) and err.args and (
+                err.args[0] == _LOCK_WAIT_TIMEOUT):
+            named = [
+                f"id {sid} ({user}@{host}, {command})" for sid, user, host, command in
+                self._sessions(cur)
+            ]  # fmt: skip
+            return SessionsBlockingError(
+                f"Cannot restore snapshot {key!r} of {self.describe()}: other sessions "
+                f"hold its tables in open transactions: {', '.join(named) or 'unknown'}. "
+                "Close them (stop the app server, dispose its pool) or pass "
+                "--terminate-connections.",
+                sessions=named,
+            )
+        return self._error("restore", key, err)
+
+    # -- triggers --------------------------------------------------------------------------
+
+    @staticmethod
+    def _triggers(cur: Any, database: str) -> list[tuple[str, ...]]:
+        """(name, table, timing, event, statement, sql_mode) of each trigger of
+        ``database``, in the order they fire."""
+        cur.execute(
+            "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, "
+            "ACTION_STATEMENT, SQL_MODE FROM information_schema.TRIGGERS "
+            "WHERE TRIGGER_SCHEMA = %s "
+            "ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
+            (database,),
+        )
+        return [tuple(row) for row in cur.fetchall()]
+
+    @staticmethod
+    def _keep_triggers(cur: Any, database: str, triggers: list[tuple[str, ...]]) -> None:
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {quote(database)}.{quote(TRIGGERS_TABLE)} ("
+            "position INT PRIMARY KEY, name VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, "
+            "timing VARCHAR(6) NOT NULL, event VARCHAR(6) NOT NULL, "
+            "statement LONGTEXT NOT NULL, sql_mode TEXT NOT NULL)"
+        )
+        cur.execute(f"DELETE FROM {quote(database)}.{quote(TRIGGERS_TABLE)}")
+        if triggers:
+            cur.executemany(
+                f"INSERT INTO {quote(database)}.{quote(TRIGGERS_TABLE)} "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [(i, *trigger) for i, trigger in enumerate(triggers)],
+            )
+
+    @staticmethod
+    def _kept_triggers(cur: Any, database: str) -> list[tuple[str, ...]]:
+        cur.execute(
+            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (database, TRIGGERS_TABLE),
+        )
+        if cur.fetchone() is None:  # a snapshot saved before triggers were kept
+            return []
+        cur.execute(
+            "SELECT name, tbl, timing, event, statement, sql_mode "
+            f"FROM {quote(database)}.{quote(TRIGGERS_TABLE)} ORDER BY position"
+        )
+        return [tuple(row) for row in cur.fetchall()]
+
+    def _create_triggers(self, cur: Any, triggers: list[tuple[str, ...]], key: str) -> None:
+        """Create ``triggers`` on the live database's tables, each under its own sql_mode
+        (triggers fire in the order they are created)."""
+        if not triggers:
+            return
+        cur.execute("SELECT @@SESSION.sql_mode")
+        (mode,) = cur.fetchone()
+        cur.execute(f"USE {quote(self.live)}")
+        try:
+            for name, table, timing, event, statement, sql_mode in triggers:
+                cur.execute("SET SESSION sql_mode = %s", (sql_mode,))
+                cur.execute(
+                    f"CREATE TRIGGER {quote(name)} {timing} {event} ON {quote(table)} "
+                    f"FOR EACH ROW {statement}"
+                )
+        except pymysql.err.MySQLError as err:
+            raise SnapshotError(
+                f"Cannot create trigger {name!r} on table {table!r} of {self.describe()} "
+                f"while restoring snapshot {key!r}: {_reason(err)}."
+            ) from err
+        finally:
+            cur.execute("SET SESSION sql_mode = %s", (mode,))
 
     def _create_database_like_live(self, cur: Any, name: str, key: str | None) -> None:
         cur.execute(
