@@ -270,6 +270,21 @@ class GitRepo:
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
             raise GitError(f"git checkout {ref} failed: {lines[0] if lines else 'unknown error'}")
 
+    def remote_default(self) -> tuple[str, str] | None:
+        """(name, commit) of the remote's default branch: ``origin/HEAD`` as ``git clone``
+        sets it, else ``origin/main``, else ``origin/master``; None without any."""
+        out = self.git("for-each-ref", "--format=%(refname:short) %(objectname) %(symref:short)",
+                       "refs/remotes/origin/HEAD", "refs/remotes/origin/main",
+                       "refs/remotes/origin/master", check=False)
+        found = {}
+        for line in out.splitlines():
+            name, commit, *target = line.split()
+            found[name] = (target[0] if target else name, commit)
+        for name in ("origin/HEAD", "origin/main", "origin/master"):
+            if name in found:
+                return found[name]
+        return None
+
     def merge_base(self, a: str, b: str) -> str | None:
         out = self.git("merge-base", a, b, check=False).strip()
         return out or None

@@ -13,7 +13,10 @@ Which side is "ours" when linearising (what ``rebase=True`` re-points):
 - after a merge commit (HEAD, else the newest merge on the first-parent line): ours is its
   first parent (what HEAD was before ``git merge``), theirs its second;
 - else (a squash merge, or nothing recorded): ours is the head already committed at HEAD
-  when the other one is not.
+  when the other one is not;
+- but when only ours is on the remote's default branch (``origin/HEAD``, else
+  ``origin/main`` or ``origin/master``), theirs moves instead: a migration the shared
+  branch has may be deployed, and is never re-pointed.
 
 Our head is the one present in ours' migrations and absent from theirs'. Git's merge and
 rebase swap the roles of HEAD, hence the two rules: after ``git merge X`` the branch you
@@ -307,7 +310,17 @@ def _read_first(path: Path) -> str | None:
     return words[0] if words else None
 
 
-def _our_head(ws: Workspace, pair: tuple[str, ...]) -> tuple[str, str, _Sides]:
+@dataclass(frozen=True)
+class _Move:
+    ours: str  # the head whose first migration is re-pointed
+    theirs: str  # the head it is re-pointed onto
+    reason: str
+    in_progress: bool  # a merge or rebase git has not finished
+
+
+def _which_moves(ws: Workspace, pair: tuple[str, ...]) -> _Move:
+    """Ours moves onto theirs: the side git's merge or rebase says is ours, unless only
+    ours is on the remote's default branch already."""
     sides = _git_sides(ws.repo)
     ours_ids = _ids_at(ws, sides.ours)
     theirs_ids = _ids_at(ws, sides.theirs)
@@ -326,7 +339,14 @@ def _our_head(ws: Workspace, pair: tuple[str, ...]) -> tuple[str, str, _Sides]:
             "branchmig merge-heads")
     ours = mine[0]
     theirs = next(h for h in pair if h != ours)
-    return ours, theirs, sides
+    published = ws.repo.remote_default()
+    if published is not None:
+        # A migration the shared branch has may be deployed already: it never moves.
+        remote, commit = published
+        shared = _ids_at(ws, commit)
+        if ours in shared and theirs not in shared:
+            return _Move(theirs, ours, f"'{ours}' is on {remote} already", sides.in_progress)
+    return _Move(ours, theirs, f"ours per {sides.how}", sides.in_progress)
 
 
 def _ids_at(ws: Workspace, commit: str | None) -> frozenset[str]:
@@ -362,12 +382,12 @@ def _rebase(
         raise UsageError(
             f"--rebase linearises two heads; there are {len(pair)} ({_quote(pair)}). "
             "Write one merge revision of them all instead: branchmig merge-heads")
-    ours, theirs, sides = _our_head(ws, pair)
-    first = _first_of_side(graph, ours, theirs)
+    move = _which_moves(ws, pair)
+    theirs, reason = move.theirs, move.reason
+    first = _first_of_side(graph, move.ours, theirs)
     old = first.down[0] if first.down else "base"
     where = f"'{first.id}' ({first.path}) from '{old}' onto '{theirs}'"
-    reason = f"ours per {sides.how}"
-    _check_clean_for_rebase(ws.repo, locations, sides.in_progress)
+    _check_clean_for_rebase(ws.repo, locations, move.in_progress)
     if dry_run:
         return MergeOutcome(all_heads, first.path, first.id, theirs, (), True,
                             f"Dry run: would re-point {where} ({reason}); nothing written")

@@ -295,6 +295,32 @@ def test_rebase_after_git_merge_repoints_our_first_migration(
     assert git(repo, "status", "--porcelain").split() == ["M", email.relative_to(repo).as_posix()]
 
 
+def test_rebase_never_moves_a_migration_the_remote_default_branch_has(
+        repo_with_two_feature_branches: Path, tmp_path: Path) -> None:
+    """main, with feature1's email, is pushed; then `git merge feature2` on main. Ours is
+    main, but email is on origin/main (deployed, maybe): posts moves onto email instead."""
+    repo = repo_with_two_feature_branches
+    git(repo, "merge", "-q", "feature1")
+    git(tmp_path, "clone", "-q", "--bare", str(repo), "origin.git")
+    git(repo, "remote", "add", "origin", str(tmp_path / "origin.git"))
+    git(repo, "fetch", "-q", "origin")
+    git(repo, "merge", "-q", "--no-edit", "feature2")
+    email, posts = script_of(repo, EMAIL), script_of(repo, POSTS)
+    email_before = email.read_bytes()
+
+    proc = run(repo, BRANCHMIG, "merge-heads", "--rebase")
+
+    assert proc.returncode == 0, proc.stderr
+    assert email.read_bytes() == email_before
+    assert f"Revises: {EMAIL}\n".encode() in posts.read_bytes()
+    rel = posts.relative_to(repo).as_posix()
+    assert proc.stdout.splitlines()[0] == (
+        f"Re-pointed '{POSTS}' ({rel}) from '{BASE}' onto '{EMAIL}' ('{EMAIL}' is on "
+        "origin/main already); history is linear.")
+    assert alembic(repo, "heads").split()[0] == POSTS
+    assert db_versions(repo) == [POSTS]
+
+
 def test_rebase_after_git_rebase_repoints_the_replayed_branch(
         feature2_rebased_on_main: Path) -> None:
     """After `git rebase main` on feature2, ours is the replayed feature2: posts moves."""
