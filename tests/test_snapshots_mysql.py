@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,12 +180,29 @@ def test_triggers_go_with_their_tables(db_with_users_and_posts: str, tmp_path: P
     assert query(url, "SELECT what FROM audit") == []
 
 
-def test_a_failed_swap_puts_the_live_triggers_back(
-    db_with_users_and_posts: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def short_lock_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     import branchmig.snapshots.mysql as mysql_backend
 
     monkeypatch.setattr(mysql_backend, "LOCK_WAIT_SECONDS", 1)
+
+
+@contextmanager
+def users_held_open(url: str) -> Iterator[Any]:
+    """A session whose open transaction holds a metadata lock on ``users`` until it ends."""
+    with mysql_connection(url, database=make_url(url).database) as held:
+        held.autocommit(False)
+        with held.cursor() as cur:
+            cur.execute("SELECT count(*) FROM users")
+        yield held
+        with contextlib.suppress(pymysql.err.MySQLError):  # it may have been ended
+            held.rollback()
+
+
+@pytest.mark.usefixtures("short_lock_wait")
+def test_a_failed_swap_puts_the_live_triggers_back(
+    db_with_users_and_posts: str, tmp_path: Path
+) -> None:
     url = db_with_users_and_posts
     snaps = backend(url, tmp_path)
     snaps.save("main")
@@ -193,13 +213,8 @@ def test_a_failed_swap_puts_the_live_triggers_back(
         "CREATE TRIGGER users_named BEFORE INSERT ON users FOR EACH ROW "
         "SET NEW.name = TRIM(NEW.name)",
     )
-    with mysql_connection(url, database=make_url(url).database) as held:
-        held.autocommit(False)
-        with held.cursor() as cur:
-            cur.execute("SELECT count(*) FROM users")  # holds users until commit
-        with pytest.raises(SessionsBlockingError):
-            snaps.restore("main")
-        held.rollback()
+    with users_held_open(url), pytest.raises(SessionsBlockingError):
+        snaps.restore("main")
     assert triggers(url) == [("posts_titled", "posts"), ("users_named", "users")]
     assert snaps.exists("main")
 
@@ -221,20 +236,15 @@ def test_stored_drop_and_exists_are_exact(
     assert len(snapshot_database_name("x" * 64, "k" * 40)) == 64
 
 
+@pytest.mark.usefixtures("short_lock_wait")
 def test_an_open_transaction_blocks_the_swap_until_terminate_connections(
-    db_with_users_and_posts: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_with_users_and_posts: str, tmp_path: Path
 ) -> None:
-    import branchmig.snapshots.mysql as mysql_backend
-
-    monkeypatch.setattr(mysql_backend, "LOCK_WAIT_SECONDS", 1)
     url = db_with_users_and_posts
     snaps = backend(url, tmp_path)
     snaps.save("before")
     change_data_and_schema(url)
-    with mysql_connection(url, database=make_url(url).database) as held:
-        held.autocommit(False)
-        with held.cursor() as cur:
-            cur.execute("SELECT count(*) FROM users")  # holds a metadata lock until commit
+    with users_held_open(url) as held:
         with pytest.raises(SessionsBlockingError, match=f"id {held.thread_id()} "):
             snaps.restore("before")
         assert snaps.exists("before")
