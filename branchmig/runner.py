@@ -80,11 +80,25 @@ def start_loading_alembic() -> None:
         _loading.start()
 
 
+# Mako, which Alembic imports to write new scripts, loads Pygments at import time to colour
+# its HTML error pages (~30 ms here). Nothing renders such a page while migrations run, so
+# that plugin is left out while Alembic loads, and Mako falls back to plain error pages.
+_SKIPPED_WHILE_LOADING = "mako.ext.pygmentplugin"
+
+
 def _load_alembic() -> None:
-    with contextlib.suppress(Exception):  # the import in alembic_env reports any failure
+    skip = _SKIPPED_WHILE_LOADING not in sys.modules
+    if skip:
+        sys.modules[_SKIPPED_WHILE_LOADING] = None  # type: ignore[assignment]
+    try:
         import alembic.config
         import alembic.runtime.environment
         import alembic.script  # noqa: F401
+    except Exception:  # noqa: BLE001, S110 - the import in alembic_env reports any failure
+        pass
+    finally:
+        if skip and sys.modules.get(_SKIPPED_WHILE_LOADING, ...) is None:
+            del sys.modules[_SKIPPED_WHILE_LOADING]  # importable again, for anyone
 
 
 @contextlib.contextmanager
