@@ -55,9 +55,11 @@ def downgrade() -> None:
 '''
 
 
-# Ends as branchmig does, without the interpreter's teardown.
-FLOOR_IMPORTS = ("import branchmig.cli, branchmig.switching, branchmig.runner, "
-                 "alembic.config, alembic.context, alembic.script, sqlalchemy, os; os._exit(0)")
+# Loads Alembic as a switch does (on its thread, without Mako's Pygments plugin) and ends
+# as branchmig does, without the interpreter's teardown.
+FLOOR_IMPORTS = ("import branchmig.cli, branchmig.switching, branchmig.runner as r, os; "
+                 "r.start_loading_alembic(); r._loading.join(); "
+                 "import alembic.context, sqlalchemy; os._exit(0)")
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
