@@ -382,13 +382,14 @@ def _move(
     use_snapshots = snapshot if snapshot is not None else mode != "never"
     before = ctx.db.heads
     source = applied_source(ws, state, before, ctx.dbkey, previous=previous, target=target)
-    plan = with_destructive(ws, make_plan(applied_heads=before, source=source, target=target),
-                            source)
     restore = (_restorable(ctx, entering, target)
                if use_snapshots and entering and leaving != entering else None)
     leaving_graph = source
-    if restore is not None:
+    if restore is not None:  # the plan starts from the snapshot, not from the database
         plan = make_plan(applied_heads=tuple(restore.heads), source=target, target=target)
+    else:
+        plan = with_destructive(
+            ws, make_plan(applied_heads=before, source=source, target=target), source)
     for rev_id in plan.downgrade:  # fail before anything is touched, dry run or not
         _script_text(ws, state, source.revisions[rev_id])
     result = MoveResult(database=ctx.masked, branch=entering, before=before, after=before,
