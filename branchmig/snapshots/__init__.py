@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from branchmig.errors import SnapshotError
 from branchmig.snapshots.base import (
@@ -16,6 +17,10 @@ from branchmig.snapshots.base import (
     StoredSnapshot,
     mask_url,
 )
+
+if TYPE_CHECKING:
+    from branchmig.snapshots.mysql import MySQLBackend
+    from branchmig.snapshots.postgresql import PostgreSQLBackend
 
 __all__ = [
     "SessionsBlockingError",
@@ -47,25 +52,8 @@ def backend_for_url(
         from branchmig.snapshots.sqlite import SQLiteBackend
 
         return SQLiteBackend(url, store_dir=store_dir, progress=progress)
-    if dialect in ("postgresql", "postgres"):
-        try:
-            from branchmig.snapshots.postgresql import PostgreSQLBackend
-        except ImportError as err:
-            raise _missing_driver("psycopg", "postgres", err) from err
-
-        return PostgreSQLBackend(
-            url,
-            store_dir=store_dir,
-            terminate_connections=terminate_connections,
-            progress=progress,
-        )
-    if dialect in ("mysql", "mariadb"):
-        try:
-            from branchmig.snapshots.mysql import MySQLBackend
-        except ImportError as err:
-            raise _missing_driver("pymysql", "mysql", err) from err
-
-        return MySQLBackend(
+    if dialect in ("postgresql", "postgres", "mysql", "mariadb"):
+        return _server_backend(dialect)(
             url,
             store_dir=store_dir,
             terminate_connections=terminate_connections,
@@ -78,8 +66,20 @@ def backend_for_url(
     )
 
 
-def _missing_driver(driver: str, extra: str, err: ImportError) -> SnapshotError:
-    return SnapshotError(
-        f"Snapshots of this database need the {driver} package ({err}). "
-        f"Run: pip install 'branchmig[{extra}]'"
-    )
+def _server_backend(dialect: str) -> type[PostgreSQLBackend | MySQLBackend]:
+    """The backend class of a database server, imported with its driver."""
+    postgres = dialect in ("postgresql", "postgres")
+    try:
+        if postgres:
+            from branchmig.snapshots.postgresql import PostgreSQLBackend
+
+            return PostgreSQLBackend
+        from branchmig.snapshots.mysql import MySQLBackend
+
+        return MySQLBackend
+    except ImportError as err:
+        driver, extra = ("psycopg", "postgres") if postgres else ("pymysql", "mysql")
+        raise SnapshotError(
+            f"Snapshots of this database need the {driver} package ({err}). "
+            f"Run: pip install 'branchmig[{extra}]'"
+        ) from err

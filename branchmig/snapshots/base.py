@@ -23,6 +23,7 @@ __all__ = [
     "SnapshotBackend",
     "StoredSnapshot",
     "check_key",
+    "check_restore_keys",
     "format_size",
     "mask_url",
     "parse_server_url",
@@ -91,6 +92,17 @@ def check_key(key: str) -> str:
             f"Snapshot key {key!r} is not valid: use 1 to 40 of a-z, 0-9, '_' and '-'."
         )
     return key
+
+
+def check_restore_keys(backend: SnapshotBackend, key: str, keep_current_as: str | None) -> None:
+    """Both keys of a restore are valid, and the content replaced is not kept under the
+    key being restored (which the restore consumes)."""
+    check_key(key)
+    if keep_current_as is not None and check_key(keep_current_as) == key:
+        raise SnapshotError(
+            f"Cannot keep the current content of {backend.describe()} as snapshot {key!r}: "
+            "that is the snapshot being restored. Choose another name."
+        )
 
 
 # The same split as SQLAlchemy's make_url: the password runs to the first "@".

@@ -36,6 +36,7 @@ from branchmig.snapshots.base import (
     SessionsBlockingError,
     StoredSnapshot,
     check_key,
+    check_restore_keys,
     parse_server_url,
     reporting,
     short_hash,
@@ -135,12 +136,7 @@ class MySQLBackend:
             return StoredSnapshot(key, self.name, target, self._database_size(cur, target))
 
     def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
-        check_key(key)
-        if keep_current_as is not None and check_key(keep_current_as) == key:
-            raise SnapshotError(
-                f"Cannot keep the current content of {self.describe()} as snapshot {key!r}: "
-                "that is the snapshot being restored. Choose another name."
-            )
+        check_restore_keys(self, key, keep_current_as)
         with self._session() as cur:
             snapshots = {snap.key: snap for snap in self._stored(cur)}
             if key not in snapshots:

@@ -37,6 +37,7 @@ from branchmig.snapshots.base import (
     SessionsBlockingError,
     StoredSnapshot,
     check_key,
+    check_restore_keys,
     parse_server_url,
     private_dir,
     reporting,
@@ -175,12 +176,7 @@ class PostgreSQLBackend:
             return StoredSnapshot(key, self.name, target, size)
 
     def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
-        check_key(key)
-        if keep_current_as is not None and check_key(keep_current_as) == key:
-            raise SnapshotError(
-                f"Cannot keep the current content of {self.describe()} as snapshot {key!r}: "
-                "that is the snapshot being restored. Choose another name."
-            )
+        check_restore_keys(self, key, keep_current_as)
         with self._connect() as conn:
             snapshots = {snap.key: snap for snap in self._database_snapshots(conn)}
             if key in snapshots:

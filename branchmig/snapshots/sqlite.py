@@ -23,6 +23,7 @@ from branchmig.snapshots.base import (
     Progress,
     StoredSnapshot,
     check_key,
+    check_restore_keys,
     private_dir,
     reporting,
     short_hash,
@@ -120,12 +121,8 @@ class SQLiteBackend:
             raise SnapshotError(
                 f"There is no snapshot {key!r} of {self.describe()}. Run: branchmig snapshot list"
             )
+        check_restore_keys(self, key, keep_current_as)
         if keep_current_as is not None:
-            if check_key(keep_current_as) == key:
-                raise SnapshotError(
-                    f"Cannot keep the current content of {self.describe()} as snapshot {key!r}: "
-                    "that is the snapshot being restored. Choose another name."
-                )
             self.save(keep_current_as)
         if not self.live.parent.is_dir():
             raise SnapshotError(
