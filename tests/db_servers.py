@@ -50,8 +50,9 @@ def url_with_database(url: str, database: str) -> str:
 
 
 @contextmanager
-def postgres_connection(url: str) -> Iterator[Any]:
-    """An autocommit psycopg session on the database ``url`` names."""
+def postgres_connection(url: str, **options: Any) -> Iterator[Any]:
+    """An autocommit psycopg session on the database ``url`` names (``options`` go to
+    ``psycopg.connect``, an ``application_name`` say)."""
     import psycopg
 
     parsed = make_url(url)
@@ -63,6 +64,7 @@ def postgres_connection(url: str) -> Iterator[Any]:
         dbname=parsed.database,
         autocommit=True,
         connect_timeout=5,
+        **options,
     )
     try:
         yield conn

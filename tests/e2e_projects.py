@@ -130,6 +130,13 @@ class Project:
         self.git("commit", "-q", "-m", message)
         return self.git("rev-parse", "HEAD").strip()
 
+    def forget_branch(self, name: str) -> None:
+        """Delete branch ``name`` with its reflog entries and objects: its scripts are then
+        in no ref, reflog or object of git."""
+        self.git("branch", "-q", "-D", name)
+        self.git("reflog", "expire", "--expire=now", "--all")
+        self.git("gc", "-q", "--prune=now")
+
     def branch(self) -> str:
         return self.git("rev-parse", "--abbrev-ref", "HEAD").strip()
 
@@ -422,3 +429,21 @@ def check_killed_switch_is_put_back(p: Project, marker: Path, state: Callable[[]
     assert state() == before
     assert p.branch() == "feature1"
     assert not p.journal.exists()
+
+
+def check_raising_switch_changes_nothing(p: Project, state: Callable[[], Any],
+                                         version: Callable[[], set[str]], *,
+                                         secret: str) -> None:
+    """``branchmig switch feature2`` whose migration raises: exit 1 with the migration's
+    own error, no secret and no traceback, and the database (as ``state()`` sees it) and
+    the checkout as they were."""
+    commit_raising_feature2(p)
+    before = state()
+    proc = p.branchmig("switch", "feature2")
+    assert proc.returncode == 1
+    assert "RuntimeError: posts cannot be created today" in proc.stderr, proc.stderr
+    assert secret not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+    assert "Nothing changed" in proc.stderr, proc.stderr
+    assert state() == before
+    assert version() == {F1}
+    assert p.branch() == "feature1"

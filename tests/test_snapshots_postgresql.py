@@ -166,15 +166,7 @@ def test_an_open_session_blocks_and_is_named_until_terminate_connections(
     snaps = backend(db_with_users, tmp_path)
     snaps.save("before")
     change_data_and_schema(db_with_users)
-    parsed = make_url(db_with_users)
-    held = psycopg.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        dbname=parsed.database,
-        application_name="flask-run",
-    )
-    try:
+    with postgres_connection(db_with_users, application_name="flask-run") as held:
         pid = held.info.backend_pid
         with pytest.raises(SessionsBlockingError) as caught:
             snaps.restore("before")
@@ -189,8 +181,6 @@ def test_an_open_session_blocks_and_is_named_until_terminate_connections(
 
         with pytest.raises(psycopg.OperationalError):
             held.execute("SELECT 1")
-    finally:
-        held.close()
     assert_original(db_with_users)
 
 

@@ -124,9 +124,7 @@ def test_deleted_branch_is_reverted_from_the_kept_copy(
         db_at_feature1_head_with_emails: Project) -> None:
     p = db_at_feature1_head_with_emails
     p.git("checkout", "-q", "main")
-    p.git("branch", "-q", "-D", "feature1")
-    p.git("reflog", "expire", "--expire=now", "--all")
-    p.git("gc", "-q", "--prune=now")
+    p.forget_branch("feature1")
     p.ok("sync")
     assert sqlite_version(p.db_path) == {BASE}
     assert "email" not in sqlite_columns(p.db_path, "users")
@@ -266,9 +264,7 @@ def test_a_script_missing_from_every_ref_is_one_line_and_changes_nothing(
         db_at_feature1_head_with_emails: Project) -> None:
     p = db_at_feature1_head_with_emails
     p.git("checkout", "-q", "main")
-    p.git("branch", "-q", "-D", "feature1")
-    p.git("reflog", "expire", "--expire=now", "--all")
-    p.git("gc", "-q", "--prune=now")
+    p.forget_branch("feature1")
     for kept in (p.state_dir / "scripts").iterdir():
         kept.unlink()
     before = sqlite_dump(p.db_path)
