@@ -172,18 +172,25 @@ def drop_mysql_database_and_snapshots(server_url: str, name: str) -> None:
             cur.execute(f"DROP DATABASE IF EXISTS `{escaped}`")
 
 
+@contextmanager
+def new_postgres_database(server_url: str, name: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database ``name``; it and its snapshots go
+    afterwards."""
+    from psycopg import sql
+
+    with postgres_connection(server_url) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield url_with_database(server_url, name)
+    finally:
+        drop_postgres_database_and_snapshots(server_url, name)
+
+
 @pytest.fixture
 def fresh_postgres_url(postgres_server_url: str) -> Iterator[str]:
     """The URL of a new, empty PostgreSQL database; it and its snapshots go afterwards."""
-    from psycopg import sql
-
-    name = _unique_name()
-    with postgres_connection(postgres_server_url) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield url_with_database(postgres_server_url, name)
-    finally:
-        drop_postgres_database_and_snapshots(postgres_server_url, name)
+    with new_postgres_database(postgres_server_url, _unique_name()) as url:
+        yield url
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from db_servers import (
     drop_postgres_database_and_snapshots,
+    new_postgres_database,
     postgres_connection,
     url_with_database,
 )
@@ -187,12 +188,8 @@ def test_an_open_session_blocks_and_is_named_until_terminate_connections(
 @pytest.fixture
 def db_with_quotes_and_spaces(postgres_server_url: str) -> Iterator[str]:
     name = f"""bm test "quoted" 'it''s' {uuid.uuid4().hex[:6]}"""
-    with postgres_connection(postgres_server_url) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield url_with_database(postgres_server_url, name)
-    finally:
-        drop_postgres_database_and_snapshots(postgres_server_url, name)
+    with new_postgres_database(postgres_server_url, name) as url:
+        yield url
 
 
 def test_names_with_quotes_and_spaces(db_with_quotes_and_spaces: str, tmp_path: Path) -> None:
@@ -213,18 +210,16 @@ def test_long_names_are_hashed_to_63_bytes_and_still_listed(
     name = f"bm_test_long_{uuid.uuid4().hex[:8]}_" + "é" * 20  # 62 bytes
     key = "k" * 40
     assert len(snapshot_database_name(name, key).encode()) <= 63
-    with postgres_connection(postgres_server_url) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        url = with_users(url_with_database(postgres_server_url, name))
-        snaps = backend(url, tmp_path)
-        assert snaps.save(key).location == snapshot_database_name(name, key)
-        assert [s.key for s in snaps.stored()] == [key]
-        change_data_and_schema(url)
-        snaps.restore(key)
-        assert_original(url)
+        with new_postgres_database(postgres_server_url, name) as empty:
+            url = with_users(empty)
+            snaps = backend(url, tmp_path)
+            assert snaps.save(key).location == snapshot_database_name(name, key)
+            assert [s.key for s in snaps.stored()] == [key]
+            change_data_and_schema(url)
+            snaps.restore(key)
+            assert_original(url)
     finally:
-        drop_postgres_database_and_snapshots(postgres_server_url, name)
         with postgres_connection(postgres_server_url) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {}").format(
