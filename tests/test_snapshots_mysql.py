@@ -180,6 +180,98 @@ def test_triggers_go_with_their_tables(db_with_users_and_posts: str, tmp_path: P
     assert query(url, "SELECT what FROM audit") == []
 
 
+def schema_objects(url: str) -> list[tuple[Any, ...]]:
+    return query(
+        url,
+        "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES "
+        "WHERE ROUTINE_SCHEMA = DATABASE() "
+        "UNION ALL SELECT 'VIEW', TABLE_NAME FROM information_schema.VIEWS "
+        "WHERE TABLE_SCHEMA = DATABASE() "
+        "UNION ALL SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS "
+        "WHERE EVENT_SCHEMA = DATABASE() ORDER BY 1, 2",
+    )
+
+
+def test_views_routines_and_events_go_with_their_snapshot(
+    db_with_users_and_posts: str, tmp_path: Path
+) -> None:
+    url = db_with_users_and_posts
+    run(
+        url,
+        "CREATE FUNCTION shout(x VARCHAR(50)) RETURNS VARCHAR(52) DETERMINISTIC "
+        "RETURN CONCAT(UPPER(x), '!')",
+        # Named so that the view a view reads is listed after it: created on a second try.
+        "CREATE VIEW b_authors AS SELECT id, shout(name) AS loud FROM users",
+        "CREATE VIEW a_loud_posts AS SELECT p.title, a.loud FROM posts p "
+        "JOIN b_authors a ON a.id = p.user_id",
+        "CREATE PROCEDURE add_user(IN who VARCHAR(50)) BEGIN "
+        "INSERT INTO users (name) VALUES (who); END",
+        "CREATE EVENT tidy ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM posts WHERE id < 0",
+    )
+    main_objects = schema_objects(url)
+    snaps = backend(url, tmp_path)
+    snaps.save("main")
+    run(
+        url,
+        "DROP VIEW a_loud_posts",
+        "DROP VIEW b_authors",
+        "DROP FUNCTION shout",
+        "DROP EVENT tidy",
+        "CREATE VIEW named AS SELECT name FROM users",
+    )
+
+    snaps.restore("main", keep_current_as="feature1")
+
+    assert schema_objects(url) == main_objects
+    assert query(url, "SELECT title, loud FROM a_loud_posts ORDER BY title") == [
+        ("hello", "ADA!"),
+        ("world", "BOB!"),
+    ]
+    run(url, "CALL add_user('carol')")
+    assert query(url, "SELECT loud FROM b_authors WHERE id = 3") == [("CAROL!",)]
+    snaps.restore("feature1")  # the replaced database kept its own
+    assert schema_objects(url) == [("PROCEDURE", "add_user"), ("VIEW", "named")]
+    assert query(url, "SELECT name FROM named ORDER BY name") == [("ada",), ("bob",), ("root",)]
+
+
+def test_sequences_keep_their_next_value(fresh_mysql_url: str, tmp_path: Path) -> None:
+    url = fresh_mysql_url
+    run(url, "CREATE SEQUENCE ticket START WITH 100 CACHE 0", "SELECT NEXTVAL(ticket)")
+    snaps = backend(url, tmp_path)
+    snaps.save("main")
+    run(url, "SELECT NEXTVAL(ticket)", "SELECT NEXTVAL(ticket)")
+
+    snaps.restore("main", keep_current_as="feature1")
+
+    assert query(url, "SELECT NEXTVAL(ticket)") == [(101,)]
+    snaps.restore("feature1")
+    assert query(url, "SELECT NEXTVAL(ticket)") == [(103,)]
+
+
+def test_a_snapshot_that_kept_only_its_triggers_still_restores_them(
+    db_with_users_and_posts: str, tmp_path: Path
+) -> None:
+    url = db_with_users_and_posts
+    snaps = backend(url, tmp_path)
+    snaps.save("main")
+    # The layout of snapshots saved before views and routines were kept.
+    run(
+        url,
+        f"DROP TABLE `{snaps.live}__bm_main`.`_branchmig_objects`",
+        f"CREATE TABLE `{snaps.live}__bm_main`.`_branchmig_triggers` ("
+        "position INT PRIMARY KEY, name VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, "
+        "timing VARCHAR(6) NOT NULL, event VARCHAR(6) NOT NULL, "
+        "statement LONGTEXT NOT NULL, sql_mode TEXT NOT NULL)",
+        f"INSERT INTO `{snaps.live}__bm_main`.`_branchmig_triggers` VALUES "
+        "(0, 'users_named', 'users', 'BEFORE', 'INSERT', 'SET NEW.name = TRIM(NEW.name)', '')",
+    )
+
+    snaps.restore("main")
+
+    assert triggers(url) == [("users_named", "users")]
+    assert tables(url) == ["posts", "users"]
+
+
 @pytest.fixture
 def short_lock_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     import branchmig.snapshots.mysql as mysql_backend
@@ -200,7 +292,7 @@ def users_held_open(url: str) -> Iterator[Any]:
 
 
 @pytest.mark.usefixtures("short_lock_wait")
-def test_a_failed_swap_puts_the_live_triggers_back(
+def test_a_failed_swap_puts_the_live_triggers_views_and_routines_back(
     db_with_users_and_posts: str, tmp_path: Path
 ) -> None:
     url = db_with_users_and_posts
@@ -212,10 +304,15 @@ def test_a_failed_swap_puts_the_live_triggers_back(
         "SET NEW.title = UPPER(NEW.title)",
         "CREATE TRIGGER users_named BEFORE INSERT ON users FOR EACH ROW "
         "SET NEW.name = TRIM(NEW.name)",
+        "CREATE FUNCTION shout(x VARCHAR(50)) RETURNS VARCHAR(52) DETERMINISTIC "
+        "RETURN CONCAT(UPPER(x), '!')",
+        "CREATE VIEW authors AS SELECT shout(name) AS loud FROM users",
     )
     with users_held_open(url), pytest.raises(SessionsBlockingError):
         snaps.restore("main")
     assert triggers(url) == [("posts_titled", "posts"), ("users_named", "users")]
+    assert schema_objects(url) == [("FUNCTION", "shout"), ("VIEW", "authors")]
+    assert query(url, "SELECT count(*) FROM authors") == [(3,)]
     assert snaps.exists("main")
 
 

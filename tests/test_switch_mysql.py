@@ -22,6 +22,7 @@ from e2e_projects import (
     check_killed_switch_is_put_back,
     check_raising_switch_changes_nothing,
     make_seed_project,
+    script,
 )
 from sqlalchemy.engine import make_url
 
@@ -137,3 +138,21 @@ def test_mysql_held_transaction_blocking_the_restore_is_named_until_terminated(
         p.ok("switch", "feature1", "--terminate-connections")
     assert _version(p.url) == {F1}
     assert _users(p.url) == EMAILS
+
+
+def test_mysql_round_trip_brings_back_the_view_a_branch_made(
+        mysql_db_at_feature1_with_emails: Project) -> None:
+    p = mysql_db_at_feature1_with_emails
+    p.write("f1b0000000aa_view.py", script(
+        "f1b0000000aa", F1,
+        '    op.execute("CREATE VIEW user_emails AS SELECT name, email FROM users")',
+        '    op.execute("DROP VIEW user_emails")'))
+    p.commit("feature1: a view of the emails")
+    p.ok("sync")
+    p.ok("switch", "feature2")  # its downgrade drops the view
+    assert _query(p.url, "SHOW FULL TABLES WHERE Table_type = 'VIEW'") == []
+
+    p.ok("switch", "feature1")
+
+    assert _version(p.url) == {"f1b0000000aa"}
+    assert _query(p.url, "SELECT name, email FROM user_emails ORDER BY name") == EMAILS

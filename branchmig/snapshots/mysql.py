@@ -7,11 +7,16 @@ of all tables inside one consistent-snapshot transaction, with foreign key check
 Restore moves the live tables out (into the ``keep_current_as`` snapshot, or a scratch
 database that is dropped) and the snapshot's tables in, in a single ``RENAME TABLE``.
 
-Triggers go with their tables: a table with triggers cannot be renamed to another
-database, so a snapshot keeps their definitions as rows of ``_branchmig_triggers``, and a
-restore drops the live tables' triggers, swaps, and creates the snapshot's (putting the
-live ones back if the swap fails). Out of scope: views, stored routines, events and
-MariaDB sequences stay in the live database as they are.
+MariaDB sequences are copied (their definition, then ``SETVAL`` to the next value not yet
+handed out, as mysqldump does) and move with the tables.
+
+Views, stored functions and procedures, triggers and events cannot change database (and a
+table with triggers cannot be renamed to another one), so a snapshot keeps their
+definitions as rows of ``_branchmig_objects``. A restore drops the live database's, swaps
+the tables, and creates the snapshot's: functions and procedures, then views (one that
+reads another waits for it), triggers in firing order, events. If the swap fails, the live
+ones are created again. Definitions are kept without their ``DEFINER``: the user who
+restores defines them, as the migrations' user did when it created them.
 
 A snapshot database holds a marker table, ``_branchmig_snapshot``, whose comment names the
 live database and the key: that is how ``stored()`` finds exactly this database's snapshots.
@@ -21,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pymysql  # type: ignore[import-untyped]
 
@@ -47,11 +53,32 @@ __all__ = ["MySQLBackend", "snapshot_database_name"]
 MAX_NAME_CHARS = 64
 SNAPSHOT_INFIX = "__bm_"
 MARKER_TABLE = "_branchmig_snapshot"
+OBJECTS_TABLE = "_branchmig_objects"
+# Snapshots saved before views, routines and events were kept hold only their triggers.
 TRIGGERS_TABLE = "_branchmig_triggers"
-OWN_TABLES = (MARKER_TABLE, TRIGGERS_TABLE)
+OWN_TABLES = (MARKER_TABLE, OBJECTS_TABLE, TRIGGERS_TABLE)
+MOVABLE_TABLE_TYPES = ("BASE TABLE", "SEQUENCE")
 # How long a restore waits for other sessions' open transactions on the tables it renames.
 LOCK_WAIT_SECONDS = 10
 _LOCK_WAIT_TIMEOUT = 1205
+# A view that reads a view created after it fails with one of these until the other exists.
+_MISSING_REFERENCE = {1146, 1356}
+_DEFINER = re.compile(
+    r"^(CREATE(?:\s+ALGORITHM\s*=\s*\w+)?)\s+DEFINER\s*=\s*"
+    r"(?:`(?:[^`]|``)*`|'(?:[^']|'')*'|[^\s@]+)"
+    r"(?:\s*@\s*(?:`(?:[^`]|``)*`|'(?:[^']|'')*'|\S+))?(?=\s)",
+    re.IGNORECASE,
+)
+
+
+class SchemaObject(NamedTuple):
+    """A view, routine, trigger or event: what RENAME TABLE cannot carry to a snapshot."""
+
+    kind: str  # FUNCTION, PROCEDURE, VIEW, TRIGGER or EVENT
+    name: str
+    statement: str  # CREATE …, without DEFINER
+    sql_mode: str | None  # None: the session's
+    time_zone: str | None
 
 
 def snapshot_database_name(live: str, key: str) -> str:
@@ -129,7 +156,7 @@ class MySQLBackend:
                 try:
                     self._create_database_like_live(cur, target, key)
                     self._copy_tables(cur, target)
-                    self._keep_triggers(cur, target, self._triggers(cur, self.live))
+                    self._keep_objects(cur, target, self._schema_objects(cur, self.live))
                 except BaseException:
                     cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
                     raise
@@ -188,22 +215,21 @@ class MySQLBackend:
             for table in self._tables(cur, snapshot)
             if table not in OWN_TABLES
         ]
-        if not moves:
-            return
-        live_triggers = self._triggers(cur, self.live)
-        self._keep_triggers(cur, old, live_triggers)
+        live_objects = self._schema_objects(cur, self.live)
+        self._keep_objects(cur, old, live_objects)
         cur.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}")
-        dropped: list[tuple[str, ...]] = []
+        dropped: list[SchemaObject] = []
         try:
-            for trigger in live_triggers:  # a table with triggers cannot change database
-                cur.execute(f"DROP TRIGGER {quote(self.live)}.{quote(trigger[0])}")
-                dropped.append(trigger)
-            # One statement: every table moves, or none does.
-            cur.execute("RENAME TABLE " + ", ".join(moves))
+            # Events first (they would fire mid-swap), functions last (views call them).
+            for obj in reversed(live_objects):
+                cur.execute(f"DROP {obj.kind} IF EXISTS {quote(self.live)}.{quote(obj.name)}")
+                dropped.insert(0, obj)
+            if moves:  # one statement: every table moves, or none does
+                cur.execute("RENAME TABLE " + ", ".join(moves))
         except pymysql.err.MySQLError as err:
-            self._create_triggers(cur, dropped, key)  # the live tables never moved
+            self._create_objects(cur, dropped, key)  # the live tables never moved
             raise self._swap_error(cur, key, err) from err
-        self._create_triggers(cur, self._kept_triggers(cur, snapshot), key)
+        self._create_objects(cur, self._kept_objects(cur, snapshot), key)
 
     def _swap_error(self, cur: Any, key: str, err: pymysql.err.MySQLError) -> SnapshotError:
         if isinstance(err, pymysql.err.OperationalError) and err.args and (
@@ -221,12 +247,31 @@ class MySQLBackend:
             )
         return self._error("restore", key, err)
 
-    # -- triggers --------------------------------------------------------------------------
+    # -- views, routines, triggers and events ----------------------------------------------
 
-    @staticmethod
-    def _triggers(cur: Any, database: str) -> list[tuple[str, ...]]:
-        """(name, table, timing, event, statement, sql_mode) of each trigger of
-        ``database``, in the order they fire."""
+    def _schema_objects(self, cur: Any, database: str) -> list[SchemaObject]:
+        """The objects of ``database`` that cannot move with its tables, in the order they
+        are created: functions and procedures, views, triggers (in firing order), events."""
+        found: list[SchemaObject] = []
+        cur.execute(
+            "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES "
+            "WHERE ROUTINE_SCHEMA = %s AND ROUTINE_TYPE IN ('FUNCTION', 'PROCEDURE') "
+            "ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
+            (database,),
+        )
+        for kind, name in cur.fetchall():
+            row = self._show_create(cur, kind, database, name)
+            found.append(SchemaObject(kind, name, _without_definer(row[2]), row[1], None))
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s "
+            "ORDER BY TABLE_NAME",
+            (database,),
+        )
+        for (name,) in cur.fetchall():
+            row = self._show_create(cur, "VIEW", database, name)
+            found.append(SchemaObject("VIEW", name, _without_definer(row[1]), None, None))
+        # Rebuilt from their parts rather than SHOW CREATE TRIGGER, whose FOLLOWS/PRECEDES
+        # may name a trigger not created yet: creating them in firing order keeps the order.
         cur.execute(
             "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, "
             "ACTION_STATEMENT, SQL_MODE FROM information_schema.TRIGGERS "
@@ -234,60 +279,101 @@ class MySQLBackend:
             "ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
             (database,),
         )
-        return [tuple(row) for row in cur.fetchall()]
+        found += [_trigger(*row) for row in cur.fetchall()]
+        cur.execute(
+            "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s "
+            "ORDER BY EVENT_NAME",
+            (database,),
+        )
+        for (name,) in cur.fetchall():
+            row = self._show_create(cur, "EVENT", database, name)
+            found.append(SchemaObject("EVENT", name, _without_definer(row[3]), row[1], row[2]))
+        return found
+
+    def _show_create(self, cur: Any, kind: str, database: str, name: str) -> tuple[Any, ...]:
+        cur.execute(f"SHOW CREATE {kind} {quote(database)}.{quote(name)}")
+        row = cur.fetchone()
+        statement = row[{"VIEW": 1, "EVENT": 3}.get(kind, 2)] if row else None
+        if statement is None:  # a routine the user may call but not read
+            raise SnapshotError(
+                f"Cannot read the definition of {kind.lower()} {name!r} in {self.describe()}: "
+                f"the user {self._connect_args['user']!r} may not see it. Grant it "
+                "SHOW CREATE ROUTINE (or SELECT on mysql.proc), or run with --no-snapshot."
+            )
+        return tuple(row)
 
     @staticmethod
-    def _keep_triggers(cur: Any, database: str, triggers: list[tuple[str, ...]]) -> None:
+    def _keep_objects(cur: Any, database: str, objects: list[SchemaObject]) -> None:
         cur.execute(
-            f"CREATE TABLE IF NOT EXISTS {quote(database)}.{quote(TRIGGERS_TABLE)} ("
-            "position INT PRIMARY KEY, name VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, "
-            "timing VARCHAR(6) NOT NULL, event VARCHAR(6) NOT NULL, "
-            "statement LONGTEXT NOT NULL, sql_mode TEXT NOT NULL)"
+            f"CREATE TABLE IF NOT EXISTS {quote(database)}.{quote(OBJECTS_TABLE)} ("
+            "position INT PRIMARY KEY, kind VARCHAR(9) NOT NULL, name VARCHAR(64) NOT NULL, "
+            "statement LONGTEXT NOT NULL, sql_mode TEXT NULL, time_zone VARCHAR(64) NULL)"
         )
-        cur.execute(f"DELETE FROM {quote(database)}.{quote(TRIGGERS_TABLE)}")
-        if triggers:
+        cur.execute(f"DELETE FROM {quote(database)}.{quote(OBJECTS_TABLE)}")
+        if objects:
             cur.executemany(
-                f"INSERT INTO {quote(database)}.{quote(TRIGGERS_TABLE)} "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [(i, *trigger) for i, trigger in enumerate(triggers)],
+                f"INSERT INTO {quote(database)}.{quote(OBJECTS_TABLE)} "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                [(i, *obj) for i, obj in enumerate(objects)],
             )
 
     @staticmethod
-    def _kept_triggers(cur: Any, database: str) -> list[tuple[str, ...]]:
+    def _kept_objects(cur: Any, database: str) -> list[SchemaObject]:
         cur.execute(
-            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-            (database, TRIGGERS_TABLE),
+            "SELECT TABLE_NAME FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME IN (%s, %s)",
+            (database, OBJECTS_TABLE, TRIGGERS_TABLE),
         )
-        if cur.fetchone() is None:  # a snapshot saved before triggers were kept
-            return []
-        cur.execute(
-            "SELECT name, tbl, timing, event, statement, sql_mode "
-            f"FROM {quote(database)}.{quote(TRIGGERS_TABLE)} ORDER BY position"
-        )
-        return [tuple(row) for row in cur.fetchall()]
+        kept = {row[0] for row in cur.fetchall()}
+        if OBJECTS_TABLE in kept:
+            cur.execute(
+                "SELECT kind, name, statement, sql_mode, time_zone "
+                f"FROM {quote(database)}.{quote(OBJECTS_TABLE)} ORDER BY position"
+            )
+            return [SchemaObject(*row) for row in cur.fetchall()]
+        if TRIGGERS_TABLE in kept:
+            cur.execute(
+                "SELECT name, tbl, timing, event, statement, sql_mode "
+                f"FROM {quote(database)}.{quote(TRIGGERS_TABLE)} ORDER BY position"
+            )
+            return [_trigger(*row) for row in cur.fetchall()]
+        return []  # a snapshot saved before triggers were kept
 
-    def _create_triggers(self, cur: Any, triggers: list[tuple[str, ...]], key: str) -> None:
-        """Create ``triggers`` on the live database's tables, each under its own sql_mode
-        (triggers fire in the order they are created)."""
-        if not triggers:
+    def _create_objects(self, cur: Any, objects: list[SchemaObject], key: str) -> None:
+        """Create ``objects`` in the live database, each under its own sql_mode and time
+        zone; a view that reads a view not created yet is tried again after it."""
+        if not objects:
             return
-        cur.execute("SELECT @@SESSION.sql_mode")
-        (mode,) = cur.fetchone()
+        cur.execute("SELECT @@SESSION.sql_mode, @@SESSION.time_zone")
+        mode, zone = cur.fetchone()
         cur.execute(f"USE {quote(self.live)}")
+        pending = list(objects)
         try:
-            for name, table, timing, event, statement, sql_mode in triggers:
-                cur.execute("SET SESSION sql_mode = %s", (sql_mode,))
-                cur.execute(
-                    f"CREATE TRIGGER {quote(name)} {timing} {event} ON {quote(table)} "
-                    f"FOR EACH ROW {statement}"
-                )
-        except pymysql.err.MySQLError as err:
-            raise SnapshotError(
-                f"Cannot create trigger {name!r} on table {table!r} of {self.describe()} "
-                f"while restoring snapshot {key!r}: {_reason(err)}."
-            ) from err
+            while pending:
+                waiting: list[tuple[SchemaObject, pymysql.err.MySQLError]] = []
+                for obj in pending:
+                    cur.execute(
+                        "SET SESSION sql_mode = %s, time_zone = %s",
+                        (mode if obj.sql_mode is None else obj.sql_mode, obj.time_zone or zone),
+                    )
+                    try:
+                        cur.execute(obj.statement)
+                    except pymysql.err.MySQLError as err:
+                        if obj.kind != "VIEW" or err.args[0] not in _MISSING_REFERENCE:
+                            raise self._create_error(obj, key, err) from err
+                        waiting.append((obj, err))
+                if len(waiting) == len(pending):  # nothing it waits for will come
+                    first, why = waiting[0]
+                    raise self._create_error(first, key, why) from why
+                pending = [obj for obj, _ in waiting]
         finally:
-            cur.execute("SET SESSION sql_mode = %s", (mode,))
+            cur.execute("SET SESSION sql_mode = %s, time_zone = %s", (mode, zone))
+
+    def _create_error(self, obj: SchemaObject, key: str, err: Exception) -> SnapshotError:
+        return SnapshotError(
+            f"Cannot create {obj.kind.lower()} {obj.name!r} in {self.describe()} while "
+            f"restoring snapshot {key!r}: {_reason(err)}."
+        )
 
     def _create_database_like_live(self, cur: Any, name: str, key: str | None) -> None:
         cur.execute(
@@ -307,14 +393,26 @@ class MySQLBackend:
             )
 
     def _copy_tables(self, cur: Any, target: str) -> None:
-        tables = self._tables(cur, self.live)
+        tables = self._tables(cur, self.live, ("BASE TABLE",))
+        sequences = self._tables(cur, self.live, ("SEQUENCE",))
         cur.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
         # Rows whose AUTO_INCREMENT column holds 0 are copied as 0, as mysqldump does.
         cur.execute("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
         cur.execute(f"USE {quote(target)}")
-        for table in tables:
+        for table in tables + sequences:
             cur.execute(f"SHOW CREATE TABLE {quote(self.live)}.{quote(table)}")
             cur.execute(cur.fetchone()[1])
+        for sequence in sequences:
+            # The next value not handed out to any session yet, as mysqldump keeps it.
+            cur.execute(
+                f"SELECT next_not_cached_value, cycle_count "
+                f"FROM {quote(self.live)}.{quote(sequence)}"
+            )
+            next_value, cycles = cur.fetchone()
+            cur.execute(
+                f"SELECT SETVAL({quote(target)}.{quote(sequence)}, %s, 0, %s)",
+                (next_value, cycles),
+            )
         # DDL commits implicitly: every table exists before the one transaction that fills
         # them all from the same consistent view of the live database.
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -363,11 +461,13 @@ class MySQLBackend:
         )  # fmt: skip
 
     @staticmethod
-    def _tables(cur: Any, database: str) -> list[str]:
+    def _tables(
+        cur: Any, database: str, types: Sequence[str] = MOVABLE_TABLE_TYPES
+    ) -> list[str]:
         cur.execute(
             "SELECT TABLE_NAME FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
-            (database,),
+            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN %s ORDER BY TABLE_NAME",
+            (database, tuple(types)),
         )
         return [row[0] for row in cur.fetchall()]
 
@@ -421,3 +521,19 @@ def _reason(err: Exception) -> str:
     if len(err.args) >= 2:
         return f"({err.args[0]}) {err.args[1]}"
     return str(err) or type(err).__name__
+
+
+def _trigger(
+    name: str, table: str, timing: str, event: str, body: str, sql_mode: str
+) -> SchemaObject:
+    return SchemaObject(
+        "TRIGGER",
+        name,
+        f"CREATE TRIGGER {quote(name)} {timing} {event} ON {quote(table)} FOR EACH ROW {body}",
+        sql_mode,
+        None,
+    )
+
+
+def _without_definer(statement: str) -> str:
+    return _DEFINER.sub(r"\1", statement, count=1)
