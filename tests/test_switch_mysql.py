@@ -88,19 +88,27 @@ def _users(url: str) -> list[tuple[Any, ...]]:
 
 def test_mysql_round_trip_keeps_emails(mysql_db_at_feature1_with_emails: Project) -> None:
     p = mysql_db_at_feature1_with_emails
-    out = p.ok("switch", "feature2")
-    assert PASSWORD not in out.stdout + out.stderr and "***" in out.stdout
-    assert _version(p.url) == {F2}
-    assert p.current().returncode == 0
-    p.ok("install")
-    out = p.checkout("feature1")  # through the hook
-    assert PASSWORD not in out.stdout + out.stderr
-    assert _version(p.url) == {F1}
-    assert _users(p.url) == EMAILS
-    p.ok("switch", "main")
-    assert _version(p.url) == {BASE}
-    p.ok("switch", "feature1")
-    assert _users(p.url) == EMAILS
+    # An app's idle pooled connection, open the whole time: tables are found by name, so
+    # it sees each swapped-in table (only an open transaction holds the swap up).
+    with mysql_connection(p.url, database=make_url(p.url).database) as app, \
+            app.cursor() as cur:
+        out = p.ok("switch", "feature2")
+        assert PASSWORD not in out.stdout + out.stderr and "***" in out.stdout
+        assert _version(p.url) == {F2}
+        assert p.current().returncode == 0
+        p.ok("install")
+        out = p.checkout("feature1")  # through the hook
+        assert PASSWORD not in out.stdout + out.stderr
+        assert _version(p.url) == {F1}
+        assert _users(p.url) == EMAILS
+        cur.execute("SELECT name, email FROM users ORDER BY id")
+        assert [tuple(row) for row in cur.fetchall()] == EMAILS
+        p.ok("switch", "main")
+        assert _version(p.url) == {BASE}
+        p.ok("switch", "feature1")
+        assert _users(p.url) == EMAILS
+        cur.execute("SELECT name, email FROM users ORDER BY id")
+        assert [tuple(row) for row in cur.fetchall()] == EMAILS
 
 
 def test_mysql_raising_migration_leaves_the_database_as_before(
