@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -228,23 +229,32 @@ def test_long_names_are_hashed_to_63_bytes_and_still_listed(
             )
 
 
+@contextmanager
+def new_role(server_url: str, prefix: str, options: str = "LOGIN") -> Iterator[str]:
+    role = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with postgres_connection(server_url) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} " + options).format(sql.Identifier(role)))
+    try:
+        yield role
+    finally:
+        with postgres_connection(server_url) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
 @pytest.fixture
 def db_owned_by_role_without_createdb(postgres_server_url: str) -> Iterator[str]:
-    role = f"bm_nocreate_{uuid.uuid4().hex[:8]}"
-    with postgres_connection(postgres_server_url) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(role), sql.Identifier(role)
-            )
-        )
-    url = make_url(postgres_server_url).set(username=role, database=role)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        drop_postgres_database_and_snapshots(postgres_server_url, role)
+    with new_role(postgres_server_url, "bm_nocreate") as role:
         with postgres_connection(postgres_server_url) as conn:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(role), sql.Identifier(role)
+                )
+            )
+        url = make_url(postgres_server_url).set(username=role, database=role)
+        try:
+            yield url.render_as_string(hide_password=False)
+        finally:
+            drop_postgres_database_and_snapshots(postgres_server_url, role)
 
 
 def test_a_role_without_createdb_falls_back_to_pg_dump_and_pg_restore(
@@ -273,6 +283,96 @@ def test_a_role_without_createdb_falls_back_to_pg_dump_and_pg_restore(
     snaps.restore("after")
     assert tables(url) == ["posts", "users"]
     assert snaps.stored() == []
+
+
+@pytest.fixture
+def db_with_its_own_owner_privileges_and_settings(
+    postgres_server_url: str, fresh_postgres_url: str
+) -> Iterator[tuple[str, str, str]]:
+    """(live URL, owner, reader): owned by a role that may create databases, CONNECT
+    granted to ``reader`` only, a connection limit, and settings for all and for reader."""
+    live = str(make_url(fresh_postgres_url).database)
+    with new_role(postgres_server_url, "bm_owner", "LOGIN CREATEDB") as owner, new_role(
+        postgres_server_url, "bm_reader"
+    ) as reader:
+        db, o, r = sql.Identifier(live), sql.Identifier(owner), sql.Identifier(reader)
+        with postgres_connection(postgres_server_url) as conn:
+            for statement in (
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, o),
+                sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 50").format(db),
+                sql.SQL("ALTER DATABASE {} SET timezone TO 'Asia/Tokyo'").format(db),
+                sql.SQL("""ALTER DATABASE {} SET search_path TO "$user", "my app", public""")
+                .format(db),
+                sql.SQL("ALTER ROLE {} IN DATABASE {} SET work_mem TO '8MB'").format(r, db),
+                sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db),
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {} WITH GRANT OPTION").format(db, r),
+            ):
+                conn.execute(statement)
+        yield fresh_postgres_url, owner, reader
+        # Before the roles go: the database and its snapshots name them.
+        drop_postgres_database_and_snapshots(postgres_server_url, live)
+
+
+def database_attributes(server_url: str, name: str) -> tuple[object, ...]:
+    with postgres_connection(server_url) as conn:
+        row = conn.execute(
+            """
+            SELECT pg_get_userbyid(d.datdba), d.datconnlimit,
+                   (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(d.datacl) a),
+                   (SELECT array_agg(coalesce(pg_get_userbyid(nullif(s.setrole, 0)), '*')
+                                     || ':' || array_to_string(s.setconfig, ';') ORDER BY 1)
+                    FROM pg_db_role_setting s WHERE s.setdatabase = d.oid)
+            FROM pg_database d WHERE d.datname = %s
+            """,
+            (name,),
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_a_restored_database_keeps_its_owner_privileges_and_settings(
+    db_with_its_own_owner_privileges_and_settings: tuple[str, str, str],
+    postgres_server_url: str,
+    tmp_path: Path,
+) -> None:
+    url, owner, reader = db_with_its_own_owner_privileges_and_settings
+    live = str(make_url(url).database)
+    before = database_attributes(postgres_server_url, live)
+    assert before[0] == owner and before[1] == 50
+
+    snaps = backend(url, tmp_path)  # as the superuser: the copies are its own at first
+    snaps.save("main")
+    snaps.restore("main", keep_current_as="old")
+
+    assert database_attributes(postgres_server_url, live) == before
+    assert database_attributes(postgres_server_url, snapshot_database_name(live, "old")) == before
+    as_reader = make_url(url).set(username=reader).render_as_string(hide_password=False)
+    with postgres_connection(as_reader) as conn:
+        assert conn.execute("SHOW search_path").fetchone() == ('"$user", "my app", public',)
+        assert conn.execute("SHOW work_mem").fetchone() == ("8MB",)
+
+
+def test_the_owner_saves_what_it_may_and_says_what_it_left_out(
+    db_with_its_own_owner_privileges_and_settings: tuple[str, str, str],
+    postgres_server_url: str,
+    tmp_path: Path,
+) -> None:
+    url, owner, reader = db_with_its_own_owner_privileges_and_settings
+    live = str(make_url(url).database)
+    said: list[str] = []
+    as_owner = make_url(url).set(username=owner).render_as_string(hide_password=False)
+    snaps = backend_for_url(as_owner, store_dir=tmp_path / "store", progress=said.append)
+
+    snaps.save("main")
+
+    saved = database_attributes(postgres_server_url, snapshot_database_name(live, "main"))
+    before = database_attributes(postgres_server_url, live)
+    assert saved[:3] == before[:3]
+    assert saved[3] == ['*:TimeZone=Asia/Tokyo;search_path="$user", "my app", public']
+    assert said == [
+        f"branchmig: the snapshot leaves out the settings of role {reader!r} in {live!r} "
+        "(work_mem=8MB): only a superuser may copy them"
+    ]
 
 
 def test_an_unreachable_server_is_a_database_error_with_the_password_masked(

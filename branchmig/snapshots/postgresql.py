@@ -9,6 +9,11 @@ store folder and ``pg_restore`` into the live database, inside one transaction t
 drops the objects the role owns there (objects of other roles and extension members are
 left alone; the dump's ``--clean`` still replaces those it holds).
 
+A template copy is owned by the role that makes it and has none of the database's own
+attributes, so a save carries them over: owner, privileges (``GRANT … ON DATABASE``),
+connection limit and settings (``ALTER [ROLE …IN] DATABASE … SET``). A restore renames, so
+the database made live again has them as they were when it was saved.
+
 Snapshot databases are found by a comment (``COMMENT ON DATABASE``) naming the live
 database and the key, so ``stored()`` is exact even when names are hashed to fit 63 bytes.
 """
@@ -24,7 +29,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -61,6 +66,23 @@ ENDING_GRACE_SECONDS = 1.0
 # How long the dump fallback waits for another session's locks before giving up.
 LOCK_TIMEOUT = "10s"
 TERMINATE_WAIT_SECONDS = 5.0
+# Settings whose value PostgreSQL keeps as a list of quoted names ("$user", public): they
+# are set back as written, the others as one string.
+LIST_SETTINGS = frozenset(
+    {"search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries"}
+)
+
+
+class _SaveFacts(NamedTuple):
+    may_clone: bool
+    size: int
+    target_exists: bool
+    others_connected: bool
+    owner: str | None  # None: the role that saves
+    connection_limit: int
+    grants: list[tuple[str | None, str, bool]] | None  # (role or None: PUBLIC, privilege,
+    # with grant option); None: the default privileges
+    settings: list[tuple[str | None, list[str]]]  # (role or None: everyone, ["name=value"])
 
 
 def snapshot_database_name(live: str, key: str) -> str:
@@ -138,10 +160,10 @@ class PostgreSQLBackend:
             if facts is None:
                 self._require_live(conn, action="save", key=key)  # raises: it is gone
                 raise AssertionError("unreachable")
-            may_clone, size, target_exists, others = facts
-            if not may_clone:
+            if not facts.may_clone:
                 return self._dump(key)
-            if others:
+            size = facts.size
+            if facts.others_connected:
                 self._clear_sessions(conn, [self.live], action="save", key=key)
             partial = f"bm_partial_{secrets.token_hex(8)}"
             with reporting(self.progress, "saved", lambda: size):
@@ -159,14 +181,21 @@ class PostgreSQLBackend:
                 except psycopg.Error as err:
                     raise self._error("save", key, err) from err
                 try:
-                    self._comment(conn, partial, _marker(self.live, key))
-                    if target_exists:
+                    if facts.target_exists:
                         self._drop_database(conn, target, action="save", key=key)
-                    conn.execute(
-                        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                            sql.Identifier(partial), sql.Identifier(target)
+                    with conn.transaction():
+                        self._carry_attributes(conn, facts, partial)
+                        self._comment(conn, partial, _marker(self.live, key))
+                        conn.execute(
+                            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                                sql.Identifier(partial), sql.Identifier(target)
+                            )
                         )
+                except psycopg.Error as err:
+                    conn.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(partial))
                     )
+                    raise self._error("save", key, err) from err
                 except BaseException:
                     conn.execute(
                         sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(partial))
@@ -254,12 +283,11 @@ class PostgreSQLBackend:
                 found.append(StoredSnapshot(key, self.name, datname, int(size)))
         return found
 
-    def _facts_for_save(
-        self, conn: Connection, target: str
-    ) -> tuple[bool, int, bool, bool] | None:
-        """In one round trip (a save on a small database is over in a few of them):
-        whether the role may copy the live database, its size, whether ``target`` exists
-        already, and whether other sessions are connected to it. None when it is gone."""
+    def _facts_for_save(self, conn: Connection, target: str) -> _SaveFacts | None:
+        """In one round trip (a save on a small database is over in a few of them): whether
+        the role may copy the live database, its size, whether ``target`` exists already,
+        whether other sessions are connected to it, and the attributes a copy does not
+        inherit. None when the live database is gone."""
         row = conn.execute(
             """
             SELECT r.rolsuper OR (r.rolcreatedb AND d.datdba = r.oid),
@@ -268,7 +296,18 @@ class PostgreSQLBackend:
                    EXISTS (SELECT 1 FROM pg_database WHERE datname = %(target)s),
                    EXISTS (SELECT 1 FROM pg_stat_activity
                            WHERE datname = %(live)s AND pid <> pg_backend_pid()
-                                 AND backend_type = 'client backend')
+                                 AND backend_type = 'client backend'),
+                   CASE WHEN d.datdba <> r.oid THEN pg_get_userbyid(d.datdba) END,
+                   d.datconnlimit,
+                   CASE WHEN d.datacl IS NOT NULL THEN
+                       (SELECT coalesce(json_agg(json_build_array(
+                                   CASE WHEN a.grantee <> 0 THEN pg_get_userbyid(a.grantee) END,
+                                   a.privilege_type, a.is_grantable)), '[]')
+                        FROM aclexplode(d.datacl) a) END,
+                   (SELECT coalesce(json_agg(json_build_array(
+                               CASE WHEN s.setrole <> 0 THEN pg_get_userbyid(s.setrole) END,
+                               s.setconfig)), '[]')
+                    FROM pg_db_role_setting s WHERE s.setdatabase = d.oid)
             FROM pg_database d, pg_roles r
             WHERE d.datname = %(live)s AND r.rolname = current_user
             """,
@@ -276,7 +315,69 @@ class PostgreSQLBackend:
         ).fetchone()
         if row is None:
             return None
-        return bool(row[0]), int(row[1]), bool(row[2]), bool(row[3])
+        grants = None if row[6] is None else [tuple(grant) for grant in row[6]]
+        return _SaveFacts(
+            bool(row[0]), int(row[1]), bool(row[2]), bool(row[3]), row[4], int(row[5]),
+            grants, [tuple(setting) for setting in row[7]],
+        )  # fmt: skip
+
+    def _carry_attributes(self, conn: Connection, facts: _SaveFacts, copy: str) -> None:
+        """Give ``copy`` the live database's owner, privileges, connection limit and
+        settings. A role that may copy the database may set all of them, except another
+        role's settings when it is not a superuser: those are left out, and said."""
+        database = sql.Identifier(copy)
+        if facts.owner is not None:  # first: privileges granted next name the owner
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    database, sql.Identifier(facts.owner)
+                )
+            )
+        if facts.grants is not None:
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database))
+            owner = sql.Identifier(facts.owner) if facts.owner else sql.SQL("CURRENT_USER")
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(database, owner))
+            for grantee, privilege, grantable in facts.grants:
+                conn.execute(
+                    sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                        sql.SQL(privilege),  # CREATE, TEMPORARY or CONNECT, from aclexplode
+                        database,
+                        sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
+                        sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+                    )
+                )
+        if facts.connection_limit != -1:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(
+                    database, sql.Literal(facts.connection_limit)
+                )
+            )
+        for role, entries in facts.settings:
+            alter = (
+                sql.SQL("ALTER DATABASE {}").format(database)
+                if role is None
+                else sql.SQL("ALTER ROLE {} IN DATABASE {}").format(sql.Identifier(role), database)
+            )
+            try:
+                with conn.transaction():
+                    for entry in entries:
+                        name, _, value = entry.partition("=")
+                        # A list's value comes back as PostgreSQL wrote it: names quoted.
+                        given = sql.SQL(value) if name.lower() in LIST_SETTINGS else None
+                        conn.execute(
+                            sql.SQL("{} SET {} TO {}").format(
+                                alter,
+                                sql.Identifier(*name.split(".")),
+                                given or sql.Literal(value),
+                            )
+                        )
+            except psycopg.errors.InsufficientPrivilege:
+                if role is None:
+                    raise
+                if self.progress is not None:
+                    self.progress(
+                        f"branchmig: the snapshot leaves out the settings of role {role!r} "
+                        f"in {self.live!r} ({', '.join(entries)}): only a superuser may copy them"
+                    )
 
     @staticmethod
     def _strategy(conn: Connection, size: int) -> sql.Composable:
