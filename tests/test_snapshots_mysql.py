@@ -234,6 +234,34 @@ def test_views_routines_and_events_go_with_their_snapshot(
     assert query(url, "SELECT name FROM named ORDER BY name") == [("ada",), ("bob",), ("root",)]
 
 
+def test_a_view_broken_before_the_save_is_left_out_and_named(
+    db_with_users_and_posts: str, tmp_path: Path
+) -> None:
+    url = db_with_users_and_posts
+    run(
+        url,
+        "CREATE TABLE gone (id INT)",
+        "CREATE VIEW broken AS SELECT id FROM gone",
+        "CREATE VIEW fine AS SELECT name FROM users",
+        "DROP TABLE gone",
+    )
+    said: list[str] = []
+    snaps = backend_for_url(url, store_dir=tmp_path / "store", progress=said.append)
+    snaps.save("main")
+    change_data_and_schema(url)
+
+    snaps.restore("main")
+
+    assert schema_objects(url) == [("VIEW", "fine")]
+    assert query(url, "SELECT name FROM fine ORDER BY name") == [("ada",), ("bob",), ("root",)]
+    assert len(said) == 1 and said[0].startswith(
+        f"branchmig: view 'broken' of snapshot 'main' was not created in MySQL database "
+        f"{snaps.live!r}"
+    )
+    assert "Its definition was: CREATE ALGORITHM=UNDEFINED SQL SECURITY DEFINER VIEW" in said[0]
+    assert "`broken` AS select" in said[0] and "DEFINER=" not in said[0]
+
+
 def test_sequences_keep_their_next_value(fresh_mysql_url: str, tmp_path: Path) -> None:
     url = fresh_mysql_url
     run(url, "CREATE SEQUENCE ticket START WITH 100 CACHE 0", "SELECT NEXTVAL(ticket)")
