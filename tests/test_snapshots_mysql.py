@@ -262,6 +262,37 @@ def test_a_view_broken_before_the_save_is_left_out_and_named(
     assert "`broken` AS select" in said[0] and "DEFINER=" not in said[0]
 
 
+def test_an_object_the_server_refuses_undoes_the_whole_restore(
+    db_with_users_and_posts: str, tmp_path: Path
+) -> None:
+    url = db_with_users_and_posts
+    run(url, "CREATE VIEW named AS SELECT name FROM users")
+    snaps = backend(url, tmp_path)
+    snaps.save("main")
+    change_data_and_schema(url)
+    run(url, "CREATE VIEW tag_ids AS SELECT id FROM tags")
+    # As a server with binary logging refuses a function not declared DETERMINISTIC from a
+    # user without SUPER, after the tables have moved.
+    kept = f"`{snaps.live}__bm_main`.`_branchmig_objects`"
+    run(url, f"INSERT INTO {kept} VALUES (9, 'FUNCTION', 'refused', 'CREATE FUNCTION', NULL, NULL)")
+
+    def seen() -> tuple[object, ...]:
+        rows = query(url, "SELECT id FROM tag_ids")
+        return tables(url), columns(url, "users"), schema_objects(url), rows
+
+    before = seen()
+
+    with pytest.raises(SnapshotError, match="Cannot create function 'refused' in MySQL database"):
+        snaps.restore("main", keep_current_as="feature1")
+
+    assert seen() == before
+    assert [s.key for s in snaps.stored()] == ["main"]
+    run(url, f"DELETE FROM {kept} WHERE name = 'refused'")
+    snaps.restore("main", keep_current_as="feature1")
+    assert schema_objects(url) == [("VIEW", "named")]
+    assert columns(url, "users") == ["id", "name", "email", "name_upper"]
+
+
 def test_sequences_keep_their_next_value(fresh_mysql_url: str, tmp_path: Path) -> None:
     url = fresh_mysql_url
     run(url, "CREATE SEQUENCE ticket START WITH 100 CACHE 0", "SELECT NEXTVAL(ticket)")

@@ -185,7 +185,7 @@ class MySQLBackend:
             try:
                 self._swap(cur, snapshot, old, key)
             except BaseException:
-                if keep_current_as is None:
+                if set(self._tables(cur, old)) <= set(OWN_TABLES):  # failed, or undone
                     cur.execute(f"DROP DATABASE IF EXISTS {quote(old)}")
                 raise
             cur.execute(f"DROP DATABASE IF EXISTS {quote(snapshot)}")
@@ -208,10 +208,9 @@ class MySQLBackend:
                 with contextlib.suppress(pymysql.err.OperationalError):
                     cur.execute(f"KILL {int(session_id)}")
         moves = [
-            f"{quote(self.live)}.{quote(table)} TO {quote(old)}.{quote(table)}"
-            for table in self._tables(cur, self.live)
+            (self.live, table, old) for table in self._tables(cur, self.live)
         ] + [
-            f"{quote(snapshot)}.{quote(table)} TO {quote(self.live)}.{quote(table)}"
+            (snapshot, table, self.live)
             for table in self._tables(cur, snapshot)
             if table not in OWN_TABLES
         ]
@@ -220,16 +219,28 @@ class MySQLBackend:
         cur.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}")
         dropped: list[SchemaObject] = []
         try:
-            # Events first (they would fire mid-swap), functions last (views call them).
-            for obj in reversed(live_objects):
-                cur.execute(f"DROP {obj.kind} IF EXISTS {quote(self.live)}.{quote(obj.name)}")
-                dropped.insert(0, obj)
-            if moves:  # one statement: every table moves, or none does
-                cur.execute("RENAME TABLE " + ", ".join(moves))
+            self._drop_objects(cur, live_objects, dropped)
+            _rename_tables(cur, moves)
         except pymysql.err.MySQLError as err:
             self._create_objects(cur, dropped, key)  # the live tables never moved
             raise self._swap_error(cur, key, err) from err
-        self._create_objects(cur, self._kept_objects(cur, snapshot), key)
+        try:
+            self._create_objects(cur, self._kept_objects(cur, snapshot), key)
+        except BaseException:
+            # All or nothing: the snapshot gets its tables back, the live database its own.
+            self._drop_objects(cur, self._schema_objects(cur, self.live), [])
+            _rename_tables(cur, [(to, table, source) for source, table, to in reversed(moves)])
+            self._create_objects(cur, live_objects, key)
+            raise
+
+    def _drop_objects(
+        self, cur: Any, objects: list[SchemaObject], dropped: list[SchemaObject]
+    ) -> None:
+        """Drop ``objects`` from the live database, adding each to ``dropped``: events
+        first (they would fire mid-swap), functions last (views call them)."""
+        for obj in reversed(objects):
+            cur.execute(f"DROP {obj.kind} IF EXISTS {quote(self.live)}.{quote(obj.name)}")
+            dropped.insert(0, obj)
 
     def _swap_error(self, cur: Any, key: str, err: pymysql.err.MySQLError) -> SnapshotError:
         if isinstance(err, pymysql.err.OperationalError) and err.args and (
@@ -535,6 +546,19 @@ def _reason(err: Exception) -> str:
     if len(err.args) >= 2:
         return f"({err.args[0]}) {err.args[1]}"
     return str(err) or type(err).__name__
+
+
+def _rename_tables(cur: Any, moves: list[tuple[str, str, str]]) -> None:
+    """Move each (database, table, to database) in one statement, in order: all of them,
+    or none."""
+    if moves:
+        cur.execute(
+            "RENAME TABLE "
+            + ", ".join(
+                f"{quote(source)}.{quote(table)} TO {quote(to)}.{quote(table)}"
+                for source, table, to in moves
+            )
+        )
 
 
 def _trigger(
