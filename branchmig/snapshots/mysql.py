@@ -14,9 +14,10 @@ Views, stored functions and procedures, triggers and events cannot change databa
 table with triggers cannot be renamed to another one), so a snapshot keeps their
 definitions as rows of ``_branchmig_objects``. A restore drops the live database's, swaps
 the tables, and creates the snapshot's: functions and procedures, then views (one that
-reads another waits for it), triggers in firing order, events. If the swap fails, the live
-ones are created again. Definitions are kept without their ``DEFINER``: the user who
-restores defines them, as the migrations' user did when it created them.
+reads another waits for it), triggers in firing order, events. If the swap fails, or the
+server refuses one of the snapshot's objects, everything is put back as it was.
+Definitions are kept without their ``DEFINER``: the user who restores defines them, as the
+migrations' user did when it created them.
 
 A snapshot database holds a marker table, ``_branchmig_snapshot``, whose comment names the
 live database and the key: that is how ``stored()`` finds exactly this database's snapshots.
@@ -430,7 +431,7 @@ class MySQLBackend:
         for sequence in sequences:
             # The next value not handed out to any session yet, as mysqldump keeps it.
             cur.execute(
-                f"SELECT next_not_cached_value, cycle_count "
+                "SELECT next_not_cached_value, cycle_count "
                 f"FROM {quote(self.live)}.{quote(sequence)}"
             )
             next_value, cycles = cur.fetchone()

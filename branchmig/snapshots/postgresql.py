@@ -80,8 +80,9 @@ class _SaveFacts(NamedTuple):
     others_connected: bool
     owner: str | None  # None: the role that saves
     connection_limit: int
-    grants: list[tuple[str | None, str, bool]] | None  # (role or None: PUBLIC, privilege,
-    # with grant option); None: the default privileges
+    # (grantee, privilege, with grant option), a grantee of None being PUBLIC; None: the
+    # default privileges.
+    grants: list[tuple[str | None, str, bool]] | None
     settings: list[tuple[str | None, list[str]]]  # (role or None: everyone, ["name=value"])
 
 
