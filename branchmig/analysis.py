@@ -3,8 +3,8 @@ They take a Workspace, return dataclasses, print nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -75,13 +75,11 @@ class _HeadsMemo:
         data[signature] = value
         while len(data) > self.LIMIT:
             data.pop(next(iter(data)))
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".heads.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.path)
-        except OSError:
-            pass  # a memo that cannot be written only costs time
+        from branchmig.errors import StateError
+        from branchmig.state import write_private
+
+        with contextlib.suppress(StateError):  # a memo not written only costs time
+            write_private(self.path, json.dumps(data).encode())
 
 
 @dataclass(frozen=True)

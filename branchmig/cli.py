@@ -162,12 +162,15 @@ def _move_json(result: Any) -> dict[str, Any]:
         "destructive": [{"revision": d.revision, "operation": d.operation, "target": d.target}
                         for d in p.destructive],
         "snapshot_saved": result.saved, "snapshot_restored": result.restored,
+        "owner": result.owner, "recovered": result.recovered,
         "notes": list(result.notes),
     }
 
 
 def _render_move(result: Any, *, what: str) -> None:
     p = result.plan
+    if result.recovered:
+        click.echo(f"note: {result.recovered}", err=True)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if result.dry_run:
@@ -246,19 +249,26 @@ def sync(ctx: click.Context, dry_run: bool, snapshot: bool | None,
 def status(ctx: click.Context, as_json: bool) -> None:
     """Code heads, database heads, pending revisions, revisions the database has that
     this branch lacks (and the refs that have them), and this database's snapshots."""
-    from branchmig.switching import status as get_status
+    from branchmig.status import status as get_status
 
     st = get_status(_open(ctx), progress=_progress)
-    snaps = [{"key": s.key, "branch": s.branch, "heads": s.heads, "commit": s.commit,
-              "size": s.size, "created": s.created, "backend": s.backend,
-              "purpose": s.purpose} for s in st.snapshots]
+    snaps = [{"key": x.held.key, "branch": x.held.branch, "heads": list(x.held.heads),
+              "commit": x.held.commit, "size": x.size, "created": x.held.created,
+              "backend": x.backend, "purpose": x.held.purpose, "present": x.present,
+              "restored_by": list(x.restored_by),
+              "stray": x.present and not x.restored_by} for x in st.snapshots]
+    suspect = st.suspect
     if as_json:
-        _emit_json({"database": st.database, "branch": st.branch,
+        _emit_json({"database": st.database, "branch": st.branch, "owner": st.owner,
                     "db_heads": list(st.db_heads), "code_heads": list(st.code_heads),
                     "pending": list(st.pending), "unknown": list(st.unknown),
                     "unknown_found_in": {k: list(v) for k, v in st.unknown_found_in.items()},
-                    "snapshots": snaps, "interrupted": st.interrupted,
-                    "recovered": st.recovered})
+                    "snapshots": snaps, "stray_copies": list(st.stray_copies),
+                    "interrupted": st.interrupted, "recovered": st.recovered,
+                    "suspect": None if suspect is None else {
+                        "revision": suspect.revision, "direction": suspect.direction,
+                        "operation": suspect.operation, "to": suspect.to},
+                    "in_step": st.in_step})
         return
     click.echo(f"database:   {st.database}")
     click.echo(f"branch:     {st.branch or '(detached)'}")
@@ -269,14 +279,28 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for rev in st.unknown:
         where = ", ".join(st.unknown_found_in.get(rev, ())) or "no ref"
         click.echo(f"unknown:    {rev} (on {where}; run: branchmig sync)")
-    for record in st.snapshots:
-        click.echo(f"snapshot:   {record.key} ({record.branch or 'detached'}, "
-                   f"{', '.join(record.heads) or 'base'})")
+    for x in st.snapshots:
+        h = x.held
+        whose = (f"restored by checking out {', '.join(repr(b) for b in x.restored_by)}"
+                 if x.restored_by else
+                 f"stray: no checkout restores it; run: branchmig snapshot restore {h.key}")
+        if not x.present:
+            whose = ("missing: the index names it but the server holds no copy; run: "
+                     f"branchmig snapshot drop {h.key}")
+        click.echo(f"snapshot:   {h.key} ({h.branch or 'detached'}, "
+                   f"{', '.join(h.heads) or 'base'}; {whose})")
+    for key in st.stray_copies:
+        click.echo(f"unindexed:  a snapshot copy '{key}' is on the server but in no index "
+                   "entry (left by a killed save?)")
     if st.recovered:
-        click.echo(f"recovered:  an interrupted {st.recovered} was put back as it was before")
+        click.echo(f"recovered:  {st.recovered}")
     if st.interrupted:
-        click.echo(f"interrupted: {st.interrupted}; the next branchmig command recovers it")
-    if not st.pending and not st.unknown:
+        click.echo(f"interrupted: {st.interrupted}; wait for it, then run: branchmig status")
+    if suspect is not None:
+        click.echo(f"suspect:    a killed {suspect.operation} to '{suspect.to}' was running "
+                   f"the {suspect.direction} of '{suspect.revision}' with no snapshot: it may "
+                   "be half made; check its tables, then run: branchmig sync")
+    if st.in_step:
         click.echo("The database matches the working tree.")
 
 
@@ -369,7 +393,8 @@ def _snapshot_json(info: Any) -> dict[str, Any]:
     r = info.record
     return {"key": r.key, "branch": r.branch, "branch_exists": info.branch_exists,
             "heads": r.heads, "commit": r.commit, "size": r.size, "created": r.created,
-            "backend": r.backend, "purpose": r.purpose, "present": info.present}
+            "backend": r.backend, "purpose": r.purpose, "present": info.present,
+            "restored_by": list(info.restored_by), "stray": info.stray}
 
 
 @snapshot.command("list")
@@ -388,16 +413,19 @@ def snapshot_list(ctx: click.Context, as_json: bool) -> None:
     if not infos:
         click.echo("No snapshots of this database.")
         return
-    click.echo(f"{'KEY':<32} {'BRANCH':<20} {'HEADS':<24} {'COMMIT':<8} {'SIZE':>9} "
+    click.echo(f"{'KEY':<36} {'BRANCH':<20} {'HEADS':<24} {'COMMIT':<8} {'SIZE':>9} "
                f"{'AGE':>5}  BACKEND")
     now = time.time()
     for info in infos:
         r = info.record
         branch = (r.branch or "(detached)") + ("" if info.branch_exists or not r.branch
                                                else " (deleted)")
-        click.echo(f"{r.key:<32} {branch:<20} {','.join(r.heads) or 'base':<24} "
+        flag = (" (missing: the index names it but the server holds no copy)"
+                if not info.present else
+                " (stray: no checkout restores it)" if info.stray else "")
+        click.echo(f"{r.key:<36} {branch:<20} {','.join(r.heads) or 'base':<24} "
                    f"{(r.commit or '')[:7]:<8} {_size(r.size):>9} {_age(now - r.created):>5}"
-                   f"  {r.backend}{'' if info.present else ' (missing)'}")
+                   f"  {r.backend}{flag}")
 
 
 @snapshot.command("save")
@@ -446,24 +474,36 @@ def snapshot_drop(ctx: click.Context, name: str) -> None:
               help="Keep only the N newest snapshots.")
 @click.option("--older-than", type=click.FloatRange(min=0), default=None, metavar="DAYS",
               help="Drop snapshots older than DAYS.")
+@click.option("--strays", is_flag=True,
+              help="Also drop snapshots no checkout would restore (their rows are nowhere "
+                   "else).")
 @click.option("--dry-run", is_flag=True, help="List what would be dropped.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
 def snapshot_prune(ctx: click.Context, keep: int | None, older_than: float | None,
-                   dry_run: bool, as_json: bool) -> None:
+                   strays: bool, dry_run: bool, as_json: bool) -> None:
     """Drop snapshots of branches that no longer exist (and, with the options, old or
-    extra ones)."""
+    extra ones). A snapshot no checkout would restore is kept and named unless --strays
+    is given."""
     from branchmig.snapshotting import prune_snapshots
 
-    dropped = prune_snapshots(_open(ctx), keep=keep, older_than=older_than, dry_run=dry_run,
-                              progress=_progress)
+    result = prune_snapshots(_open(ctx), keep=keep, older_than=older_than, strays=strays,
+                             dry_run=dry_run, progress=_progress)
     if as_json:
-        _emit_json({"dry_run": dry_run, "dropped": [_snapshot_json(i) for i in dropped]})
+        _emit_json({"dry_run": dry_run,
+                    "dropped": [_snapshot_json(i) for i in result.dropped],
+                    "kept_strays": [_snapshot_json(i) for i in result.kept_strays]})
         return
     verb = "Would drop" if dry_run else "Dropped"
-    for info in dropped:
-        click.echo(f"{verb} '{info.record.key}' ({info.record.branch or 'detached'})")
-    if not dropped:
+    for info in result.dropped:
+        gone = "" if info.present else ", its copy already gone"
+        click.echo(f"{verb} '{info.record.key}' ({info.record.branch or 'detached'}{gone})")
+    for info in result.kept_strays:
+        click.echo(f"Kept '{info.record.key}' ({info.record.branch or 'detached'}): no "
+                   "checkout restores it and its rows are nowhere else; restore it with "
+                   f"branchmig snapshot restore {info.record.key}, or drop it with --strays",
+                   err=True)
+    if not result.dropped:
         click.echo("Nothing to prune.")
 
 

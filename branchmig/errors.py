@@ -53,3 +53,7 @@ class SnapshotError(BranchmigError):
 
 class LockedError(BranchmigError):
     """Another branchmig process holds the lock on this repository."""
+
+
+class StateError(BranchmigError):
+    """What branchmig keeps under ``.git/branchmig`` could not be written (a full disk)."""

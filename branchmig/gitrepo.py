@@ -289,6 +289,42 @@ class GitRepo:
         out = self.git("merge-base", a, b, check=False).strip()
         return out or None
 
+    def branch_tips(self) -> dict[str, str]:
+        """Every local branch's exact name and tip commit."""
+        out = self.git("for-each-ref", "--format=%(objectname) %(refname)", "refs/heads")
+        tips = {}
+        for line in out.splitlines():
+            commit, _, ref = line.partition(" ")
+            tips[ref.removeprefix("refs/heads/")] = commit
+        return tips
+
+    def checkouts(self, limit: int = 50) -> list[tuple[str, str]]:
+        """(from, to) of this worktree's latest checkouts, newest first, from HEAD's
+        reflog: each side a branch name or a commit id."""
+        out = self.git("reflog", "show", f"-n{limit}", "--format=%gs", "HEAD", check=False)
+        moves = []
+        for line in out.splitlines():
+            if line.startswith("checkout: moving from "):
+                left, sep, right = line[len("checkout: moving from "):].partition(" to ")
+                if sep:
+                    moves.append((left, right))
+        return moves
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        return subprocess.run(
+            ["git", "-C", str(self.top), "merge-base", "--is-ancestor", ancestor, commit],
+            capture_output=True, env=_git_env(), check=False).returncode == 0
+
+    def branches_containing(self, commit: str) -> list[str]:
+        out = self.git("for-each-ref", f"--contains={commit}", "--format=%(refname)",
+                       "refs/heads", check=False)
+        return [line.removeprefix("refs/heads/") for line in out.splitlines() if line]
+
+    def second_parent(self, commit: str = "HEAD") -> str | None:
+        """The merged commit of a merge commit; None for any other commit."""
+        out = self.git("rev-parse", "--verify", "--quiet", f"{commit}^2", check=False).strip()
+        return out or None
+
 
 def blob_id(data: bytes) -> str:
     """The id git gives ``data`` as a blob, so working-tree files and git objects share

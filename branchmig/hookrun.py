@@ -10,6 +10,7 @@ from pathlib import Path
 
 from branchmig.errors import BranchmigError, NoProjectError
 from branchmig.gitrepo import NULL_SHA
+from branchmig.snapshots.base import SessionsBlockingError
 from branchmig.workspace import Workspace
 
 
@@ -34,19 +35,26 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
         previous_branch: str | None = None
         if hook == "post-checkout":
             previous = args[0] if args and args[0] != NULL_SHA else None
-            previous_branch = ws.repo.git("rev-parse", "--abbrev-ref", "@{-1}",
-                                          check=False).strip() or None
-        elif hook in ("post-merge", "post-rewrite"):
+            previous_branch = _branch_left(ws) if previous else None
+        elif hook in ("post-merge", "post-rewrite", "post-commit"):
             if hook == "post-rewrite" and (not args or args[0] != "rebase"):
                 return 0
-            previous = ws.repo.git("rev-parse", "--verify", "--quiet", "ORIG_HEAD",
-                                   check=False).strip() or None
+            if hook == "post-commit":
+                # Only a merge concluded by `git commit` after resolving conflicts: git
+                # runs post-commit for it, not post-merge.
+                if ws.repo.second_parent("HEAD") is None:
+                    return 0
+                previous = ws.repo.git("rev-parse", "--verify", "--quiet", "HEAD^1",
+                                       check=False).strip() or None
+            else:
+                previous = ws.repo.git("rev-parse", "--verify", "--quiet", "ORIG_HEAD",
+                                       check=False).strip() or None
             # A merge or a rebase stays on its branch: never restore its own snapshot.
             previous_branch = ws.repo.current_branch()
         else:
             _say(f"branchmig: unknown hook '{hook}'")
             return 0
-        merging = hook in ("post-merge", "post-rewrite")
+        merging = hook in ("post-merge", "post-rewrite", "post-commit")
         if merging and _close_merge(ws):
             return 0
         result = sync(ws, previous=previous, previous_branch=previous_branch, progress=_say)
@@ -59,7 +67,11 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
             _say(f"branchmig: {result.database}: reverted {len(plan.downgrade)}, applied "
                  f"{len(plan.upgrade)}; now at {', '.join(result.after) or 'base'}")
         if merging:
-            _warn_heads(ws, "merge" if hook == "post-merge" else "rebase")
+            _warn_heads(ws, "rebase" if hook == "post-rewrite" else "merge")
+    except SessionsBlockingError as err:
+        _say(f"branchmig: {err.without_advice()} Nothing was changed. Close them (stop the "
+             "app server), then run: branchmig sync (or end them: branchmig sync "
+             "--terminate-connections)")
     except BranchmigError as err:
         _say(f"branchmig: {err}")
         _say("branchmig: the checkout itself is done; see: branchmig status")
@@ -70,6 +82,16 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
         if ws is not None:
             ws.close()
     return 0
+
+
+def _branch_left(ws: Workspace) -> str | None:
+    """The branch this checkout left, from the worktree's reflog (None when it left a
+    detached HEAD, or for the first checkout of a new worktree)."""
+    moves = ws.repo.checkouts(limit=1)
+    if not moves:
+        return None
+    left = moves[0][0]
+    return left if ws.repo.is_branch(left) else None
 
 
 def _extra_heads(ws: Workspace) -> tuple[str, ...]:

@@ -331,10 +331,9 @@ def _write_config(path: Path, *, python: str, watch: Sequence[str]) -> None:
         f"python={python}",
         *(f"watch={item}" for item in watch),
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    from branchmig.state import write_private
+
+    write_private(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def _read_config(path: Path) -> tuple[str | None, tuple[str, ...]]:

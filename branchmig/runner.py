@@ -250,9 +250,11 @@ def run_phases(
     *,
     between: Callable[[], None] | None = None,
     on_step: Callable[[Direction, str], None] | None = None,
+    on_start: Callable[[Direction, str], None] | None = None,
 ) -> None:
     """Run the phases in order in one run of env.py, calling ``between`` (the checkout)
-    after the first: one connection, and on a database with transactional DDL one
+    after the first, ``on_start`` before each step and ``on_step`` after it: one
+    connection, and on a database with transactional DDL one
     transaction (unless env.py asks for one per migration), so a failing upgrade takes the
     revert back with it."""
     if not any(phase.revisions for phase in phases):
@@ -285,6 +287,8 @@ def run_phases(
             for rev_id in phase.revisions:
                 finish_current()
                 current.update(rev=rev_id, direction=phase.direction)
+                if on_start:
+                    on_start(phase.direction, rev_id)
                 yield make(revision_map, scripts[rev_id])
         finish_current()
 

@@ -9,6 +9,7 @@ read, and what lets old scripts whose bodies only parse as Python 2 be analysed.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -268,14 +269,13 @@ class HeaderCache:
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"version": CACHE_VERSION, "headers": self.headers,
-                                       "stats": self.stats}))
-            os.replace(tmp, self.path)
-        except OSError:
-            pass  # a cache that cannot be written only costs time
+        from branchmig.errors import StateError
+        from branchmig.state import write_private
+
+        with contextlib.suppress(StateError):  # a cache not written only costs time
+            write_private(self.path, json.dumps({"version": CACHE_VERSION,
+                                                 "headers": self.headers,
+                                                 "stats": self.stats}).encode())
         self.dirty = False
 
 
@@ -327,15 +327,16 @@ class ScriptSetCache:
 
         rows = [(r.id, r.down, r.labels, r.depends_on, r.path, r.blob) for r in revisions]
         path = self._path(signature)
+        from branchmig.errors import StateError
+        from branchmig.state import write_private
+
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(marshal.dumps((CACHE_VERSION, signature, rows, list(warnings))))
-            os.replace(tmp, path)
+            write_private(path, marshal.dumps((CACHE_VERSION, signature, rows,
+                                               list(warnings))))
             kept = sorted(self.folder.glob("*.marshal"), key=lambda f: f.stat().st_mtime_ns)
             for old in kept[: -self.KEEP]:
                 old.unlink()
-        except OSError:
+        except (OSError, StateError):
             pass  # a cache that cannot be written only costs time
 
 

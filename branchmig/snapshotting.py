@@ -9,16 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from branchmig.errors import SnapshotError, UsageError
-from branchmig.snapshots import backend_for_url
+from branchmig.lifecycle import snapshot_key
+from branchmig.provenance import held_snapshots
+from branchmig.session import Session, opened
+from branchmig.session import quiet as _quiet
 from branchmig.state import SnapshotRecord
-from branchmig.switching import _Context, _opened
+from branchmig.status import snapshot_statuses
 from branchmig.workspace import WORKTREE, Workspace
 
 Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -26,45 +25,56 @@ class SnapshotInfo:
     record: SnapshotRecord
     present: bool  # the backend still holds it
     branch_exists: bool
+    restored_by: tuple[str, ...] = ()  # the branches whose checkout would restore it
+
+    @property
+    def stray(self) -> bool:
+        """No checkout will ever restore it: only ``snapshot restore`` brings it back."""
+        return self.present and not self.restored_by
 
 
 def list_snapshots(ws: Workspace, *, progress: Progress = _quiet) -> list[SnapshotInfo]:
     """This database's snapshots, newest first."""
-    with _opened(ws, progress) as ctx:
-        backend = backend_for_url(ctx.db.url, store_dir=ctx.state.snapshot_dir)
-        stored = {s.key: s for s in backend.stored()}
-        branches = set(ws.repo.branches())
+    with opened(ws, progress) as s:
+        backend = s.backend()
+        stored = {snap.key: (snap.size, snap.backend) for snap in backend.stored()}
+        records = {r.key: r for r in s.state.snapshots() if r.database in s.dbid.keys}
+        branches = set(ws.repo.branch_tips())
         infos = []
-        for record in ctx.state.snapshots():
-            if record.database != ctx.dbkey:
-                continue
-            held = stored.get(record.key)
-            if held is not None:
-                record = replace(record, size=held.size)
-            infos.append(SnapshotInfo(record, held is not None,
-                                      record.branch is not None and record.branch in branches))
-        return sorted(infos, key=lambda i: -i.record.created)
+        for st in snapshot_statuses(ws, held_snapshots(s.state, s.dbid), stored):
+            record = records[st.held.key]
+            if st.present:
+                record = replace(record, size=st.size)
+            infos.append(SnapshotInfo(record, st.present,
+                                      record.branch is not None and record.branch in branches,
+                                      st.restored_by))
+        return infos
 
 
 def save_snapshot(ws: Workspace, *, name: str | None = None, terminate: bool = False,
                   progress: Progress = _quiet) -> SnapshotRecord:
     """Save the database now, as ``name`` (default: the current branch's snapshot)."""
-    from branchmig.switching import _branch_key
+    from branchmig.switching import _token
 
-    with _opened(ws, progress) as ctx:
+    with opened(ws, progress) as s:
         branch = ws.repo.current_branch()
-        key = _check_name(name) if name else _branch_key(ctx.dbkey, branch)
-        backend = backend_for_url(ctx.db.url, store_dir=ctx.state.snapshot_dir,
-                                  terminate_connections=terminate, progress=progress)
+        if name:
+            key = _check_name(name)
+            if any(r.key == key for r in s.state.snapshots()):
+                raise UsageError(f"There is a snapshot '{key}' already; choose another name "
+                                 f"or drop it first: branchmig snapshot drop {key}")
+        else:
+            key = snapshot_key(branch, _token())
+        backend = s.backend(terminate=terminate)
         _, code = ws.graph_at(WORKTREE)
-        ctx.env.dispose_engines()
+        s.env.dispose_engines()
         stored = backend.save(key)
-        applied = code.ancestors(ctx.db.heads, strict=False)
+        applied = code.ancestors(s.db.heads, strict=False)
         record = SnapshotRecord(
-            key=key, branch=branch, commit=ws.repo.head_commit(), heads=list(ctx.db.heads),
-            database=ctx.dbkey, backend=backend.name, size=stored.size,
+            key=key, branch=branch, commit=ws.repo.head_commit(), heads=list(s.db.heads),
+            database=s.dbkey, backend=backend.name, size=stored.size,
             purpose="branch" if not name else "manual")
-        ctx.state.add_snapshot(record, applied={r: code.revisions[r].blob for r in applied})
+        s.state.add_snapshot(record, applied={r: code.revisions[r].blob for r in applied})
         return record
 
 
@@ -72,61 +82,72 @@ def restore_snapshot(ws: Workspace, *, name: str, terminate: bool = False,
                      progress: Progress = _quiet) -> tuple[SnapshotRecord, str]:
     """Put snapshot ``name`` back as the database; what it replaces is saved first (the
     returned key)."""
-    with _opened(ws, progress) as ctx:
-        record = _find(ctx, name)
-        backend = backend_for_url(ctx.db.url, store_dir=ctx.state.snapshot_dir,
-                                  terminate_connections=terminate, progress=progress)
+    from branchmig.switching import _token
+
+    with opened(ws, progress) as s:
+        record = _find(s, name)
+        backend = s.backend(terminate=terminate)
         if not backend.exists(record.key):
             raise SnapshotError(f"Snapshot '{name}' is in the index but its copy is gone; "
                                 f"run: branchmig snapshot drop {name}")
-        kept = f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        kept = f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{_token()[-4:]}"
         _, code = ws.graph_at(WORKTREE)
-        ctx.env.dispose_engines()
+        s.env.dispose_engines()
         backend.restore(record.key, keep_current_as=kept)
-        ctx.state.remove_snapshot(record.key)
-        ctx.state.add_snapshot(SnapshotRecord(
+        s.state.remove_snapshot(record.key)
+        s.state.add_snapshot(SnapshotRecord(
             key=kept, branch=ws.repo.current_branch(), commit=ws.repo.head_commit(),
-            heads=list(ctx.db.heads), database=ctx.dbkey, backend=backend.name, size=0,
+            heads=list(s.db.heads), database=s.dbkey, backend=backend.name, size=0,
             purpose="replaced"),
             applied={r: code.revisions[r].blob
-                     for r in code.ancestors(ctx.db.heads, strict=False)})
+                     for r in code.ancestors(s.db.heads, strict=False) if r in code})
         return record, kept
 
 
 def drop_snapshot(ws: Workspace, *, name: str, progress: Progress = _quiet) -> SnapshotRecord:
-    with _opened(ws, progress) as ctx:
-        record = _find(ctx, name)
-        backend_for_url(ctx.db.url, store_dir=ctx.state.snapshot_dir).drop(record.key)
-        ctx.state.remove_snapshot(record.key)
+    with opened(ws, progress) as s:
+        record = _find(s, name)
+        s.backend().drop(record.key)
+        s.state.remove_snapshot(record.key)
         return record
 
 
+@dataclass(frozen=True)
+class PruneResult:
+    dropped: list[SnapshotInfo]
+    kept_strays: list[SnapshotInfo]  # would have been dropped, but nothing else holds them
+
+
 def prune_snapshots(ws: Workspace, *, keep: int | None = None, older_than: float | None = None,
-                    dry_run: bool = False, progress: Progress = _quiet) -> list[SnapshotInfo]:
+                    strays: bool = False, dry_run: bool = False,
+                    progress: Progress = _quiet) -> PruneResult:
     """Drop the snapshots of branches that no longer exist, those older than
-    ``older_than`` days, and all but the ``keep`` newest; returns what was (or would be)
-    dropped."""
+    ``older_than`` days, all but the ``keep`` newest, and index entries whose copy is
+    gone. A snapshot no checkout would restore holds rows nothing else has: it is kept
+    and named unless ``strays`` is given."""
     infos = list_snapshots(ws, progress=progress)
     now = time.time()
-    doomed = []
+    doomed: list[SnapshotInfo] = []
+    spared: list[SnapshotInfo] = []
     for index, info in enumerate(infos):
         gone = info.record.branch is not None and not info.branch_exists
         old = older_than is not None and now - info.record.created > older_than * 86400
         extra = keep is not None and index >= keep
-        if gone or old or extra or not info.present:
+        if not info.present:
             doomed.append(info)
-    if dry_run or not doomed:
-        return doomed
-    with _opened(ws, progress) as ctx:
-        backend = backend_for_url(ctx.db.url, store_dir=ctx.state.snapshot_dir)
-        for info in doomed:
-            backend.drop(info.record.key)
-            ctx.state.remove_snapshot(info.record.key)
-    return doomed
+        elif gone or old or extra:
+            (doomed if strays or not info.stray else spared).append(info)
+    if not dry_run and doomed:
+        with opened(ws, progress) as s:
+            backend = s.backend()
+            for info in doomed:
+                backend.drop(info.record.key)
+                s.state.remove_snapshot(info.record.key)
+    return PruneResult(doomed, spared)
 
 
-def _find(ctx: _Context, name: str) -> SnapshotRecord:
-    records = [r for r in ctx.state.snapshots() if r.database == ctx.dbkey]
+def _find(s: Session, name: str) -> SnapshotRecord:
+    records = [r for r in s.state.snapshots() if r.database in s.dbid.keys]
     for record in records:
         if record.key == name:
             return record

@@ -16,23 +16,51 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from branchmig.errors import LockedError
+from branchmig.errors import LockedError, StateError
 from branchmig.graph import Revision
 
 APPLIED_FORMAT = 1
 
 
-def _write_json(path: Path, data: Any) -> None:
-    """Replace ``path`` atomically, and wait for the disk: after a crash the journal and
-    the snapshot index must tell the truth."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+def private_folder(path: Path) -> Path:
+    """``path`` and its parents up to the git dir, made if needed, readable by the owner
+    only (what is kept there holds database names, schemas and data)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for folder in (path, *path.parents):
+        if folder.name == "branchmig" or folder == path:
+            with contextlib.suppress(OSError):
+                if folder.stat().st_mode & 0o077:
+                    folder.chmod(0o700)
+        if folder.name == "branchmig":
+            break
+    return path
+
+
+def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Replace ``path`` atomically with ``data``, readable by the owner only; with
+    ``durable``, wait for the disk (the journal and the snapshot index must tell the truth
+    after a crash). The one way files under ``.git/branchmig`` are written. A failed write
+    (a full disk) leaves the old file as it was and raises ``StateError``."""
+    private_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(data, separators=(",", ":")))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StateError(
+            f"Cannot write '{path}': {err.strerror or err}; free some space (or fix the "
+            "folder's permissions), then run the command again") from err
+
+
+def _write_json(path: Path, data: Any) -> None:
+    write_private(path, json.dumps(data, separators=(",", ":")).encode(), durable=True)
 
 
 def _read_json(path: Path, default: Any) -> Any:
@@ -46,9 +74,47 @@ def database_key(url_without_password: str) -> str:
     return hashlib.sha1(url_without_password.encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class DatabaseId:
+    """The live database: its URL (password included: never shown), the URL as shown,
+    and the key its records are kept under. The key is the masked URL's hash, which
+    survives moving the repository; a relative SQLite path in a linked worktree is another
+    file than the main worktree's, so its key adds the worktree's name. ``aliases`` would
+    name keys an earlier branchmig used."""
+
+    url: str = field(repr=False)
+    masked: str
+    key: str
+    aliases: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, url: str, *, worktree: str = "") -> DatabaseId:
+        """``worktree``: the linked worktree's name under the git common dir ("" for the
+        main one)."""
+        from branchmig.snapshots import mask_url
+
+        masked = mask_url(url)
+        if worktree and url.startswith("sqlite") and _relative_sqlite(url):
+            return cls(url, masked, database_key(f"{masked}@{worktree}"))
+        return cls(url, masked, database_key(masked))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.key, *self.aliases)
+
+
+def _relative_sqlite(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database or ""
+    if database.startswith("file:"):
+        database = database[len("file:"):]
+    return bool(database) and database != ":memory:" and not os.path.isabs(database)
+
+
 @dataclass
 class Journal:
-    """A switch in progress: what to put back if it dies half-way."""
+    """A move in progress: what to put back if it dies half-way."""
 
     operation: str  # "switch" | "sync"
     pid: int
@@ -57,12 +123,43 @@ class Journal:
     from_commit: str | None
     from_branch: str | None
     to: str
+    # The key the database being left is saved under (kept for its branch, or dropped
+    # after the move when it is only a safety copy). Its copy existing means the live
+    # database may have been touched since: recovery restores it.
     safety_snapshot: str | None
     checked_out: bool = False
-    # "start": the database is untouched; "saved": the snapshot of the database left is
-    # taken (and the entering branch's snapshot may be live); "migrating": migrations run.
+    # "start": nothing touched yet; "saved": the database left is saved (and the entering
+    # branch's snapshot may be live); "migrating": migrations run.
     phase: str = "start"
     restored_snapshot: str | None = None  # the entering branch's snapshot, made live
+    resaved_snapshot: str | None = None  # that content saved again before migrating on
+    to_commit: str | None = None
+    # Without a snapshot: the step running now, [direction, revision], so that a kill
+    # names what may be half made.
+    in_flight: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whom the live database belongs to: the branch (exact name) and commit it was last
+    brought to, and its heads then. Written after every move branchmig makes."""
+
+    branch: str | None
+    commit: str | None
+    heads: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A move killed with no snapshot to put back: ``revision`` was running
+    (``direction``) and may be half made (SQLite and MariaDB run DDL outside
+    transactions). Cleared by the next move that completes."""
+
+    operation: str
+    to: str
+    direction: str
+    revision: str
+    pid: int
 
 
 @dataclass
@@ -92,7 +189,7 @@ class State:
     def lock(self) -> Iterator[None]:
         """One branchmig at a time per repository (two checkouts never migrate one
         database at once)."""
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(self.root)
         path = self.root / "lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -133,13 +230,8 @@ class State:
 
     def keep_script(self, blob: str, text: bytes) -> None:
         path = self.root / "scripts" / f"{blob}.py"
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{blob}.{os.getpid()}")
-        tmp.write_bytes(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        if not path.exists():
+            write_private(path, text)
 
     def has_kept(self, blob: str) -> bool:
         return (self.root / "scripts" / f"{blob}.py").is_file()
@@ -170,13 +262,7 @@ class State:
         marshal does both several times faster. Losing it costs a search of the refs."""
         rows = [(r.id, r.down, r.labels, r.depends_on, r.path, r.blob)
                 for r in revisions.values()]
-        path = self._applied_path(database)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(marshal.dumps((APPLIED_FORMAT, rows)))
-        os.replace(tmp, path)
+        write_private(self._applied_path(database), marshal.dumps((APPLIED_FORMAT, rows)))
         self._applied[database] = dict(revisions)
 
     def _applied_path(self, database: str) -> Path:
@@ -186,9 +272,38 @@ class State:
 
     @property
     def snapshot_dir(self) -> Path:
-        path = self.root / "snapshots"
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return path
+        return private_folder(self.root / "snapshots")
+
+    # -- whom the live database belongs to, and what a kill may have left half made -----
+
+    def owner(self, database: str) -> Owner | None:
+        data = _read_json(self.root / "owners" / f"{database}.json", None)
+        if not isinstance(data, dict):
+            return None
+        return Owner(branch=data.get("branch"), commit=data.get("commit"),
+                     heads=tuple(data.get("heads") or ()))
+
+    def set_owner(self, database: str, owner: Owner) -> None:
+        _write_json(self.root / "owners" / f"{database}.json",
+                    {"branch": owner.branch, "commit": owner.commit,
+                     "heads": list(owner.heads), "at": time.time()})
+
+    def suspect(self, database: str) -> Suspect | None:
+        data = _read_json(self.root / "suspects" / f"{database}.json", None)
+        if not isinstance(data, dict):
+            return None
+        known = set(Suspect.__dataclass_fields__)
+        with contextlib.suppress(TypeError):
+            return Suspect(**{k: v for k, v in data.items() if k in known})
+        return None
+
+    def set_suspect(self, database: str, suspect: Suspect | None) -> None:
+        path = self.root / "suspects" / f"{database}.json"
+        if suspect is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        else:
+            _write_json(path, asdict(suspect))
 
     def snapshots(self) -> list[SnapshotRecord]:
         known = set(SnapshotRecord.__dataclass_fields__)
@@ -240,8 +355,5 @@ class State:
         return self.root / "snapshot-holds" / f"{key}.marshal"
 
     def _write_holds(self, key: str, applied: Mapping[str, str]) -> None:
-        path = self._holds_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(marshal.dumps((APPLIED_FORMAT, dict(applied))))
-        os.replace(tmp, path)
+        write_private(self._holds_path(key), marshal.dumps((APPLIED_FORMAT, dict(applied))),
+                      durable=True)

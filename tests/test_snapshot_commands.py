@@ -52,20 +52,30 @@ def test_save_restore_and_drop_by_hand(db_at_feature1_head_with_emails: Project)
     assert sqlite_version(p.db_path) == {F1}
 
 
-def test_prune_drops_the_snapshots_of_deleted_branches(
+def test_prune_keeps_a_deleted_branchs_snapshot_until_told(
         db_at_feature1_head_with_emails: Project) -> None:
     p = db_at_feature1_head_with_emails
     p.ok("switch", "feature2")  # leaving feature1 drops users.email: its snapshot is kept
     p.ok("snapshot", "save", "mine")
     keys = listed(p)
     feature1_key = next(k for k, s in keys.items() if s["branch"] == "feature1")
+    assert keys[feature1_key]["restored_by"] == ["feature1"]
     p.git("branch", "-q", "-D", "feature1")
-    assert listed(p)[feature1_key]["branch_exists"] is False
+    snap = listed(p)[feature1_key]
+    assert (snap["branch_exists"], snap["stray"], snap["restored_by"]) == (False, True, [])
+    assert "stray: no checkout restores it" in p.ok("snapshot", "list").stdout
+    assert f"snapshot restore {feature1_key}" in p.ok("status").stdout
 
+    # Its rows are nowhere else: prune names it and keeps it...
     dry = json.loads(p.ok("snapshot", "prune", "--dry-run", "--json").stdout)
-    assert [s["key"] for s in dry["dropped"]] == [feature1_key]
-    assert feature1_key in listed(p)
+    assert dry["dropped"] == []
+    assert [s["key"] for s in dry["kept_strays"]] == [feature1_key]
     out = p.ok("snapshot", "prune")
+    assert "Nothing to prune." in out.stdout
+    assert f"Kept '{feature1_key}'" in out.stderr and "--strays" in out.stderr
+    assert feature1_key in listed(p)
+    # ...until told to drop strays too.
+    out = p.ok("snapshot", "prune", "--strays")
     assert f"Dropped '{feature1_key}'" in out.stdout
     assert set(listed(p)) == {"mine"}
     p.ok("snapshot", "prune", "--keep", "0")

@@ -252,9 +252,7 @@ class MySQLBackend:
             ]  # fmt: skip
             return SessionsBlockingError(
                 f"Cannot restore snapshot {key!r} of {self.describe()}: other sessions "
-                f"hold its tables in open transactions: {', '.join(named) or 'unknown'}. "
-                "Close them (stop the app server, dispose its pool) or pass "
-                "--terminate-connections.",
+                f"hold its tables in open transactions: {', '.join(named) or 'unknown'}.",
                 sessions=named,
             )
         return self._error("restore", key, err)

@@ -412,9 +412,7 @@ class PostgreSQLBackend:
             ]
             raise SessionsBlockingError(
                 f"Cannot {action} snapshot {key!r} of {self.describe()}: "
-                f"{len(named)} other session(s) are connected: {', '.join(named)}. "
-                "Close them (stop the app server, dispose its pool) or pass "
-                "--terminate-connections.",
+                f"{len(named)} other session(s) are connected: {', '.join(named)}.",
                 sessions=named,
             )
 

@@ -99,9 +99,10 @@ class SQLiteBackend:
         private_dir(self.store_dir)
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         _remove_database_files(partial)
-        # Created 0600 before SQLite opens it; SQLite gives its -wal/-shm files the same mode.
-        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
+            # Created 0600 before SQLite opens it; SQLite gives its -wal/-shm files the
+            # same mode.
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             if self.live.is_file():
                 with reporting(self.progress, "saved", lambda: _file_size(partial)):
                     if not self._copy_file_while_shared(partial, key=key):
@@ -109,6 +110,11 @@ class SQLiteBackend:
                                    key=key)
             # else: the 0-byte file is an empty database, the marker of "nothing here yet".
             os.replace(partial, target)
+        except OSError as err:  # a full disk, a file-size limit, a folder not writable
+            raise SnapshotError(
+                f"Cannot save snapshot {key!r} of {self.describe()} into {self.store_dir}: "
+                f"{err.strerror or err}. Nothing was changed; free some space, then run the "
+                "command again") from err
         finally:
             _remove_database_files(partial)
         for suffix in ("-wal", "-shm", "-journal"):

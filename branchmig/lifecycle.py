@@ -1,0 +1,157 @@
+"""The snapshot lifecycle's decisions. Pure: data in, data out; no git, no database.
+
+A snapshot is known by what it holds (the revisions applied, each with its script's blob
+id) and where it came from (the exact branch name and the commit). A move of the database
+asks three questions, each answered here:
+
+- which snapshot, if any, to restore for the branch entered (``choose_restore``): the
+  branch's own, newest first, when everything it holds is in the target with the same
+  text; else one that no branch would restore any more (its branch deleted, reset or
+  rebased away) taken on a commit the entered one contains;
+- what to save of the database being left, and under which key (``decide_snapshots``):
+  always a new key, so a failed save leaves every earlier snapshot as it was;
+- which snapshots no branch will restore (``restorers``), for ``status`` and ``prune``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Held:
+    """A snapshot as the decisions see it."""
+
+    key: str
+    branch: str | None  # the exact branch name it was taken on; None: detached
+    commit: str | None
+    heads: tuple[str, ...]
+    applied: Mapping[str, str] | None  # revision id -> blob id; None when not known
+    created: float
+    purpose: str = "branch"
+
+
+@dataclass(frozen=True)
+class RestoreChoice:
+    held: Held | None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SnapshotDecision:
+    """What a move does with snapshots. ``save`` is the key the database left is saved
+    under first (None: no snapshot); kept afterwards for its branch when ``keep``, else
+    dropped once the move succeeded (it only made the move all or nothing)."""
+
+    save: str | None
+    keep: bool
+    resave: str | None  # the restored content, saved again before migrating further
+    replaces: tuple[str, ...]  # the leaving branch's older snapshots, dropped once saved
+
+
+def snapshot_key(branch: str | None, token: str, *, prefix: str = "b") -> str:
+    """A new key for a snapshot of ``branch``: readable, never shared by two branch names
+    (the exact name is hashed in, so ``feature1`` and ``Feature1`` differ) and never
+    reused (``token`` is new for every save). At most 40 of ``[a-z0-9_-]``."""
+    name = branch if branch is not None else "(detached)"
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:14] or "x"
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:6]
+    return f"{prefix}-{slug}-{digest}-{token[:12]}"
+
+
+def mismatch(held: Held, target: Mapping[str, str]) -> list[str]:
+    """The revisions ``held`` has that ``target`` (revision -> blob) lacks or has with
+    another script; empty when the snapshot fits."""
+    if held.applied is None:
+        return ["(unknown)"]
+    changed = [r for r, blob in held.applied.items() if target.get(r) != blob]
+    changed += [h for h in held.heads if h not in target and h not in changed]
+    return sorted(changed)
+
+
+def choose_restore(
+    *,
+    entering: str | None,
+    leaving: str | None,
+    candidates: Sequence[Held],
+    target: Mapping[str, str],
+    strays: Collection[str],
+    on_our_line: Collection[str],
+) -> RestoreChoice:
+    """The snapshot to restore when ``entering`` is checked out. ``target`` is the entered
+    tree's revisions (id -> blob). ``strays``: keys their own branch would not restore
+    (deleted, or moved to other scripts); ``on_our_line``: keys taken on a commit the
+    entered one contains.
+    Staying on the branch the database belongs to restores nothing: the database is its
+    latest state."""
+    if entering is None or entering == leaving:
+        return RestoreChoice(None)
+    notes: list[str] = []
+    newest_first = sorted(candidates, key=lambda h: -h.created)
+    for held in newest_first:
+        if held.branch != entering or held.purpose not in ("branch", "manual"):
+            continue
+        changed = mismatch(held, target)
+        if not changed:
+            return RestoreChoice(held, tuple(notes))
+        notes.append(
+            f"the snapshot of '{entering}' ('{held.key}') is kept but not restored: its "
+            f"scripts changed since it was taken ({_few(changed)}); restore it by hand "
+            f"with: branchmig snapshot restore {held.key}")
+    for held in newest_first:
+        if held.key in strays and held.key in on_our_line and not mismatch(held, target):
+            notes.append(f"restoring '{held.key}', the database of "
+                         f"'{held.branch or 'a detached HEAD'}' at {(held.commit or '')[:7]}, "
+                         f"which no other branch restores")
+            return RestoreChoice(held, tuple(notes))
+    return RestoreChoice(None, tuple(notes))
+
+
+def decide_snapshots(
+    *,
+    use: bool,
+    mode: str,
+    forced: bool,
+    noop: bool,
+    destructive: bool,
+    restoring: bool,
+    leaving: str | None,
+    entering: str | None,
+    token: str,
+    candidates: Sequence[Held],
+    superseded: Collection[str],
+) -> SnapshotDecision:
+    """What to save before a move. ``use``: snapshots are on for it; ``forced``:
+    ``--snapshot`` was given; ``token``: new for this move; ``superseded``: keys of the
+    leaving branch's snapshots whose content the database being left has moved on from
+    (they fit its graph)."""
+    if not use or (noop and not restoring):
+        return SnapshotDecision(None, False, None, ())
+    keep = destructive or mode == "always" or forced or restoring
+    replaces = tuple(h.key for h in candidates
+                     if keep and h.branch == leaving and h.purpose == "branch"
+                     and h.key in superseded)
+    save = snapshot_key(leaving, token, prefix="b" if keep else "s")
+    resave = snapshot_key(entering, token, prefix="r") if restoring and not noop else None
+    return SnapshotDecision(save, keep, resave, replaces)
+
+
+def restorers(held: Held, tips: Mapping[str, Mapping[str, str]],
+              contains: Mapping[str, Collection[str]]) -> list[str]:
+    """The branches that would restore ``held`` on checkout: its own branch when it fits
+    the branch's tip, else any branch whose tip it fits and whose history holds the commit
+    it was taken on. ``tips``: branch -> its tip's revisions (id -> blob); ``contains``:
+    branch -> the snapshot commits in its history. Empty: no branch will restore it."""
+    own = held.branch
+    if own is not None and own in tips and not mismatch(held, tips[own]):
+        return [own]
+    return [name for name, revisions in sorted(tips.items())
+            if held.commit in contains.get(name, ()) and not mismatch(held, revisions)]
+
+
+def _few(items: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(f"'{i}'" for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

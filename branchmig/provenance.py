@@ -1,0 +1,111 @@
+"""Where the live database and its snapshots come from: the branch the database belongs
+to, found from branchmig's own record of its last move, the hook's arguments and the
+reflog; and the snapshots of this database as the lifecycle's decisions see them. Reads
+git and ``.git/branchmig``; decides nothing (``lifecycle`` does)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from branchmig.errors import BranchmigError
+from branchmig.graph import Graph
+from branchmig.lifecycle import Held, mismatch
+from branchmig.state import DatabaseId, Owner, State
+from branchmig.workspace import Workspace
+
+
+def blobs_of(graph: Graph, revisions: Sequence[str] | None = None) -> dict[str, str]:
+    """Revision id -> script blob id, for ``revisions`` (default: all of ``graph``)."""
+    ids = graph.revisions if revisions is None else revisions
+    return {r: graph.revisions[r].blob for r in ids if r in graph.revisions}
+
+
+def owner_of_database(
+    ws: Workspace, state: State, dbid: DatabaseId, heads: tuple[str, ...], *,
+    hint: str | None, hint_commit: str | None,
+) -> Owner:
+    """The branch (exact name) and commit the database at ``heads`` belongs to. In order:
+    ``hint`` (the branch a checkout left, the branch a switch or merge runs on), branchmig's
+    record of its last move on this database, then the branches of the latest checkouts
+    and the current one: the first whose tip holds every head. When none holds them (a
+    ``reset --hard`` moved the branch away), the record still names the branch and commit
+    the rows were written on; only with no record at all is the owner unknown (None)."""
+    repo = ws.repo
+    tips: dict[str, str] | None = None
+
+    def holding(branch: str | None) -> str | None:
+        """The tip of ``branch`` when it holds every head."""
+        nonlocal tips
+        if not branch:
+            return None
+        if tips is None:
+            tips = repo.branch_tips()
+        tip = tips.get(branch)
+        if tip is None:
+            return None
+        if not heads:
+            return tip
+        try:
+            ids = {r.id for r in ws.scripts_at_commit(tip).revisions}
+        except BranchmigError:
+            return None
+        return tip if all(h in ids for h in heads) else None
+
+    if hint is not None and (tip := holding(hint)):
+        return Owner(hint, hint_commit or tip, heads)
+    record = state.owner(dbid.key)
+    if record is None:
+        for alias in dbid.aliases:
+            record = record or state.owner(alias)
+    if record is not None and record.branch is not None:
+        if set(record.heads) == set(heads):
+            return Owner(record.branch, record.commit, heads)
+        if tip := holding(record.branch):
+            return Owner(record.branch, tip, heads)
+    seen: set[str] = set()
+    for left, entered in repo.checkouts():
+        for name in (entered, left):
+            if name not in seen:
+                seen.add(name)
+                if tip := holding(name):
+                    return Owner(name, tip, heads)
+    current = repo.current_branch()
+    if tip := holding(current):
+        return Owner(current, tip, heads)
+    if record is not None:
+        return Owner(record.branch, record.commit, heads)
+    return Owner(None, hint_commit or repo.head_commit(), heads)
+
+
+def held_snapshots(state: State, dbid: DatabaseId) -> list[Held]:
+    """This database's snapshots in the index, with what each holds."""
+    return [Held(key=r.key, branch=r.branch, commit=r.commit, heads=tuple(r.heads),
+                 applied=state.snapshot_applied(r.key), created=r.created, purpose=r.purpose)
+            for r in state.snapshots() if r.database in dbid.keys]
+
+
+def strays_among(ws: Workspace, held: Sequence[Held]) -> set[str]:
+    """The keys of ``held`` that their own branch would not restore: the branch is
+    deleted, or its tip's scripts no longer hold what the snapshot holds."""
+    tips = ws.repo.branch_tips() if held else {}
+    strays = set()
+    for snap in held:
+        tip = tips.get(snap.branch) if snap.branch is not None else None
+        if tip is None or mismatch(snap, tip_blobs(ws, tip)):
+            strays.add(snap.key)
+    return strays
+
+
+def tip_blobs(ws: Workspace, commit: str) -> Mapping[str, str]:
+    try:
+        return {r.id: r.blob for r in ws.scripts_at_commit(commit).revisions}
+    except BranchmigError:
+        return {}
+
+
+def on_line(ws: Workspace, held: Sequence[Held], commit: str | None) -> set[str]:
+    """The keys of ``held`` taken on a commit that ``commit``'s history holds."""
+    if commit is None:
+        return set()
+    return {h.key for h in held
+            if h.commit is not None and ws.repo.is_ancestor(h.commit, commit)}

@@ -1,0 +1,179 @@
+"""A session with the project's database: the lock held, Alembic's environment open, the
+live database read and identified, and a move that was killed half-way put back first.
+
+Putting back is one rule, used both by a move that fails and by the next command after a
+kill: if the copy of the database taken before the move exists, the live database may
+have been touched since, so that copy is restored (its content is the database as it was);
+the entering branch's snapshot, if the live database still holds it unmigrated, is kept
+again under its key. With no copy, nothing can be put back: the revision that was running
+is remembered as suspect, and ``status`` names it until a move completes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from branchmig.state import DatabaseId, Journal, Owner, State, Suspect
+from branchmig.workspace import Workspace
+
+if TYPE_CHECKING:
+    from branchmig.runner import AlembicEnv, DatabaseState
+    from branchmig.snapshots import SnapshotBackend
+
+Progress = Callable[[str], None]
+
+SKIP_HOOK = {"BRANCHMIG_SKIP_HOOK": "1"}
+
+
+def quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What opening a session did about a move that had been killed."""
+
+    operation: str
+    to: str
+    pid: int
+    restored: bool  # the database is as it was before that move
+    untouched: bool  # the move had not touched the database yet
+    checked_out: str | None  # what was checked out again
+    heads: tuple[str, ...]  # where the database is now
+    suspect: Suspect | None  # no copy to restore: what may be half made
+
+    def describe(self) -> str:
+        what = f"a {self.operation} to '{self.to}' (pid {self.pid})"
+        if self.restored or self.untouched:
+            again = f", and '{self.checked_out}' is checked out again" if self.checked_out else ""
+            return f"{what} was interrupted; the database was put back as it was before it{again}"
+        if self.suspect is not None:
+            return (f"{what} was killed while it ran the {self.suspect.direction} of "
+                    f"'{self.suspect.revision}' with no snapshot to put back: the database "
+                    f"is marked at {names(self.heads)}, but that revision may be half made; "
+                    "check its tables, then run: branchmig sync")
+        return (f"{what} was interrupted with no snapshot to put back: the database is at "
+                f"{names(self.heads)}; run: branchmig sync")
+
+
+@dataclass
+class Session:
+    ws: Workspace
+    state: State
+    env: AlembicEnv
+    db: DatabaseState
+    dbid: DatabaseId
+    progress: Progress
+    notes: list[str] = field(default_factory=list)
+    recovery: Recovery | None = None
+
+    @property
+    def masked(self) -> str:
+        return self.dbid.masked
+
+    @property
+    def dbkey(self) -> str:
+        return self.dbid.key
+
+    def backend(self, *, terminate: bool = False) -> SnapshotBackend:
+        from branchmig.snapshots import backend_for_url
+
+        return backend_for_url(self.db.url, store_dir=self.state.snapshot_dir,
+                               terminate_connections=terminate, progress=self.progress)
+
+
+@contextmanager
+def opened(ws: Workspace, progress: Progress = quiet, *,
+           dry_run: bool = False) -> Iterator[Session]:
+    """The lock held, Alembic open, the database read; a killed move put back first
+    (a dry run only says there is one)."""
+    from branchmig.runner import alembic_env, read_database
+
+    state = State(ws.state_dir)
+    with state.lock(), alembic_env(ws.project) as env:
+        db = read_database(env)
+        dbid = database_id(ws, db.url)
+        recovery = None
+        journal = state.read_journal()
+        if journal is not None and not dry_run:
+            recovery = recover(ws, state, env, db, dbid, journal, progress)
+            if recovery.restored:
+                db = read_database(env)
+        session = Session(ws, state, env, db, dbid, progress, recovery=recovery)
+        if journal is not None and dry_run:
+            session.notes.append(f"a {journal.operation} to '{journal.to}' was interrupted "
+                                 "and is not put back by a dry run; run: branchmig status")
+        yield session
+
+
+def database_id(ws: Workspace, url: str) -> DatabaseId:
+    repo = ws.repo
+    worktree = "" if repo.git_dir.resolve() == repo.common_dir.resolve() else repo.git_dir.name
+    return DatabaseId.of(url, worktree=worktree)
+
+
+def put_back(backend: SnapshotBackend, state: State, journal: Journal,
+             dispose: Callable[[], None]) -> bool:
+    """Restore the copy taken before the move, if it exists; True when it did."""
+    saved = journal.safety_snapshot
+    if not saved or not backend.exists(saved):
+        return False
+    entering = journal.restored_snapshot
+    keep = None
+    if entering and not backend.exists(entering):
+        resaved = journal.resaved_snapshot
+        if not (resaved and backend.exists(resaved)):
+            keep = entering  # the live database holds it, not migrated further
+    dispose()
+    backend.restore(saved, keep_current_as=keep)
+    state.remove_snapshot(saved)
+    if entering and keep is None and not backend.exists(entering):
+        state.remove_snapshot(entering)  # consumed: its content is the resaved copy
+    return True
+
+
+def recover(ws: Workspace, state: State, env: AlembicEnv, db: DatabaseState,
+            dbid: DatabaseId, journal: Journal, progress: Progress) -> Recovery:
+    """Put back a move that was killed half-way. Called with the lock held, so the
+    journal's process is gone."""
+    from branchmig.runner import read_database
+    from branchmig.snapshots import backend_for_url
+
+    progress(f"branchmig: a {journal.operation} to '{journal.to}' was interrupted "
+             f"(pid {journal.pid}); putting things back as they were before it")
+    restored = False
+    if journal.safety_snapshot:
+        backend = backend_for_url(db.url, store_dir=state.snapshot_dir, progress=progress)
+        restored = put_back(backend, state, journal, env.dispose_engines)
+        if restored:
+            progress(f"branchmig: restored snapshot '{journal.safety_snapshot}'")
+    untouched = not restored and journal.phase == "start"
+    checked_out = None
+    back = journal.from_branch or journal.from_commit
+    repo = ws.repo
+    if (journal.operation == "switch" and back and (restored or untouched)
+            and (repo.head_commit() != journal.from_commit
+                 or repo.current_branch() != journal.from_branch)):
+        repo.checkout(back, env=SKIP_HOOK)
+        checked_out = back
+        progress(f"branchmig: checked out '{back}' again")
+    heads = read_database(env).heads
+    suspect = None
+    if restored or untouched:
+        state.set_owner(dbid.key, Owner(journal.from_branch, journal.from_commit, heads))
+    elif journal.phase == "migrating" and journal.in_flight:
+        direction, revision = journal.in_flight[:2]
+        suspect = Suspect(journal.operation, journal.to, direction, revision, journal.pid)
+        state.set_suspect(dbid.key, suspect)
+    recovery = Recovery(journal.operation, journal.to, journal.pid, restored, untouched,
+                        checked_out, heads, suspect)
+    if not (restored or untouched):
+        progress(f"branchmig: {recovery.describe()}")
+    state.clear_journal()
+    return recovery
+
+
+def names(heads: tuple[str, ...]) -> str:
+    return ", ".join(f"'{h}'" for h in heads) or "base (no revision)"
