@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from branchmig.errors import BranchmigError, ConfigError, GitError
 
-HOOK_NAMES: tuple[str, ...] = ("post-checkout", "post-merge", "post-rewrite")
+HOOK_NAMES: tuple[str, ...] = ("post-checkout", "post-merge", "post-rewrite", "post-commit")
 MARKER = "# branchmig-hook:"
 CHAINED_SUFFIX = ".branchmig-chained"
 CONFIG_NAME = "hook.conf"

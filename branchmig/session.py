@@ -43,18 +43,21 @@ class Recovery:
     checked_out: str | None  # what was checked out again
     heads: tuple[str, ...]  # where the database is now
     suspect: Suspect | None  # no copy to restore: what may be half made
+    finished: bool = False  # it had succeeded: only its clean-up was left, now done
 
     def describe(self) -> str:
         what = f"a {self.operation} to '{self.to}' (pid {self.pid})"
+        if self.finished:
+            return f"{what} had completed when it was killed; its clean-up is now done"
         if self.restored or self.untouched:
             again = f", and '{self.checked_out}' is checked out again" if self.checked_out else ""
             return f"{what} was interrupted; the database was put back as it was before it{again}"
         if self.suspect is not None:
             return (f"{what} was killed while it ran the {self.suspect.direction} of "
-                    f"'{self.suspect.revision}' with no snapshot to put back: the database "
+                    f"'{self.suspect.revision}' with no snapshot to restore: the database "
                     f"is marked at {names(self.heads)}, but that revision may be half made; "
                     "check its tables, then run: branchmig sync")
-        return (f"{what} was interrupted with no snapshot to put back: the database is at "
+        return (f"{what} was interrupted with no snapshot to restore: the database is at "
                 f"{names(self.heads)}; run: branchmig sync")
 
 
@@ -134,15 +137,36 @@ def put_back(backend: SnapshotBackend, state: State, journal: Journal,
     return True
 
 
+def finish_drops(backend: SnapshotBackend, state: State, journal: Journal) -> None:
+    """The end of a move that succeeded: drop what it replaced, and forget the entering
+    branch's snapshot that the restore consumed."""
+    for key in journal.drops:
+        backend.drop(key)
+        state.remove_snapshot(key)
+    if journal.restored_snapshot:
+        state.remove_snapshot(journal.restored_snapshot)
+
+
 def recover(ws: Workspace, state: State, env: AlembicEnv, db: DatabaseState,
             dbid: DatabaseId, journal: Journal, progress: Progress) -> Recovery:
-    """Put back a move that was killed half-way. Called with the lock held, so the
-    journal's process is gone."""
+    """Put back a move that was killed half-way (or finish one killed after it
+    succeeded). Called with the lock held, so the journal's process is gone."""
     from branchmig.runner import read_database
     from branchmig.snapshots import backend_for_url
 
+    if journal.phase == "done":
+        if journal.safety_snapshot:
+            finish_drops(backend_for_url(db.url, store_dir=state.snapshot_dir), state,
+                         journal)
+        heads = read_database(env).heads
+        state.set_owner(dbid.key, Owner(journal.to_branch, journal.to_commit, heads))
+        state.set_suspect(dbid.key, None)
+        state.clear_journal()
+        return Recovery(journal.operation, journal.to, journal.pid, False, False, None,
+                        heads, None, finished=True)
+
     progress(f"branchmig: a {journal.operation} to '{journal.to}' was interrupted "
-             f"(pid {journal.pid}); putting things back as they were before it")
+             f"(pid {journal.pid}); recovering")
     restored = False
     if journal.safety_snapshot:
         backend = backend_for_url(db.url, store_dir=state.snapshot_dir, progress=progress)

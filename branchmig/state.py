@@ -129,7 +129,7 @@ class Journal:
     safety_snapshot: str | None
     checked_out: bool = False
     # "start": nothing touched yet; "saved": the database left is saved (and the entering
-    # branch's snapshot may be live); "migrating": migrations run.
+    # branch's snapshot may be live); "migrating": migrations run; "done": they succeeded.
     phase: str = "start"
     restored_snapshot: str | None = None  # the entering branch's snapshot, made live
     resaved_snapshot: str | None = None  # that content saved again before migrating on
@@ -137,6 +137,9 @@ class Journal:
     # Without a snapshot: the step running now, [direction, revision], so that a kill
     # names what may be half made.
     in_flight: list[str] | None = None
+    to_branch: str | None = None
+    # "done": the keys to drop now that the move succeeded (a kill then finishes it).
+    drops: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

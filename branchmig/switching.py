@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,7 +44,15 @@ from branchmig.provenance import (
     owner_of_database,
     strays_among,
 )
-from branchmig.session import SKIP_HOOK, Session, names, opened, put_back, quiet
+from branchmig.session import (
+    SKIP_HOOK,
+    Session,
+    finish_drops,
+    names,
+    opened,
+    put_back,
+    quiet,
+)
 from branchmig.state import Journal, Owner, SnapshotRecord, State
 from branchmig.workspace import WORKTREE, Workspace
 
@@ -404,13 +413,14 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
                       to=checkout or entering or "the working tree",
                       safety_snapshot=snaps.save,
                       restored_snapshot=restore.key if restore is not None else None,
-                      to_commit=target_commit)
+                      to_commit=target_commit, to_branch=entering)
     if checkout is not None:  # a switch checks out again what it found checked out
         journal.from_branch = s.ws.repo.current_branch()
         journal.from_commit = s.ws.repo.head_commit()
     state.write_journal(journal)
     source = d.source
     try:
+        _failpoint("journal")
         if backend is not None and snaps.save is not None:
             s.env.dispose_engines()
             leaving = d.owner.branch or "HEAD"
@@ -431,6 +441,7 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
                 applied=d.applied)
             journal.phase = "saved"
             state.write_journal(journal)
+            _failpoint("saved")
             if restore is not None and snaps.resave is not None:
                 # What arrived on the branch since is applied next: keep the snapshot's
                 # content until that worked, so a failure loses neither database.
@@ -442,6 +453,7 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
                     applied=dict(restore.applied or {}))
                 journal.resaved_snapshot = snaps.resave
                 state.write_journal(journal)
+                _failpoint("resaved")
         journal.phase = "migrating"
         state.write_journal(journal)
         between = None
@@ -452,32 +464,47 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
                 s.ws.repo.checkout(checkout, env=SKIP_HOOK)
                 journal.checked_out = True
                 state.write_journal(journal)
+                _failpoint("checked-out")
 
-        on_start = None
-        if backend is None:
-            def on_start(direction: str, revision: str) -> None:
+        def on_start(direction: str, revision: str) -> None:
+            if backend is None:  # with a snapshot, a kill restores it instead
                 journal.in_flight = [direction, revision]
                 state.write_journal(journal)
+            _failpoint("step")
 
         after = _run(s, plan, source, target, between=between, on_start=on_start)
+        _failpoint("migrated")
     except BaseException as err:
         _roll_back(s, backend, journal, checkout, err)
         raise
+    # Done: from here a kill finishes the move rather than undoing it.
     if backend is not None:
-        dropped = [*snaps.replaces]
-        if restore is not None:
-            state.remove_snapshot(restore.key)  # consumed by the restore
-            if snaps.resave is not None:
-                dropped.append(snaps.resave)
+        journal.drops = [*snaps.replaces]
+        if restore is not None and snaps.resave is not None:
+            journal.drops.append(snaps.resave)
         if snaps.save is not None and not snaps.keep:
-            dropped.append(snaps.save)
-        for key in dropped:
-            backend.drop(key)
-            state.remove_snapshot(key)
+            journal.drops.append(snaps.save)
+    journal.phase = "done"
+    state.write_journal(journal)
+    _failpoint("done")
+    if backend is not None:
+        finish_drops(backend, state, journal)
     _record(s, target, after)
     _finish(s, entering, target_commit, after)
     state.clear_journal()
     return after
+
+
+def _failpoint(name: str) -> None:
+    """Where the fault-injection tests stop a move: ``BRANCHMIG_FAILPOINT=NAME`` raises
+    there, ``NAME:kill`` kills the process as ``kill -9`` would. Points: journal, saved,
+    resaved, checked-out, step (each migration step), migrated, done."""
+    wanted = os.environ.get("BRANCHMIG_FAILPOINT")
+    if not wanted or wanted.partition(":")[0] != name:
+        return
+    if wanted.endswith(":kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise BranchmigError(f"injected fault at '{name}'")
 
 
 def _size(backend: SnapshotBackend, key: str) -> int:

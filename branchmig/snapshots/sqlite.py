@@ -113,8 +113,8 @@ class SQLiteBackend:
         except OSError as err:  # a full disk, a file-size limit, a folder not writable
             raise SnapshotError(
                 f"Cannot save snapshot {key!r} of {self.describe()} into {self.store_dir}: "
-                f"{err.strerror or err}. Nothing was changed; free some space, then run the "
-                "command again") from err
+                f"{err.strerror or err}; free some space, then run the command again"
+            ) from err
         finally:
             _remove_database_files(partial)
         for suffix in ("-wal", "-shm", "-journal"):

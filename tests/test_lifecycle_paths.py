@@ -1,0 +1,295 @@
+# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
+"""The snapshot lifecycle off the hook's own path: each way a user was told to take that
+used to leave a branch's rows where no checkout brought them back (issue 10's findings),
+on a real project, real git and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sqlite3
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from e2e_projects import (
+    BASE,
+    BIN,
+    BRANCHMIG,
+    EMAILS,
+    F1,
+    F2,
+    Project,
+    _alembic_states,  # noqa: F401
+    alembic_repo_with_two_feature_branches,  # noqa: F401
+    alembic_template,  # noqa: F401
+    commit_slow_feature2,
+    db_at_feature1_head_with_emails,  # noqa: F401
+    emails,
+    insert_users,
+    kill_mid_switch,
+    set_alembic_url,
+    sqlite_tables,
+    sqlite_version,
+)
+
+
+def users(p: Project, db: Path | None = None) -> list[tuple[str, str]]:
+    with sqlite3.connect(db or p.db_path) as conn:
+        return emails(conn)
+
+
+def snapshots(p: Project) -> dict[str, dict[str, object]]:
+    return {s["key"]: s for s in json.loads(p.ok("snapshot", "list", "--json").stdout)
+            ["snapshots"]}
+
+
+def alembic(p: Project, *args: str) -> None:
+    proc = p.run(str(BIN / "alembic"), *args)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_adoption_after_plain_alembic_keeps_the_branchs_rows(
+        alembic_repo_with_two_feature_branches: Project) -> None:
+    """Upgraded with plain Alembic on feature1, then `git checkout main` (no hooks yet):
+    "Can't locate revision". `branchmig sync` then `install`, and feature1's rows come
+    back with its checkout."""
+    p = alembic_repo_with_two_feature_branches
+    p.git("checkout", "-q", "feature1")
+    alembic(p, "upgrade", "heads")
+    insert_users(p.db_path)
+    p.git("checkout", "-q", "main")
+    out = p.ok("sync")
+    assert "saving the database of 'feature1'" in out.stderr
+    assert sqlite_version(p.db_path) == {BASE}
+    p.ok("install")
+    out = p.checkout("feature1")
+    assert "restored the snapshot of 'feature1'" in out.stderr, out.stderr
+    assert users(p) == EMAILS
+
+
+def test_reset_hard_then_sync_keeps_the_rows_written_before_the_reset(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.ok("install")
+    p.checkout("-b", "work", "feature1")
+    with sqlite3.connect(p.db_path) as conn:
+        conn.execute("INSERT INTO users (name, email) VALUES ('cy', 'cy@example.com')")
+    p.git("reset", "-q", "--hard", "feature2")  # runs no hook
+    p.ok("sync")
+    assert sqlite_version(p.db_path) == {F2}
+    out = p.checkout("feature1")
+    assert "restored" in out.stderr, out.stderr
+    assert users(p) == [*EMAILS, ("cy", "cy@example.com")]
+
+
+@pytest.mark.parametrize("point", ["journal", "saved", "step", "migrated", "done"])
+def test_a_hook_killed_at_any_point_then_sync_keeps_every_branchs_rows(
+        db_at_feature1_head_with_emails: Project, point: str) -> None:
+    """SIGKILL inside the hook's move, at each of its steps; then `branchmig sync` (as the
+    hook's message says) and a checkout back: feature1's rows come back."""
+    p = db_at_feature1_head_with_emails
+    p.ok("install")
+    killed = p.run("git", "checkout", "feature2", env={"BRANCHMIG_FAILPOINT": f"{point}:kill"})
+    assert killed.returncode == 0  # git's checkout is done whatever the hook did
+    assert p.journal.exists()
+    out = p.ok("sync")
+    assert "Traceback" not in out.stderr
+    assert sqlite_version(p.db_path) == {F2}
+    assert not p.journal.exists()
+    out = p.checkout("feature1")
+    assert "Traceback" not in out.stderr
+    assert sqlite_version(p.db_path) == {F1}
+    assert users(p) == EMAILS
+
+
+@pytest.mark.parametrize("point", ["journal", "saved", "checked-out", "step", "migrated",
+                                   "done"])
+@pytest.mark.parametrize("how", ["kill", "raise"])
+def test_a_switch_stopped_at_any_point_ends_before_or_after_it(
+        db_at_feature1_head_with_emails: Project, point: str, how: str) -> None:
+    p = db_at_feature1_head_with_emails
+    proc = p.branchmig("switch", "feature2", env={"BRANCHMIG_FAILPOINT": f"{point}:{how}"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    if how == "raise":
+        assert f"injected fault at '{point}'" in proc.stderr
+    status = p.status()  # puts a killed switch back
+    assert not p.journal.exists()
+    assert status["pending"] == [] and status["unknown"] == []
+    if point == "done":  # it had succeeded
+        assert (p.branch(), status["db_heads"]) == ("feature2", [F2])
+        assert "posts" in sqlite_tables(p.db_path)
+    else:
+        assert (p.branch(), status["db_heads"]) == ("feature1", [F1])
+        assert "posts" not in sqlite_tables(p.db_path)
+        assert users(p) == EMAILS
+        p.ok("switch", "feature2")
+    p.ok("switch", "feature1")
+    assert users(p) == EMAILS
+
+
+def test_a_failed_save_keeps_the_snapshot_before_it(
+        db_at_feature1_head_with_emails: Project) -> None:
+    """A save that fails (a file-size limit: a full disk) is one line, exit 1; the
+    database and the snapshot saved earlier are as they were."""
+    p = db_at_feature1_head_with_emails
+    p.ok("snapshot", "save")
+    before = snapshots(p)
+    assert len(before) == 1
+
+    def small_files() -> None:
+        limit = p.db_path.stat().st_size // 2
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([BRANCHMIG, "switch", "feature2"], cwd=p.root, env=p.environ(),
+                          capture_output=True, text=True, preexec_fn=small_files,
+                          check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "File too large" in line and "Nothing changed" in line, line
+    assert p.branch() == "feature1" and sqlite_version(p.db_path) == {F1}
+    assert users(p) == EMAILS
+    assert snapshots(p) == before
+
+
+def test_a_killed_switch_without_snapshot_is_not_called_put_back(
+        db_at_feature1_head_with_emails: Project, tmp_path: Path) -> None:
+    p = db_at_feature1_head_with_emails
+    marker = tmp_path / "sleeping"
+    commit_slow_feature2(p, marker)
+    kill_mid_switch(p, marker, "--no-snapshot")
+    out = p.ok("status")
+    text = out.stdout + out.stderr
+    assert "was put back" not in text and "matches the working tree" not in text
+    assert f"'{F2}'" in text and "half made" in text
+    data = p.status()
+    assert data["suspect"]["revision"] == F2 and data["in_step"] is False
+    # the sync that fails on the half-made table names it too
+    proc = p.branchmig("sync", "--no-snapshot")
+    if proc.returncode != 0:
+        assert f"'{F2}'" in proc.stderr and "half made" in proc.stderr
+
+
+def test_a_worktree_keeps_the_database_it_took_under_its_branch(
+        alembic_repo_with_two_feature_branches: Project, tmp_path: Path) -> None:
+    """One database for every worktree (an absolute URL): `git worktree add ../wt
+    feature2` moves it, keeping feature1's rows under 'feature1', which the main
+    worktree's next sync restores."""
+    p = alembic_repo_with_two_feature_branches
+    db = tmp_path / "shared.db"
+    set_alembic_url(p.root, f"sqlite:///{db}")
+    p.commit("one shared database")
+    p.git("checkout", "-q", "feature1")
+    p.git("merge", "-q", "--no-edit", "main")
+    p.git("checkout", "-q", "feature2")
+    p.git("merge", "-q", "--no-edit", "main")
+    p.git("checkout", "-q", "feature1")
+    p.ok("sync")
+    insert_users(db)
+    p.ok("install")
+    out = p.run("git", "worktree", "add", str(tmp_path / "wt"), "feature2")
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    assert sqlite_version(db) == {F2}
+    held = list(snapshots(p).values())
+    assert [s["branch"] for s in held] == ["feature1"], held
+    out = p.ok("sync")
+    assert sqlite_version(db) == {F1}
+    assert users(p, db) == EMAILS
+
+
+def test_a_relative_sqlite_url_is_another_database_in_each_worktree(
+        db_at_feature1_head_with_emails: Project, tmp_path: Path) -> None:
+    p = db_at_feature1_head_with_emails
+    p.ok("install")
+    out = p.run("git", "worktree", "add", str(tmp_path / "wt"), "feature2")
+    assert "Traceback" not in out.stderr
+    assert sqlite_version(tmp_path / "wt" / "app.db") == {F2}
+    assert sqlite_version(p.db_path) == {F1} and users(p) == EMAILS
+    assert p.status()["pending"] == []
+
+
+def test_branch_names_differing_in_case_keep_their_own_rows(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.git("branch", "Feature1", "feature2")
+    p.ok("switch", "Feature1")
+    with sqlite3.connect(p.db_path) as conn:
+        conn.execute("INSERT INTO posts (title) VALUES ('hello')")
+    p.ok("switch", "feature1")
+    assert users(p) == EMAILS
+    p.ok("switch", "Feature1")
+    with sqlite3.connect(p.db_path) as conn:
+        assert conn.execute("SELECT title FROM posts").fetchall() == [("hello",)]
+    keys = snapshots(p)
+    assert {s["branch"] for s in keys.values()} == {"feature1"}
+
+
+def test_status_does_not_call_an_applied_revision_pending(
+        alembic_repo_with_two_feature_branches: Project) -> None:
+    """The database at F1 (plain Alembic on feature1), main checked out: BASE is applied,
+    not pending; F1 is what a sync reverts."""
+    p = alembic_repo_with_two_feature_branches
+    p.git("checkout", "-q", "feature1")
+    alembic(p, "upgrade", "heads")
+    p.git("checkout", "-q", "main")
+    data = p.status()
+    assert (data["pending"], data["unknown"], data["in_step"]) == ([], [F1], False)
+    out = p.ok("sync", "--json")
+    moved = json.loads(out.stdout)
+    assert (moved["downgrade"], moved["upgrade"]) == ([F1], [])
+
+
+def test_a_merge_concluded_by_commit_brings_the_database_along(
+        db_at_feature1_head_with_emails: Project) -> None:
+    """git runs post-commit, not post-merge, when a conflicted merge is concluded."""
+    p = db_at_feature1_head_with_emails
+    p.git("checkout", "-q", "feature2")
+    (p.root / "notes.txt").write_text("feature2\n")
+    p.commit("feature2 notes")
+    p.git("checkout", "-q", "feature1")
+    (p.root / "notes.txt").write_text("feature1\n")
+    p.commit("feature1 notes")
+    p.ok("install")
+    merge = p.run("git", "merge", "--no-edit", "feature2")
+    assert merge.returncode != 0 and "CONFLICT" in merge.stdout
+    assert sqlite_version(p.db_path) == {F1}  # post-merge did not run
+    (p.root / "notes.txt").write_text("both\n")
+    p.git("add", "notes.txt")
+    out = p.run("git", "commit", "--no-edit")
+    assert out.returncode == 0
+    assert "Traceback" not in out.stderr
+    assert sqlite_version(p.db_path) == {F1, F2}, out.stderr
+    assert "2 migration heads" in out.stderr
+    assert users(p) == EMAILS
+
+
+def test_status_and_list_say_where_the_index_and_the_copies_disagree(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.ok("switch", "feature2")
+    key = next(iter(snapshots(p)))
+    files = [f for f in (p.state_dir / "snapshots").iterdir() if key in f.name]
+    assert len(files) == 1
+    stray = files[0].with_name(files[0].name.replace(key, "left-by-a-kill"))
+    stray.write_bytes(files[0].read_bytes())
+    files[0].unlink()
+    status = p.ok("status").stdout
+    assert f"snapshot:   {key}" in status and "missing" in status
+    assert "unindexed:  a snapshot copy 'left-by-a-kill'" in status
+    assert "matches the working tree" in status  # the database itself is fine
+    assert "(missing" in p.ok("snapshot", "list").stdout
+
+
+def test_what_branchmig_keeps_is_readable_by_its_owner_only(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.ok("install")
+    p.checkout("feature2")
+    for path in [p.state_dir, *p.state_dir.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+    assert sqlite_tables(p.db_path) >= {"posts"}
