@@ -70,8 +70,8 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
             _warn_heads(ws, "rebase" if hook == "post-rewrite" else "merge")
     except SessionsBlockingError as err:
         _say(f"branchmig: {err.without_advice()} Nothing was changed. Close them (stop the "
-             "app server), then run: branchmig sync (or end them: branchmig sync "
-             "--terminate-connections)")
+             "app server), then run: branchmig sync; or to end them, run: branchmig sync "
+             "--terminate-connections")
     except BranchmigError as err:
         _say(f"branchmig: {err}")
         _say("branchmig: the checkout itself is done; see: branchmig status")

@@ -5,6 +5,7 @@ leaves the database as it was, and sessions that block a snapshot are named."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,17 @@ import pytest
 from db_servers import postgres_connection
 from e2e_projects import (
     BASE,
+    BRANCHMIG,
     EMAILS,
     F1,
     F2,
+    F2_SCRIPT,
     Project,
     alembic_template,  # noqa: F401
     check_killed_switch_is_put_back,
     check_raising_switch_changes_nothing,
     make_seed_project,
+    wait_for,
 )
 from sqlalchemy.engine import make_url
 
@@ -115,3 +119,50 @@ def test_postgres_killed_switch_is_put_back_by_the_next_command(
     p = pg_db_at_feature1_with_emails
     check_killed_switch_is_put_back(p, tmp_path / "sleeping", lambda: _state(p.url),
                                     "status")
+
+
+def test_a_hook_blocked_by_a_session_then_sync_keeps_the_rows(
+        pg_db_at_feature1_with_emails: Project) -> None:
+    """The hook cannot save (an app holds a session) and says what to run; that sync,
+    then the checkout back, brings feature1's rows back (they used to land in a shared
+    'detached' snapshot nothing restored)."""
+    p = pg_db_at_feature1_with_emails
+    p.ok("install")
+    with postgres_connection(p.url) as held:
+        held.execute("SELECT 1")
+        out = p.checkout("feature2")
+        assert "run: branchmig sync --terminate-connections" in out.stderr, out.stderr
+        assert "or pass" not in out.stderr and "Traceback" not in out.stderr
+        assert _version(p.url) == {F1}
+        p.ok("sync", "--terminate-connections")
+    assert _version(p.url) == {F2}
+    out = p.checkout("feature1")
+    assert "restored the snapshot of 'feature1'" in out.stderr, out.stderr
+    assert _users(p.url) == EMAILS
+
+
+def test_a_connection_terminated_mid_migration_leaves_the_database_as_before(
+        pg_db_at_feature1_with_emails: Project, tmp_path: Path) -> None:
+    p = pg_db_at_feature1_with_emails
+    marker = tmp_path / "migrating"
+    p.git("checkout", "-q", "feature2")
+    p.write(f"{F2}_posts.py", F2_SCRIPT.replace(
+        '                    sa.Column("title", sa.String(100)))',
+        '                    sa.Column("title", sa.String(100)))\n'
+        f'    open({str(marker)!r}, "w").close()\n'
+        '    import time; time.sleep(3)\n'
+        '    op.execute("SELECT 1")'))
+    p.commit("feature2: slow posts")
+    p.git("checkout", "-q", "feature1")
+    before = _state(p.url)
+    proc = subprocess.Popen([BRANCHMIG, "switch", "feature2"], cwd=p.root, env=p.environ(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: marker.exists() or proc.poll() is not None)
+    with postgres_connection(p.url) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr and "Nothing changed" in stderr, stderr
+    assert _state(p.url) == before
+    assert p.branch() == "feature1" and _version(p.url) == {F1}
