@@ -18,7 +18,7 @@ import pytest
 from branchmig import hooks
 from branchmig.errors import BranchmigError, ConfigError, GitError
 
-HOOK_NAMES = ("post-checkout", "post-merge", "post-rewrite")
+HOOK_NAMES = ("post-checkout", "post-merge", "post-rewrite", "post-commit")
 TEMPLATES = Path(__file__).resolve().parent.parent / "hooks"
 
 
@@ -144,7 +144,7 @@ def repo_with_foreign_post_checkout(
 # --- install / uninstall / installed -------------------------------------------------
 
 
-def test_install_writes_three_executable_hooks_and_config(
+def test_install_writes_four_executable_hooks_and_config(
     repo: Path, fake_python: FakePython
 ) -> None:
     result = hooks.install(
@@ -188,7 +188,7 @@ def test_installed_reports_hooks_dir_config_and_chained_hook(
     before = hooks.installed(repo_root=repo)
     assert not before.complete
     assert before.config is None and before.python is None and before.watch == ()
-    assert [hook.foreign for hook in before.hooks] == [True, False, False]
+    assert [hook.foreign for hook in before.hooks] == [True, False, False, False]
 
     hooks.install(repo_root=repo, python=str(fake_python.path), watch=["migrations"])
     after = hooks.installed(repo_root=repo / "migrations")
@@ -272,7 +272,8 @@ def test_uninstall_removes_only_ours_and_the_config(repo: Path, fake_python: Fak
 
     result = hooks.uninstall(repo_root=repo)
 
-    assert result.removed == (hooks_dir / "post-checkout", hooks_dir / "post-rewrite")
+    assert result.removed == (hooks_dir / "post-checkout", hooks_dir / "post-rewrite",
+                              hooks_dir / "post-commit")
     assert result.restored == ()
     assert result.config_removed
     assert theirs.read_text() == "#!/bin/sh\n# another tool\n"
