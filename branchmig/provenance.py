@@ -33,32 +33,34 @@ def owner_of_database(
     repo = ws.repo
     tips: dict[str, str] | None = None
 
-    def holding(branch: str | None) -> str | None:
-        """The tip of ``branch`` when it holds every head."""
+    def holding(branch: str | None, commit: str | None = None) -> str | None:
+        """The tip of ``branch`` (or ``commit``) when it holds every head."""
         nonlocal tips
         if not branch:
             return None
-        if tips is None:
-            tips = repo.branch_tips()
-        tip = tips.get(branch)
-        if tip is None:
-            return None
-        if not heads:
-            return tip
+        if commit is None:
+            if tips is None:
+                tips = repo.branch_tips()
+            commit = tips.get(branch)
+        if commit is None or not heads:
+            return commit
         try:
-            ids = {r.id for r in ws.scripts_at_commit(tip).revisions}
+            ids = {r.id for r in ws.scripts_at_commit(commit).revisions}
         except BranchmigError:
             return None
-        return tip if all(h in ids for h in heads) else None
+        return commit if all(h in ids for h in heads) else None
 
-    if hint is not None and (tip := holding(hint)):
-        return Owner(hint, hint_commit or tip, heads)
     record = state.owner(dbid.key)
     if record is None:
         for alias in dbid.aliases:
             record = record or state.owner(alias)
+    unchanged = record is not None and set(record.heads) == set(heads)
+    if hint is not None and record is not None and record.branch == hint and unchanged:
+        return Owner(hint, hint_commit or record.commit, heads)  # the usual case: no git
+    if hint is not None and (tip := holding(hint, hint_commit)):
+        return Owner(hint, tip, heads)
     if record is not None and record.branch is not None:
-        if set(record.heads) == set(heads):
+        if unchanged:
             return Owner(record.branch, record.commit, heads)
         if tip := holding(record.branch):
             return Owner(record.branch, tip, heads)

@@ -215,8 +215,12 @@ class State:
     def journal_path(self) -> Path:
         return self.root / "journal.json"
 
-    def write_journal(self, journal: Journal) -> None:
-        _write_json(self.journal_path, asdict(journal))
+    def write_journal(self, journal: Journal, *, durable: bool = True) -> None:
+        """``durable=False`` where losing the write to a power cut is safe (the older
+        journal then undoes a move instead of finishing it)."""
+        write_private(self.journal_path,
+                      json.dumps(asdict(journal), separators=(",", ":")).encode(),
+                      durable=durable)
 
     def read_journal(self) -> Journal | None:
         data = _read_json(self.journal_path, None)
@@ -287,9 +291,12 @@ class State:
                      heads=tuple(data.get("heads") or ()))
 
     def set_owner(self, database: str, owner: Owner) -> None:
-        _write_json(self.root / "owners" / f"{database}.json",
-                    {"branch": owner.branch, "commit": owner.commit,
-                     "heads": list(owner.heads), "at": time.time()})
+        # Not waited for: a record lost to a power cut only sends the next move to the
+        # reflog to find whom the database belongs to.
+        data = {"branch": owner.branch, "commit": owner.commit, "heads": list(owner.heads),
+                "at": time.time()}
+        write_private(self.root / "owners" / f"{database}.json",
+                      json.dumps(data).encode())
 
     def suspect(self, database: str) -> Suspect | None:
         data = _read_json(self.root / "suspects" / f"{database}.json", None)
@@ -333,11 +340,33 @@ class State:
             if isinstance(held, dict) and not self._holds_path(entry["key"]).exists():
                 self._write_holds(entry["key"], held)
         _write_json(self._index_path, [asdict(r) for r in records])
+        self._mark_waiting({r.branch for r in records
+                            if r.branch and r.purpose in ("branch", "manual")})
         kept = {f"{r.key}.marshal" for r in records}
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(self.root / "snapshot-holds"):
                 if name not in kept:
                     (self.root / "snapshot-holds" / name).unlink()
+
+    def _mark_waiting(self, branches: set[str]) -> None:
+        """An empty file ``restore-on/<branch>`` for each branch with a snapshot of its
+        own: the post-checkout hook's shell runs branchmig for such a branch even when the
+        migrations did not change."""
+        folder = self.root / "restore-on"
+        present = set()
+        if folder.is_dir():
+            for path in folder.rglob("*"):
+                if path.is_file():
+                    present.add(path.relative_to(folder).as_posix())
+        for name in present - branches:
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()
+        for name in branches - present:
+            path = folder / name
+            if ".." in Path(name).parts:
+                continue
+            with contextlib.suppress(OSError, StateError):
+                write_private(path, b"")
 
     def add_snapshot(self, record: SnapshotRecord, applied: Mapping[str, str]) -> None:
         """Index ``record``, holding ``applied``: written first, so an index entry never
@@ -358,5 +387,4 @@ class State:
         return self.root / "snapshot-holds" / f"{key}.marshal"
 
     def _write_holds(self, key: str, applied: Mapping[str, str]) -> None:
-        write_private(self._holds_path(key), marshal.dumps((APPLIED_FORMAT, dict(applied))),
-                      durable=True)
+        write_private(self._holds_path(key), marshal.dumps((APPLIED_FORMAT, dict(applied))))

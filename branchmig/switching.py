@@ -275,10 +275,13 @@ def switch(
     _check_clean(ws, head, commit, branch)
     target = Graph.build(ws.scripts_at_commit(commit, ref=branch).revisions)
     entering = branch if repo.is_branch(branch) else None
+    here = repo.current_branch()
     with opened(ws, progress, dry_run=dry_run) as s:
-        return _move(s, target=target, target_commit=commit, previous=repo.head_commit(),
+        if s.recovery is not None and s.recovery.checked_out:
+            head, here = repo.head_commit(), repo.current_branch()
+        return _move(s, target=target, target_commit=commit, previous=head,
                      dry_run=dry_run, snapshot=snapshot, terminate=terminate_connections,
-                     checkout=branch, hint=repo.current_branch(), entering=entering)
+                     checkout=branch, hint=here, entering=entering)
 
 
 def _check_clean(ws: Workspace, head: str | None, commit: str, branch: str) -> None:
@@ -390,7 +393,7 @@ def _move(
         _finish(s, entering, target_commit, before)
         return result
     after = _execute(s, d, target=target, target_commit=target_commit, checkout=checkout,
-                     entering=entering, terminate=terminate)
+                     entering=entering, terminate=terminate, previous=previous, hint=hint)
     return replace(result, after=after, notes=tuple(s.notes),
                    saved=d.snapshots.save if d.snapshots.keep else None)
 
@@ -402,21 +405,22 @@ def _finish(s: Session, entering: str | None, commit: str | None,
 
 
 def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | None,
-             checkout: str | None, entering: str | None, terminate: bool) -> tuple[str, ...]:
+             checkout: str | None, entering: str | None, terminate: bool,
+             previous: str | None, hint: str | None) -> tuple[str, ...]:
     """Carry out the decision under the journal: all or nothing when a snapshot is taken."""
     state, plan, restore, snaps = s.state, d.plan, d.restore, d.snapshots
     before = s.db.heads
     backend = s.backend(terminate=terminate) if snaps.save else None
+    # A switch checks out again what it found checked out (its hint is that branch and
+    # its previous commit that HEAD); a sync's recovery gives the database to its owner.
     journal = Journal(operation="switch" if checkout else "sync", pid=os.getpid(),
-                      started=time.time(), database=s.dbkey, from_commit=d.owner.commit,
-                      from_branch=d.owner.branch,
+                      started=time.time(), database=s.dbkey,
+                      from_commit=previous if checkout else d.owner.commit,
+                      from_branch=hint if checkout else d.owner.branch,
                       to=checkout or entering or "the working tree",
                       safety_snapshot=snaps.save,
                       restored_snapshot=restore.key if restore is not None else None,
                       to_commit=target_commit, to_branch=entering)
-    if checkout is not None:  # a switch checks out again what it found checked out
-        journal.from_branch = s.ws.repo.current_branch()
-        journal.from_commit = s.ws.repo.head_commit()
     state.write_journal(journal)
     source = d.source
     try:
@@ -469,7 +473,7 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
         def on_start(direction: str, revision: str) -> None:
             if backend is None:  # with a snapshot, a kill restores it instead
                 journal.in_flight = [direction, revision]
-                state.write_journal(journal)
+                state.write_journal(journal, durable=False)
             _failpoint("step")
 
         after = _run(s, plan, source, target, between=between, on_start=on_start)
@@ -485,7 +489,7 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
         if snaps.save is not None and not snaps.keep:
             journal.drops.append(snaps.save)
     journal.phase = "done"
-    state.write_journal(journal)
+    state.write_journal(journal, durable=False)
     _failpoint("done")
     if backend is not None:
         finish_drops(backend, state, journal)

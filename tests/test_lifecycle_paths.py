@@ -293,3 +293,21 @@ def test_what_branchmig_keeps_is_readable_by_its_owner_only(
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
     assert sqlite_tables(p.db_path) >= {"posts"}
+
+
+def test_a_branch_on_the_same_commit_still_gets_its_own_rows_back(
+        db_at_feature1_head_with_emails: Project) -> None:
+    """`reset --hard` puts another branch on feature1's commit; the checkout of feature1
+    then changes no migration (PREV == NEW), and its snapshot comes back all the same."""
+    p = db_at_feature1_head_with_emails
+    p.ok("install")
+    p.checkout("main")
+    p.checkout("-b", "copy", "feature2")
+    p.git("reset", "-q", "--hard", "feature1")
+    p.ok("sync")
+    assert users(p) == [("ada", None), ("bob", None)]  # migrated: feature1's rows wait
+    out = p.checkout("feature1")
+    assert "restored the snapshot of 'feature1'" in out.stderr, out.stderr
+    assert users(p) == EMAILS
+    out = p.checkout("-b", "another")  # nothing waits for a new branch: no Python at all
+    assert "branchmig" not in out.stderr

@@ -57,7 +57,13 @@ MARKER_TABLE = "_branchmig_snapshot"
 OBJECTS_TABLE = "_branchmig_objects"
 # Snapshots saved before views, routines and events were kept hold only their triggers.
 TRIGGERS_TABLE = "_branchmig_triggers"
-OWN_TABLES = (MARKER_TABLE, OBJECTS_TABLE, TRIGGERS_TABLE)
+# A snapshot being made carries its marker under this name until it is complete; the
+# restore that consumes a snapshot renames its marker to CONSUMED_TABLE in the same RENAME
+# TABLE that swaps the data. So ``stored()`` never lists a half-made snapshot, nor one whose
+# tables are gone, whenever a kill lands.
+PENDING_TABLE = "_branchmig_pending"
+CONSUMED_TABLE = "_branchmig_consumed"
+OWN_TABLES = (MARKER_TABLE, OBJECTS_TABLE, TRIGGERS_TABLE, PENDING_TABLE, CONSUMED_TABLE)
 MOVABLE_TABLE_TYPES = ("BASE TABLE", "SEQUENCE")
 # How long a restore waits for other sessions' open transactions on the tables it renames.
 LOCK_WAIT_SECONDS = 10
@@ -152,12 +158,14 @@ class MySQLBackend:
                     f"Cannot save snapshot {key!r}: {self.describe()} does not exist. "
                     "Create it (alembic upgrade head) or run with --no-snapshot."
                 )
+            self._drop_left_over(cur)
             with reporting(self.progress, "saved", lambda: self._database_size(cur, target)):
                 cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
                 try:
                     self._create_database_like_live(cur, target, key)
                     self._copy_tables(cur, target)
                     self._keep_objects(cur, target, self._schema_objects(cur, self.live))
+                    _rename_tables(cur, [(target, PENDING_TABLE, target, MARKER_TABLE)])
                 except BaseException:
                     cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
                     raise
@@ -209,12 +217,14 @@ class MySQLBackend:
                 with contextlib.suppress(pymysql.err.OperationalError):
                     cur.execute(f"KILL {int(session_id)}")
         moves = [
-            (self.live, table, old) for table in self._tables(cur, self.live)
+            (self.live, table, old, table) for table in self._tables(cur, self.live)
         ] + [
-            (snapshot, table, self.live)
+            (snapshot, table, self.live, table)
             for table in self._tables(cur, snapshot)
             if table not in OWN_TABLES
-        ]
+        ] + [(snapshot, MARKER_TABLE, snapshot, CONSUMED_TABLE)]
+        if PENDING_TABLE in self._tables(cur, old):
+            moves.append((old, PENDING_TABLE, old, MARKER_TABLE))
         live_objects = self._schema_objects(cur, self.live)
         self._keep_objects(cur, old, live_objects)
         cur.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}")
@@ -230,7 +240,8 @@ class MySQLBackend:
         except BaseException:
             # All or nothing: the snapshot gets its tables back, the live database its own.
             self._drop_objects(cur, self._schema_objects(cur, self.live), [])
-            _rename_tables(cur, [(to, table, source) for source, table, to in reversed(moves)])
+            _rename_tables(cur, [(to, new, source, table)
+                                 for source, table, to, new in reversed(moves)])
             self._create_objects(cur, live_objects, key)
             raise
 
@@ -408,13 +419,29 @@ class MySQLBackend:
         charset, collation = cur.fetchone() or ("utf8mb4", None)
         options = f" CHARACTER SET {charset}" + (f" COLLATE {collation}" if collation else "")
         cur.execute(f"CREATE DATABASE {quote(name)}{options}")
-        if key is not None:
+        if key is not None:  # published (renamed to MARKER_TABLE) once complete
             marker = json.dumps({"live": self.live, "key": key}, ensure_ascii=False)
             cur.execute(
-                f"CREATE TABLE {quote(name)}.{quote(MARKER_TABLE)} (id INT PRIMARY KEY) "
+                f"CREATE TABLE {quote(name)}.{quote(PENDING_TABLE)} (id INT PRIMARY KEY) "
                 "COMMENT = %s",
                 (marker,),
             )
+
+    def _drop_left_over(self, cur: Any) -> None:
+        """Drop what killed saves and restores of this live database left: databases
+        whose marker is still pending or already consumed (never a snapshot)."""
+        cur.execute(
+            "SELECT TABLE_SCHEMA, TABLE_COMMENT FROM information_schema.TABLES "
+            "WHERE TABLE_NAME IN (%s, %s)",
+            (PENDING_TABLE, CONSUMED_TABLE),
+        )
+        for schema, comment in cur.fetchall():
+            try:
+                live = json.loads(comment)["live"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if live == self.live and schema != self.live:
+                cur.execute(f"DROP DATABASE IF EXISTS {quote(schema)}")
 
     def _copy_tables(self, cur: Any, target: str) -> None:
         tables = self._tables(cur, self.live, ("BASE TABLE",))
@@ -547,15 +574,15 @@ def _reason(err: Exception) -> str:
     return str(err) or type(err).__name__
 
 
-def _rename_tables(cur: Any, moves: list[tuple[str, str, str]]) -> None:
-    """Move each (database, table, to database) in one statement, in order: all of them,
-    or none."""
+def _rename_tables(cur: Any, moves: list[tuple[str, str, str, str]]) -> None:
+    """Move each (database, table, to database, to table) in one statement, in order: all
+    of them, or none."""
     if moves:
         cur.execute(
             "RENAME TABLE "
             + ", ".join(
-                f"{quote(source)}.{quote(table)} TO {quote(to)}.{quote(table)}"
-                for source, table, to in moves
+                f"{quote(source)}.{quote(table)} TO {quote(to)}.{quote(new)}"
+                for source, table, to, new in moves
             )
         )
 

@@ -166,7 +166,10 @@ class PostgreSQLBackend:
             size = facts.size
             if facts.others_connected:
                 self._clear_sessions(conn, [self.live], action="save", key=key)
-            partial = f"bm_partial_{secrets.token_hex(8)}"
+            # Named after the live database, so the next save drops what a killed one left.
+            stem = f"bm_partial_{short_hash(self.live)}_"
+            self._drop_left_partials(conn, stem)
+            partial = f"{stem}{secrets.token_hex(8)}"
             with reporting(self.progress, "saved", lambda: size):
                 try:
                     conn.execute(
@@ -204,6 +207,14 @@ class PostgreSQLBackend:
                     raise
             self._remove_dump(key)
             return StoredSnapshot(key, self.name, target, size)
+
+    @staticmethod
+    def _drop_left_partials(conn: Connection, stem: str) -> None:
+        left = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                            (stem,)).fetchall()
+        for (name,) in left:
+            with contextlib.suppress(psycopg.Error):  # another save's, still being made
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
     def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
         check_restore_keys(self, key, keep_current_as)
