@@ -1,0 +1,627 @@
+# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
+"""The product's core promise as a model: whatever mix of checkouts (through the hook or
+``branchmig switch``), resets, merges, rebases, deleted branches, worktrees, plain Alembic
+runs and killed switches a developer goes through, (A) the database always ends at the
+working tree's heads, and (B) a branch checked out again finds the rows it had when it was
+left, unless its scripts changed meanwhile, which branchmig then says ("scripts changed").
+
+A hypothesis ``RuleBasedStateMachine`` drives real git, a real ``alembic init`` project on
+the SQLite file app.db and the real ``branchmig`` CLI, with hooks installed. Every new
+migration creates a table of its own, ``t_<rev>`` (its downgrade drops it), so leaving a
+branch whose migrations the next branch lacks loses data unless a snapshot keeps it.
+
+The model learns the revision graph of any ref from the scripts git holds (never from
+branchmig), and records, when a branch is left, the rows of the tables the move drops.
+
+CI: ``BRANCHMIG_MODEL_EXAMPLES`` (default 5) examples of ``BRANCHMIG_MODEL_STEPS`` (10)
+steps; raise both for a soak.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from e2e_projects import (
+    BIN,
+    BRANCHMIG,
+    F2,
+    Project,
+    alembic_template,  # noqa: F401
+    make_seed_project,
+    script,
+    sqlite_dump,
+    sqlite_version,
+)
+from gitutil import git_env
+from hypothesis import HealthCheck, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+ALEMBIC = str(BIN / "alembic")
+VERSIONS = "alembic/versions"
+# Short lowercase names, and one pair differing only in case: git keeps them apart, and
+# so must their data.
+NEW_BRANCHES = ("a", "b", "feat", "Feat")
+SCRIPTS_CHANGED = "scripts changed"
+
+EXAMPLES = int(os.environ.get("BRANCHMIG_MODEL_EXAMPLES", "5"))
+STEPS = int(os.environ.get("BRANCHMIG_MODEL_STEPS", "10"))
+SETTINGS = settings(
+    max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    database=None,  # no .hypothesis folder in the repository
+)
+
+
+# -- what git holds: the revision graph of a ref, read from the scripts themselves ---------
+
+
+@dataclass(frozen=True)
+class Rev:
+    id: str
+    parents: tuple[str, ...]
+    blob: str  # git's id of the script's text: a changed script has another
+
+
+Graph = dict[str, Rev]
+
+
+def _identifiers(text: str) -> tuple[str, tuple[str, ...]] | None:
+    """``revision`` and ``down_revision`` of a migration script, by reading it (no
+    import): None for a file that is no migration."""
+    found: dict[str, object] = {}
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                found[target.id] = ast.literal_eval(value)
+    revision, down = found.get("revision"), found.get("down_revision")
+    if not isinstance(revision, str):
+        return None
+    parents = () if down is None else (down,) if isinstance(down, str) else tuple(down)
+    return revision, tuple(str(d) for d in parents)
+
+
+def git_out(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, env=git_env(), capture_output=True,
+                          text=True, check=True).stdout
+
+
+def graph_at(cwd: Path, ref: str) -> Graph:
+    graph: Graph = {}
+    for line in git_out(cwd, "ls-tree", "-r", ref, "--", VERSIONS).splitlines():
+        meta, path = line.split("\t", 1)
+        blob = meta.split()[2]
+        if not path.endswith(".py"):
+            continue
+        found = _identifiers(git_out(cwd, "cat-file", "blob", blob))
+        if found is not None:
+            graph[found[0]] = Rev(found[0], found[1], blob)
+    return graph
+
+
+def heads_of(graph: Graph) -> set[str]:
+    parents = {p for rev in graph.values() for p in rev.parents}
+    return set(graph) - parents
+
+
+# -- what the database holds ---------------------------------------------------------------
+
+
+def table_rows(db: Path, table: str, column: str) -> list[tuple[int, str]] | None:
+    """The rows of ``table`` by id; None when there is no such table."""
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return [(int(r[0]), str(r[1])) for r in
+                conn.execute(f"SELECT id, {column} FROM {table} ORDER BY id")]
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        conn.close()
+
+
+def insert_rows(db: Path, table: str, column: str, values: list[str]) -> None:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        with conn:
+            conn.executemany(f"INSERT INTO {table} ({column}) VALUES (?)",
+                             [(v,) for v in values])
+    finally:
+        conn.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Left:
+    """A table a branch lost when it was left, with what it held then."""
+
+    rev: str
+    blob: str
+    rows: list[tuple[int, str]]
+
+
+# -- the model -------------------------------------------------------------------------------
+
+
+class LifecycleModel(RuleBasedStateMachine):
+    """One fresh project per example; ``template`` and ``workdir`` are set by the test."""
+
+    template: Path
+    workdir: Path
+
+    new_names = Bundle("new_names")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="model-", dir=self.workdir))
+        self.p: Project | None = None
+        # The tables each revision creates, and the column the model writes into.
+        self.tables: dict[str, tuple[str, str]] = {F2: ("posts", "title")}
+        self.left: dict[str, dict[str, Left]] = {}  # branch -> table -> what it held
+        self.serial = 0
+        self.switch_seconds: list[float] = [1.0]
+        self.hook_seconds: list[float] = [0.8]
+        self.worktrees = 0
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @property
+    def project(self) -> Project:
+        assert self.p is not None
+        return self.p
+
+    def next_serial(self) -> int:
+        self.serial += 1
+        return self.serial
+
+    def branches(self) -> list[str]:
+        out = git_out(self.project.root, "for-each-ref", "--format=%(refname:short)",
+                      "refs/heads")
+        return sorted(out.split())
+
+    def current(self) -> str | None:
+        name = self.project.branch()
+        return None if name == "HEAD" else name
+
+    def others(self) -> list[str]:
+        return [b for b in self.branches() if b != self.current()]
+
+    def has_others(self) -> bool:
+        return self.p is not None and self.current() is not None and bool(self.others())
+
+    def tree(self, ref: str = "HEAD") -> Graph:
+        return graph_at(self.project.root, ref)
+
+    def rows(self, table: str, column: str) -> list[tuple[int, str]] | None:
+        return table_rows(self.project.db_path, table, column)
+
+    def say(self, what: str, proc: subprocess.CompletedProcess[str]) -> str:
+        output = (proc.stdout + proc.stderr).strip()
+        note(f"$ {what}  -> exit {proc.returncode}" + (f"\n    {output}" if output else ""))
+        return output
+
+    def must(self, *args: str, what: str | None = None) -> str:
+        """A command (git, alembic, branchmig) that must succeed; its output."""
+        proc = self.project.run(*args)
+        shown = what or " ".join(Path(args[0]).name if i == 0 else a
+                                 for i, a in enumerate(args))
+        output = self.say(shown, proc)
+        assert proc.returncode == 0, f"{shown} failed:\n{output}"
+        assert "Traceback" not in output, f"{shown}:\n{output}"
+        return output
+
+    def bm(self, *args: str) -> str:
+        return self.must(BRANCHMIG, *args, what="branchmig " + " ".join(args))
+
+    def sync(self) -> str:
+        """The ``branchmig sync`` after a rule that ran no hook."""
+        return self.bm("sync")
+
+    def record_leaving(self, target_ref: str) -> dict[str, Left]:
+        """The rows of the tables that moving from the working tree to ``target_ref``
+        drops: the revisions the target lacks, or has with another script."""
+        here, there = self.tree(), self.tree(target_ref)
+        dropped: dict[str, Left] = {}
+        for rev in here.values():
+            if rev.id not in self.tables:
+                continue
+            other = there.get(rev.id)
+            if other is not None and other.blob == rev.blob:
+                continue
+            table, column = self.tables[rev.id]
+            rows = self.rows(table, column)
+            assert rows is not None, f"{table} of {rev.id} is missing before the move"
+            dropped[table] = Left(rev.id, rev.blob, rows)
+        return dropped
+
+    def left_branch(self, branch: str | None, dropped: dict[str, Left]) -> None:
+        if branch is not None:
+            self.left[branch] = dropped
+            if dropped:
+                note(f"    model: '{branch}' left with " + ", ".join(
+                    f"{t}={len(lf.rows)} rows" for t, lf in sorted(dropped.items())))
+
+    def check_entered(self, branch: str | None, output: str) -> None:
+        """Invariant B: ``branch`` just came back; the tables it lost when it was left
+        hold what they held then, unless its scripts changed meanwhile."""
+        if branch is None:
+            return
+        recorded = self.left.pop(branch, {})
+        if not recorded:
+            return
+        tree = self.tree()
+        for table, lf in sorted(recorded.items()):
+            rev = tree.get(lf.rev)
+            if rev is None:
+                continue  # the branch no longer has this revision: nothing to bring back
+            if rev.blob != lf.blob:
+                assert SCRIPTS_CHANGED in output, (
+                    f"'{branch}' came back with {lf.rev}'s script changed, so {table} "
+                    f"could not be restored, but branchmig did not say '{SCRIPTS_CHANGED}'."
+                    f"\nIts output:\n{output}")
+                continue
+            column = self.tables[lf.rev][1]
+            assert self.rows(table, column) == lf.rows, (
+                f"'{branch}' came back but {table} (of {lf.rev}) lost its rows: expected "
+                f"{lf.rows}, found {self.rows(table, column)}.\nbranchmig said:\n{output}")
+
+    def pick(self, data: st.DataObject, choices: list[str], label: str) -> str:
+        return data.draw(st.sampled_from(sorted(choices)), label=label)
+
+    # -- setup ----------------------------------------------------------------------------
+
+    @initialize(target=new_names, mode=st.sampled_from(["auto", "always"]))
+    def seed_project_with_hooks(self, mode: str) -> object:
+        """The seed repository (main: users; feature1: users.email; feature2: posts),
+        the snapshot mode in pyproject.toml, hooks installed, the database at main."""
+        self.p = make_seed_project(self.template, self.folder / "project", kind="alembic",
+                                   extra_pyproject=f'snapshots = "{mode}"\n')
+        note(f"seed project, snapshots = {mode!r}")
+        self.bm("install")
+        self.sync()
+        return multiple(*NEW_BRANCHES)
+
+    # -- rules: branches and migrations -------------------------------------------------
+
+    @precondition(lambda self: self.p is not None and self.current() is not None)
+    @rule(name=consumes(new_names))
+    def create_branch_here(self, name: str) -> None:
+        """``git checkout -b NAME``: same commit, so the hook leaves the database alone."""
+        self.must("git", "checkout", "-q", "-b", name)
+
+    @precondition(lambda self: self.p is not None and self.current() is not None
+                  and len(heads_of(self.tree())) == 1)
+    @rule(apply_with=st.sampled_from(["branchmig sync", "alembic upgrade heads"]),
+          count=st.integers(1, 3))
+    def commit_migration_and_write_rows(self, apply_with: str, count: int) -> None:
+        """A new migration (its own table) committed on the current branch, applied by
+        ``branchmig sync`` or plain Alembic (then a sync), and rows written into it."""
+        p = self.project
+        (head,) = heads_of(self.tree())
+        rev = f"r{self.next_serial():02d}{random.Random(self.serial).randrange(16**6):06x}"
+        table = f"t_{rev}"
+        p.write(f"{rev}_{table}.py", script(
+            rev, head,
+            f'    op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True),\n'
+            f'                    sa.Column("v", sa.Text))',
+            f'    op.drop_table("{table}")'))
+        p.commit(f"{self.current()}: {table}")
+        self.tables[rev] = (table, "v")
+        note(f"$ git commit  # {rev} creates {table} on '{self.current()}', after {head}")
+        if apply_with == "alembic upgrade heads":
+            self.must(ALEMBIC, "upgrade", "heads")
+        self.sync()
+        self.write_into(table, "v", count)
+
+    def write_into(self, table: str, column: str, count: int) -> None:
+        values = [f"{self.current()}#{self.next_serial()}" for _ in range(count)]
+        insert_rows(self.project.db_path, table, column, values)
+        insert_rows(self.project.db_path, "users", "name", values)
+        note(f"    wrote {values} into {table} (and users)")
+
+    @precondition(lambda self: self.p is not None and self.current() is not None
+                  and any(r in self.tables for r in self.tree()))
+    @rule(data=st.data(), count=st.integers(1, 2))
+    def write_rows(self, data: st.DataObject, count: int) -> None:
+        """Rows into one of the tables the current branch's migrations created."""
+        mine = [r for r in self.tree() if r in self.tables]
+        rev = self.pick(data, mine, "revision")
+        self.write_into(*self.tables[rev], count)
+
+    # -- rules: moving between branches ----------------------------------------------------
+
+    @precondition(has_others)
+    @rule(data=st.data())
+    def checkout_through_the_hook(self, data: st.DataObject) -> None:
+        target = self.pick(data, self.others(), "branch")
+        leaving, dropped = self.current(), self.record_leaving(target)
+        started = time.monotonic()
+        output = self.must("git", "checkout", "-q", target)
+        self.hook_seconds.append(time.monotonic() - started)
+        self.left_branch(leaving, dropped)
+        self.check_entered(target, output)
+
+    @precondition(has_others)
+    @rule(data=st.data())
+    def branchmig_switch(self, data: st.DataObject) -> None:
+        target = self.pick(data, self.others(), "branch")
+        leaving, dropped = self.current(), self.record_leaving(target)
+        started = time.monotonic()
+        output = self.bm("switch", target)
+        self.switch_seconds.append(time.monotonic() - started)
+        self.left_branch(leaving, dropped)
+        self.check_entered(target, output)
+
+    @precondition(has_others)
+    @rule(data=st.data())
+    def checkout_without_hooks_then_sync(self, data: st.DataObject) -> None:
+        """Hooks uninstalled, ``git checkout``, hooks back, then ``branchmig sync``: the
+        sync does what the hook would have done."""
+        target = self.pick(data, self.others(), "branch")
+        leaving, dropped = self.current(), self.record_leaving(target)
+        self.bm("uninstall")
+        self.must("git", "checkout", "-q", target)
+        self.bm("install")
+        output = self.sync()
+        self.left_branch(leaving, dropped)
+        self.check_entered(target, output)
+
+    @precondition(has_others)
+    @rule(data=st.data())
+    def reset_hard_then_sync(self, data: st.DataObject) -> None:
+        """``git reset --hard OTHER`` (no hook runs) then ``branchmig sync``. The branch
+        stays checked out: it now holds OTHER's migrations, and keeps no promise for the
+        ones it dropped."""
+        target = self.pick(data, self.others(), "onto")
+        self.must("git", "reset", "-q", "--hard", target)
+        self.sync()
+
+    # -- rules: merges, rebases, deleted branches --------------------------------------
+
+    def close_two_heads(self, rebase: bool) -> None:
+        """``branchmig merge-heads`` (``--rebase``) when the tree has several heads, the
+        file committed, then a sync (a commit runs no hook)."""
+        if len(heads_of(self.tree())) <= 1:
+            return
+        self.bm("merge-heads", *(["--rebase"] if rebase else []))
+        self.must("git", "add", "-A")
+        self.must("git", "commit", "-q", "-m", "close the heads")
+        self.sync()
+
+    @precondition(has_others)
+    @rule(data=st.data(), close_with_rebase=st.booleans())
+    def git_merge_then_merge_heads(self, data: st.DataObject, close_with_rebase: bool) -> None:
+        other = self.pick(data, self.others(), "merged")
+        self.must("git", "merge", "-q", "--no-edit", other)
+        self.close_two_heads(close_with_rebase)
+
+    @precondition(has_others)
+    @rule(data=st.data(), close_with_rebase=st.booleans())
+    def git_rebase_then_merge_heads(self, data: st.DataObject,
+                                    close_with_rebase: bool) -> None:
+        onto = self.pick(data, self.others(), "onto")
+        proc = self.project.run("git", "rebase", onto)
+        output = self.say(f"git rebase {onto}", proc)
+        if proc.returncode != 0:  # a conflict (two edits of one script): give it up
+            self.must("git", "rebase", "--abort")
+            self.sync()
+            return
+        assert "Traceback" not in output, output
+        self.close_two_heads(close_with_rebase)
+
+    @precondition(lambda self: self.p is not None and self.current() is not None
+                  and len(self.others()) >= 2)
+    @rule(data=st.data())
+    def delete_other_branch(self, data: st.DataObject) -> None:
+        gone = self.pick(data, self.others(), "deleted")
+        self.must("git", "branch", "-q", "-D", gone)
+        self.left.pop(gone, None)
+
+    @precondition(has_others)
+    @rule(data=st.data())
+    def edit_script_of_other_branch(self, data: st.DataObject) -> None:
+        """A commit on another branch that edits one of its table's scripts (a comment),
+        made in a scratch worktree with hooks off: when it comes back, its snapshot is out
+        of date, and branchmig must say so."""
+        other = self.pick(data, self.others(), "edited")
+        mine = sorted(r for r in self.tree(other) if r in self.tables)
+        if not mine:
+            return
+        rev = self.pick(data, mine, "revision")
+        scratch = self.folder / f"edit-{self.next_serial()}"
+        no_hooks = ("-c", f"core.hooksPath={self.folder / 'no-hooks'}")
+        self.must("git", *no_hooks, "worktree", "add", "-q", str(scratch), other,
+                  what=f"git worktree add (hooks off) {scratch.name} {other}")
+        (path,) = [ln.split("\t", 1)[1] for ln in git_out(
+            scratch, "ls-tree", "-r", "HEAD", "--", VERSIONS).splitlines()
+            if self.tree(other)[rev].blob in ln]
+        with open(scratch / path, "a") as f:
+            f.write(f"# edited on '{other}' ({self.serial})\n")
+        git_out(scratch, *no_hooks, "commit", "-q", "-am", f"{other}: edit {rev}")
+        self.must("git", "worktree", "remove", "--force", str(scratch))
+        note(f"    edited {rev}'s script on '{other}'")
+
+    # -- rules: worktrees ------------------------------------------------------------------
+
+    @precondition(has_others)
+    @rule(data=st.data())
+    def worktree_of_other_branch(self, data: st.DataObject) -> None:
+        """``git worktree add ../wt-N BRANCH``: its own app.db at BRANCH's heads, and the
+        main worktree's database untouched; then the worktree is removed."""
+        other = self.pick(data, self.others(), "branch")
+        self.worktrees += 1
+        wt = self.project.root.parent / f"wt-{self.worktrees}"
+        before = sqlite_dump(self.project.db_path)
+        self.must("git", "worktree", "add", "-q", str(wt), other,
+                  what=f"git worktree add ../{wt.name} {other}")
+        assert sqlite_version(wt / "app.db") == heads_of(self.tree(other)), (
+            f"the worktree's app.db is at {sqlite_version(wt / 'app.db')}, "
+            f"not at '{other}''s heads {heads_of(self.tree(other))}")
+        assert sqlite_dump(self.project.db_path) == before, (
+            "adding a worktree changed the main worktree's database")
+        self.must("git", "worktree", "remove", "--force", str(wt))
+
+    # -- rules: killed switches ----------------------------------------------------------
+
+    def typical(self, seconds: list[float]) -> float:
+        return sorted(seconds)[len(seconds) // 2]
+
+    @precondition(has_others)
+    @rule(data=st.data(), instant=st.floats(0, 1),
+          recover_with=st.sampled_from(["sync", "status"]))
+    def kill_a_switch_then_recover(self, data: st.DataObject, instant: float,
+                                   recover_with: str) -> None:
+        """``branchmig switch`` killed (SIGKILL) at a uniformly random instant within its
+        typical duration, then the next branchmig command: the checkout and the database
+        are exactly as before the switch, or as after it."""
+        p = self.project
+        target = self.pick(data, self.others(), "branch")
+        leaving, dropped = self.current(), self.record_leaving(target)
+        before = sqlite_dump(p.db_path)
+        delay = instant * self.typical(self.switch_seconds)
+        log = self.folder / "killed.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen([BRANCHMIG, "switch", target], cwd=p.root,
+                                    env=p.environ(), stdout=out, stderr=subprocess.STDOUT)
+            time.sleep(delay)
+            killed = proc.poll() is None
+            if killed:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+        said = log.read_text().strip()
+        note(f"$ branchmig switch {target}  # SIGKILL after {delay:.2f}s: "
+             f"{'killed' if killed else f'had ended, exit {proc.returncode}'}"
+             + (f"\n    {said}" if said else ""))
+        output = said + "\n" + self.bm(recover_with)
+        if self.current() == leaving:
+            assert sqlite_dump(p.db_path) == before, (
+                f"after the killed switch and 'branchmig {recover_with}', '{leaving}' is "
+                "checked out but the database is not as before the switch")
+            return
+        assert self.current() == target, f"checked out: {self.current()}"
+        assert sqlite_version(p.db_path) == heads_of(self.tree()), (
+            f"'{target}' is checked out after the killed switch and 'branchmig "
+            f"{recover_with}', but the database is at {sqlite_version(p.db_path)}: neither "
+            "before nor after the switch")
+        self.left_branch(leaving, dropped)
+        self.check_entered(target, output)
+
+    @precondition(has_others)
+    @rule(data=st.data(), instant=st.floats(0, 1))
+    def kill_the_hook_of_a_checkout_then_sync(self, data: st.DataObject,
+                                              instant: float) -> None:
+        """The hook's Python child of ``git checkout`` killed (SIGKILL) at a uniformly
+        random instant within a hook's typical duration; git finishes the checkout, and
+        ``branchmig sync`` finishes the job."""
+        p = self.project
+        target = self.pick(data, self.others(), "branch")
+        leaving, dropped = self.current(), self.record_leaving(target)
+        delay = instant * self.typical(self.hook_seconds)
+        git = subprocess.Popen(["git", "checkout", "-q", target], cwd=p.root,
+                               env=p.environ(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        started, killed = time.monotonic(), False
+        while git.poll() is None and not killed:
+            if time.monotonic() - started >= delay:
+                for pid in descendants(git.pid):
+                    if "branchmig.hookrun" in cmdline(pid):
+                        with_suppressed_race(pid)
+                        killed = True
+                if time.monotonic() - started > delay + 0.2:
+                    break  # no hook child (nothing to migrate): let git finish
+            time.sleep(0.01)
+        said = (git.communicate(timeout=60)[0] or "").strip()
+        note(f"$ git checkout {target}  # hook SIGKILLed after {delay:.2f}s: {killed}"
+             + (f"\n    {said}" if said else ""))
+        assert git.returncode == 0, said
+        output = said + "\n" + self.sync()
+        assert self.current() == target
+        self.left_branch(leaving, dropped)
+        self.check_entered(target, output)
+
+    # -- invariant A -----------------------------------------------------------------------
+
+    @invariant()
+    def database_is_at_the_working_trees_heads(self) -> None:
+        if self.p is None:
+            return
+        data = self.project.status()
+        heads = heads_of(self.tree())
+        assert set(data["db_heads"]) == set(data["code_heads"]) == heads, data
+        assert data["pending"] == [] and data["unknown"] == [], data
+        assert sqlite_version(self.project.db_path) == heads, (
+            f"alembic_version holds {sqlite_version(self.project.db_path)}, the tree's "
+            f"heads are {heads}")
+
+
+def with_suppressed_race(pid: int) -> None:
+    """SIGKILL ``pid``, which may have ended since it was seen."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_every_branch_gets_its_data_back_whatever_git_does(
+        alembic_template: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Hypothesis builds the machine once per example: the session fixture and a fresh
+    # folder reach it through a subclass, never through a function-scoped fixture.
+    class Machine(LifecycleModel):
+        template = alembic_template
+        workdir = tmp_path_factory.mktemp("lifecycle-model")
+
+    run_state_machine_as_test(Machine, settings=SETTINGS)
