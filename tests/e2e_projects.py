@@ -447,3 +447,33 @@ def check_raising_switch_changes_nothing(p: Project, state: Callable[[], Any],
     assert state() == before
     assert version() == {F1}
     assert p.branch() == "feature1"
+
+
+# Where BRANCHMIG_FAILPOINT stops a move (branchmig/switching.py), in the order a switch
+# reaches them.
+FAILPOINTS = ("journal", "saved", "step", "checked-out", "migrated", "done")
+
+
+def check_stopped_switch_ends_before_or_after(p: Project, point: str, how: str,
+                                              state: Callable[[], Any]) -> None:
+    """``branchmig switch feature2`` from feature1 (its emails in the database), stopped
+    at ``point`` (``how``: kill, or raise); then ``status``: the database and checkout are
+    exactly as before the switch, or (stopped once it was done) as after it; and a round
+    trip brings feature1's database back exactly."""
+    before = state()
+    proc = p.branchmig("switch", "feature2", env={"BRANCHMIG_FAILPOINT": f"{point}:{how}"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    if how == "raise":
+        assert f"injected fault at '{point}'" in proc.stderr, proc.stderr
+        assert point == "done" or "Nothing changed" in proc.stderr, proc.stderr
+    status = p.status()  # puts a killed switch back
+    assert not p.journal.exists()
+    assert status["pending"] == [] and status["unknown"] == [] and status["in_step"]
+    if point == "done":  # it had succeeded
+        assert (p.branch(), status["db_heads"]) == ("feature2", [F2])
+    else:
+        assert (p.branch(), status["db_heads"]) == ("feature1", [F1])
+        assert state() == before
+        p.ok("switch", "feature2")
+    p.ok("switch", "feature1")
+    assert state() == before

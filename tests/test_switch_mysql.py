@@ -17,10 +17,12 @@ from e2e_projects import (
     EMAILS,
     F1,
     F2,
+    FAILPOINTS,
     Project,
     alembic_template,  # noqa: F401
     check_killed_switch_is_put_back,
     check_raising_switch_changes_nothing,
+    check_stopped_switch_ends_before_or_after,
     make_seed_project,
     script,
 )
@@ -164,3 +166,10 @@ def test_mysql_round_trip_brings_back_the_view_a_branch_made(
 
     assert _version(p.url) == {"f1b0000000aa"}
     assert _query(p.url, "SELECT name, email FROM user_emails ORDER BY name") == EMAILS
+
+
+@pytest.mark.parametrize("point", FAILPOINTS)
+def test_a_switch_killed_at_any_point_ends_before_or_after_it(
+        mysql_db_at_feature1_with_emails: Project, point: str) -> None:
+    p = mysql_db_at_feature1_with_emails
+    check_stopped_switch_ends_before_or_after(p, point, "kill", lambda: _state(p.url))

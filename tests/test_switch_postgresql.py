@@ -18,10 +18,12 @@ from e2e_projects import (
     F1,
     F2,
     F2_SCRIPT,
+    FAILPOINTS,
     Project,
     alembic_template,  # noqa: F401
     check_killed_switch_is_put_back,
     check_raising_switch_changes_nothing,
+    check_stopped_switch_ends_before_or_after,
     make_seed_project,
     wait_for,
 )
@@ -166,3 +168,10 @@ def test_a_connection_terminated_mid_migration_leaves_the_database_as_before(
     assert "Traceback" not in stderr and "Nothing changed" in stderr, stderr
     assert _state(p.url) == before
     assert p.branch() == "feature1" and _version(p.url) == {F1}
+
+
+@pytest.mark.parametrize("point", FAILPOINTS)
+def test_a_switch_killed_at_any_point_ends_before_or_after_it(
+        pg_db_at_feature1_with_emails: Project, point: str) -> None:
+    p = pg_db_at_feature1_with_emails
+    check_stopped_switch_ends_before_or_after(p, point, "kill", lambda: _state(p.url))
