@@ -320,6 +320,14 @@ class GitRepo:
                        "refs/heads", check=False)
         return [line.removeprefix("refs/heads/") for line in out.splitlines() if line]
 
+    def rebasing_branch(self) -> str | None:
+        """The branch a rebase in progress is replaying (HEAD is detached meanwhile)."""
+        try:
+            ref = (self.git_dir / "rebase-merge" / "head-name").read_text().strip()
+        except OSError:
+            return None
+        return ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+
     def second_parent(self, commit: str = "HEAD") -> str | None:
         """The merged commit of a merge commit; None for any other commit."""
         out = self.git("rev-parse", "--verify", "--quiet", f"{commit}^2", check=False).strip()

@@ -254,10 +254,12 @@ def sync(
     with opened(ws, progress, dry_run=dry_run) as s:
         if s.recovery is not None and s.recovery.checked_out:
             _, target = ws.graph_at(WORKTREE)
+        # A fast-forward rebase's only hook runs detached: it stays on its branch.
+        entering = ws.repo.current_branch() or ws.repo.rebasing_branch()
         return _move(s, target=target, target_commit=ws.repo.head_commit(),
                      previous=previous, dry_run=dry_run, snapshot=snapshot,
                      terminate=terminate_connections, checkout=None,
-                     hint=previous_branch, entering=ws.repo.current_branch())
+                     hint=previous_branch or ws.repo.rebasing_branch(), entering=entering)
 
 
 def switch(

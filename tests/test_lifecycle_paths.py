@@ -297,3 +297,17 @@ def test_a_branch_on_the_same_commit_still_gets_its_own_rows_back(
     assert users(p) == EMAILS
     out = p.checkout("-b", "another")  # nothing waits for a new branch: no Python at all
     assert "branchmig" not in out.stderr
+
+
+def test_a_fast_forward_rebase_brings_the_database_along(
+        db_at_feature1_head_with_emails: Project) -> None:
+    """With nothing to replay, git runs post-checkout (mid-rebase) and no post-rewrite."""
+    p = db_at_feature1_head_with_emails
+    p.ok("install")
+    p.checkout("main")
+    out = p.run("git", "rebase", "feature1")
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    assert p.branch() == "main"
+    assert sqlite_version(p.db_path) == {F1}, out.stderr
+    data = p.status()
+    assert (data["pending"], data["unknown"], data["owner"]) == ([], [], "main")
