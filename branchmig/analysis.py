@@ -140,6 +140,7 @@ def check(ws: Workspace, *, against: str | None = None) -> CheckResult:
             "Run: branchmig merge-heads (or branchmig merge-heads --rebase)"))
     if against is not None:
         _, theirs = ws.graph_at(against)
+        theirs.check()  # a broken REF fails the gate as `heads REF` fails: merging hides it
         merged = merge_graphs(ours, theirs)
         merged.check()
         merged_heads = merged.heads

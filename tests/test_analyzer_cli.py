@@ -151,6 +151,18 @@ def test_check_against_a_merged_branch_passes(repo_with_two_feature_branches: Re
     assert (proc.returncode, proc.stdout) == (0, "1 head; merging 'feature1' keeps 1: ok\n")
 
 
+def test_check_against_a_ref_with_a_duplicate_revision_fails_as_heads_does(
+        repo_with_linear_history: Repo) -> None:
+    repo = repo_with_linear_history
+    repo.checkout("dup", new=True)
+    repo.write("a3", "a2", name="a3_again.py")  # the same id in a second file
+    repo.commit("a3 twice")
+    repo.checkout("main")
+    said = fails(repo.root, "heads", "dup", code=1)
+    assert "defined twice" in said
+    assert fails(repo.root, "check", "--against", "dup", code=1) == said
+
+
 def test_check_honours_expected_heads(repo_with_merged_feature_branches: Repo) -> None:
     root = repo_with_merged_feature_branches.root
     (root / "pyproject.toml").write_text("[tool.branchmig]\nexpected_heads = 2\n")
