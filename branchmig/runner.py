@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 import types
@@ -158,7 +159,7 @@ def _flask_env(project: Project) -> Iterator[AlembicEnv]:
                 f"Cannot find the Flask app: FLASK_APP is not set and '{project.repo_root}' "
                 "has no app.py or wsgi.py; set FLASK_APP, put FLASK_APP=... in .flaskenv, "
                 "or set flask_app in [tool.branchmig]") from err
-        raise ConfigError(f"Cannot load the Flask app {app_path!r}: {_first_line(err)}; "
+        raise ConfigError(f"Cannot load the Flask app {app_path!r}: {_app_failure(err)}; "
                           "check FLASK_APP (or flask_app in [tool.branchmig])") from err
     migrate = app.extensions.get("migrate")
     if migrate is None:
@@ -170,6 +171,23 @@ def _flask_env(project: Project) -> Iterator[AlembicEnv]:
             yield env
         finally:
             env.dispose_engines()
+
+
+def _app_failure(err: BaseException) -> str:
+    """What went wrong loading the app, in one line. Flask's NoAppException carries the
+    import's traceback as text ("While importing 'app', an ImportError was raised:" and the
+    traceback): its last line is the error, and its last frame says where."""
+    text = str(err)
+    if "Traceback" not in text:
+        return _first_line(err)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    frames = [ln for ln in lines if ln.startswith('File "')]
+    where = ""
+    if frames:
+        match = re.match(r'File "(?P<file>[^"]+)", line (?P<line>\d+)', frames[-1])
+        if match:
+            where = f" ({os.path.basename(match['file'])}, line {match['line']})"
+    return f"{lines[0].rstrip(':')}: {lines[-1]}{where}"
 
 
 def _run_env(env: AlembicEnv, script: Any, fn: Callable[[Any, Any], Any], **kw: Any) -> None:

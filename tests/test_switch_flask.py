@@ -75,3 +75,15 @@ def test_missing_flask_app_is_one_line_and_changes_nothing(
     assert len(errors) == 1 and "FLASK_APP" in errors[0], proc.stderr
     assert p.branch() == "main"
     assert not p.db_path.exists()
+
+
+def test_an_app_that_fails_to_import_shows_the_cause(
+        flask_repo_with_two_feature_branches: Project) -> None:
+    p = flask_repo_with_two_feature_branches
+    blog = p.root / "blog.py"
+    blog.write_text("import flask_nowhere  # a typo\n" + blog.read_text())
+    proc = p.branchmig("status")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "ModuleNotFoundError: No module named 'flask_nowhere'" in line, line
+    assert "(blog.py, line 1)" in line, line
