@@ -56,15 +56,17 @@ def _ref(value: str) -> str:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--config", type=click.Path(path_type=Path), default=None,
-              help="The alembic.ini to use (default: found from the repository).")
+@click.option("-c", "--config", type=click.Path(path_type=Path), multiple=True,
+              help="The alembic.ini or pyproject.toml to use, as for alembic; give both "
+                   "with two -c (default: found from the repository).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Show Alembic's own log lines too (Running upgrade ...).")
 @click.version_option(__version__, prog_name="branchmig")
 @click.pass_context
-def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
+def main(ctx: click.Context, config: tuple[Path, ...], verbose: bool) -> None:
     """Git-aware Alembic migrations: the database follows every checkout, losing no data."""
-    ctx.obj = {"config": config, "verbose": verbose}
+    chosen = config[0] if len(config) == 1 else (list(config) or None)
+    ctx.obj = {"config": chosen, "verbose": verbose}
 
 
 @main.command()

@@ -1,13 +1,19 @@
-"""Find the project: its alembic.ini (plain Alembic or Flask-Migrate layout), the
-``[tool.branchmig]`` settings, the git repository, and where the versions folders are."""
+"""Find the project: its alembic.ini and ``[tool.alembic]`` in pyproject.toml (plain
+Alembic) or its Flask-Migrate folder, the ``[tool.branchmig]`` settings, and where the
+versions folders are.
+
+Alembic (1.16+) reads both files and, option by option, prefers the ini's ``[alembic]``
+to pyproject.toml's ``[tool.alembic]``; ``parse_locations`` does the same from the texts
+of any ref, so each ref is read with its own configuration."""
 
 from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from branchmig.errors import ConfigError, NoProjectError
 
@@ -15,6 +21,7 @@ SnapshotMode = Literal["auto", "always", "never"]
 MergeMode = Literal["warn", "merge", "rebase"]
 
 _SEPARATORS = {"space": " ", "newline": "\n", "os": os.pathsep, ":": ":", ";": ";"}
+PYPROJECT = "pyproject.toml"
 
 
 @dataclass(frozen=True)
@@ -42,64 +49,90 @@ class Locations:
 
 @dataclass(frozen=True)
 class Project:
+    """``config_path`` is the alembic.ini Alembic opens (it may not exist when
+    ``[tool.alembic]`` holds everything); ``toml_path`` the pyproject.toml whose
+    ``[tool.alembic]`` it reads too (plain Alembic only: Flask-Migrate reads no pyproject)."""
+
     repo_root: Path
     config_path: Path
     kind: Literal["alembic", "flask"]
     settings: Settings = field(default_factory=Settings)
+    toml_path: Path | None = None
 
     @property
     def config_rel(self) -> str:
         return self.config_path.relative_to(self.repo_root).as_posix()
 
-    def locations(self, config_text: str | None = None) -> Locations:
-        """The folders of this project, read from ``config_text`` (the alembic.ini as it
-        is at some ref) or from the working tree's alembic.ini."""
-        if config_text is None:
-            try:
-                config_text = self.config_path.read_text(encoding="utf-8")
-            except OSError as err:
-                raise ConfigError(f"Cannot read '{self.config_path}': {err.strerror}") from err
+    @property
+    def toml_rel(self) -> str | None:
+        if self.toml_path is None:
+            return None
+        return self.toml_path.relative_to(self.repo_root).as_posix()
+
+    def locations(self) -> Locations:
+        """The folders of this project, as the working tree's files name them."""
+        toml_text = None if self.toml_path is None else _read_text(self.toml_path)
+        return self.locations_from(_read_text(self.config_path), toml_text)
+
+    def locations_from(self, config_text: str | None, toml_text: str | None) -> Locations:
+        """The folders as ``config_text`` (the alembic.ini at some ref) and ``toml_text``
+        (the pyproject.toml at the same ref) name them; ``None`` for a file the ref lacks."""
         return parse_locations(
             config_text,
             config_path=self.config_path,
             repo_root=self.repo_root,
             section=self.settings.ini_section,
             flask_directory=self.flask_directory if self.kind == "flask" else None,
+            toml_text=toml_text if self.toml_path is not None else None,
+            toml_path=self.toml_path,
         )
 
     @property
     def flask_directory(self) -> Path:
         return self.config_path.parent
 
+    def has_tool_alembic(self) -> bool:
+        """Whether the working tree's pyproject.toml holds a ``[tool.alembic]`` table."""
+        return self.toml_path is not None and _holds_tool_alembic(self.toml_path)
+
     def watch_paths(self) -> tuple[str, ...]:
         """The paths whose content decides whether a checkout touches migrations."""
         locs = self.locations()
         paths = {locs.script_location, *locs.version_locations, self.config_rel}
+        if self.toml_rel is not None and self.has_tool_alembic():
+            paths.add(self.toml_rel)
         return tuple(sorted(p for p in paths if p))
 
 
-def find_project(start: Path, *, repo_root: Path, config: Path | None = None) -> Project:
+def find_project(start: Path, *, repo_root: Path,
+                 config: Path | Sequence[Path] | None = None) -> Project:
     """The project of the repository at ``repo_root``, seen from ``start``.
 
-    Order: ``-c PATH``; ``[tool.branchmig] config`` in pyproject.toml; ``alembic.ini`` at
-    the top level; a Flask-Migrate ``migrations/alembic.ini``.
+    Order: ``-c PATH``; ``[tool.branchmig] config`` in pyproject.toml; ``alembic.ini`` or
+    ``[tool.alembic]`` in pyproject.toml at the top level; a Flask-Migrate
+    ``migrations/alembic.ini``. A plain Alembic project reads ``[tool.alembic]`` of the
+    top-level pyproject.toml alongside its ini, as ``alembic`` does. As for ``alembic -c``,
+    ``config`` names an ini or a file called pyproject.toml (or one of each), relative to
+    ``start``, and the other file is the one of that name in ``start``.
     """
-    settings = read_settings(repo_root / "pyproject.toml")
+    settings = read_settings(repo_root / PYPROJECT)
     if config is not None:
-        path = config if config.is_absolute() else (start / config)
-        if not path.is_file():
-            raise ConfigError(f"No such config file: '{path}'")
-        return _project_from_ini(path.resolve(), repo_root, settings)
+        ini, toml = _named_configs(start, [config] if isinstance(config, Path) else config)
+        return _project(ini, toml, repo_root, settings)
+    toml = repo_root / PYPROJECT
     if settings.config:
         path = repo_root / settings.config
         if not path.is_file():
             raise ConfigError(
                 f"[tool.branchmig] config names '{settings.config}', which does not exist"
             )
-        return _project_from_ini(path.resolve(), repo_root, settings)
-    for candidate in (repo_root / "alembic.ini", repo_root / settings.directory / "alembic.ini"):
-        if candidate.is_file():
-            return _project_from_ini(candidate.resolve(), repo_root, settings)
+        return _project(path.resolve(), toml, repo_root, settings)
+    top = repo_root / "alembic.ini"
+    if top.is_file() or _holds_tool_alembic(toml):
+        return _project(top.resolve(), toml, repo_root, settings)
+    flask = repo_root / settings.directory / "alembic.ini"
+    if flask.is_file():
+        return _project(flask.resolve(), None, repo_root, settings)
     raise NoProjectError(
         f"No Alembic project in '{repo_root}': no alembic.ini and no "
         f"{settings.directory}/alembic.ini. Run 'alembic init alembic' or 'flask db init', "
@@ -107,23 +140,74 @@ def find_project(start: Path, *, repo_root: Path, config: Path | None = None) ->
     )
 
 
-def _project_from_ini(path: Path, repo_root: Path, settings: Settings) -> Project:
+def _named_configs(start: Path, names: Sequence[Path]) -> tuple[Path, Path]:
+    """The ini and the pyproject.toml that ``-c`` names, as ``alembic -c`` sorts them: a
+    file called pyproject.toml is the toml, any other the ini."""
+    ini: Path | None = None
+    toml: Path | None = None
+    for name in names:
+        path = name if name.is_absolute() else (start / name)
+        if not path.is_file():
+            raise ConfigError(f"No such config file: '{path}'")
+        if path.name == PYPROJECT:
+            if toml is not None:
+                raise ConfigError(f"-c names a {PYPROJECT} twice ('{toml}', '{path}')")
+            toml = path.resolve()
+        else:
+            if ini is not None:
+                raise ConfigError(f"-c names two ini files ('{ini}', '{path}'); "
+                                  "give one, and a pyproject.toml if you use one")
+            ini = path.resolve()
+    return (ini or (start / "alembic.ini").resolve(), toml or (start / PYPROJECT).resolve())
+
+
+def _project(ini: Path, toml: Path | None, repo_root: Path, settings: Settings) -> Project:
+    _inside(ini, repo_root)
+    ini_text = _read_text(ini)
+    table = None
+    toml_text = None if toml is None else _read_text(toml)
+    if toml is not None and toml_text is not None:
+        _inside(toml, repo_root)
+        table = tool_alembic(toml_text, toml)
+    elif toml is not None and not _inside_quietly(toml, repo_root):
+        toml = None  # none there: nothing to read, now or at any ref
+    parser = _read_ini(ini_text or "", ini)
+    section = settings.ini_section
+    in_toml = table is not None and "script_location" in table
+    if parser.has_option(section, "script_location") or in_toml:
+        return Project(repo_root=repo_root, config_path=ini, kind="alembic", settings=settings,
+                       toml_path=toml)
+    # Flask-Migrate's alembic.ini has no script_location: Migrate(directory=...) sets it.
+    if ini_text is not None and (ini.parent / "env.py").is_file():
+        return Project(repo_root=repo_root, config_path=ini, kind="flask", settings=settings)
+    if table is None:
+        raise ConfigError(f"'{ini}' has no script_location in [{section}] "
+                          "and no env.py beside it")
+    raise ConfigError(f"'{ini}' has no script_location in [{section}], nor '{toml}' in "
+                      "[tool.alembic]; set it in one of them (alembic init writes it)")
+
+
+def _inside(path: Path, repo_root: Path) -> None:
+    if not _inside_quietly(path, repo_root):
+        raise ConfigError(f"'{path}' is outside the git repository '{repo_root}'")
+
+
+def _inside_quietly(path: Path, repo_root: Path) -> bool:
     try:
         path.relative_to(repo_root)
     except ValueError:
-        raise ConfigError(f"'{path}' is outside the git repository '{repo_root}'") from None
-    parser = _read_ini(path.read_text(encoding="utf-8"), path)
-    has_location = parser.has_option(settings.ini_section, "script_location")
-    # Flask-Migrate's alembic.ini has no script_location: Migrate(directory=...) sets it.
-    kind: Literal["alembic", "flask"] = (
-        "alembic" if has_location else "flask" if (path.parent / "env.py").is_file() else "alembic"
-    )
-    if kind == "alembic" and not has_location:
-        raise ConfigError(
-            f"'{path}' has no script_location in [{settings.ini_section}] "
-            "and no env.py beside it"
-        )
-    return Project(repo_root=repo_root, config_path=path, kind=kind, settings=settings)
+        return False
+    return True
+
+
+def _read_text(path: Path) -> str | None:
+    """The file's text; None when it does not exist (Alembic reads it as empty)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        raise ConfigError(f"Cannot read '{path}': {err.strerror}") from err
 
 
 def _read_ini(text: str, path: Path) -> configparser.ConfigParser:
@@ -135,17 +219,91 @@ def _read_ini(text: str, path: Path) -> configparser.ConfigParser:
     return parser
 
 
+def _load_toml(text: str, path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a pyproject.toml to read
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"Cannot read '{path}': {err}") from err
+
+
+def tool_alembic(text: str, path: Path) -> dict[str, Any] | None:
+    """The ``[tool.alembic]`` table of a pyproject.toml's text; None when it has none."""
+    tool = _load_toml(text, path).get("tool", {})
+    table = tool.get("alembic") if isinstance(tool, dict) else None
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError(f"[tool.alembic] in '{path}' must be a table")
+    return table
+
+
+def _holds_tool_alembic(pyproject: Path) -> bool:
+    text = _read_text(pyproject)
+    return text is not None and tool_alembic(text, pyproject) is not None
+
+
+class _TomlOptions:
+    """``[tool.alembic]`` values as Alembic's ``Config`` reads them: strings with
+    ``%(here)s`` (the pyproject.toml's folder) substituted."""
+
+    def __init__(self, table: Mapping[str, Any], path: Path) -> None:
+        self.table = table
+        self.path = path
+        self.args = {"here": path.parent.as_posix()}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.table
+
+    def _sub(self, name: str, value: object) -> str:
+        if not isinstance(value, str):
+            raise ConfigError(f"[tool.alembic] {name} in '{self.path}' must be a string, "
+                              f"not {value!r}")
+        try:
+            return value % self.args
+        except (KeyError, ValueError, TypeError) as err:
+            raise ConfigError(f"Cannot read [tool.alembic] {name} in '{self.path}': "
+                              f"bad %-substitution in {value!r}") from err
+
+    def string(self, name: str) -> str | None:
+        value = self.table.get(name)
+        return None if value is None else self._sub(name, value)
+
+    def strings(self, name: str) -> list[str] | None:
+        value = self.table.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise ConfigError(f"[tool.alembic] {name} in '{self.path}' must be a list of "
+                              f"strings, not {value!r}")
+        return [self._sub(name, v) for v in value]
+
+    def boolean(self, name: str) -> bool:
+        value = self.table.get(name, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"[tool.alembic] {name} in '{self.path}' must be true or "
+                              f"false, not {value!r}")
+        return value
+
+
 def parse_locations(
-    text: str,
+    text: str | None,
     *,
     config_path: Path,
     repo_root: Path,
     section: str = "alembic",
     flask_directory: Path | None = None,
+    toml_text: str | None = None,
+    toml_path: Path | None = None,
 ) -> Locations:
     """Read ``script_location``, ``version_locations`` (split as Alembic splits them) and
-    ``recursive_version_locations`` from an alembic.ini's text."""
-    parser = _read_ini(text, config_path)
+    ``recursive_version_locations`` from an alembic.ini's text and a pyproject.toml's
+    ``[tool.alembic]``, each option from the ini when it has it (as Alembic does); ``None``
+    for a file that does not exist."""
+    parser = _read_ini(text or "", config_path)
+    table = None
+    if toml_text is not None and toml_path is not None:
+        table = tool_alembic(toml_text, toml_path)
+    toml = _TomlOptions(table or {}, toml_path or repo_root / PYPROJECT)
 
     def option(name: str) -> str | None:
         try:
@@ -154,20 +312,26 @@ def parse_locations(
             raise ConfigError(f"Cannot read {name} in '{config_path}': {err}") from err
 
     base = config_path.parent
+    toml_base = toml.path.parent
     if flask_directory is not None:
         script_location = flask_directory
     else:
-        raw = option("script_location")
+        raw, where, raw_base = option("script_location"), config_path, base
+        if raw is None and "script_location" in toml:
+            raw, where, raw_base = toml.string("script_location"), toml.path, toml_base
         if not raw:
-            raise ConfigError(f"'{config_path}' has no script_location in [{section}]")
+            also = f" or [tool.alembic] of '{toml.path}'" if table is not None else ""
+            raise ConfigError(f"'{config_path}' has no script_location in [{section}]{also}")
         if ":" in raw and not os.path.isabs(raw) and not raw[1:3] == ":\\":
             raise ConfigError(
-                f"script_location '{raw}' in '{config_path}' is a package resource; "
+                f"script_location '{raw}' in '{where}' is a package resource; "
                 "branchmig needs a folder in the repository"
             )
-        script_location = _resolve(raw, base)
+        script_location = _resolve(raw, raw_base)
     raw_versions = option("version_locations")
+    listed = None if raw_versions else toml.strings("version_locations")
     if raw_versions:
+        # Alembic takes the separator from the ini only, whichever file lists the folders.
         sep_name = option("path_separator") or option("version_path_separator")
         if sep_name is None:
             parts = [p for p in _legacy_split(raw_versions) if p]
@@ -176,12 +340,19 @@ def parse_locations(
         else:
             raise ConfigError(f"path_separator '{sep_name}' in '{config_path}' is not valid")
         versions = [_resolve(p, base) for p in parts]
+    elif listed:
+        versions = [_resolve(p.strip(), toml_base) for p in listed if p.strip()]
     else:
         versions = [script_location / "versions"]
-    recursive = (option("recursive_version_locations") or "false").lower() in ("true", "1", "yes")
+    raw_recursive = option("recursive_version_locations")
+    if raw_recursive is not None:
+        recursive = raw_recursive.lower() in ("true", "1", "yes")
+    else:
+        recursive = toml.boolean("recursive_version_locations")
+    origin = config_path if table is None else toml.path
     return Locations(
         script_location=_rel(script_location, repo_root, config_path),
-        version_locations=tuple(_rel(v, repo_root, config_path) for v in versions),
+        version_locations=tuple(_rel(v, repo_root, origin) for v in versions),
         recursive=recursive,
     )
 

@@ -132,7 +132,12 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
         else:
             from alembic.config import Config
 
-            cfg = Config(str(project.config_path), ini_section=project.settings.ini_section)
+            # As the ``alembic`` command builds it: the ini (when there is one) and
+            # pyproject.toml's [tool.alembic], the ini's option winning over the toml's.
+            ini = project.config_path
+            cfg = Config(str(ini) if ini.is_file() else None,
+                         toml_file=None if project.toml_path is None else str(project.toml_path),
+                         ini_section=project.settings.ini_section)
             yield AlembicEnv(project, cfg)
     finally:
         chatty.removeFilter(warnings_only)

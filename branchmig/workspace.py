@@ -3,6 +3,7 @@ config and folders."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -34,7 +35,10 @@ class Workspace:
     _signatures: dict[tuple[str, Locations], str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, start: Path, *, config: Path | None = None) -> Workspace:
+    def open(cls, start: Path, *,
+             config: Path | Sequence[Path] | None = None) -> Workspace:
+        """The project from ``start``; ``config`` as ``-c`` names it (an alembic.ini, a
+        pyproject.toml, or one of each)."""
         repo = GitRepo.discover(start)
         return cls(repo, find_project(start, repo_root=repo.top, config=config))
 
@@ -51,16 +55,18 @@ class Workspace:
         return self.repo.common_dir / "branchmig"
 
     def locations_at(self, commit: str | None) -> Locations:
-        """The folders as the ref's own alembic.ini names them (the working tree's when
-        the ref has none)."""
+        """The folders as the ref's own alembic.ini and pyproject.toml ``[tool.alembic]``
+        name them (the working tree's when the ref has neither, or they name none)."""
         if commit is None:
             return self.project.locations()
         if commit not in self._locations:
-            text = self.repo.read_file(commit, self.project.config_rel)
+            ini = self.repo.read_file(commit, self.project.config_rel)
+            toml_rel = self.project.toml_rel
+            toml = None if toml_rel is None else self.repo.read_file(commit, toml_rel)
             try:
-                found = (self.project.locations() if text is None
-                         else self.project.locations(text.decode("utf-8")))
-            except ConfigError:
+                found = (self.project.locations() if ini is None and toml is None
+                         else self.project.locations_from(_text(ini), _text(toml)))
+            except (ConfigError, UnicodeDecodeError):
                 found = self.project.locations()
             self._locations[commit] = found
         return self._locations[commit]
@@ -100,7 +106,8 @@ class Workspace:
 
     def signature(self, ref: str = WORKTREE) -> str | None:
         """What identifies the scripts at ``ref`` without reading them: the folders' tree
-        ids (and the config's blob) at a commit, the files' stats in the working tree."""
+        ids (and the blobs of alembic.ini and pyproject.toml) at a commit, the files'
+        stats in the working tree."""
         if ref == WORKTREE:
             locs = self.project.locations()
             sig = worktree_signature(self.repo.top, locs.version_locations,
@@ -111,7 +118,9 @@ class Workspace:
 
     def _commit_signature(self, commit: str, locs: Locations) -> str:
         if (commit, locs) not in self._signatures:
-            paths = (self.project.config_rel, *locs.version_locations)
+            toml = self.project.toml_rel
+            paths = (self.project.config_rel, *([toml] if toml else []),
+                     *locs.version_locations)
             ids = self.repo.object_ids([f"{commit}:{p}" for p in paths])
             self._signatures[commit, locs] = f"ref:{locs.recursive}:" + ":".join(
                 f"{p}={i or '-'}" for p, i in zip(paths, ids, strict=True))
@@ -124,6 +133,10 @@ class Workspace:
 
     def close(self) -> None:
         self.repo.close()
+
+
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("utf-8")
 
 
 def describe_ref(ref: str) -> str:
