@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -101,10 +102,33 @@ def new_alembic_repo(repo: Path) -> None:
     (repo / ".gitignore").write_text("app.db\n__pycache__/\n")
 
 
-@pytest.fixture
-def repo_with_two_feature_branches(tmp_path: Path) -> Path:
-    """main: base revision creating users; feature1: users.email; feature2: posts."""
-    repo = tmp_path / "app"
+# -- starting states: each is built once per session (real ``alembic`` subprocesses), and every
+# test gets its own copy. SQLite is ``sqlite:///app.db`` (relative), so a copy's database is
+# its own; no state installs hooks or has worktrees, and ``_template`` checks that nothing
+# in it names its own folder.
+
+
+def _template(path: Path) -> Path:
+    """A finished template: nothing in it (outside git's compressed objects) holds its
+    absolute path, so a copy never points back at it."""
+    needle = str(path).encode()
+    for file in path.rglob("*"):
+        if file.is_file() and not file.is_symlink() and "objects" not in file.parts:
+            assert needle not in file.read_bytes(), f"{file} names its template's folder"
+    assert not (path / ".git" / "worktrees").exists()
+    return path
+
+
+def copy_state(template: Path, dest: Path) -> Path:
+    """A fresh copy of a session-built state for one test (the template is never used
+    directly, so tests stay independent)."""
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+def build_two_feature_branches(repo: Path) -> Path:
+    """main: base revision creating users; feature1: users.email; feature2: posts; main
+    checked out, its database upgraded to the base revision."""
     new_alembic_repo(repo)
     add_revision(repo, BASE, "create users",
                  'op.create_table("users", sa.Column("id", sa.Integer, primary_key=True))',
@@ -124,22 +148,52 @@ def repo_with_two_feature_branches(tmp_path: Path) -> Path:
     return repo
 
 
-@pytest.fixture
-def main_with_both_features_merged(repo_with_two_feature_branches: Path) -> Path:
-    repo = repo_with_two_feature_branches
+@pytest.fixture(scope="session")
+def _two_feature_branches_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("merge_two_features")
+    return _template(build_two_feature_branches(base / "app"))
+
+
+@pytest.fixture(scope="session")
+def _both_features_merged_template(_two_feature_branches_template: Path,
+                                   tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = copy_state(_two_feature_branches_template,
+                      tmp_path_factory.mktemp("merge_both_merged") / "app")
     git(repo, "merge", "-q", "feature1")
     git(repo, "merge", "-q", "--no-edit", "feature2")
-    return repo
+    return _template(repo)
 
 
-@pytest.fixture
-def feature2_rebased_on_main(repo_with_two_feature_branches: Path) -> Path:
-    """main fast-forwarded to feature1, then feature2 rebased onto it."""
-    repo = repo_with_two_feature_branches
+@pytest.fixture(scope="session")
+def _feature2_rebased_template(_two_feature_branches_template: Path,
+                               tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = copy_state(_two_feature_branches_template,
+                      tmp_path_factory.mktemp("merge_feature2_rebased") / "app")
     git(repo, "merge", "-q", "feature1")
     git(repo, "checkout", "-q", "feature2")
     git(repo, "rebase", "-q", "main")
-    return repo
+    return _template(repo)
+
+
+@pytest.fixture
+def repo_with_two_feature_branches(_two_feature_branches_template: Path,
+                                   tmp_path: Path) -> Path:
+    """main: base revision creating users; feature1: users.email; feature2: posts."""
+    return copy_state(_two_feature_branches_template, tmp_path / "app")
+
+
+@pytest.fixture
+def main_with_both_features_merged(_both_features_merged_template: Path,
+                                   tmp_path: Path) -> Path:
+    """repo_with_two_feature_branches after ``git merge feature1`` then ``git merge
+    feature2`` on main: two Alembic heads, email and posts."""
+    return copy_state(_both_features_merged_template, tmp_path / "app")
+
+
+@pytest.fixture
+def feature2_rebased_on_main(_feature2_rebased_template: Path, tmp_path: Path) -> Path:
+    """main fast-forwarded to feature1, then feature2 rebased onto it."""
+    return copy_state(_feature2_rebased_template, tmp_path / "app")
 
 
 def _other_lines(data: bytes) -> list[bytes]:
@@ -497,15 +551,23 @@ def test_a_named_head_not_in_the_working_tree_is_refused(
 # -- intentional heads -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def repo_with_expand_and_contract_heads(tmp_path: Path) -> Path:
-    repo = tmp_path / "labels"
+@pytest.fixture(scope="session")
+def _expand_and_contract_heads_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("merge_labels") / "labels"
     new_alembic_repo(repo)
     (repo / "pyproject.toml").write_text("[tool.branchmig]\nexpected_heads = 2\n")
     add_revision(repo, "e1", "expand", "pass", "pass", head="base", label="expand")
     add_revision(repo, "k1", "contract", "pass", "pass", head="base", label="contract")
     commit(repo, "two branches on purpose")
-    return repo
+    return _template(repo)
+
+
+@pytest.fixture
+def repo_with_expand_and_contract_heads(_expand_and_contract_heads_template: Path,
+                                        tmp_path: Path) -> Path:
+    """Two heads on purpose: e1 under label expand, k1 under label contract (both on
+    base); pyproject says expected_heads = 2."""
+    return copy_state(_expand_and_contract_heads_template, tmp_path / "labels")
 
 
 def test_heads_under_separate_branch_labels_are_left_alone(
