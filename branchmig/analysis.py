@@ -11,7 +11,7 @@ from typing import Any
 
 from branchmig.graph import Graph, merge_graphs
 from branchmig.plan import Destructive, Plan, make_plan
-from branchmig.scripts import find_destructive, read_text_anywhere
+from branchmig.scripts import batch_hint, find_destructive, find_unbatched, read_text_anywhere
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
 
 
@@ -97,19 +97,31 @@ def plan_between(ws: Workspace, *, source: str, target: str) -> PlanResult:
     plan = make_plan(applied_heads=src.heads, source=src, target=dst)
     plan = with_destructive(ws, plan, src)
     return PlanResult(source=source or "WORKTREE", target=target or "WORKTREE", plan=plan,
-                      warnings=src_scripts.warnings + dst_scripts.warnings)
+                      warnings=src_scripts.warnings + dst_scripts.warnings
+                      + batch_warnings(plan, src))
 
 
 def with_destructive(ws: Workspace, plan: Plan, source: Graph) -> Plan:
     """``plan`` with the data-losing operations of the downgrades it runs."""
     found: list[Destructive] = []
+    unbatched: list[Destructive] = []
     for rev_id in plan.downgrade:
         text = read_text_anywhere(ws.repo, source.revisions[rev_id])
         if text is None:
             found.append(Destructive(rev_id, "unknown", "script text not found"))
         else:
             found.extend(find_destructive(text, rev_id))
-    return replace(plan, destructive=tuple(found))
+            unbatched.extend(find_unbatched(text, rev_id))
+    return replace(plan, destructive=tuple(found), batch_needed=tuple(unbatched))
+
+
+def batch_warnings(plan: Plan, source: Graph) -> tuple[str, ...]:
+    """One line per revision whose downgrade SQLite may refuse, with the fix."""
+    by_rev: dict[str, list[Destructive]] = {}
+    for d in plan.batch_needed:
+        by_rev.setdefault(d.revision, []).append(d)
+    return tuple(f"on SQLite, {batch_hint(found, source.revisions[rev].path)}"
+                 for rev, found in by_rev.items())
 
 
 @dataclass(frozen=True)
@@ -120,11 +132,31 @@ class CheckResult:
     merged_heads: tuple[str, ...]
     expected_heads: int
     message: str
+    # Downgrades the working tree adds (against REF) that SQLite may refuse: warnings only.
+    warnings: tuple[str, ...] = ()
 
 
 def check(ws: Workspace, *, against: str | None = None) -> CheckResult:
     """Whether the working tree (and, with ``against``, the merge of REF into it) keeps
-    no more heads than the project expects."""
+    no more heads than the project expects; with ``against``, the downgrades the tree
+    adds that SQLite may refuse are warned about."""
+    result = _check(ws, against=against)
+    if against is None:
+        return result
+    _, ours = ws.graph_at(WORKTREE)
+    _, theirs = ws.graph_at(against)
+    warnings = []
+    for rev in ours.revisions.values():
+        if rev.id in theirs.revisions and theirs.revisions[rev.id].blob == rev.blob:
+            continue
+        text = read_text_anywhere(ws.repo, rev)
+        found = find_unbatched(text, rev.id) if text is not None else []
+        if found:
+            warnings.append(f"on SQLite, {batch_hint(found, rev.path)}")
+    return replace(result, warnings=tuple(warnings))
+
+
+def _check(ws: Workspace, *, against: str | None) -> CheckResult:
     expected = ws.project.settings.expected_heads
     _, ours = ws.graph_at(WORKTREE)
     # A migration rebased onto REF's head (what the hint below asks for) names a parent

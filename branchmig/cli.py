@@ -108,6 +108,9 @@ def plan(ctx: click.Context, source: str, target: str, as_json: bool) -> None:
             "changed": list(p.changed),
             "destructive": [{"revision": d.revision, "operation": d.operation,
                              "target": d.target, "line": d.line} for d in p.destructive],
+            "batch_needed": [{"revision": d.revision, "operation": d.operation,
+                              "target": d.target, "line": d.line} for d in p.batch_needed],
+            "warnings": list(result.warnings),
         })
         return
     click.echo(render_plan(p, source=result.source, target=result.target))
@@ -139,10 +142,12 @@ def check(ctx: click.Context, against: str | None, as_json: bool) -> None:
     from branchmig.analysis import check as run_check
 
     result = run_check(_open(ctx), against=against)
+    _warn(result.warnings)
     if as_json:
         _emit_json({"ok": result.ok, "heads": list(result.heads), "against": result.against,
                     "merged_heads": list(result.merged_heads),
-                    "expected_heads": result.expected_heads, "message": result.message})
+                    "expected_heads": result.expected_heads, "message": result.message,
+                    "warnings": list(result.warnings)})
     elif result.ok:
         click.echo(result.message)
     else:

@@ -38,6 +38,9 @@ class Plan:
     upgrade: tuple[str, ...]
     changed: tuple[str, ...] = ()  # ids reverted and re-applied because their script changed
     destructive: tuple[Destructive, ...] = field(default=())
+    # drop_column / alter_column outside batch mode in the downgrades it runs: SQLite
+    # refuses them for an indexed or constrained column (seed 004's "near DROP").
+    batch_needed: tuple[Destructive, ...] = field(default=())
 
     @property
     def is_noop(self) -> bool:

@@ -543,6 +543,41 @@ def find_destructive(data: bytes, revision: str) -> list[Destructive]:
     return sorted(found, key=lambda d: d.line)
 
 
+def find_unbatched(data: bytes, revision: str, function: str = "downgrade"
+                   ) -> list[Destructive]:
+    """``op.drop_column`` and ``op.alter_column`` called in ``function`` outside
+    ``batch_alter_table``: what SQLite cannot do in place to an indexed or constrained
+    column."""
+    try:
+        tree = ast.parse(_decode(data))
+    except SyntaxError:
+        return []
+    found = []
+    for func in tree.body:
+        if not (isinstance(func, ast.FunctionDef) and func.name == function):
+            continue
+        for node in ast.walk(func):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "op"):
+                continue
+            if node.func.attr in ("drop_column", "alter_column"):
+                target = f"{_const(node, 0, 'table_name')}.{_const(node, 1, 'column_name')}"
+                found.append(Destructive(revision, node.func.attr, target, node.lineno))
+    return sorted(found, key=lambda d: d.line)
+
+
+def batch_hint(found: Sequence[Destructive], path: str) -> str:
+    """What to change in a downgrade SQLite refuses, naming the revision and file."""
+    first = found[0]
+    table, _, column = first.target.partition(".")
+    return (f"revision '{first.revision}' ({path}, line {first.line}) runs "
+            f"op.{first.operation}({table!r}, {column!r}) outside batch mode, which SQLite "
+            f"cannot do to an indexed or constrained column: in its downgrade, drop the "
+            f"index first and write `with op.batch_alter_table({table!r}) as batch: "
+            f"batch.{first.operation}({column!r})` (or set render_as_batch=True in env.py's "
+            "context.configure)")
+
+
 def _attr(func: ast.expr) -> str:
     return func.attr if isinstance(func, ast.Attribute) else ""
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from branchmig.analysis import with_destructive
+from branchmig.analysis import batch_warnings, with_destructive
 from branchmig.errors import BranchmigError, GitError, PlanError, SnapshotError
 from branchmig.graph import Graph, Revision, merge_graphs
 from branchmig.lifecycle import (
@@ -44,6 +44,7 @@ from branchmig.provenance import (
     owner_of_database,
     strays_among,
 )
+from branchmig.scripts import batch_hint, find_unbatched
 from branchmig.session import (
     SKIP_HOOK,
     Session,
@@ -345,6 +346,9 @@ def _decide(s: Session, *, target: Graph, target_commit: str | None, previous: s
             ws, make_plan(applied_heads=before, source=source, target=target), source)
     for rev_id in plan.downgrade:  # fail before anything is touched, dry run or not
         _script_text(ws, state, source.revisions[rev_id])
+    if plan.batch_needed and s.db.url.startswith("sqlite"):
+        for warning in batch_warnings(plan, source):  # before anything runs
+            s.progress(f"branchmig: warning: {warning}")
     applied = blobs_of(source, tuple(source.ancestors(before, strict=False)))
     superseded = {h.key for h in held if h.branch == owner.branch and not mismatch(h, applied)}
     decision = decide_snapshots(
@@ -482,6 +486,7 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
         _failpoint("migrated")
     except BaseException as err:
         _roll_back(s, backend, journal, checkout, err)
+        _name_the_fix(s, d, target, err)
         raise
     # Done: from here a kill finishes the move rather than undoing it.
     if backend is not None:
@@ -499,6 +504,26 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
     _finish(s, entering, target_commit, after)
     state.clear_journal()
     return after
+
+
+def _name_the_fix(s: Session, d: _Decided, target: Graph, err: BaseException) -> None:
+    """A SQLite migration that failed on a column it cannot drop or alter in place: say
+    what to change, in the revision's own file."""
+    from branchmig.runner import StepFailed
+
+    if not (isinstance(err, StepFailed) and s.db.url.startswith("sqlite") and err.args):
+        return
+    graph = d.source if err.direction == "downgrade" else target
+    rev = graph.revisions.get(err.revision)
+    if rev is None:
+        return
+    try:
+        text = _script_text(s.ws, s.state, rev)
+    except PlanError:
+        return
+    found = find_unbatched(text, rev.id, err.direction)
+    if found:
+        err.args = (f"{str(err.args[0]).rstrip('. ')}. To fix it: {batch_hint(found, rev.path)}",)
 
 
 def _failpoint(name: str) -> None:

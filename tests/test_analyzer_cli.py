@@ -66,8 +66,9 @@ def test_heads_warns_about_non_literal_labels(empty_alembic_repo: Repo) -> None:
 def test_plan_between_feature_branches(repo_with_two_feature_branches: Repo) -> None:
     data = ok_json(repo_with_two_feature_branches.root, "plan", "feature1", "feature2",
                    "--json")
-    lines = [d.pop("line") for d in data["destructive"]]
+    lines = [d.pop("line") for d in data["destructive"] + data["batch_needed"]]
     assert all(isinstance(n, int) and n > 0 for n in lines)
+    warnings = data.pop("warnings")
     assert data == {
         "from": "feature1", "to": "feature2", "common": ["a3"],
         "downgrade": ["f1b", "f1a"], "upgrade": ["f2a"], "changed": [],
@@ -75,7 +76,13 @@ def test_plan_between_feature_branches(repo_with_two_feature_branches: Repo) -> 
             {"revision": "f1b", "operation": "drop_table", "target": "orders"},
             {"revision": "f1a", "operation": "drop_column", "target": "users.email"},
         ],
+        # f1a's downgrade drops a column outside batch mode: SQLite may refuse it
+        "batch_needed": [
+            {"revision": "f1a", "operation": "drop_column", "target": "users.email"},
+        ],
     }
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "on SQLite, revision 'f1a' (alembic/versions/f1a_step.py, line ")
 
 
 def test_plan_to_the_working_tree_with_a_rebased_script(

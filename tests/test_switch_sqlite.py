@@ -292,3 +292,44 @@ def test_alembic_own_log_lines_only_when_asked(db_at_feature1_head_with_emails: 
     p.commit("alembic_log")
     told = p.ok("switch", "main", "--no-snapshot")
     assert f"Running downgrade {F1}" in told.stderr
+
+
+SEED_004_DOWNGRADE = '    op.drop_column("users", "phone")'
+
+
+def _feature1_gains_an_indexed_phone(p: Project) -> None:
+    """Seed 004: an indexed column whose downgrade drops it outside batch mode, which
+    SQLite refuses ("error in index ix_users_phone after drop column")."""
+    p.write(f"{F1B}_phone.py", script(
+        F1B, F1,
+        '    op.add_column("users", sa.Column("phone", sa.String(20), nullable=True))\n'
+        '    op.create_index("ix_users_phone", "users", ["phone"])',
+        SEED_004_DOWNGRADE))
+    p.commit("feature1: users.phone, indexed")
+
+
+def test_seed_004_is_warned_about_then_names_its_fix(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    _feature1_gains_an_indexed_phone(p)
+    p.ok("sync")
+    path = f"alembic/versions/{F1B}_phone.py"
+    line = (p.root / path).read_text().splitlines().index(SEED_004_DOWNGRADE) + 1
+    fix = (f"revision '{F1B}' ({path}, line {line}) runs op.drop_column('users', 'phone') "
+           "outside batch mode, which SQLite cannot do to an indexed or constrained column: "
+           "in its downgrade, drop the index first and write `with "
+           "op.batch_alter_table('users') as batch: batch.drop_column('phone')` (or set "
+           "render_as_batch=True in env.py's context.configure)")
+    plan = p.ok("plan", ".", "main")
+    assert f"warning: on SQLite, {fix}" in plan.stderr, plan.stderr
+    check = p.ok("check", "--against", "main")
+    assert f"warning: on SQLite, {fix}" in check.stderr, check.stderr
+
+    before = sqlite_dump(p.db_path)
+    proc = p.branchmig("switch", "main")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"branchmig: warning: on SQLite, {fix}" in proc.stderr  # said before it ran
+    said = proc.stderr.strip().splitlines()[-1]
+    assert said.startswith(f"branchmig: Downgrade of '{F1B}' failed: ")
+    assert "Nothing changed" in said and said.endswith(f"To fix it: {fix}"), said
+    assert sqlite_dump(p.db_path) == before and p.branch() == "feature1"
