@@ -245,9 +245,12 @@ class GitRepo:
             seen.setdefault(commit, name)
         return [(name, commit) for commit, name in seen.items()]
 
-    def dirty_paths(self) -> list[str]:
-        """Tracked files with uncommitted changes, and untracked files, relative to top."""
-        out = self.git("status", "--porcelain", "-z", "--untracked-files=all")
+    def dirty_paths(self, *under: str) -> list[str]:
+        """Tracked files with uncommitted changes, and untracked files, relative to top
+        (only those under the paths ``under`` names, when given). A rename's record is
+        followed by its old name, which is skipped."""
+        out = self.git("status", "--porcelain", "-z", "--untracked-files=all",
+                       *(["--", *under] if under else []))
         paths = []
         records = out.split("\0")
         i = 0
@@ -288,6 +291,16 @@ class GitRepo:
     def merge_base(self, a: str, b: str) -> str | None:
         out = self.git("merge-base", a, b, check=False).strip()
         return out or None
+
+    def commit_or_none(self, ref: str) -> str | None:
+        """The commit ``ref`` names (``ORIG_HEAD``, ``HEAD^1``…), None when it names none."""
+        out = self.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}",
+                       check=False).strip()
+        return out or None
+
+    def changed_between(self, a: str, b: str) -> set[str]:
+        """The paths whose content differs between commits ``a`` and ``b``."""
+        return {p for p in self.git("diff", "--name-only", "-z", a, b).split("\0") if p}
 
     def branch_tips(self) -> dict[str, str]:
         """Every local branch's exact name and tip commit."""

@@ -44,11 +44,9 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
                 # runs post-commit for it, not post-merge.
                 if ws.repo.second_parent("HEAD") is None:
                     return 0
-                previous = ws.repo.git("rev-parse", "--verify", "--quiet", "HEAD^1",
-                                       check=False).strip() or None
+                previous = ws.repo.commit_or_none("HEAD^1")
             else:
-                previous = ws.repo.git("rev-parse", "--verify", "--quiet", "ORIG_HEAD",
-                                       check=False).strip() or None
+                previous = ws.repo.commit_or_none("ORIG_HEAD")
             # A merge or a rebase stays on its branch: never restore its own snapshot.
             previous_branch = ws.repo.current_branch()
         else:

@@ -185,9 +185,7 @@ def _check_clean_for_rebase(repo: GitRepo, locations: Sequence[str], in_progress
         changed += repo.git("ls-files", "-z", "--others", "--exclude-standard", "--",
                             *locations).split("\0")
     else:
-        changed = [rec[3:] for rec in repo.git("status", "--porcelain", "-z",
-                                                "--untracked-files=all", "--",
-                                                *locations).split("\0") if len(rec) > 3]
+        changed = repo.dirty_paths(*locations)
     dirty = sorted({p for p in changed if p and "__pycache__/" not in p})
     if dirty:
         raise GitError(

@@ -299,8 +299,7 @@ def _check_clean(ws: Workspace, head: str | None, commit: str, branch: str) -> N
             f"Uncommitted changes in the migrations ({', '.join(in_migrations[:3])}"
             f"{', …' if len(in_migrations) > 3 else ''}); commit or stash them, then run: "
             f"branchmig switch {branch}")
-    changed = set(ws.repo.git("diff", "--name-only", "-z", head or commit, commit)
-                  .split("\0")) if head else set()
+    changed = ws.repo.changed_between(head, commit) if head else set()
     blocking = sorted(p for p in dirty if p in changed)
     if blocking:
         raise GitError(

@@ -655,3 +655,18 @@ def test_post_merge_hook_with_on_merge_rebase_linearises_a_feature_branch(
     assert f"branchmig: Re-pointed '{POSTS}'" in err and f"onto '{EMAIL}'" in err, err
     assert alembic(repo, "heads").split()[0] == POSTS
     assert db_versions(repo) == [POSTS]
+
+
+
+def test_a_staged_rename_in_the_versions_folder_is_named_whole(
+        main_with_both_features_merged: Path) -> None:
+    """Porcelain records a rename as two paths: the message names the new one intact
+    (it used to say 'ld_name.py')."""
+    repo = main_with_both_features_merged
+    posts = script_of(repo, POSTS)
+    git(repo, "mv", str(posts.relative_to(repo)), "alembic/versions/new_name.py")
+
+    proc = run(repo, BRANCHMIG, "merge-heads", "--rebase")
+
+    assert proc.returncode == 1, proc.stderr
+    assert "versions folder (alembic/versions/new_name.py);" in proc.stderr, proc.stderr
