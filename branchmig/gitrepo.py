@@ -311,14 +311,46 @@ class GitRepo:
             tips[ref.removeprefix("refs/heads/")] = commit
         return tips
 
-    def checkouts(self, limit: int = 50) -> list[tuple[str, str]]:
-        """(from, to) of this worktree's latest checkouts, newest first, from HEAD's
-        reflog: each side a branch name or a commit id."""
-        out = self.git("reflog", "show", f"-n{limit}", "--format=%gs", "HEAD", check=False)
+    def checkouts(self, limit: int = 50) -> list[tuple[int, str, str]]:
+        """(when, from, to) of this worktree's latest checkouts, newest first, from HEAD's
+        reflog (among its ``limit`` latest entries): each side a branch name or a commit
+        id, ``when`` in seconds since the epoch."""
+        out = self.git("reflog", "show", f"-n{limit}", "--date=unix", "--format=%gd%x00%gs",
+                       "HEAD", check=False)
         moves = []
         for line in out.splitlines():
-            if line.startswith("checkout: moving from "):
-                left, sep, right = line[len("checkout: moving from "):].partition(" to ")
+            selector, _, subject = line.partition("\0")
+            if subject.startswith("checkout: moving from "):
+                left, sep, right = subject[len("checkout: moving from "):].partition(" to ")
+                when = selector.rpartition("@{")[2].rstrip("}")
+                if sep and when.isdigit():
+                    moves.append((int(when), left, right))
+        return moves
+
+    def reflog_size(self) -> int:
+        """The size of this worktree's HEAD reflog: an offset to read later entries from."""
+        try:
+            return (self.git_dir / "logs" / "HEAD").stat().st_size
+        except OSError:
+            return 0
+
+    def checkouts_after(self, offset: int) -> list[tuple[str, str]] | None:
+        """(from, to) of the checkouts logged after ``offset`` of HEAD's reflog, oldest
+        first; None when the reflog no longer reaches that far (expired, rewritten). Read
+        from the file, without git: the hook's move asks on every run."""
+        try:
+            with open(self.git_dir / "logs" / "HEAD", "rb") as fh:
+                if offset > fh.seek(0, os.SEEK_END):
+                    return None
+                fh.seek(offset)
+                data = fh.read()
+        except OSError:
+            return None
+        moves = []
+        for line in data.decode(errors="replace").splitlines():
+            _, tab, subject = line.partition("\t")
+            if tab and subject.startswith("checkout: moving from "):
+                left, sep, right = subject[len("checkout: moving from "):].partition(" to ")
                 if sep:
                     moves.append((left, right))
         return moves

@@ -88,7 +88,7 @@ def _branch_left(ws: Workspace) -> str | None:
     moves = ws.repo.checkouts(limit=1)
     if not moves:
         return None
-    left = moves[0][0]
+    left = moves[0][1]
     return left if ws.repo.is_branch(left) else None
 
 

@@ -59,13 +59,23 @@ def owner_of_database(
         return Owner(hint, hint_commit or record.commit, heads)  # the usual case: no git
     if hint is not None and (tip := holding(hint, hint_commit)):
         return Owner(hint, tip, heads)
+    # Checked out since branchmig last moved the database (no hook ran, or it was
+    # killed): the rows were those of the branch the latest checkout left.
+    since = repo.checkouts_after(record.reflog) if record and record.reflog >= 0 else None
+    if since and (tip := holding(since[-1][0])):
+        return Owner(since[-1][0], tip, heads)
+    moves = repo.checkouts()
+    if since is None and moves and (record is None or moves[0][0] > int(record.at)):
+        left = moves[0][1]
+        if tip := holding(left):
+            return Owner(left, tip, heads)
     if record is not None and record.branch is not None:
         if unchanged:
             return Owner(record.branch, record.commit, heads)
         if tip := holding(record.branch):
             return Owner(record.branch, tip, heads)
     seen: set[str] = set()
-    for left, entered in repo.checkouts():
+    for _, left, entered in moves:
         for name in (entered, left):
             if name not in seen:
                 seen.add(name)

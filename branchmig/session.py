@@ -159,7 +159,8 @@ def recover(ws: Workspace, state: State, env: AlembicEnv, db: DatabaseState,
             finish_drops(backend_for_url(db.url, store_dir=state.snapshot_dir), state,
                          journal)
         heads = read_database(env).heads
-        state.set_owner(dbid.key, Owner(journal.to_branch, journal.to_commit, heads))
+        state.set_owner(dbid.key, Owner(journal.to_branch, journal.to_commit, heads,
+                                        reflog=ws.repo.reflog_size()))
         state.set_suspect(dbid.key, None)
         state.clear_journal()
         return Recovery(journal.operation, journal.to, journal.pid, False, False, None,
@@ -186,7 +187,8 @@ def recover(ws: Workspace, state: State, env: AlembicEnv, db: DatabaseState,
     heads = read_database(env).heads
     suspect = None
     if restored or untouched:
-        state.set_owner(dbid.key, Owner(journal.from_branch, journal.from_commit, heads))
+        state.set_owner(dbid.key, Owner(journal.from_branch, journal.from_commit, heads,
+                                        reflog=repo.reflog_size()))
     elif journal.phase == "migrating" and journal.in_flight:
         direction, revision = journal.in_flight[:2]
         suspect = Suspect(journal.operation, journal.to, direction, revision, journal.pid)

@@ -150,6 +150,10 @@ class Owner:
     branch: str | None
     commit: str | None
     heads: tuple[str, ...]
+    at: float = 0.0  # when it was recorded (seconds since the epoch)
+    # The size of HEAD's reflog then: the checkouts logged after that offset happened
+    # since (-1: not known).
+    reflog: int = -1
 
 
 @dataclass(frozen=True)
@@ -288,13 +292,14 @@ class State:
         if not isinstance(data, dict):
             return None
         return Owner(branch=data.get("branch"), commit=data.get("commit"),
-                     heads=tuple(data.get("heads") or ()))
+                     heads=tuple(data.get("heads") or ()), at=float(data.get("at") or 0),
+                     reflog=int(data.get("reflog", -1)))
 
     def set_owner(self, database: str, owner: Owner) -> None:
         # Not waited for: a record lost to a power cut only sends the next move to the
         # reflog to find whom the database belongs to.
         data = {"branch": owner.branch, "commit": owner.commit, "heads": list(owner.heads),
-                "at": time.time()}
+                "at": time.time(), "reflog": owner.reflog}
         write_private(self.root / "owners" / f"{database}.json",
                       json.dumps(data).encode())
 

@@ -405,7 +405,8 @@ def _move(
 
 def _finish(s: Session, entering: str | None, commit: str | None,
             heads: tuple[str, ...]) -> None:
-    s.state.set_owner(s.dbkey, Owner(entering, commit, heads))
+    s.state.set_owner(s.dbkey, Owner(entering, commit, heads,
+                                     reflog=s.ws.repo.reflog_size()))
     s.state.set_suspect(s.dbkey, None)
 
 

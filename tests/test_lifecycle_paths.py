@@ -311,3 +311,24 @@ def test_a_fast_forward_rebase_brings_the_database_along(
     assert sqlite_version(p.db_path) == {F1}, out.stderr
     data = p.status()
     assert (data["pending"], data["unknown"], data["owner"]) == ([], [], "main")
+
+
+def test_sync_after_a_hook_that_never_ran_saves_for_the_branch_the_checkout_left(
+        db_at_feature1_head_with_emails: Project) -> None:
+    """A branch made on the same commit (no hook runs) then left by a checkout whose hook
+    was killed before it started: its rows are the ones the database holds, and `sync`
+    keeps them for it (branchmig's record still names the branch before it)."""
+    p = db_at_feature1_head_with_emails
+    p.ok("install")
+    p.checkout("feature2")
+    p.checkout("-b", "copy")
+    with sqlite3.connect(p.db_path) as conn:
+        conn.execute("INSERT INTO posts (title) VALUES ('written on copy')")
+    skipped = p.run("git", "checkout", "feature1", env={"BRANCHMIG_SKIP_HOOK": "1"})
+    assert skipped.returncode == 0
+    out = p.ok("sync")
+    assert "saving the database of 'copy'" in out.stderr or "of 'copy'" in out.stderr, out.stderr
+    assert users(p) == EMAILS
+    p.checkout("copy")
+    with sqlite3.connect(p.db_path) as conn:
+        assert conn.execute("SELECT title FROM posts").fetchall() == [("written on copy",)]
