@@ -288,10 +288,6 @@ class GitRepo:
                 return found[name]
         return None
 
-    def merge_base(self, a: str, b: str) -> str | None:
-        out = self.git("merge-base", a, b, check=False).strip()
-        return out or None
-
     def commit_or_none(self, ref: str) -> str | None:
         """The commit ``ref`` names (``ORIG_HEAD``, ``HEAD^1``…), None when it names none."""
         out = self.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}",

@@ -47,8 +47,6 @@ Progress = Callable[[str], None]
 
 _CONFLICT_MARKER = re.compile(rb"^(<{7}|>{7})(?: |$)", re.M)
 _REVISES = re.compile(rb"^(Revises:[ \t]*)([^\r\n]*)", re.M)
-_MERGE_SUBJECT = re.compile(
-    r"^Merge (?:remote-tracking )?branch(?:es)? '([^']+)'(?:.* into (\S+))?")
 
 
 @dataclass(frozen=True)

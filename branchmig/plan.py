@@ -106,8 +106,3 @@ def latest_common(kept: Iterable[str], graph: Graph) -> tuple[str, ...]:
         return tuple(latest)
     return tuple(r for r in graph.topological(kept) if r not in needed)
 
-
-def common_revisions(a: Graph, b: Graph) -> tuple[str, ...]:
-    """The latest revisions both graphs hold with the same scripts (what a database on
-    ``a``'s heads is reverted to before it moves to ``b``)."""
-    return make_plan(applied_heads=a.heads, source=a, target=b).common

@@ -24,7 +24,6 @@ from branchmig.gitrepo import GitRepo, TreeEntry, blob_id
 from branchmig.graph import Revision
 from branchmig.plan import Destructive
 
-HEADER_NAMES = ("revision", "down_revision", "branch_labels", "depends_on")
 _HEADER_START = re.compile(
     r"^(revision|down_revision|branch_labels|depends_on)[ \t]*(?::[^=\n]*)?=(?!=)", re.M
 )

@@ -116,7 +116,6 @@ class MySQLBackend:
     ) -> None:
         self.masked_url, parsed = parse_server_url(url)
         self.live: str = parsed.database
-        self.store_dir = store_dir  # unused: everything stays on the server
         self.terminate_connections = terminate_connections
         self.progress = progress
         self._connect_args: dict[str, Any] = {
