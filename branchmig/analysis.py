@@ -9,9 +9,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from branchmig.downgrades import Destructive, batch_hint, find_destructive, find_unbatched
 from branchmig.graph import Graph, merge_graphs
-from branchmig.plan import Destructive, Plan, make_plan
-from branchmig.scripts import batch_hint, find_destructive, find_unbatched, read_text_anywhere
+from branchmig.plan import Plan, make_plan
+from branchmig.scripts import read_text_anywhere
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
 
 

@@ -14,21 +14,9 @@ from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
+from branchmig.downgrades import Destructive
 from branchmig.errors import PlanError
 from branchmig.graph import Graph, Revision
-
-
-@dataclass(frozen=True)
-class Destructive:
-    """A data-losing operation in a ``downgrade()`` the plan runs."""
-
-    revision: str
-    operation: str  # "drop_table", "drop_column", "execute"
-    target: str  # "users" / "users.email" / the SQL's first words
-    line: int = 0
-
-    def describe(self) -> str:
-        return f"{self.revision}: {self.operation} {self.target}"
 
 
 @dataclass(frozen=True)

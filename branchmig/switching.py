@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from branchmig.analysis import batch_warnings, with_destructive
+from branchmig.downgrades import batch_hint, find_unbatched
 from branchmig.errors import BranchmigError, GitError, PlanError, SnapshotError
 from branchmig.graph import Graph, Revision, merge_graphs
 from branchmig.lifecycle import (
@@ -44,7 +45,6 @@ from branchmig.provenance import (
     owner_of_database,
     strays_among,
 )
-from branchmig.scripts import batch_hint, find_unbatched
 from branchmig.session import (
     SKIP_HOOK,
     Session,

@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_graph import dags, rev
 
+from branchmig.downgrades import Destructive, find_destructive
 from branchmig.errors import GraphError, PlanError
 from branchmig.graph import Graph, Revision
-from branchmig.plan import Destructive, make_plan
-from branchmig.scripts import find_destructive
+from branchmig.plan import make_plan
 
 
 def graph(*revisions: Revision) -> Graph:
