@@ -5,7 +5,7 @@ each, and which branch would restore it. It claims nothing it has not checked.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from branchmig.errors import BranchmigError, LockedError
@@ -135,13 +135,22 @@ def snapshot_statuses(ws: Workspace, held: list[Held],
     if not held:
         return ()
     tips = ws.repo.branch_tips()
-    revisions = {name: tip_blobs(ws, commit) for name, commit in tips.items()}
+    known: dict[str, Mapping[str, str]] = {}
+
+    def revisions(names: Iterable[str]) -> dict[str, Mapping[str, str]]:
+        """The tips' revisions of ``names`` (read once each: a long history's script set
+        costs milliseconds, and most snapshots need only their own branch's)."""
+        for name in names:
+            if name in tips and name not in known:
+                known[name] = tip_blobs(ws, tips[name])
+        return {name: known[name] for name in names if name in known}
+
     out = []
     for h in sorted(held, key=lambda h: -h.created):
-        by = restorers(h, revisions, {})
+        by = restorers(h, revisions([h.branch] if h.branch else []), {})
         if not by and h.commit:  # not its own branch's: any branch on its line?
             on_line = ws.repo.branches_containing(h.commit)
-            by = restorers(h, revisions, {name: {h.commit} for name in on_line})
+            by = restorers(h, revisions(on_line), {name: {h.commit} for name in on_line})
         size, backend = stored.get(h.key, (0, ""))
         out.append(SnapshotStatus(h, h.key in stored, tuple(by), size, backend))
     return tuple(out)
