@@ -30,6 +30,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except BranchmigError as err:
             click.echo(f"branchmig: {err}", err=True)
+            if "--json" in sys.argv[1:]:  # a machine reads stdout: the error is JSON too
+                _emit_json({"error": str(err), "exit_code": err.exit_code})
             ctx.exit(err.exit_code)
 
 
@@ -512,6 +514,109 @@ def snapshot_prune(ctx: click.Context, keep: int | None, older_than: float | Non
                    err=True)
     if not result.dropped:
         click.echo("Nothing to prune.")
+
+
+@main.command()
+@click.argument("ref", required=False, default=".")
+@click.option("--against", metavar="BASE", default=None,
+              help="The ref whose revisions are taken as proven (default: the branch's "
+                   "upstream, else origin's default branch, else main or master).")
+@click.option("--drift", is_flag=True,
+              help="Instead: compare the live database with a scratch one upgraded from "
+                   "empty to the same heads.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text",
+              help="markdown: a report to post as a pull-request comment.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_context
+def verify(ctx: click.Context, ref: str, against: str | None, drift: bool, fmt: str,
+           as_json: bool) -> None:
+    """Prove REF's own migrations (default: the working tree) on a scratch database of
+    the project's backend: each revision REF adds to BASE is upgraded, downgraded and
+    upgraded again, and its downgrade must leave the schema as before its upgrade. Exit 1
+    on any finding. The live database and the checkout are not touched."""
+    from branchmig import verify as core
+
+    if drift:
+        if ref != "." or against is not None:
+            raise click.UsageError("--drift compares the live database; it takes no REF "
+                                   "and no --against")
+        found = core.drift(_open(ctx), progress=_progress)
+        if as_json:
+            _emit_json({"ok": found.ok, "database": found.database, "backend": found.backend,
+                        "heads": list(found.heads),
+                        "differences": [d.as_dict() | {"message": core.describe_drift(d)}
+                                        for d in found.differences]})
+        else:
+            click.echo(_drift_report(found, markdown=fmt == "markdown"))
+        ctx.exit(0 if found.ok else 1)
+    result = core.verify(_open(ctx), ref=_ref(ref), against=against, progress=_progress)
+    if as_json:
+        _emit_json({
+            "ok": result.ok, "ref": ref, "against": result.against,
+            "backend": result.backend, "shared": list(result.shared),
+            "revisions": [{"revision": c.revision, "path": c.path, "upgrade": c.upgrade,
+                           "downgrade": c.downgrade, "upgrade_again": c.upgrade_again}
+                          for c in result.checks],
+            "findings": [{"revision": f.revision, "path": f.path, "kind": f.kind,
+                          "message": f.message,
+                          "differences": [d.as_dict() for d in f.differences]}
+                         for f in result.findings]})
+    else:
+        click.echo(_verify_report(result, ref=ref, markdown=fmt == "markdown"))
+    ctx.exit(0 if result.ok else 1)
+
+
+_OUTCOME_MARK = {"ok": "✅", "failed": "❌", "left traces": "⚠️", "not run": "–"}
+
+
+def _verify_report(result: Any, *, ref: str, markdown: bool) -> str:
+    what = "the working tree" if ref == "." else f"'{ref}'"
+    count = len(result.checks)
+    summary = (f"{count} revision{'s' if count != 1 else ''} of {what} against "
+               f"'{result.against}' on a scratch {result.backend} database")
+    if not markdown:
+        if not count:
+            return f"Nothing to verify: {what} adds no revision to '{result.against}'."
+        lines = [f"Verified {summary} (up, down, up again):"]
+        for c in result.checks:
+            steps = (c.upgrade, c.downgrade, c.upgrade_again)
+            flag = "ok  " if steps == ("ok", "ok", "ok") else "FAIL"
+            lines.append(f"  {flag} {c.revision}  {c.path}  "
+                         f"(upgrade {c.upgrade}, downgrade {c.downgrade}, "
+                         f"upgrade again {c.upgrade_again})")
+        lines += [f"branchmig: {f.message}" for f in result.findings]
+        return "\n".join(lines)
+    verdict = ("✅ branchmig verify: every migration goes down and up again" if result.ok
+               else f"❌ branchmig verify: {len(result.findings)} problem"
+                    f"{'s' if len(result.findings) != 1 else ''}")
+    lines = [f"### {verdict}", "", f"{summary[0].upper()}{summary[1:]}.", ""]
+    if count:
+        lines += ["| revision | file | upgrade | downgrade | upgrade again |",
+                  "| --- | --- | :-: | :-: | :-: |"]
+        lines += [f"| `{c.revision}` | `{c.path}` | {_OUTCOME_MARK[c.upgrade]} | "
+                  f"{_OUTCOME_MARK[c.downgrade]} | {_OUTCOME_MARK[c.upgrade_again]} |"
+                  for c in result.checks]
+        lines.append("")
+    lines += [f"- **`{f.revision}`** (`{f.path}`): {f.message}" for f in result.findings]
+    return "\n".join(lines).rstrip()
+
+
+def _drift_report(found: Any, *, markdown: bool) -> str:
+    from branchmig.verify import describe_drift
+
+    heads = ", ".join(found.heads) or "base"
+    if found.ok:
+        return (f"{found.database} matches its migrations at {heads}: no drift."
+                if not markdown else
+                f"### ✅ branchmig verify --drift: the database matches its migrations at "
+                f"`{heads}`")
+    if not markdown:
+        return "\n".join([f"{found.database} differs from its migrations at {heads}:",
+                          *(f"  {describe_drift(d)}" for d in found.differences)])
+    return "\n".join([f"### ❌ branchmig verify --drift: {len(found.differences)} "
+                      f"difference{'s' if len(found.differences) != 1 else ''} from the "
+                      f"migrations at `{heads}`", "",
+                      *(f"- {describe_drift(d)}" for d in found.differences)])
 
 
 @main.command()

@@ -31,6 +31,12 @@ class UnknownRefError(GitError):
     exit_code = 2
 
 
+class NotARepositoryError(GitError):
+    """Run outside any git repository: a usage error, as the README says."""
+
+    exit_code = 2
+
+
 class ScriptError(BranchmigError):
     """A migration script whose header cannot be read."""
 

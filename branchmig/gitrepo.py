@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from branchmig.errors import GitError, UnknownRefError
+from branchmig.errors import GitError, NotARepositoryError, UnknownRefError
 
 NULL_SHA = "0" * 40
 
@@ -57,7 +57,7 @@ class GitRepo:
         except FileNotFoundError as err:
             raise GitError("git is not installed or not on PATH") from err
         if out.returncode != 0:
-            raise GitError(
+            raise NotARepositoryError(
                 f"'{start}' is not inside a git repository (git init, or cd into one)"
             )
         top, git_dir, common = out.stdout.splitlines()[:3]

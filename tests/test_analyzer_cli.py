@@ -232,7 +232,7 @@ def test_unknown_ref(repo_with_linear_history: Repo) -> None:
 
 
 def test_not_a_git_repository(tmp_path: Path) -> None:
-    line = fails(tmp_path, "heads", code=1)
+    line = fails(tmp_path, "heads", code=2)  # a usage error, as the README says
     assert line == (f"branchmig: '{tmp_path}' is not inside a git repository "
                     "(git init, or cd into one)")
 
@@ -282,3 +282,12 @@ def test_heads_answers_from_memory_only_while_the_scripts_are_unchanged(
     repo.commit("f1c")
     assert ok_json(repo.root, "heads", "HEAD", "--json")["heads"] == ["f1c"]
     assert ok_json(repo.root, "heads", "HEAD~1", "--json")["heads"] == first["heads"]
+
+
+def test_errors_under_json_are_one_json_object_on_stdout_too(tmp_path: Path) -> None:
+    proc = run_branchmig(tmp_path, "heads", "--json")
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout) == {
+        "error": f"'{tmp_path}' is not inside a git repository (git init, or cd into one)",
+        "exit_code": 2}
+    assert proc.stderr.startswith("branchmig: ")
