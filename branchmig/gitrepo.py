@@ -361,6 +361,12 @@ class GitRepo:
                        "refs/heads", check=False)
         return [line.removeprefix("refs/heads/") for line in out.splitlines() if line]
 
+    def upstream(self) -> str | None:
+        """The current branch's upstream (``origin/main``), None without one."""
+        out = self.git("rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}",
+                       check=False).strip()
+        return out or None
+
     def rebasing_branch(self) -> str | None:
         """The branch a rebase in progress is replaying (HEAD is detached meanwhile)."""
         try:

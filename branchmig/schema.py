@@ -1,0 +1,158 @@
+"""A database's schema as plain data, and the differences between two of them. Pure.
+
+``verify`` fills a ``Schema`` from SQLAlchemy's inspector (the only place that talks to a
+database) and compares: the schema before a revision's upgrade with the one after its
+downgrade, or the live database with a scratch one built by the migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+Change = Literal["added", "removed", "changed"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+    default: str | None
+
+    def describe(self) -> str:
+        default = "" if self.default is None else f" DEFAULT {self.default}"
+        return f"{self.type}{'' if self.nullable else ' NOT NULL'}{default}"
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str | None
+    columns: tuple[str, ...]
+    unique: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.name or f"({', '.join(self.columns)})"
+
+    def describe(self) -> str:
+        return f"{'UNIQUE ' if self.unique else ''}({', '.join(self.columns)})"
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str | None
+    columns: tuple[str, ...]
+    referred_table: str
+    referred_columns: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return self.name or f"({', '.join(self.columns)}) -> {self.referred_table}"
+
+    def describe(self) -> str:
+        return (f"({', '.join(self.columns)}) REFERENCES {self.referred_table} "
+                f"({', '.join(self.referred_columns)})")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: Mapping[str, Column] = field(default_factory=dict)
+    primary_key: tuple[str, ...] = ()
+    indexes: Mapping[str, Index] = field(default_factory=dict)
+    uniques: Mapping[str, Index] = field(default_factory=dict)
+    foreign_keys: Mapping[str, ForeignKey] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, *, columns: Iterable[Column], primary_key: Iterable[str] = (),
+           indexes: Iterable[Index] = (), uniques: Iterable[Index] = (),
+           foreign_keys: Iterable[ForeignKey] = ()) -> Table:
+        return cls(name, {c.name: c for c in columns}, tuple(primary_key),
+                   {i.key: i for i in indexes}, {u.key: u for u in uniques},
+                   {f.key: f for f in foreign_keys})
+
+
+@dataclass(frozen=True)
+class EnumType:
+    name: str
+    labels: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"({', '.join(repr(label) for label in self.labels)})"
+
+
+@dataclass(frozen=True)
+class Schema:
+    tables: Mapping[str, Table] = field(default_factory=dict)
+    enums: Mapping[str, EnumType] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One object that is in ``new`` and not in ``old`` (``added``), the reverse
+    (``removed``), or in both but not the same (``changed``). ``old`` and ``new`` describe
+    it on each side ("VARCHAR(100) NOT NULL"), None where it is absent."""
+
+    kind: str  # "table", "column", "index", "unique constraint", "foreign key", ...
+    name: str  # "posts", "users.email", "users.ix_users_email", "mood"
+    change: Change
+    old: str | None = None
+    new: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "name": self.name, "change": self.change,
+                "old": self.old, "new": self.new}
+
+
+def compare(old: Schema, new: Schema) -> tuple[Difference, ...]:
+    """What differs from ``old`` to ``new``: a table on one side only is one difference,
+    not one per column. Ordered by table, then kind, for a stable report."""
+    found: list[Difference] = []
+    for name in sorted(old.tables.keys() | new.tables.keys()):
+        before, after = old.tables.get(name), new.tables.get(name)
+        if before is None or after is None:
+            found.append(Difference("table", name, "added" if before is None else "removed",
+                                    None if before is None else _columns_of(before),
+                                    None if after is None else _columns_of(after)))
+            continue
+        found.extend(_compare_tables(before, after))
+    found.extend(_compare_maps("enum type", "", old.enums, new.enums, EnumType.describe))
+    return tuple(found)
+
+
+def _columns_of(table: Table) -> str:
+    return f"({', '.join(table.columns)})"
+
+
+def _compare_tables(old: Table, new: Table) -> list[Difference]:
+    name = old.name
+    found = _compare_maps("column", name, old.columns, new.columns, Column.describe)
+    if old.primary_key != new.primary_key:
+        found.append(Difference("primary key", name, "changed",
+                                f"({', '.join(old.primary_key)})",
+                                f"({', '.join(new.primary_key)})"))
+    found += _compare_maps("index", name, old.indexes, new.indexes, Index.describe)
+    found += _compare_maps("unique constraint", name, old.uniques, new.uniques,
+                           Index.describe)
+    found += _compare_maps("foreign key", name, old.foreign_keys, new.foreign_keys,
+                           ForeignKey.describe)
+    return found
+
+
+def _compare_maps(kind: str, table: str, old: Mapping[str, T], new: Mapping[str, T],
+                  describe: Callable[[T], str]) -> list[Difference]:
+    found = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        name = f"{table}.{key}" if table else key
+        change: Change = ("added" if before is None else "removed" if after is None
+                          else "changed")
+        found.append(Difference(kind, name, change,
+                                None if before is None else describe(before),
+                                None if after is None else describe(after)))
+    return found

@@ -1,0 +1,673 @@
+"""Prove a branch's own migrations on a scratch database, and find drift in the live one.
+
+``verify`` makes a scratch database of the project's own backend (a temporary SQLite file,
+or a new database on the PostgreSQL or MariaDB/MySQL server of the project's URL), upgrades
+it to the revisions REF shares with BASE, then runs each revision REF adds up, down and up
+again, comparing the schema before its upgrade with the schema after its downgrade.
+``drift`` builds a scratch database from empty to the live database's heads and compares
+the two. The live database is never written, nor the checkout: migrations run through the
+project's own env.py, pointed at the scratch database by ``sqlalchemy.url``, and the
+scratch database is dropped afterwards, whatever happens.
+
+This module is the home of the scratch databases (made and dropped here) and of schema
+inspection (SQLAlchemy's inspector); the comparison itself is ``schema.compare``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+from branchmig.downgrades import batch_hint, find_unbatched
+from branchmig.errors import ConfigError, DatabaseError, PlanError, UsageError
+from branchmig.graph import Graph, Revision
+from branchmig.plan import latest_common, make_plan
+from branchmig.schema import (
+    Column,
+    Difference,
+    EnumType,
+    ForeignKey,
+    Index,
+    Schema,
+    Table,
+    compare,
+)
+from branchmig.scripts import read_text_anywhere
+from branchmig.snapshots import mask_url
+from branchmig.workspace import WORKTREE, Workspace, describe_ref
+
+Progress = Callable[[str], None]
+Outcome = Literal["ok", "failed", "left traces", "not run"]
+FindingKind = Literal["upgrade-failed", "downgrade-failed", "trace", "upgrade-again-failed"]
+
+SCRATCH_PREFIX = "bm_verify_"  # every scratch database's name starts so: a leftover is ours
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something wrong with one revision's migrations, said in one line."""
+
+    revision: str
+    path: str
+    kind: FindingKind
+    message: str
+    differences: tuple[Difference, ...] = ()
+
+
+@dataclass(frozen=True)
+class RevisionCheck:
+    """How each of a revision's three runs went."""
+
+    revision: str
+    path: str
+    upgrade: Outcome = "not run"
+    downgrade: Outcome = "not run"
+    upgrade_again: Outcome = "not run"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ref: str  # as given ("" is the working tree)
+    against: str
+    backend: str  # "sqlite", "postgresql", "mysql"
+    shared: tuple[str, ...]  # the latest revisions REF shares with BASE
+    checks: tuple[RevisionCheck, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    database: str  # masked URL of the live database
+    backend: str
+    heads: tuple[str, ...]
+    differences: tuple[Difference, ...]  # old: what the migrations make, new: the live one
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+# -- the commands -------------------------------------------------------------------------
+
+
+def verify(ws: Workspace, *, ref: str = WORKTREE, against: str | None = None,
+           progress: Progress = _quiet) -> VerifyResult:
+    """Run each revision ``ref`` adds to ``against`` (default: ``default_base``) up, down
+    and up again on a scratch database, and report what fails or is left behind."""
+    from branchmig.runner import alembic_env, start_loading_alembic
+
+    start_loading_alembic()
+    base = against if against is not None else default_base(ws)
+    _, ours = ws.graph_at(ref)
+    _, theirs = ws.graph_at(base)
+    plan = make_plan(applied_heads=theirs.heads, source=theirs, target=ours)
+    shared = ours.ancestors(plan.common)
+    texts = _Texts(ws, ours, ref)
+    with alembic_env(ws.project) as env:
+        _refuse_flask(ws)
+        live = _configured_url(env)
+        backend = _backend(live)
+        checks: list[RevisionCheck] = []
+        findings: list[Finding] = []
+        if plan.upgrade:
+            progress(f"branchmig: verifying {len(plan.upgrade)} revision"
+                     f"{'s' if len(plan.upgrade) != 1 else ''} of {describe_ref(ref)} "
+                     f"against {describe_ref(base)} on a scratch {backend} database")
+        with scratch_database(live, progress=progress) as scratch:
+            runner = _Runner(env, ours, texts, scratch)
+            runner.point_env_at_scratch()
+            runner.upgrade(ours.topological(shared), shared_with=base)
+            _check_each(runner, plan.upgrade, checks, findings, progress)
+    return VerifyResult(ref, base, backend, plan.common, tuple(checks), tuple(findings))
+
+
+def _check_each(runner: _Runner, revisions: Sequence[str], checks: list[RevisionCheck],
+                findings: list[Finding], progress: Progress) -> None:
+    from branchmig.runner import StepFailed
+
+    graph = runner.graph
+    before = runner.schema()
+    for index, rev_id in enumerate(revisions):
+        rev = graph.revisions[rev_id]
+        check = RevisionCheck(rev_id, rev.path)
+        progress(f"  {rev_id}: upgrade, downgrade, upgrade again")
+        try:
+            runner.step("upgrade", rev_id)
+        except StepFailed as err:
+            findings.append(runner.failure(rev, "upgrade-failed", err))
+            checks.append(_with(check, upgrade="failed"))
+            # What builds on it cannot be reached: the rest is not run.
+            checks.extend(RevisionCheck(r, graph.revisions[r].path)
+                          for r in revisions[index + 1:])
+            return
+        check = _with(check, upgrade="ok")
+        try:
+            runner.step("downgrade", rev_id)
+        except StepFailed as err:
+            findings.append(runner.failure(rev, "downgrade-failed", err))
+            checks.append(_with(check, downgrade="failed"))
+            before = runner.rebuild(rev_id)
+            continue
+        after = runner.schema()
+        left = compare(before, after)
+        if left:
+            findings.append(Finding(rev_id, rev.path, "trace", _trace_message(rev, left), left))
+        check = _with(check, downgrade="left traces" if left else "ok")
+        try:
+            runner.step("upgrade", rev_id)
+        except StepFailed as err:
+            findings.append(runner.failure(rev, "upgrade-again-failed", err))
+            checks.append(_with(check, upgrade_again="failed"))
+            before = runner.rebuild(rev_id)
+            continue
+        checks.append(_with(check, upgrade_again="ok"))
+        # After traces, the next revision starts from a database built straight up.
+        before = runner.rebuild(rev_id) if left else runner.schema()
+
+
+def _with(check: RevisionCheck, **outcomes: Outcome) -> RevisionCheck:
+    from dataclasses import replace
+
+    return replace(check, **outcomes)
+
+
+def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
+    """Compare the live database's schema with a scratch database upgraded from empty to
+    the same heads (with the working tree's scripts where it has them)."""
+    from branchmig.runner import alembic_env, read_database, start_loading_alembic
+
+    start_loading_alembic()
+    _, tree = ws.graph_at(WORKTREE)
+    with alembic_env(ws.project) as env:
+        _refuse_flask(ws)
+        configured = _configured_url(env)
+        if _backend(configured) == "sqlite" and not _sqlite_path(configured).is_file():
+            raise DatabaseError(f"There is no database at {mask_url(configured)} to compare; "
+                                "run: branchmig sync")
+        live = read_database(env)
+        backend = _backend(live.url)
+        graph, ref = _graph_holding(ws, tree, live.url, live.heads)
+        revisions = graph.topological(graph.ancestors(live.heads))
+        progress(f"branchmig: building a scratch {backend} database to "
+                 f"{', '.join(live.heads) or 'base'} ({len(revisions)} revisions)")
+        with scratch_database(live.url, progress=progress) as scratch:
+            runner = _Runner(env, graph, _Texts(ws, graph, ref), scratch)
+            runner.point_env_at_scratch()
+            runner.upgrade(revisions, shared_with=None)
+            expected = runner.schema()
+        actual = inspect_schema(_read_only(live.url))
+    return DriftResult(mask_url(live.url), backend, live.heads, compare(expected, actual))
+
+
+def default_base(ws: Workspace) -> str:
+    """The current branch's upstream, else the remote's default branch, else ``main`` or
+    ``master``. An upstream of the branch's own name (``git push -u`` of a feature
+    branch) is the branch itself, not what it is verified against."""
+    repo = ws.repo
+    upstream = repo.upstream()
+    current = repo.current_branch()
+    if upstream and upstream.partition("/")[2] != current:
+        return upstream
+    remote = repo.remote_default()
+    if remote is not None:
+        return remote[0]
+    for name in ("main", "master"):
+        if repo.commit_or_none(name) is not None:
+            return name
+    raise UsageError("Nothing to verify against: this branch has no upstream and the "
+                     "repository no origin/HEAD, main or master; name the base, e.g. run: "
+                     "branchmig verify --against origin/main")
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+def describe_trace(diff: Difference) -> str:
+    """One difference between before an upgrade (old) and after its downgrade (new)."""
+    if diff.change == "added":
+        return f"{diff.kind} '{diff.name}' is left behind"
+    if diff.change == "removed":
+        return f"{diff.kind} '{diff.name}' is gone (it was there before the upgrade)"
+    return f"{diff.kind} '{diff.name}' is {diff.new}, was {diff.old} before the upgrade"
+
+
+def describe_drift(diff: Difference) -> str:
+    """One difference between what the migrations make (old) and the live database (new)."""
+    if diff.change == "added":
+        return f"{diff.kind} '{diff.name}' is in the database, but no migration makes it"
+    if diff.change == "removed":
+        return f"{diff.kind} '{diff.name}' {diff.old or ''} is missing from the database"
+    return f"{diff.kind} '{diff.name}' is {diff.new} in the database, {diff.old} by the migrations"
+
+
+def _trace_message(rev: Revision, left: Sequence[Difference]) -> str:
+    return (f"The downgrade of '{rev.id}' ({rev.path}) does not undo its upgrade: "
+            f"{'; '.join(describe_trace(d) for d in left)}. Undo it in downgrade()")
+
+
+# -- running the migrations on the scratch database ----------------------------------------
+
+
+class _Texts:
+    """The scripts' texts at a ref, read when a step needs them."""
+
+    def __init__(self, ws: Workspace, graph: Graph, ref: str) -> None:
+        self.ws, self.graph, self.ref = ws, graph, ref
+        self._read: dict[str, bytes] = {}
+
+    def __call__(self, rev_id: str) -> tuple[Path, bytes]:
+        rev = self.graph.revisions[rev_id]
+        if rev_id not in self._read:
+            self._read[rev_id] = self._text(rev)
+        return self.ws.repo.top / rev.path, self._read[rev_id]
+
+    def _text(self, rev: Revision) -> bytes:
+        if self.ref == WORKTREE:
+            path = self.ws.repo.top / rev.path
+            if path.is_file():
+                return path.read_bytes()
+        from branchmig.state import State
+
+        text = State(self.ws.state_dir).kept_script(rev.blob) or read_text_anywhere(
+            self.ws.repo, rev)
+        if text is None:
+            raise PlanError(f"The script of '{rev.id}' ({rev.path}, blob {rev.blob[:12]}) is "
+                            "not in git; commit it, or run: branchmig verify .")
+        return text
+
+
+class _Runner:
+    """Steps through the project's env.py on the scratch database, knowing which
+    revisions it holds."""
+
+    def __init__(self, env: Any, graph: Graph, texts: _Texts, scratch: Scratch) -> None:
+        self.env, self.graph, self.texts, self.scratch = env, graph, texts, scratch
+        self.applied: set[str] = set()
+
+    def point_env_at_scratch(self) -> None:
+        """Set ``sqlalchemy.url`` to the scratch database, then make sure env.py really
+        connects there: an env.py that takes its URL elsewhere is refused before any
+        migration runs."""
+        from branchmig.runner import read_database
+
+        self.env.config.set_main_option("sqlalchemy.url", self.scratch.url.replace("%", "%%"))
+        reached = read_database(self.env).url
+        if not _same_database(reached, self.scratch.url):
+            raise ConfigError(
+                f"env.py connects to {mask_url(reached)}, not to the sqlalchemy.url branchmig "
+                "set, so it cannot be pointed at a scratch database; make env.py use "
+                "config.get_main_option('sqlalchemy.url') when it is set, then run: "
+                "branchmig verify")
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return latest_common(self.applied, self.graph)
+
+    def upgrade(self, revisions: Sequence[str], *, shared_with: str | None) -> None:
+        from branchmig.runner import StepFailed
+
+        try:
+            self._run("upgrade", revisions)
+        except StepFailed as err:
+            rev = self.graph.revisions[err.revision]
+            if shared_with is None:
+                raise DatabaseError(f"{err} ({rev.path}); fix that script, then run the "
+                                    "command again") from err
+            raise DatabaseError(
+                f"{err} ({rev.path}), a revision {describe_ref(shared_with)} has too, so "
+                "nothing after it can be verified; fix it there first, or choose another "
+                "base: branchmig verify --against REF"
+            ) from err
+
+    def step(self, direction: Literal["upgrade", "downgrade"], rev_id: str) -> None:
+        self._run(direction, (rev_id,))
+
+    def _run(self, direction: Literal["upgrade", "downgrade"],
+             revisions: Sequence[str]) -> None:
+        from branchmig.runner import Phase, run_phases
+
+        if not revisions:
+            return
+        start = self.heads
+        scope = set(self.graph.ancestors([*self.applied, *revisions]))
+        texts = {r: self.texts(r) for r in revisions}
+        run_phases(self.env, [Phase(direction, tuple(revisions), self.graph, scope,
+                                    lambda: texts, start_heads=start)])
+        if direction == "upgrade":
+            self.applied |= set(revisions)
+        else:
+            self.applied -= set(revisions)
+
+    def schema(self) -> Schema:
+        return inspect_schema(self.scratch.url)
+
+    def rebuild(self, rev_id: str) -> Schema:
+        """A fresh scratch database with everything up to ``rev_id`` applied straight up:
+        where the next revision starts after this one failed or left traces."""
+        wanted = self.graph.ancestors([*self.applied, rev_id])
+        self.scratch.reset()
+        self.applied = set()
+        self.upgrade(self.graph.topological(wanted), shared_with=None)
+        return self.schema()
+
+    def failure(self, rev: Revision, kind: FindingKind, err: Exception) -> Finding:
+        cause = str(err).partition(" failed: ")[2] or str(err)
+        what = {"upgrade-failed": "The upgrade of", "downgrade-failed": "The downgrade of",
+                "upgrade-again-failed": "Run again after its downgrade, the upgrade of"}[kind]
+        message = f"{what} '{rev.id}' ({rev.path}) raises {cause.rstrip('. ')}"
+        if self.scratch.backend == "sqlite":
+            function = "downgrade" if kind == "downgrade-failed" else "upgrade"
+            found = find_unbatched(self.texts(rev.id)[1], rev.id, function)
+            if found:
+                message += f". To fix it: {batch_hint(found, rev.path)}"
+        return Finding(rev.id, rev.path, kind, message)
+
+
+def _graph_holding(ws: Workspace, tree: Graph, url: str,
+                   heads: tuple[str, ...]) -> tuple[Graph, str]:
+    """The working tree's graph when it has the live heads, else the scripts that applied
+    them (branchmig's copies, the refs): drift is measured against the code first."""
+    if all(h in tree for h in heads):
+        return tree, WORKTREE
+    from branchmig.session import database_id
+    from branchmig.state import State
+    from branchmig.switching import applied_source
+
+    dbid = database_id(ws, url)
+    return applied_source(ws, State(ws.state_dir), heads, dbid.key, previous=None,
+                          target=tree), "applied"
+
+
+# -- the scratch database --------------------------------------------------------------------
+
+
+class Scratch:
+    """A scratch database beside the live one: ``url`` (password included: never print
+    it), made empty again by ``reset``, gone after ``drop``."""
+
+    def __init__(self, live_url: str, folder: Path) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.backend = _backend(live_url)
+        self._live = make_url(live_url)
+        self._folder = folder
+        self.name = f"{SCRATCH_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+        if self.backend == "sqlite":
+            self.url = f"sqlite:///{folder / 'scratch.db'}"
+        else:
+            self.url = self._live.set(database=self.name).render_as_string(
+                hide_password=False)
+
+    def create(self) -> None:
+        if self.backend == "sqlite":
+            return
+        from sqlalchemy import text
+
+        with self._server() as conn:
+            if self.backend == "postgresql":
+                conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+                return
+            charset = conn.execute(text(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+                "information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"),
+                {"name": self._live.database}).first()
+            suffix = (f" CHARACTER SET {charset[0]} COLLATE {charset[1]}"
+                      if charset is not None else "")
+            conn.execute(text(f"CREATE DATABASE `{self.name}`{suffix}"))
+
+    def drop(self) -> None:
+        if self.backend == "sqlite":
+            for path in self._folder.glob("scratch.db*"):
+                path.unlink()
+            return
+        from sqlalchemy import text
+
+        with self._server() as conn:
+            if self.backend == "mysql":
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{self.name}`"))
+                return
+            try:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+            except Exception:  # noqa: BLE001 - PostgreSQL < 13 has no FORCE
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = :name"), {"name": self.name})
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
+
+    def reset(self) -> None:
+        self.drop()
+        self.create()
+
+    @contextlib.contextmanager
+    def _server(self) -> Iterator[Any]:
+        """An autocommit connection to the live database's server, on a database that is
+        there: the live one, else the server's own (``postgres``, ``template1``)."""
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        if self.backend == "mysql":
+            candidates: list[str | None] = [None]
+        else:
+            candidates = [self._live.database, "postgres", "template1"]
+        failure: Exception | None = None
+        for database in candidates:
+            try:
+                engine = create_engine(self._live.set(database=database),
+                                       isolation_level="AUTOCOMMIT", poolclass=NullPool)
+            except ImportError as err:
+                extra = "postgres" if self.backend == "postgresql" else "mysql"
+                raise DatabaseError(f"The database driver is not installed ({err}); run: "
+                                    f"pip install 'branchmig[{extra}]'") from err
+            try:
+                conn = engine.connect()
+            except Exception as err:  # noqa: BLE001 - try the next database
+                failure = err
+                engine.dispose()
+                continue
+            try:
+                yield conn
+            finally:
+                conn.close()
+                engine.dispose()
+            return
+        raise DatabaseError(
+            f"Cannot reach the server of {mask_url(self._live.render_as_string())} to make a "
+            f"scratch database: {_first_line(failure)}; check that it is running")
+
+
+@contextlib.contextmanager
+def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[Scratch]:
+    """A new, empty scratch database of the live one's backend (on its server), dropped
+    when the block ends, on an error, Ctrl-C or SIGTERM as well."""
+    with tempfile.TemporaryDirectory(prefix="branchmig-verify-") as folder, \
+            _sigterm_interrupts():
+        scratch = Scratch(live_url, Path(folder))
+        try:
+            scratch.create()
+        except DatabaseError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the server's refusal is the message
+            raise DatabaseError(
+                f"Cannot create a scratch database on the server of {mask_url(live_url)}: "
+                f"{_first_line(err)}; the user in the URL needs the right to create "
+                "databases (CREATEDB)") from err
+        try:
+            yield scratch
+        finally:
+            try:
+                scratch.drop()
+            except Exception as err:  # noqa: BLE001 - do not hide the error that got here
+                progress(f"branchmig: warning: could not drop the scratch database "
+                         f"'{scratch.name}': {_first_line(err)}; drop it by hand")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile, so the scratch database is dropped when
+    CI cancels a job too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- reading a schema --------------------------------------------------------------------------
+
+
+def inspect_schema(url: str) -> Schema:
+    """Tables (without ``alembic_version``), their columns, primary keys, indexes, unique
+    constraints and foreign keys, and PostgreSQL's enum types, as SQLAlchemy's inspector
+    reports them."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            inspector = inspect(conn)
+            dialect = engine.dialect
+            names = [n for n in inspector.get_table_names() if n != "alembic_version"]
+            if not names:
+                tables: dict[str, Table] = {}
+            else:
+                tables = _tables(inspector, dialect, names)
+            enums = {}
+            if dialect.name == "postgresql":
+                for enum in inspector.get_enums():  # type: ignore[attr-defined]
+                    name = enum["name"] if enum.get("visible", True) else (
+                        f"{enum['schema']}.{enum['name']}")
+                    enums[name] = EnumType(name, tuple(enum["labels"]))
+    except Exception as err:
+        raise DatabaseError(f"Cannot read the schema of {mask_url(url)}: "
+                            f"{_first_line(err)}") from err
+    finally:
+        engine.dispose()
+    return Schema(tables, enums)
+
+
+def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
+    columns = _by_table(inspector.get_multi_columns(filter_names=names))
+    pks = _by_table(inspector.get_multi_pk_constraint(filter_names=names))
+    indexes = _by_table(inspector.get_multi_indexes(filter_names=names))
+    uniques = _by_table(inspector.get_multi_unique_constraints(filter_names=names))
+    fks = _by_table(inspector.get_multi_foreign_keys(filter_names=names))
+    tables = {}
+    for name in names:
+        tables[name] = Table.of(
+            name,
+            columns=[Column(c["name"], _type(c["type"], dialect), bool(c["nullable"]),
+                            None if c.get("default") is None else str(c["default"]))
+                     for c in columns.get(name, [])],
+            primary_key=(pks.get(name) or {}).get("constrained_columns") or (),
+            indexes=[Index(i["name"], tuple(str(c) for c in i["column_names"]),
+                           bool(i["unique"])) for i in indexes.get(name, [])],
+            uniques=[Index(u["name"], tuple(u["column_names"]), True)
+                     for u in uniques.get(name, [])],
+            foreign_keys=[ForeignKey(f["name"], tuple(f["constrained_columns"]),
+                                     f["referred_table"], tuple(f["referred_columns"]))
+                          for f in fks.get(name, [])],
+        )
+    return tables
+
+
+def _by_table(found: Mapping[tuple[str | None, str], Any]) -> dict[str, Any]:
+    return {table: value for (_, table), value in found.items()}
+
+
+def _type(sa_type: Any, dialect: Any) -> str:
+    try:
+        return str(sa_type.compile(dialect=dialect))
+    except Exception:  # noqa: BLE001 - a type this dialect cannot render: its repr
+        return repr(sa_type)
+
+
+# -- URLs ------------------------------------------------------------------------------------
+
+
+def _refuse_flask(ws: Workspace) -> None:
+    if ws.project.kind == "flask":
+        raise ConfigError(
+            "branchmig verify needs a plain Alembic project: Flask-Migrate's env.py connects "
+            "to the app's SQLALCHEMY_DATABASE_URI, which branchmig cannot point at a scratch "
+            "database; point the app at a throwaway database and run flask db upgrade, "
+            "flask db downgrade and flask db upgrade there")
+
+
+def _configured_url(env: Any) -> str:
+    url = env.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise ConfigError(
+            "The Alembic configuration sets no sqlalchemy.url, so branchmig cannot tell "
+            "which database server to make a scratch database on; set sqlalchemy.url in "
+            "alembic.ini (env.py must use it), then run: branchmig verify")
+    return str(url)
+
+
+def _backend(url: str) -> str:
+    dialect = url.split(":", 1)[0].split("+", 1)[0].lower()
+    backend = {"sqlite": "sqlite", "postgresql": "postgresql", "postgres": "postgresql",
+               "mysql": "mysql", "mariadb": "mysql"}.get(dialect)
+    if backend is None:
+        raise ConfigError(f"branchmig verify supports sqlite, postgresql and mysql/mariadb "
+                          f"databases, not {dialect!r} ({mask_url(url)})")
+    return backend
+
+
+def _sqlite_path(url: str) -> Path:
+    from branchmig.snapshots.sqlite import live_path_from_url
+
+    return live_path_from_url(url)
+
+
+def _read_only(url: str) -> str:
+    """The live database's URL for reading only: a SQLite file opened ``mode=ro``."""
+    if _backend(url) != "sqlite":
+        return url
+    from urllib.parse import quote
+
+    return f"sqlite:///file:{quote(str(_sqlite_path(url)))}?mode=ro&uri=true"
+
+
+def _same_database(a: str, b: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    x, y = make_url(a), make_url(b)
+    if x.get_backend_name() == "sqlite" or y.get_backend_name() == "sqlite":
+        return (x.get_backend_name() == y.get_backend_name()
+                and os.path.realpath(x.database or "") == os.path.realpath(y.database or ""))
+    return (x.get_backend_name(), x.host, x.port, x.database) == (
+        y.get_backend_name(), y.host, y.port, y.database)
+
+
+def _first_line(err: BaseException | None) -> str:
+    text = str(err).strip() if err is not None else ""
+    first = text.splitlines()[0] if text else ""
+    name = type(err).__name__ if err is not None else "unknown error"
+    return f"{name}: {first}" if first else name

@@ -1,0 +1,425 @@
+# ruff: noqa: F811  (pytest fixtures imported from e2e_projects and db_servers)
+"""``branchmig verify``: each revision a branch adds goes up, down and up again on a scratch
+database of the project's own backend (SQLite, PostgreSQL, MariaDB), and its downgrade must
+leave the schema as it was; ``--drift`` compares the live database with its migrations.
+Real git repositories, real ``alembic init`` projects, the real servers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from db_servers import (
+    fresh_mysql_url,  # noqa: F401
+    fresh_postgres_url,  # noqa: F401
+    mysql_connection,
+    mysql_server_url,  # noqa: F401
+    postgres_connection,
+    postgres_server_url,  # noqa: F401
+)
+from e2e_projects import (
+    BASE,
+    BRANCHMIG,
+    F1,
+    Project,
+    alembic_template,  # noqa: F401
+    flask_template,  # noqa: F401
+    make_seed_project,
+    script,
+    wait_for,
+)
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from branchmig.schema import Column, Difference, Index, Schema, Table, compare
+
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]
+
+TAGS = "f3a900000001"
+INDEX = "f4b900000001"
+MOOD = "f5c900000001"
+UNBATCHED = "f6d900000001"
+SLOW = "f7e900000001"
+
+
+def _project(request: pytest.FixtureRequest, template: Path, tmp_path: Path,
+             backend: str) -> Project:
+    url = None
+    if backend == "postgresql":
+        url = request.getfixturevalue("fresh_postgres_url")
+    elif backend == "mysql":
+        url = request.getfixturevalue("fresh_mysql_url")
+    return make_seed_project(template, tmp_path / "project", kind="alembic", url=url)
+
+
+@pytest.fixture(params=BACKENDS)
+def seed_project(request: pytest.FixtureRequest, alembic_template: Path,
+                 tmp_path: Path) -> Project:
+    """The seed repository (main: users; feature1: users.email; feature2: posts) on the
+    backend named by the parameter, main checked out, no database yet."""
+    return _project(request, alembic_template, tmp_path, request.param)
+
+
+@pytest.fixture
+def pg_seed_project(request: pytest.FixtureRequest, alembic_template: Path,
+                    tmp_path: Path) -> Project:
+    return _project(request, alembic_template, tmp_path, "postgresql")
+
+
+def add_branch(p: Project, name: str, files: dict[str, str], *, start: str = "main") -> None:
+    """Branch ``name`` from ``start`` with ``files`` added to the versions folder; back on
+    the branch checked out before."""
+    here = p.branch()
+    p.git("checkout", "-q", "-b", name, start)
+    for filename, body in files.items():
+        p.write(filename, body)
+    p.commit(f"{name}: migrations")
+    p.git("checkout", "-q", here)
+
+
+def verify(p: Project, *args: str) -> tuple[int, dict[str, Any], str]:
+    proc = p.branchmig("verify", *args, "--json")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+FORGETS_A_TABLE = script(
+    TAGS, BASE,
+    '    op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True))\n'
+    '    op.create_table("post_tags", sa.Column("tag_id", sa.Integer,\n'
+    '                    sa.ForeignKey("tags.id"), primary_key=True))',
+    '    op.drop_table("post_tags")')
+
+FORGETS_AN_INDEX = script(
+    INDEX, BASE,
+    '    op.create_index("ix_users_name", "users", ["name"])',
+    '    pass')
+
+FORGETS_AN_ENUM = script(
+    MOOD, BASE,
+    '    op.create_table("moods", sa.Column("id", sa.Integer, primary_key=True),\n'
+    '                    sa.Column("mood", sa.Enum("happy", "sad", name="mood")))',
+    '    op.drop_table("moods")')
+
+UNBATCHED_DROP = script(
+    UNBATCHED, BASE,
+    '    op.add_column("users", sa.Column("email", sa.String(100)))\n'
+    '    op.create_index("ix_users_email", "users", ["email"])',
+    '    op.drop_column("users", "email")')
+
+
+def _live_state(p: Project, backend: str) -> Any:
+    """What "the live database is unchanged" compares: the SQLite file's bytes, else the
+    tables, columns and alembic_version rows as the server reports them."""
+    if backend == "sqlite":
+        return p.db_path.read_bytes()
+    engine = create_engine(p.url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            columns = conn.execute(text(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = :s ORDER BY table_name, column_name"),
+                {"s": "public" if backend == "postgresql" else conn.engine.url.database}
+            ).fetchall()
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).fetchall()
+        return columns, versions
+    finally:
+        engine.dispose()
+
+
+def _scratch_databases(p: Project, backend: str) -> list[str]:
+    """The scratch databases verify made on the project's server and left there."""
+    if backend == "sqlite":
+        return []
+    if backend == "postgresql":
+        with postgres_connection(p.url) as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'bm\\_verify\\_%'")]
+    with mysql_connection(p.url) as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE 'bm\\_verify\\_%'")
+        return [r[0] for r in cur.fetchall()]
+
+
+# -- a sound branch --------------------------------------------------------------------------
+
+
+def test_sound_branches_pass_and_the_live_database_is_untouched(seed_project: Project,
+                                                                request: Any) -> None:
+    p = seed_project
+    backend = request.node.callspec.params["seed_project"]
+    p.ok("sync")  # the live database at BASE
+    before = _live_state(p, backend)
+    code, report, _ = verify(p, "feature1", "--against", "main")
+    assert code == 0, report
+    assert report["ok"] and report["findings"] == []
+    assert report["shared"] == [BASE] and report["backend"] == backend
+    assert report["revisions"] == [{
+        "revision": F1, "path": f"alembic/versions/{F1}_email.py", "upgrade": "ok",
+        "downgrade": "ok", "upgrade_again": "ok"}]
+    assert verify(p, "feature2", "--against", "main")[0] == 0
+    assert _live_state(p, backend) == before
+    assert _scratch_databases(p, backend) == []
+
+
+def test_the_working_tree_is_verified_against_main_by_default(
+        seed_project: Project) -> None:
+    p = seed_project
+    p.git("checkout", "-q", "feature1")
+    proc = p.ok("verify")
+    assert "Verified 1 revision of the working tree against 'main'" in proc.stdout
+    assert f"ok   {F1}" in proc.stdout
+    # Nothing new on main itself.
+    p.git("checkout", "-q", "main")
+    assert "Nothing to verify" in p.ok("verify").stdout
+
+
+# -- downgrades that leave traces -------------------------------------------------------------
+
+
+def test_a_downgrade_that_forgets_a_table_fails_naming_it(seed_project: Project,
+                                                          request: Any) -> None:
+    p = seed_project
+    backend = request.node.callspec.params["seed_project"]
+    add_branch(p, "tags", {f"{TAGS}_tags.py": FORGETS_A_TABLE})
+    p.ok("sync")
+    before = _live_state(p, backend)
+    code, report, _ = verify(p, "tags", "--against", "main")
+    assert code == 1
+    kinds = [(f["revision"], f["kind"]) for f in report["findings"]]
+    assert kinds == [(TAGS, "trace"), (TAGS, "upgrade-again-failed")]
+    trace = report["findings"][0]["message"]
+    assert f"The downgrade of '{TAGS}' (alembic/versions/{TAGS}_tags.py)" in trace
+    assert "table 'tags' is left behind" in trace
+    assert report["revisions"][0] | {"path": ""} == {
+        "revision": TAGS, "path": "", "upgrade": "ok", "downgrade": "left traces",
+        "upgrade_again": "failed"}
+    assert _live_state(p, backend) == before
+    assert _scratch_databases(p, backend) == []
+
+
+def test_a_downgrade_that_forgets_an_index_fails_naming_it(seed_project: Project) -> None:
+    p = seed_project
+    add_branch(p, "index", {f"{INDEX}_index.py": FORGETS_AN_INDEX})
+    code, report, _ = verify(p, "index", "--against", "main")
+    assert code == 1
+    assert report["findings"][0]["kind"] == "trace"
+    assert "index 'users.ix_users_name' is left behind" in report["findings"][0]["message"]
+    assert report["findings"][0]["differences"] == [{
+        "kind": "index", "name": "users.ix_users_name", "change": "added", "old": None,
+        "new": "(name)"}]
+
+
+@pytest.mark.postgres
+def test_a_downgrade_that_forgets_an_enum_type_fails_naming_it(
+        pg_seed_project: Project) -> None:
+    p = pg_seed_project
+    add_branch(p, "moods", {f"{MOOD}_moods.py": FORGETS_AN_ENUM})
+    code, report, _ = verify(p, "moods", "--against", "main")
+    assert code == 1
+    first = report["findings"][0]
+    assert first["kind"] == "trace" and first["revision"] == MOOD
+    assert "enum type 'mood' is left behind" in first["message"]
+    # Its upgrade, run again, trips over the type it left.
+    assert report["findings"][1]["kind"] == "upgrade-again-failed"
+    assert 'type "mood" already exists' in report["findings"][1]["message"]
+    assert _scratch_databases(p, "postgresql") == []
+
+
+def test_on_sqlite_an_unbatched_drop_of_an_indexed_column_fails_with_the_fix(
+        alembic_template: Path, tmp_path: Path) -> None:
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
+    add_branch(p, "unbatched", {f"{UNBATCHED}_email.py": UNBATCHED_DROP,
+                                f"{TAGS}_tags.py": FORGETS_A_TABLE.replace(
+                                    f"down_revision: str | Sequence[str] | None = {BASE!r}",
+                                    f"down_revision: str | Sequence[str] | None = "
+                                    f"{UNBATCHED!r}")})
+    p.ok("sync")
+    before = p.db_path.read_bytes()
+    proc = p.branchmig("verify", "unbatched", "--against", "main")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (f"branchmig: The downgrade of '{UNBATCHED}' (alembic/versions/{UNBATCHED}_email.py)"
+            " raises OperationalError" in proc.stdout), proc.stdout
+    assert (f"To fix it: revision '{UNBATCHED}' (alembic/versions/{UNBATCHED}_email.py, "
+            "line 26) runs op.drop_column('users', 'email') outside batch mode" in proc.stdout)
+    assert "with op.batch_alter_table('users') as batch" in proc.stdout
+    # The revision after it is still verified, on a database rebuilt past the failure.
+    assert f"FAIL {TAGS}" in proc.stdout and "table 'tags' is left behind" in proc.stdout
+    assert p.db_path.read_bytes() == before
+    assert p.git("status", "--porcelain") == ""
+
+
+# -- reports -----------------------------------------------------------------------------------
+
+
+def test_markdown_report_for_a_pull_request(alembic_template: Path, tmp_path: Path) -> None:
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
+    add_branch(p, "index", {f"{INDEX}_index.py": FORGETS_AN_INDEX})
+    proc = p.branchmig("verify", "index", "--against", "main", "--format", "markdown")
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "### ❌ branchmig verify: 2 problems"
+    assert "| revision | file | upgrade | downgrade | upgrade again |" in lines
+    assert f"| `{INDEX}` | `alembic/versions/{INDEX}_index.py` | ✅ | ⚠️ | ❌ |" in lines
+    assert lines[-2].startswith(f"- **`{INDEX}`** (`alembic/versions/{INDEX}_index.py`): "
+                                f"The downgrade of '{INDEX}'")
+    assert lines[-1].startswith(f"- **`{INDEX}`** (`alembic/versions/{INDEX}_index.py`): "
+                                f"Run again after its downgrade, the upgrade of '{INDEX}'")
+
+
+def test_a_flask_project_is_refused_with_exit_2(flask_template: Path, tmp_path: Path) -> None:
+    p = make_seed_project(flask_template, tmp_path / "project", kind="flask")
+    proc = p.branchmig("verify", "feature1", "--against", "main")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("branchmig: branchmig verify needs a plain Alembic project")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_env_py_that_ignores_sqlalchemy_url_is_refused(alembic_template: Path,
+                                                          tmp_path: Path) -> None:
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
+    env_py = p.root / "alembic" / "env.py"
+    env_py.write_text(env_py.read_text().replace(
+        'config.get_section(config.config_ini_section, {})',
+        '{"sqlalchemy.url": "sqlite:///app.db"}'))
+    p.commit("env.py: a fixed URL")
+    proc = p.branchmig("verify", "feature1", "--against", "main")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "env.py connects to sqlite:///app.db, not to the sqlalchemy.url" in proc.stderr
+
+
+def test_an_unknown_base_is_a_usage_error(alembic_template: Path, tmp_path: Path) -> None:
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
+    proc = p.branchmig("verify", "--against", "nope")
+    assert proc.returncode == 2 and "Unknown git ref 'nope'" in proc.stderr
+
+
+# -- Ctrl-C -----------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_verify_drops_its_scratch_database(pg_seed_project: Project,
+                                                          tmp_path: Path,
+                                                          signum: int) -> None:
+    p = pg_seed_project
+    marker = tmp_path / "upgrading"
+    slow = script(
+        SLOW, BASE,
+        f'    open({str(marker)!r}, "w").close()\n    time.sleep(30)',
+        "    pass", top="import time\n")
+    add_branch(p, "slow", {f"{SLOW}_slow.py": slow})
+    proc = subprocess.Popen([BRANCHMIG, "verify", "slow", "--against", "main"], cwd=p.root,
+                            env=p.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_for(marker.exists)
+        assert _scratch_databases(p, "postgresql") != []
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert _scratch_databases(p, "postgresql") == [], err
+
+
+# -- drift -------------------------------------------------------------------------------------
+
+
+ADD_NICK = {
+    "sqlite": "ALTER TABLE users ADD COLUMN nick VARCHAR(20)",
+    "postgresql": "ALTER TABLE users ADD COLUMN nick VARCHAR(20)",
+    "mysql": "ALTER TABLE users ADD COLUMN nick VARCHAR(20)",
+}
+
+
+def _execute(p: Project, sql: str) -> None:
+    url = f"sqlite:///{p.db_path}" if p.url.startswith("sqlite") else p.url
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+def test_drift_after_a_hand_made_alter_table(seed_project: Project, request: Any) -> None:
+    p = seed_project
+    backend = request.node.callspec.params["seed_project"]
+    p.git("checkout", "-q", "feature1")
+    p.ok("sync")
+    assert "no drift" in p.ok("verify", "--drift").stdout
+    _execute(p, ADD_NICK[backend])
+    before = _live_state(p, backend)
+    proc = p.branchmig("verify", "--drift", "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["heads"] == [F1]
+    assert [(d["kind"], d["name"], d["change"]) for d in report["differences"]] == [
+        ("column", "users.nick", "added")]
+    assert report["differences"][0]["message"] == (
+        "column 'users.nick' is in the database, but no migration makes it")
+    assert _live_state(p, backend) == before
+    assert _scratch_databases(p, backend) == []
+
+
+def test_drift_names_what_an_edited_migration_left_behind(alembic_template: Path,
+                                                          tmp_path: Path) -> None:
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
+    p.ok("sync")
+    path = next(p.versions.glob(f"{BASE}_*.py"))
+    path.write_text(path.read_text().replace('sa.String(50), nullable=False',
+                                             'sa.String(80), nullable=False'))
+    proc = p.branchmig("verify", "--drift")
+    assert proc.returncode == 1
+    assert ("column 'users.name' is VARCHAR(50) NOT NULL in the database, "
+            "VARCHAR(80) NOT NULL by the migrations") in proc.stdout
+
+
+def test_drift_takes_no_ref(alembic_template: Path, tmp_path: Path) -> None:
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
+    proc = p.branchmig("verify", "feature1", "--drift")
+    assert proc.returncode == 2 and "--drift compares the live database" in proc.stderr
+
+
+# -- the comparison itself (pure) ------------------------------------------------------------
+
+
+def _users(*columns: Column, indexes: tuple[Index, ...] = ()) -> Table:
+    return Table.of("users", columns=columns, primary_key=("id",), indexes=indexes)
+
+
+ID = Column("id", "INTEGER", False, None)
+
+
+def test_compare_reports_a_whole_table_once_and_columns_by_name() -> None:
+    old = Schema({"users": _users(ID)})
+    new = Schema({"users": _users(Column("email", "TEXT", True, None), ID),
+                  "tags": Table.of("tags", columns=[ID])})
+    assert compare(old, new) == (
+        Difference("table", "tags", "added", None, "(id)"),
+        Difference("column", "users.email", "added", None, "TEXT"),
+    )
+    assert compare(old, old) == ()
+
+
+def test_compare_reports_changed_columns_and_indexes() -> None:
+    old = Schema({"users": _users(ID, Column("name", "VARCHAR(50)", False, None),
+                                  indexes=(Index("ix", ("name",)),))})
+    new = Schema({"users": _users(ID, Column("name", "VARCHAR(50)", True, "'x'"),
+                                  indexes=(Index("ix", ("name",), unique=True),))})
+    assert compare(old, new) == (
+        Difference("column", "users.name", "changed", "VARCHAR(50) NOT NULL",
+                   "VARCHAR(50) DEFAULT 'x'"),
+        Difference("index", "users.ix", "changed", "(name)", "UNIQUE (name)"),
+    )
+
