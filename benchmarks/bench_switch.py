@@ -6,7 +6,7 @@ adding one revision on top. Then times, from feature1 with the database at its h
 
 - manual: ``alembic downgrade <common>``, ``git checkout feature2``, ``alembic upgrade heads``
   (and back), as the Alembic docs tell users to do;
-- ``branchmig switch feature2`` (and back), with and without snapshots.
+- ``branchmig switch feature2`` (and back), with and without snapshots, and rehearsed.
 
 Prints the medians and the ratio against the target (branchmig ≥ 3× faster).
 
@@ -158,6 +158,8 @@ def main() -> None:
         results: dict[str, list[float]] = {}
         methods += [("branchmig switch --no-snapshot", ours(["--no-snapshot"])),
                     ("branchmig switch (snapshots on)", ours([])),
+                    ("branchmig switch --rehearse (a copy migrated first)",
+                     ours(["--rehearse"])),
                     ("floor: a process that only imports what a switch needs", floor)]
         # One untimed round first: Alembic's bytecode of the scripts is written already
         # (the upgrade above), and branchmig's first switch in a repository keeps a copy of
@@ -190,6 +192,11 @@ def main() -> None:
             "floor: a process that only imports what a switch needs"])
         print(f"the floor caps the ratio at {base / least:.1f}x; branchmig's own work (git, "
               f"plan, two env.py runs, the migrations) adds {1000 * (spent - least):.0f} ms")
+        rehearsed = statistics.median(results[
+            "branchmig switch --rehearse (a copy migrated first)"])
+        snapshots = statistics.median(results["branchmig switch (snapshots on)"])
+        print(f"a rehearsal adds {1000 * (rehearsed - snapshots):.0f} ms to a switch "
+              "(the copy, env.py pointed at it, the plan run there)")
 
 
 if __name__ == "__main__":

@@ -206,6 +206,10 @@ def _render_move(result: Any, *, what: str) -> None:
 _snapshot_option = click.option(
     "--snapshot/--no-snapshot", default=None,
     help="Save a snapshot of the database first (default: [tool.branchmig] snapshots).")
+_rehearse_option = click.option(
+    "--rehearse/--no-rehearse", default=None,
+    help="Run the plan on a copy of the database first; touch the live one only if it "
+         "worked (default: [tool.branchmig] rehearse).")
 _terminate_option = click.option(
     "--terminate-connections", is_flag=True,
     help="PostgreSQL/MySQL: end other sessions that block a snapshot.")
@@ -215,17 +219,19 @@ _terminate_option = click.option(
 @click.argument("branch")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @_snapshot_option
+@_rehearse_option
 @_terminate_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
 def switch(ctx: click.Context, branch: str, dry_run: bool, snapshot: bool | None,
-           terminate_connections: bool, as_json: bool) -> None:
+           rehearse: bool | None, terminate_connections: bool, as_json: bool) -> None:
     """Check out BRANCH and bring the database along: revert what BRANCH lacks with the
     current scripts, check out, apply BRANCH's heads. All or nothing with snapshots."""
     from branchmig.switching import switch as run_switch
 
     result = run_switch(_open(ctx), branch=branch, dry_run=dry_run, snapshot=snapshot,
-                        terminate_connections=terminate_connections, progress=_progress)
+                        terminate_connections=terminate_connections, progress=_progress,
+                        rehearse=rehearse)
     if as_json:
         _emit_json(_move_json(result))
     else:
@@ -235,17 +241,19 @@ def switch(ctx: click.Context, branch: str, dry_run: bool, snapshot: bool | None
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @_snapshot_option
+@_rehearse_option
 @_terminate_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
-def sync(ctx: click.Context, dry_run: bool, snapshot: bool | None,
+def sync(ctx: click.Context, dry_run: bool, snapshot: bool | None, rehearse: bool | None,
          terminate_connections: bool, as_json: bool) -> None:
     """Bring the database to the working tree's heads (after git reset --hard, a pull
     without hooks, or a failed hook)."""
     from branchmig.switching import sync as run_sync
 
     result = run_sync(_open(ctx), dry_run=dry_run, snapshot=snapshot,
-                      terminate_connections=terminate_connections, progress=_progress)
+                      terminate_connections=terminate_connections, progress=_progress,
+                      rehearse=rehearse)
     if as_json:
         _emit_json(_move_json(result))
     else:

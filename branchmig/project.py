@@ -36,6 +36,7 @@ class Settings:
     expected_heads: int = 1
     ini_section: str = "alembic"
     alembic_log: bool = False  # Alembic's own INFO lines ("Running upgrade ...") on stderr
+    rehearse: bool = False  # run a move's plan on a copy of the database first
 
 
 @dataclass(frozen=True)
@@ -411,8 +412,9 @@ def read_settings(pyproject: Path) -> Settings:
         not isinstance(values["expected_heads"], int) or values["expected_heads"] < 1
     ):
         raise ConfigError("[tool.branchmig] expected_heads must be a whole number ≥ 1")
-    if "alembic_log" in values and not isinstance(values["alembic_log"], bool):
-        raise ConfigError("[tool.branchmig] alembic_log must be true or false")
+    for flag in ("alembic_log", "rehearse"):
+        if flag in values and not isinstance(values[flag], bool):
+            raise ConfigError(f"[tool.branchmig] {flag} must be true or false")
     for key in ("config", "flask_app", "directory", "ini_section"):
         if key in values and not isinstance(values[key], str):
             raise ConfigError(f"[tool.branchmig] {key} must be a string")

@@ -206,25 +206,85 @@ def _record(s: Session, graph: Graph, heads: tuple[str, ...]) -> None:
 
 def _run(s: Session, plan: Plan, source: Graph, target: Graph, *,
          between: Callable[[], None] | None = None,
-         on_start: Callable[[str, str], None] | None = None) -> tuple[str, ...]:
-    """Revert with the old scripts, call ``between`` (the checkout), apply the new."""
+         on_start: Callable[[str, str], None] | None = None,
+         target_from_git: bool = False, quiet_steps: bool = False) -> tuple[str, ...]:
+    """Revert with the old scripts, call ``between`` (the checkout), apply the new (read
+    from the tree after the checkout, or with ``target_from_git`` from git's objects)."""
     from branchmig.runner import Phase, run_phases
 
     def on_step(direction: str, rev: str) -> None:
-        s.progress(f"  {'reverted' if direction == 'downgrade' else 'applied '} {rev}")
+        if not quiet_steps:
+            s.progress(f"  {'reverted' if direction == 'downgrade' else 'applied '} {rev}")
 
     applied = source.ancestors(s.db.heads)
     kept = set(applied) - set(plan.downgrade)
     with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp:
         old_texts = _materialise(s, plan.downgrade, source, Path(tmp))
+        new_texts = None
+        if target_from_git:
+            (Path(tmp) / "new").mkdir()
+            new_texts = _materialise(s, plan.upgrade, target, Path(tmp) / "new")
         run_phases(s.env, [
             Phase("downgrade", plan.downgrade, source, applied, lambda: old_texts,
                   start_heads=s.db.heads),
             Phase("upgrade", plan.upgrade, target, set(target.ancestors(target.heads)) | kept,
-                  lambda: _worktree_texts(s, plan.upgrade, target),
+                  lambda: new_texts or _worktree_texts(s, plan.upgrade, target),
                   start_heads=plan.common),
         ], between=between, on_step=on_step, on_start=on_start)
     return target.heads
+
+
+def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> None:
+    """Run the move's plan on a copy of the live database first (a SQLite file copy, a
+    PostgreSQL template copy, a MariaDB copy: the snapshot backend's own save), through
+    env.py pointed at it; the live database is touched only when that succeeded."""
+    from branchmig.errors import ConfigError, DatabaseError
+    from branchmig.runner import StepFailed, read_database
+    from branchmig.verify import same_database
+
+    if s.ws.project.kind == "flask":
+        raise ConfigError(
+            "A rehearsal needs a plain Alembic project: Flask-Migrate's env.py connects to "
+            "the app's SQLALCHEMY_DATABASE_URI, which branchmig cannot point at a copy; "
+            "run without --rehearse (or set rehearse = false in [tool.branchmig])")
+    backend = s.backend()
+    key = f"rehearsal-{_token()}"
+    s.progress(f"branchmig: rehearsing the move on a copy of {s.masked}")
+    s.env.dispose_engines()
+    stored = backend.save(key)
+    config = s.env.config
+    original = config.get_main_option("sqlalchemy.url")
+    try:
+        copy_url = _url_of_copy(s.db.url, backend.name, stored.location)
+        config.set_main_option("sqlalchemy.url", copy_url.replace("%", "%%"))
+        reached = read_database(s.env).url
+        if not same_database(reached, copy_url):
+            raise ConfigError(
+                "env.py does not connect to the sqlalchemy.url branchmig sets, so the move "
+                "cannot be rehearsed on a copy; make env.py use config.get_main_option("
+                "'sqlalchemy.url'), or run without --rehearse")
+        try:
+            _run(s, d.plan, d.source, target, target_from_git=not checked_out,
+                 quiet_steps=True)
+        except StepFailed as err:
+            _name_the_fix(s, d, target, err)
+            raise DatabaseError(
+                f"The rehearsal on a copy of the database failed: {err}. Nothing changed: "
+                "the live database was not touched") from err
+    finally:
+        if original is not None:
+            config.set_main_option("sqlalchemy.url", original.replace("%", "%%"))
+        s.env.dispose_engines()
+        backend.drop(key)
+
+
+def _url_of_copy(url: str, backend: str, location: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if backend == "sqlite":
+        return parsed.set(database=location, query={}).render_as_string(hide_password=False)
+    return parsed.set(database=location).render_as_string(hide_password=False)
 
 
 def _heads_now(s: Session) -> tuple[str, ...]:
@@ -244,6 +304,7 @@ def sync(
     ws: Workspace, *, previous: str | None = None, dry_run: bool = False,
     snapshot: bool | None = None, terminate_connections: bool = False,
     progress: Progress = quiet, previous_branch: str | None = None,
+    rehearse: bool | None = None,
 ) -> MoveResult:
     """Bring the database to the working tree's heads. ``previous`` is the commit the
     database followed (the hook's PREV); its scripts revert what the tree lacks.
@@ -260,12 +321,14 @@ def sync(
         return _move(s, target=target, target_commit=ws.repo.head_commit(),
                      previous=previous, dry_run=dry_run, snapshot=snapshot,
                      terminate=terminate_connections, checkout=None,
-                     hint=previous_branch or ws.repo.rebasing_branch(), entering=entering)
+                     hint=previous_branch or ws.repo.rebasing_branch(), entering=entering,
+                     rehearse=rehearse)
 
 
 def switch(
     ws: Workspace, *, branch: str, dry_run: bool = False, snapshot: bool | None = None,
     terminate_connections: bool = False, progress: Progress = quiet,
+    rehearse: bool | None = None,
 ) -> MoveResult:
     """Revert to the common revisions with this branch's scripts, ``git checkout
     BRANCH``, apply its heads. All or nothing when snapshots are on."""
@@ -284,7 +347,7 @@ def switch(
             head, here = repo.head_commit(), repo.current_branch()
         return _move(s, target=target, target_commit=commit, previous=head,
                      dry_run=dry_run, snapshot=snapshot, terminate=terminate_connections,
-                     checkout=branch, hint=here, entering=entering)
+                     checkout=branch, hint=here, entering=entering, rehearse=rehearse)
 
 
 def _check_clean(ws: Workspace, head: str | None, commit: str, branch: str) -> None:
@@ -379,7 +442,7 @@ def _applied_key(s: Session) -> str:
 def _move(
     s: Session, *, target: Graph, target_commit: str | None, previous: str | None,
     dry_run: bool, snapshot: bool | None, terminate: bool, checkout: str | None,
-    hint: str | None, entering: str | None,
+    hint: str | None, entering: str | None, rehearse: bool | None = None,
 ) -> MoveResult:
     d = _decide(s, target=target, target_commit=target_commit, previous=previous,
                 snapshot=snapshot, hint=hint, entering=entering)
@@ -391,12 +454,18 @@ def _move(
                         recovered=s.recovery.describe() if s.recovery else None)
     if dry_run:
         return result
+    rehearse = s.ws.project.settings.rehearse if rehearse is None else rehearse
     if d.plan.is_noop and d.restore is None:
         if checkout:
             s.ws.repo.checkout(checkout, env=SKIP_HOOK)
         _record(s, target, before)
         _finish(s, entering, target_commit, before)
         return result
+    if rehearse and d.restore is None:
+        _rehearse(s, d, target, checked_out=checkout is None)
+    elif rehearse:
+        s.notes.append("not rehearsed: the entering branch's snapshot is restored first, and "
+                       "a failure after it puts both databases back")
     after = _execute(s, d, target=target, target_commit=target_commit, checkout=checkout,
                      entering=entering, terminate=terminate, previous=previous, hint=hint)
     return replace(result, after=after, notes=tuple(s.notes),

@@ -312,7 +312,7 @@ class _Runner:
 
         self.env.config.set_main_option("sqlalchemy.url", self.scratch.url.replace("%", "%%"))
         reached = read_database(self.env).url
-        if not _same_database(reached, self.scratch.url):
+        if not same_database(reached, self.scratch.url):
             raise ConfigError(
                 f"env.py connects to {mask_url(reached)}, not to the sqlalchemy.url branchmig "
                 "set, so it cannot be pointed at a scratch database; make env.py use "
@@ -655,7 +655,7 @@ def _read_only(url: str) -> str:
     return f"sqlite:///file:{quote(str(_sqlite_path(url)))}?mode=ro&uri=true"
 
 
-def _same_database(a: str, b: str) -> bool:
+def same_database(a: str, b: str) -> bool:
     from sqlalchemy.engine import make_url
 
     x, y = make_url(a), make_url(b)

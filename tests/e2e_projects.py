@@ -477,3 +477,23 @@ def check_stopped_switch_ends_before_or_after(p: Project, point: str, how: str,
         p.ok("switch", "feature2")
     p.ok("switch", "feature1")
     assert state() == before
+
+
+def check_failing_rehearsal_touches_nothing(p: Project, state: Callable[[], Any]) -> None:
+    """On feature1, a second revision whose downgrade raises; ``branchmig switch main
+    --rehearse --no-snapshot`` fails on the copy, and the live database (as ``state()``
+    sees it) and the checkout are as they were."""
+    rev = "f1c000000001"
+    p.write(f"{rev}_raising.py", script(
+        rev, F1, "    op.create_table('notes', sa.Column('id', sa.Integer, primary_key=True))",
+        "    op.drop_table('notes')\n    raise RuntimeError('this downgrade was never run')"))
+    p.commit("feature1: notes, with a downgrade that raises")
+    p.ok("sync")
+    before = state()
+    proc = p.branchmig("switch", "main", "--rehearse", "--no-snapshot")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    said = proc.stderr.strip().splitlines()[-1]
+    assert "The rehearsal on a copy of the database failed" in said, said
+    assert "RuntimeError: this downgrade was never run" in said, said
+    assert said.endswith("the live database was not touched"), said
+    assert state() == before and p.branch() == "feature1"

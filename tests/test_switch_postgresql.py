@@ -21,6 +21,7 @@ from e2e_projects import (
     FAILPOINTS,
     Project,
     alembic_template,  # noqa: F401
+    check_failing_rehearsal_touches_nothing,
     check_killed_switch_is_put_back,
     check_raising_switch_changes_nothing,
     check_stopped_switch_ends_before_or_after,
@@ -175,3 +176,8 @@ def test_a_switch_killed_at_any_point_ends_before_or_after_it(
         pg_db_at_feature1_with_emails: Project, point: str) -> None:
     p = pg_db_at_feature1_with_emails
     check_stopped_switch_ends_before_or_after(p, point, "kill", lambda: _state(p.url))
+
+
+def test_a_failing_rehearsal_touches_nothing(pg_db_at_feature1_with_emails: Project) -> None:
+    p = pg_db_at_feature1_with_emails
+    check_failing_rehearsal_touches_nothing(p, lambda: _state(p.url))

@@ -333,3 +333,37 @@ def test_seed_004_is_warned_about_then_names_its_fix(
     assert said.startswith(f"branchmig: Downgrade of '{F1B}' failed: ")
     assert "Nothing changed" in said and said.endswith(f"To fix it: {fix}"), said
     assert sqlite_dump(p.db_path) == before and p.branch() == "feature1"
+
+
+@pytest.mark.parametrize("snapshot", ["--snapshot", "--no-snapshot"])
+def test_a_rehearsal_that_fails_never_touches_the_live_database(
+        db_at_feature1_head_with_emails: Project, snapshot: str) -> None:
+    p = db_at_feature1_head_with_emails
+    _feature1_gains_an_indexed_phone(p)
+    p.ok("sync")
+    before = p.db_path.read_bytes()
+    stamp = p.db_path.stat().st_mtime_ns
+    proc = p.branchmig("switch", "main", "--rehearse", snapshot)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    said = proc.stderr.strip().splitlines()[-1]
+    assert said.startswith("branchmig: The rehearsal on a copy of the database failed: "
+                           f"Downgrade of '{F1B}' failed"), said
+    assert "To fix it:" in said and said.endswith("the live database was not touched"), said
+    assert p.db_path.read_bytes() == before and p.db_path.stat().st_mtime_ns == stamp
+    assert p.branch() == "feature1"
+    assert not list((p.state_dir / "snapshots").glob("*rehearsal*"))
+
+
+def test_a_rehearsal_that_works_then_moves_the_live_database(
+        db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    # Untracked, so every checkout keeps it: the hook rehearses too.
+    (p.root / "pyproject.toml").write_text("[tool.branchmig]\nrehearse = true\n")
+    p.ok("install")
+    out = p.checkout("main")
+    assert "rehearsing the move on a copy" in out.stderr, out.stderr
+    assert sqlite_version(p.db_path) == {BASE}
+    out = p.checkout("feature1")
+    assert "restored the snapshot of 'feature1'" in out.stderr
+    with sqlite3.connect(p.db_path) as conn:
+        assert emails(conn) == EMAILS
