@@ -90,12 +90,18 @@ def heads(ctx: click.Context, ref: str, as_json: bool) -> None:
         click.echo(f"no revisions at {'the working tree' if ref == '.' else repr(ref)}")
 
 
+_markdown_format = click.option(
+    "--format", "fmt", type=click.Choice(["text", "markdown"]), default="text",
+    help="markdown: a report to post as a pull-request comment.")
+
+
 @main.command()
 @click.argument("source", metavar="FROM")
 @click.argument("target", metavar="TO")
+@_markdown_format
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
-def plan(ctx: click.Context, source: str, target: str, as_json: bool) -> None:
+def plan(ctx: click.Context, source: str, target: str, fmt: str, as_json: bool) -> None:
     """What moving a database from FROM's heads to TO's heads does (refs; '.' is the
     working tree). Touches no database."""
     from branchmig.analysis import plan_between
@@ -115,6 +121,10 @@ def plan(ctx: click.Context, source: str, target: str, as_json: bool) -> None:
             "warnings": list(result.warnings),
         })
         return
+    if fmt == "markdown":
+        click.echo(_plan_markdown(p, source=result.source, target=result.target,
+                                  warnings=result.warnings))
+        return
     click.echo(render_plan(p, source=result.source, target=result.target))
 
 
@@ -133,12 +143,66 @@ def render_plan(p: Any, *, source: str, target: str) -> str:
     return "\n".join(lines)
 
 
+def _md_ref(ref: str) -> str:
+    return "the working tree" if ref in ("WORKTREE", ".") else f"`{ref}`"
+
+
+def _md_warnings(warnings: tuple[str, ...] | list[str]) -> list[str]:
+    return ["", "**Warnings**", "", *(f"- {w}" for w in warnings)] if warnings else []
+
+
+def _plan_markdown(p: Any, *, source: str, target: str, warnings: tuple[str, ...]) -> str:
+    """The plan as a pull-request comment: a heading, one table row per step in
+    execution order, data-losing downgrades flagged, then the warnings."""
+    move = f"{_md_ref(source)} → {_md_ref(target)}"
+    if p.is_noop:
+        head = f"### ✅ branchmig plan: {move}: nothing to do"
+    else:
+        count = (f"{len(p.downgrade)} downgrade{'s' if len(p.downgrade) != 1 else ''}, "
+                 f"{len(p.upgrade)} upgrade{'s' if len(p.upgrade) != 1 else ''}")
+        losing = {d.revision for d in p.destructive}
+        head = (f"### ⚠️ branchmig plan: {move}: {count}; {len(losing)} downgrade"
+                f"{'s' if len(losing) != 1 else ''} lose{'' if len(losing) != 1 else 's'} data"
+                if losing else f"### branchmig plan: {move}: {count}")
+    lines = [head, "", f"Common revision{'s' if len(p.common) > 1 else ''}: "
+             f"{', '.join(f'`{c}`' for c in p.common) or 'base (none)'}."]
+    if not p.is_noop:
+        lines += ["", "| # | step | revision | loses data |", "| -: | --- | --- | --- |"]
+        steps = [("downgrade", r) for r in p.downgrade] + [("upgrade", r) for r in p.upgrade]
+        for n, (step, rev) in enumerate(steps, 1):
+            lost = "<br>".join(f"⚠️ `{d.operation}` {d.target}" for d in p.destructive
+                               if d.revision == rev) if step == "downgrade" else ""
+            redone = " (script changed: redone)" if rev in p.changed else ""
+            lines.append(f"| {n} | {step} | `{rev}`{redone} | {lost} |")
+    return "\n".join(lines + _md_warnings(warnings))
+
+
+def _check_markdown(result: Any) -> str:
+    """The check as a pull-request comment: the verdict, the heads, the warnings."""
+    verdict = (f"### ✅ branchmig check: {result.message}" if result.ok
+               else "### ❌ branchmig check: " + (
+                   f"merging {_md_ref(result.against)} would leave "
+                   f"{len(result.merged_heads)} heads" if result.merged_heads
+                   else f"{len(result.heads)} heads"))
+    lines = [verdict, ""]
+    if not result.ok:
+        lines += [result.message, ""]
+    lines += [f"- Heads in the working tree: "
+              f"{', '.join(f'`{h}`' for h in result.heads) or 'none'}"]
+    if result.against is not None and result.merged_heads:
+        lines.append(f"- Heads after merging {_md_ref(result.against)}: "
+                     f"{', '.join(f'`{h}`' for h in result.merged_heads)}")
+    lines.append(f"- Heads expected: {result.expected_heads}")
+    return "\n".join(lines + _md_warnings(result.warnings))
+
+
 @main.command()
 @click.option("--against", metavar="REF", default=None,
               help="Also fail when merging REF would leave several heads.")
+@_markdown_format
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
-def check(ctx: click.Context, against: str | None, as_json: bool) -> None:
+def check(ctx: click.Context, against: str | None, fmt: str, as_json: bool) -> None:
     """Exit 1 when the working tree has more heads than expected (1 unless
     [tool.branchmig] expected_heads says otherwise), or when merging REF would."""
     from branchmig.analysis import check as run_check
@@ -150,6 +214,10 @@ def check(ctx: click.Context, against: str | None, as_json: bool) -> None:
                     "merged_heads": list(result.merged_heads),
                     "expected_heads": result.expected_heads, "message": result.message,
                     "warnings": list(result.warnings)})
+    elif fmt == "markdown":
+        click.echo(_check_markdown(result))
+        if not result.ok:
+            click.echo(f"branchmig: {result.message}", err=True)
     elif result.ok:
         click.echo(result.message)
     else:
@@ -522,6 +590,59 @@ def snapshot_prune(ctx: click.Context, keep: int | None, older_than: float | Non
                    err=True)
     if not result.dropped:
         click.echo("Nothing to prune.")
+
+
+@main.command()
+@click.argument("refs", nargs=-1, metavar="[REF]...")
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]),
+              default="text",
+              help="text for a terminal, mermaid for a pull-request comment, dot for "
+                   "Graphviz.")
+@click.option("--no-db", is_flag=True,
+              help="Do not read the database (no env.py runs); mark no position.")
+@click.option("--no-fold", is_flag=True, help="Draw every revision; fold no linear run.")
+@click.pass_context
+def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool,
+          no_fold: bool) -> None:
+    """The revision graph of the REFs together (default: the working tree, '.'), each
+    ref's heads and the database's position marked. Long linear runs fold into one node."""
+    import os
+
+    from branchmig import graphview
+    from branchmig.graph import merge_graphs
+
+    ws = _open(ctx)
+    if not no_db:
+        from branchmig.runner import start_loading_alembic
+
+        start_loading_alembic()  # imported on a thread while git is read
+    names = list(dict.fromkeys(refs or (".",)))
+    read = [ws.graph_at(_ref(name)) for name in names]
+    warnings = [w for scripts, _ in read for w in scripts.warnings]
+    shown = [("working tree" if _ref(name) == WORKTREE else name, found.heads)
+             for name, (_, found) in zip(names, read, strict=True)]
+    view = graphview.build_view(
+        merge_graphs(*(found for _, found in read)), heads=shown,
+        database=None if no_db else _database_heads(ws),
+        fold_after=None if no_fold else graphview.FOLD_AFTER)
+    _warn(list(dict.fromkeys(warnings + list(view.warnings))))
+    color = (fmt == "text" and not os.environ.get("NO_COLOR")
+             and sys.stdout.isatty())
+    click.echo(graphview.render(view, fmt, color=color), color=color)
+
+
+def _database_heads(ws: Workspace) -> tuple[str, ...] | None:
+    """The database's heads as ``status`` reads them; None, with a warning, when it
+    cannot be read: the graph is drawn without the mark."""
+    from branchmig.runner import alembic_env, read_database
+
+    try:
+        with alembic_env(ws.project) as env:
+            return read_database(env).heads
+    except BranchmigError as err:
+        _warn([f"the database's position is not marked: {err}. To draw without "
+               "reading it: branchmig graph --no-db"])
+        return None
 
 
 @main.command()
