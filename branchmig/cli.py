@@ -63,12 +63,14 @@ def _ref(value: str) -> str:
                    "with two -c (default: found from the repository).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Show Alembic's own log lines too (Running upgrade ...).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress lines on stderr: only results, warnings and errors.")
 @click.version_option(__version__, prog_name="branchmig")
 @click.pass_context
-def main(ctx: click.Context, config: tuple[Path, ...], verbose: bool) -> None:
+def main(ctx: click.Context, config: tuple[Path, ...], verbose: bool, quiet: bool) -> None:
     """Git-aware Alembic migrations: the database follows every checkout, losing no data."""
     chosen = config[0] if len(config) == 1 else (list(config) or None)
-    ctx.obj = {"config": chosen, "verbose": verbose}
+    ctx.obj = {"config": chosen, "verbose": verbose, "quiet": quiet}
 
 
 @main.command()
@@ -226,6 +228,9 @@ def check(ctx: click.Context, against: str | None, fmt: str, as_json: bool) -> N
 
 
 def _progress(line: str) -> None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and (ctx.find_root().obj or {}).get("quiet"):
+        return  # -q: errors and results only
     click.echo(line, err=True)
 
 
@@ -362,7 +367,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if st.pending:
         click.echo(f"pending:    {', '.join(st.pending)}  (run: branchmig sync)")
     for rev in st.unknown:
-        where = ", ".join(st.unknown_found_in.get(rev, ())) or "no ref"
+        refs = sorted(st.unknown_found_in.get(rev, ()))
+        where = ", ".join(refs[:5]) + (f" and {len(refs) - 5} more" if len(refs) > 5 else "")
+        where = where or "no ref"
         click.echo(f"unknown:    {rev} (on {where}; run: branchmig sync)")
     for x in st.snapshots:
         h = x.held
@@ -380,7 +387,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if st.recovered:
         click.echo(f"recovered:  {st.recovered}")
     if st.interrupted:
-        click.echo(f"interrupted: {st.interrupted}; wait for it, then run: branchmig status")
+        click.echo(f"interrupted: {st.interrupted}; wait for it to finish (or end that "
+                   "process: the next branchmig command puts its move back)")
     if suspect is not None:
         click.echo(f"suspect:    a killed {suspect.operation} to '{suspect.to}' was running "
                    f"the {suspect.direction} of '{suspect.revision}' with no snapshot: it may "
@@ -466,12 +474,10 @@ def _age(seconds: float) -> str:
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+    """Sizes as the snapshot backends' progress lines give them (1000, kB): one unit."""
+    from branchmig.snapshots.base import format_size
+
+    return format_size(n)
 
 
 def _snapshot_json(info: Any) -> dict[str, Any]:

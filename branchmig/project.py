@@ -397,9 +397,13 @@ def read_settings(pyproject: Path) -> Settings:
     known = {f for f in Settings.__dataclass_fields__}
     unknown = sorted(k.replace("-", "_") for k in table if k.replace("-", "_") not in known)
     if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(
             f"Unknown key(s) {', '.join(repr(u) for u in unknown)} in [tool.branchmig] "
-            f"of '{pyproject}'; known: {', '.join(sorted(known))}"
+            f"of '{pyproject}'; {hint}known: {', '.join(sorted(known))}"
         )
     values = {k.replace("-", "_"): v for k, v in table.items()}
     choices = {"snapshots": ("auto", "always", "never"), "on_merge": ("warn", "merge", "rebase")}

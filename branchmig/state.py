@@ -91,12 +91,15 @@ class DatabaseId:
     def of(cls, url: str, *, worktree: str = "") -> DatabaseId:
         """``worktree``: the linked worktree's name under the git common dir ("" for the
         main one)."""
+        from urllib.parse import unquote
+
         from branchmig.snapshots import mask_url
 
         masked = mask_url(url)
+        shown = unquote(masked)  # a database named 'my "db" ü' reads as such, not %22
         if worktree and url.startswith("sqlite") and _relative_sqlite(url):
-            return cls(url, masked, database_key(f"{masked}@{worktree}"))
-        return cls(url, masked, database_key(masked))
+            return cls(url, shown, database_key(f"{masked}@{worktree}"))
+        return cls(url, shown, database_key(masked))
 
     @property
     def keys(self) -> tuple[str, ...]:

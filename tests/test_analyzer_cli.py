@@ -291,3 +291,10 @@ def test_errors_under_json_are_one_json_object_on_stdout_too(tmp_path: Path) -> 
         "error": f"'{tmp_path}' is not inside a git repository (git init, or cd into one)",
         "exit_code": 2}
     assert proc.stderr.startswith("branchmig: ")
+
+
+def test_an_unknown_setting_suggests_the_closest_key(repo_with_linear_history: Repo) -> None:
+    root = repo_with_linear_history.root
+    (root / "pyproject.toml").write_text("[tool.branchmig]\nsnapshot = \"always\"\n")
+    line = fails(root, "heads", code=2)
+    assert "Unknown key(s) 'snapshot'" in line and "did you mean 'snapshots'?" in line, line

@@ -367,3 +367,11 @@ def test_a_rehearsal_that_works_then_moves_the_live_database(
     assert "restored the snapshot of 'feature1'" in out.stderr
     with sqlite3.connect(p.db_path) as conn:
         assert emails(conn) == EMAILS
+
+
+def test_quiet_leaves_only_results_and_errors(db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    out = p.ok("-q", "switch", "feature2")
+    assert out.stderr == "" and "applied 1" in out.stdout
+    loud = p.ok("switch", "feature1")
+    assert "restoring the snapshot of 'feature1'" in loud.stderr
