@@ -68,6 +68,16 @@ class AlembicEnv:
 
 _loading: threading.Thread | None = None
 
+# The app ``flask`` itself loaded, when branchmig runs as ``flask branchmig``: used as it
+# is, instead of finding one from FLASK_APP.
+_given_flask_app: Any = None
+
+
+def use_flask_app(app: Any) -> None:
+    """Run Flask-Migrate projects with ``app`` (the one ``flask`` loaded)."""
+    global _given_flask_app
+    _given_flask_app = app
+
 
 def start_loading_alembic() -> None:
     """Import Alembic (and SQLAlchemy under it) on a thread while the caller reads git.
@@ -153,19 +163,9 @@ def _flask_env(project: Project) -> Iterator[AlembicEnv]:
     except ImportError as err:
         raise ConfigError("This is a Flask-Migrate project but Flask is not installed "
                           "in this environment (pip install 'branchmig[flask]')") from err
-    load_dotenv(str(project.repo_root / ".flaskenv"))
-    load_dotenv(str(project.repo_root / ".env"))
-    app_path = project.settings.flask_app or os.environ.get("FLASK_APP")
-    try:
-        app = ScriptInfo(app_import_path=app_path).load_app()
-    except Exception as err:  # noqa: BLE001 - flask raises NoAppException and import errors
-        if not app_path:
-            raise ConfigError(
-                f"Cannot find the Flask app: FLASK_APP is not set and '{project.repo_root}' "
-                "has no app.py or wsgi.py; set FLASK_APP, put FLASK_APP=... in .flaskenv, "
-                "or set flask_app in [tool.branchmig]") from err
-        raise ConfigError(f"Cannot load the Flask app {app_path!r}: {_app_failure(err)}; "
-                          "check FLASK_APP (or flask_app in [tool.branchmig])") from err
+    app = _given_flask_app
+    if app is None:
+        app = _load_flask_app(project, ScriptInfo, load_dotenv)
     migrate = app.extensions.get("migrate")
     if migrate is None:
         raise ConfigError("The Flask app has no Flask-Migrate extension (Migrate(app, db))")
@@ -176,6 +176,24 @@ def _flask_env(project: Project) -> Iterator[AlembicEnv]:
             yield env
         finally:
             env.dispose_engines()
+
+
+def _load_flask_app(project: Project, script_info: Any, load_dotenv: Any) -> Any:
+    """The app as ``flask`` finds it: .flaskenv and .env, then FLASK_APP (or the
+    ``flask_app`` setting), else app.py or wsgi.py."""
+    load_dotenv(str(project.repo_root / ".flaskenv"))
+    load_dotenv(str(project.repo_root / ".env"))
+    app_path = project.settings.flask_app or os.environ.get("FLASK_APP")
+    try:
+        return script_info(app_import_path=app_path).load_app()
+    except Exception as err:  # noqa: BLE001 - flask raises NoAppException and import errors
+        if not app_path:
+            raise ConfigError(
+                f"Cannot find the Flask app: FLASK_APP is not set and '{project.repo_root}' "
+                "has no app.py or wsgi.py; set FLASK_APP, put FLASK_APP=... in .flaskenv, "
+                "or set flask_app in [tool.branchmig]") from err
+        raise ConfigError(f"Cannot load the Flask app {app_path!r}: {_app_failure(err)}; "
+                          "check FLASK_APP (or flask_app in [tool.branchmig])") from err
 
 
 def _app_failure(err: BaseException) -> str:
