@@ -358,12 +358,22 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     "suspect": None if suspect is None else {
                         "revision": suspect.revision, "direction": suspect.direction,
                         "operation": suspect.operation, "to": suspect.to},
-                    "in_step": st.in_step})
+                    "databases": [{"name": d.name, "database": d.database,
+                                   "heads": list(d.heads)} for d in st.databases],
+                    "split": st.split, "in_step": st.in_step})
         return
-    click.echo(f"database:   {st.database}")
+    if st.databases:
+        for d in st.databases:
+            click.echo(f"database:   {d.database} ({d.name or 'default'}; at "
+                       f"{', '.join(d.heads) or 'base'})")
+    else:
+        click.echo(f"database:   {st.database}")
     click.echo(f"branch:     {st.branch or '(detached)'}")
     click.echo(f"code heads: {', '.join(st.code_heads) or '(none)'}")
     click.echo(f"db heads:   {', '.join(st.db_heads) or '(base)'}")
+    if st.split:
+        click.echo(f"split:      {st.split}; bring them to one revision (flask db upgrade "
+                   "or downgrade), then run: branchmig sync")
     if st.pending:
         click.echo(f"pending:    {', '.join(st.pending)}  (run: branchmig sync)")
     for rev in st.unknown:

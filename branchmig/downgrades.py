@@ -1,5 +1,6 @@
-"""What a migration's ``downgrade()`` does, read with ``ast`` (never imported): the
-operations that lose data, and those SQLite refuses outside batch mode. Pure."""
+"""What a migration's ``downgrade()`` (and a ``--multidb`` script's ``downgrade_<bind>()``)
+does, read with ``ast`` (never imported): the operations that lose data, and those SQLite
+refuses outside batch mode. Pure."""
 
 from __future__ import annotations
 
@@ -42,9 +43,7 @@ def find_destructive(data: bytes, revision: str) -> list[Destructive]:
     except SyntaxError:
         return [Destructive(revision, "unknown", "script does not parse; assume it loses data")]
     found: list[Destructive] = []
-    for func in tree.body:
-        if not (isinstance(func, ast.FunctionDef) and func.name == "downgrade"):
-            continue
+    for func in _functions(tree, "downgrade"):
         batch_tables: dict[str, str] = {}
         for node in ast.walk(func):
             if isinstance(node, ast.With):
@@ -90,9 +89,7 @@ def find_unbatched(data: bytes, revision: str, function: str = "downgrade"
     except SyntaxError:
         return []
     found = []
-    for func in tree.body:
-        if not (isinstance(func, ast.FunctionDef) and func.name == function):
-            continue
+    for func in _functions(tree, function):
         for node in ast.walk(func):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "op"):
@@ -113,6 +110,13 @@ def batch_hint(found: Sequence[Destructive], path: str) -> str:
             f"index first and write `with op.batch_alter_table({table!r}) as batch: "
             f"batch.{first.operation}({column!r})` (or set render_as_batch=True in env.py's "
             "context.configure)")
+
+
+def _functions(tree: ast.Module, name: str) -> list[ast.FunctionDef]:
+    """The script's ``name()`` and, in a Flask-Migrate ``--multidb`` script, each
+    database's ``name_<bind>()`` that it dispatches to."""
+    return [func for func in tree.body if isinstance(func, ast.FunctionDef)
+            and (func.name == name or func.name.startswith(f"{name}_"))]
 
 
 def _attr(func: ast.expr) -> str:

@@ -16,7 +16,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -28,9 +28,62 @@ Direction = Literal["upgrade", "downgrade"]
 
 
 @dataclass(frozen=True)
-class DatabaseState:
-    url: str  # as env.py connects, password included: never print it, mask it
+class Database:
+    """One database env.py migrates: ``name`` is "" for the default one, the bind's name
+    for the others of a Flask-Migrate ``--multidb`` project."""
+
+    name: str
+    url: str = field(repr=False)  # as env.py connects, password included: mask it
     heads: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.name or "<default>"
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    """Every database of the project, the default one first. A ``--multidb`` project
+    migrates each of them with the same scripts, so they move together: one plan, one
+    snapshot holding a copy of each."""
+
+    databases: tuple[Database, ...]
+
+    @classmethod
+    def single(cls, url: str, heads: tuple[str, ...]) -> DatabaseState:
+        return cls((Database("", url, heads),))
+
+    @property
+    def url(self) -> str:
+        return self.databases[0].url
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return self.databases[0].heads
+
+    @property
+    def multi(self) -> bool:
+        return len(self.databases) > 1
+
+    @property
+    def urls(self) -> tuple[tuple[str, str], ...]:
+        return tuple((db.name, db.url) for db in self.databases)
+
+    @property
+    def on_sqlite(self) -> bool:
+        return any(db.url.startswith("sqlite") for db in self.databases)
+
+    def with_heads(self, heads: tuple[str, ...]) -> DatabaseState:
+        return DatabaseState(tuple(replace(db, heads=heads) for db in self.databases))
+
+    def disagreement(self) -> str | None:
+        """A sentence when the databases are at different revisions (one plan cannot
+        move them all)."""
+        if len({db.heads for db in self.databases}) <= 1:
+            return None
+        where = "; ".join(f"{db.label} at {', '.join(db.heads) or 'base'}"
+                          for db in self.databases)
+        return f"the project's databases are at different revisions ({where})"
 
 
 class StepFailed(DatabaseError):
@@ -118,8 +171,10 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
 
     Alembic's own INFO lines ("Context impl SQLiteImpl.", "Running upgrade a -> b") are
     left out unless ``alembic_log`` is set: branchmig names each step itself, and runs
-    env.py more than once. The filter sits on Alembic's logger, which env.py's
-    ``fileConfig`` leaves alone, and nothing the project logs is touched."""
+    env.py more than once. So are the "Migrating database <default>" lines of
+    Flask-Migrate's multidb env.py, which branchmig names too. The filters sit on the
+    loggers, which env.py's ``fileConfig`` leaves alone; nothing else the project logs is
+    touched."""
     if _loading is not None:
         _loading.join()
     sys.dont_write_bytecode = True
@@ -132,9 +187,15 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
     def warnings_only(record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING
 
+    def not_naming_the_database(record: logging.LogRecord) -> bool:
+        return not (record.levelno < logging.WARNING
+                    and str(record.msg).startswith("Migrating database "))
+
     chatty = logging.getLogger("alembic.runtime.migration")
+    multidb = logging.getLogger("alembic.env")
     if not project.settings.alembic_log:
         chatty.addFilter(warnings_only)
+        multidb.addFilter(not_naming_the_database)
     try:
         if project.kind == "flask":
             with _flask_env(project) as env:
@@ -151,6 +212,7 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
             yield AlembicEnv(project, cfg)
     finally:
         chatty.removeFilter(warnings_only)
+        multidb.removeFilter(not_naming_the_database)
         os.chdir(cwd)
         with contextlib.suppress(ValueError):
             sys.path.remove(added)
@@ -230,16 +292,18 @@ def _script_directory(env: AlembicEnv) -> Any:
 
 
 def read_database(env: AlembicEnv) -> DatabaseState:
-    """The revisions in ``alembic_version``, read through env.py as ``alembic current``
-    does (without creating the table), and the URL env.py connects to."""
+    """The revisions in ``alembic_version`` of each database env.py migrates, read as
+    ``alembic current`` does (without creating the table), and the URL it connects to."""
     script = _script_directory(env)
-    seen: dict[str, Any] = {}
+    seen: list[Database] = []
+    engines: list[Any] = []
 
     def fn(rev: Any, context: Any) -> list[Any]:
-        seen["heads"] = tuple(context.get_current_heads())
         conn = context.connection
-        seen["url"] = conn.engine.url.render_as_string(hide_password=False)
-        seen["engine"] = conn.engine
+        engines.append(conn.engine)
+        seen.append(Database(_engine_name(context),
+                             conn.engine.url.render_as_string(hide_password=False),
+                             tuple(context.get_current_heads())))
         return []
 
     try:
@@ -249,13 +313,22 @@ def read_database(env: AlembicEnv) -> DatabaseState:
                             f"{_first_line(err)}; check the database URL and that the "
                             "database is reachable, then run: branchmig status") from err
     finally:
-        engine = seen.get("engine")
-        if engine is not None:
+        for engine in engines:
             engine.dispose()
         env.dispose_engines()
-    if "heads" not in seen:
+    if not seen:
         raise DatabaseError("env.py did not run the migration context (is it offline-only?)")
-    return DatabaseState(url=seen["url"], heads=seen["heads"])
+    unique: dict[str, Database] = {}
+    for db in seen:  # two binds on one URL are one database
+        unique.setdefault(db.url, db)
+    return DatabaseState(tuple(unique.values()))
+
+
+def _engine_name(context: Any) -> str:
+    """The database's name as Flask-Migrate's multidb env.py gives it: its upgrade token
+    is "<name>_upgrades" ("_upgrades" for the default; plain Alembic's is "upgrades")."""
+    token = str(context.opts.get("upgrade_token") or "upgrades")
+    return token[:-len("_upgrades")] if token.endswith("_upgrades") else ""
 
 
 def load_script_module(path: Path, text: bytes, rev_id: str) -> types.ModuleType:
@@ -292,12 +365,18 @@ def run_phases(
     between: Callable[[], None] | None = None,
     on_step: Callable[[Direction, str], None] | None = None,
     on_start: Callable[[Direction, str], None] | None = None,
+    on_database: Callable[[str], None] | None = None,
 ) -> None:
     """Run the phases in order in one run of env.py, calling ``between`` (the checkout)
     after the first, ``on_start`` before each step and ``on_step`` after it: one
     connection, and on a database with transactional DDL one
     transaction (unless env.py asks for one per migration), so a failing upgrade takes the
-    revert back with it."""
+    revert back with it.
+
+    A ``--multidb`` env.py runs the steps once per database, each in its own transaction,
+    committed together at the end: ``on_database`` is called with each one's name,
+    ``between`` only once (the downgrades of the later databases read the old scripts
+    from their copies, not from the tree)."""
     if not any(phase.revisions for phase in phases):
         if between is not None:
             between()
@@ -307,6 +386,8 @@ def run_phases(
     script_dir = _script_directory(env)
     completed: list[str] = []
     current: dict[str, str] = {}
+    prepared: dict[int, tuple[Any, dict[str, Any]]] = {}
+    crossed: list[bool] = []
 
     def finish_current() -> None:
         if current:
@@ -316,13 +397,18 @@ def run_phases(
             current.clear()
 
     def steps(rev: Any, context: Any) -> Iterator[Any]:
+        if on_database is not None:
+            on_database(_engine_name(context))
         for index, phase in enumerate(phases):
-            if index and between is not None:
+            if index and between is not None and not crossed:
                 finish_current()
                 between()
+                crossed.append(True)
             if not phase.revisions:
                 continue
-            revision_map, scripts = _prepare(phase)
+            if index not in prepared:
+                prepared[index] = _prepare(phase)
+            revision_map, scripts = prepared[index]
             make = (MigrationStep.upgrade_from_script if phase.direction == "upgrade"
                     else MigrationStep.downgrade_from_script)
             for rev_id in phase.revisions:

@@ -81,10 +81,16 @@ class Session:
         return self.dbid.key
 
     def backend(self, *, terminate: bool = False) -> SnapshotBackend:
-        from branchmig.snapshots import backend_for_url
+        return backend_of(self.db, self.state, terminate=terminate, progress=self.progress)
 
-        return backend_for_url(self.db.url, store_dir=self.state.snapshot_dir,
-                               terminate_connections=terminate, progress=self.progress)
+
+def backend_of(db: DatabaseState, state: State, *, terminate: bool = False,
+               progress: Progress | None = None) -> SnapshotBackend:
+    """The snapshot backend of the project's databases (all of them, under --multidb)."""
+    from branchmig.snapshots import backend_for
+
+    return backend_for(db.urls, store_dir=state.snapshot_dir, terminate_connections=terminate,
+                       progress=progress)
 
 
 @contextmanager
@@ -97,7 +103,7 @@ def opened(ws: Workspace, progress: Progress = quiet, *,
     state = State(ws.state_dir)
     with state.lock(), alembic_env(ws.project) as env:
         db = read_database(env)
-        dbid = database_id(ws, db.url)
+        dbid = database_id(ws, db)
         recovery = None
         journal = state.read_journal()
         if journal is not None and not dry_run:
@@ -111,10 +117,10 @@ def opened(ws: Workspace, progress: Progress = quiet, *,
         yield session
 
 
-def database_id(ws: Workspace, url: str) -> DatabaseId:
+def database_id(ws: Workspace, db: DatabaseState) -> DatabaseId:
     repo = ws.repo
     worktree = "" if repo.git_dir.resolve() == repo.common_dir.resolve() else repo.git_dir.name
-    return DatabaseId.of(url, worktree=worktree)
+    return DatabaseId.of_all(db.urls, worktree=worktree)
 
 
 def put_back(backend: SnapshotBackend, state: State, journal: Journal,
@@ -152,12 +158,10 @@ def recover(ws: Workspace, state: State, env: AlembicEnv, db: DatabaseState,
     """Put back a move that was killed half-way (or finish one killed after it
     succeeded). Called with the lock held, so the journal's process is gone."""
     from branchmig.runner import read_database
-    from branchmig.snapshots import backend_for_url
 
     if journal.phase == "done":
         if journal.safety_snapshot:
-            finish_drops(backend_for_url(db.url, store_dir=state.snapshot_dir), state,
-                         journal)
+            finish_drops(backend_of(db, state), state, journal)
         heads = read_database(env).heads
         state.set_owner(dbid.key, Owner(journal.to_branch, journal.to_commit, heads,
                                         reflog=ws.repo.reflog_size()))
@@ -170,10 +174,12 @@ def recover(ws: Workspace, state: State, env: AlembicEnv, db: DatabaseState,
              f"(pid {journal.pid}); recovering")
     restored = False
     if journal.safety_snapshot:
-        backend = backend_for_url(db.url, store_dir=state.snapshot_dir, progress=progress)
+        backend = backend_of(db, state, progress=progress)
         restored = put_back(backend, state, journal, env.dispose_engines)
         if restored:
             progress(f"branchmig: restored snapshot '{journal.safety_snapshot}'")
+        elif journal.phase == "start":
+            backend.drop(journal.safety_snapshot)  # a save killed part-way: no use to anyone
     untouched = not restored and journal.phase == "start"
     checked_out = None
     back = journal.from_branch or journal.from_commit

@@ -11,7 +11,7 @@ import json
 import marshal
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,18 @@ class DatabaseId:
         if worktree and url.startswith("sqlite") and _relative_sqlite(url):
             return cls(url, shown, database_key(f"{masked}@{worktree}"))
         return cls(url, shown, database_key(masked))
+
+    @classmethod
+    def of_all(cls, urls: Sequence[tuple[str, str]], *, worktree: str = "") -> DatabaseId:
+        """The project's databases as one, given as (name, URL) pairs with the default
+        first: one database is itself; several (Flask-Migrate ``--multidb``) share one key,
+        as they share snapshots and an owner."""
+        ids = [cls.of(url, worktree=worktree) for _, url in urls]
+        if len(ids) == 1:
+            return ids[0]
+        shown = ids[0].masked + "".join(f" + {name}: {i.masked}"
+                                        for (name, _), i in zip(urls[1:], ids[1:], strict=True))
+        return cls(urls[0][1], shown, database_key("|".join(i.key for i in ids)))
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from branchmig.errors import BranchmigError, LockedError
 from branchmig.graph import Graph, merge_graphs
@@ -14,8 +15,11 @@ from branchmig.lifecycle import Held, restorers
 from branchmig.plan import make_plan
 from branchmig.provenance import held_snapshots, tip_blobs
 from branchmig.session import Recovery, quiet
-from branchmig.state import State, Suspect
+from branchmig.state import DatabaseId, State, Suspect
 from branchmig.workspace import WORKTREE, Workspace
+
+if TYPE_CHECKING:
+    from branchmig.runner import DatabaseState
 
 Progress = Callable[[str], None]
 
@@ -27,6 +31,16 @@ class SnapshotStatus:
     restored_by: tuple[str, ...]  # the branches whose checkout would restore it
     size: int = 0
     backend: str = ""
+
+
+@dataclass(frozen=True)
+class DatabaseHeads:
+    """One database of a ``--multidb`` project: its name ("" for the default), its URL as
+    shown, and its revisions."""
+
+    name: str
+    database: str
+    heads: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -44,11 +58,14 @@ class StatusResult:
     recovered: str | None = None  # a killed move this call put back, in words
     suspect: Suspect | None = None
     owner: str | None = None  # the branch branchmig last brought the database to
+    databases: tuple[DatabaseHeads, ...] = ()  # each one, when the project has several
+    split: str | None = None  # they are at different revisions, in words
 
     @property
     def in_step(self) -> bool:
         """The database matches the working tree, as far as anything can tell."""
-        return not (self.pending or self.unknown or self.suspect or self.interrupted)
+        return not (self.pending or self.unknown or self.suspect or self.interrupted
+                    or self.split)
 
 
 def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
@@ -68,15 +85,15 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
                 db = read_database(env)
                 journal = state.read_journal()
                 if journal is not None:
-                    recovery = recover(ws, state, env, db, database_id(ws, db.url),
+                    recovery = recover(ws, state, env, db, database_id(ws, db),
                                        journal, progress)
         except LockedError:
             interrupted = f"a {seen.operation} to '{seen.to}' (pid {seen.pid}) is running"
     _, code = ws.graph_at(WORKTREE)
     with alembic_env(ws.project) as env:
         db = read_database(env)
-        dbid = database_id(ws, db.url)
-        stored = _stored(db.url, state)
+        dbid = database_id(ws, db)
+        stored = _stored(db, state)
     from branchmig.switching import applied_source
 
     applied_key = next((k for k in dbid.keys if state.applied(k)), dbid.key)
@@ -114,16 +131,19 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         interrupted=interrupted,
         recovered=recovery.describe() if recovery is not None else None,
         suspect=state.suspect(dbid.key), owner=owner.branch if owner else None,
+        databases=tuple(DatabaseHeads(d.name, DatabaseId.of(d.url).masked, d.heads)
+                        for d in db.databases) if db.multi else (),
+        split=db.disagreement(),
     )
 
 
-def _stored(url: str, state: State) -> dict[str, tuple[int, str]]:
+def _stored(db: DatabaseState, state: State) -> dict[str, tuple[int, str]]:
     """key -> (size, backend) of every copy the backend holds; empty when the database
     has no snapshot backend (or its server cannot say)."""
-    from branchmig.snapshots import backend_for_url
+    from branchmig.session import backend_of
 
     try:
-        backend = backend_for_url(url, store_dir=state.snapshot_dir)
+        backend = backend_of(db, state)
         return {s.key: (s.size, s.backend) for s in backend.stored()}
     except BranchmigError:
         return {}

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from branchmig.analysis import batch_warnings, with_destructive
 from branchmig.downgrades import batch_hint, find_unbatched
-from branchmig.errors import BranchmigError, GitError, PlanError, SnapshotError
+from branchmig.errors import BranchmigError, DatabaseError, GitError, PlanError, SnapshotError
 from branchmig.graph import Graph, Revision, merge_graphs
 from branchmig.lifecycle import (
     Held,
@@ -216,6 +216,10 @@ def _run(s: Session, plan: Plan, source: Graph, target: Graph, *,
         if not quiet_steps:
             s.progress(f"  {'reverted' if direction == 'downgrade' else 'applied '} {rev}")
 
+    def on_database(name: str) -> None:
+        if s.db.multi and not quiet_steps:
+            s.progress(f"  database {name or '<default>'}:")
+
     applied = source.ancestors(s.db.heads)
     kept = set(applied) - set(plan.downgrade)
     with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp:
@@ -230,7 +234,7 @@ def _run(s: Session, plan: Plan, source: Graph, target: Graph, *,
             Phase("upgrade", plan.upgrade, target, set(target.ancestors(target.heads)) | kept,
                   lambda: new_texts or _worktree_texts(s, plan.upgrade, target),
                   start_heads=plan.common),
-        ], between=between, on_step=on_step, on_start=on_start)
+        ], between=between, on_step=on_step, on_start=on_start, on_database=on_database)
     return target.heads
 
 
@@ -384,6 +388,10 @@ def _decide(s: Session, *, target: Graph, target_commit: str | None, previous: s
             snapshot: bool | None, hint: str | None, entering: str | None) -> _Decided:
     """Gather the facts (owner, snapshots, plan) and let ``lifecycle`` decide."""
     ws, state = s.ws, s.state
+    split = s.db.disagreement()
+    if split:
+        raise DatabaseError(f"Cannot move {s.masked}: {split}; bring them to one revision "
+                            "(flask db upgrade or downgrade), then run: branchmig sync")
     mode = ws.project.settings.snapshots
     use = snapshot if snapshot is not None else mode != "never"
     before = s.db.heads
@@ -408,7 +416,7 @@ def _decide(s: Session, *, target: Graph, target_commit: str | None, previous: s
             ws, make_plan(applied_heads=before, source=source, target=target), source)
     for rev_id in plan.downgrade:  # fail before anything is touched, dry run or not
         _script_text(ws, state, source.revisions[rev_id])
-    if plan.batch_needed and s.db.url.startswith("sqlite"):
+    if plan.batch_needed and s.db.on_sqlite:
         for warning in batch_warnings(plan, source):  # before anything runs
             s.progress(f"branchmig: warning: {warning}")
     applied = blobs_of(source, tuple(source.ancestors(before, strict=False)))
@@ -507,7 +515,7 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
                 s.progress(f"branchmig: restoring the snapshot of '{entering}', keeping the "
                            f"database of '{leaving}' as '{snaps.save}'")
                 backend.restore(restore.key, keep_current_as=snaps.save)
-                s.db = replace(s.db, heads=restore.heads)
+                s.db = s.db.with_heads(restore.heads)
                 source = target
             else:
                 s.progress(f"branchmig: saving the database of '{leaving}' as snapshot "
@@ -580,7 +588,7 @@ def _name_the_fix(s: Session, d: _Decided, target: Graph, err: BaseException) ->
     what to change, in the revision's own file."""
     from branchmig.runner import StepFailed
 
-    if not (isinstance(err, StepFailed) and s.db.url.startswith("sqlite") and err.args):
+    if not (isinstance(err, StepFailed) and s.db.on_sqlite and err.args):
         return
     graph = d.source if err.direction == "downgrade" else target
     rev = graph.revisions.get(err.revision)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from branchmig.downgrades import batch_hint, find_unbatched
 from branchmig.errors import ConfigError, DatabaseError, PlanError, UsageError
@@ -44,6 +44,9 @@ from branchmig.schema import (
 from branchmig.scripts import read_text_anywhere
 from branchmig.snapshots import mask_url
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
+
+if TYPE_CHECKING:
+    from branchmig.runner import DatabaseState
 
 Progress = Callable[[str], None]
 Outcome = Literal["ok", "failed", "left traces", "not run"]
@@ -206,7 +209,7 @@ def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
                                 "run: branchmig sync")
         live = read_database(env)
         backend = _backend(live.url)
-        graph, ref = _graph_holding(ws, tree, live.url, live.heads)
+        graph, ref = _graph_holding(ws, tree, live)
         revisions = graph.topological(graph.ancestors(live.heads))
         progress(f"branchmig: building a scratch {backend} database to "
                  f"{', '.join(live.heads) or 'base'} ({len(revisions)} revisions)")
@@ -383,17 +386,17 @@ class _Runner:
         return Finding(rev.id, rev.path, kind, message)
 
 
-def _graph_holding(ws: Workspace, tree: Graph, url: str,
-                   heads: tuple[str, ...]) -> tuple[Graph, str]:
+def _graph_holding(ws: Workspace, tree: Graph, live: DatabaseState) -> tuple[Graph, str]:
     """The working tree's graph when it has the live heads, else the scripts that applied
     them (branchmig's copies, the refs): drift is measured against the code first."""
+    heads = live.heads
     if all(h in tree for h in heads):
         return tree, WORKTREE
     from branchmig.session import database_id
     from branchmig.state import State
     from branchmig.switching import applied_source
 
-    dbid = database_id(ws, url)
+    dbid = database_id(ws, live)
     return applied_source(ws, State(ws.state_dir), heads, dbid.key, previous=None,
                           target=tree), "applied"
 

@@ -6,6 +6,7 @@ Importing this package is cheap: SQLAlchemy and the drivers load only when a bac
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ __all__ = [
     "SessionsBlockingError",
     "SnapshotBackend",
     "StoredSnapshot",
+    "backend_for",
     "backend_for_url",
     "mask_url",
 ]
@@ -64,6 +66,26 @@ def backend_for_url(
         f"Snapshots are not supported for the database dialect {shown!r}: branchmig has "
         "backends for sqlite, postgresql and mysql/mariadb. Run the switch with --no-snapshot."
     )
+
+
+def backend_for(
+    urls: Sequence[tuple[str, str]],
+    *,
+    store_dir: Path,
+    terminate_connections: bool = False,
+    progress: Progress | None = None,
+) -> SnapshotBackend:
+    """The snapshot backend of the project's databases, given as (name, URL) pairs with
+    the default one first: its own backend for one, all of them as one for several."""
+    made = [(name, backend_for_url(url, store_dir=store_dir,
+                                   terminate_connections=terminate_connections,
+                                   progress=progress))
+            for name, url in urls]
+    if len(made) == 1:
+        return made[0][1]
+    from branchmig.snapshots.together import Together
+
+    return Together(made)
 
 
 def _server_backend(dialect: str) -> type[PostgreSQLBackend | MySQLBackend]:
