@@ -31,7 +31,8 @@ class _Group(click.Group):
         except BranchmigError as err:
             click.echo(f"branchmig: {err}", err=True)
             if "--json" in sys.argv[1:]:  # a machine reads stdout: the error is JSON too
-                _emit_json({"error": str(err), "exit_code": err.exit_code})
+                _emit_json({"error": str(err), "exit_code": err.exit_code,
+                            "kind": type(err).__name__, **err.facts()})
             ctx.exit(err.exit_code)
 
 

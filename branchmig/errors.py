@@ -1,12 +1,31 @@
-"""The exceptions branchmig raises; the CLI turns them into one line and an exit code."""
+"""The exceptions branchmig raises. As Alembic's revision exceptions do
+(``MultipleHeads(heads, argument)``), an error that has facts keeps them as fields and
+makes its line from them; the CLI renders that line (``str(err)``) and, under ``--json``,
+the fields too (``err.facts()``). Nothing rewrites an error's text after it is raised."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class BranchmigError(Exception):
     """A problem the user can act on. ``exit_code`` is 1 (could not be done) or 2 (usage)."""
 
     exit_code = 1
+
+    def facts(self) -> dict[str, Any]:
+        """The error's fields, for ``--json`` (besides its line and exit code)."""
+        return {}
+
+
+def first_line(err: BaseException | None) -> str:
+    """``Type: first line`` of any exception: how a foreign error (a driver's, a
+    migration's) is named inside branchmig's own one-line messages."""
+    if err is None:
+        return "unknown error"
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 class UsageError(BranchmigError):
@@ -63,3 +82,61 @@ class LockedError(BranchmigError):
 
 class StateError(BranchmigError):
     """What branchmig keeps under ``.git/branchmig`` could not be written (a full disk)."""
+
+
+class MoveFailed(BranchmigError):
+    """A switch or sync (or its rehearsal) that failed, and what became of the database:
+    put back as it was (``restored``), or left at ``heads`` after the last step that
+    completed, ``half_made`` perhaps half made. ``cause`` is what failed, ``fix`` what to
+    change in the script, ``then`` what to type next."""
+
+    def __init__(self, cause: BaseException, *, restored: bool,
+                 heads: tuple[str, ...] | None = None, half_made: str | None = None,
+                 then: str | None = None, fix: str | None = None,
+                 earlier_suspect: str | None = None, rehearsal: bool = False,
+                 restore_failed: str | None = None, snapshot: str | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.restored = restored
+        self.heads = heads
+        self.half_made = half_made
+        self.then = then
+        self.fix = fix
+        self.earlier_suspect = earlier_suspect
+        self.rehearsal = rehearsal
+        self.restore_failed = restore_failed
+        self.snapshot = snapshot
+        self.exit_code = cause.exit_code if isinstance(cause, BranchmigError) else 1
+
+    def __str__(self) -> str:
+        said = str(self.cause).rstrip(". ")
+        if self.rehearsal:
+            fix = f". To fix it: {self.fix}" if self.fix else ""
+            return (f"The rehearsal on a copy of the database failed: {said}{fix}. Nothing "
+                    "changed: the live database was not touched")
+        if self.restore_failed is not None:
+            return (f"{said}; restoring the snapshot '{self.snapshot}' failed too: "
+                    f"{self.restore_failed.rstrip('. ')}. Run: branchmig snapshot restore "
+                    f"{self.snapshot}")
+        if self.restored:
+            line = f"{said}. Nothing changed: the database is as it was before"
+        elif self.heads is not None:
+            at = ", ".join(f"'{h}'" for h in self.heads) or "base (no revision)"
+            half = (f" ('{self.half_made}' may be half made where DDL is not transactional: "
+                    "check its tables)" if self.half_made else "")
+            line = (f"{said}. The database is left at {at}, the last revision that "
+                    f"completed{half}; {self.then}")
+        else:
+            line = said
+        if self.earlier_suspect:
+            line += f" ({self.earlier_suspect})"
+        if self.fix:
+            line += f". To fix it: {self.fix}"
+        return line
+
+    def facts(self) -> dict[str, Any]:
+        cause = self.cause.facts() if isinstance(self.cause, BranchmigError) else {}
+        return {"cause": type(self.cause).__name__, **cause, "restored": self.restored,
+                "heads": None if self.heads is None else list(self.heads),
+                "half_made": self.half_made, "fix": self.fix,
+                "snapshot": self.snapshot, "restore_failed": self.restore_failed}

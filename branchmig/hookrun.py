@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from branchmig.errors import BranchmigError, NoProjectError
+from branchmig.errors import BranchmigError, MoveFailed, NoProjectError
 from branchmig.gitrepo import NULL_SHA
 from branchmig.snapshots.base import SessionsBlockingError
 from branchmig.workspace import Workspace
@@ -66,11 +66,13 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
                  f"{len(plan.upgrade)}; now at {', '.join(result.after) or 'base'}")
         if merging:
             _warn_heads(ws, "rebase" if hook == "post-rewrite" else "merge")
-    except SessionsBlockingError as err:
-        _say(f"branchmig: {err.without_advice()} Nothing was changed. Close them (stop the "
-             "app server), then run: branchmig sync; or to end them, run: branchmig sync "
-             "--terminate-connections")
     except BranchmigError as err:
+        blocking = err.cause if isinstance(err, MoveFailed) else err
+        if isinstance(blocking, SessionsBlockingError):
+            _say(f"branchmig: {blocking.without_advice()} Nothing was changed. Close them "
+                 "(stop the app server), then run: branchmig sync; or to end them, run: "
+                 "branchmig sync --terminate-connections")
+            return 0
         _say(f"branchmig: {err}")
         _say("branchmig: the checkout itself is done; see: branchmig status")
     except Exception as err:  # noqa: BLE001 - a hook must never make git fail

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from branchmig.errors import BranchmigError, ConfigError, DatabaseError
+from branchmig.errors import BranchmigError, ConfigError, DatabaseError, first_line
 from branchmig.graph import Graph
 from branchmig.project import Project
 
@@ -87,14 +87,22 @@ class DatabaseState:
 
 
 class StepFailed(DatabaseError):
-    """A migration raised; ``completed`` is what ran before it."""
+    """A migration raised ``cause`` (its first line); ``completed`` is what ran before."""
 
-    def __init__(self, message: str, *, revision: str, direction: Direction,
-                 completed: tuple[str, ...]) -> None:
-        super().__init__(message)
+    def __init__(self, *, revision: str, direction: Direction, completed: tuple[str, ...],
+                 cause: str) -> None:
+        super().__init__(revision, direction, completed, cause)
         self.revision = revision
         self.direction = direction
         self.completed = completed
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"{self.direction.capitalize()} of '{self.revision}' failed: {self.cause}"
+
+    def facts(self) -> dict[str, Any]:
+        return {"revision": self.revision, "direction": self.direction,
+                "completed": list(self.completed), "failure": self.cause}
 
 
 @dataclass
@@ -264,7 +272,7 @@ def _app_failure(err: BaseException) -> str:
     traceback): its last line is the error, and its last frame says where."""
     text = str(err)
     if "Traceback" not in text:
-        return _first_line(err)
+        return first_line(err)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     frames = [ln for ln in lines if ln.startswith('File "')]
     where = ""
@@ -310,7 +318,7 @@ def read_database(env: AlembicEnv) -> DatabaseState:
         _run_env(env, script, fn, dont_mutate=True)
     except Exception as err:  # noqa: BLE001 - env.py may raise anything on connect
         raise DatabaseError(f"Cannot read the database's revisions through env.py: "
-                            f"{_first_line(err)}; check the database URL and that the "
+                            f"{first_line(err)}; check the database URL and that the "
                             "database is reachable, then run: branchmig status") from err
     finally:
         for engine in engines:
@@ -340,7 +348,7 @@ def load_script_module(path: Path, text: bytes, rev_id: str) -> types.ModuleType
         exec(code, module.__dict__)  # noqa: S102 - this is how Alembic loads a script too
     except Exception as err:  # noqa: BLE001 - a broken script is the user's to fix
         raise DatabaseError(f"Cannot load {path} (revision '{rev_id}'): "
-                            f"{_first_line(err)}") from err
+                            f"{first_line(err)}") from err
     return module
 
 
@@ -433,10 +441,8 @@ def run_phases(
         failed = current.get("rev", "")
         direction: Direction = "upgrade" if current.get("direction") == "upgrade" else (
             "downgrade")
-        raise StepFailed(
-            f"{direction.capitalize()} of '{failed}' failed: {_first_line(err)}",
-            revision=failed, direction=direction, completed=tuple(completed),
-        ) from err
+        raise StepFailed(revision=failed, direction=direction, completed=tuple(completed),
+                         cause=first_line(err)) from err
     finally:
         for engine in engines:
             engine.dispose()
@@ -479,7 +485,7 @@ def _prepare(phase: Phase) -> tuple[Any, dict[str, Any]]:
     try:
         revision_map.heads  # noqa: B018 - builds the map: resolves dependencies
     except Exception as err:  # noqa: BLE001 - alembic's RevisionError family
-        raise DatabaseError(f"Alembic rejects the revision graph: {_first_line(err)}") from err
+        raise DatabaseError(f"Alembic rejects the revision graph: {first_line(err)}") from err
     return revision_map, scripts
 
 
@@ -509,9 +515,3 @@ def _truncated(graph: Graph, boundary: set[str]) -> Graph:
     for rev_id in boundary:
         revisions[rev_id] = replace(revisions[rev_id], down=(), depends_on=(), labels=())
     return Graph(revisions, graph.problems)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(err).__name__}: {first}" if first else type(err).__name__

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from branchmig.analysis import batch_warnings, with_destructive
 from branchmig.downgrades import batch_hint, find_unbatched
-from branchmig.errors import BranchmigError, DatabaseError, GitError, PlanError, SnapshotError
+from branchmig.errors import BranchmigError, DatabaseError, GitError, MoveFailed, PlanError
 from branchmig.graph import Graph, Revision, merge_graphs
 from branchmig.lifecycle import (
     Held,
@@ -49,7 +49,6 @@ from branchmig.session import (
     SKIP_HOOK,
     Session,
     finish_drops,
-    names,
     opened,
     put_back,
     quiet,
@@ -242,7 +241,7 @@ def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> N
     """Run the move's plan on a copy of the live database first (a SQLite file copy, a
     PostgreSQL template copy, a MariaDB copy: the snapshot backend's own save), through
     env.py pointed at it; the live database is touched only when that succeeded."""
-    from branchmig.errors import ConfigError, DatabaseError
+    from branchmig.errors import ConfigError
     from branchmig.runner import StepFailed, read_database
     from branchmig.verify import same_database
 
@@ -271,10 +270,8 @@ def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> N
             _run(s, d.plan, d.source, target, target_from_git=not checked_out,
                  quiet_steps=True)
         except StepFailed as err:
-            _name_the_fix(s, d, target, err)
-            raise DatabaseError(
-                f"The rehearsal on a copy of the database failed: {err}. Nothing changed: "
-                "the live database was not touched") from err
+            raise MoveFailed(err, restored=True, rehearsal=True,
+                             fix=_name_the_fix(s, d, target, err)) from err
     finally:
         if original is not None:
             config.set_main_option("sqlalchemy.url", original.replace("%", "%%"))
@@ -562,9 +559,11 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
         after = _run(s, plan, source, target, between=between, on_start=on_start)
         _failpoint("migrated")
     except BaseException as err:
-        _roll_back(s, backend, journal, checkout, err)
-        _name_the_fix(s, d, target, err)
-        raise
+        failure = _roll_back(s, backend, journal, checkout, err,
+                             fix=_name_the_fix(s, d, target, err))
+        if failure is None:
+            raise
+        raise failure from err
     # Done: from here a kill finishes the move rather than undoing it.
     if backend is not None:
         journal.drops = [*snaps.replaces]
@@ -583,24 +582,23 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
     return after
 
 
-def _name_the_fix(s: Session, d: _Decided, target: Graph, err: BaseException) -> None:
-    """A SQLite migration that failed on a column it cannot drop or alter in place: say
-    what to change, in the revision's own file."""
+def _name_the_fix(s: Session, d: _Decided, target: Graph, err: BaseException) -> str | None:
+    """A SQLite migration that failed on a column it cannot drop or alter in place: what
+    to change, in the revision's own file."""
     from branchmig.runner import StepFailed
 
-    if not (isinstance(err, StepFailed) and s.db.on_sqlite and err.args):
-        return
+    if not (isinstance(err, StepFailed) and s.db.on_sqlite):
+        return None
     graph = d.source if err.direction == "downgrade" else target
     rev = graph.revisions.get(err.revision)
     if rev is None:
-        return
+        return None
     try:
         text = _script_text(s.ws, s.state, rev)
     except PlanError:
-        return
+        return None
     found = find_unbatched(text, rev.id, err.direction)
-    if found:
-        err.args = (f"{str(err.args[0]).rstrip('. ')}. To fix it: {batch_hint(found, rev.path)}",)
+    return batch_hint(found, rev.path) if found else None
 
 
 def _failpoint(name: str) -> None:
@@ -623,18 +621,19 @@ def _size(backend: SnapshotBackend, key: str) -> int:
 
 
 def _roll_back(s: Session, backend: SnapshotBackend | None, journal: Journal,
-               checkout: str | None, err: BaseException) -> None:
-    """Put the database (and a checkout we made) back as they were."""
+               checkout: str | None, err: BaseException,
+               fix: str | None = None) -> MoveFailed | None:
+    """Put the database (and a checkout we made) back as they were, and say what became
+    of it: the error to raise instead of ``err`` (None for one that is not branchmig's,
+    an interrupt say, which goes up as it is)."""
     rolled_back = False
     if backend is not None:
         try:
             rolled_back = put_back(backend, s.state, journal, s.env.dispose_engines)
         except BranchmigError as restore_err:
             s.state.clear_journal()
-            raise SnapshotError(
-                f"{str(err).rstrip('. ')}; restoring the snapshot '{journal.safety_snapshot}' "
-                f"failed too: {str(restore_err).rstrip('. ')}. Run: branchmig snapshot "
-                f"restore {journal.safety_snapshot}") from restore_err
+            return MoveFailed(err, restored=False, restore_failed=str(restore_err),
+                              snapshot=journal.safety_snapshot)
         if rolled_back:
             s.notes.append(f"the database was restored from snapshot "
                            f"'{journal.safety_snapshot}'")
@@ -645,25 +644,19 @@ def _roll_back(s: Session, backend: SnapshotBackend | None, journal: Journal,
         with contextlib.suppress(GitError):
             s.ws.repo.checkout(back, env=SKIP_HOOK)
     s.state.clear_journal()
-    if not isinstance(err, BranchmigError) or not err.args:
-        return
-    said = str(err.args[0]).rstrip(". ")
-    if rolled_back:
-        err.args = (f"{said}. Nothing changed: the database is as it was before",)
-    elif journal.phase == "migrating":
+    if not isinstance(err, BranchmigError):
+        return None
+    heads = then = half = earlier = None
+    if not rolled_back and journal.phase == "migrating":
         heads = _heads_now(s)
         if journal.checked_out or checkout is None:
             then = "fix the script, then run: branchmig sync"
         else:
             then = f"fix the script, then run: branchmig switch {checkout}"
-        half = ""
-        if journal.in_flight:
-            half = (f" ('{journal.in_flight[1]}' may be half made where DDL is not "
-                    "transactional: check its tables)")
-        err.args = (f"{said}. The database is left at {names(heads)}, the last "
-                    f"revision that completed{half}; {then}",)
+        half = journal.in_flight[1] if journal.in_flight else None
     suspect = s.state.suspect(s.dbkey)
     if suspect is not None and not rolled_back:
-        err.args = (f"{err.args[0]} (an earlier {suspect.operation} was killed while it "
-                    f"ran the {suspect.direction} of '{suspect.revision}', which may be "
-                    "half made)",)
+        earlier = (f"an earlier {suspect.operation} was killed while it ran the "
+                   f"{suspect.direction} of '{suspect.revision}', which may be half made")
+    return MoveFailed(err, restored=rolled_back, heads=heads, half_made=half, then=then,
+                      fix=fix, earlier_suspect=earlier)

@@ -28,7 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 from branchmig.downgrades import batch_hint, find_unbatched
-from branchmig.errors import ConfigError, DatabaseError, PlanError, UsageError
+from branchmig.errors import ConfigError, DatabaseError, PlanError, UsageError, first_line
 from branchmig.graph import Graph, Revision
 from branchmig.plan import latest_common, make_plan
 from branchmig.schema import (
@@ -494,7 +494,7 @@ class Scratch:
             return
         raise DatabaseError(
             f"Cannot reach the server of {mask_url(self._live.render_as_string())} to make a "
-            f"scratch database: {_first_line(failure)}; check that it is running")
+            f"scratch database: {first_line(failure)}; check that it is running")
 
 
 @contextlib.contextmanager
@@ -511,7 +511,7 @@ def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[
         except Exception as err:  # noqa: BLE001 - the server's refusal is the message
             raise DatabaseError(
                 f"Cannot create a scratch database on the server of {mask_url(live_url)}: "
-                f"{_first_line(err)}; the user in the URL needs the right to create "
+                f"{first_line(err)}; the user in the URL needs the right to create "
                 "databases (CREATEDB)") from err
         try:
             yield scratch
@@ -520,7 +520,7 @@ def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[
                 scratch.drop()
             except Exception as err:  # noqa: BLE001 - do not hide the error that got here
                 progress(f"branchmig: warning: could not drop the scratch database "
-                         f"'{scratch.name}': {_first_line(err)}; drop it by hand")
+                         f"'{scratch.name}': {first_line(err)}; drop it by hand")
 
 
 @contextlib.contextmanager
@@ -569,7 +569,7 @@ def inspect_schema(url: str) -> Schema:
                     enums[name] = EnumType(name, tuple(enum["labels"]))
     except Exception as err:
         raise DatabaseError(f"Cannot read the schema of {mask_url(url)}: "
-                            f"{_first_line(err)}") from err
+                            f"{first_line(err)}") from err
     finally:
         engine.dispose()
     return Schema(tables, enums)
@@ -667,10 +667,3 @@ def same_database(a: str, b: str) -> bool:
                 and os.path.realpath(x.database or "") == os.path.realpath(y.database or ""))
     return (x.get_backend_name(), x.host, x.port, x.database) == (
         y.get_backend_name(), y.host, y.port, y.database)
-
-
-def _first_line(err: BaseException | None) -> str:
-    text = str(err).strip() if err is not None else ""
-    first = text.splitlines()[0] if text else ""
-    name = type(err).__name__ if err is not None else "unknown error"
-    return f"{name}: {first}" if first else name

@@ -7,6 +7,7 @@ table to each. A round trip keeps the rows of both, a failure leaves both as the
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import uuid
@@ -191,10 +192,16 @@ def test_a_failed_switch_leaves_every_database_as_it_was(sqlite_multidb: Project
     db.execute("INSERT INTO items (name, price) VALUES ('apple', '3')",
                "INSERT INTO users (name, email) VALUES ('ann', 'ann@example.com')")
     before = db.dump()
-    proc = p.branchmig("switch", "broken")
+    proc = p.branchmig("switch", "broken", "--json")
     assert proc.returncode == 1, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("branchmig:")]
     assert "no way" in errors[-1] and "Nothing changed" in errors[-1], proc.stderr
+    # The facts stay fields of the error, for machines: what failed, and what became of it.
+    facts = json.loads(proc.stdout)
+    assert facts["error"] == errors[-1].removeprefix("branchmig: ")
+    assert (facts["kind"], facts["cause"], facts["exit_code"]) == ("MoveFailed", "StepFailed", 1)
+    assert (facts["revision"], facts["direction"], facts["restored"]) == (BAD, "upgrade", True)
+    assert facts["failure"] == "RuntimeError: no way"
     assert db.dump() == before  # the default database's orders table went too
     assert p.branch() == "feature1"
 
