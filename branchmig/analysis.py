@@ -7,13 +7,16 @@ import contextlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from branchmig.downgrades import Destructive, batch_hint, find_destructive, find_unbatched
 from branchmig.graph import Graph, merge_graphs
 from branchmig.plan import Plan, make_plan
 from branchmig.scripts import read_text_anywhere
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
+
+if TYPE_CHECKING:
+    from branchmig.graphview import GraphView
 
 
 @dataclass(frozen=True)
@@ -196,3 +199,42 @@ def _check(ws: Workspace, *, against: str | None) -> CheckResult:
 
 def _list_heads(graph: Graph, rev_ids: tuple[str, ...]) -> str:
     return ", ".join(f"'{r}' ({graph.revisions[r].path})" for r in rev_ids)
+
+
+def graph_view(ws: Workspace, refs: list[str], *, database: bool = True,
+               fold: bool = True) -> GraphView:
+    """The revision graph of ``refs`` together, each ref's heads marked and (unless
+    ``database`` is False) the database's position; the scripts' warnings with the view's.
+    A database that cannot be read is drawn without its mark, and a warning says why."""
+    from branchmig import graphview
+
+    if database:
+        from branchmig.runner import start_loading_alembic
+
+        start_loading_alembic()  # imported on a thread while git is read
+    read = [ws.graph_at(ref) for ref in refs]
+    warnings = [w for scripts, _ in read for w in scripts.warnings]
+    shown = [("working tree" if ref == WORKTREE else ref, found.heads)
+             for ref, (_, found) in zip(refs, read, strict=True)]
+    position = None
+    if database:
+        position = _database_heads(ws, warnings)
+    view = graphview.build_view(
+        merge_graphs(*(found for _, found in read)), heads=shown, database=position,
+        fold_after=graphview.FOLD_AFTER if fold else None)
+    return replace(view, warnings=tuple(dict.fromkeys(warnings + list(view.warnings))))
+
+
+def _database_heads(ws: Workspace, warnings: list[str]) -> tuple[str, ...] | None:
+    """The database's heads as ``status`` reads them; None, with a warning, when it
+    cannot be read."""
+    from branchmig.errors import BranchmigError
+    from branchmig.runner import alembic_env, read_database
+
+    try:
+        with alembic_env(ws.project) as env:
+            return read_database(env).heads
+    except BranchmigError as err:
+        warnings.append(f"the database's position is not marked: {err}. To draw without "
+                        "reading it: branchmig graph --no-db")
+        return None

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from branchmig import __version__
+from branchmig import __version__, reports
 from branchmig.errors import BranchmigError
 from branchmig.workspace import WORKTREE, Workspace
 
@@ -125,7 +125,7 @@ def plan(ctx: click.Context, source: str, target: str, fmt: str, as_json: bool) 
         })
         return
     if fmt == "markdown":
-        click.echo(_plan_markdown(p, source=result.source, target=result.target,
+        click.echo(reports.plan_markdown(p, source=result.source, target=result.target,
                                   warnings=result.warnings))
         return
     click.echo(render_plan(p, source=result.source, target=result.target))
@@ -144,59 +144,6 @@ def render_plan(p: Any, *, source: str, target: str) -> str:
     for d in p.destructive:
         lines.append(f"  loses data: {d.describe()}")
     return "\n".join(lines)
-
-
-def _md_ref(ref: str) -> str:
-    return "the working tree" if ref in ("WORKTREE", ".") else f"`{ref}`"
-
-
-def _md_warnings(warnings: tuple[str, ...] | list[str]) -> list[str]:
-    return ["", "**Warnings**", "", *(f"- {w}" for w in warnings)] if warnings else []
-
-
-def _plan_markdown(p: Any, *, source: str, target: str, warnings: tuple[str, ...]) -> str:
-    """The plan as a pull-request comment: a heading, one table row per step in
-    execution order, data-losing downgrades flagged, then the warnings."""
-    move = f"{_md_ref(source)} → {_md_ref(target)}"
-    if p.is_noop:
-        head = f"### ✅ branchmig plan: {move}: nothing to do"
-    else:
-        count = (f"{len(p.downgrade)} downgrade{'s' if len(p.downgrade) != 1 else ''}, "
-                 f"{len(p.upgrade)} upgrade{'s' if len(p.upgrade) != 1 else ''}")
-        losing = {d.revision for d in p.destructive}
-        head = (f"### ⚠️ branchmig plan: {move}: {count}; {len(losing)} downgrade"
-                f"{'s' if len(losing) != 1 else ''} lose{'' if len(losing) != 1 else 's'} data"
-                if losing else f"### branchmig plan: {move}: {count}")
-    lines = [head, "", f"Common revision{'s' if len(p.common) > 1 else ''}: "
-             f"{', '.join(f'`{c}`' for c in p.common) or 'base (none)'}."]
-    if not p.is_noop:
-        lines += ["", "| # | step | revision | loses data |", "| -: | --- | --- | --- |"]
-        steps = [("downgrade", r) for r in p.downgrade] + [("upgrade", r) for r in p.upgrade]
-        for n, (step, rev) in enumerate(steps, 1):
-            lost = "<br>".join(f"⚠️ `{d.operation}` {d.target}" for d in p.destructive
-                               if d.revision == rev) if step == "downgrade" else ""
-            redone = " (script changed: redone)" if rev in p.changed else ""
-            lines.append(f"| {n} | {step} | `{rev}`{redone} | {lost} |")
-    return "\n".join(lines + _md_warnings(warnings))
-
-
-def _check_markdown(result: Any) -> str:
-    """The check as a pull-request comment: the verdict, the heads, the warnings."""
-    verdict = (f"### ✅ branchmig check: {result.message}" if result.ok
-               else "### ❌ branchmig check: " + (
-                   f"merging {_md_ref(result.against)} would leave "
-                   f"{len(result.merged_heads)} heads" if result.merged_heads
-                   else f"{len(result.heads)} heads"))
-    lines = [verdict, ""]
-    if not result.ok:
-        lines += [result.message, ""]
-    lines += [f"- Heads in the working tree: "
-              f"{', '.join(f'`{h}`' for h in result.heads) or 'none'}"]
-    if result.against is not None and result.merged_heads:
-        lines.append(f"- Heads after merging {_md_ref(result.against)}: "
-                     f"{', '.join(f'`{h}`' for h in result.merged_heads)}")
-    lines.append(f"- Heads expected: {result.expected_heads}")
-    return "\n".join(lines + _md_warnings(result.warnings))
 
 
 @main.command()
@@ -218,7 +165,7 @@ def check(ctx: click.Context, against: str | None, fmt: str, as_json: bool) -> N
                     "expected_heads": result.expected_heads, "message": result.message,
                     "warnings": list(result.warnings)})
     elif fmt == "markdown":
-        click.echo(_check_markdown(result))
+        click.echo(reports.check_markdown(result))
         if not result.ok:
             click.echo(f"branchmig: {result.message}", err=True)
     elif result.ok:
@@ -626,40 +573,15 @@ def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool,
     import os
 
     from branchmig import graphview
-    from branchmig.graph import merge_graphs
+    from branchmig.analysis import graph_view
 
     ws = _open(ctx)
-    if not no_db:
-        from branchmig.runner import start_loading_alembic
-
-        start_loading_alembic()  # imported on a thread while git is read
-    names = list(dict.fromkeys(refs or (".",)))
-    read = [ws.graph_at(_ref(name)) for name in names]
-    warnings = [w for scripts, _ in read for w in scripts.warnings]
-    shown = [("working tree" if _ref(name) == WORKTREE else name, found.heads)
-             for name, (_, found) in zip(names, read, strict=True)]
-    view = graphview.build_view(
-        merge_graphs(*(found for _, found in read)), heads=shown,
-        database=None if no_db else _database_heads(ws),
-        fold_after=None if no_fold else graphview.FOLD_AFTER)
-    _warn(list(dict.fromkeys(warnings + list(view.warnings))))
+    view = graph_view(ws, list(dict.fromkeys(_ref(name) for name in refs or (".",))),
+                      database=not no_db, fold=not no_fold)
+    _warn(list(view.warnings))
     color = (fmt == "text" and not os.environ.get("NO_COLOR")
              and sys.stdout.isatty())
     click.echo(graphview.render(view, fmt, color=color), color=color)
-
-
-def _database_heads(ws: Workspace) -> tuple[str, ...] | None:
-    """The database's heads as ``status`` reads them; None, with a warning, when it
-    cannot be read: the graph is drawn without the mark."""
-    from branchmig.runner import alembic_env, read_database
-
-    try:
-        with alembic_env(ws.project) as env:
-            return read_database(env).heads
-    except BranchmigError as err:
-        _warn([f"the database's position is not marked: {err}. To draw without "
-               "reading it: branchmig graph --no-db"])
-        return None
 
 
 @main.command()
@@ -693,7 +615,7 @@ def verify(ctx: click.Context, ref: str, against: str | None, drift: bool, fmt: 
                         "differences": [d.as_dict() | {"message": core.describe_drift(d)}
                                         for d in found.differences]})
         else:
-            click.echo(_drift_report(found, markdown=fmt == "markdown"))
+            click.echo(reports.drift_report(found, markdown=fmt == "markdown"))
         ctx.exit(0 if found.ok else 1)
     result = core.verify(_open(ctx), ref=_ref(ref), against=against, progress=_progress)
     if as_json:
@@ -708,61 +630,8 @@ def verify(ctx: click.Context, ref: str, against: str | None, drift: bool, fmt: 
                           "differences": [d.as_dict() for d in f.differences]}
                          for f in result.findings]})
     else:
-        click.echo(_verify_report(result, ref=ref, markdown=fmt == "markdown"))
+        click.echo(reports.verify_report(result, ref=ref, markdown=fmt == "markdown"))
     ctx.exit(0 if result.ok else 1)
-
-
-_OUTCOME_MARK = {"ok": "✅", "failed": "❌", "left traces": "⚠️", "not run": "–"}
-
-
-def _verify_report(result: Any, *, ref: str, markdown: bool) -> str:
-    what = "the working tree" if ref == "." else f"'{ref}'"
-    count = len(result.checks)
-    summary = (f"{count} revision{'s' if count != 1 else ''} of {what} against "
-               f"'{result.against}' on a scratch {result.backend} database")
-    if not markdown:
-        if not count:
-            return f"Nothing to verify: {what} adds no revision to '{result.against}'."
-        lines = [f"Verified {summary} (up, down, up again):"]
-        for c in result.checks:
-            steps = (c.upgrade, c.downgrade, c.upgrade_again)
-            flag = "ok  " if steps == ("ok", "ok", "ok") else "FAIL"
-            lines.append(f"  {flag} {c.revision}  {c.path}  "
-                         f"(upgrade {c.upgrade}, downgrade {c.downgrade}, "
-                         f"upgrade again {c.upgrade_again})")
-        lines += [f"branchmig: {f.message}" for f in result.findings]
-        return "\n".join(lines)
-    verdict = ("✅ branchmig verify: every migration goes down and up again" if result.ok
-               else f"❌ branchmig verify: {len(result.findings)} problem"
-                    f"{'s' if len(result.findings) != 1 else ''}")
-    lines = [f"### {verdict}", "", f"{summary[0].upper()}{summary[1:]}.", ""]
-    if count:
-        lines += ["| revision | file | upgrade | downgrade | upgrade again |",
-                  "| --- | --- | :-: | :-: | :-: |"]
-        lines += [f"| `{c.revision}` | `{c.path}` | {_OUTCOME_MARK[c.upgrade]} | "
-                  f"{_OUTCOME_MARK[c.downgrade]} | {_OUTCOME_MARK[c.upgrade_again]} |"
-                  for c in result.checks]
-        lines.append("")
-    lines += [f"- **`{f.revision}`** (`{f.path}`): {f.message}" for f in result.findings]
-    return "\n".join(lines).rstrip()
-
-
-def _drift_report(found: Any, *, markdown: bool) -> str:
-    from branchmig.verify import describe_drift
-
-    heads = ", ".join(found.heads) or "base"
-    if found.ok:
-        return (f"{found.database} matches its migrations at {heads}: no drift."
-                if not markdown else
-                f"### ✅ branchmig verify --drift: the database matches its migrations at "
-                f"`{heads}`")
-    if not markdown:
-        return "\n".join([f"{found.database} differs from its migrations at {heads}:",
-                          *(f"  {describe_drift(d)}" for d in found.differences)])
-    return "\n".join([f"### ❌ branchmig verify --drift: {len(found.differences)} "
-                      f"difference{'s' if len(found.differences) != 1 else ''} from the "
-                      f"migrations at `{heads}`", "",
-                      *(f"- {describe_drift(d)}" for d in found.differences)])
 
 
 @main.command()

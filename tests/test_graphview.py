@@ -371,11 +371,11 @@ def test_plan_and_check_markdown(seed_db_at_feature1: Project) -> None:
 
 
 def test_markdown_lists_warnings() -> None:
-    from branchmig.cli import _plan_markdown
     from branchmig.plan import Plan
+    from branchmig.reports import plan_markdown
 
-    text = _plan_markdown(Plan(common=(), downgrade=(), upgrade=("a",)), source="WORKTREE",
-                          target="main", warnings=("on SQLite, x",))
+    text = plan_markdown(Plan(common=(), downgrade=(), upgrade=("a",)), source="WORKTREE",
+                         target="main", warnings=("on SQLite, x",))
     assert text.splitlines() == [
         "### branchmig plan: the working tree → `main`: 0 downgrades, 1 upgrade", "",
         "Common revision: base (none).", "", "| # | step | revision | loses data |",
