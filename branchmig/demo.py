@@ -9,7 +9,6 @@ import contextlib
 import io
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from branchmig.errors import BranchmigError
+from branchmig.gitrepo import GitRepo
 
 Say = Callable[[str], None]
 
@@ -65,15 +65,6 @@ class DemoResult:
     email_kept: bool
 
 
-def _git(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["git", "-c", "user.name=branchmig demo",
-                           "-c", "user.email=demo@branchmig.invalid", *args],
-                          cwd=folder, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise BranchmigError(f"demo: git {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc
-
-
 def _write_migration(folder: Path, revision: str) -> None:
     message, down, upgrade, downgrade = _MIGRATIONS[revision]
     text = _SCRIPT.format(message=message, revision=revision, down=down or "",
@@ -110,7 +101,10 @@ def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> Dem
     db = root / "app.db"
     try:
         say(f"1. A git repository with an Alembic project on SQLite, in {root}")
-        _git(root, "init", "-q", "-b", "main")
+        repo = GitRepo.init(root, branch="main")
+        # A machine with no git identity set up can run the demo too.
+        repo.set_config("user.name", "branchmig demo")
+        repo.set_config("user.email", "demo@branchmig.invalid")
         cfg = Config(str(root / "alembic.ini"))
         with contextlib.redirect_stdout(io.StringIO()):
             command.init(cfg, str(root / "alembic"), template="generic")
@@ -121,20 +115,17 @@ def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> Dem
         (root / "alembic.ini").write_text(ini)
         (root / ".gitignore").write_text("app.db\n__pycache__/\n")
         _write_migration(root, "base")
-        _git(root, "add", "-A")
-        _git(root, "commit", "-q", "-m", "base: users table")
+        repo.commit_all("base: users table")
         say("   main:     base     creates table users")
-        _git(root, "checkout", "-q", "-b", "feature1")
+        repo.checkout_new_branch("feature1")
         _write_migration(root, "f1email")
-        _git(root, "add", "-A")
-        _git(root, "commit", "-q", "-m", "feature1: users.email")
+        repo.commit_all("feature1: users.email")
         say("   feature1: f1email  adds column users.email (its downgrade drops it)")
-        _git(root, "checkout", "-q", "-b", "feature2", "main")
+        repo.checkout_new_branch("feature2", "main")
         _write_migration(root, "f2posts")
-        _git(root, "add", "-A")
-        _git(root, "commit", "-q", "-m", "feature2: posts table")
+        repo.commit_all("feature2: posts table")
         say("   feature2: f2posts  creates table posts")
-        _git(root, "checkout", "-q", "feature1")
+        repo.checkout("feature1")
 
         say("\n2. On feature1: upgrade the database, and store an e-mail address")
         ws = Workspace.open(root)
@@ -160,8 +151,7 @@ def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> Dem
         ws.close()
 
         say("\n5. $ git checkout feature1   (the post-checkout hook does the rest)")
-        proc = _git(root, "checkout", "feature1")
-        for line in proc.stderr.strip().splitlines():
+        for line in repo.checkout("feature1", quiet=False).strip().splitlines():
             say(f"   {line}")
         with sqlite3.connect(db) as conn:
             rows = conn.execute("SELECT name, email FROM users").fetchall()

@@ -1,9 +1,10 @@
-"""The one home of git: read trees and blobs at any ref, and the few porcelain
-operations a switch needs.
+"""The one home of git: every question branchmig asks git, and the few commands it runs
+(checkout; init and commit for ``branchmig demo``), as named methods of ``GitRepo``. Git
+runs nowhere else, always started by ``_run`` with one scrubbed environment.
 
-Reading is done with git plumbing through one ``cat-file --batch`` process, because the
-hook and ``branchmig heads`` run on every checkout and must not pay GitPython's import
-(~70 ms); the porcelain (status, checkout, branches, reflog) goes through GitPython.
+Reading is done with git plumbing (``cat-file --batch``, ``ls-tree``, ``rev-parse``), not
+GitPython, because the hook and ``branchmig heads`` run on every checkout and must not pay
+its import (~70 ms).
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from branchmig.errors import GitError, NotARepositoryError, UnknownRefError
 
@@ -27,13 +27,40 @@ class TreeEntry:
     blob: str
 
 
-def _git_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # A hook runs with GIT_DIR etc. of the outer git; our own calls name the repo with -C.
-    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX"):
-        env.pop(key, None)
+# Set by the caller to say where the repository is: a hook runs with some of them set by the
+# outer git, and they would point our calls (which name the repo with -C) elsewhere.
+_REPO_ENV_VARS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_COMMON_DIR",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_PREFIX",
+)
+
+
+def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV_VARS}
     env["LC_ALL"] = "C"
+    env.update(extra or {})
     return env
+
+
+def _run(cwd: Path, *args: str, input: bytes | None = None,
+         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``git -C cwd ARGS``, output captured: the one place git is started (but for the
+    long-lived ``cat-file --batch`` of ``read_file``)."""
+    try:
+        return subprocess.run(["git", "-C", str(cwd), *args], input=input, capture_output=True,
+                              env=_git_env(env), check=False)
+    except FileNotFoundError as err:
+        raise GitError("git is not installed or not on PATH") from err
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [ln for ln in stderr.decode(errors="replace").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
 
 
 class GitRepo:
@@ -44,53 +71,50 @@ class GitRepo:
         self.git_dir = git_dir
         self.common_dir = common_dir
         self._batch: subprocess.Popen[bytes] | None = None
-        self._porcelain: Any = None
 
     @classmethod
     def discover(cls, start: Path) -> GitRepo:
-        try:
-            out = subprocess.run(
-                ["git", "-C", str(start), "rev-parse", "--show-toplevel", "--absolute-git-dir",
-                 "--git-common-dir"],
-                capture_output=True, text=True, env=_git_env(), check=False,
-            )
-        except FileNotFoundError as err:
-            raise GitError("git is not installed or not on PATH") from err
+        out = _run(start, "rev-parse", "--show-toplevel", "--absolute-git-dir",
+                   "--git-common-dir")
         if out.returncode != 0:
             raise NotARepositoryError(
                 f"'{start}' is not inside a git repository (git init, or cd into one)"
             )
-        top, git_dir, common = out.stdout.splitlines()[:3]
+        top, git_dir, common = out.stdout.decode(errors="surrogateescape").splitlines()[:3]
         common_path = Path(common)
         if not common_path.is_absolute():
             common_path = (start / common_path).resolve()
         return cls(Path(top), Path(git_dir), common_path)
 
+    @classmethod
+    def init(cls, folder: Path, *, branch: str = "main") -> GitRepo:
+        """A new repository in ``folder`` (created when missing), on ``branch``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        out = _run(folder, "init", "--quiet", f"--initial-branch={branch}")
+        if out.returncode != 0:
+            raise GitError(f"git init {folder} failed: {_last_line(out.stderr)}")
+        return cls.discover(folder)
+
     # plumbing ---------------------------------------------------------------------------
 
-    def git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
-        proc = subprocess.run(
-            ["git", "-C", str(self.top), *args],
-            capture_output=True, env=_git_env(), check=False, input=input,
-        )
+    def _git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
+        """Run git in this repository; its standard output. Callers outside this module
+        ask a named method instead."""
+        proc = _run(self.top, *args, input=input)
         if check and proc.returncode != 0:
-            message = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise GitError(f"git {' '.join(args)} failed: {message[-1] if message else ''}")
+            raise GitError(f"git {' '.join(args)} failed: {_last_line(proc.stderr)}")
         return proc.stdout.decode(errors="surrogateescape")
 
     def resolve(self, ref: str) -> str:
         """The commit id ``ref`` names; ``UnknownRefError`` when it names none."""
-        out = subprocess.run(
-            ["git", "-C", str(self.top), "rev-parse", "--verify", "--quiet", "--end-of-options",
-             f"{ref}^{{commit}}"],
-            capture_output=True, text=True, env=_git_env(), check=False,
-        )
-        if out.returncode != 0 or not out.stdout.strip():
+        out = self._git("rev-parse", "--verify", "--quiet", "--end-of-options",
+                       f"{ref}^{{commit}}", check=False).strip()
+        if not out:
             raise UnknownRefError(
                 f"Unknown git ref '{ref}': no branch, tag or commit of that name "
                 "(see 'git branch -a')"
             )
-        return out.stdout.strip()
+        return out
 
     def ls_tree(
         self, commit: str, paths: Sequence[str], *, recursive: bool = True
@@ -98,11 +122,7 @@ class GitRepo:
         """The blobs under ``paths`` at ``commit`` (paths relative to the top level)."""
         if not paths:
             return []
-        out = subprocess.run(
-            ["git", "-C", str(self.top), "ls-tree", "-r", "-z", "--full-tree", commit, "--",
-             *paths],
-            capture_output=True, env=_git_env(), check=False,
-        )
+        out = _run(self.top, "ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
         if out.returncode != 0:
             raise GitError(
                 f"Cannot list {', '.join(paths)} at {commit[:12]}: "
@@ -129,14 +149,11 @@ class GitRepo:
         one ``cat-file --batch-check`` run."""
         if not specs:
             return []
-        proc = subprocess.run(
-            ["git", "-C", str(self.top), "cat-file", "--batch-check=%(objectname)"],
-            input="".join(f"{s}\n" for s in specs), capture_output=True, text=True,
-            env=_git_env(), check=False,
-        )
-        lines = proc.stdout.splitlines()
+        proc = _run(self.top, "cat-file", "--batch-check=%(objectname)",
+                    input="".join(f"{s}\n" for s in specs).encode())
+        lines = proc.stdout.decode(errors="surrogateescape").splitlines()
         if proc.returncode != 0 or len(lines) != len(specs):
-            raise GitError(f"git cat-file --batch-check failed: {proc.stderr.strip()}")
+            raise GitError(f"git cat-file --batch-check failed: {_last_line(proc.stderr)}")
         return [None if " " in line else line for line in lines]
 
     def read_blobs(self, blobs: Iterable[str], *,
@@ -146,11 +163,8 @@ class GitRepo:
         pending = list(dict.fromkeys(blobs))
         if not pending:
             return
-        proc = subprocess.run(
-            ["git", "-C", str(self.top), "cat-file", "--batch"],
-            input="".join(f"{b}\n" for b in pending).encode(), capture_output=True,
-            env=_git_env(), check=False,
-        )
+        proc = _run(self.top, "cat-file", "--batch",
+                    input="".join(f"{b}\n" for b in pending).encode())
         out, pos = proc.stdout, 0
         for blob in pending:
             end = out.index(b"\n", pos)
@@ -200,36 +214,25 @@ class GitRepo:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # porcelain --------------------------------------------------------------------------
-
-    @property
-    def porcelain(self) -> Any:
-        if self._porcelain is None:
-            import git  # GitPython: only the slow paths pay for it
-
-            self._porcelain = git.Repo(self.top)
-        return self._porcelain
+    # refs, the working tree, history ------------------------------------------------------
 
     def head_commit(self) -> str | None:
-        out = self.git("rev-parse", "--verify", "--quiet", "HEAD", check=False).strip()
+        out = self._git("rev-parse", "--verify", "--quiet", "HEAD", check=False).strip()
         return out or None
 
     def current_branch(self) -> str | None:
-        out = self.git("symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+        out = self._git("symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
         return out or None
 
-    def branches(self) -> list[str]:
-        return [h.name for h in self.porcelain.heads]
-
     def is_branch(self, name: str) -> bool:
-        return bool(self.git("rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
+        return bool(self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
                              check=False).strip())
 
     def all_ref_commits(self) -> list[tuple[str, str]]:
         """(name, commit) of every branch, remote branch and tag, then the HEAD reflog
         (which still holds the commits of deleted branches), newest first."""
         seen: dict[str, str] = {}
-        out = self.git("for-each-ref", "--sort=-committerdate",
+        out = self._git("for-each-ref", "--sort=-committerdate",
                        "--format=%(objectname) %(*objectname) %(refname:short)",
                        "refs/heads", "refs/remotes", "refs/tags")
         for line in out.splitlines():
@@ -239,44 +242,71 @@ class GitRepo:
             else:
                 commit, name = parts[0], parts[-1]
             seen.setdefault(commit, name)
-        reflog = self.git("reflog", "show", "--format=%H %gd", "HEAD", check=False)
+        reflog = self._git("reflog", "show", "--format=%H %gd", "HEAD", check=False)
         for line in reflog.splitlines():
             commit, _, name = line.partition(" ")
             seen.setdefault(commit, name)
         return [(name, commit) for commit, name in seen.items()]
 
-    def dirty_paths(self, *under: str) -> list[str]:
+    def dirty_paths(self, *under: str, staged: bool = True) -> list[str]:
         """Tracked files with uncommitted changes, and untracked files, relative to top
-        (only those under the paths ``under`` names, when given). A rename's record is
-        followed by its old name, which is skipped."""
-        out = self.git("status", "--porcelain", "-z", "--untracked-files=all",
+        (only those under the paths ``under`` names, when given). Without ``staged``, a
+        change already staged counts only when the file has changed again since (during a
+        merge or rebase, git stages its own). A renamed file is named by its new name."""
+        out = self._git("status", "--porcelain", "-z", "--untracked-files=all",
                        *(["--", *under] if under else []))
         paths = []
-        records = out.split("\0")
-        i = 0
-        while i < len(records):
-            rec = records[i]
-            if rec:
-                status, path = rec[:2], rec[3:]
+        records = iter(out.split("\0"))
+        for rec in records:
+            if not rec:
+                continue
+            status, path = rec[:2], rec[3:]
+            if "R" in status or "C" in status:
+                next(records, None)  # the old name is a record of its own
+            if staged or status[1] != " ":
                 paths.append(path)
-                if status[0] in "RC":
-                    i += 1
-            i += 1
         return paths
 
-    def checkout(self, ref: str, *, env: dict[str, str] | None = None) -> None:
-        full_env = _git_env()
-        full_env.update(env or {})
-        proc = subprocess.run(["git", "-C", str(self.top), "checkout", "--quiet", ref],
-                              capture_output=True, text=True, env=full_env, check=False)
+    def unmerged_paths(self, *under: str) -> list[str]:
+        """Files with unresolved merge conflicts (only those under ``under``, when given)."""
+        out = self._git("diff", "--name-only", "-z", "--diff-filter=U",
+                       *(["--", *under] if under else []))
+        return [p for p in out.split("\0") if p]
+
+    def checkout(self, ref: str, *, env: Mapping[str, str] | None = None,
+                 quiet: bool = True) -> str:
+        """``git checkout ref``; what git (and the hooks it ran) wrote to standard error."""
+        proc = _run(self.top, "checkout", *(["--quiet"] if quiet else []), ref, env=env)
+        messages = proc.stderr.decode(errors="replace")
         if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            lines = [ln for ln in messages.strip().splitlines() if ln.strip()]
             raise GitError(f"git checkout {ref} failed: {lines[0] if lines else 'unknown error'}")
+        return messages
+
+    def checkout_new_branch(self, name: str, start: str = "HEAD") -> None:
+        self._git("checkout", "--quiet", "-b", name, start)
+
+    def set_config(self, key: str, value: str) -> None:
+        """Set ``key`` in this repository's own configuration."""
+        self._git("config", key, value)
+
+    def commit_all(self, message: str) -> None:
+        """Stage every change in the working tree (new files too) and commit it."""
+        self._git("add", "--all")
+        self._git("commit", "--quiet", "--message", message)
+
+    def hooks_dir(self) -> Path:
+        """Where git looks for hooks: ``core.hooksPath`` (a relative one is relative to the
+        top level, where git runs hooks), else the common git dir's ``hooks``, which linked
+        worktrees share."""
+        configured = self._git("config", "--type=path", "--get", "core.hooksPath",
+                              check=False).rstrip("\n")
+        return self.top / configured if configured else self.common_dir / "hooks"
 
     def remote_default(self) -> tuple[str, str] | None:
         """(name, commit) of the remote's default branch: ``origin/HEAD`` as ``git clone``
         sets it, else ``origin/main``, else ``origin/master``; None without any."""
-        out = self.git("for-each-ref", "--format=%(refname:short) %(objectname) %(symref:short)",
+        out = self._git("for-each-ref", "--format=%(refname:short) %(objectname) %(symref:short)",
                        "refs/remotes/origin/HEAD", "refs/remotes/origin/main",
                        "refs/remotes/origin/master", check=False)
         found = {}
@@ -290,17 +320,17 @@ class GitRepo:
 
     def commit_or_none(self, ref: str) -> str | None:
         """The commit ``ref`` names (``ORIG_HEAD``, ``HEAD^1``…), None when it names none."""
-        out = self.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}",
+        out = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}",
                        check=False).strip()
         return out or None
 
     def changed_between(self, a: str, b: str) -> set[str]:
         """The paths whose content differs between commits ``a`` and ``b``."""
-        return {p for p in self.git("diff", "--name-only", "-z", a, b).split("\0") if p}
+        return {p for p in self._git("diff", "--name-only", "-z", a, b).split("\0") if p}
 
     def branch_tips(self) -> dict[str, str]:
         """Every local branch's exact name and tip commit."""
-        out = self.git("for-each-ref", "--format=%(objectname) %(refname)", "refs/heads")
+        out = self._git("for-each-ref", "--format=%(objectname) %(refname)", "refs/heads")
         tips = {}
         for line in out.splitlines():
             commit, _, ref = line.partition(" ")
@@ -311,7 +341,7 @@ class GitRepo:
         """(when, from, to) of this worktree's latest checkouts, newest first, from HEAD's
         reflog (among its ``limit`` latest entries): each side a branch name or a commit
         id, ``when`` in seconds since the epoch."""
-        out = self.git("reflog", "show", f"-n{limit}", "--date=unix", "--format=%gd%x00%gs",
+        out = self._git("reflog", "show", f"-n{limit}", "--date=unix", "--format=%gd%x00%gs",
                        "HEAD", check=False)
         moves = []
         for line in out.splitlines():
@@ -352,18 +382,54 @@ class GitRepo:
         return moves
 
     def is_ancestor(self, ancestor: str, commit: str) -> bool:
-        return subprocess.run(
-            ["git", "-C", str(self.top), "merge-base", "--is-ancestor", ancestor, commit],
-            capture_output=True, env=_git_env(), check=False).returncode == 0
+        return _run(self.top, "merge-base", "--is-ancestor", ancestor, commit).returncode == 0
 
     def branches_containing(self, commit: str) -> list[str]:
-        out = self.git("for-each-ref", f"--contains={commit}", "--format=%(refname)",
+        out = self._git("for-each-ref", f"--contains={commit}", "--format=%(refname)",
                        "refs/heads", check=False)
         return [line.removeprefix("refs/heads/") for line in out.splitlines() if line]
 
+    def refs_containing(self, commit: str, namespace: str) -> list[str]:
+        """The short names (``feature1``, ``origin/main``) of the refs under ``namespace``
+        (``refs/heads``, ``refs/remotes``) whose history holds ``commit``."""
+        return self._git("for-each-ref", "--format=%(refname:short)", "--contains", commit,
+                        namespace, check=False).split()
+
+    def count_commits(self, since: str, until: str) -> int:
+        """How many commits ``until`` has that ``since`` has not (0 when either is unknown)."""
+        out = self._git("rev-list", "--count", f"{since}..{until}", check=False).strip()
+        return int(out or 0)
+
+    def commit_adding(self, path: str, start: str = "HEAD") -> str | None:
+        """The newest commit in ``start``'s history that added ``path``."""
+        out = self._git("log", "-1", "--format=%H", "--diff-filter=A", start, "--", path,
+                       check=False).strip()
+        return out or None
+
+    def head_reflog(self, limit: int) -> list[tuple[str, str]]:
+        """(commit, subject) of HEAD's ``limit`` latest reflog entries, newest first: the
+        subject as git wrote it (``rebase (finish): returning to refs/heads/x``)."""
+        out = self._git("reflog", "show", "-n", str(limit), "--format=%H %gs", "HEAD",
+                       check=False)
+        entries = []
+        for line in out.splitlines():
+            commit, _, subject = line.partition(" ")
+            entries.append((commit, subject))
+        return entries
+
+    def latest_merge(self, commit: str = "HEAD") -> str | None:
+        """The newest merge commit on ``commit``'s first-parent line (itself included)."""
+        out = self._git("rev-list", "--first-parent", "--merges", "-n", "1", commit,
+                       check=False).strip()
+        return out or None
+
+    def parents(self, commit: str) -> list[str]:
+        """The parents of ``commit``, first parent first."""
+        return self._git("rev-list", "--parents", "-n", "1", commit).split()[1:]
+
     def upstream(self) -> str | None:
         """The current branch's upstream (``origin/main``), None without one."""
-        out = self.git("rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}",
+        out = self._git("rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}",
                        check=False).strip()
         return out or None
 
@@ -377,7 +443,7 @@ class GitRepo:
 
     def second_parent(self, commit: str = "HEAD") -> str | None:
         """The merged commit of a merge commit; None for any other commit."""
-        out = self.git("rev-parse", "--verify", "--quiet", f"{commit}^2", check=False).strip()
+        out = self._git("rev-parse", "--verify", "--quiet", f"{commit}^2", check=False).strip()
         return out or None
 
 

@@ -155,8 +155,7 @@ def _quote(ids: Sequence[str]) -> str:
 
 
 def _check_conflicts(repo: GitRepo, locations: Sequence[str]) -> None:
-    unmerged = [p for p in repo.git("diff", "--name-only", "-z", "--diff-filter=U", "--",
-                                    *locations).split("\0") if p]
+    unmerged = repo.unmerged_paths(*locations)
     if not unmerged:
         for location in locations:
             root = repo.top / location
@@ -178,13 +177,8 @@ def _check_conflicts(repo: GitRepo, locations: Sequence[str]) -> None:
 def _check_clean_for_rebase(repo: GitRepo, locations: Sequence[str], in_progress: bool) -> None:
     """Uncommitted changes in the versions folder would be mixed into the re-pointed
     script; during a merge or rebase, what git staged itself is expected."""
-    if in_progress:
-        changed = repo.git("diff", "--name-only", "-z", "--", *locations).split("\0")
-        changed += repo.git("ls-files", "-z", "--others", "--exclude-standard", "--",
-                            *locations).split("\0")
-    else:
-        changed = repo.dirty_paths(*locations)
-    dirty = sorted({p for p in changed if p and "__pycache__/" not in p})
+    changed = repo.dirty_paths(*locations, staged=not in_progress)
+    dirty = sorted({p for p in changed if "__pycache__/" not in p})
     if dirty:
         raise GitError(
             f"Uncommitted changes in the versions folder ({', '.join(dirty[:3])}"
@@ -238,23 +232,16 @@ def _branch_of(repo: GitRepo, rev: Revision) -> str | None:
     for special in ("MERGE_HEAD", "REBASE_HEAD"):
         if (repo.git_dir / special).exists():
             starts.append(special)
-    added = None
-    for start in starts:
-        added = repo.git("log", "-1", "--format=%H", "--diff-filter=A", start, "--", rev.path,
-                         check=False).strip()
-        if added:
-            break
-    if not added:
+    added = next(filter(None, (repo.commit_adding(rev.path, start) for start in starts)), None)
+    if added is None:
         return None
     current = repo.current_branch()
     for refs in ("refs/heads", "refs/remotes"):
-        names = [n for n in repo.git("for-each-ref", "--format=%(refname:short)", "--contains",
-                                     added, refs, check=False).split()
+        names = [n for n in repo.refs_containing(added, refs)
                  if n != current and not n.endswith("/HEAD")]
         if names:
             # The branch where the commit sits nearest the tip brought it.
-            return min(names[:20], key=lambda n: int(
-                repo.git("rev-list", "--count", f"{added}..{n}", check=False).strip() or 0))
+            return min(names[:20], key=lambda n: repo.count_commits(added, n))
     return current
 
 
@@ -284,18 +271,15 @@ def _git_sides(repo: GitRepo) -> _Sides:
             return _Sides(_read_first(state / "orig-head"),
                           _read_first(onto) if onto.exists() else None,
                           "the rebase in progress", in_progress=True)
-    reflog = repo.git("reflog", "show", "-n", "200", "--format=%H %gs", "HEAD",
-                      check=False).splitlines()
-    if reflog and "rebase" in reflog[0] and "(finish)" in reflog[0]:
-        started = next((line.split()[0] for line in reflog
-                        if "rebase" in line and "(start)" in line), None)
-        orig = repo.git("rev-parse", "--verify", "--quiet", "ORIG_HEAD", check=False).strip()
-        return _Sides(orig or None, started, "the rebase just done")
-    merge = repo.git("rev-list", "--first-parent", "--merges", "-n", "1", "HEAD",
-                     check=False).strip() if head else ""
+    reflog = repo.head_reflog(200)
+    if reflog and "rebase" in reflog[0][1] and "(finish)" in reflog[0][1]:
+        started = next((commit for commit, subject in reflog
+                        if "rebase" in subject and "(start)" in subject), None)
+        return _Sides(repo.commit_or_none("ORIG_HEAD"), started, "the rebase just done")
+    merge = repo.latest_merge("HEAD") if head else None
     if merge:
-        parents = repo.git("rev-list", "--parents", "-n", "1", merge).split()
-        return _Sides(parents[1], parents[2],
+        parents = repo.parents(merge)
+        return _Sides(parents[0], parents[1],
                       "the merge commit" if merge == head else f"merge commit {merge[:12]}",
                       joined=merge)
     return _Sides(head, None, "HEAD")

@@ -289,7 +289,7 @@ def test_errors_under_json_are_one_json_object_on_stdout_too(tmp_path: Path) -> 
     assert proc.returncode == 2
     assert json.loads(proc.stdout) == {
         "error": f"'{tmp_path}' is not inside a git repository (git init, or cd into one)",
-        "exit_code": 2}
+        "exit_code": 2, "kind": "NotARepositoryError"}
     assert proc.stderr.startswith("branchmig: ")
 
 

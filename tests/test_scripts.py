@@ -240,9 +240,9 @@ def test_headers_are_cached_by_blob_id(repo_with_linear_history: Repo,
     assert len(counted_parses) == 3
     data = json.loads(repo.cache_file.read_text())
     with GitRepo.discover(repo.root) as git_repo:
-        listing = git_repo.git("ls-tree", "-r", "HEAD", "alembic/versions").splitlines()
-    blobs = {line.split()[2]: line.split("/")[-1] for line in listing
-             if line.endswith("_step.py")}
+        listing = git_repo.ls_tree("HEAD", ["alembic/versions"])
+    blobs = {entry.blob: entry.path.split("/")[-1] for entry in listing
+             if entry.path.endswith("_step.py")}
     assert {blob: h["revision"] for blob, h in data["headers"].items()} == {
         blob: name.split("_")[0] for blob, name in blobs.items()}
     assert ids(repo, "HEAD") == first

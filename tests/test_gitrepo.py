@@ -1,0 +1,210 @@
+"""GitRepo's named git questions, on real repositories: the ones merge-heads, the hook
+installer and the demo ask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gitutil import git, init_repo
+
+from branchmig.errors import GitError, NotARepositoryError
+from branchmig.gitrepo import GitRepo
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+
+
+def commit(root: Path, message: str, files: dict[str, str]) -> str:
+    write(root, files)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", message)
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def repo_with_one_script(tmp_path: Path) -> Path:
+    """main: v/a.py (a migration script, long enough for git to see a rename) and app.py."""
+    root = init_repo(tmp_path / "repo")
+    commit(root, "base", {"v/a.py": "revision = 'a'\n" * 20, "app.py": "1\n"})
+    return root
+
+
+@pytest.fixture
+def repo_with_merged_feature(repo_with_one_script: Path) -> Path:
+    """main, one commit on, has merged ``feature`` (which added v/b.py) with a merge commit."""
+    root = repo_with_one_script
+    git(root, "checkout", "-q", "-b", "feature")
+    commit(root, "script b", {"v/b.py": "revision = 'b'\n"})
+    git(root, "checkout", "-q", "main")
+    commit(root, "app", {"app.py": "2\n"})
+    git(root, "merge", "-q", "--no-edit", "feature")
+    return root
+
+
+# -- the working tree ------------------------------------------------------------------------
+
+
+def test_a_staged_rename_is_named_by_its_new_name(repo_with_one_script: Path) -> None:
+    root = repo_with_one_script
+    git(root, "mv", "v/a.py", "v/new_name.py")
+    repo = GitRepo.discover(root)
+
+    assert repo.dirty_paths("v") == ["v/new_name.py"]
+    # Staged, and not changed since: what git staged itself during a merge looks the same.
+    assert repo.dirty_paths("v", staged=False) == []
+    (root / "v" / "new_name.py").write_text("edited\n" * 20)
+    assert repo.dirty_paths("v", staged=False) == ["v/new_name.py"]
+
+
+def test_a_rename_in_the_working_tree_is_named_by_its_new_name(
+        repo_with_one_script: Path) -> None:
+    # `git add -N` makes git report the rename in the second status column.
+    root = repo_with_one_script
+    (root / "v" / "a.py").rename(root / "v" / "moved.py")
+    git(root, "add", "-N", "v/moved.py")
+
+    repo = GitRepo.discover(root)
+
+    assert repo.dirty_paths() == ["v/moved.py"]
+    assert repo.dirty_paths(staged=False) == ["v/moved.py"]
+
+
+def test_dirty_paths_counts_untracked_files_and_only_unstaged_changes_without_staged(
+        repo_with_one_script: Path) -> None:
+    root = repo_with_one_script
+    write(root, {"v/new.py": "x\n", "app.py": "2\n", "v/a.py": "changed\n"})
+    git(root, "add", "app.py")
+    repo = GitRepo.discover(root)
+
+    assert sorted(repo.dirty_paths()) == ["app.py", "v/a.py", "v/new.py"]
+    assert sorted(repo.dirty_paths("v")) == ["v/a.py", "v/new.py"]
+    assert sorted(repo.dirty_paths(staged=False)) == ["v/a.py", "v/new.py"]
+
+
+def test_unmerged_paths_are_the_conflicted_files(repo_with_one_script: Path) -> None:
+    root = repo_with_one_script
+    git(root, "checkout", "-q", "-b", "other")
+    commit(root, "other", {"v/a.py": "other\n", "app.py": "other\n"})
+    git(root, "checkout", "-q", "main")
+    commit(root, "main", {"v/a.py": "main\n", "app.py": "main\n"})
+    repo = GitRepo.discover(root)
+    assert repo.unmerged_paths() == []
+
+    with pytest.raises(AssertionError):
+        git(root, "merge", "-q", "other")
+
+    assert repo.unmerged_paths() == ["app.py", "v/a.py"]
+    assert repo.unmerged_paths("v") == ["v/a.py"]
+
+
+# -- history --------------------------------------------------------------------------------
+
+
+def test_merge_questions_on_a_merged_feature(repo_with_merged_feature: Path) -> None:
+    root = repo_with_merged_feature
+    merge = git(root, "rev-parse", "HEAD").strip()
+    first, second = git(root, "rev-parse", "HEAD^1", "HEAD^2").split()
+    added_b = git(root, "rev-parse", "feature").strip()
+    repo = GitRepo.discover(root)
+
+    assert repo.latest_merge("HEAD") == merge
+    assert repo.latest_merge("feature") is None
+    assert repo.parents(merge) == [first, second]
+    assert repo.commit_adding("v/b.py") == added_b
+    assert repo.commit_adding("v/b.py", "HEAD^1") is None
+    assert repo.refs_containing(added_b, "refs/heads") == ["feature", "main"]
+    assert repo.refs_containing(added_b, "refs/remotes") == []
+    assert repo.count_commits(added_b, "main") == 2  # the merge, and main's own commit
+    assert repo.count_commits(added_b, "no-such-branch") == 0
+
+
+def test_head_reflog_is_newest_first_with_git_s_subjects(repo_with_merged_feature: Path) -> None:
+    root = repo_with_merged_feature
+    repo = GitRepo.discover(root)
+
+    entries = repo.head_reflog(2)
+
+    assert [commit for commit, _ in entries] == [
+        git(root, "rev-parse", "HEAD").strip(), git(root, "rev-parse", "HEAD^1").strip()]
+    assert entries[0][1].startswith("merge feature")
+    assert entries[1][1] == "commit: app"
+
+
+# -- setting a repository up (branchmig demo) ------------------------------------------------
+
+
+def test_init_commit_and_branches_of_a_new_repository(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "new", branch="main")
+    repo.set_config("user.name", "demo")
+    repo.set_config("user.email", "demo@example.invalid")
+    write(repo.top, {"a.txt": "a\n"})
+    repo.commit_all("first")
+    repo.checkout_new_branch("feature")
+    write(repo.top, {"b.txt": "b\n"})
+    repo.commit_all("second")
+    repo.checkout_new_branch("other", "main")
+
+    assert repo.top == (tmp_path / "new").resolve()
+    assert repo.current_branch() == "other"
+    assert not (repo.top / "b.txt").exists()
+    assert "Switched to branch 'feature'" in repo.checkout("feature", quiet=False)
+    assert repo.checkout("main") == ""
+    assert repo.dirty_paths() == []
+    assert git(repo.top, "log", "--format=%an %s", "feature").splitlines() == [
+        "demo second", "demo first"]
+
+
+def test_a_failed_checkout_says_why(repo_with_one_script: Path) -> None:
+    repo = GitRepo.discover(repo_with_one_script)
+    with pytest.raises(GitError, match="git checkout nowhere failed: error: pathspec"):
+        repo.checkout("nowhere")
+
+
+# -- where the repository is ----------------------------------------------------------------
+
+
+def test_the_caller_s_git_variables_do_not_redirect_git(
+        repo_with_one_script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A hook runs with the outer git's GIT_DIR, GIT_INDEX_FILE...: they name another repo.
+    elsewhere = init_repo(tmp_path / "elsewhere")
+    monkeypatch.setenv("GIT_DIR", str(elsewhere / ".git"))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(elsewhere / ".git" / "index"))
+    monkeypatch.setenv("GIT_COMMON_DIR", str(elsewhere / ".git"))
+
+    repo = GitRepo.discover(repo_with_one_script / "v")
+
+    assert repo.top == repo_with_one_script
+    assert repo.current_branch() == "main"
+    assert repo.dirty_paths() == []
+    assert repo.hooks_dir() == repo_with_one_script / ".git" / "hooks"
+
+
+def test_hooks_dir_honours_core_hooks_path_relative_to_the_top_level(
+        repo_with_one_script: Path, tmp_path: Path) -> None:
+    root = repo_with_one_script
+    git(root, "config", "core.hooksPath", "tools/hooks")
+    assert GitRepo.discover(root / "v").hooks_dir() == root / "tools" / "hooks"
+    git(root, "config", "core.hooksPath", str(tmp_path / "shared"))
+    assert GitRepo.discover(root).hooks_dir() == tmp_path / "shared"
+
+
+def test_a_linked_worktree_shares_the_common_hooks(repo_with_one_script: Path,
+                                                   tmp_path: Path) -> None:
+    root = repo_with_one_script
+    git(root, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "wt")
+
+    repo = GitRepo.discover(tmp_path / "wt")
+
+    assert repo.top == tmp_path / "wt"
+    assert repo.common_dir == root / ".git"
+    assert repo.hooks_dir() == root / ".git" / "hooks"
+
+
+def test_discover_outside_a_repository_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(NotARepositoryError, match="is not inside a git repository"):
+        GitRepo.discover(tmp_path)
