@@ -1,9 +1,11 @@
 """Install and uninstall branchmig's git hooks, and report which are in place.
 
-The hooks are POSIX sh scripts (templates in the top-level ``hooks/`` folder, shipped as
-the package data ``branchmig.hook_scripts``). They decide with git plumbing alone whether a
-checkout, merge or rebase changed a watched path, and only then start Python; what they
-need to know per repository is in ``<git common dir>/branchmig/hook.conf``.
+The hooks are POSIX sh scripts, all written from one template (``hook-tmpl`` in the
+top-level ``hooks/`` folder, shipped as the package data ``branchmig.hook_scripts``) with
+the hook's name between its ``# start templated`` and ``# end templated`` lines. They
+decide with git plumbing alone whether a checkout, merge or rebase changed a watched path,
+and only then start Python; what they need to know per repository is in
+``<git common dir>/branchmig/hook.conf``.
 
 Someone else's hook is never overwritten: it is renamed ``<hook>.branchmig-chained``, our
 script runs it first with the same arguments and standard input, and its exit status stays
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,23 +24,17 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from branchmig.errors import BranchmigError, ConfigError, GitError
+from branchmig.gitrepo import GitRepo
 
 HOOK_NAMES: tuple[str, ...] = ("post-checkout", "post-merge", "post-rewrite", "post-commit")
 MARKER = "# branchmig-hook:"
+"""The line that marks our scripts, those of every branchmig version (before the template,
+each hook had a file of its own, marked the same)."""
 CHAINED_SUFFIX = ".branchmig-chained"
 CONFIG_NAME = "hook.conf"
-
-# Set by the caller to say where the repository is; a hook runs with some of them set, and
-# they would point our git calls away from ``repo_root``.
-_REPO_ENV_VARS = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_COMMON_DIR",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_PREFIX",
-)
+TEMPLATE_NAME = "hook-tmpl"
+TEMPLATE_START = b"# start templated\n"
+TEMPLATE_END = b"# end templated\n"
 
 
 @dataclass(frozen=True)
@@ -105,7 +100,8 @@ class _Repo:
 def install(
     *, repo_root: Path, python: str = sys.executable, watch: Sequence[str]
 ) -> InstallResult:
-    """Install the post-checkout, post-merge and post-rewrite hooks for ``repo_root``.
+    """Install the post-checkout, post-merge, post-rewrite and post-commit hooks for
+    ``repo_root``.
 
     They go where git looks for hooks: ``core.hooksPath`` when set, else the hooks folder of
     the common git dir, which linked worktrees share. ``python`` is the interpreter the
@@ -116,7 +112,8 @@ def install(
     repo = _find_repo(repo_root)
     watch_paths = _normalise_watch(watch, repo.toplevel)
     interpreter = _resolve_python(python)
-    templates = {name: _template(name) for name in HOOK_NAMES}
+    template = _template()
+    scripts = {name: _render(template, name) for name in HOOK_NAMES}
 
     # Check every hook before touching any, so a conflict leaves the folder as it was.
     for name in HOOK_NAMES:
@@ -137,7 +134,7 @@ def install(
             aside = _chained_path(path)
             os.rename(path, aside)
             chained.append(aside)
-        _write_executable(path, templates[name])
+        _write_executable(path, scripts[name])
         installed.append(path)
 
     _write_config(repo.config, python=interpreter, watch=watch_paths)
@@ -208,40 +205,11 @@ def installed(*, repo_root: Path) -> HookStatus:
     )
 
 
-def _git(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV_VARS}
-    try:
-        return subprocess.run(
-            ["git", *args],
-            cwd=repo_root,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except FileNotFoundError as err:
-        raise GitError(f"git is not installed, or not on PATH: {err}") from err
-
-
 def _find_repo(repo_root: Path) -> _Repo:
     if not repo_root.is_dir():
         raise GitError(f"'{repo_root}' is not a directory")
-    found = _git(
-        repo_root, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-common-dir"
-    )
-    lines = found.stdout.splitlines()
-    if found.returncode != 0 or len(lines) != 2:
-        raise GitError(f"'{repo_root}' is not inside a git working tree: {found.stderr.strip()}")
-    toplevel, common_dir = Path(lines[0]), Path(lines[1])
-
-    configured = _git(repo_root, "config", "--type=path", "--get", "core.hooksPath")
-    hooks_path = configured.stdout.rstrip("\n")
-    if configured.returncode == 0 and hooks_path:
-        # git runs hooks from the top level, so that is what a relative path is relative to.
-        hooks_dir = toplevel / hooks_path
-    else:
-        hooks_dir = common_dir / "hooks"
-    return _Repo(toplevel=toplevel, common_dir=common_dir, hooks_dir=hooks_dir)
+    repo = GitRepo.discover(repo_root)
+    return _Repo(toplevel=repo.top, common_dir=repo.common_dir, hooks_dir=repo.hooks_dir())
 
 
 def _normalise_watch(watch: Sequence[str], toplevel: Path) -> tuple[str, ...]:
@@ -282,20 +250,32 @@ def _resolve_python(python: str) -> str:
     return os.path.abspath(found)
 
 
-def _template(name: str) -> bytes:
+def _template() -> bytes:
     try:
-        return resources.files("branchmig.hook_scripts").joinpath(name).read_bytes()
+        return resources.files("branchmig.hook_scripts").joinpath(TEMPLATE_NAME).read_bytes()
     except (ModuleNotFoundError, FileNotFoundError):
         pass
-    # Running from a source checkout that is not installed: the templates' own folder.
-    source = Path(__file__).resolve().parent.parent / "hooks" / name
+    # Running from a source checkout that is not installed: the template's own folder.
+    source = Path(__file__).resolve().parent.parent / "hooks" / TEMPLATE_NAME
     try:
         return source.read_bytes()
     except FileNotFoundError:
         raise BranchmigError(
-            f"The hook script '{name}' is missing from this branchmig installation; "
+            f"The hook template '{TEMPLATE_NAME}' is missing from this branchmig installation; "
             f"reinstall it: pip install --force-reinstall branchmig"
         ) from None
+
+
+def _render(template: bytes, name: str) -> bytes:
+    """The script of hook ``name``: the template, its name written between the markers."""
+    before, start, rest = template.partition(TEMPLATE_START)
+    _, end, after = rest.partition(TEMPLATE_END)
+    if not start or not end:
+        raise BranchmigError(
+            f"The hook template '{TEMPLATE_NAME}' of this branchmig installation has no "
+            f"templated block; reinstall it: pip install --force-reinstall branchmig"
+        )
+    return before + TEMPLATE_START + f"hook={name}\n".encode() + TEMPLATE_END + after
 
 
 def _chained_path(hook: Path) -> Path:

@@ -19,7 +19,17 @@ from branchmig import hooks
 from branchmig.errors import BranchmigError, ConfigError, GitError
 
 HOOK_NAMES = ("post-checkout", "post-merge", "post-rewrite", "post-commit")
-TEMPLATES = Path(__file__).resolve().parent.parent / "hooks"
+TEMPLATE = Path(__file__).resolve().parent.parent / "hooks" / "hook-tmpl"
+TEMPLATED_BLOCK = b"# start templated\nhook=\n# end templated\n"
+
+
+def script_of(name: str) -> bytes:
+    """What ``install`` writes for hook ``name``: the template, its name in the block."""
+    template = TEMPLATE.read_bytes()
+    assert template.count(TEMPLATED_BLOCK) == 1
+    return template.replace(
+        TEMPLATED_BLOCK, f"# start templated\nhook={name}\n# end templated\n".encode()
+    )
 
 
 def git(cwd: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -131,6 +141,29 @@ exit 3
 """
 
 
+# The first lines of a hook as the branchmig of one file per hook wrote it (the marker is
+# the same), and the end of one that finds nothing to do.
+OLD_VERSION_HOOK = """#!/bin/sh
+# branchmig-hook: written by `branchmig install`; `branchmig uninstall` removes it.
+# Brings the database along after `git merge` / `git pull`. The path that changes nothing
+# uses only shell builtins and one git call (two in a linked worktree).
+# It never makes git fail: its exit status is the chained hook's (0 without one).
+hook={name}
+case $0 in */*) here=${{0%/*}} ;; *) here=. ;; esac
+exit 0
+"""
+
+
+@pytest.fixture
+def repo_with_hooks_of_the_old_version(repo: Path, fake_python: FakePython) -> Path:
+    """The four hooks and hook.conf as a branchmig without the template installed them."""
+    hooks.install(repo_root=repo, python=str(fake_python.path), watch=["migrations"])
+    hooks_dir = repo / ".git" / "hooks"
+    for name in HOOK_NAMES:
+        (hooks_dir / name).write_text(OLD_VERSION_HOOK.format(name=name))
+    return hooks_dir
+
+
 @pytest.fixture
 def repo_with_foreign_post_checkout(
     repo: Path, repo_with_feature_and_other_branches: Commits
@@ -156,7 +189,7 @@ def test_install_writes_four_executable_hooks_and_config(
     assert result.installed == tuple(hooks_dir / name for name in HOOK_NAMES)
     assert result.chained == ()
     for name in HOOK_NAMES:
-        assert (hooks_dir / name).read_bytes() == (TEMPLATES / name).read_bytes()
+        assert (hooks_dir / name).read_bytes() == script_of(name)
         assert is_executable(hooks_dir / name)
     assert result.config == repo / ".git" / "branchmig" / "hook.conf"
     conf = result.config.read_text().splitlines()
@@ -176,7 +209,7 @@ def test_install_twice_is_idempotent(repo: Path, fake_python: FakePython) -> Non
     hooks_dir = repo / ".git" / "hooks"
     assert not list(hooks_dir.glob("*.branchmig-chained"))
     for name in HOOK_NAMES:
-        assert (hooks_dir / name).read_bytes() == (TEMPLATES / name).read_bytes()
+        assert (hooks_dir / name).read_bytes() == script_of(name)
     status = hooks.installed(repo_root=repo)
     assert status.complete
     assert all(hook.chained is None for hook in status.hooks)
@@ -283,6 +316,34 @@ def test_uninstall_removes_only_ours_and_the_config(repo: Path, fake_python: Fak
     assert hooks.uninstall(repo_root=repo).removed == ()
 
 
+def test_hooks_of_the_old_version_are_ours_and_uninstall_removes_them(
+    repo: Path, repo_with_hooks_of_the_old_version: Path
+) -> None:
+    hooks_dir = repo_with_hooks_of_the_old_version
+    status = hooks.installed(repo_root=repo)
+    assert status.complete and not any(hook.foreign for hook in status.hooks)
+
+    result = hooks.uninstall(repo_root=repo)
+
+    assert result.removed == tuple(hooks_dir / name for name in HOOK_NAMES)
+    assert result.restored == () and result.config_removed
+    assert not any((hooks_dir / name).exists() for name in HOOK_NAMES)
+
+
+def test_install_over_the_old_version_rewrites_the_hooks_from_the_template(
+    repo: Path, repo_with_hooks_of_the_old_version: Path, fake_python: FakePython
+) -> None:
+    hooks_dir = repo_with_hooks_of_the_old_version
+
+    result = hooks.install(repo_root=repo, python=str(fake_python.path), watch=["migrations"])
+
+    assert result.chained == ()
+    assert not list(hooks_dir.glob("*.branchmig-chained"))
+    for name in HOOK_NAMES:
+        assert (hooks_dir / name).read_bytes() == script_of(name)
+        assert is_executable(hooks_dir / name)
+
+
 def test_install_refuses_when_a_foreign_hook_and_a_chained_one_both_exist(
     repo: Path, fake_python: FakePython
 ) -> None:
@@ -361,7 +422,7 @@ def test_install_rejects_bad_arguments(repo: Path, tmp_path: Path, fake_python: 
         hooks.install(repo_root=repo, python=python, watch=["../elsewhere"])
     with pytest.raises(ConfigError, match="not found"):
         hooks.install(repo_root=repo, python=str(tmp_path / "no-python"), watch=["m"])
-    with pytest.raises(GitError, match="not inside a git working tree"):
+    with pytest.raises(GitError, match="not inside a git repository"):
         hooks.install(repo_root=tmp_path, python=python, watch=["m"])
     assert not (repo / ".git" / "hooks" / "post-checkout").exists()
 
@@ -440,6 +501,33 @@ def test_merge_changing_migrations_starts_post_merge(
     git(repo, "merge", "-q", "--no-edit", "feature")
 
     assert fake_python.calls() == ["-m branchmig.hookrun post-merge 0"]
+
+
+def test_squash_merge_starts_post_merge_whatever_it_brought(
+    repo: Path, repo_with_hooks: Commits, fake_python: FakePython
+) -> None:
+    # HEAD does not move: the hook cannot compare commits and leaves it to branchmig.
+    git(repo, "merge", "-q", "--squash", "other")
+
+    assert fake_python.calls() == ["-m branchmig.hookrun post-merge 1"]
+
+
+def test_merge_concluded_by_commit_starts_post_commit_and_other_commits_nothing(
+    repo: Path, repo_with_hooks: Commits, fake_python: FakePython
+) -> None:
+    git(repo, "checkout", "-q", "feature")
+    commit_files(repo, "readme on feature", {"README": "feature\n"})
+    git(repo, "checkout", "-q", "main")
+    fake_python.clear()
+    commit_files(repo, "readme on main", {"README": "main\n"})
+    assert git(repo, "merge", "-q", "feature", check=False).returncode != 0  # README conflicts
+    assert fake_python.calls() == []
+
+    (repo / "README").write_text("both\n")
+    git(repo, "add", "README")
+    git(repo, "commit", "-q", "--no-edit")
+
+    assert fake_python.calls() == ["-m branchmig.hookrun post-commit"]
 
 
 def test_rebase_starts_branchmig_once_after_it_not_during_it(
