@@ -37,7 +37,7 @@ class _Group(click.Group):
 
 
 def _open(ctx: click.Context) -> Workspace:
-    obj = ctx.find_root().obj
+    obj = ctx.find_object(dict) or {}
     ws = Workspace.open(Path.cwd(), config=obj.get("config"))
     ctx.call_on_close(ws.close)
     if obj.get("verbose"):
@@ -177,7 +177,7 @@ def check(ctx: click.Context, against: str | None, fmt: str, as_json: bool) -> N
 
 def _progress(line: str) -> None:
     ctx = click.get_current_context(silent=True)
-    if ctx is not None and (ctx.find_root().obj or {}).get("quiet"):
+    if ctx is not None and (ctx.find_object(dict) or {}).get("quiet"):
         return  # -q: errors and results only
     click.echo(line, err=True)
 

@@ -1,0 +1,36 @@
+"""``flask branchmig ...``: the ``branchmig`` commands under Flask's CLI, run with the app
+``flask`` loaded (``--app``, FLASK_APP, .flaskenv, app.py) instead of one found again.
+
+Flask finds the group through the ``flask.commands`` entry point. It shares the
+``branchmig`` group's options, commands and error rendering; only its callback differs,
+handing the app over first. Flask imports this module on every ``flask`` command, so it
+imports only what ``branchmig.cli`` does (no SQLAlchemy, Alembic or GitPython).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from flask.cli import ScriptInfo
+
+from branchmig.cli import main
+from branchmig.runner import use_flask_app
+
+
+def _with_flask_app(**options: Any) -> None:
+    ctx = click.get_current_context()
+    use_flask_app(ctx.ensure_object(ScriptInfo).load_app())
+    assert main.callback is not None
+    main.callback(**options)  # the options become this context's object, as under branchmig
+
+
+branchmig = type(main)(
+    name="branchmig",
+    callback=_with_flask_app,
+    params=main.params,
+    commands=main.commands,
+    help=main.help,
+    short_help="Git-aware migrations: the database follows every checkout.",
+    context_settings=main.context_settings,
+)
