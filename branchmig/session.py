@@ -90,7 +90,7 @@ def backend_of(db: DatabaseState, state: State, *, terminate: bool = False,
     from branchmig.snapshots import backend_for
 
     return backend_for(db.urls, store_dir=state.snapshot_dir, terminate_connections=terminate,
-                       progress=progress)
+                       progress=None if progress is quiet else progress)
 
 
 @contextmanager

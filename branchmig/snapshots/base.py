@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from branchmig.errors import SnapshotError
 
 __all__ = [
     "KEY_PATTERN",
+    "LiveLine",
     "Progress",
     "SessionsBlockingError",
     "SnapshotBackend",
@@ -35,6 +38,9 @@ Progress = Callable[[str], None]
 
 # Operations quicker than this are not worth a progress line.
 PROGRESS_AFTER_SECONDS = 0.5
+# On a terminal, one slower than this shows a line redrawn in place while it runs.
+LIVE_AFTER_SECONDS = 1.0
+LIVE_EVERY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -146,11 +152,117 @@ def format_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+class LiveLine:
+    """A line on a terminal redrawn in place while a save or restore runs, from
+    ``LIVE_AFTER_SECONDS`` on, every ``LIVE_EVERY_SECONDS``: ``"saving: 1.2 GB of 3.0 GB,
+    4.5 s"``. ``so_far`` gives the bytes written yet, ``total`` those expected (asked once);
+    they run on the line's own thread, so they stat files or open their own connections,
+    and one that fails leaves its size out."""
+
+    def __init__(self, stream: TextIO, doing: str, *, so_far: Callable[[], int] | None = None,
+                 total: Callable[[], int] | None = None, start: float | None = None) -> None:
+        self.stream = stream
+        self.doing = doing
+        self.so_far = so_far
+        self.total = total
+        self.start = time.perf_counter() if start is None else start
+        self._total_size: int | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()  # a redraw and the final clearing never interleave
+        self._stopped = False
+        self._width = 0  # of the longest line drawn: what a shorter one, or clearing, covers
+        self._thread = threading.Thread(target=self._run, name="branchmig-live-line",
+                                        daemon=True)
+
+    def __enter__(self) -> LiveLine:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        with self._lock:
+            self._stopped = True
+            if self._width:  # the summary line that follows starts on a clean line
+                self._write("\r" + " " * self._width + "\r")
+        self._thread.join(timeout=LIVE_EVERY_SECONDS)
+
+    def text(self) -> str:
+        elapsed = f"{time.perf_counter() - self.start:.1f} s"
+        done = _measured(self.so_far)
+        if self._total_size is None:
+            self._total_size = _measured(self.total)
+        total = self._total_size
+        if done is not None and total is not None:
+            return f"{self.doing}: {format_size(done)} of {format_size(total)}, {elapsed}"
+        if done is not None:
+            return f"{self.doing}: {format_size(done)} so far, {elapsed}"
+        if total is not None:
+            return f"{self.doing} {format_size(total)}: {elapsed}"
+        return f"{self.doing}: {elapsed}"
+
+    def _run(self) -> None:
+        if self._done.wait(LIVE_AFTER_SECONDS):
+            return  # the fast path: finished before anything was drawn
+        while True:
+            line = self.text()
+            with self._lock:
+                if self._stopped:
+                    return
+                self._write("\r" + line.ljust(self._width))
+                self._width = max(self._width, len(line))
+            if self._done.wait(LIVE_EVERY_SECONDS):
+                return
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed terminal: the work goes on without the line
+            pass
+
+
+def _measured(size: Callable[[], int] | None) -> int | None:
+    if size is None:
+        return None
+    try:
+        return size()
+    except Exception:  # noqa: BLE001 - a size on a progress line is never worth a failure
+        return None
+
+
+def _watched(stream: TextIO) -> bool:
+    """A person sees ``stream``: a terminal, and not ``branchmig -q``. The CLI keeps its
+    options as the click context's object and reads ``quiet`` there when it prints a
+    progress line; the live line does the same (the git hook loads no click, has no -q)."""
+    try:
+        if not stream.isatty():
+            return False
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+    click = sys.modules.get("click")
+    ctx = None if click is None else click.get_current_context(silent=True)
+    options = None if ctx is None else ctx.find_object(dict)
+    return not (isinstance(options, dict) and options.get("quiet"))
+
+
+_DOING = {"saved": "saving", "restored": "restoring", "dumped": "dumping"}
+
+
 @contextmanager
-def reporting(progress: Progress | None, verb: str, size: Callable[[], int]) -> Iterator[None]:
-    """Report ``"<verb> 1.0 GB in 0.8 s (1.2 GB/s)"`` when the block took long enough."""
+def reporting(progress: Progress | None, verb: str, size: Callable[[], int], *,
+              so_far: Callable[[], int] | None = None,
+              total: Callable[[], int] | None = None) -> Iterator[None]:
+    """Report ``"<verb> 1.0 GB in 0.8 s (1.2 GB/s)"`` when the block took long enough.
+
+    Meanwhile, when stderr is a terminal and progress lines are wanted, a ``LiveLine``
+    (given ``so_far`` and ``total``) shows the block is still at work."""
     start = time.perf_counter()
-    yield
+    if progress is None or not _watched(sys.stderr):
+        yield
+    else:
+        with LiveLine(sys.stderr, _DOING.get(verb, verb), so_far=so_far, total=total,
+                      start=start):
+            yield
     elapsed = time.perf_counter() - start
     if progress is not None and elapsed >= PROGRESS_AFTER_SECONDS:
         nbytes = size()

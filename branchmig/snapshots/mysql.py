@@ -158,7 +158,9 @@ class MySQLBackend:
                     "Create it (alembic upgrade head) or run with --no-snapshot."
                 )
             self._drop_left_over(cur)
-            with reporting(self.progress, "saved", lambda: self._database_size(cur, target)):
+            # The live line asks the size on a connection of its own: ``cur`` is busy.
+            with reporting(self.progress, "saved", lambda: self._database_size(cur, target),
+                           total=self.live_size):
                 cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
                 try:
                     self._create_database_like_live(cur, target, key)

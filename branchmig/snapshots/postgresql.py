@@ -170,7 +170,7 @@ class PostgreSQLBackend:
             stem = f"bm_partial_{short_hash(self.live)}_"
             self._drop_left_partials(conn, stem)
             partial = f"{stem}{secrets.token_hex(8)}"
-            with reporting(self.progress, "saved", lambda: size):
+            with reporting(self.progress, "saved", lambda: size, total=lambda: size):
                 try:
                     conn.execute(
                         sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
@@ -540,7 +540,8 @@ class PostgreSQLBackend:
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         try:
-            with reporting(self.progress, "dumped", lambda: partial.stat().st_size):
+            with reporting(self.progress, "dumped", lambda: partial.stat().st_size,
+                           so_far=lambda: partial.stat().st_size):
                 self._run(
                     ["pg_dump", "--format=custom", f"--file={partial}", self._conninfo()],
                     action="save",
@@ -561,7 +562,7 @@ class PostgreSQLBackend:
                         self._drop_database(conn, snap.location, action="restore", key=key)
             self._dump(keep_as)
         size = dump.stat().st_size
-        with reporting(self.progress, "restored", lambda: size):
+        with reporting(self.progress, "restored", lambda: size, total=lambda: size):
             # pg_restore writes SQL that psql runs after our clean-up, all in one transaction:
             # a failure leaves the live database as it was.
             restore = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--file=-", str(dump)]

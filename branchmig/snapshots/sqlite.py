@@ -104,7 +104,8 @@ class SQLiteBackend:
             # same mode.
             os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             if self.live.is_file():
-                with reporting(self.progress, "saved", lambda: _file_size(partial)):
+                with reporting(self.progress, "saved", lambda: _file_size(partial),
+                               so_far=lambda: _file_size(partial), total=self.live_size):
                     if not self._copy_file_while_shared(partial, key=key):
                         self._copy(source=self.live, destination=partial, action="save",
                                    key=key)
@@ -134,7 +135,8 @@ class SQLiteBackend:
             raise SnapshotError(
                 f"Cannot restore snapshot {key!r}: the folder of {self.describe()} does not exist."
             )
-        with reporting(self.progress, "restored", self.live_size):
+        with reporting(self.progress, "restored", self.live_size,
+                       total=lambda: _file_size(snapshot)):
             self._copy(source=snapshot, destination=self.live, action="restore", key=key)
         _remove_database_files(snapshot)
 
