@@ -128,10 +128,17 @@ _PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)[^&]*", re.IGNORECASE)
 def mask_url(url: str) -> str:
     """The URL with its password shown as ``***``, in the authority and in the query.
 
-    ``postgresql://app:s3cret@db/app`` → ``postgresql://app:***@db/app``. Pure text work,
-    so it also masks URLs SQLAlchemy would refuse.
+    ``postgresql://app:s3cret@db/app`` → ``postgresql://app:***@db/app``: SQLAlchemy's own
+    ``URL.render_as_string(hide_password=True)``, which renders a URL env.py's engine gave
+    exactly as it was, plus a ``password=`` in the query, which SQLAlchemy shows. A URL
+    SQLAlchemy refuses is masked as text.
     """
-    masked = _PASSWORD_IN_AUTHORITY.sub(r"\g<head>:***@", url, count=1)
+    from sqlalchemy.engine import make_url
+
+    try:
+        masked = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - ArgumentError, ValueError: not a URL SQLAlchemy reads
+        masked = _PASSWORD_IN_AUTHORITY.sub(r"\g<head>:***@", url, count=1)
     return _PASSWORD_IN_QUERY.sub(r"\g<head>***", masked)
 
 
