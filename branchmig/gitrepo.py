@@ -228,25 +228,26 @@ class GitRepo:
         return bool(self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
                              check=False).strip())
 
-    def all_ref_commits(self) -> list[tuple[str, str]]:
-        """(name, commit) of every branch, remote branch and tag, then the HEAD reflog
-        (which still holds the commits of deleted branches), newest first."""
-        seen: dict[str, str] = {}
+    def all_ref_commits(self) -> list[tuple[tuple[str, ...], str]]:
+        """(names, commit) of every commit a branch, remote branch or tag points at (all
+        its names, sorted), then of the HEAD reflog's others (which still hold the commits
+        of deleted branches, named ``HEAD@{n}``), newest first."""
+        seen: dict[str, list[str]] = {}
         out = self._git("for-each-ref", "--sort=-committerdate",
-                       "--format=%(objectname) %(*objectname) %(refname:short)",
-                       "refs/heads", "refs/remotes", "refs/tags")
+                        "--format=%(objectname) %(*objectname) %(refname:short)",
+                        "refs/heads", "refs/remotes", "refs/tags")
         for line in out.splitlines():
             parts = line.split()
             if len(parts) == 3:
                 commit, name = parts[1], parts[2]
             else:
                 commit, name = parts[0], parts[-1]
-            seen.setdefault(commit, name)
+            seen.setdefault(commit, []).append(name)
         reflog = self._git("reflog", "show", "--format=%H %gd", "HEAD", check=False)
         for line in reflog.splitlines():
             commit, _, name = line.partition(" ")
-            seen.setdefault(commit, name)
-        return [(name, commit) for commit, name in seen.items()]
+            seen.setdefault(commit, [name])
+        return [(tuple(sorted(names)), commit) for commit, names in seen.items()]
 
     def dirty_paths(self, *under: str, staged: bool = True) -> list[str]:
         """Tracked files with uncommitted changes, and untracked files, relative to top

@@ -112,14 +112,14 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         unknown = tuple(h for h in db.heads if h not in source)
     found: dict[str, list[str]] = {r: [] for r in unknown}
     if unknown:
-        for name, commit in ws.repo.all_ref_commits()[:200]:
+        for names, commit in ws.repo.all_ref_commits()[:200]:
             try:
                 ids = {r.id for r in ws.scripts_at_commit(commit).revisions}
             except BranchmigError:
                 continue
             for r in unknown:
-                if r in ids and name not in found[r]:
-                    found[r].append(name)
+                if r in ids:
+                    found[r].extend(n for n in names if n not in found[r])
     held = held_snapshots(state, dbid)
     owner = state.owner(dbid.key)
     return StatusResult(

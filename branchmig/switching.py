@@ -100,7 +100,7 @@ def applied_source(
     if _complete(graph, heads):
         return graph
     seen = {previous}
-    for _name, commit in ws.repo.all_ref_commits():
+    for _names, commit in ws.repo.all_ref_commits():
         if commit in seen:
             continue
         seen.add(commit)
