@@ -1,9 +1,11 @@
-from db_servers import *  # noqa: F403
+"""Fixtures shared by the whole suite, registered once here as plugins.
 
-# -- analyzer helpers: real git repos with real Alembic projects (see gitutil.py) --------
-from gitutil import (  # noqa: F401
-    empty_alembic_repo,
-    repo_with_linear_history,
-    repo_with_merged_feature_branches,
-    repo_with_two_feature_branches,
-)
+``gitutil``: real git repositories holding real Alembic projects, for the analyzer's
+tests; ``e2e_projects``: the seed scenario's Alembic and Flask-Migrate projects for the
+end-to-end tests; ``db_servers``: the PostgreSQL and MySQL servers. Test modules import
+only their plain helpers (functions, constants, classes), never a fixture. ``gitutil``
+comes before ``e2e_projects``, which imports it, so that pytest rewrites the asserts of
+both.
+"""
+
+pytest_plugins = ["db_servers", "gitutil", "e2e_projects"]

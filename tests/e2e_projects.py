@@ -214,20 +214,22 @@ def set_alembic_url(root: Path, url: str) -> None:
 
 def make_seed_project(
     template: Path, dest: Path, *, kind: str, url: str | None = None,
-    flask_app: str = "env", extra_pyproject: str = "",
+    flask_app: str = "env", extra_pyproject: str = "", versions_dir: str | None = None,
 ) -> Project:
     """Copy the template, commit BASE on main, F1 on feature1, F2 on feature2; main
     checked out. ``flask_app``: how the Flask app is named ("env": FLASK_APP in the
-    environment, "flaskenv": a .flaskenv file, "pyproject": [tool.branchmig] flask_app)."""
+    environment, "flaskenv": a .flaskenv file, "pyproject": [tool.branchmig] flask_app).
+    ``versions_dir``: the template's versions folder, relative to its top, when it is not
+    the usual one of ``kind`` (alembic/versions; Flask-Migrate's migrations/versions)."""
     shutil.copytree(template, dest, symlinks=True)
     env: dict[str, str] = {}
     pyproject = ""
     if kind == "alembic":
-        versions = dest / "alembic" / "versions"
+        versions = dest / (versions_dir or "alembic/versions")
         url = url or "sqlite:///app.db"
         set_alembic_url(dest, url)
     else:
-        versions = dest / "migrations" / "versions"
+        versions = dest / (versions_dir or "migrations/versions")
         if url is not None:
             env["BLOG_DATABASE_URL"] = url
         else:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """``flask branchmig ...`` on a real Flask-Migrate project: the real ``flask`` executable
 finds the command through the ``flask.commands`` entry point and hands over the app it
 loaded with ``--app`` (FLASK_APP is set nowhere)."""
@@ -19,7 +18,6 @@ from e2e_projects import (
     F2,
     Project,
     emails,
-    flask_template,  # noqa: F401
     insert_users,
     make_seed_project,
     sqlite_columns,

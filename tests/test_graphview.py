@@ -7,12 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from e2e_projects import (  # noqa: F401
+from e2e_projects import (
     BASE,
     F1,
     F2,
     Project,
-    alembic_template,
     make_seed_project,
 )
 from hypothesis import HealthCheck, given, settings
@@ -271,7 +270,7 @@ def test_a_merge_draws_its_lanes() -> None:
 
 
 @pytest.fixture
-def seed_db_at_feature1(alembic_template: Path, tmp_path: Path) -> Project:  # noqa: F811
+def seed_db_at_feature1(alembic_template: Path, tmp_path: Path) -> Project:
     """The seed project (main: BASE, feature1: F1, feature2: F2), the database switched
     to feature1, main checked out again by git alone (the database stays at F1)."""
     p = make_seed_project(alembic_template, tmp_path / "seed", kind="alembic")

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """Real ``git checkout`` through the hooks ``branchmig install`` wrote: the database
 follows branch checkouts, and nothing else."""
 
@@ -14,10 +13,6 @@ from e2e_projects import (
     F1,
     F2,
     Project,
-    _alembic_states,  # noqa: F401
-    alembic_template,  # noqa: F401
-    db_at_feature1_head_with_emails,  # noqa: F401
-    db_at_main_head,  # noqa: F401
     emails,
     sqlite_columns,
     sqlite_dump,

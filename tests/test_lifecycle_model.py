@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """The product's core promise as a model: whatever mix of checkouts (through the hook or
 ``branchmig switch``), resets, merges, rebases, deleted branches, worktrees, plain Alembic
 runs and killed switches a developer goes through, (A) the database always ends at the
@@ -38,7 +37,6 @@ from e2e_projects import (
     BRANCHMIG,
     F2,
     Project,
-    alembic_template,  # noqa: F401
     make_seed_project,
     script,
     sqlite_dump,

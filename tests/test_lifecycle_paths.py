@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """The snapshot lifecycle off the hook's own path: each way a user was told to take that
 used to leave a branch's rows where no checkout brought them back (issue 10's findings),
 on a real project, real git and a real SQLite file."""
@@ -22,12 +21,8 @@ from e2e_projects import (
     F2,
     FAILPOINTS,
     Project,
-    _alembic_states,  # noqa: F401
-    alembic_repo_with_two_feature_branches,  # noqa: F401
-    alembic_template,  # noqa: F401
     check_stopped_switch_ends_before_or_after,
     commit_slow_feature2,
-    db_at_feature1_head_with_emails,  # noqa: F401
     emails,
     insert_users,
     kill_mid_switch,

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """The live line of a slow snapshot save or restore: drawn in place on a terminal from
 one second on, with the time and the sizes, then cleared for the summary line; nothing on a
 stream that is not a terminal, under ``branchmig -q``, or for a fast operation."""
@@ -23,7 +22,6 @@ from db_servers import mysql_connection
 from e2e_projects import (
     BRANCHMIG,
     Project,
-    alembic_template,  # noqa: F401
     make_seed_project,
 )
 from sqlalchemy.engine import make_url

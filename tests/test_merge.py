@@ -176,17 +176,18 @@ def _feature2_rebased_template(_two_feature_branches_template: Path,
 
 
 @pytest.fixture
-def repo_with_two_feature_branches(_two_feature_branches_template: Path,
-                                   tmp_path: Path) -> Path:
-    """main: base revision creating users; feature1: users.email; feature2: posts."""
+def main_at_base_with_two_feature_branches(_two_feature_branches_template: Path,
+                                           tmp_path: Path) -> Path:
+    """main: base revision creating users; feature1: users.email; feature2: posts; main
+    checked out, its database upgraded to the base revision."""
     return copy_state(_two_feature_branches_template, tmp_path / "app")
 
 
 @pytest.fixture
 def main_with_both_features_merged(_both_features_merged_template: Path,
                                    tmp_path: Path) -> Path:
-    """repo_with_two_feature_branches after ``git merge feature1`` then ``git merge
-    feature2`` on main: two Alembic heads, email and posts."""
+    """main_at_base_with_two_feature_branches after ``git merge feature1`` then ``git
+    merge feature2`` on main: two Alembic heads, email and posts."""
     return copy_state(_both_features_merged_template, tmp_path / "app")
 
 
@@ -241,8 +242,8 @@ def test_merge_heads_message_option_and_no_upgrade(main_with_both_features_merge
 
 
 def test_check_against_fails_before_the_merge_and_passes_after_merge_heads(
-        repo_with_two_feature_branches: Path) -> None:
-    repo = repo_with_two_feature_branches
+        main_at_base_with_two_feature_branches: Path) -> None:
+    repo = main_at_base_with_two_feature_branches
     git(repo, "merge", "-q", "feature1")
     before = run(repo, BRANCHMIG, "check", "--against", "feature2")
     assert before.returncode == 1, before.stdout + before.stderr
@@ -255,8 +256,9 @@ def test_check_against_fails_before_the_merge_and_passes_after_merge_heads(
     assert after.returncode == 0, after.stdout + after.stderr
 
 
-def test_three_heads_are_merged_in_one_revision(repo_with_two_feature_branches: Path) -> None:
-    repo = repo_with_two_feature_branches
+def test_three_heads_are_merged_in_one_revision(
+        main_at_base_with_two_feature_branches: Path) -> None:
+    repo = main_at_base_with_two_feature_branches
     git(repo, "checkout", "-q", "-b", "feature3")
     add_revision(repo, TAGS, "add tags",
                  'op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True))',
@@ -280,8 +282,9 @@ def test_three_heads_are_merged_in_one_revision(repo_with_two_feature_branches: 
     assert {"users", "posts", "tags"} <= tables(repo)
 
 
-def test_one_head_is_nothing_to_merge(repo_with_two_feature_branches: Path) -> None:
-    repo = repo_with_two_feature_branches
+def test_one_head_is_nothing_to_merge(
+        main_at_base_with_two_feature_branches: Path) -> None:
+    repo = main_at_base_with_two_feature_branches
     before = sorted(p.name for p in (repo / "alembic" / "versions").iterdir())
 
     proc = run(repo, BRANCHMIG, "merge-heads")
@@ -350,10 +353,10 @@ def test_rebase_after_git_merge_repoints_our_first_migration(
 
 
 def test_rebase_never_moves_a_migration_the_remote_default_branch_has(
-        repo_with_two_feature_branches: Path, tmp_path: Path) -> None:
+        main_at_base_with_two_feature_branches: Path, tmp_path: Path) -> None:
     """main, with feature1's email, is pushed; then `git merge feature2` on main. Ours is
     main, but email is on origin/main (deployed, maybe): posts moves onto email instead."""
-    repo = repo_with_two_feature_branches
+    repo = main_at_base_with_two_feature_branches
     git(repo, "merge", "-q", "feature1")
     git(tmp_path, "clone", "-q", "--bare", str(repo), "origin.git")
     git(repo, "remote", "add", "origin", str(tmp_path / "origin.git"))
@@ -400,10 +403,10 @@ def test_rebase_after_git_rebase_repoints_the_replayed_branch(
 
 
 def test_rebase_during_a_rebase_in_progress_uses_orig_head(
-        repo_with_two_feature_branches: Path) -> None:
+        main_at_base_with_two_feature_branches: Path) -> None:
     """The post-rewrite hook runs while .git/rebase-merge still exists: a stopped
     interactive rebase is the same state."""
-    repo = repo_with_two_feature_branches
+    repo = main_at_base_with_two_feature_branches
     git(repo, "merge", "-q", "feature1")
     git(repo, "checkout", "-q", "feature2")
     proc = subprocess.run(["git", "rebase", "-i", "main"], cwd=repo, capture_output=True,
@@ -421,8 +424,8 @@ def test_rebase_during_a_rebase_in_progress_uses_orig_head(
 
 
 def test_rebase_during_a_conflicted_merge_uses_head_against_merge_head(
-        repo_with_two_feature_branches: Path) -> None:
-    repo = repo_with_two_feature_branches
+        main_at_base_with_two_feature_branches: Path) -> None:
+    repo = main_at_base_with_two_feature_branches
     git(repo, "checkout", "-q", "feature2")
     (repo / "README").write_text("feature2\n")
     commit(repo, "readme 2")
@@ -441,10 +444,10 @@ def test_rebase_during_a_conflicted_merge_uses_head_against_merge_head(
 
 
 def test_rebase_during_a_merge_refuses_changes_made_after_git_staged_its_own(
-        repo_with_two_feature_branches: Path) -> None:
+        main_at_base_with_two_feature_branches: Path) -> None:
     """git staged feature2's posts script for the merge: expected. Edited since, or a new
     file beside it, is the user's and would be mixed into the re-pointed script."""
-    repo = repo_with_two_feature_branches
+    repo = main_at_base_with_two_feature_branches
     git(repo, "checkout", "-q", "feature2")
     (repo / "README").write_text("feature2\n")
     commit(repo, "readme 2")
@@ -466,8 +469,8 @@ def test_rebase_during_a_merge_refuses_changes_made_after_git_staged_its_own(
 
 
 def test_rebase_reverts_and_reapplies_a_repointed_revision_the_database_had(
-        repo_with_two_feature_branches: Path) -> None:
-    repo = repo_with_two_feature_branches
+        main_at_base_with_two_feature_branches: Path) -> None:
+    repo = main_at_base_with_two_feature_branches
     git(repo, "checkout", "-q", "feature1")
     alembic(repo, "upgrade", "head")
     git(repo, "checkout", "-q", "main")
@@ -487,8 +490,9 @@ def test_rebase_reverts_and_reapplies_a_repointed_revision_the_database_had(
     assert "posts" in tables(repo)
 
 
-def test_rebase_with_three_heads_is_a_usage_error(repo_with_two_feature_branches: Path) -> None:
-    repo = repo_with_two_feature_branches
+def test_rebase_with_three_heads_is_a_usage_error(
+        main_at_base_with_two_feature_branches: Path) -> None:
+    repo = main_at_base_with_two_feature_branches
     git(repo, "checkout", "-q", "-b", "feature3")
     add_revision(repo, TAGS, "add tags", "pass", "pass")
     commit(repo, "tags")
@@ -537,8 +541,8 @@ def test_repoint_keeps_every_other_byte_and_the_quote_style() -> None:
 
 
 def test_conflicts_in_the_versions_folder_are_one_line_exit_1(
-        repo_with_two_feature_branches: Path) -> None:
-    repo = repo_with_two_feature_branches
+        main_at_base_with_two_feature_branches: Path) -> None:
+    repo = main_at_base_with_two_feature_branches
     for branch, column in (("feature1", "a"), ("feature2", "b")):
         git(repo, "checkout", "-q", branch)
         path = script_of(repo, BASE)
@@ -643,10 +647,10 @@ def test_named_heads_under_separate_labels_are_merged(
 
 
 def test_post_merge_hook_with_on_merge_merge_closes_the_merge(
-        repo_with_two_feature_branches: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        main_at_base_with_two_feature_branches: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from branchmig.hookrun import run as run_hook
 
-    repo = repo_with_two_feature_branches
+    repo = main_at_base_with_two_feature_branches
     (repo / "pyproject.toml").write_text('[tool.branchmig]\non_merge = "merge"\n')
     commit(repo, "on_merge")
     git(repo, "merge", "-q", "feature1")
@@ -662,12 +666,12 @@ def test_post_merge_hook_with_on_merge_merge_closes_the_merge(
 
 
 def test_post_merge_hook_with_on_merge_rebase_linearises_a_feature_branch(
-        repo_with_two_feature_branches: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        main_at_base_with_two_feature_branches: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """On feature2, `git merge main` (which has feature1): ours is feature2, so posts
     moves onto email."""
     from branchmig.hookrun import run as run_hook
 
-    repo = repo_with_two_feature_branches
+    repo = main_at_base_with_two_feature_branches
     (repo / "pyproject.toml").write_text('[tool.branchmig]\non_merge = "rebase"\n')
     commit(repo, "on_merge")
     git(repo, "merge", "-q", "feature1")

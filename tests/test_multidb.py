@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects and db_servers)
 """Flask-Migrate ``--multidb`` (``flask db init --multidb``, ``SQLALCHEMY_BINDS``): every
 database keeps its own ``alembic_version`` and the scripts have ``upgrade_<bind>()``
 functions. The seed scenario runs on both databases at once: the default one holds
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from db_servers import new_postgres_database, postgres_connection, postgres_server_url  # noqa: F401
+from db_servers import new_postgres_database, postgres_connection
 from e2e_projects import BIN, GITIGNORE, Project, _sh, sqlite_dump, sqlite_version
 from gitutil import init_repo
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """What people read, found by trying branchmig (issue 13, item 8): database names shown
 as they are named, the refs of an unknown revision sorted and capped, ``status`` never
 sending the user to ``status``, and one unit for sizes."""
@@ -6,13 +5,7 @@ sending the user to ``status``, and one unit for sizes."""
 from __future__ import annotations
 
 import pytest
-from e2e_projects import (  # noqa: F401
-    F1,
-    Project,
-    _alembic_states,
-    alembic_template,
-    db_at_feature1_head_with_emails,
-)
+from e2e_projects import F1, Project
 
 from branchmig.snapshots.base import format_size
 from branchmig.state import DatabaseId

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """The pre-commit framework running the hooks of ``.pre-commit-hooks.yaml``: the real
 ``pre-commit`` tool installs its git hooks into the seed repository, then real ``git
 checkout``, ``git merge`` and ``git commit`` run them.
@@ -24,9 +23,6 @@ from e2e_projects import (
     F1,
     F2,
     Project,
-    _alembic_states,  # noqa: F401
-    alembic_template,  # noqa: F401
-    db_at_feature1_head_with_emails,  # noqa: F401
     emails,
     script,
     sqlite_dump,

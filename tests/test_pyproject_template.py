@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -16,20 +15,16 @@ from pathlib import Path
 import pytest
 from e2e_projects import (
     BASE,
-    BASE_SCRIPT,
     BIN,
     EMAILS,
     F1,
-    F1_SCRIPT,
     F2,
-    F2_SCRIPT,
-    GITIGNORE,
     Project,
     copy_project,
     emails,
     insert_users,
+    make_seed_project,
     script,
-    set_alembic_url,
     sqlite_columns,
     sqlite_tables,
     sqlite_version,
@@ -69,21 +64,10 @@ def build_pyproject_template(path: Path) -> None:
 
 
 def make_pyproject_seed(template: Path, dest: Path) -> Project:
-    """The seed scenario in the template: BASE on main, F1 on feature1, F2 on feature2,
-    all in migrations/versions; main checked out."""
-    shutil.copytree(template, dest, symlinks=True)
-    set_alembic_url(dest, "sqlite:///app.db")
-    (dest / ".gitignore").write_text(GITIGNORE)
-    p = Project(dest, "alembic", dest / "migrations" / "versions", "sqlite:///app.db")
-    p.write(f"{BASE}_users.py", BASE_SCRIPT)
-    p.commit("base: users")
-    for branch, name, text in (("feature1", f"{F1}_email.py", F1_SCRIPT),
-                               ("feature2", f"{F2}_posts.py", F2_SCRIPT)):
-        p.git("checkout", "-q", "-b", branch, "main")
-        p.write(name, text)
-        p.commit(branch)
-    p.git("checkout", "-q", "main")
-    return p
+    """The seed scenario in the template (``make_seed_project``): BASE on main, F1 on
+    feature1, F2 on feature2, all in migrations/versions; main checked out. The template's
+    own pyproject.toml is kept."""
+    return make_seed_project(template, dest, kind="alembic", versions_dir="migrations/versions")
 
 
 @pytest.fixture(scope="session")

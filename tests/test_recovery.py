@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """A switch killed half-way (SIGKILL while a migration runs) is put back by the next
 branchmig command: the database as before the switch, the branch checked out again."""
 
@@ -18,10 +17,7 @@ from e2e_projects import (
     F2,
     F2_SCRIPT,
     Project,
-    _alembic_states,  # noqa: F401
-    alembic_template,  # noqa: F401
     commit_slow_feature2,
-    db_at_feature1_head_with_emails,  # noqa: F401
     emails,
     kill_mid_switch,
     sqlite_dump,

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """``branchmig snapshot list | save | restore | drop | prune`` on a real project."""
 
 from __future__ import annotations
@@ -11,9 +10,6 @@ from e2e_projects import (
     EMAILS,
     F1,
     Project,
-    _alembic_states,  # noqa: F401
-    alembic_template,  # noqa: F401
-    db_at_feature1_head_with_emails,  # noqa: F401
     sqlite_version,
 )
 

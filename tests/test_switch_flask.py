@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """The seed scenario on a real Flask-Migrate project (``flask db init``), the app found
 through FLASK_APP, ``.flaskenv`` or ``[tool.branchmig] flask_app``."""
 
@@ -14,7 +13,6 @@ from e2e_projects import (
     F2,
     Project,
     emails,
-    flask_template,  # noqa: F401
     insert_users,
     make_seed_project,
     sqlite_columns,

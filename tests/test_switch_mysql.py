@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """The seed scenario on a real MariaDB/MySQL database: feature1's emails survive a round
 trip, and a migration that raises mid-switch (MySQL's DDL is not transactional: the table
 it created stays) leaves the database as it was."""
@@ -19,7 +18,6 @@ from e2e_projects import (
     F2,
     FAILPOINTS,
     Project,
-    alembic_template,  # noqa: F401
     check_failing_rehearsal_touches_nothing,
     check_killed_switch_is_put_back,
     check_raising_switch_changes_nothing,

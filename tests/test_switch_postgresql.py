@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """The seed scenario on a real PostgreSQL database: feature1's emails survive a round trip
 (template-copy snapshots), a migration that raises after the revert phase committed still
 leaves the database as it was, and sessions that block a snapshot are named."""
@@ -20,7 +19,6 @@ from e2e_projects import (
     F2_SCRIPT,
     FAILPOINTS,
     Project,
-    alembic_template,  # noqa: F401
     check_failing_rehearsal_touches_nothing,
     check_killed_switch_is_put_back,
     check_raising_switch_changes_nothing,

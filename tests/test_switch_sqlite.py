@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects)
 """``branchmig switch`` / ``sync`` / ``status`` end to end on a plain Alembic project and a
 SQLite file: the seed scenario, deleted branches, edited migrations, dry runs, dirty trees,
 failing migrations and unreachable databases."""
@@ -15,12 +14,7 @@ from e2e_projects import (
     F1_SCRIPT,
     F2,
     Project,
-    _alembic_states,  # noqa: F401
-    alembic_repo_with_two_feature_branches,  # noqa: F401
-    alembic_template,  # noqa: F401
     commit_raising_feature2,
-    db_at_feature1_head_with_emails,  # noqa: F401
-    db_at_main_head,  # noqa: F401
     emails,
     script,
     set_alembic_url,

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from e2e_projects and db_servers)
 """``branchmig verify``: each revision a branch adds goes up, down and up again on a scratch
 database of the project's own backend (SQLite, PostgreSQL, MariaDB), and its downgrade must
 leave the schema as it was; ``--drift`` compares the live database with its migrations.
@@ -14,20 +13,14 @@ from typing import Any
 
 import pytest
 from db_servers import (
-    fresh_mysql_url,  # noqa: F401
-    fresh_postgres_url,  # noqa: F401
     mysql_connection,
-    mysql_server_url,  # noqa: F401
     postgres_connection,
-    postgres_server_url,  # noqa: F401
 )
 from e2e_projects import (
     BASE,
     BRANCHMIG,
     F1,
     Project,
-    alembic_template,  # noqa: F401
-    flask_template,  # noqa: F401
     make_seed_project,
     script,
     wait_for,
