@@ -25,9 +25,13 @@ from _common import installed_like_env
 
 BIN = Path(sys.executable).parent
 AS_IS = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-ENV = {**{k: v for k, v in installed_like_env().items() if not k.startswith("GIT_")},
-       "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-       "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
+ENV = {
+    **{k: v for k, v in installed_like_env().items() if not k.startswith("GIT_")},
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+}
 
 TEMPLATE = '''"""{message}
 
@@ -73,8 +77,9 @@ def downgrade() -> None:
 
 def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(args, cwd=cwd, env=env or ENV, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        args, cwd=cwd, env=env or ENV, capture_output=True, text=True, check=False
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{proc.stderr}")
@@ -83,8 +88,13 @@ def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> float:
 
 def build(root: Path, count: int) -> list[str]:
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], env=ENV, check=True)
-    subprocess.run([str(BIN / "alembic"), "init", "alembic"], cwd=root, env=ENV, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(BIN / "alembic"), "init", "alembic"],
+        cwd=root,
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     versions = root / "alembic" / "versions"
     down: str | tuple[str, ...] | None = None
     n = 0
@@ -111,11 +121,13 @@ def build(root: Path, count: int) -> list[str]:
     return [str(down)]
 
 
-def write(versions: Path, rev: str, down: str | tuple[str, ...] | None, n: int,
-          message: str = "") -> None:
+def write(
+    versions: Path, rev: str, down: str | tuple[str, ...] | None, n: int, message: str = ""
+) -> None:
     down_text = ", ".join(down) if isinstance(down, tuple) else str(down)
-    text = TEMPLATE.format(message=message or f"add table {n}", rev=rev, down=down,
-                           down_text=down_text, n=n)
+    text = TEMPLATE.format(
+        message=message or f"add table {n}", rev=rev, down=down, down_text=down_text, n=n
+    )
     (versions / f"{rev}_step_{n}.py").write_text(text)
 
 
@@ -132,8 +144,9 @@ def main() -> None:
         # Two baselines: Alembic as this machine's environment runs it (PYTHONDONTWRITEBYTECODE
         # may be set: every script recompiled on every run), and with its bytecode cached,
         # as on a machine that lets Python write __pycache__.
-        as_is = statistics.median(run(root, str(BIN / "alembic"), "heads", env=AS_IS)
-                                  for _ in range(3))
+        as_is = statistics.median(
+            run(root, str(BIN / "alembic"), "heads", env=AS_IS) for _ in range(3)
+        )
         run(root, str(BIN / "alembic"), "heads")  # untimed: lets Alembic write its bytecode
         alembic = statistics.median(run(root, str(BIN / "alembic"), "heads") for _ in range(3))
         rows = [("alembic heads, bytecode cached", alembic, None)]
@@ -147,10 +160,11 @@ def main() -> None:
             warm = [run(root, str(BIN / "branchmig"), "heads", ref) for _ in range(5)]
             rows.append((f"branchmig heads {ref} ({label}), cold", statistics.median(cold), 5))
             rows.append((f"branchmig heads {ref} ({label}), warm", statistics.median(warm), 20))
-        print(f"{args.revisions} revisions, {os.cpu_count()} CPUs, load "
-              f"{os.getloadavg()[0]:.1f}")
-        print(f"{'command':<48} {'median s':>9} {'× faster':>9} {'target':>8}  "
-              f"{'× vs as-is' if AS_IS.get('PYTHONDONTWRITEBYTECODE') else ''}")
+        print(f"{args.revisions} revisions, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+        print(
+            f"{'command':<48} {'median s':>9} {'× faster':>9} {'target':>8}  "
+            f"{'× vs as-is' if AS_IS.get('PYTHONDONTWRITEBYTECODE') else ''}"
+        )
         for name, seconds, target in rows:
             if target is None:
                 print(f"{name:<48} {seconds:>9.3f}")
@@ -158,10 +172,14 @@ def main() -> None:
             ratio = alembic / seconds
             verdict = "ok" if ratio >= target else "MISSED"
             extra = f"{as_is / seconds:>9.1f}×" if AS_IS.get("PYTHONDONTWRITEBYTECODE") else ""
-            print(f"{name:<48} {seconds:>9.3f} {ratio:>8.1f}× {f'≥{target}×':>8}  "
-                  f"{verdict:<6} {extra}")
-        print("× faster: against Alembic with its bytecode cached; × vs as-is: against "
-              "Alembic in this machine's environment")
+            print(
+                f"{name:<48} {seconds:>9.3f} {ratio:>8.1f}× {f'≥{target}×':>8}  "
+                f"{verdict:<6} {extra}"
+            )
+        print(
+            "× faster: against Alembic with its bytecode cached; × vs as-is: against "
+            "Alembic in this machine's environment"
+        )
         if args.keep:
             print(f"repository kept in {root}")
     finally:

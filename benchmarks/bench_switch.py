@@ -57,9 +57,11 @@ def downgrade() -> None:
 
 # Loads Alembic as a switch does (on its thread, without Mako's Pygments plugin) and ends
 # as branchmig does, without the interpreter's teardown.
-FLOOR_IMPORTS = ("import branchmig.cli, branchmig.switching, branchmig.runner as r, os; "
-                 "r.start_loading_alembic(); r._loading.join(); "
-                 "import alembic.context, sqlalchemy; os._exit(0)")
+FLOOR_IMPORTS = (
+    "import branchmig.cli, branchmig.switching, branchmig.runner as r, os; "
+    "r.start_loading_alembic(); r._loading.join(); "
+    "import alembic.context, sqlalchemy; os._exit(0)"
+)
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -70,13 +72,15 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 def git(repo: Path, *args: str) -> str:
-    return run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
-                *args], repo)
+    return run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", *args], repo
+    )
 
 
 def write(repo: Path, i: int, rev: str, down: str | None) -> None:
     (repo / "alembic" / "versions" / f"{rev}_step_{i}.py").write_text(
-        SCRIPT.format(i=i, rev=rev, down=down))
+        SCRIPT.format(i=i, rev=rev, down=down)
+    )
 
 
 def build(repo: Path, revisions: int) -> str:
@@ -118,8 +122,11 @@ def main() -> None:
     args = parser.parse_args()
     bindir = Path(sys.executable).parent
     alembic = [sys.executable, "-m", "alembic"]
-    branchmig = [str(bindir / "branchmig")] if (bindir / "branchmig").exists() else [
-        sys.executable, "-m", "branchmig"]
+    branchmig = (
+        [str(bindir / "branchmig")]
+        if (bindir / "branchmig").exists()
+        else [sys.executable, "-m", "branchmig"]
+    )
     with tempfile.TemporaryDirectory(prefix="bench-switch-") as tmp:
         repo = Path(tmp)
         print(f"building a {args.revisions}-revision history ...", file=sys.stderr)
@@ -133,20 +140,24 @@ def main() -> None:
                 run([*alembic, "downgrade", common], repo, alembic_env)
                 git(repo, "checkout", "-q", to)
                 run([*alembic, "upgrade", "heads"], repo, alembic_env)
+
             return go
 
         manual = by_hand(env)
         methods: list[tuple[str, Callable[[str, str], None]]] = [
-            ("manual alembic downgrade + checkout + upgrade", manual)]
+            ("manual alembic downgrade + checkout + upgrade", manual)
+        ]
         if os.environ.get("PYTHONDONTWRITEBYTECODE"):
             # As this machine's environment runs Alembic: every script recompiled.
-            methods.append(("  the same, PYTHONDONTWRITEBYTECODE set here",
-                            by_hand(dict(os.environ))))
+            methods.append(
+                ("  the same, PYTHONDONTWRITEBYTECODE set here", by_hand(dict(os.environ)))
+            )
 
         def ours(extra: list[str]) -> Callable[[str, str], None]:
             def go(to: str, here: str) -> None:
                 del here
                 run([*branchmig, "switch", to, *extra], repo, env)
+
             return go
 
         def floor(to: str, here: str) -> None:
@@ -156,20 +167,23 @@ def main() -> None:
             run([sys.executable, "-c", FLOOR_IMPORTS], repo, env)
 
         results: dict[str, list[float]] = {}
-        methods += [("branchmig switch --no-snapshot", ours(["--no-snapshot"])),
-                    ("branchmig switch (snapshots on)", ours([])),
-                    # Without snapshots: with them, the way back restores a snapshot and is
-                    # not rehearsed (a failure there puts both databases back anyway).
-                    ("branchmig switch --rehearse --no-snapshot",
-                     ours(["--rehearse", "--no-snapshot"])),
-                    ("floor: a process that only imports what a switch needs", floor)]
+        methods += [
+            ("branchmig switch --no-snapshot", ours(["--no-snapshot"])),
+            ("branchmig switch (snapshots on)", ours([])),
+            # Without snapshots: with them, the way back restores a snapshot and is
+            # not rehearsed (a failure there puts both databases back anyway).
+            ("branchmig switch --rehearse --no-snapshot", ours(["--rehearse", "--no-snapshot"])),
+            ("floor: a process that only imports what a switch needs", floor),
+        ]
         # One untimed round first: Alembic's bytecode of the scripts is written already
         # (the upgrade above), and branchmig's first switch in a repository keeps a copy of
         # every applied script and caches the headers, once.
         for name, fn in methods:
-            print(f"  warm-up: {name}: {timed(functools.partial(fn, 'feature2', 'feature1')):.2f}"
-                  f" s, then {timed(functools.partial(fn, 'feature1', 'feature2')):.2f} s",
-                  file=sys.stderr)
+            print(
+                f"  warm-up: {name}: {timed(functools.partial(fn, 'feature2', 'feature1')):.2f}"
+                f" s, then {timed(functools.partial(fn, 'feature1', 'feature2')):.2f} s",
+                file=sys.stderr,
+            )
         # Rounds interleave the methods, so a slow spell of the machine weighs on all.
         for name, _ in methods:
             results[name] = []
@@ -178,25 +192,35 @@ def main() -> None:
                 results[name].append(timed(functools.partial(fn, "feature2", "feature1")))
                 results[name].append(timed(functools.partial(fn, "feature1", "feature2")))
         for name, times in results.items():
-            print(f"  {name}: median {statistics.median(times):.2f} s "
-                  f"({', '.join(f'{t:.2f}' for t in times)})", file=sys.stderr)
+            print(
+                f"  {name}: median {statistics.median(times):.2f} s "
+                f"({', '.join(f'{t:.2f}' for t in times)})",
+                file=sys.stderr,
+            )
         base = statistics.median(results["manual alembic downgrade + checkout + upgrade"])
-        print(f"\nswitch between two branches of a {args.revisions}-revision history "
-              f"(SQLite, median of {2 * args.rounds})")
+        print(
+            f"\nswitch between two branches of a {args.revisions}-revision history "
+            f"(SQLite, median of {2 * args.rounds})"
+        )
         print(f"{'method':<50} {'median':>8} {'vs manual':>10}")
         for name, times in results.items():
             med = statistics.median(times)
             print(f"{name:<50} {med:>7.2f}s {base / med:>9.1f}x")
-        print("target: branchmig switch >= 3x faster than the manual cure (Alembic with its "
-              "bytecode cached is the stricter baseline)")
+        print(
+            "target: branchmig switch >= 3x faster than the manual cure (Alembic with its "
+            "bytecode cached is the stricter baseline)"
+        )
         spent = statistics.median(results["branchmig switch --no-snapshot"])
-        least = statistics.median(results[
-            "floor: a process that only imports what a switch needs"])
-        print(f"the floor caps the ratio at {base / least:.1f}x; branchmig's own work (git, "
-              f"plan, two env.py runs, the migrations) adds {1000 * (spent - least):.0f} ms")
+        least = statistics.median(results["floor: a process that only imports what a switch needs"])
+        print(
+            f"the floor caps the ratio at {base / least:.1f}x; branchmig's own work (git, "
+            f"plan, two env.py runs, the migrations) adds {1000 * (spent - least):.0f} ms"
+        )
         rehearsed = statistics.median(results["branchmig switch --rehearse --no-snapshot"])
-        print(f"a rehearsal adds {1000 * (rehearsed - spent):.0f} ms to a switch "
-              "(the copy, env.py pointed at it, the plan run there)")
+        print(
+            f"a rehearsal adds {1000 * (rehearsed - spent):.0f} ms to a switch "
+            "(the copy, env.py pointed at it, the plan run there)"
+        )
 
 
 if __name__ == "__main__":

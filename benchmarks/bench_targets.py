@@ -46,20 +46,28 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def sh(cwd: Path, *args: str, env: dict[str, str]) -> None:
-    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
-def row(what: str, ours: list[float], theirs: list[float], against: str,
-        target: float | None, *, overhead: bool = False) -> None:
+def row(
+    what: str,
+    ours: list[float],
+    theirs: list[float],
+    against: str,
+    target: float | None,
+    *,
+    overhead: bool = False,
+) -> None:
     a, b = statistics.median(ours), statistics.median(theirs)
     if overhead:
         extra = (a - b) * 1000
         verdict = "met" if target is None or extra <= target else "MISSED"
-        print(f"{what:<52} {a:7.3f}  {against:<34} {b:7.3f}  +{extra:5.1f} ms"
-              f"   ≤ +{target:.0f} ms {verdict}")
+        print(
+            f"{what:<52} {a:7.3f}  {against:<34} {b:7.3f}  +{extra:5.1f} ms"
+            f"   ≤ +{target:.0f} ms {verdict}"
+        )
         return
     ratio = b / a
     verdict = "" if target is None else ("met" if ratio >= target else "MISSED")
@@ -90,37 +98,55 @@ def switch_rows(tmp: Path, revisions: int, rounds: int, env: dict[str, str]) -> 
             ret.append(timed(lambda to=to: sh(repo, "git", "checkout", "-q", to, env=env)))
         sh(repo, BRANCHMIG, "uninstall", env=env)
         for to in ("feature2", "feature1"):
+
             def by_hand(to: str = to) -> None:
                 sh(repo, *ALEMBIC, "downgrade", common, env=env)
                 sh(repo, "git", "checkout", "-q", to, env=env)
                 sh(repo, *ALEMBIC, "upgrade", "heads", env=env)
+
             manual.append(timed(by_hand))
         for _ in range(2):  # a switch there, the manual cure back
-            switch.append(timed(lambda: sh(repo, BRANCHMIG, "switch", "feature2",
-                                           "--no-snapshot", env=env)))
+            switch.append(
+                timed(lambda: sh(repo, BRANCHMIG, "switch", "feature2", "--no-snapshot", env=env))
+            )
             manual2.append(timed(lambda: by_hand("feature1")))
         for to in ("docs", "feature1"):
-            bare.append(timed(lambda to=to: sh(repo, "git", "-c", "core.hooksPath=/dev/null",
-                                               "checkout", "-q", to, env=env)))
+            bare.append(
+                timed(
+                    lambda to=to: sh(
+                        repo, "git", "-c", "core.hooksPath=/dev/null", "checkout", "-q", to, env=env
+                    )
+                )
+            )
         sh(repo, BRANCHMIG, "install", env=env)
         for to in ("docs", "feature1"):
             noop.append(timed(lambda to=to: sh(repo, "git", "checkout", "-q", to, env=env)))
         sh(repo, BRANCHMIG, "sync", env=env)  # the database back at feature1's head
-    row(f"return to a branch, snapshot restored ({revisions} revs)", ret, manual,
-        "manual downgrade+checkout+upgrade", 7)
+    row(
+        f"return to a branch, snapshot restored ({revisions} revs)",
+        ret,
+        manual,
+        "manual downgrade+checkout+upgrade",
+        7,
+    )
     row("checkout changing no migration (hooks)", noop, bare, "no hooks", 10, overhead=True)
-    row(f"branchmig switch, no snapshot ({revisions} revs)", switch, manual2,
-        "manual downgrade+checkout+upgrade", 3)
+    row(
+        f"branchmig switch, no snapshot ({revisions} revs)",
+        switch,
+        manual2,
+        "manual downgrade+checkout+upgrade",
+        3,
+    )
 
 
-def status_and_heads_rows(tmp: Path, revisions: int, rounds: int,
-                          env: dict[str, str]) -> None:
+def status_and_heads_rows(tmp: Path, revisions: int, rounds: int, env: dict[str, str]) -> None:
     repo = tmp / "heads"
     print(f"building a {revisions}-revision history ...", file=sys.stderr)
     bench_heads.build(repo, revisions)
     ini = repo / "alembic.ini"
-    ini.write_text(ini.read_text().replace("driver://user:pass@localhost/dbname",
-                                           "sqlite:///app.db"))
+    ini.write_text(
+        ini.read_text().replace("driver://user:pass@localhost/dbname", "sqlite:///app.db")
+    )
     (repo / ".gitignore").write_text("app.db\n")
     sh(repo, *ALEMBIC, "stamp", "heads", env=env)  # marks the database at the heads
     sh(repo, BRANCHMIG, "heads", env=env)  # warms the header cache
@@ -131,8 +157,7 @@ def status_and_heads_rows(tmp: Path, revisions: int, rounds: int,
         heads.append(timed(lambda: sh(repo, BRANCHMIG, "heads", env=env)))
         alembic_heads.append(timed(lambda: sh(repo, *ALEMBIC, "heads", env=env)))
     row(f"branchmig status ({revisions} revs)", status, current, "alembic current", 20)
-    row(f"branchmig heads, warm ({revisions} revs)", heads, alembic_heads, "alembic heads",
-        20)
+    row(f"branchmig heads, warm ({revisions} revs)", heads, alembic_heads, "alembic heads", 20)
 
 
 def main() -> None:

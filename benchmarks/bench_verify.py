@@ -23,8 +23,9 @@ from pathlib import Path
 
 from _common import installed_like_env
 
-POSTGRES_URL = os.environ.get("BRANCHMIG_TEST_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "BRANCHMIG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 SCRIPT = '''"""{message}
 
@@ -49,22 +50,26 @@ def downgrade() -> None:
 {downgrade}
 '''
 
-USERS = ('    op.create_table("users", sa.Column("id", sa.Integer, primary_key=True),\n'
-         '                    sa.Column("name", sa.String(50), nullable=False))',
-         '    op.drop_table("users")')
+USERS = (
+    '    op.create_table("users", sa.Column("id", sa.Integer, primary_key=True),\n'
+    '                    sa.Column("name", sa.String(50), nullable=False))',
+    '    op.drop_table("users")',
+)
 
 
 def _step(i: int) -> tuple[str, str]:
-    return (f'    op.create_table("t{i}", sa.Column("id", sa.Integer, primary_key=True),\n'
-            f'                    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id")),\n'
-            f'                    sa.Column("v", sa.String(20), server_default="x"))\n'
-            f'    op.create_index("ix_t{i}_v", "t{i}", ["v"])',
-            f'    op.drop_index("ix_t{i}_v", table_name="t{i}")\n'
-            f'    op.drop_table("t{i}")')
+    return (
+        f'    op.create_table("t{i}", sa.Column("id", sa.Integer, primary_key=True),\n'
+        f'                    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id")),\n'
+        f'                    sa.Column("v", sa.String(20), server_default="x"))\n'
+        f'    op.create_index("ix_t{i}_v", "t{i}", ["v"])',
+        f'    op.drop_index("ix_t{i}_v", table_name="t{i}")\n    op.drop_table("t{i}")',
+    )
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
-        ok: tuple[int, ...] = (0,)) -> str:
+def run(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)
+) -> str:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode not in ok:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -72,13 +77,15 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
 
 
 def git(repo: Path, *args: str) -> str:
-    return run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
-                *args], repo)
+    return run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", *args], repo
+    )
 
 
 def write(repo: Path, rev: str, down: str | None, bodies: tuple[str, str]) -> None:
-    (repo / "alembic" / "versions" / f"{rev}.py").write_text(SCRIPT.format(
-        message=rev, rev=rev, down=down, upgrade=bodies[0], downgrade=bodies[1]))
+    (repo / "alembic" / "versions" / f"{rev}.py").write_text(
+        SCRIPT.format(message=rev, rev=rev, down=down, upgrade=bodies[0], downgrade=bodies[1])
+    )
 
 
 def build(repo: Path, url: str, revisions: int) -> None:
@@ -131,9 +138,11 @@ def bench(label: str, url: str, args: argparse.Namespace, branchmig: list[str]) 
             run(cmd, repo, env)
             times.append(time.perf_counter() - start)
         med = statistics.median(times)
-        print(f"{label:<12} verify of {args.revisions} revisions: median {med:.2f} s "
-              f"({', '.join(f'{t:.2f}' for t in times)}); "
-              f"{1000 * med / args.revisions:.0f} ms per revision, process start included")
+        print(
+            f"{label:<12} verify of {args.revisions} revisions: median {med:.2f} s "
+            f"({', '.join(f'{t:.2f}' for t in times)}); "
+            f"{1000 * med / args.revisions:.0f} ms per revision, process start included"
+        )
 
 
 def main() -> None:
@@ -142,8 +151,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     bindir = Path(sys.executable).parent
-    branchmig = [str(bindir / "branchmig")] if (bindir / "branchmig").exists() else [
-        sys.executable, "-m", "branchmig"]
+    branchmig = (
+        [str(bindir / "branchmig")]
+        if (bindir / "branchmig").exists()
+        else [sys.executable, "-m", "branchmig"]
+    )
     bench("SQLite", "sqlite:///app.db", args, branchmig)
     if postgres_reachable():
         # The live database is never opened: a scratch one is made beside it.

@@ -95,20 +95,23 @@ def _with_time(text: str) -> str:
 
 def slow_f1(sleep: float) -> str:
     """F1 with a downgrade that sleeps before and after dropping the column."""
-    body = ('    with op.batch_alter_table("users") as batch:\n'
-            '        batch.drop_column("email")')
+    body = '    with op.batch_alter_table("users") as batch:\n        batch.drop_column("email")'
     assert body in F1_SCRIPT
-    return _with_time(F1_SCRIPT.replace(
-        body, f"    time.sleep({sleep!r})\n{body}\n    time.sleep({sleep!r})"))
+    return _with_time(
+        F1_SCRIPT.replace(body, f"    time.sleep({sleep!r})\n{body}\n    time.sleep({sleep!r})")
+    )
 
 
 def slow_f2(sleep: float) -> str:
     """F2 with an upgrade that sleeps before and after creating ``posts``."""
-    body = ('    op.create_table("posts", sa.Column("id", sa.Integer, primary_key=True),\n'
-            '                    sa.Column("title", sa.String(100)))')
+    body = (
+        '    op.create_table("posts", sa.Column("id", sa.Integer, primary_key=True),\n'
+        '                    sa.Column("title", sa.String(100)))'
+    )
     assert body in F2_SCRIPT
-    return _with_time(F2_SCRIPT.replace(
-        body, f"    time.sleep({sleep!r})\n{body}\n    time.sleep({sleep!r})"))
+    return _with_time(
+        F2_SCRIPT.replace(body, f"    time.sleep({sleep!r})\n{body}\n    time.sleep({sleep!r})")
+    )
 
 
 def check_ok(proc: subprocess.CompletedProcess[str], what: str) -> None:
@@ -174,15 +177,19 @@ class SQLiteBackend(Backend):
         out: dict[str, Any] = {}
         conn = sqlite3.connect(p.db_path)
         try:
-            tables = [r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+                )
+            ]
             out["tables"] = tables
             if "alembic_version" in tables:
-                out["version"] = sorted(r[0] for r in conn.execute(
-                    "SELECT version_num FROM alembic_version"))
+                out["version"] = sorted(
+                    r[0] for r in conn.execute("SELECT version_num FROM alembic_version")
+                )
             if "users" in tables:
-                out["users"] = [tuple(r) for r in conn.execute(
-                    "SELECT * FROM users ORDER BY id")]
+                out["users"] = [tuple(r) for r in conn.execute("SELECT * FROM users ORDER BY id")]
         finally:
             conn.close()
         return out
@@ -218,8 +225,11 @@ class PostgresBackend(Backend):
             conn.execute(f'CREATE ROLE "{self.role}" LOGIN CREATEDB')
 
     def url(self) -> str:
-        return make_url(url_with_database(self.server, self.live)).set(
-            username=self.role, password=None).render_as_string(hide_password=False)
+        return (
+            make_url(url_with_database(self.server, self.live))
+            .set(username=self.role, password=None)
+            .render_as_string(hide_password=False)
+        )
 
     def _admin_live(self) -> str:
         return url_with_database(self.server, self.live)
@@ -230,29 +240,37 @@ class PostgresBackend(Backend):
 
     def keep_seed(self, p: Project) -> None:
         with postgres_connection(self.server) as conn:
-            conn.execute(f'CREATE DATABASE "{self.seed}" TEMPLATE "{self.live}" '
-                         f'OWNER "{self.role}"')
+            conn.execute(
+                f'CREATE DATABASE "{self.seed}" TEMPLATE "{self.live}" OWNER "{self.role}"'
+            )
 
     def _owned(self, conn: Any) -> list[str]:
-        return [r[0] for r in conn.execute(
-            "SELECT datname FROM pg_database WHERE datdba = "
-            "(SELECT oid FROM pg_roles WHERE rolname = %s) ORDER BY datname",
-            (self.role,)).fetchall()]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datdba = "
+                "(SELECT oid FROM pg_roles WHERE rolname = %s) ORDER BY datname",
+                (self.role,),
+            ).fetchall()
+        ]
 
     def _drop_all_but_seed(self) -> None:
         drop_postgres_database_and_snapshots(self.server, self.live)
         with postgres_connection(self.server) as conn:
             for name in self._owned(conn):
                 if name != self.seed:
-                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = %s", (name,))
+                    conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                        (name,),
+                    )
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def reset_live(self) -> None:
         self._drop_all_but_seed()
         with postgres_connection(self.server) as conn:
-            conn.execute(f'CREATE DATABASE "{self.live}" TEMPLATE "{self.seed}" '
-                         f'OWNER "{self.role}"')
+            conn.execute(
+                f'CREATE DATABASE "{self.live}" TEMPLATE "{self.seed}" OWNER "{self.role}"'
+            )
 
     def state(self, p: Project) -> Any:
         try:
@@ -260,38 +278,54 @@ class PostgresBackend(Backend):
                 columns = conn.execute(
                     "SELECT table_name, column_name, data_type, is_nullable, column_default "
                     "FROM information_schema.columns WHERE table_schema = 'public' "
-                    "ORDER BY table_name, ordinal_position").fetchall()
+                    "ORDER BY table_name, ordinal_position"
+                ).fetchall()
                 constraints = conn.execute(
                     "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
                     "FROM pg_constraint WHERE connamespace = 'public'::regnamespace "
-                    "ORDER BY 1, 2").fetchall()
+                    "ORDER BY 1, 2"
+                ).fetchall()
                 indexes = conn.execute(
                     "SELECT tablename, indexname, indexdef FROM pg_indexes "
-                    "WHERE schemaname = 'public' ORDER BY 1, 2").fetchall()
+                    "WHERE schemaname = 'public' ORDER BY 1, 2"
+                ).fetchall()
                 sequences = conn.execute(
                     "SELECT sequencename, last_value FROM pg_sequences "
-                    "WHERE schemaname = 'public' ORDER BY 1").fetchall()
+                    "WHERE schemaname = 'public' ORDER BY 1"
+                ).fetchall()
                 tables = sorted({t for t, *_ in columns})
-                rows = {t: conn.execute(f'SELECT * FROM "{t}" ORDER BY 1').fetchall()
-                        for t in tables}
+                rows = {
+                    t: conn.execute(f'SELECT * FROM "{t}" ORDER BY 1').fetchall() for t in tables
+                }
         except Exception as err:  # noqa: BLE001 - a missing database is a finding
             return {"error": f"{type(err).__name__}: {err}".strip()}
-        return {"columns": columns, "constraints": constraints, "indexes": indexes,
-                "sequences": sequences, "rows": rows}
+        return {
+            "columns": columns,
+            "constraints": constraints,
+            "indexes": indexes,
+            "sequences": sequences,
+            "rows": rows,
+        }
 
     def summary(self, p: Project) -> dict[str, Any]:
         try:
             with postgres_connection(self._admin_live()) as conn:
-                tables = [r[0] for r in conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "ORDER BY 1").fetchall()]
+                tables = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+                    ).fetchall()
+                ]
                 out: dict[str, Any] = {"tables": tables}
                 if "alembic_version" in tables:
-                    out["version"] = sorted(r[0] for r in conn.execute(
-                        "SELECT version_num FROM alembic_version").fetchall())
+                    out["version"] = sorted(
+                        r[0]
+                        for r in conn.execute("SELECT version_num FROM alembic_version").fetchall()
+                    )
                 if "users" in tables:
-                    out["users"] = [tuple(r) for r in conn.execute(
-                        "SELECT * FROM users ORDER BY id").fetchall()]
+                    out["users"] = [
+                        tuple(r) for r in conn.execute("SELECT * FROM users ORDER BY id").fetchall()
+                    ]
                 return out
         except Exception as err:  # noqa: BLE001
             return {"error": f"{type(err).__name__}: {err}".strip()}
@@ -337,12 +371,14 @@ class MySQLBackend(Backend):
     def _copy(self, source: str, dest: str) -> None:
         with mysql_connection(self.server) as conn, conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{dest}`")
-            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE "
-                        "TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'", (source,))
+            cur.execute(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE "
+                "TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
+                (source,),
+            )
             for (table,) in cur.fetchall():
                 cur.execute(f"CREATE TABLE `{dest}`.`{table}` LIKE `{source}`.`{table}`")
-                cur.execute(f"INSERT INTO `{dest}`.`{table}` SELECT * FROM "
-                            f"`{source}`.`{table}`")
+                cur.execute(f"INSERT INTO `{dest}`.`{table}` SELECT * FROM `{source}`.`{table}`")
 
     def keep_seed(self, p: Project) -> None:
         self._copy(self.live, self.seed)
@@ -355,30 +391,45 @@ class MySQLBackend(Backend):
         try:
             tables = self._query(
                 "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES "
-                "WHERE TABLE_SCHEMA = %s ORDER BY 1", (self.live,))
+                "WHERE TABLE_SCHEMA = %s ORDER BY 1",
+                (self.live,),
+            )
             columns = self._query(
                 "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, "
                 "EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
-                "ORDER BY TABLE_NAME, ORDINAL_POSITION", (self.live,))
+                "ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                (self.live,),
+            )
             indexes = self._query(
                 "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME "
                 "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
-                "ORDER BY 1, 2, 4", (self.live,))
-            rows = {t: self._query(f"SELECT * FROM `{t}` ORDER BY 1")
-                    for t, kind in tables if kind == "BASE TABLE"}
+                "ORDER BY 1, 2, 4",
+                (self.live,),
+            )
+            rows = {
+                t: self._query(f"SELECT * FROM `{t}` ORDER BY 1")
+                for t, kind in tables
+                if kind == "BASE TABLE"
+            }
         except Exception as err:  # noqa: BLE001
             return {"error": f"{type(err).__name__}: {err}".strip()}
         return {"tables": tables, "columns": columns, "indexes": indexes, "rows": rows}
 
     def summary(self, p: Project) -> dict[str, Any]:
         try:
-            tables = [r[0] for r in self._query(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                "ORDER BY 1", (self.live,))]
+            tables = [
+                r[0]
+                for r in self._query(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                    "ORDER BY 1",
+                    (self.live,),
+                )
+            ]
             out: dict[str, Any] = {"tables": tables}
             if "alembic_version" in tables:
-                out["version"] = sorted(r[0] for r in self._query(
-                    "SELECT version_num FROM alembic_version"))
+                out["version"] = sorted(
+                    r[0] for r in self._query("SELECT version_num FROM alembic_version")
+                )
             if "users" in tables:
                 out["users"] = self._query("SELECT * FROM users ORDER BY id")
             return out
@@ -386,15 +437,20 @@ class MySQLBackend(Backend):
             return {"error": f"{type(err).__name__}: {err}".strip()}
 
     def insert_users(self, p: Project) -> None:
-        self._query("INSERT INTO users (name, email) VALUES (%s, %s), (%s, %s)",
-                    [v for pair in EMAILS for v in pair])
+        self._query(
+            "INSERT INTO users (name, email) VALUES (%s, %s), (%s, %s)",
+            [v for pair in EMAILS for v in pair],
+        )
 
     def orphans(self, p: Project, keys: list[str]) -> list[str]:
         expected = {f"{self.live}__bm_{k}" for k in keys}
         with mysql_connection(self.server) as conn, conn.cursor() as cur:
             cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
-            return sorted(r[0] for r in cur.fetchall()
-                          if r[0].startswith(f"{self.live}__bm_") and r[0] not in expected)
+            return sorted(
+                r[0]
+                for r in cur.fetchall()
+                if r[0].startswith(f"{self.live}__bm_") and r[0] not in expected
+            )
 
     def finish(self) -> None:
         drop_mysql_database_and_snapshots(self.server, self.live)
@@ -406,8 +462,7 @@ def make_backend(name: str) -> Backend:
     if name == "sqlite":
         return SQLiteBackend()
     if name == "postgresql":
-        return PostgresBackend(os.environ.get("BRANCHMIG_TEST_POSTGRES_URL",
-                                              DEFAULT_POSTGRES_URL))
+        return PostgresBackend(os.environ.get("BRANCHMIG_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
     if name == "mysql":
         return MySQLBackend(os.environ.get("BRANCHMIG_TEST_MYSQL_URL", DEFAULT_MYSQL_URL))
     raise SystemExit(f"unknown backend {name!r} (sqlite, postgresql, mysql)")
@@ -430,7 +485,7 @@ def _process_table() -> dict[int, tuple[int, str]]:
         except OSError:
             continue
         # The command name is in parentheses and may hold spaces: ppid follows the last ")".
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         table[int(entry)] = (ppid, cmdline)
     return table
 
@@ -461,18 +516,27 @@ class Move:
     returncode: int | None
 
 
-def start_move(p: Project, path: str, to: str, scratch: Path
-               ) -> tuple[subprocess.Popen[bytes], Path, Path]:
+def start_move(
+    p: Project, path: str, to: str, scratch: Path
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
     argv = ["git", "checkout", to] if path == "hook" else [BRANCHMIG, "switch", to]
     out, err = scratch / "move.out", scratch / "move.err"
     with out.open("wb") as fo, err.open("wb") as fe:
-        proc = subprocess.Popen(argv, cwd=p.root, env=p.environ(), stdin=subprocess.DEVNULL,
-                                stdout=fo, stderr=fe, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=p.root,
+            env=p.environ(),
+            stdin=subprocess.DEVNULL,
+            stdout=fo,
+            stderr=fe,
+            start_new_session=True,
+        )
     return proc, out, err
 
 
-def run_move(p: Project, path: str, scratch: Path, kill_after: float | None,
-             kill_group: bool) -> Move:
+def run_move(
+    p: Project, path: str, scratch: Path, kill_after: float | None, kill_group: bool
+) -> Move:
     """Move to feature2 by ``path``; with ``kill_after``, SIGKILL it that many seconds
     after the start (path=hook: the hook's python; the first instant it exists, when the
     kill instant comes before)."""
@@ -526,8 +590,15 @@ def run_move(p: Project, path: str, scratch: Path, kill_after: float | None,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     seconds = time.perf_counter() - start
-    return Move(seconds, killed, waited, journal, out.read_text(errors="replace"),
-                err.read_text(errors="replace"), proc.returncode)
+    return Move(
+        seconds,
+        killed,
+        waited,
+        journal,
+        out.read_text(errors="replace"),
+        err.read_text(errors="replace"),
+        proc.returncode,
+    )
 
 
 # -- a trial -----------------------------------------------------------------------------------
@@ -548,8 +619,15 @@ class Trial:
 
 
 class Batch:
-    def __init__(self, backend: Backend, path: str, template: Path, root: Path,
-                 sleep: float, kill_group: bool) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        path: str,
+        template: Path,
+        root: Path,
+        sleep: float,
+        kill_group: bool,
+    ) -> None:
         self.backend = backend
         self.path = path
         self.root = root
@@ -590,13 +668,19 @@ class Batch:
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(self.seed_dir, dest, symlinks=True)
         self.backend.reset_live()
-        return Project(dest, "alembic", dest / "alembic" / "versions",
-                       self.backend.url() or "sqlite:///app.db", {})
+        return Project(
+            dest,
+            "alembic",
+            dest / "alembic" / "versions",
+            self.backend.url() or "sqlite:///app.db",
+            {},
+        )
 
     def _go(self, p: Project, to: str, outputs: list[str]) -> subprocess.CompletedProcess[str]:
         if self.path == "hook":
-            proc: subprocess.CompletedProcess[str] = p.run("git", "checkout", to,
-                                                           timeout=COMMAND_TIMEOUT)
+            proc: subprocess.CompletedProcess[str] = p.run(
+                "git", "checkout", to, timeout=COMMAND_TIMEOUT
+            )
         else:
             proc = p.run(BRANCHMIG, "switch", to, timeout=COMMAND_TIMEOUT)
         outputs.append(proc.stdout + proc.stderr)
@@ -617,8 +701,9 @@ class Batch:
                 return None
             outputs.append(proc.stdout + proc.stderr)
             if proc.returncode != 0:
-                problems.append(f"{label}: exit {proc.returncode}: "
-                                f"{_last_lines(proc.stderr or proc.stdout)}")
+                problems.append(
+                    f"{label}: exit {proc.returncode}: {_last_lines(proc.stderr or proc.stdout)}"
+                )
             return proc
 
         try:
@@ -634,8 +719,9 @@ class Batch:
             if trial.kill_after is None:
                 trial.kill_class = "control"
                 if move.returncode != 0:
-                    problems.append(f"unkilled move: exit {move.returncode}: "
-                                    f"{_last_lines(move.stderr)}")
+                    problems.append(
+                        f"unkilled move: exit {move.returncode}: {_last_lines(move.stderr)}"
+                    )
             elif not move.killed:
                 trial.kill_class = "finished"
             elif move.journal_at_kill is not None:
@@ -658,13 +744,14 @@ class Batch:
                 trial.outcome = "post"
             else:
                 want = "pre (feature1)" if branch == "feature1" else "post (feature2)"
-                problems.append(f"after status + sync: {branch} checked out, database "
-                                f"{_short(b.summary(p))}; not the {want} state"
-                                f"{_diff(now, pre if branch == 'feature1' else self.post_ref)}")
+                problems.append(
+                    f"after status + sync: {branch} checked out, database "
+                    f"{_short(b.summary(p))}; not the {want} state"
+                    f"{_diff(now, pre if branch == 'feature1' else self.post_ref)}"
+                )
 
             # Every branch's data comes back: a round trip through both, by the same path.
-            order = ["feature1", "feature2"] if branch != "feature1" else ["feature2",
-                                                                           "feature1"]
+            order = ["feature1", "feature2"] if branch != "feature1" else ["feature2", "feature1"]
             for to in order:
                 try:
                     proc = self._go(p, to, outputs)
@@ -672,8 +759,9 @@ class Batch:
                     problems.append(f"move to {to}: timed out")
                     break
                 if proc.returncode != 0:
-                    problems.append(f"move to {to}: exit {proc.returncode}: "
-                                    f"{_last_lines(proc.stderr)}")
+                    problems.append(
+                        f"move to {to}: exit {proc.returncode}: {_last_lines(proc.stderr)}"
+                    )
                     break
                 if p.branch() != to:
                     problems.append(f"move to {to}: {p.branch()} is checked out")
@@ -682,35 +770,44 @@ class Batch:
                 expected = pre if to == "feature1" else self.post_ref
                 if state != expected:
                     summary = b.summary(p)
-                    if to == "feature1" and summary.get("users") is not None and [
-                            tuple(u[1:]) for u in summary["users"]] != EMAILS:
-                        problems.append(f"feature1's data is lost: {to} brought back "
-                                        f"{_short(summary)}")
+                    if (
+                        to == "feature1"
+                        and summary.get("users") is not None
+                        and [tuple(u[1:]) for u in summary["users"]] != EMAILS
+                    ):
+                        problems.append(
+                            f"feature1's data is lost: {to} brought back {_short(summary)}"
+                        )
                     else:
-                        problems.append(f"back on {to}: database {_short(summary)}, not "
-                                        f"the {to} state{_diff(state, expected)}")
+                        problems.append(
+                            f"back on {to}: database {_short(summary)}, not "
+                            f"the {to} state{_diff(state, expected)}"
+                        )
             final = command("branchmig status --json", BRANCHMIG, "status", "--json")
             keys: list[str] = []
             if final is not None and final.returncode == 0:
                 data = json.loads(final.stdout)
                 keys = [s["key"] for s in data.get("snapshots", [])]
                 if data.get("pending") != [] or data.get("unknown") != []:
-                    problems.append(f"status --json: pending {data.get('pending')}, unknown "
-                                    f"{data.get('unknown')}")
+                    problems.append(
+                        f"status --json: pending {data.get('pending')}, unknown "
+                        f"{data.get('unknown')}"
+                    )
                 if data.get("interrupted"):
                     problems.append(f"status --json: interrupted {data['interrupted']}")
             if p.journal.exists():
                 problems.append("the journal is there at the end")
             if any("Traceback" in text for text in outputs):
-                problems.append("a Traceback in the output: " + next(
-                    _last_lines(t, 3) for t in outputs if "Traceback" in t))
+                problems.append(
+                    "a Traceback in the output: "
+                    + next(_last_lines(t, 3) for t in outputs if "Traceback" in t)
+                )
             try:
                 trial.orphans = b.orphans(p, keys)
             except Exception as err:  # noqa: BLE001
                 trial.orphans = [f"(could not list: {err})"]
         except Exception as err:  # noqa: BLE001 - one trial's crash is a finding
-            problems.append(f"harness error: {type(err).__name__}: {err}\n"
-                            f"{traceback.format_exc()}")
+            problems.append(f"harness error: {type(err).__name__}: {err}\n{traceback.format_exc()}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             shutil.rmtree(p.root, ignore_errors=True)
@@ -720,13 +817,17 @@ class Batch:
 
     def _set_post_ref(self, p: Project, state: Any) -> None:
         summary = self.backend.summary(p)
-        ok = (p.branch() == "feature2" and summary.get("version") == [F2]
-              and "posts" in summary.get("tables", [])
-              and [tuple(u[1:]) for u in summary.get("users", [])] == [
-                  (name,) for name, _ in EMAILS])
+        ok = (
+            p.branch() == "feature2"
+            and summary.get("version") == [F2]
+            and "posts" in summary.get("tables", [])
+            and [tuple(u[1:]) for u in summary.get("users", [])] == [(name,) for name, _ in EMAILS]
+        )
         if not ok:
-            raise SystemExit(f"{self.backend.name}/{self.path}: the unkilled move did not "
-                             f"reach feature2's state: {p.branch()} {summary}")
+            raise SystemExit(
+                f"{self.backend.name}/{self.path}: the unkilled move did not "
+                f"reach feature2's state: {p.branch()} {summary}"
+            )
         self.post_ref = state
 
 
@@ -738,9 +839,10 @@ def _last_lines(text: str, n: int = 2) -> str:
 def _short(summary: dict[str, Any]) -> str:
     if "error" in summary:
         return f"[{summary['error']}]"
-    parts = [f"version={summary.get('version')}",
-             "tables=" + ",".join(t for t in summary.get("tables", [])
-                                  if t != "alembic_version")]
+    parts = [
+        f"version={summary.get('version')}",
+        "tables=" + ",".join(t for t in summary.get("tables", []) if t != "alembic_version"),
+    ]
     if "users" in summary:
         parts.append(f"users={summary['users']}")
     return "{" + " ".join(parts) + "}"
@@ -762,8 +864,14 @@ def _diff(got: Any, want: Any) -> str:
 # -- main --------------------------------------------------------------------------------------
 
 
-def run_batch(backend_name: str, path: str, args: argparse.Namespace, template: Path,
-              scratch: Path, rng: random.Random) -> tuple[list[Trial], list[Trial], float]:
+def run_batch(
+    backend_name: str,
+    path: str,
+    args: argparse.Namespace,
+    template: Path,
+    scratch: Path,
+    rng: random.Random,
+) -> tuple[list[Trial], list[Trial], float]:
     backend = make_backend(backend_name)
     root = scratch / f"{backend_name}-{path}"
     root.mkdir()
@@ -776,9 +884,11 @@ def run_batch(backend_name: str, path: str, args: argparse.Namespace, template: 
                 print(f"  control: {t.problems}", file=sys.stderr)
             raise SystemExit(f"{backend_name}/{path}: no unkilled move succeeded")
         window = statistics.median(times)
-        print(f"{backend_name}/{path}: unkilled move {window:.2f} s "
-              f"({', '.join(f'{t:.2f}' for t in times)}); {args.trials} trials",
-              file=sys.stderr)
+        print(
+            f"{backend_name}/{path}: unkilled move {window:.2f} s "
+            f"({', '.join(f'{t:.2f}' for t in times)}); {args.trials} trials",
+            file=sys.stderr,
+        )
         trials = []
         for i in range(args.trials):
             trial = batch.run_trial(Trial(i, rng.uniform(0.0, window)))
@@ -796,15 +906,23 @@ def export_code(ref: str, dest: Path) -> None:
     """``branchmig/`` and its hook templates at ``ref``, first on every command's path
     (ahead of the editable install's finder)."""
     dest.mkdir()
-    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", ref, "branchmig",
-                              "hooks"], capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", ref, "branchmig", "hooks"],
+        capture_output=True,
+        check=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     shutil.move(str(dest / "hooks"), str(dest / "branchmig" / "hook_scripts"))
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(dest), *filter(None, [os.environ.get("PYTHONPATH")])])
-    found = subprocess.run([sys.executable, "-c", "import branchmig; print(branchmig.__file__)"],
-                           capture_output=True, text=True, check=True,
-                           cwd=dest.parent).stdout.strip()
+        [str(dest), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", "import branchmig; print(branchmig.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=dest.parent,
+    ).stdout.strip()
     if not found.startswith(str(dest)):
         raise SystemExit(f"the exported code is not the one imported ({found})")
 
@@ -815,18 +933,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgresql,mysql")
     parser.add_argument("--paths", default="hook,switch")
     parser.add_argument("--seed", type=int, default=None, help="random seed of the kill times")
-    parser.add_argument("--sleep", type=float, default=0.1,
-                        help="seconds feature1's downgrade and feature2's upgrade sleep, "
-                             "before and after their DDL")
-    parser.add_argument("--calibrate", type=int, default=3,
-                        help="unkilled moves per batch, timed (and checked) first")
-    parser.add_argument("--code", default="worktree",
-                        help="the branchmig to test: 'worktree' (the installed, editable "
-                             "checkout, as it is now) or a git ref of this repository, "
-                             "exported to a temporary folder and put first on PYTHONPATH")
-    parser.add_argument("--kill-group", action="store_true",
-                        help="SIGKILL the move's whole process group (git included on the "
-                             "hook path) instead of the one branchmig process")
+    parser.add_argument(
+        "--sleep",
+        type=float,
+        default=0.1,
+        help="seconds feature1's downgrade and feature2's upgrade sleep, "
+        "before and after their DDL",
+    )
+    parser.add_argument(
+        "--calibrate",
+        type=int,
+        default=3,
+        help="unkilled moves per batch, timed (and checked) first",
+    )
+    parser.add_argument(
+        "--code",
+        default="worktree",
+        help="the branchmig to test: 'worktree' (the installed, editable "
+        "checkout, as it is now) or a git ref of this repository, "
+        "exported to a temporary folder and put first on PYTHONPATH",
+    )
+    parser.add_argument(
+        "--kill-group",
+        action="store_true",
+        help="SIGKILL the move's whole process group (git included on the "
+        "hook path) instead of the one branchmig process",
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -836,19 +968,28 @@ def main(argv: list[str] | None = None) -> int:
         if x not in ("hook", "switch"):
             raise SystemExit(f"unknown path {x!r} (hook, switch)")
     if args.code == "worktree":
-        head = subprocess.run(["git", "-C", str(HERE.parent), "describe", "--always",
-                               "--dirty"], capture_output=True, text=True,
-                              check=False).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         code = f"the working tree ({head or '?'})"
     else:
-        head = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short",
-                               args.code], capture_output=True, text=True,
-                              check=False).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(HERE.parent), "rev-parse", "--short", args.code],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         if not head:
             raise SystemExit(f"--code {args.code!r} is not a git ref of {HERE.parent}")
         code = f"{args.code} ({head})"
-    print(f"seed {seed}; branchmig: {code}; kill window = median unkilled move; "
-          f"migration sleep {args.sleep} s x2 per step", file=sys.stderr)
+    print(
+        f"seed {seed}; branchmig: {code}; kill window = median unkilled move; "
+        f"migration sleep {args.sleep} s x2 per step",
+        file=sys.stderr,
+    )
 
     rows = []
     broken: list[tuple[str, str, Trial]] = []
@@ -863,47 +1004,78 @@ def main(argv: list[str] | None = None) -> int:
         for backend_name in backends:
             for path in paths:
                 started = time.perf_counter()
-                controls, trials, window = run_batch(backend_name, path, args, template,
-                                                     scratch, rng)
+                controls, trials, window = run_batch(
+                    backend_name, path, args, template, scratch, rng
+                )
                 spent = time.perf_counter() - started
-                classes = {k: sum(t.kill_class == k for t in trials)
-                           for k in ("before", "mid", "after", "finished")}
-                outcomes = {k: sum(t.outcome == k for t in trials)
-                            for k in ("pre", "post", "BROKEN")}
+                classes = {
+                    k: sum(t.kill_class == k for t in trials)
+                    for k in ("before", "mid", "after", "finished")
+                }
+                outcomes = {
+                    k: sum(t.outcome == k for t in trials) for k in ("pre", "post", "BROKEN")
+                }
                 orphans = sum(bool(t.orphans) for t in trials + controls)
-                rows.append((backend_name, path, len(trials), classes, outcomes,
-                             sum(t.outcome == "BROKEN" for t in controls), orphans, window,
-                             spent))
-                broken += [(backend_name, path, t) for t in controls + trials
-                           if t.outcome == "BROKEN"]
+                rows.append(
+                    (
+                        backend_name,
+                        path,
+                        len(trials),
+                        classes,
+                        outcomes,
+                        sum(t.outcome == "BROKEN" for t in controls),
+                        orphans,
+                        window,
+                        spent,
+                    )
+                )
+                broken += [
+                    (backend_name, path, t) for t in controls + trials if t.outcome == "BROKEN"
+                ]
                 for t in controls + trials:
                     if t.orphans and t.outcome != "BROKEN":
-                        print(f"  orphan snapshot copies ({backend_name}/{path} trial "
-                              f"{t.index}, {t.kill_class}): {t.orphans}", file=sys.stderr)
+                        print(
+                            f"  orphan snapshot copies ({backend_name}/{path} trial "
+                            f"{t.index}, {t.kill_class}): {t.orphans}",
+                            file=sys.stderr,
+                        )
 
-    print(f"\nfault injection: a move feature1 -> feature2 SIGKILLed at a uniform instant in "
-          f"[0, unkilled move time], then branchmig status + sync (seed {seed})")
-    header = (f"{'backend':<11} {'path':<6} {'trials':>6} {'before':>6} {'mid':>5} "
-              f"{'after':>5} {'done':>5} {'pre':>5} {'post':>5} {'broken':>6} "
-              f"{'ctl-brk':>7} {'orphans':>7} {'move med':>8} {'batch':>7}")
+    print(
+        f"\nfault injection: a move feature1 -> feature2 SIGKILLed at a uniform instant in "
+        f"[0, unkilled move time], then branchmig status + sync (seed {seed})"
+    )
+    header = (
+        f"{'backend':<11} {'path':<6} {'trials':>6} {'before':>6} {'mid':>5} "
+        f"{'after':>5} {'done':>5} {'pre':>5} {'post':>5} {'broken':>6} "
+        f"{'ctl-brk':>7} {'orphans':>7} {'move med':>8} {'batch':>7}"
+    )
     print(header)
     print("-" * len(header))
     for name, path, n, cl, oc, ctl, orph, window, spent in rows:
-        print(f"{name:<11} {path:<6} {n:>6} {cl['before']:>6} {cl['mid']:>5} "
-              f"{cl['after']:>5} {cl['finished']:>5} {oc['pre']:>5} {oc['post']:>5} "
-              f"{oc['BROKEN']:>6} {ctl:>7} {orph:>7} {window:>7.2f}s {spent:>6.0f}s")
-    print("before/mid/after: killed before the move's journal existed / with it / after the "
-          "move completed; done: finished before the kill instant; ctl-brk: broken unkilled "
-          "control moves; orphans: trials leaving snapshot copies no record names")
+        print(
+            f"{name:<11} {path:<6} {n:>6} {cl['before']:>6} {cl['mid']:>5} "
+            f"{cl['after']:>5} {cl['finished']:>5} {oc['pre']:>5} {oc['post']:>5} "
+            f"{oc['BROKEN']:>6} {ctl:>7} {orph:>7} {window:>7.2f}s {spent:>6.0f}s"
+        )
+    print(
+        "before/mid/after: killed before the move's journal existed / with it / after the "
+        "move completed; done: finished before the kill instant; ctl-brk: broken unkilled "
+        "control moves; orphans: trials leaving snapshot copies no record names"
+    )
     if broken:
         print(f"\nBROKEN trials ({len(broken)}):")
         for name, path, t in broken:
-            when = ("control (unkilled)" if t.kill_after is None
-                    else f"kill at {1000 * t.kill_after:.0f} ms, {t.kill_class}")
+            when = (
+                "control (unkilled)"
+                if t.kill_after is None
+                else f"kill at {1000 * t.kill_after:.0f} ms, {t.kill_class}"
+            )
             journal = t.journal_at_kill
             if journal:
-                when += (f", journal phase={journal.get('phase')} "
-                         f"checked_out={journal.get('checked_out')}")
+                when += (
+                    f", journal phase={journal.get('phase')} "
+                    f"checked_out={journal.get('checked_out')}"
+                )
             if t.waited_for_hook:
                 when += ", hookrun killed as it appeared"
             if t.last_output:

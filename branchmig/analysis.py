@@ -37,16 +37,28 @@ def heads(ws: Workspace, *, ref: str = WORKTREE) -> HeadsResult:
     summaries = _HeadsMemo(ws.state_dir / "cache" / "heads.json")
     known = summaries.get(signature)
     if known is not None:
-        return HeadsResult(ref=ref or "WORKTREE", heads=tuple(known["heads"]),
-                           paths=tuple(known["paths"]), warnings=tuple(known["warnings"]))
+        return HeadsResult(
+            ref=ref or "WORKTREE",
+            heads=tuple(known["heads"]),
+            paths=tuple(known["paths"]),
+            warnings=tuple(known["warnings"]),
+        )
     scripts, graph = ws.graph_at(ref, signature=signature)
     graph.check()
     result = HeadsResult(
-        ref=ref or "WORKTREE", heads=graph.heads,
-        paths=tuple(graph.revisions[h].path for h in graph.heads), warnings=scripts.warnings,
+        ref=ref or "WORKTREE",
+        heads=graph.heads,
+        paths=tuple(graph.revisions[h].path for h in graph.heads),
+        warnings=scripts.warnings,
     )
-    summaries.put(signature, {"heads": list(result.heads), "paths": list(result.paths),
-                              "warnings": list(result.warnings)})
+    summaries.put(
+        signature,
+        {
+            "heads": list(result.heads),
+            "paths": list(result.paths),
+            "warnings": list(result.warnings),
+        },
+    )
     return result
 
 
@@ -100,9 +112,12 @@ def plan_between(ws: Workspace, *, source: str, target: str) -> PlanResult:
     dst_scripts, dst = ws.graph_at(target)
     plan = make_plan(applied_heads=src.heads, source=src, target=dst)
     plan = with_destructive(ws, plan, src)
-    return PlanResult(source=source or "WORKTREE", target=target or "WORKTREE", plan=plan,
-                      warnings=src_scripts.warnings + dst_scripts.warnings
-                      + batch_warnings(plan, src))
+    return PlanResult(
+        source=source or "WORKTREE",
+        target=target or "WORKTREE",
+        plan=plan,
+        warnings=src_scripts.warnings + dst_scripts.warnings + batch_warnings(plan, src),
+    )
 
 
 def with_destructive(ws: Workspace, plan: Plan, source: Graph) -> Plan:
@@ -124,8 +139,10 @@ def batch_warnings(plan: Plan, source: Graph) -> tuple[str, ...]:
     by_rev: dict[str, list[Destructive]] = {}
     for d in plan.batch_needed:
         by_rev.setdefault(d.revision, []).append(d)
-    return tuple(f"on SQLite, {batch_hint(found, source.revisions[rev].path)}"
-                 for rev, found in by_rev.items())
+    return tuple(
+        f"on SQLite, {batch_hint(found, source.revisions[rev].path)}"
+        for rev, found in by_rev.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -165,15 +182,26 @@ def _check(ws: Workspace, *, against: str | None) -> CheckResult:
     _, ours = ws.graph_at(WORKTREE)
     # A migration rebased onto REF's head (what the hint below asks for) names a parent
     # only REF has: with ``against``, parents are looked for in the merge.
-    rebased_onto_theirs = against is not None and bool(ours.problems) and all(
-        p.kind == "missing" for p in ours.problems)
+    rebased_onto_theirs = (
+        against is not None
+        and bool(ours.problems)
+        and all(p.kind == "missing" for p in ours.problems)
+    )
     if not rebased_onto_theirs:
         ours.check()
     merged_heads: tuple[str, ...] = ()
     if len(ours.heads) > expected and not rebased_onto_theirs:
-        return CheckResult(False, ours.heads, against, (), expected, (
-            f"{len(ours.heads)} heads in the working tree: {_list_heads(ours, ours.heads)}. "
-            "Run: branchmig merge-heads (or branchmig merge-heads --rebase)"))
+        return CheckResult(
+            False,
+            ours.heads,
+            against,
+            (),
+            expected,
+            (
+                f"{len(ours.heads)} heads in the working tree: {_list_heads(ours, ours.heads)}. "
+                "Run: branchmig merge-heads (or branchmig merge-heads --rebase)"
+            ),
+        )
     if against is not None:
         _, theirs = ws.graph_at(against)
         theirs.check()  # a broken REF fails the gate as `heads REF` fails: merging hides it
@@ -182,27 +210,53 @@ def _check(ws: Workspace, *, against: str | None) -> CheckResult:
         merged_heads = merged.heads
         if len(merged_heads) > expected:
             new = [h for h in merged_heads if h not in theirs]
-            hint = (f"set down_revision of your first new migration to "
-                    f"{', '.join(repr(h) for h in theirs.heads)}"
-                    if len(theirs.heads) == 1 and new else "run branchmig merge-heads after it")
-            return CheckResult(False, ours.heads, against, merged_heads, expected, (
-                f"Merging {describe_ref(against)} would leave {len(merged_heads)} heads: "
-                f"{_list_heads(merged, merged_heads)}. Before merging, {hint}"))
+            hint = (
+                f"set down_revision of your first new migration to "
+                f"{', '.join(repr(h) for h in theirs.heads)}"
+                if len(theirs.heads) == 1 and new
+                else "run branchmig merge-heads after it"
+            )
+            return CheckResult(
+                False,
+                ours.heads,
+                against,
+                merged_heads,
+                expected,
+                (
+                    f"Merging {describe_ref(against)} would leave {len(merged_heads)} heads: "
+                    f"{_list_heads(merged, merged_heads)}. Before merging, {hint}"
+                ),
+            )
     if rebased_onto_theirs:
-        return CheckResult(True, ours.heads, against, merged_heads, expected, (
-            f"your migrations build on '{against}'; merging it keeps "
-            f"{len(merged_heads)} head{'s' if len(merged_heads) != 1 else ''}: ok"))
+        return CheckResult(
+            True,
+            ours.heads,
+            against,
+            merged_heads,
+            expected,
+            (
+                f"your migrations build on '{against}'; merging it keeps "
+                f"{len(merged_heads)} head{'s' if len(merged_heads) != 1 else ''}: ok"
+            ),
+        )
     what = f"; merging '{against}' keeps {len(merged_heads)}" if against else ""
-    return CheckResult(True, ours.heads, against, merged_heads, expected,
-                       f"{len(ours.heads)} head{'s' if len(ours.heads) != 1 else ''}{what}: ok")
+    return CheckResult(
+        True,
+        ours.heads,
+        against,
+        merged_heads,
+        expected,
+        f"{len(ours.heads)} head{'s' if len(ours.heads) != 1 else ''}{what}: ok",
+    )
 
 
 def _list_heads(graph: Graph, rev_ids: tuple[str, ...]) -> str:
     return ", ".join(f"'{r}' ({graph.revisions[r].path})" for r in rev_ids)
 
 
-def graph_view(ws: Workspace, refs: list[str], *, database: bool = True,
-               fold: bool = True) -> GraphView:
+def graph_view(
+    ws: Workspace, refs: list[str], *, database: bool = True, fold: bool = True
+) -> GraphView:
     """The revision graph of ``refs`` together, each ref's heads marked and (unless
     ``database`` is False) the database's position; the scripts' warnings with the view's.
     A database that cannot be read is drawn without its mark, and a warning says why."""
@@ -214,14 +268,19 @@ def graph_view(ws: Workspace, refs: list[str], *, database: bool = True,
         start_loading_alembic()  # imported on a thread while git is read
     read = [ws.graph_at(ref) for ref in refs]
     warnings = [w for scripts, _ in read for w in scripts.warnings]
-    shown = [("working tree" if ref == WORKTREE else ref, found.heads)
-             for ref, (_, found) in zip(refs, read, strict=True)]
+    shown = [
+        ("working tree" if ref == WORKTREE else ref, found.heads)
+        for ref, (_, found) in zip(refs, read, strict=True)
+    ]
     position = None
     if database:
         position = _database_heads(ws, warnings)
     view = graphview.build_view(
-        merge_graphs(*(found for _, found in read)), heads=shown, database=position,
-        fold_after=graphview.FOLD_AFTER if fold else None)
+        merge_graphs(*(found for _, found in read)),
+        heads=shown,
+        database=position,
+        fold_after=graphview.FOLD_AFTER if fold else None,
+    )
     return replace(view, warnings=tuple(dict.fromkeys(warnings + list(view.warnings))))
 
 
@@ -235,6 +294,8 @@ def _database_heads(ws: Workspace, warnings: list[str]) -> tuple[str, ...] | Non
         with alembic_env(ws.project) as env:
             return read_database(env).heads
     except BranchmigError as err:
-        warnings.append(f"the database's position is not marked: {err}. To draw without "
-                        "reading it: branchmig graph --no-db")
+        warnings.append(
+            f"the database's position is not marked: {err}. To draw without "
+            "reading it: branchmig graph --no-db"
+        )
         return None

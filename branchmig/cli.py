@@ -31,8 +31,14 @@ class _Group(click.Group):
         except BranchmigError as err:
             click.echo(f"branchmig: {err}", err=True)
             if "--json" in sys.argv[1:]:  # a machine reads stdout: the error is JSON too
-                _emit_json({"error": str(err), "exit_code": err.exit_code,
-                            "kind": type(err).__name__, **err.facts()})
+                _emit_json(
+                    {
+                        "error": str(err),
+                        "exit_code": err.exit_code,
+                        "kind": type(err).__name__,
+                        **err.facts(),
+                    }
+                )
             ctx.exit(err.exit_code)
 
 
@@ -59,13 +65,23 @@ def _ref(value: str) -> str:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--config", type=click.Path(path_type=Path), multiple=True,
-              help="The alembic.ini or pyproject.toml to use, as for alembic; give both "
-                   "with two -c (default: found from the repository).")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Show Alembic's own log lines too (Running upgrade ...).")
-@click.option("-q", "--quiet", is_flag=True,
-              help="No progress lines on stderr: only results, warnings and errors.")
+@click.option(
+    "-c",
+    "--config",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="The alembic.ini or pyproject.toml to use, as for alembic; give both "
+    "with two -c (default: found from the repository).",
+)
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show Alembic's own log lines too (Running upgrade ...)."
+)
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress lines on stderr: only results, warnings and errors.",
+)
 @click.version_option(__version__, prog_name="branchmig")
 @click.pass_context
 def main(ctx: click.Context, config: tuple[Path, ...], verbose: bool, quiet: bool) -> None:
@@ -94,8 +110,12 @@ def heads(ctx: click.Context, ref: str, as_json: bool) -> None:
 
 
 _markdown_format = click.option(
-    "--format", "fmt", type=click.Choice(["text", "markdown"]), default="text",
-    help="markdown: a report to post as a pull-request comment.")
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    help="markdown: a report to post as a pull-request comment.",
+)
 
 
 @main.command()
@@ -113,20 +133,42 @@ def plan(ctx: click.Context, source: str, target: str, fmt: str, as_json: bool) 
     _warn(result.warnings)
     p = result.plan
     if as_json:
-        _emit_json({
-            "from": result.source, "to": result.target, "common": list(p.common),
-            "downgrade": list(p.downgrade), "upgrade": list(p.upgrade),
-            "changed": list(p.changed),
-            "destructive": [{"revision": d.revision, "operation": d.operation,
-                             "target": d.target, "line": d.line} for d in p.destructive],
-            "batch_needed": [{"revision": d.revision, "operation": d.operation,
-                              "target": d.target, "line": d.line} for d in p.batch_needed],
-            "warnings": list(result.warnings),
-        })
+        _emit_json(
+            {
+                "from": result.source,
+                "to": result.target,
+                "common": list(p.common),
+                "downgrade": list(p.downgrade),
+                "upgrade": list(p.upgrade),
+                "changed": list(p.changed),
+                "destructive": [
+                    {
+                        "revision": d.revision,
+                        "operation": d.operation,
+                        "target": d.target,
+                        "line": d.line,
+                    }
+                    for d in p.destructive
+                ],
+                "batch_needed": [
+                    {
+                        "revision": d.revision,
+                        "operation": d.operation,
+                        "target": d.target,
+                        "line": d.line,
+                    }
+                    for d in p.batch_needed
+                ],
+                "warnings": list(result.warnings),
+            }
+        )
         return
     if fmt == "markdown":
-        click.echo(reports.plan_markdown(p, source=result.source, target=result.target,
-                                  warnings=result.warnings))
+        click.echo(
+            reports.plan_markdown(
+                p, source=result.source, target=result.target, warnings=result.warnings
+            )
+        )
         return
     click.echo(render_plan(p, source=result.source, target=result.target))
 
@@ -147,8 +189,12 @@ def render_plan(p: Any, *, source: str, target: str) -> str:
 
 
 @main.command()
-@click.option("--against", metavar="REF", default=None,
-              help="Also fail when merging REF would leave several heads.")
+@click.option(
+    "--against",
+    metavar="REF",
+    default=None,
+    help="Also fail when merging REF would leave several heads.",
+)
 @_markdown_format
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
@@ -160,10 +206,17 @@ def check(ctx: click.Context, against: str | None, fmt: str, as_json: bool) -> N
     result = run_check(_open(ctx), against=against)
     _warn(result.warnings)
     if as_json:
-        _emit_json({"ok": result.ok, "heads": list(result.heads), "against": result.against,
-                    "merged_heads": list(result.merged_heads),
-                    "expected_heads": result.expected_heads, "message": result.message,
-                    "warnings": list(result.warnings)})
+        _emit_json(
+            {
+                "ok": result.ok,
+                "heads": list(result.heads),
+                "against": result.against,
+                "merged_heads": list(result.merged_heads),
+                "expected_heads": result.expected_heads,
+                "message": result.message,
+                "warnings": list(result.warnings),
+            }
+        )
     elif fmt == "markdown":
         click.echo(reports.check_markdown(result))
         if not result.ok:
@@ -185,14 +238,23 @@ def _progress(line: str) -> None:
 def _move_json(result: Any) -> dict[str, Any]:
     p = result.plan
     return {
-        "database": result.database, "branch": result.branch, "dry_run": result.dry_run,
-        "before": list(result.before), "after": list(result.after),
-        "common": list(p.common), "downgrade": list(p.downgrade), "upgrade": list(p.upgrade),
+        "database": result.database,
+        "branch": result.branch,
+        "dry_run": result.dry_run,
+        "before": list(result.before),
+        "after": list(result.after),
+        "common": list(p.common),
+        "downgrade": list(p.downgrade),
+        "upgrade": list(p.upgrade),
         "changed": list(p.changed),
-        "destructive": [{"revision": d.revision, "operation": d.operation, "target": d.target}
-                        for d in p.destructive],
-        "snapshot_saved": result.saved, "snapshot_restored": result.restored,
-        "owner": result.owner, "recovered": result.recovered,
+        "destructive": [
+            {"revision": d.revision, "operation": d.operation, "target": d.target}
+            for d in p.destructive
+        ],
+        "snapshot_saved": result.saved,
+        "snapshot_restored": result.restored,
+        "owner": result.owner,
+        "recovered": result.recovered,
         "notes": list(result.notes),
     }
 
@@ -204,36 +266,47 @@ def _render_move(result: Any, *, what: str) -> None:
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if result.dry_run:
-        click.echo(f"Dry run: {what} would change nothing in {result.database}."
-                   if p.is_noop and not result.restored else
-                   f"Dry run: {what} on {result.database}")
+        click.echo(
+            f"Dry run: {what} would change nothing in {result.database}."
+            if p.is_noop and not result.restored
+            else f"Dry run: {what} on {result.database}"
+        )
         if result.restored:
             click.echo(f"  restore snapshot: {result.restored}")
         if not p.is_noop:
             click.echo(render_plan(p, source="the database", target=what))
         return
     if p.is_noop and not result.restored:
-        click.echo(f"{result.database} is already at {', '.join(result.after) or 'base'}: "
-                   "nothing to do.")
+        click.echo(
+            f"{result.database} is already at {', '.join(result.after) or 'base'}: nothing to do."
+        )
         return
     if result.saved:
         click.echo(f"Saved the database as snapshot '{result.saved}'.")
     if result.restored:
         click.echo(f"Restored snapshot '{result.restored}'.")
-    click.echo(f"Reverted {len(p.downgrade)}, applied {len(p.upgrade)}: {result.database} is "
-               f"at {', '.join(result.after) or 'base'}.")
+    click.echo(
+        f"Reverted {len(p.downgrade)}, applied {len(p.upgrade)}: {result.database} is "
+        f"at {', '.join(result.after) or 'base'}."
+    )
 
 
 _snapshot_option = click.option(
-    "--snapshot/--no-snapshot", default=None,
-    help="Save a snapshot of the database first (default: [tool.branchmig] snapshots).")
+    "--snapshot/--no-snapshot",
+    default=None,
+    help="Save a snapshot of the database first (default: [tool.branchmig] snapshots).",
+)
 _rehearse_option = click.option(
-    "--rehearse/--no-rehearse", default=None,
+    "--rehearse/--no-rehearse",
+    default=None,
     help="Run the plan on a copy of the database first; touch the live one only if it "
-         "worked (default: [tool.branchmig] rehearse).")
+    "worked (default: [tool.branchmig] rehearse).",
+)
 _terminate_option = click.option(
-    "--terminate-connections", is_flag=True,
-    help="PostgreSQL/MySQL: end other sessions that block a snapshot.")
+    "--terminate-connections",
+    is_flag=True,
+    help="PostgreSQL/MySQL: end other sessions that block a snapshot.",
+)
 
 
 @main.command()
@@ -244,15 +317,28 @@ _terminate_option = click.option(
 @_terminate_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
-def switch(ctx: click.Context, branch: str, dry_run: bool, snapshot: bool | None,
-           rehearse: bool | None, terminate_connections: bool, as_json: bool) -> None:
+def switch(
+    ctx: click.Context,
+    branch: str,
+    dry_run: bool,
+    snapshot: bool | None,
+    rehearse: bool | None,
+    terminate_connections: bool,
+    as_json: bool,
+) -> None:
     """Check out BRANCH and bring the database along: revert what BRANCH lacks with the
     current scripts, check out, apply BRANCH's heads. All or nothing with snapshots."""
     from branchmig.switching import switch as run_switch
 
-    result = run_switch(_open(ctx), branch=branch, dry_run=dry_run, snapshot=snapshot,
-                        terminate_connections=terminate_connections, progress=_progress,
-                        rehearse=rehearse)
+    result = run_switch(
+        _open(ctx),
+        branch=branch,
+        dry_run=dry_run,
+        snapshot=snapshot,
+        terminate_connections=terminate_connections,
+        progress=_progress,
+        rehearse=rehearse,
+    )
     if as_json:
         _emit_json(_move_json(result))
     else:
@@ -266,15 +352,26 @@ def switch(ctx: click.Context, branch: str, dry_run: bool, snapshot: bool | None
 @_terminate_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
-def sync(ctx: click.Context, dry_run: bool, snapshot: bool | None, rehearse: bool | None,
-         terminate_connections: bool, as_json: bool) -> None:
+def sync(
+    ctx: click.Context,
+    dry_run: bool,
+    snapshot: bool | None,
+    rehearse: bool | None,
+    terminate_connections: bool,
+    as_json: bool,
+) -> None:
     """Bring the database to the working tree's heads (after git reset --hard, a pull
     without hooks, or a failed hook)."""
     from branchmig.switching import sync as run_sync
 
-    result = run_sync(_open(ctx), dry_run=dry_run, snapshot=snapshot,
-                      terminate_connections=terminate_connections, progress=_progress,
-                      rehearse=rehearse)
+    result = run_sync(
+        _open(ctx),
+        dry_run=dry_run,
+        snapshot=snapshot,
+        terminate_connections=terminate_connections,
+        progress=_progress,
+        rehearse=rehearse,
+    )
     if as_json:
         _emit_json(_move_json(result))
     else:
@@ -290,38 +387,71 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from branchmig.status import status as get_status
 
     st = get_status(_open(ctx), progress=_progress)
-    snaps = [{"key": x.held.key, "branch": x.held.branch, "heads": list(x.held.heads),
-              "commit": x.held.commit, "size": x.size, "created": x.held.created,
-              "backend": x.backend, "purpose": x.held.purpose, "present": x.present,
-              "restored_by": list(x.restored_by),
-              "stray": x.present and not x.restored_by} for x in st.snapshots]
+    snaps = [
+        {
+            "key": x.held.key,
+            "branch": x.held.branch,
+            "heads": list(x.held.heads),
+            "commit": x.held.commit,
+            "size": x.size,
+            "created": x.held.created,
+            "backend": x.backend,
+            "purpose": x.held.purpose,
+            "present": x.present,
+            "restored_by": list(x.restored_by),
+            "stray": x.present and not x.restored_by,
+        }
+        for x in st.snapshots
+    ]
     suspect = st.suspect
     if as_json:
-        _emit_json({"database": st.database, "branch": st.branch, "owner": st.owner,
-                    "db_heads": list(st.db_heads), "code_heads": list(st.code_heads),
-                    "pending": list(st.pending), "unknown": list(st.unknown),
-                    "unknown_found_in": {k: list(v) for k, v in st.unknown_found_in.items()},
-                    "snapshots": snaps, "stray_copies": list(st.stray_copies),
-                    "interrupted": st.interrupted, "recovered": st.recovered,
-                    "suspect": None if suspect is None else {
-                        "revision": suspect.revision, "direction": suspect.direction,
-                        "operation": suspect.operation, "to": suspect.to},
-                    "databases": [{"name": d.name, "database": d.database,
-                                   "heads": list(d.heads)} for d in st.databases],
-                    "split": st.split, "in_step": st.in_step})
+        _emit_json(
+            {
+                "database": st.database,
+                "branch": st.branch,
+                "owner": st.owner,
+                "db_heads": list(st.db_heads),
+                "code_heads": list(st.code_heads),
+                "pending": list(st.pending),
+                "unknown": list(st.unknown),
+                "unknown_found_in": {k: list(v) for k, v in st.unknown_found_in.items()},
+                "snapshots": snaps,
+                "stray_copies": list(st.stray_copies),
+                "interrupted": st.interrupted,
+                "recovered": st.recovered,
+                "suspect": None
+                if suspect is None
+                else {
+                    "revision": suspect.revision,
+                    "direction": suspect.direction,
+                    "operation": suspect.operation,
+                    "to": suspect.to,
+                },
+                "databases": [
+                    {"name": d.name, "database": d.database, "heads": list(d.heads)}
+                    for d in st.databases
+                ],
+                "split": st.split,
+                "in_step": st.in_step,
+            }
+        )
         return
     if st.databases:
         for d in st.databases:
-            click.echo(f"database:   {d.database} ({d.name or 'default'}; at "
-                       f"{', '.join(d.heads) or 'base'})")
+            click.echo(
+                f"database:   {d.database} ({d.name or 'default'}; at "
+                f"{', '.join(d.heads) or 'base'})"
+            )
     else:
         click.echo(f"database:   {st.database}")
     click.echo(f"branch:     {st.branch or '(detached)'}")
     click.echo(f"code heads: {', '.join(st.code_heads) or '(none)'}")
     click.echo(f"db heads:   {', '.join(st.db_heads) or '(base)'}")
     if st.split:
-        click.echo(f"split:      {st.split}; bring them to one revision (flask db upgrade "
-                   "or downgrade), then run: branchmig sync")
+        click.echo(
+            f"split:      {st.split}; bring them to one revision (flask db upgrade "
+            "or downgrade), then run: branchmig sync"
+        )
     if st.pending:
         click.echo(f"pending:    {', '.join(st.pending)}  (run: branchmig sync)")
     for rev in st.unknown:
@@ -331,26 +461,38 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"unknown:    {rev} (on {where}; run: branchmig sync)")
     for x in st.snapshots:
         h = x.held
-        whose = (f"restored by checking out {', '.join(repr(b) for b in x.restored_by)}"
-                 if x.restored_by else
-                 f"stray: no checkout restores it; run: branchmig snapshot restore {h.key}")
+        whose = (
+            f"restored by checking out {', '.join(repr(b) for b in x.restored_by)}"
+            if x.restored_by
+            else f"stray: no checkout restores it; run: branchmig snapshot restore {h.key}"
+        )
         if not x.present:
-            whose = ("missing: the index names it but the server holds no copy; run: "
-                     f"branchmig snapshot drop {h.key}")
-        click.echo(f"snapshot:   {h.key} ({h.branch or 'detached'}, "
-                   f"{', '.join(h.heads) or 'base'}; {whose})")
+            whose = (
+                "missing: the index names it but the server holds no copy; run: "
+                f"branchmig snapshot drop {h.key}"
+            )
+        click.echo(
+            f"snapshot:   {h.key} ({h.branch or 'detached'}, "
+            f"{', '.join(h.heads) or 'base'}; {whose})"
+        )
     for key in st.stray_copies:
-        click.echo(f"unindexed:  a snapshot copy '{key}' is on the server but in no index "
-                   "entry (left by a killed save?)")
+        click.echo(
+            f"unindexed:  a snapshot copy '{key}' is on the server but in no index "
+            "entry (left by a killed save?)"
+        )
     if st.recovered:
         click.echo(f"recovered:  {st.recovered}")
     if st.interrupted:
-        click.echo(f"interrupted: {st.interrupted}; wait for it to finish (or end that "
-                   "process: the next branchmig command puts its move back)")
+        click.echo(
+            f"interrupted: {st.interrupted}; wait for it to finish (or end that "
+            "process: the next branchmig command puts its move back)"
+        )
     if suspect is not None:
-        click.echo(f"suspect:    a killed {suspect.operation} to '{suspect.to}' was running "
-                   f"the {suspect.direction} of '{suspect.revision}' with no snapshot: it may "
-                   "be half made; check its tables, then run: branchmig sync")
+        click.echo(
+            f"suspect:    a killed {suspect.operation} to '{suspect.to}' was running "
+            f"the {suspect.direction} of '{suspect.revision}' with no snapshot: it may "
+            "be half made; check its tables, then run: branchmig sync"
+        )
     if st.in_step:
         click.echo("The database matches the working tree.")
 
@@ -363,13 +505,13 @@ def install(ctx: click.Context) -> None:
     from branchmig.hooks import install as install_hooks
 
     ws = _open(ctx)
-    result = install_hooks(repo_root=ws.repo.top, python=sys.executable,
-                           watch=ws.project.watch_paths())
+    result = install_hooks(
+        repo_root=ws.repo.top, python=sys.executable, watch=ws.project.watch_paths()
+    )
     for path in result.installed:
         click.echo(f"installed {path}")
     for path in result.chained:
-        click.echo(f"kept your {path.name.removesuffix('.branchmig-chained')} hook; "
-                   "it runs first")
+        click.echo(f"kept your {path.name.removesuffix('.branchmig-chained')} hook; it runs first")
     click.echo(f"watching {', '.join(result.watch)} (Python: {result.python})")
 
 
@@ -391,30 +533,58 @@ def uninstall(ctx: click.Context) -> None:
 
 
 @main.command("merge-heads")
-@click.option("-m", "--message", default=None,
-              help="Message of the merge revision (default names the merged branches).")
-@click.option("--rebase", is_flag=True,
-              help="Re-point this branch's first migration onto the other head instead of "
-                   "writing a merge revision (two heads only).")
+@click.option(
+    "-m",
+    "--message",
+    default=None,
+    help="Message of the merge revision (default names the merged branches).",
+)
+@click.option(
+    "--rebase",
+    is_flag=True,
+    help="Re-point this branch's first migration onto the other head instead of "
+    "writing a merge revision (two heads only).",
+)
 @click.option("--no-upgrade", is_flag=True, help="Write the revision; leave the database.")
 @click.option("--dry-run", is_flag=True, help="Say what would be written; write nothing.")
 @click.argument("heads", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
-def merge_heads(ctx: click.Context, message: str | None, rebase: bool, no_upgrade: bool,
-                dry_run: bool, heads: tuple[str, ...], as_json: bool) -> None:
+def merge_heads(
+    ctx: click.Context,
+    message: str | None,
+    rebase: bool,
+    no_upgrade: bool,
+    dry_run: bool,
+    heads: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Close a merge that left several heads: one merge revision written by Alembic (or,
     with --rebase, a linear history), then upgrade the database to it. HEADS limits it to
     those heads (heads under separate branch labels are left alone unless named)."""
     from branchmig.merge import merge_heads as run_merge
 
-    outcome = run_merge(_open(ctx), message=message, rebase=rebase, upgrade=not no_upgrade,
-                        dry_run=dry_run, heads=heads, progress=_progress)
+    outcome = run_merge(
+        _open(ctx),
+        message=message,
+        rebase=rebase,
+        upgrade=not no_upgrade,
+        dry_run=dry_run,
+        heads=heads,
+        progress=_progress,
+    )
     if as_json:
-        _emit_json({"heads_before": list(outcome.heads_before), "written": outcome.written,
-                    "revision": outcome.revision, "rebased_onto": outcome.rebased_onto,
-                    "db_heads": list(outcome.upgraded), "dry_run": outcome.dry_run,
-                    "summary": outcome.summary})
+        _emit_json(
+            {
+                "heads_before": list(outcome.heads_before),
+                "written": outcome.written,
+                "revision": outcome.revision,
+                "rebased_onto": outcome.rebased_onto,
+                "db_heads": list(outcome.upgraded),
+                "dry_run": outcome.dry_run,
+                "summary": outcome.summary,
+            }
+        )
     else:
         click.echo(outcome.summary)
 
@@ -440,10 +610,20 @@ def _size(n: int) -> str:
 
 def _snapshot_json(info: Any) -> dict[str, Any]:
     r = info.record
-    return {"key": r.key, "branch": r.branch, "branch_exists": info.branch_exists,
-            "heads": r.heads, "commit": r.commit, "size": r.size, "created": r.created,
-            "backend": r.backend, "purpose": r.purpose, "present": info.present,
-            "restored_by": list(info.restored_by), "stray": info.stray}
+    return {
+        "key": r.key,
+        "branch": r.branch,
+        "branch_exists": info.branch_exists,
+        "heads": r.heads,
+        "commit": r.commit,
+        "size": r.size,
+        "created": r.created,
+        "backend": r.backend,
+        "purpose": r.purpose,
+        "present": info.present,
+        "restored_by": list(info.restored_by),
+        "stray": info.stray,
+    }
 
 
 @snapshot.command("list")
@@ -462,19 +642,27 @@ def snapshot_list(ctx: click.Context, as_json: bool) -> None:
     if not infos:
         click.echo("No snapshots of this database.")
         return
-    click.echo(f"{'KEY':<36} {'BRANCH':<20} {'HEADS':<24} {'COMMIT':<8} {'SIZE':>9} "
-               f"{'AGE':>5}  BACKEND")
+    click.echo(
+        f"{'KEY':<36} {'BRANCH':<20} {'HEADS':<24} {'COMMIT':<8} {'SIZE':>9} {'AGE':>5}  BACKEND"
+    )
     now = time.time()
     for info in infos:
         r = info.record
-        branch = (r.branch or "(detached)") + ("" if info.branch_exists or not r.branch
-                                               else " (deleted)")
-        flag = (" (missing: the index names it but the server holds no copy)"
-                if not info.present else
-                " (stray: no checkout restores it)" if info.stray else "")
-        click.echo(f"{r.key:<36} {branch:<20} {','.join(r.heads) or 'base':<24} "
-                   f"{(r.commit or '')[:7]:<8} {_size(r.size):>9} {_age(now - r.created):>5}"
-                   f"  {r.backend}{flag}")
+        branch = (r.branch or "(detached)") + (
+            "" if info.branch_exists or not r.branch else " (deleted)"
+        )
+        flag = (
+            " (missing: the index names it but the server holds no copy)"
+            if not info.present
+            else " (stray: no checkout restores it)"
+            if info.stray
+            else ""
+        )
+        click.echo(
+            f"{r.key:<36} {branch:<20} {','.join(r.heads) or 'base':<24} "
+            f"{(r.commit or '')[:7]:<8} {_size(r.size):>9} {_age(now - r.created):>5}"
+            f"  {r.backend}{flag}"
+        )
 
 
 @snapshot.command("save")
@@ -485,10 +673,13 @@ def snapshot_save(ctx: click.Context, name: str | None, terminate_connections: b
     """Save the database now as NAME (default: this branch's snapshot)."""
     from branchmig.snapshotting import save_snapshot
 
-    record = save_snapshot(_open(ctx), name=name, terminate=terminate_connections,
-                           progress=_progress)
-    click.echo(f"Saved snapshot '{record.key}' ({_size(record.size)}, heads "
-               f"{', '.join(record.heads) or 'base'}).")
+    record = save_snapshot(
+        _open(ctx), name=name, terminate=terminate_connections, progress=_progress
+    )
+    click.echo(
+        f"Saved snapshot '{record.key}' ({_size(record.size)}, heads "
+        f"{', '.join(record.heads) or 'base'})."
+    )
 
 
 @snapshot.command("restore")
@@ -500,11 +691,14 @@ def snapshot_restore(ctx: click.Context, name: str, terminate_connections: bool)
     saved first."""
     from branchmig.snapshotting import restore_snapshot
 
-    record, kept = restore_snapshot(_open(ctx), name=name, terminate=terminate_connections,
-                                    progress=_progress)
-    click.echo(f"Restored '{record.key}' (heads {', '.join(record.heads) or 'base'}); the "
-               f"database it replaced is snapshot '{kept}'. If the code differs, run: "
-               "branchmig sync")
+    record, kept = restore_snapshot(
+        _open(ctx), name=name, terminate=terminate_connections, progress=_progress
+    )
+    click.echo(
+        f"Restored '{record.key}' (heads {', '.join(record.heads) or 'base'}); the "
+        f"database it replaced is snapshot '{kept}'. If the code differs, run: "
+        "branchmig sync"
+    )
 
 
 @snapshot.command("drop")
@@ -519,55 +713,84 @@ def snapshot_drop(ctx: click.Context, name: str) -> None:
 
 
 @snapshot.command("prune")
-@click.option("--keep", type=click.IntRange(min=0), default=None,
-              help="Keep only the N newest snapshots.")
-@click.option("--older-than", type=click.FloatRange(min=0), default=None, metavar="DAYS",
-              help="Drop snapshots older than DAYS.")
-@click.option("--strays", is_flag=True,
-              help="Also drop snapshots no checkout would restore (their rows are nowhere "
-                   "else).")
+@click.option(
+    "--keep", type=click.IntRange(min=0), default=None, help="Keep only the N newest snapshots."
+)
+@click.option(
+    "--older-than",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="DAYS",
+    help="Drop snapshots older than DAYS.",
+)
+@click.option(
+    "--strays",
+    is_flag=True,
+    help="Also drop snapshots no checkout would restore (their rows are nowhere else).",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be dropped.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
-def snapshot_prune(ctx: click.Context, keep: int | None, older_than: float | None,
-                   strays: bool, dry_run: bool, as_json: bool) -> None:
+def snapshot_prune(
+    ctx: click.Context,
+    keep: int | None,
+    older_than: float | None,
+    strays: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Drop snapshots of branches that no longer exist (and, with the options, old or
     extra ones). A snapshot no checkout would restore is kept and named unless --strays
     is given."""
     from branchmig.snapshotting import prune_snapshots
 
-    result = prune_snapshots(_open(ctx), keep=keep, older_than=older_than, strays=strays,
-                             dry_run=dry_run, progress=_progress)
+    result = prune_snapshots(
+        _open(ctx),
+        keep=keep,
+        older_than=older_than,
+        strays=strays,
+        dry_run=dry_run,
+        progress=_progress,
+    )
     if as_json:
-        _emit_json({"dry_run": dry_run,
-                    "dropped": [_snapshot_json(i) for i in result.dropped],
-                    "kept_strays": [_snapshot_json(i) for i in result.kept_strays]})
+        _emit_json(
+            {
+                "dry_run": dry_run,
+                "dropped": [_snapshot_json(i) for i in result.dropped],
+                "kept_strays": [_snapshot_json(i) for i in result.kept_strays],
+            }
+        )
         return
     verb = "Would drop" if dry_run else "Dropped"
     for info in result.dropped:
         gone = "" if info.present else ", its copy already gone"
         click.echo(f"{verb} '{info.record.key}' ({info.record.branch or 'detached'}{gone})")
     for info in result.kept_strays:
-        click.echo(f"Kept '{info.record.key}' ({info.record.branch or 'detached'}): no "
-                   "checkout restores it and its rows are nowhere else; restore it with "
-                   f"branchmig snapshot restore {info.record.key}, or drop it with --strays",
-                   err=True)
+        click.echo(
+            f"Kept '{info.record.key}' ({info.record.branch or 'detached'}): no "
+            "checkout restores it and its rows are nowhere else; restore it with "
+            f"branchmig snapshot restore {info.record.key}, or drop it with --strays",
+            err=True,
+        )
     if not result.dropped:
         click.echo("Nothing to prune.")
 
 
 @main.command()
 @click.argument("refs", nargs=-1, metavar="[REF]...")
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]),
-              default="text",
-              help="text for a terminal, mermaid for a pull-request comment, dot for "
-                   "Graphviz.")
-@click.option("--no-db", is_flag=True,
-              help="Do not read the database (no env.py runs); mark no position.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "mermaid", "dot"]),
+    default="text",
+    help="text for a terminal, mermaid for a pull-request comment, dot for Graphviz.",
+)
+@click.option(
+    "--no-db", is_flag=True, help="Do not read the database (no env.py runs); mark no position."
+)
 @click.option("--no-fold", is_flag=True, help="Draw every revision; fold no linear run.")
 @click.pass_context
-def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool,
-          no_fold: bool) -> None:
+def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool, no_fold: bool) -> None:
     """The revision graph of the REFs together (default: the working tree, '.'), each
     ref's heads and the database's position marked. Long linear runs fold into one node."""
     import os
@@ -576,28 +799,44 @@ def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool,
     from branchmig.analysis import graph_view
 
     ws = _open(ctx)
-    view = graph_view(ws, list(dict.fromkeys(_ref(name) for name in refs or (".",))),
-                      database=not no_db, fold=not no_fold)
+    view = graph_view(
+        ws,
+        list(dict.fromkeys(_ref(name) for name in refs or (".",))),
+        database=not no_db,
+        fold=not no_fold,
+    )
     _warn(list(view.warnings))
-    color = (fmt == "text" and not os.environ.get("NO_COLOR")
-             and sys.stdout.isatty())
+    color = fmt == "text" and not os.environ.get("NO_COLOR") and sys.stdout.isatty()
     click.echo(graphview.render(view, fmt, color=color), color=color)
 
 
 @main.command()
 @click.argument("ref", required=False, default=".")
-@click.option("--against", metavar="BASE", default=None,
-              help="The ref whose revisions are taken as proven (default: the branch's "
-                   "upstream, else origin's default branch, else main or master).")
-@click.option("--drift", is_flag=True,
-              help="Instead: compare the live database with a scratch one upgraded from "
-                   "empty to the same heads.")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text",
-              help="markdown: a report to post as a pull-request comment.")
+@click.option(
+    "--against",
+    metavar="BASE",
+    default=None,
+    help="The ref whose revisions are taken as proven (default: the branch's "
+    "upstream, else origin's default branch, else main or master).",
+)
+@click.option(
+    "--drift",
+    is_flag=True,
+    help="Instead: compare the live database with a scratch one upgraded from "
+    "empty to the same heads.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    help="markdown: a report to post as a pull-request comment.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.pass_context
-def verify(ctx: click.Context, ref: str, against: str | None, drift: bool, fmt: str,
-           as_json: bool) -> None:
+def verify(
+    ctx: click.Context, ref: str, against: str | None, drift: bool, fmt: str, as_json: bool
+) -> None:
     """Prove REF's own migrations (default: the working tree) on a scratch database of
     the project's backend: each revision REF adds to BASE is upgraded, downgraded and
     upgraded again, and its downgrade must leave the schema as before its upgrade. Exit 1
@@ -606,37 +845,69 @@ def verify(ctx: click.Context, ref: str, against: str | None, drift: bool, fmt: 
 
     if drift:
         if ref != "." or against is not None:
-            raise click.UsageError("--drift compares the live database; it takes no REF "
-                                   "and no --against")
+            raise click.UsageError(
+                "--drift compares the live database; it takes no REF and no --against"
+            )
         found = core.drift(_open(ctx), progress=_progress)
         if as_json:
-            _emit_json({"ok": found.ok, "database": found.database, "backend": found.backend,
-                        "heads": list(found.heads),
-                        "differences": [d.as_dict() | {"message": core.describe_drift(d)}
-                                        for d in found.differences]})
+            _emit_json(
+                {
+                    "ok": found.ok,
+                    "database": found.database,
+                    "backend": found.backend,
+                    "heads": list(found.heads),
+                    "differences": [
+                        d.as_dict() | {"message": core.describe_drift(d)} for d in found.differences
+                    ],
+                }
+            )
         else:
             click.echo(reports.drift_report(found, markdown=fmt == "markdown"))
         ctx.exit(0 if found.ok else 1)
     result = core.verify(_open(ctx), ref=_ref(ref), against=against, progress=_progress)
     if as_json:
-        _emit_json({
-            "ok": result.ok, "ref": ref, "against": result.against,
-            "backend": result.backend, "shared": list(result.shared),
-            "revisions": [{"revision": c.revision, "path": c.path, "upgrade": c.upgrade,
-                           "downgrade": c.downgrade, "upgrade_again": c.upgrade_again}
-                          for c in result.checks],
-            "findings": [{"revision": f.revision, "path": f.path, "kind": f.kind,
-                          "message": f.message,
-                          "differences": [d.as_dict() for d in f.differences]}
-                         for f in result.findings]})
+        _emit_json(
+            {
+                "ok": result.ok,
+                "ref": ref,
+                "against": result.against,
+                "backend": result.backend,
+                "shared": list(result.shared),
+                "revisions": [
+                    {
+                        "revision": c.revision,
+                        "path": c.path,
+                        "upgrade": c.upgrade,
+                        "downgrade": c.downgrade,
+                        "upgrade_again": c.upgrade_again,
+                    }
+                    for c in result.checks
+                ],
+                "findings": [
+                    {
+                        "revision": f.revision,
+                        "path": f.path,
+                        "kind": f.kind,
+                        "message": f.message,
+                        "differences": [d.as_dict() for d in f.differences],
+                    }
+                    for f in result.findings
+                ],
+            }
+        )
     else:
         click.echo(reports.verify_report(result, ref=ref, markdown=fmt == "markdown"))
     ctx.exit(0 if result.ok else 1)
 
 
 @main.command()
-@click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False),
-              default=None, help="Build the demo here instead of a temporary folder.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Build the demo here instead of a temporary folder.",
+)
 @click.option("--keep", is_flag=True, help="Keep the temporary folder afterwards.")
 def demo(folder: Path | None, keep: bool) -> None:
     """Build a throwaway git repo with an Alembic app on SQLite and two feature branches,

@@ -43,18 +43,27 @@ def downgrade():
 '''
 
 _MIGRATIONS = {
-    "base": ("create users", None,
-             '    op.create_table("users", sa.Column("id", sa.Integer, primary_key=True),\n'
-             '                    sa.Column("name", sa.String(50), nullable=False))',
-             '    op.drop_table("users")'),
-    "f1email": ("add users.email", "base",
-                '    op.add_column("users", sa.Column("email", sa.String(100)))',
-                '    with op.batch_alter_table("users") as batch_op:\n'
-                '        batch_op.drop_column("email")'),
-    "f2posts": ("create posts", "base",
-                '    op.create_table("posts", sa.Column("id", sa.Integer, primary_key=True),\n'
-                '                    sa.Column("title", sa.String(100)))',
-                '    op.drop_table("posts")'),
+    "base": (
+        "create users",
+        None,
+        '    op.create_table("users", sa.Column("id", sa.Integer, primary_key=True),\n'
+        '                    sa.Column("name", sa.String(50), nullable=False))',
+        '    op.drop_table("users")',
+    ),
+    "f1email": (
+        "add users.email",
+        "base",
+        '    op.add_column("users", sa.Column("email", sa.String(100)))',
+        '    with op.batch_alter_table("users") as batch_op:\n'
+        '        batch_op.drop_column("email")',
+    ),
+    "f2posts": (
+        "create posts",
+        "base",
+        '    op.create_table("posts", sa.Column("id", sa.Integer, primary_key=True),\n'
+        '                    sa.Column("title", sa.String(100)))',
+        '    op.drop_table("posts")',
+    ),
 }
 
 
@@ -67,10 +76,17 @@ class DemoResult:
 
 def _write_migration(folder: Path, revision: str) -> None:
     message, down, upgrade, downgrade = _MIGRATIONS[revision]
-    text = _SCRIPT.format(message=message, revision=revision, down=down or "",
-                          down_repr=repr(down), upgrade=upgrade, downgrade=downgrade)
-    (folder / "alembic" / "versions" / f"{revision}_{message.replace(' ', '_')}.py"
-     ).write_text(text.replace("add_users.email", "add_email"))
+    text = _SCRIPT.format(
+        message=message,
+        revision=revision,
+        down=down or "",
+        down_repr=repr(down),
+        upgrade=upgrade,
+        downgrade=downgrade,
+    )
+    (folder / "alembic" / "versions" / f"{revision}_{message.replace(' ', '_')}.py").write_text(
+        text.replace("add_users.email", "add_email")
+    )
 
 
 def _columns(db: Path) -> list[str]:
@@ -80,8 +96,12 @@ def _columns(db: Path) -> list[str]:
 
 def _tables(db: Path) -> list[str]:
     with sqlite3.connect(db) as conn:
-        return sorted(r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name != 'alembic_version'"))
+        return sorted(
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name != 'alembic_version'"
+            )
+        )
 
 
 def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> DemoResult:
@@ -109,8 +129,10 @@ def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> Dem
         with contextlib.redirect_stdout(io.StringIO()):
             command.init(cfg, str(root / "alembic"), template="generic")
         ini = (root / "alembic.ini").read_text()
-        ini = ini.replace("sqlalchemy.url = driver://user:pass@localhost/dbname",
-                          "sqlalchemy.url = sqlite:///app.db")
+        ini = ini.replace(
+            "sqlalchemy.url = driver://user:pass@localhost/dbname",
+            "sqlalchemy.url = sqlite:///app.db",
+        )
         ini = ini.replace("[logger_alembic]\nlevel = INFO", "[logger_alembic]\nlevel = WARNING")
         (root / "alembic.ini").write_text(ini)
         (root / ".gitignore").write_text("app.db\n__pycache__/\n")
@@ -135,19 +157,24 @@ def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> Dem
         say(f"   users columns: {', '.join(_columns(db))}; row: ann, ann@example.com")
 
         say("\n3. $ branchmig install")
-        result = install(repo_root=ws.repo.top, python=sys.executable,
-                         watch=ws.project.watch_paths())
+        result = install(
+            repo_root=ws.repo.top, python=sys.executable, watch=ws.project.watch_paths()
+        )
         say(f"   hooks: {', '.join(p.name for p in result.installed)}")
 
         say("\n4. $ branchmig switch feature2")
         moved = switch(ws, branch="feature2", progress=lambda line: say(f"   {line}"))
         plan = moved.plan
-        say(f"   plan: common {', '.join(plan.common)}; revert {', '.join(plan.downgrade)} "
+        say(
+            f"   plan: common {', '.join(plan.common)}; revert {', '.join(plan.downgrade)} "
             f"(loses {', '.join(d.target for d in plan.destructive) or 'nothing'}); "
-            f"apply {', '.join(plan.upgrade)}")
+            f"apply {', '.join(plan.upgrade)}"
+        )
         say(f"   snapshot of feature1 saved as '{moved.saved}'")
-        say(f"   now on feature2: tables {', '.join(_tables(db))}; users columns "
-            f"{', '.join(_columns(db))}")
+        say(
+            f"   now on feature2: tables {', '.join(_tables(db))}; users columns "
+            f"{', '.join(_columns(db))}"
+        )
         ws.close()
 
         say("\n5. $ git checkout feature1   (the post-checkout hook does the rest)")
@@ -157,8 +184,12 @@ def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> Dem
             rows = conn.execute("SELECT name, email FROM users").fetchall()
         kept = rows == [("ann", "ann@example.com")]
         say(f"   users: {rows}; tables {', '.join(_tables(db))}")
-        say("\nThe e-mail address survived the round trip: no data lost, no "
-            "\"Can't locate revision\"." if kept else "\nThe e-mail address was NOT kept.")
+        say(
+            "\nThe e-mail address survived the round trip: no data lost, no "
+            '"Can\'t locate revision".'
+            if kept
+            else "\nThe e-mail address was NOT kept."
+        )
         return DemoResult(root, keep, kept)
     finally:
         if not keep and folder is None:

@@ -90,11 +90,20 @@ class MoveFailed(BranchmigError):
     completed, ``half_made`` perhaps half made. ``cause`` is what failed, ``fix`` what to
     change in the script, ``then`` what to type next."""
 
-    def __init__(self, cause: BaseException, *, restored: bool,
-                 heads: tuple[str, ...] | None = None, half_made: str | None = None,
-                 then: str | None = None, fix: str | None = None,
-                 earlier_suspect: str | None = None, rehearsal: bool = False,
-                 restore_failed: str | None = None, snapshot: str | None = None) -> None:
+    def __init__(
+        self,
+        cause: BaseException,
+        *,
+        restored: bool,
+        heads: tuple[str, ...] | None = None,
+        half_made: str | None = None,
+        then: str | None = None,
+        fix: str | None = None,
+        earlier_suspect: str | None = None,
+        rehearsal: bool = False,
+        restore_failed: str | None = None,
+        snapshot: str | None = None,
+    ) -> None:
         super().__init__(cause)
         self.cause = cause
         self.restored = restored
@@ -112,20 +121,30 @@ class MoveFailed(BranchmigError):
         said = str(self.cause).rstrip(". ")
         if self.rehearsal:
             fix = f". To fix it: {self.fix}" if self.fix else ""
-            return (f"The rehearsal on a copy of the database failed: {said}{fix}. Nothing "
-                    "changed: the live database was not touched")
+            return (
+                f"The rehearsal on a copy of the database failed: {said}{fix}. Nothing "
+                "changed: the live database was not touched"
+            )
         if self.restore_failed is not None:
-            return (f"{said}; restoring the snapshot '{self.snapshot}' failed too: "
-                    f"{self.restore_failed.rstrip('. ')}. Run: branchmig snapshot restore "
-                    f"{self.snapshot}")
+            return (
+                f"{said}; restoring the snapshot '{self.snapshot}' failed too: "
+                f"{self.restore_failed.rstrip('. ')}. Run: branchmig snapshot restore "
+                f"{self.snapshot}"
+            )
         if self.restored:
             line = f"{said}. Nothing changed: the database is as it was before"
         elif self.heads is not None:
             at = ", ".join(f"'{h}'" for h in self.heads) or "base (no revision)"
-            half = (f" ('{self.half_made}' may be half made where DDL is not transactional: "
-                    "check its tables)" if self.half_made else "")
-            line = (f"{said}. The database is left at {at}, the last revision that "
-                    f"completed{half}; {self.then}")
+            half = (
+                f" ('{self.half_made}' may be half made where DDL is not transactional: "
+                "check its tables)"
+                if self.half_made
+                else ""
+            )
+            line = (
+                f"{said}. The database is left at {at}, the last revision that "
+                f"completed{half}; {self.then}"
+            )
         else:
             line = said
         if self.earlier_suspect:
@@ -136,7 +155,13 @@ class MoveFailed(BranchmigError):
 
     def facts(self) -> dict[str, Any]:
         cause = self.cause.facts() if isinstance(self.cause, BranchmigError) else {}
-        return {"cause": type(self.cause).__name__, **cause, "restored": self.restored,
-                "heads": None if self.heads is None else list(self.heads),
-                "half_made": self.half_made, "fix": self.fix,
-                "snapshot": self.snapshot, "restore_failed": self.restore_failed}
+        return {
+            "cause": type(self.cause).__name__,
+            **cause,
+            "restored": self.restored,
+            "heads": None if self.heads is None else list(self.heads),
+            "half_made": self.half_made,
+            "fix": self.fix,
+            "snapshot": self.snapshot,
+            "restore_failed": self.restore_failed,
+        }

@@ -47,13 +47,19 @@ def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _run(cwd: Path, *args: str, input: bytes | None = None,
-         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def _run(
+    cwd: Path, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """``git -C cwd ARGS``, output captured: the one place git is started (but for the
     long-lived ``cat-file --batch`` of ``read_file``)."""
     try:
-        return subprocess.run(["git", "-C", str(cwd), *args], input=input, capture_output=True,
-                              env=_git_env(env), check=False)
+        return subprocess.run(
+            ["git", "-C", str(cwd), *args],
+            input=input,
+            capture_output=True,
+            env=_git_env(env),
+            check=False,
+        )
     except FileNotFoundError as err:
         raise GitError("git is not installed or not on PATH") from err
 
@@ -74,8 +80,7 @@ class GitRepo:
 
     @classmethod
     def discover(cls, start: Path) -> GitRepo:
-        out = _run(start, "rev-parse", "--show-toplevel", "--absolute-git-dir",
-                   "--git-common-dir")
+        out = _run(start, "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir")
         if out.returncode != 0:
             raise NotARepositoryError(
                 f"'{start}' is not inside a git repository (git init, or cd into one)"
@@ -107,8 +112,9 @@ class GitRepo:
 
     def resolve(self, ref: str) -> str:
         """The commit id ``ref`` names; ``UnknownRefError`` when it names none."""
-        out = self._git("rev-parse", "--verify", "--quiet", "--end-of-options",
-                       f"{ref}^{{commit}}", check=False).strip()
+        out = self._git(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False
+        ).strip()
         if not out:
             raise UnknownRefError(
                 f"Unknown git ref '{ref}': no branch, tag or commit of that name "
@@ -138,8 +144,9 @@ class GitRepo:
             if kind != b"blob" or mode == b"120000":
                 continue
             path = name.decode("utf-8", errors="surrogateescape")
-            if not recursive and not any("/" not in path[len(w):] for w in wanted
-                                         if path.startswith(w)):
+            if not recursive and not any(
+                "/" not in path[len(w) :] for w in wanted if path.startswith(w)
+            ):
                 continue
             entries.append(TreeEntry(path, sha.decode()))
         return entries
@@ -149,22 +156,28 @@ class GitRepo:
         one ``cat-file --batch-check`` run."""
         if not specs:
             return []
-        proc = _run(self.top, "cat-file", "--batch-check=%(objectname)",
-                    input="".join(f"{s}\n" for s in specs).encode())
+        proc = _run(
+            self.top,
+            "cat-file",
+            "--batch-check=%(objectname)",
+            input="".join(f"{s}\n" for s in specs).encode(),
+        )
         lines = proc.stdout.decode(errors="surrogateescape").splitlines()
         if proc.returncode != 0 or len(lines) != len(specs):
             raise GitError(f"git cat-file --batch-check failed: {_last_line(proc.stderr)}")
         return [None if " " in line else line for line in lines]
 
-    def read_blobs(self, blobs: Iterable[str], *,
-                   missing_ok: bool = False) -> Iterator[tuple[str, bytes]]:
+    def read_blobs(
+        self, blobs: Iterable[str], *, missing_ok: bool = False
+    ) -> Iterator[tuple[str, bytes]]:
         """The content of each blob, read in one ``cat-file --batch`` run (one pipe read
         for all of them is what keeps a cold 5,000-script history fast)."""
         pending = list(dict.fromkeys(blobs))
         if not pending:
             return
-        proc = _run(self.top, "cat-file", "--batch",
-                    input="".join(f"{b}\n" for b in pending).encode())
+        proc = _run(
+            self.top, "cat-file", "--batch", input="".join(f"{b}\n" for b in pending).encode()
+        )
         out, pos = proc.stdout, 0
         for blob in pending:
             end = out.index(b"\n", pos)
@@ -175,7 +188,7 @@ class GitRepo:
                     continue
                 raise GitError(f"git cat-file: object {blob} is missing")
             size = int(parts[2])
-            yield blob, out[end + 1:end + 1 + size]
+            yield blob, out[end + 1 : end + 1 + size]
             pos = end + 1 + size + 1
 
     def read_file(self, commit: str, path: str) -> bytes | None:
@@ -195,7 +208,9 @@ class GitRepo:
         if self._batch is None or self._batch.poll() is not None:
             self._batch = subprocess.Popen(
                 ["git", "-C", str(self.top), "cat-file", "--batch"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_git_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=_git_env(),
             )
         return self._batch
 
@@ -225,17 +240,23 @@ class GitRepo:
         return out or None
 
     def is_branch(self, name: str) -> bool:
-        return bool(self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
-                             check=False).strip())
+        return bool(
+            self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{name}", check=False).strip()
+        )
 
     def all_ref_commits(self) -> list[tuple[tuple[str, ...], str]]:
         """(names, commit) of every commit a branch, remote branch or tag points at (all
         its names, sorted), then of the HEAD reflog's others (which still hold the commits
         of deleted branches, named ``HEAD@{n}``), newest first."""
         seen: dict[str, list[str]] = {}
-        out = self._git("for-each-ref", "--sort=-committerdate",
-                        "--format=%(objectname) %(*objectname) %(refname:short)",
-                        "refs/heads", "refs/remotes", "refs/tags")
+        out = self._git(
+            "for-each-ref",
+            "--sort=-committerdate",
+            "--format=%(objectname) %(*objectname) %(refname:short)",
+            "refs/heads",
+            "refs/remotes",
+            "refs/tags",
+        )
         for line in out.splitlines():
             parts = line.split()
             if len(parts) == 3:
@@ -254,8 +275,13 @@ class GitRepo:
         (only those under the paths ``under`` names, when given). Without ``staged``, a
         change already staged counts only when the file has changed again since (during a
         merge or rebase, git stages its own). A renamed file is named by its new name."""
-        out = self._git("status", "--porcelain", "-z", "--untracked-files=all",
-                       *(["--", *under] if under else []))
+        out = self._git(
+            "status",
+            "--porcelain",
+            "-z",
+            "--untracked-files=all",
+            *(["--", *under] if under else []),
+        )
         paths = []
         records = iter(out.split("\0"))
         for rec in records:
@@ -270,12 +296,14 @@ class GitRepo:
 
     def unmerged_paths(self, *under: str) -> list[str]:
         """Files with unresolved merge conflicts (only those under ``under``, when given)."""
-        out = self._git("diff", "--name-only", "-z", "--diff-filter=U",
-                       *(["--", *under] if under else []))
+        out = self._git(
+            "diff", "--name-only", "-z", "--diff-filter=U", *(["--", *under] if under else [])
+        )
         return [p for p in out.split("\0") if p]
 
-    def checkout(self, ref: str, *, env: Mapping[str, str] | None = None,
-                 quiet: bool = True) -> str:
+    def checkout(
+        self, ref: str, *, env: Mapping[str, str] | None = None, quiet: bool = True
+    ) -> str:
         """``git checkout ref``; what git (and the hooks it ran) wrote to standard error."""
         proc = _run(self.top, "checkout", *(["--quiet"] if quiet else []), ref, env=env)
         messages = proc.stderr.decode(errors="replace")
@@ -300,16 +328,22 @@ class GitRepo:
         """Where git looks for hooks: ``core.hooksPath`` (a relative one is relative to the
         top level, where git runs hooks), else the common git dir's ``hooks``, which linked
         worktrees share."""
-        configured = self._git("config", "--type=path", "--get", "core.hooksPath",
-                              check=False).rstrip("\n")
+        configured = self._git(
+            "config", "--type=path", "--get", "core.hooksPath", check=False
+        ).rstrip("\n")
         return self.top / configured if configured else self.common_dir / "hooks"
 
     def remote_default(self) -> tuple[str, str] | None:
         """(name, commit) of the remote's default branch: ``origin/HEAD`` as ``git clone``
         sets it, else ``origin/main``, else ``origin/master``; None without any."""
-        out = self._git("for-each-ref", "--format=%(refname:short) %(objectname) %(symref:short)",
-                       "refs/remotes/origin/HEAD", "refs/remotes/origin/main",
-                       "refs/remotes/origin/master", check=False)
+        out = self._git(
+            "for-each-ref",
+            "--format=%(refname:short) %(objectname) %(symref:short)",
+            "refs/remotes/origin/HEAD",
+            "refs/remotes/origin/main",
+            "refs/remotes/origin/master",
+            check=False,
+        )
         found = {}
         for line in out.splitlines():
             name, commit, *target = line.split()
@@ -321,8 +355,9 @@ class GitRepo:
 
     def commit_or_none(self, ref: str) -> str | None:
         """The commit ``ref`` names (``ORIG_HEAD``, ``HEAD^1``…), None when it names none."""
-        out = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}",
-                       check=False).strip()
+        out = self._git(
+            "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False
+        ).strip()
         return out or None
 
     def changed_between(self, a: str, b: str) -> set[str]:
@@ -342,13 +377,20 @@ class GitRepo:
         """(when, from, to) of this worktree's latest checkouts, newest first, from HEAD's
         reflog (among its ``limit`` latest entries): each side a branch name or a commit
         id, ``when`` in seconds since the epoch."""
-        out = self._git("reflog", "show", f"-n{limit}", "--date=unix", "--format=%gd%x00%gs",
-                       "HEAD", check=False)
+        out = self._git(
+            "reflog",
+            "show",
+            f"-n{limit}",
+            "--date=unix",
+            "--format=%gd%x00%gs",
+            "HEAD",
+            check=False,
+        )
         moves = []
         for line in out.splitlines():
             selector, _, subject = line.partition("\0")
             if subject.startswith("checkout: moving from "):
-                left, sep, right = subject[len("checkout: moving from "):].partition(" to ")
+                left, sep, right = subject[len("checkout: moving from ") :].partition(" to ")
                 when = selector.rpartition("@{")[2].rstrip("}")
                 if sep and when.isdigit():
                     moves.append((int(when), left, right))
@@ -377,7 +419,7 @@ class GitRepo:
         for line in data.decode(errors="replace").splitlines():
             _, tab, subject = line.partition("\t")
             if tab and subject.startswith("checkout: moving from "):
-                left, sep, right = subject[len("checkout: moving from "):].partition(" to ")
+                left, sep, right = subject[len("checkout: moving from ") :].partition(" to ")
                 if sep:
                     moves.append((left, right))
         return moves
@@ -386,15 +428,22 @@ class GitRepo:
         return _run(self.top, "merge-base", "--is-ancestor", ancestor, commit).returncode == 0
 
     def branches_containing(self, commit: str) -> list[str]:
-        out = self._git("for-each-ref", f"--contains={commit}", "--format=%(refname)",
-                       "refs/heads", check=False)
+        out = self._git(
+            "for-each-ref", f"--contains={commit}", "--format=%(refname)", "refs/heads", check=False
+        )
         return [line.removeprefix("refs/heads/") for line in out.splitlines() if line]
 
     def refs_containing(self, commit: str, namespace: str) -> list[str]:
         """The short names (``feature1``, ``origin/main``) of the refs under ``namespace``
         (``refs/heads``, ``refs/remotes``) whose history holds ``commit``."""
-        return self._git("for-each-ref", "--format=%(refname:short)", "--contains", commit,
-                        namespace, check=False).split()
+        return self._git(
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "--contains",
+            commit,
+            namespace,
+            check=False,
+        ).split()
 
     def count_commits(self, since: str, until: str) -> int:
         """How many commits ``until`` has that ``since`` has not (0 when either is unknown)."""
@@ -403,15 +452,15 @@ class GitRepo:
 
     def commit_adding(self, path: str, start: str = "HEAD") -> str | None:
         """The newest commit in ``start``'s history that added ``path``."""
-        out = self._git("log", "-1", "--format=%H", "--diff-filter=A", start, "--", path,
-                       check=False).strip()
+        out = self._git(
+            "log", "-1", "--format=%H", "--diff-filter=A", start, "--", path, check=False
+        ).strip()
         return out or None
 
     def head_reflog(self, limit: int) -> list[tuple[str, str]]:
         """(commit, subject) of HEAD's ``limit`` latest reflog entries, newest first: the
         subject as git wrote it (``rebase (finish): returning to refs/heads/x``)."""
-        out = self._git("reflog", "show", "-n", str(limit), "--format=%H %gs", "HEAD",
-                       check=False)
+        out = self._git("reflog", "show", "-n", str(limit), "--format=%H %gs", "HEAD", check=False)
         entries = []
         for line in out.splitlines():
             commit, _, subject = line.partition(" ")
@@ -420,8 +469,9 @@ class GitRepo:
 
     def latest_merge(self, commit: str = "HEAD") -> str | None:
         """The newest merge commit on ``commit``'s first-parent line (itself included)."""
-        out = self._git("rev-list", "--first-parent", "--merges", "-n", "1", commit,
-                       check=False).strip()
+        out = self._git(
+            "rev-list", "--first-parent", "--merges", "-n", "1", commit, check=False
+        ).strip()
         return out or None
 
     def parents(self, commit: str) -> list[str]:
@@ -430,8 +480,9 @@ class GitRepo:
 
     def upstream(self) -> str | None:
         """The current branch's upstream (``origin/main``), None without one."""
-        out = self._git("rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}",
-                       check=False).strip()
+        out = self._git(
+            "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}", check=False
+        ).strip()
         return out or None
 
     def rebasing_branch(self) -> str | None:

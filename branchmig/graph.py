@@ -64,11 +64,14 @@ class Graph:
         for rev in revisions:
             if rev.id in by_id:
                 other = by_id[rev.id]
-                problems.append(Problem(
-                    "duplicate", (rev.id,),
-                    f"Revision '{rev.id}' is defined twice: in '{other.path}' and '{rev.path}'; "
-                    "give one of them a new id",
-                ))
+                problems.append(
+                    Problem(
+                        "duplicate",
+                        (rev.id,),
+                        f"Revision '{rev.id}' is defined twice: in '{other.path}' and "
+                        f"'{rev.path}'; give one of them a new id",
+                    )
+                )
                 continue
             by_id[rev.id] = rev
         labels: dict[str, str] = {}
@@ -76,28 +79,54 @@ class Graph:
         for rev in by_id.values():
             for label in rev.labels:
                 if label in by_id:
-                    problems.append(Problem("label", (rev.id,), (
-                        f"Branch label '{label}' of '{rev.id}' ({rev.path}) is also a "
-                        "revision id")))
+                    problems.append(
+                        Problem(
+                            "label",
+                            (rev.id,),
+                            (
+                                f"Branch label '{label}' of '{rev.id}' ({rev.path}) is also a "
+                                "revision id"
+                            ),
+                        )
+                    )
                 elif label in labels:
-                    problems.append(Problem("label", (rev.id, labels[label]), (
-                        f"Branch label '{label}' is on both '{labels[label]}' and "
-                        f"'{rev.id}' ({rev.path})")))
+                    problems.append(
+                        Problem(
+                            "label",
+                            (rev.id, labels[label]),
+                            (
+                                f"Branch label '{label}' is on both '{labels[label]}' and "
+                                f"'{rev.id}' ({rev.path})"
+                            ),
+                        )
+                    )
                 else:
                     labels[label] = rev.id
         for rev in by_id.values():
             for parent in rev.parents:
                 if parent not in by_id and parent not in labels:
                     kind = "down_revision" if parent in rev.down else "depends_on"
-                    problems.append(Problem("missing", (rev.id,), (
-                        f"Revision '{rev.id}' ({rev.path}) has {kind} '{parent}', "
-                        "which is in no script")))
+                    problems.append(
+                        Problem(
+                            "missing",
+                            (rev.id,),
+                            (
+                                f"Revision '{rev.id}' ({rev.path}) has {kind} '{parent}', "
+                                "which is in no script"
+                            ),
+                        )
+                    )
         graph = cls(by_id, (), labels)
         cycle = graph._find_cycle()
         if cycle:
             paths = ", ".join(f"'{by_id[r].path}'" for r in cycle)
-            problems.append(Problem("cycle", tuple(cycle), (
-                f"Revisions form a cycle: {' -> '.join(cycle + [cycle[0]])} (in {paths})")))
+            problems.append(
+                Problem(
+                    "cycle",
+                    tuple(cycle),
+                    (f"Revisions form a cycle: {' -> '.join(cycle + [cycle[0]])} (in {paths})"),
+                )
+            )
         final = cls(by_id, tuple(problems), labels)
         final.__dict__["_parents"] = graph._parents  # computed for the cycle check already
         return final
@@ -120,8 +149,9 @@ class Graph:
         labels = self._labels
         if not labels:
             return {r: rev.parents for r, rev in self.revisions.items()}
-        return {r: tuple(labels.get(p, p) for p in rev.parents)
-                for r, rev in self.revisions.items()}
+        return {
+            r: tuple(labels.get(p, p) for p in rev.parents) for r, rev in self.revisions.items()
+        }
 
     @cached_property
     def children(self) -> Mapping[str, tuple[str, ...]]:
@@ -154,8 +184,9 @@ class Graph:
         if len(matches) == 1:
             return matches[0]
         if matches:
-            raise GraphError(f"'{name}' is the start of several revisions: "
-                             f"{', '.join(sorted(matches)[:5])}")
+            raise GraphError(
+                f"'{name}' is the start of several revisions: {', '.join(sorted(matches)[:5])}"
+            )
         raise GraphError(f"No revision '{name}' in this graph")
 
     def branch_head(self, label: str) -> str:
@@ -200,8 +231,7 @@ class Graph:
     def _missing_message(self, rev_id: str) -> str:
         for rev in self.revisions.values():
             if rev_id in rev.parents:
-                return (f"Revision '{rev.id}' ({rev.path}) needs '{rev_id}', "
-                        "which is in no script")
+                return f"Revision '{rev.id}' ({rev.path}) needs '{rev_id}', which is in no script"
         return f"No revision '{rev_id}' in this graph"
 
     def topological(self, rev_ids: Iterable[str]) -> list[str]:
@@ -284,7 +314,7 @@ class Graph:
                     stack.append((node, index + 1))
                     nxt = parents[index]
                     if color[nxt] == grey:
-                        return path[path.index(nxt):][::-1]
+                        return path[path.index(nxt) :][::-1]
                     if color[nxt] == white:
                         stack.append((nxt, 0))
                 else:

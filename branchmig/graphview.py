@@ -52,9 +52,13 @@ class GraphView:
     warnings: tuple[str, ...] = field(default=())
 
 
-def build_view(graph: Graph, *, heads: Sequence[tuple[str, Sequence[str]]] = (),
-               database: Sequence[str] | None = None,
-               fold_after: int | None = FOLD_AFTER) -> GraphView:
+def build_view(
+    graph: Graph,
+    *,
+    heads: Sequence[tuple[str, Sequence[str]]] = (),
+    database: Sequence[str] | None = None,
+    fold_after: int | None = FOLD_AFTER,
+) -> GraphView:
     """The drawable graph: ``heads`` marks each named ref's heads, ``database`` the
     database's heads (None: unknown, no mark). Runs of more than ``fold_after`` plain
     revisions (one parent, one child, no mark) become one node; heads, bases, branch
@@ -89,14 +93,17 @@ def build_view(graph: Graph, *, heads: Sequence[tuple[str, Sequence[str]]] = (),
             continue
         nodes.append(Node(r, (r,), tuple(refs_at.get(r, ())), r in at_db))
     view_edges = dict.fromkeys(
-        Edge(node_of[p], node_of[c], dep) for p, c, dep in edges if node_of[p] != node_of[c])
+        Edge(node_of[p], node_of[c], dep) for p, c, dep in edges if node_of[p] != node_of[c]
+    )
     # A dependency drawn twice (also a down_revision between the same nodes) is noise.
     down_pairs = {(e.parent, e.child) for e in view_edges if not e.dependency}
-    kept = tuple(e for e in view_edges if not (e.dependency and (e.parent, e.child)
-                                               in down_pairs))
+    kept = tuple(e for e in view_edges if not (e.dependency and (e.parent, e.child) in down_pairs))
     warnings = [p.message for p in graph.problems]
-    warnings += [f"The database is at '{h}', which none of the graphs shown has; run: "
-                 "branchmig status" for h in (db or ()) if h not in graph]
+    warnings += [
+        f"The database is at '{h}', which none of the graphs shown has; run: branchmig status"
+        for h in (db or ())
+        if h not in graph
+    ]
     return GraphView(tuple(nodes), kept, db, tuple(warnings))
 
 
@@ -111,8 +118,9 @@ def _revision_edges(graph: Graph) -> list[tuple[str, str, bool]]:
     return [(p, c, dep) for (p, c), dep in found.items()]
 
 
-def _plain_runs(graph: Graph, order: Sequence[str], edges: Iterable[tuple[str, str, bool]],
-                marked: set[str]) -> list[tuple[str, ...]]:
+def _plain_runs(
+    graph: Graph, order: Sequence[str], edges: Iterable[tuple[str, str, bool]], marked: set[str]
+) -> list[tuple[str, ...]]:
     """Maximal chains of plain revisions, oldest first: each has exactly one parent and
     one child, both through a down_revision, is no head and carries no mark."""
     ups: dict[str, list[tuple[str, bool]]] = {r: [] for r in order}
@@ -123,9 +131,14 @@ def _plain_runs(graph: Graph, order: Sequence[str], edges: Iterable[tuple[str, s
     heads = set(graph.heads)
 
     def plain(r: str) -> bool:
-        return (r not in marked and r not in heads
-                and len(ups[r]) == 1 and not ups[r][0][1]
-                and len(downs[r]) == 1 and not downs[r][0][1])
+        return (
+            r not in marked
+            and r not in heads
+            and len(ups[r]) == 1
+            and not ups[r][0][1]
+            and len(downs[r]) == 1
+            and not downs[r][0][1]
+        )
 
     runs = []
     for r in order:
@@ -141,10 +154,14 @@ def _plain_runs(graph: Graph, order: Sequence[str], edges: Iterable[tuple[str, s
 # -- text -----------------------------------------------------------------------------------
 
 _BOX = {  # (left, right, up, down) -> the glyph joining those sides
-    (True, True, True, True): "┼", (True, True, True, False): "┴",
-    (True, True, False, True): "┬", (True, True, False, False): "─",
-    (True, False, True, False): "┘", (True, False, False, True): "┐",
-    (True, False, True, True): "┤", (True, False, False, False): "─",
+    (True, True, True, True): "┼",
+    (True, True, True, False): "┴",
+    (True, True, False, True): "┬",
+    (True, True, False, False): "─",
+    (True, False, True, False): "┘",
+    (True, False, False, True): "┐",
+    (True, False, True, True): "┤",
+    (True, False, False, False): "─",
 }
 REVISION_MARK = "●"
 FOLD_MARK = "┊"
@@ -180,8 +197,10 @@ def render_text(view: GraphView, *, color: bool = False) -> str:
             if n == 0:
                 lanes[col] = parent
                 continue
-            slot = next((i for i in range(col + 1, len(lanes))
-                         if lanes[i] is None and i not in joins), len(lanes))
+            slot = next(
+                (i for i in range(col + 1, len(lanes)) if lanes[i] is None and i not in joins),
+                len(lanes),
+            )
             if slot == len(lanes):
                 lanes.append(None)
             lanes[slot] = parent
@@ -201,8 +220,9 @@ def render_text(view: GraphView, *, color: bool = False) -> str:
             lanes.pop()
         lines.append(f"{''.join(cells).rstrip()}  {_describe(node, color)}")
     if view.database == ():
-        lines.append(_paint("(the database has no revision applied: it is at base)",
-                            "database", color))
+        lines.append(
+            _paint("(the database has no revision applied: it is at base)", "database", color)
+        )
     return "\n".join(lines)
 
 
@@ -219,8 +239,9 @@ def _describe(node: Node, color: bool) -> str:
 
 
 def _mermaid_text(text: str) -> str:
-    return (text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;")
-            .replace(">", "#gt;"))
+    return (
+        text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+    )
 
 
 def render_mermaid(view: GraphView) -> str:
@@ -233,20 +254,22 @@ def render_mermaid(view: GraphView) -> str:
         text = "<br/>".join(
             [_mermaid_text(n.label)]
             + ([_mermaid_text(f"({', '.join(n.refs)})")] if n.refs else [])
-            + ([_mermaid_text(f"◀ {DATABASE}")] if n.database else []))
-        lines.append(f'    {ids[n.key]}(["{text}"])' if n.folded
-                     else f'    {ids[n.key]}["{text}"]')
-        for name, wanted in (("head", bool(n.refs)), ("database", n.database),
-                             ("fold", n.folded)):
+            + ([_mermaid_text(f"◀ {DATABASE}")] if n.database else [])
+        )
+        lines.append(f'    {ids[n.key]}(["{text}"])' if n.folded else f'    {ids[n.key]}["{text}"]')
+        for name, wanted in (("head", bool(n.refs)), ("database", n.database), ("fold", n.folded)):
             if wanted:
                 classes[name].append(ids[n.key])
     for e in view.edges:
         lines.append(f"    {ids[e.parent]} {'-.->' if e.dependency else '-->'} {ids[e.child]}")
-    lines += ["    classDef head fill:#dafbe1,stroke:#1a7f37",
-              "    classDef database stroke:#0969da,stroke-width:3px",
-              "    classDef fold fill:#f6f8fa,stroke:#8c959f,stroke-dasharray:4 3,color:#57606a"]
-    lines += [f"    class {','.join(members)} {name}"
-              for name, members in classes.items() if members]
+    lines += [
+        "    classDef head fill:#dafbe1,stroke:#1a7f37",
+        "    classDef database stroke:#0969da,stroke-width:3px",
+        "    classDef fold fill:#f6f8fa,stroke:#8c959f,stroke-dasharray:4 3,color:#57606a",
+    ]
+    lines += [
+        f"    class {','.join(members)} {name}" for name, members in classes.items() if members
+    ]
     return "\n".join(lines)
 
 
@@ -260,11 +283,17 @@ def _dot_string(text: str) -> str:
 def render_dot(view: GraphView) -> str:
     """A Graphviz digraph, bases at the bottom: ``branchmig graph --format dot | dot
     -Tsvg > graph.svg``."""
-    lines = ["digraph revisions {", "    rankdir=BT;",
-             '    node [shape=box, style=rounded, fontname="monospace"];']
+    lines = [
+        "digraph revisions {",
+        "    rankdir=BT;",
+        '    node [shape=box, style=rounded, fontname="monospace"];',
+    ]
     for n in view.nodes:
-        text = "\n".join([n.label] + ([f"({', '.join(n.refs)})"] if n.refs else [])
-                         + ([f"◀ {DATABASE}"] if n.database else []))
+        text = "\n".join(
+            [n.label]
+            + ([f"({', '.join(n.refs)})"] if n.refs else [])
+            + ([f"◀ {DATABASE}"] if n.database else [])
+        )
         attrs = [f"label={_dot_string(text)}"]
         if n.folded:
             attrs += ['style="rounded,dashed"', 'fontcolor="#57606a"']

@@ -28,8 +28,7 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
             ws = Workspace.open(cwd or Path.cwd())
         except NoProjectError:
             # A branch without the app (gh-pages, docs): nothing to bring along.
-            _say("branchmig: no Alembic project in this checkout; the database is left as "
-                 "it is")
+            _say("branchmig: no Alembic project in this checkout; the database is left as it is")
             return 0
         previous: str | None = None
         previous_branch: str | None = None
@@ -62,16 +61,20 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
         if result.restored:
             _say(f"branchmig: restored the snapshot of '{result.branch}'")
         if not plan.is_noop:
-            _say(f"branchmig: {result.database}: reverted {len(plan.downgrade)}, applied "
-                 f"{len(plan.upgrade)}; now at {', '.join(result.after) or 'base'}")
+            _say(
+                f"branchmig: {result.database}: reverted {len(plan.downgrade)}, applied "
+                f"{len(plan.upgrade)}; now at {', '.join(result.after) or 'base'}"
+            )
         if merging:
             _warn_heads(ws, "rebase" if hook == "post-rewrite" else "merge")
     except BranchmigError as err:
         blocking = err.cause if isinstance(err, MoveFailed) else err
         if isinstance(blocking, SessionsBlockingError):
-            _say(f"branchmig: {blocking.without_advice()} Nothing was changed. Close them "
-                 "(stop the app server), then run: branchmig sync; or to end them, run: "
-                 "branchmig sync --terminate-connections")
+            _say(
+                f"branchmig: {blocking.without_advice()} Nothing was changed. Close them "
+                "(stop the app server), then run: branchmig sync; or to end them, run: "
+                "branchmig sync --terminate-connections"
+            )
             return 0
         _say(f"branchmig: {err}")
         _say("branchmig: the checkout itself is done; see: branchmig status")
@@ -118,8 +121,10 @@ def _close_merge(ws: Workspace) -> bool:
 def _warn_heads(ws: Workspace, what: str) -> None:
     extra = _extra_heads(ws)
     if extra:
-        _say(f"branchmig: the {what} left {len(extra)} migration heads ({', '.join(extra)}); "
-             "run: branchmig merge-heads (or branchmig merge-heads --rebase)")
+        _say(
+            f"branchmig: the {what} left {len(extra)} migration heads ({', '.join(extra)}); "
+            "run: branchmig merge-heads (or branchmig merge-heads --rebase)"
+        )
 
 
 def main() -> None:

@@ -100,12 +100,15 @@ def choose_restore(
         notes.append(
             f"the snapshot of '{entering}' ('{held.key}') is kept but not restored: its "
             f"scripts changed since it was taken ({_few(changed)}); restore it by hand "
-            f"with: branchmig snapshot restore {held.key}")
+            f"with: branchmig snapshot restore {held.key}"
+        )
     for held in newest_first:
         if held.key in strays and held.key in on_our_line and not mismatch(held, target):
-            notes.append(f"restoring '{held.key}', the database of "
-                         f"'{held.branch or 'a detached HEAD'}' at {(held.commit or '')[:7]}, "
-                         f"which no other branch restores")
+            notes.append(
+                f"restoring '{held.key}', the database of "
+                f"'{held.branch or 'a detached HEAD'}' at {(held.commit or '')[:7]}, "
+                f"which no other branch restores"
+            )
             return RestoreChoice(held, tuple(notes))
     return RestoreChoice(None, tuple(notes))
 
@@ -131,16 +134,19 @@ def decide_snapshots(
     if not use or (noop and not restoring):
         return SnapshotDecision(None, False, None, ())
     keep = destructive or mode == "always" or forced or restoring
-    replaces = tuple(h.key for h in candidates
-                     if keep and h.branch == leaving and h.purpose == "branch"
-                     and h.key in superseded)
+    replaces = tuple(
+        h.key
+        for h in candidates
+        if keep and h.branch == leaving and h.purpose == "branch" and h.key in superseded
+    )
     save = snapshot_key(leaving, token, prefix="b" if keep else "s")
     resave = snapshot_key(entering, token, prefix="r") if restoring and not noop else None
     return SnapshotDecision(save, keep, resave, replaces)
 
 
-def restorers(held: Held, tips: Mapping[str, Mapping[str, str]],
-              contains: Mapping[str, Collection[str]]) -> list[str]:
+def restorers(
+    held: Held, tips: Mapping[str, Mapping[str, str]], contains: Mapping[str, Collection[str]]
+) -> list[str]:
     """The branches that would restore ``held`` on checkout: its own branch when it fits
     the branch's tip, else any branch whose tip it fits and whose history holds the commit
     it was taken on. ``tips``: branch -> its tip's revisions (id -> blob); ``contains``:
@@ -148,8 +154,11 @@ def restorers(held: Held, tips: Mapping[str, Mapping[str, str]],
     own = held.branch
     if own is not None and own in tips and not mismatch(held, tips[own]):
         return [own]
-    return [name for name, revisions in sorted(tips.items())
-            if held.commit in contains.get(name, ()) and not mismatch(held, revisions)]
+    return [
+        name
+        for name, revisions in sorted(tips.items())
+        if held.commit in contains.get(name, ()) and not mismatch(held, revisions)
+    ]
 
 
 def _few(items: Sequence[str], limit: int = 3) -> str:

@@ -65,8 +65,14 @@ def _quiet(_: str) -> None:
 
 
 def merge_heads(
-    ws: Workspace, *, message: str | None = None, rebase: bool = False, upgrade: bool = True,
-    dry_run: bool = False, heads: Sequence[str] = (), progress: Progress = _quiet,
+    ws: Workspace,
+    *,
+    message: str | None = None,
+    rebase: bool = False,
+    upgrade: bool = True,
+    dry_run: bool = False,
+    heads: Sequence[str] = (),
+    progress: Progress = _quiet,
 ) -> MergeOutcome:
     """Close a merge that left several heads in the working tree's graph.
 
@@ -90,19 +96,34 @@ def merge_heads(
     if len(chosen) < 2:
         return MergeOutcome(all_heads, None, None, None, (), dry_run, why_not)
     if rebase:
-        return _rebase(ws, graph, chosen, locations, upgrade=upgrade, dry_run=dry_run,
-                       progress=progress)
+        return _rebase(
+            ws, graph, chosen, locations, upgrade=upgrade, dry_run=dry_run, progress=progress
+        )
     text = message or _default_message(ws.repo, graph, chosen)
     listed = ", ".join(f"'{h}'" for h in chosen)
     if dry_run:
-        return MergeOutcome(all_heads, None, None, None, (), True,
-                            f"Dry run: would write a merge revision of {listed} "
-                            f"(message '{text}'); nothing written")
+        return MergeOutcome(
+            all_heads,
+            None,
+            None,
+            None,
+            (),
+            True,
+            f"Dry run: would write a merge revision of {listed} "
+            f"(message '{text}'); nothing written",
+        )
     path, rev_id = _write_merge_revision(ws, chosen, text, progress)
     summary = f"Wrote merge revision '{rev_id}' ({path}) of {listed}"
     upgraded = _upgrade(ws, upgrade, progress, previous=None)
-    return MergeOutcome(all_heads, path, rev_id, None, upgraded, False,
-                        summary + _upgrade_note(upgraded, upgrade, path))
+    return MergeOutcome(
+        all_heads,
+        path,
+        rev_id,
+        None,
+        upgraded,
+        False,
+        summary + _upgrade_note(upgraded, upgrade, path),
+    )
 
 
 # -- which heads ---------------------------------------------------------------------------
@@ -119,7 +140,8 @@ def _choose_heads(graph: Graph, named: Sequence[str]) -> tuple[tuple[str, ...], 
             except GraphError as err:
                 raise UsageError(
                     f"'{name}' is not a revision in the working tree's migrations "
-                    f"(heads: {_quote(heads)})") from err
+                    f"(heads: {_quote(heads)})"
+                ) from err
             if rev_id not in heads:
                 raise UsageError(f"'{name}' is not a head (heads: {_quote(heads)})")
             if rev_id not in chosen:
@@ -128,22 +150,29 @@ def _choose_heads(graph: Graph, named: Sequence[str]) -> tuple[tuple[str, ...], 
             raise UsageError(f"Name at least two heads to merge (heads: {_quote(heads)})")
         return tuple(chosen), ""
     if len(heads) < 2:
-        return (), (f"Nothing to merge: one head, '{heads[0]}'" if heads
-                    else "Nothing to merge: no migrations")
+        return (), (
+            f"Nothing to merge: one head, '{heads[0]}'"
+            if heads
+            else "Nothing to merge: no migrations"
+        )
     groups: dict[frozenset[str], list[str]] = {}
     for head in heads:
         groups.setdefault(graph.labels_of(head), []).append(head)
     crowded = [tuple(g) for g in groups.values() if len(g) > 1]
     if not crowded:
-        described = ", ".join(f"'{h}' ({', '.join(sorted(graph.labels_of(h))) or 'no label'})"
-                              for h in heads)
-        return (), (f"Nothing to merge: heads {described} are under separate branch labels; "
-                    f"to merge them anyway, run: branchmig merge-heads {' '.join(heads)}")
+        described = ", ".join(
+            f"'{h}' ({', '.join(sorted(graph.labels_of(h))) or 'no label'})" for h in heads
+        )
+        return (), (
+            f"Nothing to merge: heads {described} are under separate branch labels; "
+            f"to merge them anyway, run: branchmig merge-heads {' '.join(heads)}"
+        )
     if len(crowded) > 1:
         raise UsageError(
             "Several branch labels have more than one head ("
             + "; ".join(_quote(g) for g in crowded)
-            + "); name the heads to merge: branchmig merge-heads HEAD1 HEAD2")
+            + "); name the heads to merge: branchmig merge-heads HEAD1 HEAD2"
+        )
     return crowded[0], ""
 
 
@@ -171,7 +200,8 @@ def _check_conflicts(repo: GitRepo, locations: Sequence[str]) -> None:
         raise GitError(
             f"Merge conflicts in the versions folder ({', '.join(unmerged[:3])}"
             f"{', …' if len(unmerged) > 3 else ''}); resolve them and 'git add' the files, "
-            "then run: branchmig merge-heads")
+            "then run: branchmig merge-heads"
+        )
 
 
 def _check_clean_for_rebase(repo: GitRepo, locations: Sequence[str], in_progress: bool) -> None:
@@ -183,14 +213,16 @@ def _check_clean_for_rebase(repo: GitRepo, locations: Sequence[str], in_progress
         raise GitError(
             f"Uncommitted changes in the versions folder ({', '.join(dirty[:3])}"
             f"{', …' if len(dirty) > 3 else ''}); commit them first, then run: "
-            "branchmig merge-heads --rebase")
+            "branchmig merge-heads --rebase"
+        )
 
 
 # -- merge revision ----------------------------------------------------------------------
 
 
-def _write_merge_revision(ws: Workspace, heads: Sequence[str], message: str,
-                          progress: Progress) -> tuple[str, str]:
+def _write_merge_revision(
+    ws: Workspace, heads: Sequence[str], message: str, progress: Progress
+) -> tuple[str, str]:
     from alembic import command
 
     from branchmig.runner import alembic_env
@@ -202,14 +234,18 @@ def _write_merge_revision(ws: Workspace, heads: Sequence[str], message: str,
         except BranchmigError:
             raise
         except Exception as err:  # noqa: BLE001 - alembic.util.CommandError, template errors
-            raise ScriptError(f"Alembic could not write the merge revision: "
-                              f"{str(err).splitlines()[0] if str(err) else err!r}") from err
+            raise ScriptError(
+                f"Alembic could not write the merge revision: "
+                f"{str(err).splitlines()[0] if str(err) else err!r}"
+            ) from err
     for line in out.getvalue().splitlines():
         if line.strip():
             progress(f"alembic: {line.strip()}")
     if script is None:  # pragma: no cover - only when a hook cancels the revision
-        raise ScriptError("Alembic wrote no merge revision (a process_revision_directives "
-                          "hook in env.py cancelled it)")
+        raise ScriptError(
+            "Alembic wrote no merge revision (a process_revision_directives "
+            "hook in env.py cancelled it)"
+        )
     return _relative(ws, Path(script.path)), str(script.revision)
 
 
@@ -237,8 +273,9 @@ def _branch_of(repo: GitRepo, rev: Revision) -> str | None:
         return None
     current = repo.current_branch()
     for refs in ("refs/heads", "refs/remotes"):
-        names = [n for n in repo.refs_containing(added, refs)
-                 if n != current and not n.endswith("/HEAD")]
+        names = [
+            n for n in repo.refs_containing(added, refs) if n != current and not n.endswith("/HEAD")
+        ]
         if names:
             # The branch where the commit sits nearest the tip brought it.
             return min(names[:20], key=lambda n: repo.count_commits(added, n))
@@ -262,26 +299,35 @@ def _git_sides(repo: GitRepo) -> _Sides:
     head = repo.head_commit()
     merge_head = git_dir / "MERGE_HEAD"
     if merge_head.exists():
-        return _Sides(head, merge_head.read_text().split()[0], "the merge in progress",
-                      in_progress=True)
+        return _Sides(
+            head, merge_head.read_text().split()[0], "the merge in progress", in_progress=True
+        )
     for folder in ("rebase-merge", "rebase-apply"):
         state = git_dir / folder
         if (state / "orig-head").exists():
             onto = state / "onto"
-            return _Sides(_read_first(state / "orig-head"),
-                          _read_first(onto) if onto.exists() else None,
-                          "the rebase in progress", in_progress=True)
+            return _Sides(
+                _read_first(state / "orig-head"),
+                _read_first(onto) if onto.exists() else None,
+                "the rebase in progress",
+                in_progress=True,
+            )
     reflog = repo.head_reflog(200)
     if reflog and "rebase" in reflog[0][1] and "(finish)" in reflog[0][1]:
-        started = next((commit for commit, subject in reflog
-                        if "rebase" in subject and "(start)" in subject), None)
+        started = next(
+            (commit for commit, subject in reflog if "rebase" in subject and "(start)" in subject),
+            None,
+        )
         return _Sides(repo.commit_or_none("ORIG_HEAD"), started, "the rebase just done")
     merge = repo.latest_merge("HEAD") if head else None
     if merge:
         parents = repo.parents(merge)
-        return _Sides(parents[0], parents[1],
-                      "the merge commit" if merge == head else f"merge commit {merge[:12]}",
-                      joined=merge)
+        return _Sides(
+            parents[0],
+            parents[1],
+            "the merge commit" if merge == head else f"merge commit {merge[:12]}",
+            joined=merge,
+        )
     return _Sides(head, None, "HEAD")
 
 
@@ -316,7 +362,8 @@ def _which_moves(ws: Workspace, pair: tuple[str, ...]) -> _Move:
         raise GitError(
             f"Cannot tell which of the heads {_quote(pair)} is this branch's (found "
             f"no merge or rebase that brought one of them); use a merge revision: "
-            "branchmig merge-heads")
+            "branchmig merge-heads"
+        )
     ours = mine[0]
     theirs = next(h for h in pair if h != ours)
     published = ws.repo.remote_default()
@@ -337,31 +384,42 @@ def _ids_at(ws: Workspace, commit: str | None) -> frozenset[str]:
 
 def _first_of_side(graph: Graph, ours: str, theirs: str) -> Revision:
     """Our side's first migration above the common ancestors of the two heads."""
-    side = (graph.ancestors([ours], dependencies=False)
-            - graph.ancestors([theirs], dependencies=False))
-    roots = [r for r in graph.topological(side)
-             if not any(p in side for p in graph.revisions[r].down)]
+    side = graph.ancestors([ours], dependencies=False) - graph.ancestors(
+        [theirs], dependencies=False
+    )
+    roots = [
+        r for r in graph.topological(side) if not any(p in side for p in graph.revisions[r].down)
+    ]
     if len(roots) != 1:
         raise GraphError(
             f"Head '{ours}' has {len(roots)} first migrations above the common revisions "
-            f"({_quote(roots)}); re-point them by hand or run: branchmig merge-heads")
+            f"({_quote(roots)}); re-point them by hand or run: branchmig merge-heads"
+        )
     first = graph.revisions[roots[0]]
     if len(first.down) > 1:
         raise GraphError(
             f"'{first.id}' ({first.path}) is itself a merge of {_quote(first.down)}; "
-            "use a merge revision: branchmig merge-heads")
+            "use a merge revision: branchmig merge-heads"
+        )
     return first
 
 
 def _rebase(
-    ws: Workspace, graph: Graph, pair: tuple[str, ...], locations: Sequence[str], *,
-    upgrade: bool, dry_run: bool, progress: Progress,
+    ws: Workspace,
+    graph: Graph,
+    pair: tuple[str, ...],
+    locations: Sequence[str],
+    *,
+    upgrade: bool,
+    dry_run: bool,
+    progress: Progress,
 ) -> MergeOutcome:
     all_heads = graph.heads
     if len(pair) != 2:
         raise UsageError(
             f"--rebase linearises two heads; there are {len(pair)} ({_quote(pair)}). "
-            "Write one merge revision of them all instead: branchmig merge-heads")
+            "Write one merge revision of them all instead: branchmig merge-heads"
+        )
     move = _which_moves(ws, pair)
     theirs, reason = move.theirs, move.reason
     first = _first_of_side(graph, move.ours, theirs)
@@ -369,8 +427,15 @@ def _rebase(
     where = f"'{first.id}' ({first.path}) from '{old}' onto '{theirs}'"
     _check_clean_for_rebase(ws.repo, locations, move.in_progress)
     if dry_run:
-        return MergeOutcome(all_heads, first.path, first.id, theirs, (), True,
-                            f"Dry run: would re-point {where} ({reason}); nothing written")
+        return MergeOutcome(
+            all_heads,
+            first.path,
+            first.id,
+            theirs,
+            (),
+            True,
+            f"Dry run: would re-point {where} ({reason}); nothing written",
+        )
     path = ws.repo.top / first.path
     path.write_bytes(repoint_down_revision(path.read_bytes(), theirs, path=first.path))
     progress(f"branchmig: re-pointed {where}")
@@ -378,8 +443,15 @@ def _rebase(
     # that text is what the changed-script rule needs when branchmig kept no copy.
     upgraded = _upgrade(ws, upgrade, progress, previous=ws.repo.head_commit())
     summary = f"Re-pointed {where} ({reason}); history is linear"
-    return MergeOutcome(all_heads, first.path, first.id, theirs, upgraded, False,
-                        summary + _upgrade_note(upgraded, upgrade, first.path))
+    return MergeOutcome(
+        all_heads,
+        first.path,
+        first.id,
+        theirs,
+        upgraded,
+        False,
+        summary + _upgrade_note(upgraded, upgrade, first.path),
+    )
 
 
 def repoint_down_revision(data: bytes, new_down: str, *, path: str = "<script>") -> bytes:
@@ -414,19 +486,32 @@ def repoint_down_revision(data: bytes, new_down: str, *, path: str = "<script>")
     literal = quote + new_down.encode() + quote
     if isinstance(value, ast.Tuple | ast.List) and len(value.elts) == 1:
         literal = b"(" + literal + b",)" if isinstance(value, ast.Tuple) else b"[" + literal + b"]"
-    elif not (isinstance(value, ast.Constant) and (value.value is None
-                                                    or isinstance(value.value, str))):
-        raise ScriptError(f"{path}:{value.lineno}: down_revision is not a single revision; "
-                          "re-point it by hand")
+    elif not (
+        isinstance(value, ast.Constant) and (value.value is None or isinstance(value.value, str))
+    ):
+        raise ScriptError(
+            f"{path}:{value.lineno}: down_revision is not a single revision; re-point it by hand"
+        )
     start, end = _offsets(data, value)
     result = data[:start] + literal + data[end:]
     doc = module.body[0] if module.body else None
-    if (isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
-            and isinstance(doc.value.value, str) and doc.lineno < value.lineno):
+    if (
+        isinstance(doc, ast.Expr)
+        and isinstance(doc.value, ast.Constant)
+        and isinstance(doc.value.value, str)
+        and doc.lineno < value.lineno
+    ):
         d_start, d_end = _offsets(data, doc.value)
         text = result[d_start:d_end]
-        text = _REVISES.sub(lambda m: m.group(1) + (b"" if m.group(1).endswith((b" ", b"\t"))
-                                                    else b" ") + new_down.encode(), text, count=1)
+        text = _REVISES.sub(
+            lambda m: (
+                m.group(1)
+                + (b"" if m.group(1).endswith((b" ", b"\t")) else b" ")
+                + new_down.encode()
+            ),
+            text,
+            count=1,
+        )
         result = result[:d_start] + text + result[d_end:]
     return result
 
@@ -441,8 +526,10 @@ def _line_starts(data: bytes) -> list[int]:
 def _offsets(data: bytes, node: ast.expr) -> tuple[int, int]:
     starts = _line_starts(data)
     assert node.end_lineno is not None and node.end_col_offset is not None
-    return (starts[node.lineno - 1] + node.col_offset,
-            starts[node.end_lineno - 1] + node.end_col_offset)
+    return (
+        starts[node.lineno - 1] + node.col_offset,
+        starts[node.end_lineno - 1] + node.end_col_offset,
+    )
 
 
 def _slice(data: bytes, node: ast.expr) -> bytes:
@@ -453,8 +540,9 @@ def _slice(data: bytes, node: ast.expr) -> bytes:
 # -- the database ---------------------------------------------------------------------------
 
 
-def _upgrade(ws: Workspace, upgrade: bool, progress: Progress,
-             previous: str | None) -> tuple[str, ...]:
+def _upgrade(
+    ws: Workspace, upgrade: bool, progress: Progress, previous: str | None
+) -> tuple[str, ...]:
     if not upgrade:
         return ()
     from branchmig.switching import sync

@@ -73,16 +73,25 @@ def make_plan(
     kept = applied - revert
     downgrade = tuple(reversed(source.topological(revert)))
     upgrade = tuple(target.topological(wanted - kept))
-    changed = tuple(r for r in downgrade if r in target and r in upgrade
-                    and target.revisions[r].blob != source.revisions[r].blob)
-    return Plan(common=latest_common(kept, source), downgrade=downgrade, upgrade=upgrade,
-                changed=changed)
+    changed = tuple(
+        r
+        for r in downgrade
+        if r in target and r in upgrade and target.revisions[r].blob != source.revisions[r].blob
+    )
+    return Plan(
+        common=latest_common(kept, source), downgrade=downgrade, upgrade=upgrade, changed=changed
+    )
 
 
 def _same_in(target: Graph, old: Revision, wanted: AbstractSet[str]) -> bool:
     new = target.revisions.get(old.id)
-    return (old.id in wanted and new is not None and new.blob == old.blob
-            and new.down == old.down and new.depends_on == old.depends_on)
+    return (
+        old.id in wanted
+        and new is not None
+        and new.blob == old.blob
+        and new.down == old.down
+        and new.depends_on == old.depends_on
+    )
 
 
 def latest_common(kept: Iterable[str], graph: Graph) -> tuple[str, ...]:
@@ -93,4 +102,3 @@ def latest_common(kept: Iterable[str], graph: Graph) -> tuple[str, ...]:
     if len(latest) <= 1:
         return tuple(latest)
     return tuple(r for r in graph.topological(kept) if r not in needed)
-

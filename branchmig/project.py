@@ -105,8 +105,9 @@ class Project:
         return tuple(sorted(p for p in paths if p))
 
 
-def find_project(start: Path, *, repo_root: Path,
-                 config: Path | Sequence[Path] | None = None) -> Project:
+def find_project(
+    start: Path, *, repo_root: Path, config: Path | Sequence[Path] | None = None
+) -> Project:
     """The project of the repository at ``repo_root``, seen from ``start``.
 
     Order: ``-c PATH``; ``[tool.branchmig] config`` in pyproject.toml; ``alembic.ini`` or
@@ -156,8 +157,10 @@ def _named_configs(start: Path, names: Sequence[Path]) -> tuple[Path, Path]:
             toml = path.resolve()
         else:
             if ini is not None:
-                raise ConfigError(f"-c names two ini files ('{ini}', '{path}'); "
-                                  "give one, and a pyproject.toml if you use one")
+                raise ConfigError(
+                    f"-c names two ini files ('{ini}', '{path}'); "
+                    "give one, and a pyproject.toml if you use one"
+                )
             ini = path.resolve()
     return (ini or (start / "alembic.ini").resolve(), toml or (start / PYPROJECT).resolve())
 
@@ -176,16 +179,18 @@ def _project(ini: Path, toml: Path | None, repo_root: Path, settings: Settings) 
     section = settings.ini_section
     in_toml = table is not None and "script_location" in table
     if parser.has_option(section, "script_location") or in_toml:
-        return Project(repo_root=repo_root, config_path=ini, kind="alembic", settings=settings,
-                       toml_path=toml)
+        return Project(
+            repo_root=repo_root, config_path=ini, kind="alembic", settings=settings, toml_path=toml
+        )
     # Flask-Migrate's alembic.ini has no script_location: Migrate(directory=...) sets it.
     if ini_text is not None and (ini.parent / "env.py").is_file():
         return Project(repo_root=repo_root, config_path=ini, kind="flask", settings=settings)
     if table is None:
-        raise ConfigError(f"'{ini}' has no script_location in [{section}] "
-                          "and no env.py beside it")
-    raise ConfigError(f"'{ini}' has no script_location in [{section}], nor '{toml}' in "
-                      "[tool.alembic]; set it in one of them (alembic init writes it)")
+        raise ConfigError(f"'{ini}' has no script_location in [{section}] and no env.py beside it")
+    raise ConfigError(
+        f"'{ini}' has no script_location in [{section}], nor '{toml}' in "
+        "[tool.alembic]; set it in one of them (alembic init writes it)"
+    )
 
 
 def _inside(path: Path, repo_root: Path) -> None:
@@ -257,13 +262,16 @@ class _TomlOptions:
 
     def _sub(self, name: str, value: object) -> str:
         if not isinstance(value, str):
-            raise ConfigError(f"[tool.alembic] {name} in '{self.path}' must be a string, "
-                              f"not {value!r}")
+            raise ConfigError(
+                f"[tool.alembic] {name} in '{self.path}' must be a string, not {value!r}"
+            )
         try:
             return value % self.args
         except (KeyError, ValueError, TypeError) as err:
-            raise ConfigError(f"Cannot read [tool.alembic] {name} in '{self.path}': "
-                              f"bad %-substitution in {value!r}") from err
+            raise ConfigError(
+                f"Cannot read [tool.alembic] {name} in '{self.path}': "
+                f"bad %-substitution in {value!r}"
+            ) from err
 
     def string(self, name: str) -> str | None:
         value = self.table.get(name)
@@ -274,15 +282,17 @@ class _TomlOptions:
         if value is None:
             return None
         if not isinstance(value, list):
-            raise ConfigError(f"[tool.alembic] {name} in '{self.path}' must be a list of "
-                              f"strings, not {value!r}")
+            raise ConfigError(
+                f"[tool.alembic] {name} in '{self.path}' must be a list of strings, not {value!r}"
+            )
         return [self._sub(name, v) for v in value]
 
     def boolean(self, name: str) -> bool:
         value = self.table.get(name, False)
         if not isinstance(value, bool):
-            raise ConfigError(f"[tool.alembic] {name} in '{self.path}' must be true or "
-                              f"false, not {value!r}")
+            raise ConfigError(
+                f"[tool.alembic] {name} in '{self.path}' must be true or false, not {value!r}"
+            )
         return value
 
 

@@ -21,8 +21,13 @@ def blobs_of(graph: Graph, revisions: Sequence[str] | None = None) -> dict[str, 
 
 
 def owner_of_database(
-    ws: Workspace, state: State, dbid: DatabaseId, heads: tuple[str, ...], *,
-    hint: str | None, hint_commit: str | None,
+    ws: Workspace,
+    state: State,
+    dbid: DatabaseId,
+    heads: tuple[str, ...],
+    *,
+    hint: str | None,
+    hint_commit: str | None,
 ) -> Owner:
     """The branch (exact name) and commit the database at ``heads`` belongs to. In order:
     ``hint`` (the branch a checkout left, the branch a switch or merge runs on), branchmig's
@@ -91,9 +96,19 @@ def owner_of_database(
 
 def held_snapshots(state: State, dbid: DatabaseId) -> list[Held]:
     """This database's snapshots in the index, with what each holds."""
-    return [Held(key=r.key, branch=r.branch, commit=r.commit, heads=tuple(r.heads),
-                 applied=state.snapshot_applied(r.key), created=r.created, purpose=r.purpose)
-            for r in state.snapshots() if r.database in dbid.keys]
+    return [
+        Held(
+            key=r.key,
+            branch=r.branch,
+            commit=r.commit,
+            heads=tuple(r.heads),
+            applied=state.snapshot_applied(r.key),
+            created=r.created,
+            purpose=r.purpose,
+        )
+        for r in state.snapshots()
+        if r.database in dbid.keys
+    ]
 
 
 def strays_among(ws: Workspace, held: Sequence[Held]) -> set[str]:
@@ -119,5 +134,4 @@ def on_line(ws: Workspace, held: Sequence[Held], commit: str | None) -> set[str]
     """The keys of ``held`` taken on a commit that ``commit``'s history holds."""
     if commit is None:
         return set()
-    return {h.key for h in held
-            if h.commit is not None and ws.repo.is_ancestor(h.commit, commit)}
+    return {h.key for h in held if h.commit is not None and ws.repo.is_ancestor(h.commit, commit)}

@@ -24,11 +24,32 @@ from typing import Any
 from branchmig.project import Project
 
 # What env.py may import without its answer depending on the project's own code.
-_SAFE_IMPORTS = frozenset({
-    "__future__", "alembic", "sqlalchemy", "logging", "os", "sys", "typing", "pathlib",
-    "collections", "dataclasses", "re", "json", "enum", "datetime", "functools",
-    "itertools", "asyncio", "contextlib", "warnings", "configparser", "urllib", "dotenv",
-})
+_SAFE_IMPORTS = frozenset(
+    {
+        "__future__",
+        "alembic",
+        "sqlalchemy",
+        "logging",
+        "os",
+        "sys",
+        "typing",
+        "pathlib",
+        "collections",
+        "dataclasses",
+        "re",
+        "json",
+        "enum",
+        "datetime",
+        "functools",
+        "itertools",
+        "asyncio",
+        "contextlib",
+        "warnings",
+        "configparser",
+        "urllib",
+        "dotenv",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -44,16 +65,28 @@ class Remembered:
     inode: int
 
     def as_json(self) -> dict[str, Any]:
-        return {"inputs": self.inputs, "url": self.url, "masked": self.masked,
-                "key": self.key, "path": self.path, "device": self.device,
-                "inode": self.inode}
+        return {
+            "inputs": self.inputs,
+            "url": self.url,
+            "masked": self.masked,
+            "key": self.key,
+            "path": self.path,
+            "device": self.device,
+            "inode": self.inode,
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> Remembered | None:
         try:
-            return cls(str(data["inputs"]), str(data["url"]), str(data["masked"]),
-                       str(data["key"]), str(data["path"]), int(data["device"]),
-                       int(data["inode"]))
+            return cls(
+                str(data["inputs"]),
+                str(data["url"]),
+                str(data["masked"]),
+                str(data["key"]),
+                str(data["path"]),
+                int(data["device"]),
+                int(data["inode"]),
+            )
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -75,8 +108,9 @@ def inputs(project: Project) -> str | None:
         return None  # another table than alembic_version: env.py knows which
     digest = hashlib.sha1(text)
     for path in (project.config_path, project.toml_path):
-        digest.update(b"\0" + (str(path).encode() + b"\0" + _read(path)
-                               if path is not None else b"-"))
+        digest.update(
+            b"\0" + (str(path).encode() + b"\0" + _read(path) if path is not None else b"-")
+        )
     names: set[str] = set()
     local: list[Path] = []
     for node in ast.walk(tree):
@@ -87,8 +121,11 @@ def inputs(project: Project) -> str | None:
         elif isinstance(node, ast.Import):
             each = [_local_modules(root, a.name, []) for a in node.names]
             found = None if None in each else [p for paths in each for p in paths or ()]
-        elif isinstance(node, ast.Attribute) and node.attr == "path" and (
-                isinstance(node.value, ast.Name) and node.value.id == "sys"):
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr == "path"
+            and (isinstance(node.value, ast.Name) and node.value.id == "sys")
+        ):
             return None  # sys.path edited: which module an import finds is anyone's guess
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             names.add(node.value)
@@ -145,12 +182,12 @@ def read_heads(path: str) -> tuple[str, ...] | None:
     except sqlite3.Error:
         return None
     try:
-        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                              "AND name = 'alembic_version'").fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+        ).fetchone()
         if not exists:
             return ()
-        return tuple(sorted(r[0] for r in conn.execute(
-            "SELECT version_num FROM alembic_version")))
+        return tuple(sorted(r[0] for r in conn.execute("SELECT version_num FROM alembic_version")))
     except sqlite3.Error:
         return None
     finally:

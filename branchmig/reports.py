@@ -21,20 +21,34 @@ def plan_markdown(p: Any, *, source: str, target: str, warnings: tuple[str, ...]
     if p.is_noop:
         head = f"### ✅ branchmig plan: {move}: nothing to do"
     else:
-        count = (f"{len(p.downgrade)} downgrade{'s' if len(p.downgrade) != 1 else ''}, "
-                 f"{len(p.upgrade)} upgrade{'s' if len(p.upgrade) != 1 else ''}")
+        count = (
+            f"{len(p.downgrade)} downgrade{'s' if len(p.downgrade) != 1 else ''}, "
+            f"{len(p.upgrade)} upgrade{'s' if len(p.upgrade) != 1 else ''}"
+        )
         losing = {d.revision for d in p.destructive}
-        head = (f"### ⚠️ branchmig plan: {move}: {count}; {len(losing)} downgrade"
-                f"{'s' if len(losing) != 1 else ''} lose{'' if len(losing) != 1 else 's'} data"
-                if losing else f"### branchmig plan: {move}: {count}")
-    lines = [head, "", f"Common revision{'s' if len(p.common) > 1 else ''}: "
-             f"{', '.join(f'`{c}`' for c in p.common) or 'base (none)'}."]
+        head = (
+            f"### ⚠️ branchmig plan: {move}: {count}; {len(losing)} downgrade"
+            f"{'s' if len(losing) != 1 else ''} lose{'' if len(losing) != 1 else 's'} data"
+            if losing
+            else f"### branchmig plan: {move}: {count}"
+        )
+    lines = [
+        head,
+        "",
+        f"Common revision{'s' if len(p.common) > 1 else ''}: "
+        f"{', '.join(f'`{c}`' for c in p.common) or 'base (none)'}.",
+    ]
     if not p.is_noop:
         lines += ["", "| # | step | revision | loses data |", "| -: | --- | --- | --- |"]
         steps = [("downgrade", r) for r in p.downgrade] + [("upgrade", r) for r in p.upgrade]
         for n, (step, rev) in enumerate(steps, 1):
-            lost = "<br>".join(f"⚠️ `{d.operation}` {d.target}" for d in p.destructive
-                               if d.revision == rev) if step == "downgrade" else ""
+            lost = (
+                "<br>".join(
+                    f"⚠️ `{d.operation}` {d.target}" for d in p.destructive if d.revision == rev
+                )
+                if step == "downgrade"
+                else ""
+            )
             redone = " (script changed: redone)" if rev in p.changed else ""
             lines.append(f"| {n} | {step} | `{rev}`{redone} | {lost} |")
     return "\n".join(lines + _md_warnings(warnings))
@@ -42,22 +56,27 @@ def plan_markdown(p: Any, *, source: str, target: str, warnings: tuple[str, ...]
 
 def check_markdown(result: Any) -> str:
     """The check as a pull-request comment: the verdict, the heads, the warnings."""
-    verdict = (f"### ✅ branchmig check: {result.message}" if result.ok
-               else "### ❌ branchmig check: " + (
-                   f"merging {_md_ref(result.against)} would leave "
-                   f"{len(result.merged_heads)} heads" if result.merged_heads
-                   else f"{len(result.heads)} heads"))
+    verdict = (
+        f"### ✅ branchmig check: {result.message}"
+        if result.ok
+        else "### ❌ branchmig check: "
+        + (
+            f"merging {_md_ref(result.against)} would leave {len(result.merged_heads)} heads"
+            if result.merged_heads
+            else f"{len(result.heads)} heads"
+        )
+    )
     lines = [verdict, ""]
     if not result.ok:
         lines += [result.message, ""]
-    lines += [f"- Heads in the working tree: "
-              f"{', '.join(f'`{h}`' for h in result.heads) or 'none'}"]
+    lines += [f"- Heads in the working tree: {', '.join(f'`{h}`' for h in result.heads) or 'none'}"]
     if result.against is not None and result.merged_heads:
-        lines.append(f"- Heads after merging {_md_ref(result.against)}: "
-                     f"{', '.join(f'`{h}`' for h in result.merged_heads)}")
+        lines.append(
+            f"- Heads after merging {_md_ref(result.against)}: "
+            f"{', '.join(f'`{h}`' for h in result.merged_heads)}"
+        )
     lines.append(f"- Heads expected: {result.expected_heads}")
     return "\n".join(lines + _md_warnings(result.warnings))
-
 
 
 _OUTCOME_MARK = {"ok": "✅", "failed": "❌", "left traces": "⚠️", "not run": "–"}
@@ -66,8 +85,10 @@ _OUTCOME_MARK = {"ok": "✅", "failed": "❌", "left traces": "⚠️", "not run
 def verify_report(result: Any, *, ref: str, markdown: bool) -> str:
     what = "the working tree" if ref == "." else f"'{ref}'"
     count = len(result.checks)
-    summary = (f"{count} revision{'s' if count != 1 else ''} of {what} against "
-               f"'{result.against}' on a scratch {result.backend} database")
+    summary = (
+        f"{count} revision{'s' if count != 1 else ''} of {what} against "
+        f"'{result.against}' on a scratch {result.backend} database"
+    )
     if not markdown:
         if not count:
             return f"Nothing to verify: {what} adds no revision to '{result.against}'."
@@ -75,21 +96,30 @@ def verify_report(result: Any, *, ref: str, markdown: bool) -> str:
         for c in result.checks:
             steps = (c.upgrade, c.downgrade, c.upgrade_again)
             flag = "ok  " if steps == ("ok", "ok", "ok") else "FAIL"
-            lines.append(f"  {flag} {c.revision}  {c.path}  "
-                         f"(upgrade {c.upgrade}, downgrade {c.downgrade}, "
-                         f"upgrade again {c.upgrade_again})")
+            lines.append(
+                f"  {flag} {c.revision}  {c.path}  "
+                f"(upgrade {c.upgrade}, downgrade {c.downgrade}, "
+                f"upgrade again {c.upgrade_again})"
+            )
         lines += [f"branchmig: {f.message}" for f in result.findings]
         return "\n".join(lines)
-    verdict = ("✅ branchmig verify: every migration goes down and up again" if result.ok
-               else f"❌ branchmig verify: {len(result.findings)} problem"
-                    f"{'s' if len(result.findings) != 1 else ''}")
+    verdict = (
+        "✅ branchmig verify: every migration goes down and up again"
+        if result.ok
+        else f"❌ branchmig verify: {len(result.findings)} problem"
+        f"{'s' if len(result.findings) != 1 else ''}"
+    )
     lines = [f"### {verdict}", "", f"{summary[0].upper()}{summary[1:]}.", ""]
     if count:
-        lines += ["| revision | file | upgrade | downgrade | upgrade again |",
-                  "| --- | --- | :-: | :-: | :-: |"]
-        lines += [f"| `{c.revision}` | `{c.path}` | {_OUTCOME_MARK[c.upgrade]} | "
-                  f"{_OUTCOME_MARK[c.downgrade]} | {_OUTCOME_MARK[c.upgrade_again]} |"
-                  for c in result.checks]
+        lines += [
+            "| revision | file | upgrade | downgrade | upgrade again |",
+            "| --- | --- | :-: | :-: | :-: |",
+        ]
+        lines += [
+            f"| `{c.revision}` | `{c.path}` | {_OUTCOME_MARK[c.upgrade]} | "
+            f"{_OUTCOME_MARK[c.downgrade]} | {_OUTCOME_MARK[c.upgrade_again]} |"
+            for c in result.checks
+        ]
         lines.append("")
     lines += [f"- **`{f.revision}`** (`{f.path}`): {f.message}" for f in result.findings]
     return "\n".join(lines).rstrip()
@@ -100,14 +130,25 @@ def drift_report(found: Any, *, markdown: bool) -> str:
 
     heads = ", ".join(found.heads) or "base"
     if found.ok:
-        return (f"{found.database} matches its migrations at {heads}: no drift."
-                if not markdown else
-                f"### ✅ branchmig verify --drift: the database matches its migrations at "
-                f"`{heads}`")
+        return (
+            f"{found.database} matches its migrations at {heads}: no drift."
+            if not markdown
+            else f"### ✅ branchmig verify --drift: the database matches its migrations at "
+            f"`{heads}`"
+        )
     if not markdown:
-        return "\n".join([f"{found.database} differs from its migrations at {heads}:",
-                          *(f"  {describe_drift(d)}" for d in found.differences)])
-    return "\n".join([f"### ❌ branchmig verify --drift: {len(found.differences)} "
-                      f"difference{'s' if len(found.differences) != 1 else ''} from the "
-                      f"migrations at `{heads}`", "",
-                      *(f"- {describe_drift(d)}" for d in found.differences)])
+        return "\n".join(
+            [
+                f"{found.database} differs from its migrations at {heads}:",
+                *(f"  {describe_drift(d)}" for d in found.differences),
+            ]
+        )
+    return "\n".join(
+        [
+            f"### ❌ branchmig verify --drift: {len(found.differences)} "
+            f"difference{'s' if len(found.differences) != 1 else ''} from the "
+            f"migrations at `{heads}`",
+            "",
+            *(f"- {describe_drift(d)}" for d in found.differences),
+        ]
+    )

@@ -81,16 +81,16 @@ class DatabaseState:
         move them all)."""
         if len({db.heads for db in self.databases}) <= 1:
             return None
-        where = "; ".join(f"{db.label} at {', '.join(db.heads) or 'base'}"
-                          for db in self.databases)
+        where = "; ".join(f"{db.label} at {', '.join(db.heads) or 'base'}" for db in self.databases)
         return f"the project's databases are at different revisions ({where})"
 
 
 class StepFailed(DatabaseError):
     """A migration raised ``cause`` (its first line); ``completed`` is what ran before."""
 
-    def __init__(self, *, revision: str, direction: Direction, completed: tuple[str, ...],
-                 cause: str) -> None:
+    def __init__(
+        self, *, revision: str, direction: Direction, completed: tuple[str, ...], cause: str
+    ) -> None:
         super().__init__(revision, direction, completed, cause)
         self.revision = revision
         self.direction = direction
@@ -101,8 +101,12 @@ class StepFailed(DatabaseError):
         return f"{self.direction.capitalize()} of '{self.revision}' failed: {self.cause}"
 
     def facts(self) -> dict[str, Any]:
-        return {"revision": self.revision, "direction": self.direction,
-                "completed": list(self.completed), "failure": self.cause}
+        return {
+            "revision": self.revision,
+            "direction": self.direction,
+            "completed": list(self.completed),
+            "failure": self.cause,
+        }
 
 
 @dataclass
@@ -147,8 +151,9 @@ def start_loading_alembic() -> None:
     project's own code (env.py, a Flask app) is only ever imported on the main thread."""
     global _loading
     if _loading is None and "alembic.runtime.environment" not in sys.modules:
-        _loading = threading.Thread(target=_load_alembic, name="branchmig-load-alembic",
-                                    daemon=True)
+        _loading = threading.Thread(
+            target=_load_alembic, name="branchmig-load-alembic", daemon=True
+        )
         _loading.start()
 
 
@@ -196,8 +201,9 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
         return record.levelno >= logging.WARNING
 
     def not_naming_the_database(record: logging.LogRecord) -> bool:
-        return not (record.levelno < logging.WARNING
-                    and str(record.msg).startswith("Migrating database "))
+        return not (
+            record.levelno < logging.WARNING and str(record.msg).startswith("Migrating database ")
+        )
 
     chatty = logging.getLogger("alembic.runtime.migration")
     multidb = logging.getLogger("alembic.env")
@@ -214,9 +220,11 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
             # As the ``alembic`` command builds it: the ini (when there is one) and
             # pyproject.toml's [tool.alembic], the ini's option winning over the toml's.
             ini = project.config_path
-            cfg = Config(str(ini) if ini.is_file() else None,
-                         toml_file=None if project.toml_path is None else str(project.toml_path),
-                         ini_section=project.settings.ini_section)
+            cfg = Config(
+                str(ini) if ini.is_file() else None,
+                toml_file=None if project.toml_path is None else str(project.toml_path),
+                ini_section=project.settings.ini_section,
+            )
             yield AlembicEnv(project, cfg)
     finally:
         chatty.removeFilter(warnings_only)
@@ -231,8 +239,10 @@ def _flask_env(project: Project) -> Iterator[AlembicEnv]:
     try:
         from flask.cli import ScriptInfo, load_dotenv
     except ImportError as err:
-        raise ConfigError("This is a Flask-Migrate project but Flask is not installed "
-                          "in this environment (pip install 'branchmig[flask]')") from err
+        raise ConfigError(
+            "This is a Flask-Migrate project but Flask is not installed "
+            "in this environment (pip install 'branchmig[flask]')"
+        ) from err
     app = _given_flask_app
     if app is None:
         app = _load_flask_app(project, ScriptInfo, load_dotenv)
@@ -261,9 +271,12 @@ def _load_flask_app(project: Project, script_info: Any, load_dotenv: Any) -> Any
             raise ConfigError(
                 f"Cannot find the Flask app: FLASK_APP is not set and '{project.repo_root}' "
                 "has no app.py or wsgi.py; set FLASK_APP, put FLASK_APP=... in .flaskenv, "
-                "or set flask_app in [tool.branchmig]") from err
-        raise ConfigError(f"Cannot load the Flask app {app_path!r}: {_app_failure(err)}; "
-                          "check FLASK_APP (or flask_app in [tool.branchmig])") from err
+                "or set flask_app in [tool.branchmig]"
+            ) from err
+        raise ConfigError(
+            f"Cannot load the Flask app {app_path!r}: {_app_failure(err)}; "
+            "check FLASK_APP (or flask_app in [tool.branchmig])"
+        ) from err
 
 
 def _app_failure(err: BaseException) -> str:
@@ -309,17 +322,23 @@ def read_database(env: AlembicEnv) -> DatabaseState:
     def fn(rev: Any, context: Any) -> list[Any]:
         conn = context.connection
         engines.append(conn.engine)
-        seen.append(Database(_engine_name(context),
-                             conn.engine.url.render_as_string(hide_password=False),
-                             tuple(context.get_current_heads())))
+        seen.append(
+            Database(
+                _engine_name(context),
+                conn.engine.url.render_as_string(hide_password=False),
+                tuple(context.get_current_heads()),
+            )
+        )
         return []
 
     try:
         _run_env(env, script, fn, dont_mutate=True)
     except Exception as err:  # noqa: BLE001 - env.py may raise anything on connect
-        raise DatabaseError(f"Cannot read the database's revisions through env.py: "
-                            f"{first_line(err)}; check the database URL and that the "
-                            "database is reachable, then run: branchmig status") from err
+        raise DatabaseError(
+            f"Cannot read the database's revisions through env.py: "
+            f"{first_line(err)}; check the database URL and that the "
+            "database is reachable, then run: branchmig status"
+        ) from err
     finally:
         for engine in engines:
             engine.dispose()
@@ -336,7 +355,7 @@ def _engine_name(context: Any) -> str:
     """The database's name as Flask-Migrate's multidb env.py gives it: its upgrade token
     is "<name>_upgrades" ("_upgrades" for the default; plain Alembic's is "upgrades")."""
     token = str(context.opts.get("upgrade_token") or "upgrades")
-    return token[:-len("_upgrades")] if token.endswith("_upgrades") else ""
+    return token[: -len("_upgrades")] if token.endswith("_upgrades") else ""
 
 
 def load_script_module(path: Path, text: bytes, rev_id: str) -> types.ModuleType:
@@ -347,8 +366,7 @@ def load_script_module(path: Path, text: bytes, rev_id: str) -> types.ModuleType
         code = compile(text, str(path), "exec", dont_inherit=True)
         exec(code, module.__dict__)  # noqa: S102 - this is how Alembic loads a script too
     except Exception as err:  # noqa: BLE001 - a broken script is the user's to fix
-        raise DatabaseError(f"Cannot load {path} (revision '{rev_id}'): "
-                            f"{first_line(err)}") from err
+        raise DatabaseError(f"Cannot load {path} (revision '{rev_id}'): {first_line(err)}") from err
     return module
 
 
@@ -417,8 +435,11 @@ def run_phases(
             if index not in prepared:
                 prepared[index] = _prepare(phase)
             revision_map, scripts = prepared[index]
-            make = (MigrationStep.upgrade_from_script if phase.direction == "upgrade"
-                    else MigrationStep.downgrade_from_script)
+            make = (
+                MigrationStep.upgrade_from_script
+                if phase.direction == "upgrade"
+                else MigrationStep.downgrade_from_script
+            )
             for rev_id in phase.revisions:
                 finish_current()
                 current.update(rev=rev_id, direction=phase.direction)
@@ -439,10 +460,10 @@ def run_phases(
         raise  # ours (the checkout, a script that does not load): already one line
     except Exception as err:  # noqa: BLE001 - the migration's own error is the message
         failed = current.get("rev", "")
-        direction: Direction = "upgrade" if current.get("direction") == "upgrade" else (
-            "downgrade")
-        raise StepFailed(revision=failed, direction=direction, completed=tuple(completed),
-                         cause=first_line(err)) from err
+        direction: Direction = "upgrade" if current.get("direction") == "upgrade" else ("downgrade")
+        raise StepFailed(
+            revision=failed, direction=direction, completed=tuple(completed), cause=first_line(err)
+        ) from err
     finally:
         for engine in engines:
             engine.dispose()
@@ -461,8 +482,9 @@ def _prepare(phase: Phase) -> tuple[Any, dict[str, Any]]:
     from alembic.script.revision import RevisionMap
 
     graph, scope, revisions = phase.graph, phase.scope, phase.revisions
-    if phase.start_heads is not None and _is_straight(phase.direction, revisions, graph,
-                                                      phase.start_heads):
+    if phase.start_heads is not None and _is_straight(
+        phase.direction, revisions, graph, phase.start_heads
+    ):
         parents = {p for r in revisions for p in graph.revisions[r].down}
         scope = set(revisions) | parents
         graph = _truncated(graph, parents - set(revisions))
@@ -478,8 +500,12 @@ def _prepare(phase: Phase) -> tuple[Any, dict[str, Any]]:
                 yield scripts[rev_id]
                 continue
             rev = graph.revisions[rev_id]
-            yield AlembicRevision(rev.id, rev.down or None, branch_labels=rev.labels or None,
-                                  dependencies=rev.depends_on or None)
+            yield AlembicRevision(
+                rev.id,
+                rev.down or None,
+                branch_labels=rev.labels or None,
+                dependencies=rev.depends_on or None,
+            )
 
     revision_map = RevisionMap(generate)
     try:
@@ -489,8 +515,9 @@ def _prepare(phase: Phase) -> tuple[Any, dict[str, Any]]:
     return revision_map, scripts
 
 
-def _is_straight(direction: Direction, revisions: Sequence[str], graph: Graph,
-                 start_heads: Sequence[str]) -> bool:
+def _is_straight(
+    direction: Direction, revisions: Sequence[str], graph: Graph, start_heads: Sequence[str]
+) -> bool:
     heads = set(start_heads)
     for rev_id in revisions:
         rev = graph.revisions[rev_id]

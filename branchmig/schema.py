@@ -53,8 +53,10 @@ class ForeignKey:
         return self.name or f"({', '.join(self.columns)}) -> {self.referred_table}"
 
     def describe(self) -> str:
-        return (f"({', '.join(self.columns)}) REFERENCES {self.referred_table} "
-                f"({', '.join(self.referred_columns)})")
+        return (
+            f"({', '.join(self.columns)}) REFERENCES {self.referred_table} "
+            f"({', '.join(self.referred_columns)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,24 @@ class Table:
     foreign_keys: Mapping[str, ForeignKey] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, name: str, *, columns: Iterable[Column], primary_key: Iterable[str] = (),
-           indexes: Iterable[Index] = (), uniques: Iterable[Index] = (),
-           foreign_keys: Iterable[ForeignKey] = ()) -> Table:
-        return cls(name, {c.name: c for c in columns}, tuple(primary_key),
-                   {i.key: i for i in indexes}, {u.key: u for u in uniques},
-                   {f.key: f for f in foreign_keys})
+    def of(
+        cls,
+        name: str,
+        *,
+        columns: Iterable[Column],
+        primary_key: Iterable[str] = (),
+        indexes: Iterable[Index] = (),
+        uniques: Iterable[Index] = (),
+        foreign_keys: Iterable[ForeignKey] = (),
+    ) -> Table:
+        return cls(
+            name,
+            {c.name: c for c in columns},
+            tuple(primary_key),
+            {i.key: i for i in indexes},
+            {u.key: u for u in uniques},
+            {f.key: f for f in foreign_keys},
+        )
 
 
 @dataclass(frozen=True)
@@ -103,8 +117,13 @@ class Difference:
     new: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"kind": self.kind, "name": self.name, "change": self.change,
-                "old": self.old, "new": self.new}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "change": self.change,
+            "old": self.old,
+            "new": self.new,
+        }
 
 
 def compare(old: Schema, new: Schema) -> tuple[Difference, ...]:
@@ -114,9 +133,15 @@ def compare(old: Schema, new: Schema) -> tuple[Difference, ...]:
     for name in sorted(old.tables.keys() | new.tables.keys()):
         before, after = old.tables.get(name), new.tables.get(name)
         if before is None or after is None:
-            found.append(Difference("table", name, "added" if before is None else "removed",
-                                    None if before is None else _columns_of(before),
-                                    None if after is None else _columns_of(after)))
+            found.append(
+                Difference(
+                    "table",
+                    name,
+                    "added" if before is None else "removed",
+                    None if before is None else _columns_of(before),
+                    None if after is None else _columns_of(after),
+                )
+            )
             continue
         found.extend(_compare_tables(before, after))
     found.extend(_compare_maps("enum type", "", old.enums, new.enums, EnumType.describe))
@@ -131,28 +156,40 @@ def _compare_tables(old: Table, new: Table) -> list[Difference]:
     name = old.name
     found = _compare_maps("column", name, old.columns, new.columns, Column.describe)
     if old.primary_key != new.primary_key:
-        found.append(Difference("primary key", name, "changed",
-                                f"({', '.join(old.primary_key)})",
-                                f"({', '.join(new.primary_key)})"))
+        found.append(
+            Difference(
+                "primary key",
+                name,
+                "changed",
+                f"({', '.join(old.primary_key)})",
+                f"({', '.join(new.primary_key)})",
+            )
+        )
     found += _compare_maps("index", name, old.indexes, new.indexes, Index.describe)
-    found += _compare_maps("unique constraint", name, old.uniques, new.uniques,
-                           Index.describe)
-    found += _compare_maps("foreign key", name, old.foreign_keys, new.foreign_keys,
-                           ForeignKey.describe)
+    found += _compare_maps("unique constraint", name, old.uniques, new.uniques, Index.describe)
+    found += _compare_maps(
+        "foreign key", name, old.foreign_keys, new.foreign_keys, ForeignKey.describe
+    )
     return found
 
 
-def _compare_maps(kind: str, table: str, old: Mapping[str, T], new: Mapping[str, T],
-                  describe: Callable[[T], str]) -> list[Difference]:
+def _compare_maps(
+    kind: str, table: str, old: Mapping[str, T], new: Mapping[str, T], describe: Callable[[T], str]
+) -> list[Difference]:
     found = []
     for key in sorted(old.keys() | new.keys()):
         before, after = old.get(key), new.get(key)
         if before == after:
             continue
         name = f"{table}.{key}" if table else key
-        change: Change = ("added" if before is None else "removed" if after is None
-                          else "changed")
-        found.append(Difference(kind, name, change,
-                                None if before is None else describe(before),
-                                None if after is None else describe(after)))
+        change: Change = "added" if before is None else "removed" if after is None else "changed"
+        found.append(
+            Difference(
+                kind,
+                name,
+                change,
+                None if before is None else describe(before),
+                None if after is None else describe(after),
+            )
+        )
     return found

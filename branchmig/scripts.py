@@ -52,8 +52,8 @@ def _statement_end(text: str, start: int) -> int:
     while i < n:
         c = text[i]
         if c in "'\"":
-            triple = text[i:i + 3] in ('"""', "'''")
-            quote = text[i:i + 3] if triple else c
+            triple = text[i : i + 3] in ('"""', "'''")
+            quote = text[i : i + 3] if triple else c
             i += len(quote)
             while i < n and not text.startswith(quote, i):
                 if text[i] == "\\":
@@ -71,7 +71,7 @@ def _statement_end(text: str, start: int) -> int:
             depth += 1
         elif c in ")]}":
             depth -= 1
-        elif c == "\\" and text[i + 1:i + 2] == "\n":
+        elif c == "\\" and text[i + 1 : i + 2] == "\n":
             i += 2
             continue
         elif c == "\n" and depth <= 0:
@@ -113,7 +113,7 @@ def _parse_simple(text: str, matches: list[re.Match[str]]) -> _Found | None:
     lines = []
     for match in matches:
         end = text.find("\n", match.start())
-        lines.append(text[match.start():end if end >= 0 else len(text)])
+        lines.append(text[match.start() : end if end >= 0 else len(text)])
     try:
         tree = ast.parse("\n".join(lines))
     except SyntaxError:
@@ -163,7 +163,7 @@ def _parse_careful(text: str, matches: list[re.Match[str]], path: str) -> _Found
     for match in matches:
         start = match.start()
         line = _line_of(text, start)
-        snippet = text[start:_statement_end(text, start)]
+        snippet = text[start : _statement_end(text, start)]
         try:
             tree = ast.parse(snippet)
         except SyntaxError as err:
@@ -203,8 +203,10 @@ def parse_header(data: bytes, path: str) -> dict[str, Any] | None:
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             message = f"{path}:{line}: {name} is not a literal ({ast.unparse(node)[:60]})"
             if required:
-                raise ScriptError(message + "; branchmig reads headers without importing "
-                                  "the script, so write the value itself") from None
+                raise ScriptError(
+                    message + "; branchmig reads headers without importing "
+                    "the script, so write the value itself"
+                ) from None
             warnings.append(message + "; treated as unknown")
             return None
 
@@ -214,8 +216,13 @@ def parse_header(data: bytes, path: str) -> dict[str, Any] | None:
     down = _as_ids(literal("down_revision", required=True), path, "down_revision", found)
     labels = _as_ids(literal("branch_labels", required=False), path, "branch_labels", found)
     depends = _as_ids(literal("depends_on", required=False), path, "depends_on", found)
-    return {"revision": revision, "down": down, "labels": labels, "depends": depends,
-            "warnings": warnings}
+    return {
+        "revision": revision,
+        "down": down,
+        "labels": labels,
+        "depends": depends,
+        "warnings": warnings,
+    }
 
 
 def _as_ids(value: Any, path: str, name: str, found: _Found) -> list[str]:
@@ -269,9 +276,12 @@ class HeaderCache:
         from branchmig.state import write_private
 
         with contextlib.suppress(StateError):  # a cache not written only costs time
-            write_private(self.path, json.dumps({"version": CACHE_VERSION,
-                                                 "headers": self.headers,
-                                                 "stats": self.stats}).encode())
+            write_private(
+                self.path,
+                json.dumps(
+                    {"version": CACHE_VERSION, "headers": self.headers, "stats": self.stats}
+                ).encode(),
+            )
         self.dirty = False
 
 
@@ -307,16 +317,17 @@ class ScriptSetCache:
             if version != CACHE_VERSION or stored != signature:
                 return None
             revisions = tuple(
-                Revision(id=rev, down=down, labels=labels, depends_on=depends, path=rel,
-                         blob=blob)
-                for rev, down, labels, depends, rel, blob in rows)
+                Revision(id=rev, down=down, labels=labels, depends_on=depends, path=rel, blob=blob)
+                for rev, down, labels, depends, rel, blob in rows
+            )
             os.utime(path)  # recently used: kept by the pruning in put()
         except (OSError, ValueError, EOFError, TypeError):
             return None
         return revisions, tuple(warnings)
 
-    def put(self, signature: str | None, revisions: Sequence[Revision],
-            warnings: Sequence[str]) -> None:
+    def put(
+        self, signature: str | None, revisions: Sequence[Revision], warnings: Sequence[str]
+    ) -> None:
         if signature is None:
             return
         import marshal
@@ -327,8 +338,7 @@ class ScriptSetCache:
         from branchmig.state import write_private
 
         try:
-            write_private(path, marshal.dumps((CACHE_VERSION, signature, rows,
-                                               list(warnings))))
+            write_private(path, marshal.dumps((CACHE_VERSION, signature, rows, list(warnings))))
             kept = sorted(self.folder.glob("*.marshal"), key=lambda f: f.stat().st_mtime_ns)
             for old in kept[: -self.KEEP]:
                 old.unlink()
@@ -356,30 +366,46 @@ def _revisions(
         if header is None:
             continue
         warnings.extend(header["warnings"])
-        revisions.append(Revision(
-            id=header["revision"], down=tuple(header["down"]), labels=tuple(header["labels"]),
-            depends_on=tuple(header["depends"]), path=path, blob=blob,
-        ))
+        revisions.append(
+            Revision(
+                id=header["revision"],
+                down=tuple(header["down"]),
+                labels=tuple(header["labels"]),
+                depends_on=tuple(header["depends"]),
+                path=path,
+                blob=blob,
+            )
+        )
     return revisions, warnings
 
 
 def read_ref(
-    repo: GitRepo, commit: str, version_locations: Sequence[str], *, recursive: bool,
-    cache: HeaderCache, ref: str = "",
+    repo: GitRepo,
+    commit: str,
+    version_locations: Sequence[str],
+    *,
+    recursive: bool,
+    cache: HeaderCache,
+    ref: str = "",
 ) -> ScriptSet:
     """The scripts in ``version_locations`` at ``commit``, from git objects."""
-    entries = [e for e in repo.ls_tree(commit, version_locations, recursive=recursive)
-               if is_candidate(e.path)]
+    entries = [
+        e
+        for e in repo.ls_tree(commit, version_locations, recursive=recursive)
+        if is_candidate(e.path)
+    ]
     missing = [e for e in entries if e.blob not in cache.headers]
     contents = _from_worktree(repo.top, missing)
     from_git = [e.blob for e in missing if e.blob not in contents]
     if from_git:
         contents.update(repo.read_blobs(from_git))
     revisions, warnings = _revisions(
-        ((e.path, e.blob, contents.get(e.blob)) for e in entries), cache)
+        ((e.path, e.blob, contents.get(e.blob)) for e in entries), cache
+    )
     cache.save()
-    return ScriptSet(ref=ref or commit, commit=commit, revisions=tuple(revisions),
-                     warnings=tuple(warnings))
+    return ScriptSet(
+        ref=ref or commit, commit=commit, revisions=tuple(revisions), warnings=tuple(warnings)
+    )
 
 
 def _from_worktree(top: Path, entries: Sequence[TreeEntry]) -> dict[str, bytes]:
@@ -398,7 +424,11 @@ def _from_worktree(top: Path, entries: Sequence[TreeEntry]) -> dict[str, bytes]:
 
 
 def read_worktree(
-    top: Path, version_locations: Sequence[str], *, recursive: bool, cache: HeaderCache,
+    top: Path,
+    version_locations: Sequence[str],
+    *,
+    recursive: bool,
+    cache: HeaderCache,
 ) -> ScriptSet:
     """The scripts in the working tree, committed or not."""
     files: list[tuple[str, str, bytes | None]] = []
@@ -432,8 +462,9 @@ def read_worktree(
     return ScriptSet(ref="", commit=None, revisions=tuple(revisions), warnings=tuple(warnings))
 
 
-def worktree_signature(top: Path, version_locations: Sequence[str], *,
-                       recursive: bool) -> str | None:
+def worktree_signature(
+    top: Path, version_locations: Sequence[str], *, recursive: bool
+) -> str | None:
     """A digest of every candidate script's path, size, mtime and inode: equal digests
     mean the same scripts. None while a file is too recent for its stat to be trusted."""
     import hashlib
@@ -488,5 +519,14 @@ def read_text_anywhere(repo: GitRepo, revision: Revision) -> bytes | None:
 
 # -- what a downgrade() destroys -----------------------------------------------------------
 
-__all__ = ["HeaderCache", "ScriptSet", "ScriptSetCache", "TreeEntry", "cache_for",
-           "parse_header", "read_ref", "read_worktree", "script_set_cache_for"]
+__all__ = [
+    "HeaderCache",
+    "ScriptSet",
+    "ScriptSetCache",
+    "TreeEntry",
+    "cache_for",
+    "parse_header",
+    "read_ref",
+    "read_worktree",
+    "script_set_cache_for",
+]

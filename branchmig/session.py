@@ -53,12 +53,16 @@ class Recovery:
             again = f", and '{self.checked_out}' is checked out again" if self.checked_out else ""
             return f"{what} was interrupted; the database was put back as it was before it{again}"
         if self.suspect is not None:
-            return (f"{what} was killed while it ran the {self.suspect.direction} of "
-                    f"'{self.suspect.revision}' with no snapshot to restore: the database "
-                    f"is marked at {names(self.heads)}, but that revision may be half made; "
-                    "check its tables, then run: branchmig sync")
-        return (f"{what} was interrupted with no snapshot to restore: the database is at "
-                f"{names(self.heads)}; run: branchmig sync")
+            return (
+                f"{what} was killed while it ran the {self.suspect.direction} of "
+                f"'{self.suspect.revision}' with no snapshot to restore: the database "
+                f"is marked at {names(self.heads)}, but that revision may be half made; "
+                "check its tables, then run: branchmig sync"
+            )
+        return (
+            f"{what} was interrupted with no snapshot to restore: the database is at "
+            f"{names(self.heads)}; run: branchmig sync"
+        )
 
 
 @dataclass
@@ -71,6 +75,9 @@ class Session:
     progress: Progress
     notes: list[str] = field(default_factory=list)
     recovery: Recovery | None = None
+    # The database as remembered (remembered.py): Alembic is not loaded and env.py has not
+    # run, so this session may only restore a snapshot or record a move that runs nothing.
+    remembered: bool = False
 
     @property
     def masked(self) -> str:
@@ -84,18 +91,24 @@ class Session:
         return backend_of(self.db, self.state, terminate=terminate, progress=self.progress)
 
 
-def backend_of(db: DatabaseState, state: State, *, terminate: bool = False,
-               progress: Progress | None = None) -> SnapshotBackend:
+def backend_of(
+    db: DatabaseState, state: State, *, terminate: bool = False, progress: Progress | None = None
+) -> SnapshotBackend:
     """The snapshot backend of the project's databases (all of them, under --multidb)."""
     from branchmig.snapshots import backend_for
 
-    return backend_for(db.urls, store_dir=state.snapshot_dir, terminate_connections=terminate,
-                       progress=None if progress is quiet else progress)
+    return backend_for(
+        db.urls,
+        store_dir=state.snapshot_dir,
+        terminate_connections=terminate,
+        progress=None if progress is quiet else progress,
+    )
 
 
 @contextmanager
-def opened(ws: Workspace, progress: Progress = quiet, *,
-           dry_run: bool = False) -> Iterator[Session]:
+def opened(
+    ws: Workspace, progress: Progress = quiet, *, dry_run: bool = False
+) -> Iterator[Session]:
     """The lock held, Alembic open, the database read; a killed move put back first
     (a dry run only says there is one)."""
     from branchmig.runner import alembic_env, read_database
@@ -104,6 +117,7 @@ def opened(ws: Workspace, progress: Progress = quiet, *,
     with state.lock(), alembic_env(ws.project) as env:
         db = read_database(env)
         dbid = database_id(ws, db)
+        remember(ws, state, db, dbid)
         recovery = None
         journal = state.read_journal()
         if journal is not None and not dry_run:
@@ -112,19 +126,91 @@ def opened(ws: Workspace, progress: Progress = quiet, *,
                 db = read_database(env)
         session = Session(ws, state, env, db, dbid, progress, recovery=recovery)
         if journal is not None and dry_run:
-            session.notes.append(f"a {journal.operation} to '{journal.to}' was interrupted "
-                                 "and is not put back by a dry run; run: branchmig status")
+            session.notes.append(
+                f"a {journal.operation} to '{journal.to}' was interrupted "
+                "and is not put back by a dry run; run: branchmig status"
+            )
         yield session
 
 
 def database_id(ws: Workspace, db: DatabaseState) -> DatabaseId:
+    return DatabaseId.of_all(db.urls, worktree=_worktree(ws))
+
+
+def _worktree(ws: Workspace) -> str:
+    """The linked worktree's name ("" for the main one)."""
     repo = ws.repo
-    worktree = "" if repo.git_dir.resolve() == repo.common_dir.resolve() else repo.git_dir.name
-    return DatabaseId.of_all(db.urls, worktree=worktree)
+    return "" if repo.git_dir.resolve() == repo.common_dir.resolve() else repo.git_dir.name
 
 
-def put_back(backend: SnapshotBackend, state: State, journal: Journal,
-             dispose: Callable[[], None]) -> bool:
+def remember(ws: Workspace, state: State, db: DatabaseState, dbid: DatabaseId) -> None:
+    """Remember the database env.py gave, with the inputs it came from (a plain Alembic
+    project on one SQLite file only); forget it otherwise."""
+    from branchmig import remembered
+    from branchmig.snapshots.sqlite import plain_sqlite_path
+
+    memo = None
+    path = plain_sqlite_path(db.url) if not db.multi else None
+    found = remembered.inputs(ws.project) if path is not None else None
+    ident = remembered.identity(str(path)) if found is not None else None
+    if found is not None and ident is not None:
+        memo = remembered.Remembered(
+            found, db.url, dbid.masked, dbid.key, str(path), *ident
+        ).as_json()
+    state.remember(_worktree(ws), memo)
+
+
+def recall(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId] | None:
+    """The remembered database and its revisions, read without Alembic, when what env.py
+    reads is unchanged and the file is the same one; else None."""
+    from branchmig import remembered
+    from branchmig.runner import DatabaseState
+
+    memo = remembered.Remembered.from_json(state.remembered(_worktree(ws)))
+    if (
+        memo is None
+        or remembered.inputs(ws.project) != memo.inputs
+        or remembered.identity(memo.path) != (memo.device, memo.inode)
+    ):
+        return None
+    heads = remembered.read_heads(memo.path)
+    if heads is None:
+        return None
+    return (DatabaseState.single(memo.url, heads), DatabaseId(memo.url, memo.masked, memo.key))
+
+
+@contextmanager
+def recalled(ws: Workspace, progress: Progress = quiet) -> Iterator[Session | None]:
+    """A session on the remembered database, with the lock held, when it can be trusted
+    to act on: remembered (see ``recall``), no move to put back, nothing suspect, and its
+    ``alembic_version`` what branchmig last left there. None otherwise: open the full
+    session instead."""
+    from branchmig.runner import AlembicEnv
+
+    state = State(ws.state_dir)
+    if state.remembered(_worktree(ws)) is None:
+        yield None
+        return
+    with state.lock():
+        found = recall(ws, state)
+        if found is None or state.read_journal() is not None:
+            yield None
+            return
+        db, dbid = found
+        owner = state.owner(dbid.key)
+        if (
+            owner is None
+            or sorted(owner.heads) != sorted(db.heads)
+            or state.suspect(dbid.key) is not None
+        ):
+            yield None
+            return
+        yield Session(ws, state, AlembicEnv(ws.project, None), db, dbid, progress, remembered=True)
+
+
+def put_back(
+    backend: SnapshotBackend, state: State, journal: Journal, dispose: Callable[[], None]
+) -> bool:
     """Restore the copy taken before the move, if it exists; True when it did."""
     saved = journal.safety_snapshot
     if not saved or not backend.exists(saved):
@@ -153,8 +239,15 @@ def finish_drops(backend: SnapshotBackend, state: State, journal: Journal) -> No
         state.remove_snapshot(journal.restored_snapshot)
 
 
-def recover(ws: Workspace, state: State, env: AlembicEnv, db: DatabaseState,
-            dbid: DatabaseId, journal: Journal, progress: Progress) -> Recovery:
+def recover(
+    ws: Workspace,
+    state: State,
+    env: AlembicEnv,
+    db: DatabaseState,
+    dbid: DatabaseId,
+    journal: Journal,
+    progress: Progress,
+) -> Recovery:
     """Put back a move that was killed half-way (or finish one killed after it
     succeeded). Called with the lock held, so the journal's process is gone."""
     from branchmig.runner import read_database
@@ -163,15 +256,28 @@ def recover(ws: Workspace, state: State, env: AlembicEnv, db: DatabaseState,
         if journal.safety_snapshot:
             finish_drops(backend_of(db, state), state, journal)
         heads = read_database(env).heads
-        state.set_owner(dbid.key, Owner(journal.to_branch, journal.to_commit, heads,
-                                        reflog=ws.repo.reflog_size()))
+        state.set_owner(
+            dbid.key,
+            Owner(journal.to_branch, journal.to_commit, heads, reflog=ws.repo.reflog_size()),
+        )
         state.set_suspect(dbid.key, None)
         state.clear_journal()
-        return Recovery(journal.operation, journal.to, journal.pid, False, False, None,
-                        heads, None, finished=True)
+        return Recovery(
+            journal.operation,
+            journal.to,
+            journal.pid,
+            False,
+            False,
+            None,
+            heads,
+            None,
+            finished=True,
+        )
 
-    progress(f"branchmig: a {journal.operation} to '{journal.to}' was interrupted "
-             f"(pid {journal.pid}); recovering")
+    progress(
+        f"branchmig: a {journal.operation} to '{journal.to}' was interrupted "
+        f"(pid {journal.pid}); recovering"
+    )
     restored = False
     if journal.safety_snapshot:
         backend = backend_of(db, state, progress=progress)
@@ -184,23 +290,32 @@ def recover(ws: Workspace, state: State, env: AlembicEnv, db: DatabaseState,
     checked_out = None
     back = journal.from_branch or journal.from_commit
     repo = ws.repo
-    if (journal.operation == "switch" and back and (restored or untouched)
-            and (repo.head_commit() != journal.from_commit
-                 or repo.current_branch() != journal.from_branch)):
+    if (
+        journal.operation == "switch"
+        and back
+        and (restored or untouched)
+        and (
+            repo.head_commit() != journal.from_commit
+            or repo.current_branch() != journal.from_branch
+        )
+    ):
         repo.checkout(back, env=SKIP_HOOK)
         checked_out = back
         progress(f"branchmig: checked out '{back}' again")
     heads = read_database(env).heads
     suspect = None
     if restored or untouched:
-        state.set_owner(dbid.key, Owner(journal.from_branch, journal.from_commit, heads,
-                                        reflog=repo.reflog_size()))
+        state.set_owner(
+            dbid.key,
+            Owner(journal.from_branch, journal.from_commit, heads, reflog=repo.reflog_size()),
+        )
     elif journal.phase == "migrating" and journal.in_flight:
         direction, revision = journal.in_flight[:2]
         suspect = Suspect(journal.operation, journal.to, direction, revision, journal.pid)
         state.set_suspect(dbid.key, suspect)
-    recovery = Recovery(journal.operation, journal.to, journal.pid, restored, untouched,
-                        checked_out, heads, suspect)
+    recovery = Recovery(
+        journal.operation, journal.to, journal.pid, restored, untouched, checked_out, heads, suspect
+    )
     if not (restored or untouched):
         progress(f"branchmig: {recovery.describe()}")
     state.clear_journal()

@@ -45,14 +45,20 @@ def list_snapshots(ws: Workspace, *, progress: Progress = _quiet) -> list[Snapsh
             record = records[st.held.key]
             if st.present:
                 record = replace(record, size=st.size)
-            infos.append(SnapshotInfo(record, st.present,
-                                      record.branch is not None and record.branch in branches,
-                                      st.restored_by))
+            infos.append(
+                SnapshotInfo(
+                    record,
+                    st.present,
+                    record.branch is not None and record.branch in branches,
+                    st.restored_by,
+                )
+            )
         return infos
 
 
-def save_snapshot(ws: Workspace, *, name: str | None = None, terminate: bool = False,
-                  progress: Progress = _quiet) -> SnapshotRecord:
+def save_snapshot(
+    ws: Workspace, *, name: str | None = None, terminate: bool = False, progress: Progress = _quiet
+) -> SnapshotRecord:
     """Save the database now, as ``name`` (default: the current branch's snapshot)."""
     from branchmig.switching import _token
 
@@ -61,8 +67,10 @@ def save_snapshot(ws: Workspace, *, name: str | None = None, terminate: bool = F
         if name:
             key = _check_name(name)
             if any(r.key == key for r in s.state.snapshots()):
-                raise UsageError(f"There is a snapshot '{key}' already; choose another name "
-                                 f"or drop it first: branchmig snapshot drop {key}")
+                raise UsageError(
+                    f"There is a snapshot '{key}' already; choose another name "
+                    f"or drop it first: branchmig snapshot drop {key}"
+                )
         else:
             key = snapshot_key(branch, _token())
         backend = s.backend(terminate=terminate)
@@ -71,15 +79,22 @@ def save_snapshot(ws: Workspace, *, name: str | None = None, terminate: bool = F
         stored = backend.save(key)
         applied = code.ancestors(s.db.heads, strict=False)
         record = SnapshotRecord(
-            key=key, branch=branch, commit=ws.repo.head_commit(), heads=list(s.db.heads),
-            database=s.dbkey, backend=backend.name, size=stored.size,
-            purpose="branch" if not name else "manual")
+            key=key,
+            branch=branch,
+            commit=ws.repo.head_commit(),
+            heads=list(s.db.heads),
+            database=s.dbkey,
+            backend=backend.name,
+            size=stored.size,
+            purpose="branch" if not name else "manual",
+        )
         s.state.add_snapshot(record, applied={r: code.revisions[r].blob for r in applied})
         return record
 
 
-def restore_snapshot(ws: Workspace, *, name: str, terminate: bool = False,
-                     progress: Progress = _quiet) -> tuple[SnapshotRecord, str]:
+def restore_snapshot(
+    ws: Workspace, *, name: str, terminate: bool = False, progress: Progress = _quiet
+) -> tuple[SnapshotRecord, str]:
     """Put snapshot ``name`` back as the database; what it replaces is saved first (the
     returned key)."""
     from branchmig.switching import _token
@@ -88,19 +103,32 @@ def restore_snapshot(ws: Workspace, *, name: str, terminate: bool = False,
         record = _find(s, name)
         backend = s.backend(terminate=terminate)
         if not backend.exists(record.key):
-            raise SnapshotError(f"Snapshot '{name}' is in the index but its copy is gone; "
-                                f"run: branchmig snapshot drop {name}")
+            raise SnapshotError(
+                f"Snapshot '{name}' is in the index but its copy is gone; "
+                f"run: branchmig snapshot drop {name}"
+            )
         kept = f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{_token()[-4:]}"
         _, code = ws.graph_at(WORKTREE)
         s.env.dispose_engines()
         backend.restore(record.key, keep_current_as=kept)
         s.state.remove_snapshot(record.key)
-        s.state.add_snapshot(SnapshotRecord(
-            key=kept, branch=ws.repo.current_branch(), commit=ws.repo.head_commit(),
-            heads=list(s.db.heads), database=s.dbkey, backend=backend.name, size=0,
-            purpose="replaced"),
-            applied={r: code.revisions[r].blob
-                     for r in code.ancestors(s.db.heads, strict=False) if r in code})
+        s.state.add_snapshot(
+            SnapshotRecord(
+                key=kept,
+                branch=ws.repo.current_branch(),
+                commit=ws.repo.head_commit(),
+                heads=list(s.db.heads),
+                database=s.dbkey,
+                backend=backend.name,
+                size=0,
+                purpose="replaced",
+            ),
+            applied={
+                r: code.revisions[r].blob
+                for r in code.ancestors(s.db.heads, strict=False)
+                if r in code
+            },
+        )
         return record, kept
 
 
@@ -118,9 +146,15 @@ class PruneResult:
     kept_strays: list[SnapshotInfo]  # would have been dropped, but nothing else holds them
 
 
-def prune_snapshots(ws: Workspace, *, keep: int | None = None, older_than: float | None = None,
-                    strays: bool = False, dry_run: bool = False,
-                    progress: Progress = _quiet) -> PruneResult:
+def prune_snapshots(
+    ws: Workspace,
+    *,
+    keep: int | None = None,
+    older_than: float | None = None,
+    strays: bool = False,
+    dry_run: bool = False,
+    progress: Progress = _quiet,
+) -> PruneResult:
     """Drop the snapshots of branches that no longer exist, those older than
     ``older_than`` days, all but the ``keep`` newest, and index entries whose copy is
     gone. A snapshot no checkout would restore holds rows nothing else has: it is kept
@@ -155,12 +189,12 @@ def _find(s: Session, name: str) -> SnapshotRecord:
     if len(by_branch) == 1:
         return by_branch[0]
     known = ", ".join(r.key for r in records) or "none"
-    raise SnapshotError(f"No snapshot '{name}' of this database (known: {known}); "
-                        "see: branchmig snapshot list")
+    raise SnapshotError(
+        f"No snapshot '{name}' of this database (known: {known}); see: branchmig snapshot list"
+    )
 
 
 def _check_name(name: str) -> str:
     if not re.fullmatch(r"[a-z0-9_-]{1,40}", name):
         raise UsageError(f"Snapshot name '{name}' must be 1-40 of a-z, 0-9, '-' and '_'")
     return name
-

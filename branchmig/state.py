@@ -56,7 +56,8 @@ def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
             tmp.unlink()
         raise StateError(
             f"Cannot write '{path}': {err.strerror or err}; free some space (or fix the "
-            "folder's permissions), then run the command again") from err
+            "folder's permissions), then run the command again"
+        ) from err
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -109,8 +110,9 @@ class DatabaseId:
         ids = [cls.of(url, worktree=worktree) for _, url in urls]
         if len(ids) == 1:
             return ids[0]
-        shown = ids[0].masked + "".join(f" + {name}: {i.masked}"
-                                        for (name, _), i in zip(urls[1:], ids[1:], strict=True))
+        shown = ids[0].masked + "".join(
+            f" + {name}: {i.masked}" for (name, _), i in zip(urls[1:], ids[1:], strict=True)
+        )
         return cls(urls[0][1], shown, database_key("|".join(i.key for i in ids)))
 
     @property
@@ -123,7 +125,7 @@ def _relative_sqlite(url: str) -> bool:
 
     database = make_url(url).database or ""
     if database.startswith("file:"):
-        database = database[len("file:"):]
+        database = database[len("file:") :]
     return bool(database) and database != ":memory:" and not os.path.isabs(database)
 
 
@@ -221,12 +223,29 @@ class State:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
                 raise LockedError(
                     f"Another branchmig (pid {holder}) is migrating this repository's "
-                    "database; wait for it, then run: branchmig status") from None
+                    "database; wait for it, then run: branchmig status"
+                ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield
         finally:
             os.close(fd)
+
+    # -- the database env.py last gave (see remembered.py) ------------------------------
+
+    def _remembered_path(self, worktree: str) -> Path:
+        return self.root / "remembered" / f"{worktree or '-main-'}.json"
+
+    def remembered(self, worktree: str) -> Any:
+        return _read_json(self._remembered_path(worktree), None)
+
+    def remember(self, worktree: str, data: Mapping[str, Any] | None) -> None:
+        path = self._remembered_path(worktree)
+        if data is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        elif _read_json(path, None) != data:
+            _write_json(path, data)
 
     # -- journal ------------------------------------------------------------------------
 
@@ -237,9 +256,11 @@ class State:
     def write_journal(self, journal: Journal, *, durable: bool = True) -> None:
         """``durable=False`` where losing the write to a power cut is safe (the older
         journal then undoes a move instead of finishing it)."""
-        write_private(self.journal_path,
-                      json.dumps(asdict(journal), separators=(",", ":")).encode(),
-                      durable=durable)
+        write_private(
+            self.journal_path,
+            json.dumps(asdict(journal), separators=(",", ":")).encode(),
+            durable=durable,
+        )
 
     def read_journal(self) -> Journal | None:
         data = _read_json(self.journal_path, None)
@@ -277,17 +298,23 @@ class State:
                 version, rows = marshal.loads(self._applied_path(database).read_bytes())
                 if version == APPLIED_FORMAT:
                     self._applied[database] = {
-                        rev: Revision(id=rev, down=down, labels=labels, depends_on=depends,
-                                      path=path, blob=blob)
-                        for rev, down, labels, depends, path, blob in rows}
+                        rev: Revision(
+                            id=rev,
+                            down=down,
+                            labels=labels,
+                            depends_on=depends,
+                            path=path,
+                            blob=blob,
+                        )
+                        for rev, down, labels, depends, path, blob in rows
+                    }
         return dict(self._applied[database])
 
     def record_applied(self, database: str, revisions: Mapping[str, Revision]) -> None:
         """Remember ``revisions`` as what ``database`` has. Written in marshal's format,
         not JSON: on a long history this record is read and written on every switch, and
         marshal does both several times faster. Losing it costs a search of the refs."""
-        rows = [(r.id, r.down, r.labels, r.depends_on, r.path, r.blob)
-                for r in revisions.values()]
+        rows = [(r.id, r.down, r.labels, r.depends_on, r.path, r.blob) for r in revisions.values()]
         write_private(self._applied_path(database), marshal.dumps((APPLIED_FORMAT, rows)))
         self._applied[database] = dict(revisions)
 
@@ -306,17 +333,25 @@ class State:
         data = _read_json(self.root / "owners" / f"{database}.json", None)
         if not isinstance(data, dict):
             return None
-        return Owner(branch=data.get("branch"), commit=data.get("commit"),
-                     heads=tuple(data.get("heads") or ()), at=float(data.get("at") or 0),
-                     reflog=int(data.get("reflog", -1)))
+        return Owner(
+            branch=data.get("branch"),
+            commit=data.get("commit"),
+            heads=tuple(data.get("heads") or ()),
+            at=float(data.get("at") or 0),
+            reflog=int(data.get("reflog", -1)),
+        )
 
     def set_owner(self, database: str, owner: Owner) -> None:
         # Not waited for: a record lost to a power cut only sends the next move to the
         # reflog to find whom the database belongs to.
-        data = {"branch": owner.branch, "commit": owner.commit, "heads": list(owner.heads),
-                "at": time.time(), "reflog": owner.reflog}
-        write_private(self.root / "owners" / f"{database}.json",
-                      json.dumps(data).encode())
+        data = {
+            "branch": owner.branch,
+            "commit": owner.commit,
+            "heads": list(owner.heads),
+            "at": time.time(),
+            "reflog": owner.reflog,
+        }
+        write_private(self.root / "owners" / f"{database}.json", json.dumps(data).encode())
 
     def suspect(self, database: str) -> Suspect | None:
         data = _read_json(self.root / "suspects" / f"{database}.json", None)
@@ -337,8 +372,10 @@ class State:
 
     def snapshots(self) -> list[SnapshotRecord]:
         known = set(SnapshotRecord.__dataclass_fields__)
-        return [SnapshotRecord(**{k: v for k, v in d.items() if k in known})
-                for d in _read_json(self._index_path, [])]
+        return [
+            SnapshotRecord(**{k: v for k, v in d.items() if k in known})
+            for d in _read_json(self._index_path, [])
+        ]
 
     def snapshot_applied(self, key: str) -> dict[str, str] | None:
         """What snapshot ``key`` holds (revision id -> script blob id); None if unknown."""
@@ -360,8 +397,9 @@ class State:
             if isinstance(held, dict) and not self._holds_path(entry["key"]).exists():
                 self._write_holds(entry["key"], held)
         _write_json(self._index_path, [asdict(r) for r in records])
-        self._mark_waiting({r.branch for r in records
-                            if r.branch and r.purpose in ("branch", "manual")})
+        self._mark_waiting(
+            {r.branch for r in records if r.branch and r.purpose in ("branch", "manual")}
+        )
         kept = {f"{r.key}.marshal" for r in records}
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(self.root / "snapshot-holds"):

@@ -64,36 +64,41 @@ class StatusResult:
     @property
     def in_step(self) -> bool:
         """The database matches the working tree, as far as anything can tell."""
-        return not (self.pending or self.unknown or self.suspect or self.interrupted
-                    or self.split)
+        return not (self.pending or self.unknown or self.suspect or self.interrupted or self.split)
 
 
 def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
     """Where the database is against the working tree. A move that was killed half-way is
     put back first (unless another branchmig is running it)."""
     from branchmig.runner import alembic_env, read_database, start_loading_alembic
-    from branchmig.session import database_id, recover
+    from branchmig.session import database_id, recall, recover, remember
 
-    start_loading_alembic()
     state = State(ws.state_dir)
     recovery: Recovery | None = None
     interrupted = None
     seen = state.read_journal()
+    # What env.py gave last time, while it would give the same: no Alembic to load.
+    known = recall(ws, state) if seen is None else None
+    if known is None:
+        start_loading_alembic()
     if seen is not None:
         try:
             with state.lock(), alembic_env(ws.project) as env:
                 db = read_database(env)
                 journal = state.read_journal()
                 if journal is not None:
-                    recovery = recover(ws, state, env, db, database_id(ws, db),
-                                       journal, progress)
+                    recovery = recover(ws, state, env, db, database_id(ws, db), journal, progress)
         except LockedError:
             interrupted = f"a {seen.operation} to '{seen.to}' (pid {seen.pid}) is running"
     _, code = ws.graph_at(WORKTREE)
-    with alembic_env(ws.project) as env:
-        db = read_database(env)
-        dbid = database_id(ws, db)
-        stored = _stored(db, state)
+    if known is not None:
+        db, dbid = known
+    else:
+        with alembic_env(ws.project) as env:
+            db = read_database(env)
+            dbid = database_id(ws, db)
+        remember(ws, state, db, dbid)
+    stored = _stored(db, state)
     from branchmig.switching import applied_source
 
     applied_key = next((k for k in dbid.keys if state.applied(k)), dbid.key)
@@ -107,8 +112,11 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         pending, unknown = plan.upgrade, plan.downgrade
     else:
         applied = source.ancestors([h for h in db.heads if h in source], strict=False)
-        pending = tuple(r for r in code.topological(code.ancestors(code.heads, strict=False))
-                        if r not in applied)
+        pending = tuple(
+            r
+            for r in code.topological(code.ancestors(code.heads, strict=False))
+            if r not in applied
+        )
         unknown = tuple(h for h in db.heads if h not in source)
     found: dict[str, list[str]] = {r: [] for r in unknown}
     if unknown:
@@ -123,16 +131,24 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
     held = held_snapshots(state, dbid)
     owner = state.owner(dbid.key)
     return StatusResult(
-        database=dbid.masked, branch=ws.repo.current_branch(), db_heads=db.heads,
-        code_heads=code.heads, pending=tuple(pending), unknown=tuple(unknown),
+        database=dbid.masked,
+        branch=ws.repo.current_branch(),
+        db_heads=db.heads,
+        code_heads=code.heads,
+        pending=tuple(pending),
+        unknown=tuple(unknown),
         unknown_found_in={r: tuple(v) for r, v in found.items()},
         snapshots=snapshot_statuses(ws, held, stored),
         stray_copies=tuple(sorted(k for k in stored if k not in {h.key for h in held})),
         interrupted=interrupted,
         recovered=recovery.describe() if recovery is not None else None,
-        suspect=state.suspect(dbid.key), owner=owner.branch if owner else None,
-        databases=tuple(DatabaseHeads(d.name, DatabaseId.of(d.url).masked, d.heads)
-                        for d in db.databases) if db.multi else (),
+        suspect=state.suspect(dbid.key),
+        owner=owner.branch if owner else None,
+        databases=tuple(
+            DatabaseHeads(d.name, DatabaseId.of(d.url).masked, d.heads) for d in db.databases
+        )
+        if db.multi
+        else (),
         split=db.disagreement(),
     )
 
@@ -149,8 +165,9 @@ def _stored(db: DatabaseState, state: State) -> dict[str, tuple[int, str]]:
         return {}
 
 
-def snapshot_statuses(ws: Workspace, held: list[Held],
-                      stored: Mapping[str, tuple[int, str]]) -> tuple[SnapshotStatus, ...]:
+def snapshot_statuses(
+    ws: Workspace, held: list[Held], stored: Mapping[str, tuple[int, str]]
+) -> tuple[SnapshotStatus, ...]:
     """Each snapshot, newest first, with whether its copy exists and who restores it."""
     if not held:
         return ()

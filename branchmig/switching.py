@@ -83,8 +83,13 @@ class MoveResult:
 
 
 def applied_source(
-    ws: Workspace, state: State, heads: tuple[str, ...], dbkey: str, *,
-    previous: str | None, target: Graph,
+    ws: Workspace,
+    state: State,
+    heads: tuple[str, ...],
+    dbkey: str,
+    *,
+    previous: str | None,
+    target: Graph,
 ) -> Graph:
     """A graph holding every revision the database has applied, as it was applied: from
     branchmig's record, else the previous HEAD, the target, then any ref. It stops at the
@@ -110,12 +115,12 @@ def applied_source(
             continue  # a broken old ref must not stop the search
         if _complete(graph, heads):
             return graph
-    missing = [h for h in heads if h not in graph] or [
-        r for r in _missing_ancestors(graph, heads)]
+    missing = [h for h in heads if h not in graph] or [r for r in _missing_ancestors(graph, heads)]
     raise PlanError(
         f"Revision {', '.join(repr(m) for m in missing)} is applied to the database but its "
         "script is on no branch, tag or reflog entry, and branchmig kept no copy. Restore "
-        "the script into the versions folder, then run: branchmig sync")
+        "the script into the versions folder, then run: branchmig sync"
+    )
 
 
 def _complete(graph: Graph, heads: tuple[str, ...]) -> bool:
@@ -156,14 +161,16 @@ def _script_text(ws: Workspace, state: State, rev: Revision) -> bytes:
         f"Revision '{rev.id}' is applied to the database, but its script ({rev.path}, blob "
         f"{rev.blob[:12]}) is on no branch, tag or reflog entry and branchmig kept no copy, "
         "so it cannot be reverted; put the script back into the versions folder, then run: "
-        "branchmig sync")
+        "branchmig sync"
+    )
 
 
 # -- the pieces of a move ------------------------------------------------------------------
 
 
-def _materialise(s: Session, revisions: tuple[str, ...], graph: Graph,
-                 folder: Path) -> dict[str, tuple[Path, bytes]]:
+def _materialise(
+    s: Session, revisions: tuple[str, ...], graph: Graph, folder: Path
+) -> dict[str, tuple[Path, bytes]]:
     texts = {}
     for rev_id in revisions:
         rev = graph.revisions[rev_id]
@@ -174,8 +181,9 @@ def _materialise(s: Session, revisions: tuple[str, ...], graph: Graph,
     return texts
 
 
-def _worktree_texts(s: Session, revisions: tuple[str, ...],
-                    graph: Graph) -> dict[str, tuple[Path, bytes]]:
+def _worktree_texts(
+    s: Session, revisions: tuple[str, ...], graph: Graph
+) -> dict[str, tuple[Path, bytes]]:
     texts = {}
     for rev_id in revisions:
         rev = graph.revisions[rev_id]
@@ -186,8 +194,7 @@ def _worktree_texts(s: Session, revisions: tuple[str, ...],
 
 def _record(s: Session, graph: Graph, heads: tuple[str, ...]) -> None:
     """Remember which scripts the database now has, and keep a copy of each."""
-    applied = {r: graph.revisions[r] for r in graph.ancestors(heads, strict=False)
-               if r in graph}
+    applied = {r: graph.revisions[r] for r in graph.ancestors(heads, strict=False) if r in graph}
     known = s.state.applied(s.dbkey)
     if known == applied:
         return
@@ -203,10 +210,17 @@ def _record(s: Session, graph: Graph, heads: tuple[str, ...]) -> None:
     s.state.record_applied(s.dbkey, applied)
 
 
-def _run(s: Session, plan: Plan, source: Graph, target: Graph, *,
-         between: Callable[[], None] | None = None,
-         on_start: Callable[[str, str], None] | None = None,
-         target_from_git: bool = False, quiet_steps: bool = False) -> tuple[str, ...]:
+def _run(
+    s: Session,
+    plan: Plan,
+    source: Graph,
+    target: Graph,
+    *,
+    between: Callable[[], None] | None = None,
+    on_start: Callable[[str, str], None] | None = None,
+    target_from_git: bool = False,
+    quiet_steps: bool = False,
+) -> tuple[str, ...]:
     """Revert with the old scripts, call ``between`` (the checkout), apply the new (read
     from the tree after the checkout, or with ``target_from_git`` from git's objects)."""
     from branchmig.runner import Phase, run_phases
@@ -227,13 +241,31 @@ def _run(s: Session, plan: Plan, source: Graph, target: Graph, *,
         if target_from_git:
             (Path(tmp) / "new").mkdir()
             new_texts = _materialise(s, plan.upgrade, target, Path(tmp) / "new")
-        run_phases(s.env, [
-            Phase("downgrade", plan.downgrade, source, applied, lambda: old_texts,
-                  start_heads=s.db.heads),
-            Phase("upgrade", plan.upgrade, target, set(target.ancestors(target.heads)) | kept,
-                  lambda: new_texts or _worktree_texts(s, plan.upgrade, target),
-                  start_heads=plan.common),
-        ], between=between, on_step=on_step, on_start=on_start, on_database=on_database)
+        run_phases(
+            s.env,
+            [
+                Phase(
+                    "downgrade",
+                    plan.downgrade,
+                    source,
+                    applied,
+                    lambda: old_texts,
+                    start_heads=s.db.heads,
+                ),
+                Phase(
+                    "upgrade",
+                    plan.upgrade,
+                    target,
+                    set(target.ancestors(target.heads)) | kept,
+                    lambda: new_texts or _worktree_texts(s, plan.upgrade, target),
+                    start_heads=plan.common,
+                ),
+            ],
+            between=between,
+            on_step=on_step,
+            on_start=on_start,
+            on_database=on_database,
+        )
     return target.heads
 
 
@@ -249,7 +281,8 @@ def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> N
         raise ConfigError(
             "A rehearsal needs a plain Alembic project: Flask-Migrate's env.py connects to "
             "the app's SQLALCHEMY_DATABASE_URI, which branchmig cannot point at a copy; "
-            "run without --rehearse (or set rehearse = false in [tool.branchmig])")
+            "run without --rehearse (or set rehearse = false in [tool.branchmig])"
+        )
     backend = s.backend()
     key = f"rehearsal-{_token()}"
     s.progress(f"branchmig: rehearsing the move on a copy of {s.masked}")
@@ -265,13 +298,14 @@ def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> N
             raise ConfigError(
                 "env.py does not connect to the sqlalchemy.url branchmig sets, so the move "
                 "cannot be rehearsed on a copy; make env.py use config.get_main_option("
-                "'sqlalchemy.url'), or run without --rehearse")
+                "'sqlalchemy.url'), or run without --rehearse"
+            )
         try:
-            _run(s, d.plan, d.source, target, target_from_git=not checked_out,
-                 quiet_steps=True)
+            _run(s, d.plan, d.source, target, target_from_git=not checked_out, quiet_steps=True)
         except StepFailed as err:
-            raise MoveFailed(err, restored=True, rehearsal=True,
-                             fix=_name_the_fix(s, d, target, err)) from err
+            raise MoveFailed(
+                err, restored=True, rehearsal=True, fix=_name_the_fix(s, d, target, err)
+            ) from err
     finally:
         if original is not None:
             config.set_main_option("sqlalchemy.url", original.replace("%", "%%"))
@@ -292,6 +326,11 @@ def _heads_now(s: Session) -> tuple[str, ...]:
     from branchmig.errors import DatabaseError
     from branchmig.runner import read_database
 
+    if s.remembered:
+        from branchmig.session import recall
+
+        found = recall(s.ws, s.state)
+        return found[0].heads if found is not None else ()
     try:
         return read_database(s.env).heads
     except DatabaseError:
@@ -302,9 +341,14 @@ def _heads_now(s: Session) -> tuple[str, ...]:
 
 
 def sync(
-    ws: Workspace, *, previous: str | None = None, dry_run: bool = False,
-    snapshot: bool | None = None, terminate_connections: bool = False,
-    progress: Progress = quiet, previous_branch: str | None = None,
+    ws: Workspace,
+    *,
+    previous: str | None = None,
+    dry_run: bool = False,
+    snapshot: bool | None = None,
+    terminate_connections: bool = False,
+    progress: Progress = quiet,
+    previous_branch: str | None = None,
     rehearse: bool | None = None,
 ) -> MoveResult:
     """Bring the database to the working tree's heads. ``previous`` is the commit the
@@ -312,6 +356,18 @@ def sync(
     ``previous_branch`` is the branch a checkout left, when the caller knows it."""
     from branchmig.runner import start_loading_alembic
 
+    if not dry_run:
+        moved = _sync_remembered(
+            ws,
+            previous=previous,
+            snapshot=snapshot,
+            terminate=terminate_connections,
+            progress=progress,
+            previous_branch=previous_branch,
+            rehearse=rehearse,
+        )
+        if moved is not None:
+            return moved
     start_loading_alembic()
     _, target = ws.graph_at(WORKTREE)  # read while Alembic loads
     with opened(ws, progress, dry_run=dry_run) as s:
@@ -319,16 +375,71 @@ def sync(
             _, target = ws.graph_at(WORKTREE)
         # A fast-forward rebase's only hook runs detached: it stays on its branch.
         entering = ws.repo.current_branch() or ws.repo.rebasing_branch()
-        return _move(s, target=target, target_commit=ws.repo.head_commit(),
-                     previous=previous, dry_run=dry_run, snapshot=snapshot,
-                     terminate=terminate_connections, checkout=None,
-                     hint=previous_branch or ws.repo.rebasing_branch(), entering=entering,
-                     rehearse=rehearse)
+        return _move(
+            s,
+            target=target,
+            target_commit=ws.repo.head_commit(),
+            previous=previous,
+            dry_run=dry_run,
+            snapshot=snapshot,
+            terminate=terminate_connections,
+            checkout=None,
+            hint=previous_branch or ws.repo.rebasing_branch(),
+            entering=entering,
+            rehearse=rehearse,
+        )
+
+
+class _NeedsEnv(Exception):
+    """The move runs migrations: a remembered session cannot carry it out."""
+
+
+def _sync_remembered(
+    ws: Workspace,
+    *,
+    previous: str | None,
+    snapshot: bool | None,
+    terminate: bool,
+    progress: Progress,
+    previous_branch: str | None,
+    rehearse: bool | None,
+) -> MoveResult | None:
+    """A sync that only restores the entering branch's snapshot (or runs nothing), done
+    on the remembered database without loading Alembic; None when it is not such a sync
+    or the database cannot be trusted as remembered."""
+    from branchmig.session import recalled
+
+    with recalled(ws, progress) as s:
+        if s is None:
+            return None
+        _, target = ws.graph_at(WORKTREE)
+        entering = ws.repo.current_branch() or ws.repo.rebasing_branch()
+        try:
+            return _move(
+                s,
+                target=target,
+                target_commit=ws.repo.head_commit(),
+                previous=previous,
+                dry_run=False,
+                snapshot=snapshot,
+                terminate=terminate,
+                checkout=None,
+                hint=previous_branch or ws.repo.rebasing_branch(),
+                entering=entering,
+                rehearse=rehearse,
+            )
+        except _NeedsEnv:
+            return None
 
 
 def switch(
-    ws: Workspace, *, branch: str, dry_run: bool = False, snapshot: bool | None = None,
-    terminate_connections: bool = False, progress: Progress = quiet,
+    ws: Workspace,
+    *,
+    branch: str,
+    dry_run: bool = False,
+    snapshot: bool | None = None,
+    terminate_connections: bool = False,
+    progress: Progress = quiet,
     rehearse: bool | None = None,
 ) -> MoveResult:
     """Revert to the common revisions with this branch's scripts, ``git checkout
@@ -346,9 +457,19 @@ def switch(
     with opened(ws, progress, dry_run=dry_run) as s:
         if s.recovery is not None and s.recovery.checked_out:
             head, here = repo.head_commit(), repo.current_branch()
-        return _move(s, target=target, target_commit=commit, previous=head,
-                     dry_run=dry_run, snapshot=snapshot, terminate=terminate_connections,
-                     checkout=branch, hint=here, entering=entering, rehearse=rehearse)
+        return _move(
+            s,
+            target=target,
+            target_commit=commit,
+            previous=head,
+            dry_run=dry_run,
+            snapshot=snapshot,
+            terminate=terminate_connections,
+            checkout=branch,
+            hint=here,
+            entering=entering,
+            rehearse=rehearse,
+        )
 
 
 def _check_clean(ws: Workspace, head: str | None, commit: str, branch: str) -> None:
@@ -356,19 +477,22 @@ def _check_clean(ws: Workspace, head: str | None, commit: str, branch: str) -> N
     if not dirty:
         return
     watched = ws.project.watch_paths()
-    in_migrations = [p for p in dirty
-                     if any(p == w or p.startswith(w.rstrip("/") + "/") for w in watched)]
+    in_migrations = [
+        p for p in dirty if any(p == w or p.startswith(w.rstrip("/") + "/") for w in watched)
+    ]
     if in_migrations:
         raise GitError(
             f"Uncommitted changes in the migrations ({', '.join(in_migrations[:3])}"
             f"{', …' if len(in_migrations) > 3 else ''}); commit or stash them, then run: "
-            f"branchmig switch {branch}")
+            f"branchmig switch {branch}"
+        )
     changed = ws.repo.changed_between(head, commit) if head else set()
     blocking = sorted(p for p in dirty if p in changed)
     if blocking:
         raise GitError(
             f"Uncommitted changes to {', '.join(blocking[:3])} would be overwritten by the "
-            f"checkout of '{branch}'; commit or stash them first")
+            f"checkout of '{branch}'; commit or stash them first"
+        )
 
 
 @dataclass(frozen=True)
@@ -381,19 +505,28 @@ class _Decided:
     applied: dict[str, str]  # what the database being left holds: revision -> blob
 
 
-def _decide(s: Session, *, target: Graph, target_commit: str | None, previous: str | None,
-            snapshot: bool | None, hint: str | None, entering: str | None) -> _Decided:
+def _decide(
+    s: Session,
+    *,
+    target: Graph,
+    target_commit: str | None,
+    previous: str | None,
+    snapshot: bool | None,
+    hint: str | None,
+    entering: str | None,
+) -> _Decided:
     """Gather the facts (owner, snapshots, plan) and let ``lifecycle`` decide."""
     ws, state = s.ws, s.state
     split = s.db.disagreement()
     if split:
-        raise DatabaseError(f"Cannot move {s.masked}: {split}; bring them to one revision "
-                            "(flask db upgrade or downgrade), then run: branchmig sync")
+        raise DatabaseError(
+            f"Cannot move {s.masked}: {split}; bring them to one revision "
+            "(flask db upgrade or downgrade), then run: branchmig sync"
+        )
     mode = ws.project.settings.snapshots
     use = snapshot if snapshot is not None else mode != "never"
     before = s.db.heads
-    source = applied_source(ws, state, before, _applied_key(s), previous=previous,
-                            target=target)
+    source = applied_source(ws, state, before, _applied_key(s), previous=previous, target=target)
     owner = owner_of_database(ws, state, s.dbid, before, hint=hint, hint_commit=previous)
     held = held_snapshots(state, s.dbid) if use else []
     choice = RestoreChoice(None)
@@ -402,27 +535,42 @@ def _decide(s: Session, *, target: Graph, target_commit: str | None, previous: s
         others = [h for h in held if h.branch != entering and not mismatch(h, wanted)]
         strays = strays_among(ws, others)
         line = on_line(ws, [h for h in others if h.key in strays], target_commit)
-        choice = choose_restore(entering=entering, leaving=owner.branch, candidates=held,
-                                target=wanted, strays=strays, on_our_line=line)
+        choice = choose_restore(
+            entering=entering,
+            leaving=owner.branch,
+            candidates=held,
+            target=wanted,
+            strays=strays,
+            on_our_line=line,
+        )
     s.notes.extend(choice.notes)
     restore = choice.held
     if restore is not None:  # the plan starts from the snapshot, not from the database
         plan = make_plan(applied_heads=restore.heads, source=target, target=target)
     else:
         plan = with_destructive(
-            ws, make_plan(applied_heads=before, source=source, target=target), source)
+            ws, make_plan(applied_heads=before, source=source, target=target), source
+        )
     for rev_id in plan.downgrade:  # fail before anything is touched, dry run or not
         _script_text(ws, state, source.revisions[rev_id])
-    if plan.batch_needed and s.db.on_sqlite:
+    if plan.batch_needed and s.db.on_sqlite and not s.remembered:
         for warning in batch_warnings(plan, source):  # before anything runs
             s.progress(f"branchmig: warning: {warning}")
     applied = blobs_of(source, tuple(source.ancestors(before, strict=False)))
     superseded = {h.key for h in held if h.branch == owner.branch and not mismatch(h, applied)}
     decision = decide_snapshots(
-        use=use, mode=mode, forced=snapshot is True, noop=plan.is_noop,
-        destructive=bool(plan.destructive), restoring=restore is not None,
-        leaving=owner.branch, entering=entering, token=_token(), candidates=held,
-        superseded=superseded)
+        use=use,
+        mode=mode,
+        forced=snapshot is True,
+        noop=plan.is_noop,
+        destructive=bool(plan.destructive),
+        restoring=restore is not None,
+        leaving=owner.branch,
+        entering=entering,
+        token=_token(),
+        candidates=held,
+        superseded=superseded,
+    )
     return _Decided(owner, source, plan, restore, decision, applied)
 
 
@@ -445,18 +593,43 @@ def _applied_key(s: Session) -> str:
 
 
 def _move(
-    s: Session, *, target: Graph, target_commit: str | None, previous: str | None,
-    dry_run: bool, snapshot: bool | None, terminate: bool, checkout: str | None,
-    hint: str | None, entering: str | None, rehearse: bool | None = None,
+    s: Session,
+    *,
+    target: Graph,
+    target_commit: str | None,
+    previous: str | None,
+    dry_run: bool,
+    snapshot: bool | None,
+    terminate: bool,
+    checkout: str | None,
+    hint: str | None,
+    entering: str | None,
+    rehearse: bool | None = None,
 ) -> MoveResult:
-    d = _decide(s, target=target, target_commit=target_commit, previous=previous,
-                snapshot=snapshot, hint=hint, entering=entering)
+    d = _decide(
+        s,
+        target=target,
+        target_commit=target_commit,
+        previous=previous,
+        snapshot=snapshot,
+        hint=hint,
+        entering=entering,
+    )
+    if s.remembered and not d.plan.is_noop:
+        raise _NeedsEnv  # before anything is touched or said
     before = s.db.heads
-    result = MoveResult(database=s.masked, branch=entering, before=before, after=before,
-                        plan=d.plan, dry_run=dry_run,
-                        restored=d.restore.key if d.restore is not None else None,
-                        notes=tuple(s.notes), owner=d.owner.branch,
-                        recovered=s.recovery.describe() if s.recovery else None)
+    result = MoveResult(
+        database=s.masked,
+        branch=entering,
+        before=before,
+        after=before,
+        plan=d.plan,
+        dry_run=dry_run,
+        restored=d.restore.key if d.restore is not None else None,
+        notes=tuple(s.notes),
+        owner=d.owner.branch,
+        recovered=s.recovery.describe() if s.recovery else None,
+    )
     if dry_run:
         return result
     rehearse = s.ws.project.settings.rehearse if rehearse is None else rehearse
@@ -469,38 +642,65 @@ def _move(
     if rehearse and d.restore is None:
         _rehearse(s, d, target, checked_out=checkout is None)
     elif rehearse:
-        s.notes.append("not rehearsed: the entering branch's snapshot is restored first, and "
-                       "a failure after it puts both databases back")
-    after = _execute(s, d, target=target, target_commit=target_commit, checkout=checkout,
-                     entering=entering, terminate=terminate, previous=previous, hint=hint)
-    return replace(result, after=after, notes=tuple(s.notes),
-                   saved=d.snapshots.save if d.snapshots.keep else None)
+        s.notes.append(
+            "not rehearsed: the entering branch's snapshot is restored first, and "
+            "a failure after it puts both databases back"
+        )
+    after = _execute(
+        s,
+        d,
+        target=target,
+        target_commit=target_commit,
+        checkout=checkout,
+        entering=entering,
+        terminate=terminate,
+        previous=previous,
+        hint=hint,
+    )
+    return replace(
+        result,
+        after=after,
+        notes=tuple(s.notes),
+        saved=d.snapshots.save if d.snapshots.keep else None,
+    )
 
 
-def _finish(s: Session, entering: str | None, commit: str | None,
-            heads: tuple[str, ...]) -> None:
-    s.state.set_owner(s.dbkey, Owner(entering, commit, heads,
-                                     reflog=s.ws.repo.reflog_size()))
+def _finish(s: Session, entering: str | None, commit: str | None, heads: tuple[str, ...]) -> None:
+    s.state.set_owner(s.dbkey, Owner(entering, commit, heads, reflog=s.ws.repo.reflog_size()))
     s.state.set_suspect(s.dbkey, None)
 
 
-def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | None,
-             checkout: str | None, entering: str | None, terminate: bool,
-             previous: str | None, hint: str | None) -> tuple[str, ...]:
+def _execute(
+    s: Session,
+    d: _Decided,
+    *,
+    target: Graph,
+    target_commit: str | None,
+    checkout: str | None,
+    entering: str | None,
+    terminate: bool,
+    previous: str | None,
+    hint: str | None,
+) -> tuple[str, ...]:
     """Carry out the decision under the journal: all or nothing when a snapshot is taken."""
     state, plan, restore, snaps = s.state, d.plan, d.restore, d.snapshots
     before = s.db.heads
     backend = s.backend(terminate=terminate) if snaps.save else None
     # A switch checks out again what it found checked out (its hint is that branch and
     # its previous commit that HEAD); a sync's recovery gives the database to its owner.
-    journal = Journal(operation="switch" if checkout else "sync", pid=os.getpid(),
-                      started=time.time(), database=s.dbkey,
-                      from_commit=previous if checkout else d.owner.commit,
-                      from_branch=hint if checkout else d.owner.branch,
-                      to=checkout or entering or "the working tree",
-                      safety_snapshot=snaps.save,
-                      restored_snapshot=restore.key if restore is not None else None,
-                      to_commit=target_commit, to_branch=entering)
+    journal = Journal(
+        operation="switch" if checkout else "sync",
+        pid=os.getpid(),
+        started=time.time(),
+        database=s.dbkey,
+        from_commit=previous if checkout else d.owner.commit,
+        from_branch=hint if checkout else d.owner.branch,
+        to=checkout or entering or "the working tree",
+        safety_snapshot=snaps.save,
+        restored_snapshot=restore.key if restore is not None else None,
+        to_commit=target_commit,
+        to_branch=entering,
+    )
     state.write_journal(journal)
     source = d.source
     try:
@@ -509,20 +709,31 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
             s.env.dispose_engines()
             leaving = d.owner.branch or "HEAD"
             if restore is not None:
-                s.progress(f"branchmig: restoring the snapshot of '{entering}', keeping the "
-                           f"database of '{leaving}' as '{snaps.save}'")
+                s.progress(
+                    f"branchmig: restoring the snapshot of '{entering}', keeping the "
+                    f"database of '{leaving}' as '{snaps.save}'"
+                )
                 backend.restore(restore.key, keep_current_as=snaps.save)
                 s.db = s.db.with_heads(restore.heads)
                 source = target
             else:
-                s.progress(f"branchmig: saving the database of '{leaving}' as snapshot "
-                           f"'{snaps.save}'")
+                s.progress(
+                    f"branchmig: saving the database of '{leaving}' as snapshot '{snaps.save}'"
+                )
                 backend.save(snaps.save)
-            state.add_snapshot(SnapshotRecord(
-                key=snaps.save, branch=d.owner.branch, commit=d.owner.commit,
-                heads=list(before), database=s.dbkey, backend=backend.name,
-                size=_size(backend, snaps.save), purpose="branch" if snaps.keep else "safety"),
-                applied=d.applied)
+            state.add_snapshot(
+                SnapshotRecord(
+                    key=snaps.save,
+                    branch=d.owner.branch,
+                    commit=d.owner.commit,
+                    heads=list(before),
+                    database=s.dbkey,
+                    backend=backend.name,
+                    size=_size(backend, snaps.save),
+                    purpose="branch" if snaps.keep else "safety",
+                ),
+                applied=d.applied,
+            )
             journal.phase = "saved"
             state.write_journal(journal)
             _failpoint("saved")
@@ -530,11 +741,19 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
                 # What arrived on the branch since is applied next: keep the snapshot's
                 # content until that worked, so a failure loses neither database.
                 backend.save(snaps.resave)
-                state.add_snapshot(SnapshotRecord(
-                    key=snaps.resave, branch=restore.branch, commit=restore.commit,
-                    heads=list(restore.heads), database=s.dbkey, backend=backend.name,
-                    size=_size(backend, snaps.resave), purpose=restore.purpose),
-                    applied=dict(restore.applied or {}))
+                state.add_snapshot(
+                    SnapshotRecord(
+                        key=snaps.resave,
+                        branch=restore.branch,
+                        commit=restore.commit,
+                        heads=list(restore.heads),
+                        database=s.dbkey,
+                        backend=backend.name,
+                        size=_size(backend, snaps.resave),
+                        purpose=restore.purpose,
+                    ),
+                    applied=dict(restore.applied or {}),
+                )
                 journal.resaved_snapshot = snaps.resave
                 state.write_journal(journal)
                 _failpoint("resaved")
@@ -559,8 +778,9 @@ def _execute(s: Session, d: _Decided, *, target: Graph, target_commit: str | Non
         after = _run(s, plan, source, target, between=between, on_start=on_start)
         _failpoint("migrated")
     except BaseException as err:
-        failure = _roll_back(s, backend, journal, checkout, err,
-                             fix=_name_the_fix(s, d, target, err))
+        failure = _roll_back(
+            s, backend, journal, checkout, err, fix=_name_the_fix(s, d, target, err)
+        )
         if failure is None:
             raise
         raise failure from err
@@ -620,9 +840,14 @@ def _size(backend: SnapshotBackend, key: str) -> int:
     return 0
 
 
-def _roll_back(s: Session, backend: SnapshotBackend | None, journal: Journal,
-               checkout: str | None, err: BaseException,
-               fix: str | None = None) -> MoveFailed | None:
+def _roll_back(
+    s: Session,
+    backend: SnapshotBackend | None,
+    journal: Journal,
+    checkout: str | None,
+    err: BaseException,
+    fix: str | None = None,
+) -> MoveFailed | None:
     """Put the database (and a checkout we made) back as they were, and say what became
     of it: the error to raise instead of ``err`` (None for one that is not branchmig's,
     an interrupt say, which goes up as it is)."""
@@ -632,11 +857,14 @@ def _roll_back(s: Session, backend: SnapshotBackend | None, journal: Journal,
             rolled_back = put_back(backend, s.state, journal, s.env.dispose_engines)
         except BranchmigError as restore_err:
             s.state.clear_journal()
-            return MoveFailed(err, restored=False, restore_failed=str(restore_err),
-                              snapshot=journal.safety_snapshot)
+            return MoveFailed(
+                err,
+                restored=False,
+                restore_failed=str(restore_err),
+                snapshot=journal.safety_snapshot,
+            )
         if rolled_back:
-            s.notes.append(f"the database was restored from snapshot "
-                           f"'{journal.safety_snapshot}'")
+            s.notes.append(f"the database was restored from snapshot '{journal.safety_snapshot}'")
     if journal.phase == "start" and not rolled_back:
         rolled_back = True  # nothing had touched the database yet
     back = journal.from_branch or journal.from_commit
@@ -656,7 +884,16 @@ def _roll_back(s: Session, backend: SnapshotBackend | None, journal: Journal,
         half = journal.in_flight[1] if journal.in_flight else None
     suspect = s.state.suspect(s.dbkey)
     if suspect is not None and not rolled_back:
-        earlier = (f"an earlier {suspect.operation} was killed while it ran the "
-                   f"{suspect.direction} of '{suspect.revision}', which may be half made")
-    return MoveFailed(err, restored=rolled_back, heads=heads, half_made=half, then=then,
-                      fix=fix, earlier_suspect=earlier)
+        earlier = (
+            f"an earlier {suspect.operation} was killed while it ran the "
+            f"{suspect.direction} of '{suspect.revision}', which may be half made"
+        )
+    return MoveFailed(
+        err,
+        restored=rolled_back,
+        heads=heads,
+        half_made=half,
+        then=then,
+        fix=fix,
+        earlier_suspect=earlier,
+    )

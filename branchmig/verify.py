@@ -113,8 +113,9 @@ class DriftResult:
 # -- the commands -------------------------------------------------------------------------
 
 
-def verify(ws: Workspace, *, ref: str = WORKTREE, against: str | None = None,
-           progress: Progress = _quiet) -> VerifyResult:
+def verify(
+    ws: Workspace, *, ref: str = WORKTREE, against: str | None = None, progress: Progress = _quiet
+) -> VerifyResult:
     """Run each revision ``ref`` adds to ``against`` (default: ``default_base``) up, down
     and up again on a scratch database, and report what fails or is left behind."""
     from branchmig.runner import alembic_env, start_loading_alembic
@@ -133,9 +134,11 @@ def verify(ws: Workspace, *, ref: str = WORKTREE, against: str | None = None,
         checks: list[RevisionCheck] = []
         findings: list[Finding] = []
         if plan.upgrade:
-            progress(f"branchmig: verifying {len(plan.upgrade)} revision"
-                     f"{'s' if len(plan.upgrade) != 1 else ''} of {describe_ref(ref)} "
-                     f"against {describe_ref(base)} on a scratch {backend} database")
+            progress(
+                f"branchmig: verifying {len(plan.upgrade)} revision"
+                f"{'s' if len(plan.upgrade) != 1 else ''} of {describe_ref(ref)} "
+                f"against {describe_ref(base)} on a scratch {backend} database"
+            )
         with scratch_database(live, progress=progress) as scratch:
             runner = _Runner(env, ours, texts, scratch)
             runner.point_env_at_scratch()
@@ -144,8 +147,13 @@ def verify(ws: Workspace, *, ref: str = WORKTREE, against: str | None = None,
     return VerifyResult(ref, base, backend, plan.common, tuple(checks), tuple(findings))
 
 
-def _check_each(runner: _Runner, revisions: Sequence[str], checks: list[RevisionCheck],
-                findings: list[Finding], progress: Progress) -> None:
+def _check_each(
+    runner: _Runner,
+    revisions: Sequence[str],
+    checks: list[RevisionCheck],
+    findings: list[Finding],
+    progress: Progress,
+) -> None:
     from branchmig.runner import StepFailed
 
     graph = runner.graph
@@ -160,8 +168,7 @@ def _check_each(runner: _Runner, revisions: Sequence[str], checks: list[Revision
             findings.append(runner.failure(rev, "upgrade-failed", err))
             checks.append(_with(check, upgrade="failed"))
             # What builds on it cannot be reached: the rest is not run.
-            checks.extend(RevisionCheck(r, graph.revisions[r].path)
-                          for r in revisions[index + 1:])
+            checks.extend(RevisionCheck(r, graph.revisions[r].path) for r in revisions[index + 1 :])
             return
         check = _with(check, upgrade="ok")
         try:
@@ -205,14 +212,17 @@ def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
         _refuse_flask(ws)
         configured = _configured_url(env)
         if _backend(configured) == "sqlite" and not _sqlite_path(configured).is_file():
-            raise DatabaseError(f"There is no database at {mask_url(configured)} to compare; "
-                                "run: branchmig sync")
+            raise DatabaseError(
+                f"There is no database at {mask_url(configured)} to compare; run: branchmig sync"
+            )
         live = read_database(env)
         backend = _backend(live.url)
         graph, ref = _graph_holding(ws, tree, live)
         revisions = graph.topological(graph.ancestors(live.heads))
-        progress(f"branchmig: building a scratch {backend} database to "
-                 f"{', '.join(live.heads) or 'base'} ({len(revisions)} revisions)")
+        progress(
+            f"branchmig: building a scratch {backend} database to "
+            f"{', '.join(live.heads) or 'base'} ({len(revisions)} revisions)"
+        )
         with scratch_database(live.url, progress=progress) as scratch:
             runner = _Runner(env, graph, _Texts(ws, graph, ref), scratch)
             runner.point_env_at_scratch()
@@ -237,9 +247,11 @@ def default_base(ws: Workspace) -> str:
     for name in ("main", "master"):
         if repo.commit_or_none(name) is not None:
             return name
-    raise UsageError("Nothing to verify against: this branch has no upstream and the "
-                     "repository no origin/HEAD, main or master; name the base, e.g. run: "
-                     "branchmig verify --against origin/main")
+    raise UsageError(
+        "Nothing to verify against: this branch has no upstream and the "
+        "repository no origin/HEAD, main or master; name the base, e.g. run: "
+        "branchmig verify --against origin/main"
+    )
 
 
 # -- messages -------------------------------------------------------------------------------
@@ -264,8 +276,10 @@ def describe_drift(diff: Difference) -> str:
 
 
 def _trace_message(rev: Revision, left: Sequence[Difference]) -> str:
-    return (f"The downgrade of '{rev.id}' ({rev.path}) does not undo its upgrade: "
-            f"{'; '.join(describe_trace(d) for d in left)}. Undo it in downgrade()")
+    return (
+        f"The downgrade of '{rev.id}' ({rev.path}) does not undo its upgrade: "
+        f"{'; '.join(describe_trace(d) for d in left)}. Undo it in downgrade()"
+    )
 
 
 # -- running the migrations on the scratch database ----------------------------------------
@@ -292,10 +306,13 @@ class _Texts:
         from branchmig.state import State
 
         text = State(self.ws.state_dir).kept_script(rev.blob) or read_text_anywhere(
-            self.ws.repo, rev)
+            self.ws.repo, rev
+        )
         if text is None:
-            raise PlanError(f"The script of '{rev.id}' ({rev.path}, blob {rev.blob[:12]}) is "
-                            "not in git; commit it, or run: branchmig verify .")
+            raise PlanError(
+                f"The script of '{rev.id}' ({rev.path}, blob {rev.blob[:12]}) is "
+                "not in git; commit it, or run: branchmig verify ."
+            )
         return text
 
 
@@ -320,7 +337,8 @@ class _Runner:
                 f"env.py connects to {mask_url(reached)}, not to the sqlalchemy.url branchmig "
                 "set, so it cannot be pointed at a scratch database; make env.py use "
                 "config.get_main_option('sqlalchemy.url') when it is set, then run: "
-                "branchmig verify")
+                "branchmig verify"
+            )
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -334,8 +352,9 @@ class _Runner:
         except StepFailed as err:
             rev = self.graph.revisions[err.revision]
             if shared_with is None:
-                raise DatabaseError(f"{err} ({rev.path}); fix that script, then run the "
-                                    "command again") from err
+                raise DatabaseError(
+                    f"{err} ({rev.path}); fix that script, then run the command again"
+                ) from err
             raise DatabaseError(
                 f"{err} ({rev.path}), a revision {describe_ref(shared_with)} has too, so "
                 "nothing after it can be verified; fix it there first, or choose another "
@@ -345,8 +364,7 @@ class _Runner:
     def step(self, direction: Literal["upgrade", "downgrade"], rev_id: str) -> None:
         self._run(direction, (rev_id,))
 
-    def _run(self, direction: Literal["upgrade", "downgrade"],
-             revisions: Sequence[str]) -> None:
+    def _run(self, direction: Literal["upgrade", "downgrade"], revisions: Sequence[str]) -> None:
         from branchmig.runner import Phase, run_phases
 
         if not revisions:
@@ -354,8 +372,14 @@ class _Runner:
         start = self.heads
         scope = set(self.graph.ancestors([*self.applied, *revisions]))
         texts = {r: self.texts(r) for r in revisions}
-        run_phases(self.env, [Phase(direction, tuple(revisions), self.graph, scope,
-                                    lambda: texts, start_heads=start)])
+        run_phases(
+            self.env,
+            [
+                Phase(
+                    direction, tuple(revisions), self.graph, scope, lambda: texts, start_heads=start
+                )
+            ],
+        )
         if direction == "upgrade":
             self.applied |= set(revisions)
         else:
@@ -375,8 +399,11 @@ class _Runner:
 
     def failure(self, rev: Revision, kind: FindingKind, err: Exception) -> Finding:
         cause = str(err).partition(" failed: ")[2] or str(err)
-        what = {"upgrade-failed": "The upgrade of", "downgrade-failed": "The downgrade of",
-                "upgrade-again-failed": "Run again after its downgrade, the upgrade of"}[kind]
+        what = {
+            "upgrade-failed": "The upgrade of",
+            "downgrade-failed": "The downgrade of",
+            "upgrade-again-failed": "Run again after its downgrade, the upgrade of",
+        }[kind]
         message = f"{what} '{rev.id}' ({rev.path}) raises {cause.rstrip('. ')}"
         if self.scratch.backend == "sqlite":
             function = "downgrade" if kind == "downgrade-failed" else "upgrade"
@@ -397,8 +424,9 @@ def _graph_holding(ws: Workspace, tree: Graph, live: DatabaseState) -> tuple[Gra
     from branchmig.switching import applied_source
 
     dbid = database_id(ws, live)
-    return applied_source(ws, State(ws.state_dir), heads, dbid.key, previous=None,
-                          target=tree), "applied"
+    return applied_source(
+        ws, State(ws.state_dir), heads, dbid.key, previous=None, target=tree
+    ), "applied"
 
 
 # -- the scratch database --------------------------------------------------------------------
@@ -418,8 +446,7 @@ class Scratch:
         if self.backend == "sqlite":
             self.url = f"sqlite:///{folder / 'scratch.db'}"
         else:
-            self.url = self._live.set(database=self.name).render_as_string(
-                hide_password=False)
+            self.url = self._live.set(database=self.name).render_as_string(hide_password=False)
 
     def create(self) -> None:
         if self.backend == "sqlite":
@@ -430,12 +457,16 @@ class Scratch:
             if self.backend == "postgresql":
                 conn.execute(text(f'CREATE DATABASE "{self.name}"'))
                 return
-            charset = conn.execute(text(
-                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
-                "information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"),
-                {"name": self._live.database}).first()
-            suffix = (f" CHARACTER SET {charset[0]} COLLATE {charset[1]}"
-                      if charset is not None else "")
+            charset = conn.execute(
+                text(
+                    "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+                    "information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"
+                ),
+                {"name": self._live.database},
+            ).first()
+            suffix = (
+                f" CHARACTER SET {charset[0]} COLLATE {charset[1]}" if charset is not None else ""
+            )
             conn.execute(text(f"CREATE DATABASE `{self.name}`{suffix}"))
 
     def drop(self) -> None:
@@ -452,8 +483,13 @@ class Scratch:
             try:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
             except Exception:  # noqa: BLE001 - PostgreSQL < 13 has no FORCE
-                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  "WHERE datname = :name"), {"name": self.name})
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :name"
+                    ),
+                    {"name": self.name},
+                )
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
 
     def reset(self) -> None:
@@ -474,12 +510,17 @@ class Scratch:
         failure: Exception | None = None
         for database in candidates:
             try:
-                engine = create_engine(self._live.set(database=database),
-                                       isolation_level="AUTOCOMMIT", poolclass=NullPool)
+                engine = create_engine(
+                    self._live.set(database=database),
+                    isolation_level="AUTOCOMMIT",
+                    poolclass=NullPool,
+                )
             except ImportError as err:
                 extra = "postgres" if self.backend == "postgresql" else "mysql"
-                raise DatabaseError(f"The database driver is not installed ({err}); run: "
-                                    f"pip install 'branchmig[{extra}]'") from err
+                raise DatabaseError(
+                    f"The database driver is not installed ({err}); run: "
+                    f"pip install 'branchmig[{extra}]'"
+                ) from err
             try:
                 conn = engine.connect()
             except Exception as err:  # noqa: BLE001 - try the next database
@@ -494,15 +535,15 @@ class Scratch:
             return
         raise DatabaseError(
             f"Cannot reach the server of {mask_url(self._live.render_as_string())} to make a "
-            f"scratch database: {first_line(failure)}; check that it is running")
+            f"scratch database: {first_line(failure)}; check that it is running"
+        )
 
 
 @contextlib.contextmanager
 def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[Scratch]:
     """A new, empty scratch database of the live one's backend (on its server), dropped
     when the block ends, on an error, Ctrl-C or SIGTERM as well."""
-    with tempfile.TemporaryDirectory(prefix="branchmig-verify-") as folder, \
-            _sigterm_interrupts():
+    with tempfile.TemporaryDirectory(prefix="branchmig-verify-") as folder, _sigterm_interrupts():
         scratch = Scratch(live_url, Path(folder))
         try:
             scratch.create()
@@ -512,15 +553,18 @@ def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[
             raise DatabaseError(
                 f"Cannot create a scratch database on the server of {mask_url(live_url)}: "
                 f"{first_line(err)}; the user in the URL needs the right to create "
-                "databases (CREATEDB)") from err
+                "databases (CREATEDB)"
+            ) from err
         try:
             yield scratch
         finally:
             try:
                 scratch.drop()
             except Exception as err:  # noqa: BLE001 - do not hide the error that got here
-                progress(f"branchmig: warning: could not drop the scratch database "
-                         f"'{scratch.name}': {first_line(err)}; drop it by hand")
+                progress(
+                    f"branchmig: warning: could not drop the scratch database "
+                    f"'{scratch.name}': {first_line(err)}; drop it by hand"
+                )
 
 
 @contextlib.contextmanager
@@ -564,12 +608,16 @@ def inspect_schema(url: str) -> Schema:
             enums = {}
             if dialect.name == "postgresql":
                 for enum in inspector.get_enums():  # type: ignore[attr-defined]
-                    name = enum["name"] if enum.get("visible", True) else (
-                        f"{enum['schema']}.{enum['name']}")
+                    name = (
+                        enum["name"]
+                        if enum.get("visible", True)
+                        else (f"{enum['schema']}.{enum['name']}")
+                    )
                     enums[name] = EnumType(name, tuple(enum["labels"]))
     except Exception as err:
-        raise DatabaseError(f"Cannot read the schema of {mask_url(url)}: "
-                            f"{first_line(err)}") from err
+        raise DatabaseError(
+            f"Cannot read the schema of {mask_url(url)}: {first_line(err)}"
+        ) from err
     finally:
         engine.dispose()
     return Schema(tables, enums)
@@ -585,17 +633,32 @@ def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
     for name in names:
         tables[name] = Table.of(
             name,
-            columns=[Column(c["name"], _type(c["type"], dialect), bool(c["nullable"]),
-                            None if c.get("default") is None else str(c["default"]))
-                     for c in columns.get(name, [])],
+            columns=[
+                Column(
+                    c["name"],
+                    _type(c["type"], dialect),
+                    bool(c["nullable"]),
+                    None if c.get("default") is None else str(c["default"]),
+                )
+                for c in columns.get(name, [])
+            ],
             primary_key=(pks.get(name) or {}).get("constrained_columns") or (),
-            indexes=[Index(i["name"], tuple(str(c) for c in i["column_names"]),
-                           bool(i["unique"])) for i in indexes.get(name, [])],
-            uniques=[Index(u["name"], tuple(u["column_names"]), True)
-                     for u in uniques.get(name, [])],
-            foreign_keys=[ForeignKey(f["name"], tuple(f["constrained_columns"]),
-                                     f["referred_table"], tuple(f["referred_columns"]))
-                          for f in fks.get(name, [])],
+            indexes=[
+                Index(i["name"], tuple(str(c) for c in i["column_names"]), bool(i["unique"]))
+                for i in indexes.get(name, [])
+            ],
+            uniques=[
+                Index(u["name"], tuple(u["column_names"]), True) for u in uniques.get(name, [])
+            ],
+            foreign_keys=[
+                ForeignKey(
+                    f["name"],
+                    tuple(f["constrained_columns"]),
+                    f["referred_table"],
+                    tuple(f["referred_columns"]),
+                )
+                for f in fks.get(name, [])
+            ],
         )
     return tables
 
@@ -620,7 +683,8 @@ def _refuse_flask(ws: Workspace) -> None:
             "branchmig verify needs a plain Alembic project: Flask-Migrate's env.py connects "
             "to the app's SQLALCHEMY_DATABASE_URI, which branchmig cannot point at a scratch "
             "database; point the app at a throwaway database and run flask db upgrade, "
-            "flask db downgrade and flask db upgrade there")
+            "flask db downgrade and flask db upgrade there"
+        )
 
 
 def _configured_url(env: Any) -> str:
@@ -629,17 +693,25 @@ def _configured_url(env: Any) -> str:
         raise ConfigError(
             "The Alembic configuration sets no sqlalchemy.url, so branchmig cannot tell "
             "which database server to make a scratch database on; set sqlalchemy.url in "
-            "alembic.ini (env.py must use it), then run: branchmig verify")
+            "alembic.ini (env.py must use it), then run: branchmig verify"
+        )
     return str(url)
 
 
 def _backend(url: str) -> str:
     dialect = url.split(":", 1)[0].split("+", 1)[0].lower()
-    backend = {"sqlite": "sqlite", "postgresql": "postgresql", "postgres": "postgresql",
-               "mysql": "mysql", "mariadb": "mysql"}.get(dialect)
+    backend = {
+        "sqlite": "sqlite",
+        "postgresql": "postgresql",
+        "postgres": "postgresql",
+        "mysql": "mysql",
+        "mariadb": "mysql",
+    }.get(dialect)
     if backend is None:
-        raise ConfigError(f"branchmig verify supports sqlite, postgresql and mysql/mariadb "
-                          f"databases, not {dialect!r} ({mask_url(url)})")
+        raise ConfigError(
+            f"branchmig verify supports sqlite, postgresql and mysql/mariadb "
+            f"databases, not {dialect!r} ({mask_url(url)})"
+        )
     return backend
 
 
@@ -663,7 +735,12 @@ def same_database(a: str, b: str) -> bool:
 
     x, y = make_url(a), make_url(b)
     if x.get_backend_name() == "sqlite" or y.get_backend_name() == "sqlite":
-        return (x.get_backend_name() == y.get_backend_name()
-                and os.path.realpath(x.database or "") == os.path.realpath(y.database or ""))
+        return x.get_backend_name() == y.get_backend_name() and os.path.realpath(
+            x.database or ""
+        ) == os.path.realpath(y.database or "")
     return (x.get_backend_name(), x.host, x.port, x.database) == (
-        y.get_backend_name(), y.host, y.port, y.database)
+        y.get_backend_name(),
+        y.host,
+        y.port,
+        y.database,
+    )

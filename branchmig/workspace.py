@@ -35,8 +35,7 @@ class Workspace:
     _signatures: dict[tuple[str, Locations], str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, start: Path, *,
-             config: Path | Sequence[Path] | None = None) -> Workspace:
+    def open(cls, start: Path, *, config: Path | Sequence[Path] | None = None) -> Workspace:
         """The project from ``start``; ``config`` as ``-c`` names it (an alembic.ini, a
         pyproject.toml, or one of each)."""
         repo = GitRepo.discover(start)
@@ -64,8 +63,11 @@ class Workspace:
             toml_rel = self.project.toml_rel
             toml = None if toml_rel is None else self.repo.read_file(commit, toml_rel)
             try:
-                found = (self.project.locations() if ini is None and toml is None
-                         else self.project.locations_from(_text(ini), _text(toml)))
+                found = (
+                    self.project.locations()
+                    if ini is None and toml is None
+                    else self.project.locations_from(_text(ini), _text(toml))
+                )
             except (ConfigError, UnicodeDecodeError):
                 found = self.project.locations()
             self._locations[commit] = found
@@ -80,8 +82,9 @@ class Workspace:
             if found is not None:
                 return ScriptSet(ref="", commit=None, revisions=found[0], warnings=found[1])
             locs = self.project.locations()
-            scripts = read_worktree(self.repo.top, locs.version_locations,
-                                    recursive=locs.recursive, cache=self.cache)
+            scripts = read_worktree(
+                self.repo.top, locs.version_locations, recursive=locs.recursive, cache=self.cache
+            )
             self.script_sets.put(signature, scripts.revisions, scripts.warnings)
             return scripts
         commit = self.repo.resolve(ref)
@@ -92,15 +95,23 @@ class Workspace:
         signature = self._commit_signature(commit, locs)
         found = self.script_sets.get(signature)
         if found is not None:
-            return ScriptSet(ref=ref or commit, commit=commit, revisions=found[0],
-                             warnings=found[1])
-        scripts = read_ref(self.repo, commit, locs.version_locations,
-                           recursive=locs.recursive, cache=self.cache, ref=ref or commit)
+            return ScriptSet(
+                ref=ref or commit, commit=commit, revisions=found[0], warnings=found[1]
+            )
+        scripts = read_ref(
+            self.repo,
+            commit,
+            locs.version_locations,
+            recursive=locs.recursive,
+            cache=self.cache,
+            ref=ref or commit,
+        )
         self.script_sets.put(signature, scripts.revisions, scripts.warnings)
         return scripts
 
-    def graph_at(self, ref: str = WORKTREE, *,
-                 signature: str | None = None) -> tuple[ScriptSet, Graph]:
+    def graph_at(
+        self, ref: str = WORKTREE, *, signature: str | None = None
+    ) -> tuple[ScriptSet, Graph]:
         scripts = self.scripts_at(ref, signature=signature)
         return scripts, Graph.build(scripts.revisions)
 
@@ -110,8 +121,9 @@ class Workspace:
         stats in the working tree."""
         if ref == WORKTREE:
             locs = self.project.locations()
-            sig = worktree_signature(self.repo.top, locs.version_locations,
-                                     recursive=locs.recursive)
+            sig = worktree_signature(
+                self.repo.top, locs.version_locations, recursive=locs.recursive
+            )
             return None if sig is None else f"wt:{sig}"
         commit = self.repo.resolve(ref)
         return self._commit_signature(commit, self.locations_at(commit))
@@ -119,11 +131,11 @@ class Workspace:
     def _commit_signature(self, commit: str, locs: Locations) -> str:
         if (commit, locs) not in self._signatures:
             toml = self.project.toml_rel
-            paths = (self.project.config_rel, *([toml] if toml else []),
-                     *locs.version_locations)
+            paths = (self.project.config_rel, *([toml] if toml else []), *locs.version_locations)
             ids = self.repo.object_ids([f"{commit}:{p}" for p in paths])
             self._signatures[commit, locs] = f"ref:{locs.recursive}:" + ":".join(
-                f"{p}={i or '-'}" for p, i in zip(paths, ids, strict=True))
+                f"{p}={i or '-'}" for p, i in zip(paths, ids, strict=True)
+            )
         return self._signatures[commit, locs]
 
     def show_alembic_log(self) -> None:

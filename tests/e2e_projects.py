@@ -34,7 +34,7 @@ F2 = "f2a000000001"
 
 GITIGNORE = "app.db\napp.db-*\n__pycache__/\n*.pyc\ninstance/\n"
 
-FLASK_APP_TEXT = '''\
+FLASK_APP_TEXT = """\
 import os
 
 from flask import Flask
@@ -49,11 +49,10 @@ app.config["SQLALCHEMY_DATABASE_URI"] = os.environ.get("BLOG_DATABASE_URL") or (
     "sqlite:///" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.db"))
 db.init_app(app)
 migrate.init_app(app, db)
-'''
+"""
 
 
-def script(revision: str, down: str | None, upgrade: str, downgrade: str,
-           *, top: str = "") -> str:
+def script(revision: str, down: str | None, upgrade: str, downgrade: str, *, top: str = "") -> str:
     """A migration as ``alembic revision`` writes it, with the given bodies (each a block
     indented by four spaces)."""
     return (
@@ -73,20 +72,25 @@ def script(revision: str, down: str | None, upgrade: str, downgrade: str,
 
 
 BASE_SCRIPT = script(
-    BASE, None,
+    BASE,
+    None,
     '    op.create_table("users", sa.Column("id", sa.Integer, primary_key=True),\n'
     '                    sa.Column("name", sa.String(50), nullable=False))',
-    '    op.drop_table("users")')
+    '    op.drop_table("users")',
+)
 F1_SCRIPT = script(
-    F1, BASE,
+    F1,
+    BASE,
     '    op.add_column("users", sa.Column("email", sa.String(100), nullable=True))',
-    '    with op.batch_alter_table("users") as batch:\n'
-    '        batch.drop_column("email")')
+    '    with op.batch_alter_table("users") as batch:\n        batch.drop_column("email")',
+)
 F2_SCRIPT = script(
-    F2, BASE,
+    F2,
+    BASE,
     '    op.create_table("posts", sa.Column("id", sa.Integer, primary_key=True),\n'
     '                    sa.Column("title", sa.String(100)))',
-    '    op.drop_table("posts")')
+    '    op.drop_table("posts")',
+)
 
 
 @dataclass
@@ -140,17 +144,27 @@ class Project:
     def branch(self) -> str:
         return self.git("rev-parse", "--abbrev-ref", "HEAD").strip()
 
-    def run(self, *args: str, env: Mapping[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(list(args), cwd=self.root, env=self.environ(env),
-                              capture_output=True, text=True, check=False, timeout=timeout)
+    def run(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(args),
+            cwd=self.root,
+            env=self.environ(env),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
 
-    def branchmig(self, *args: str, env: Mapping[str, str] | None = None
-                  ) -> subprocess.CompletedProcess[str]:
+    def branchmig(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return self.run(BRANCHMIG, *args, env=env)
 
-    def ok(self, *args: str, env: Mapping[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
+    def ok(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``branchmig ARGS``, which must succeed."""
         proc = self.branchmig(*args, env=env)
         assert proc.returncode == 0, f"branchmig {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
@@ -184,8 +198,9 @@ class Project:
 def _sh(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> None:
     full = git_env()
     full.update(env or {})
-    proc = subprocess.run(list(args), cwd=cwd, env=full, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        list(args), cwd=cwd, env=full, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout}{proc.stderr}"
 
 
@@ -207,14 +222,22 @@ def build_flask_template(path: Path) -> None:
 def set_alembic_url(root: Path, url: str) -> None:
     ini = root / "alembic.ini"
     lines = ini.read_text().splitlines()
-    lines = [f"sqlalchemy.url = {url.replace('%', '%%')}"
-             if ln.startswith("sqlalchemy.url") else ln for ln in lines]
+    lines = [
+        f"sqlalchemy.url = {url.replace('%', '%%')}" if ln.startswith("sqlalchemy.url") else ln
+        for ln in lines
+    ]
     ini.write_text("\n".join(lines) + "\n")
 
 
 def make_seed_project(
-    template: Path, dest: Path, *, kind: str, url: str | None = None,
-    flask_app: str = "env", extra_pyproject: str = "", versions_dir: str | None = None,
+    template: Path,
+    dest: Path,
+    *,
+    kind: str,
+    url: str | None = None,
+    flask_app: str = "env",
+    extra_pyproject: str = "",
+    versions_dir: str | None = None,
 ) -> Project:
     """Copy the template, commit BASE on main, F1 on feature1, F2 on feature2; main
     checked out. ``flask_app``: how the Flask app is named ("env": FLASK_APP in the
@@ -280,8 +303,7 @@ def sqlite_dump(path: Path) -> list[str]:
 
 def sqlite_tables(path: Path) -> set[str]:
     with sqlite3.connect(path) as conn:
-        return {r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def sqlite_columns(path: Path, table: str) -> list[str]:
@@ -322,8 +344,9 @@ def copy_project(project: Project, dest: Path) -> Project:
 
 
 @pytest.fixture(scope="session")
-def _alembic_states(alembic_template: Path, tmp_path_factory: pytest.TempPathFactory
-                    ) -> dict[str, Project]:
+def _alembic_states(
+    alembic_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Project]:
     """Built once: each state is copied by the fixtures below."""
     base = tmp_path_factory.mktemp("states")
     fresh = make_seed_project(alembic_template, base / "fresh", kind="alembic")
@@ -336,8 +359,9 @@ def _alembic_states(alembic_template: Path, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture
-def alembic_repo_with_two_feature_branches(_alembic_states: dict[str, Project],
-                                           tmp_path: Path) -> Project:
+def alembic_repo_with_two_feature_branches(
+    _alembic_states: dict[str, Project], tmp_path: Path
+) -> Project:
     """Plain Alembic on SQLite: main has BASE, feature1 adds F1, feature2 adds F2; main
     checked out, no database yet."""
     return copy_project(_alembic_states["fresh"], tmp_path / "project")
@@ -350,8 +374,7 @@ def db_at_main_head(_alembic_states: dict[str, Project], tmp_path: Path) -> Proj
 
 
 @pytest.fixture
-def db_at_feature1_head_with_emails(_alembic_states: dict[str, Project], tmp_path: Path
-                                    ) -> Project:
+def db_at_feature1_head_with_emails(_alembic_states: dict[str, Project], tmp_path: Path) -> Project:
     """feature1 checked out (by ``branchmig switch``), its database at F1 holding two
     users with emails."""
     return copy_project(_alembic_states["at_f1"], tmp_path / "project")
@@ -359,8 +382,10 @@ def db_at_feature1_head_with_emails(_alembic_states: dict[str, Project], tmp_pat
 
 def insert_users(path: Path) -> None:
     with sqlite3.connect(path) as conn:
-        conn.executemany("INSERT INTO users (name, email) VALUES (?, ?)",
-                         [("ada", "ada@example.com"), ("bob", "bob@example.com")])
+        conn.executemany(
+            "INSERT INTO users (name, email) VALUES (?, ?)",
+            [("ada", "ada@example.com"), ("bob", "bob@example.com")],
+        )
 
 
 EMAILS = [("ada", "ada@example.com"), ("bob", "bob@example.com")]
@@ -370,11 +395,11 @@ def emails(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     return [tuple(r) for r in conn.execute("SELECT name, email FROM users ORDER BY id")]
 
 
-
 RAISING_F2 = F2_SCRIPT.replace(
     '                    sa.Column("title", sa.String(100)))',
     '                    sa.Column("title", sa.String(100)))\n'
-    '    raise RuntimeError("posts cannot be created today")')
+    '    raise RuntimeError("posts cannot be created today")',
+)
 
 
 def commit_raising_feature2(p: Project) -> None:
@@ -390,8 +415,8 @@ def _sleeping_f2(marker: Path) -> str:
         '                    sa.Column("title", sa.String(100)))',
         '                    sa.Column("title", sa.String(100)))\n'
         f'    open({str(marker)!r}, "w").close()\n'
-        '    time.sleep(30)').replace("import sqlalchemy as sa\n", "import time\n\n"
-                                      "import sqlalchemy as sa\n")
+        "    time.sleep(30)",
+    ).replace("import sqlalchemy as sa\n", "import time\n\nimport sqlalchemy as sa\n")
 
 
 def commit_slow_feature2(p: Project, marker: Path) -> None:
@@ -405,9 +430,13 @@ def commit_slow_feature2(p: Project, marker: Path) -> None:
 
 def kill_mid_switch(p: Project, marker: Path, *args: str) -> None:
     """``branchmig switch feature2`` killed with SIGKILL while feature2's migration runs."""
-    proc = subprocess.Popen([BRANCHMIG, "switch", "feature2", *args], cwd=p.root,
-                            env=p.environ(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [BRANCHMIG, "switch", "feature2", *args],
+        cwd=p.root,
+        env=p.environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: p.journal.exists() and marker.exists() or proc.poll() is not None)
         assert proc.poll() is None, "the switch ended before it could be killed"
@@ -417,8 +446,9 @@ def kill_mid_switch(p: Project, marker: Path, *args: str) -> None:
         proc.wait(timeout=10)
 
 
-def check_killed_switch_is_put_back(p: Project, marker: Path, state: Callable[[], Any],
-                                    command: str) -> None:
+def check_killed_switch_is_put_back(
+    p: Project, marker: Path, state: Callable[[], Any], command: str
+) -> None:
     """Kill ``branchmig switch feature2`` mid-upgrade, run ``branchmig COMMAND``: the
     database is as ``state()`` saw it before, and feature1 is checked out again."""
     commit_slow_feature2(p, marker)
@@ -433,9 +463,9 @@ def check_killed_switch_is_put_back(p: Project, marker: Path, state: Callable[[]
     assert not p.journal.exists()
 
 
-def check_raising_switch_changes_nothing(p: Project, state: Callable[[], Any],
-                                         version: Callable[[], set[str]], *,
-                                         secret: str) -> None:
+def check_raising_switch_changes_nothing(
+    p: Project, state: Callable[[], Any], version: Callable[[], set[str]], *, secret: str
+) -> None:
     """``branchmig switch feature2`` whose migration raises: exit 1 with the migration's
     own error, no secret and no traceback, and the database (as ``state()`` sees it) and
     the checkout as they were."""
@@ -456,8 +486,9 @@ def check_raising_switch_changes_nothing(p: Project, state: Callable[[], Any],
 FAILPOINTS = ("journal", "saved", "step", "checked-out", "migrated", "done")
 
 
-def check_stopped_switch_ends_before_or_after(p: Project, point: str, how: str,
-                                              state: Callable[[], Any]) -> None:
+def check_stopped_switch_ends_before_or_after(
+    p: Project, point: str, how: str, state: Callable[[], Any]
+) -> None:
     """``branchmig switch feature2`` from feature1 (its emails in the database), stopped
     at ``point`` (``how``: kill, or raise); then ``status``: the database and checkout are
     exactly as before the switch, or (stopped once it was done) as after it; and a round
@@ -486,9 +517,15 @@ def check_failing_rehearsal_touches_nothing(p: Project, state: Callable[[], Any]
     --rehearse --no-snapshot`` fails on the copy, and the live database (as ``state()``
     sees it) and the checkout are as they were."""
     rev = "f1c000000001"
-    p.write(f"{rev}_raising.py", script(
-        rev, F1, "    op.create_table('notes', sa.Column('id', sa.Integer, primary_key=True))",
-        "    op.drop_table('notes')\n    raise RuntimeError('this downgrade was never run')"))
+    p.write(
+        f"{rev}_raising.py",
+        script(
+            rev,
+            F1,
+            "    op.create_table('notes', sa.Column('id', sa.Integer, primary_key=True))",
+            "    op.drop_table('notes')\n    raise RuntimeError('this downgrade was never run')",
+        ),
+    )
     p.commit("feature1: notes, with a downgrade that raises")
     p.ok("sync")
     before = state()

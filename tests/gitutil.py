@@ -38,8 +38,9 @@ def git_env() -> dict[str, str]:
 
 def git(cwd: Path, *args: str) -> str:
     """Run git in ``cwd`` with the fixed identity; fail the test on a non-zero exit."""
-    proc = subprocess.run(["git", *args], cwd=cwd, env=git_env(), capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=git_env(), capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed:\n{proc.stderr}")
     return proc.stdout
@@ -141,8 +142,9 @@ def make_alembic_repo(path: Path) -> Repo:
 
 def run_branchmig(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The real console script, run in ``cwd``."""
-    return subprocess.run([BRANCHMIG, *args], cwd=cwd, env=git_env(), capture_output=True,
-                          text=True, check=False)
+    return subprocess.run(
+        [BRANCHMIG, *args], cwd=cwd, env=git_env(), capture_output=True, text=True, check=False
+    )
 
 
 # -- fixtures, named by the state they build ----------------------------------------------

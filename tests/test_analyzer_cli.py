@@ -34,7 +34,9 @@ def test_heads_json_of_worktree_and_refs(repo_with_two_feature_branches: Repo) -
     assert ok_json(root, "heads", "--json") == {"ref": "WORKTREE", "heads": ["a3"]}
     assert ok_json(root, "heads", "feature1", "--json") == {"ref": "feature1", "heads": ["f1b"]}
     assert ok_json(root / "alembic", "heads", "feature2", "--json") == {
-        "ref": "feature2", "heads": ["f2a"]}
+        "ref": "feature2",
+        "heads": ["f2a"],
+    }
 
 
 def test_heads_human_output(repo_with_merged_feature_branches: Repo) -> None:
@@ -50,9 +52,12 @@ def test_heads_warns_about_non_literal_labels(empty_alembic_repo: Repo) -> None:
     repo = empty_alembic_repo
     repo.write("e1", None)
     path = repo.versions / "e1_step.py"
-    path.write_text(path.read_text().replace(
-        "branch_labels: Union[str, Sequence[str], None] = None",
-        "branch_labels: Union[str, Sequence[str], None] = (EXPAND,)"))
+    path.write_text(
+        path.read_text().replace(
+            "branch_labels: Union[str, Sequence[str], None] = None",
+            "branch_labels: Union[str, Sequence[str], None] = (EXPAND,)",
+        )
+    )
     proc = run_branchmig(repo.root, "heads", "--json")
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["heads"] == ["e1"]
@@ -64,14 +69,17 @@ def test_heads_warns_about_non_literal_labels(empty_alembic_repo: Repo) -> None:
 
 
 def test_plan_between_feature_branches(repo_with_two_feature_branches: Repo) -> None:
-    data = ok_json(repo_with_two_feature_branches.root, "plan", "feature1", "feature2",
-                   "--json")
+    data = ok_json(repo_with_two_feature_branches.root, "plan", "feature1", "feature2", "--json")
     lines = [d.pop("line") for d in data["destructive"] + data["batch_needed"]]
     assert all(isinstance(n, int) and n > 0 for n in lines)
     warnings = data.pop("warnings")
     assert data == {
-        "from": "feature1", "to": "feature2", "common": ["a3"],
-        "downgrade": ["f1b", "f1a"], "upgrade": ["f2a"], "changed": [],
+        "from": "feature1",
+        "to": "feature2",
+        "common": ["a3"],
+        "downgrade": ["f1b", "f1a"],
+        "upgrade": ["f2a"],
+        "changed": [],
         "destructive": [
             {"revision": "f1b", "operation": "drop_table", "target": "orders"},
             {"revision": "f1a", "operation": "drop_column", "target": "users.email"},
@@ -82,7 +90,8 @@ def test_plan_between_feature_branches(repo_with_two_feature_branches: Repo) -> 
         ],
     }
     assert len(warnings) == 1 and warnings[0].startswith(
-        "on SQLite, revision 'f1a' (alembic/versions/f1a_step.py, line ")
+        "on SQLite, revision 'f1a' (alembic/versions/f1a_step.py, line "
+    )
 
 
 def test_plan_to_the_working_tree_with_a_rebased_script(
@@ -96,9 +105,14 @@ def test_plan_to_the_working_tree_with_a_rebased_script(
     data = ok_json(repo.root, "plan", "feature2-applied", ".", "--json")
     assert data["to"] == "WORKTREE"
     assert (data["common"], data["downgrade"], data["upgrade"], data["changed"]) == (
-        ["a3"], ["f2a"], ["f1a", "f1b", "f2a"], ["f2a"])
+        ["a3"],
+        ["f2a"],
+        ["f1a", "f1b", "f2a"],
+        ["f2a"],
+    )
     assert data["destructive"] == [
-        {"revision": "f2a", "operation": "drop_table", "target": "invoices", "line": 26}]
+        {"revision": "f2a", "operation": "drop_table", "target": "invoices", "line": 26}
+    ]
 
 
 def test_plan_human_output(repo_with_two_feature_branches: Repo) -> None:
@@ -127,7 +141,8 @@ def test_check_fails_with_two_heads(repo_with_merged_feature_branches: Repo) -> 
     assert line == (
         "branchmig: 2 heads in the working tree: 'f1b' (alembic/versions/f1b_step.py), "
         "'f2a' (alembic/versions/f2a_step.py). "
-        "Run: branchmig merge-heads (or branchmig merge-heads --rebase)")
+        "Run: branchmig merge-heads (or branchmig merge-heads --rebase)"
+    )
 
 
 def test_check_against_a_branch_before_and_after_the_fix(
@@ -139,15 +154,17 @@ def test_check_against_a_branch_before_and_after_the_fix(
     assert line == (
         "branchmig: Merging 'feature1' would leave 2 heads: "
         "'f2a' (alembic/versions/f2a_step.py), 'f1b' (alembic/versions/f1b_step.py). "
-        "Before merging, set down_revision of your first new migration to 'f1b'")
+        "Before merging, set down_revision of your first new migration to 'f1b'"
+    )
     repo.write("f2a", "f1b")  # the fix the message asks for: f1b is only on feature1
     proc = run_branchmig(repo.root, "check", "--against", "feature1")
     assert (proc.returncode, proc.stdout) == (
-        0, "your migrations build on 'feature1'; merging it keeps 1 head: ok\n")
+        0,
+        "your migrations build on 'feature1'; merging it keeps 1 head: ok\n",
+    )
     # Without --against, the parent only feature1 has is an error.
     assert fails(repo.root, "check", code=1).startswith("branchmig: Revision 'f2a'")
-    data = json.loads(run_branchmig(repo.root, "check", "--against", "feature1",
-                                    "--json").stdout)
+    data = json.loads(run_branchmig(repo.root, "check", "--against", "feature1", "--json").stdout)
     assert data["ok"] is True and data["merged_heads"] == ["f2a"]
 
 
@@ -159,7 +176,8 @@ def test_check_against_a_merged_branch_passes(repo_with_two_feature_branches: Re
 
 
 def test_check_against_a_ref_with_a_duplicate_revision_fails_as_heads_does(
-        repo_with_linear_history: Repo) -> None:
+    repo_with_linear_history: Repo,
+) -> None:
     repo = repo_with_linear_history
     repo.checkout("dup", new=True)
     repo.write("a3", "a2", name="a3_again.py")  # the same id in a second file
@@ -183,8 +201,9 @@ def test_syntax_error_in_a_header(empty_alembic_repo: Repo) -> None:
     repo = empty_alembic_repo
     (repo.versions / "bad_step.py").write_text("revision = 'bad'\ndown_revision = ('a',\n")
     line = fails(repo.root, "heads", code=1)
-    assert line.startswith("branchmig: alembic/versions/bad_step.py:2: cannot parse the "
-                           "'down_revision' header")
+    assert line.startswith(
+        "branchmig: alembic/versions/bad_step.py:2: cannot parse the 'down_revision' header"
+    )
 
 
 def test_non_literal_revision(empty_alembic_repo: Repo) -> None:
@@ -192,7 +211,8 @@ def test_non_literal_revision(empty_alembic_repo: Repo) -> None:
     (repo.versions / "bad_step.py").write_text("revision = make_id()\ndown_revision = None\n")
     assert fails(repo.root, "heads", code=1) == (
         "branchmig: alembic/versions/bad_step.py:1: revision is not a literal (make_id()); "
-        "branchmig reads headers without importing the script, so write the value itself")
+        "branchmig reads headers without importing the script, so write the value itself"
+    )
 
 
 def test_cycle(empty_alembic_repo: Repo) -> None:
@@ -212,7 +232,8 @@ def test_duplicate_id(empty_alembic_repo: Repo) -> None:
     repo.write("b", "a", name="b_two.py")
     assert fails(repo.root, "heads", code=1) == (
         "branchmig: Revision 'b' is defined twice: in 'alembic/versions/b_one.py' and "
-        "'alembic/versions/b_two.py'; give one of them a new id")
+        "'alembic/versions/b_two.py'; give one of them a new id"
+    )
 
 
 def test_missing_parent(empty_alembic_repo: Repo) -> None:
@@ -220,21 +241,25 @@ def test_missing_parent(empty_alembic_repo: Repo) -> None:
     repo.write("b", "gone")
     assert fails(repo.root, "heads", code=1) == (
         "branchmig: Revision 'b' (alembic/versions/b_step.py) has down_revision 'gone', "
-        "which is in no script")
+        "which is in no script"
+    )
 
 
 def test_unknown_ref(repo_with_linear_history: Repo) -> None:
     assert fails(repo_with_linear_history.root, "heads", "no-such-branch", code=2) == (
         "branchmig: Unknown git ref 'no-such-branch': no branch, tag or commit of that name "
-        "(see 'git branch -a')")
+        "(see 'git branch -a')"
+    )
     assert fails(repo_with_linear_history.root, "plan", "main", "nope", code=2).startswith(
-        "branchmig: Unknown git ref 'nope'")
+        "branchmig: Unknown git ref 'nope'"
+    )
 
 
 def test_not_a_git_repository(tmp_path: Path) -> None:
     line = fails(tmp_path, "heads", code=2)  # a usage error, as the README says
-    assert line == (f"branchmig: '{tmp_path}' is not inside a git repository "
-                    "(git init, or cd into one)")
+    assert line == (
+        f"branchmig: '{tmp_path}' is not inside a git repository (git init, or cd into one)"
+    )
 
 
 def test_no_project(tmp_path: Path) -> None:
@@ -289,12 +314,14 @@ def test_errors_under_json_are_one_json_object_on_stdout_too(tmp_path: Path) -> 
     assert proc.returncode == 2
     assert json.loads(proc.stdout) == {
         "error": f"'{tmp_path}' is not inside a git repository (git init, or cd into one)",
-        "exit_code": 2, "kind": "NotARepositoryError"}
+        "exit_code": 2,
+        "kind": "NotARepositoryError",
+    }
     assert proc.stderr.startswith("branchmig: ")
 
 
 def test_an_unknown_setting_suggests_the_closest_key(repo_with_linear_history: Repo) -> None:
     root = repo_with_linear_history.root
-    (root / "pyproject.toml").write_text("[tool.branchmig]\nsnapshot = \"always\"\n")
+    (root / "pyproject.toml").write_text('[tool.branchmig]\nsnapshot = "always"\n')
     line = fails(root, "heads", code=2)
     assert "Unknown key(s) 'snapshot'" in line and "did you mean 'snapshots'?" in line, line

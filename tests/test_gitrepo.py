@@ -61,8 +61,7 @@ def test_a_staged_rename_is_named_by_its_new_name(repo_with_one_script: Path) ->
     assert repo.dirty_paths("v", staged=False) == ["v/new_name.py"]
 
 
-def test_a_rename_in_the_working_tree_is_named_by_its_new_name(
-        repo_with_one_script: Path) -> None:
+def test_a_rename_in_the_working_tree_is_named_by_its_new_name(repo_with_one_script: Path) -> None:
     # `git add -N` makes git report the rename in the second status column.
     root = repo_with_one_script
     (root / "v" / "a.py").rename(root / "v" / "moved.py")
@@ -75,7 +74,8 @@ def test_a_rename_in_the_working_tree_is_named_by_its_new_name(
 
 
 def test_dirty_paths_counts_untracked_files_and_only_unstaged_changes_without_staged(
-        repo_with_one_script: Path) -> None:
+    repo_with_one_script: Path,
+) -> None:
     root = repo_with_one_script
     write(root, {"v/new.py": "x\n", "app.py": "2\n", "v/a.py": "changed\n"})
     git(root, "add", "app.py")
@@ -130,7 +130,9 @@ def test_head_reflog_is_newest_first_with_git_s_subjects(repo_with_merged_featur
     entries = repo.head_reflog(2)
 
     assert [commit for commit, _ in entries] == [
-        git(root, "rev-parse", "HEAD").strip(), git(root, "rev-parse", "HEAD^1").strip()]
+        git(root, "rev-parse", "HEAD").strip(),
+        git(root, "rev-parse", "HEAD^1").strip(),
+    ]
     assert entries[0][1].startswith("merge feature")
     assert entries[1][1] == "commit: app"
 
@@ -156,7 +158,9 @@ def test_init_commit_and_branches_of_a_new_repository(tmp_path: Path) -> None:
     assert repo.checkout("main") == ""
     assert repo.dirty_paths() == []
     assert git(repo.top, "log", "--format=%an %s", "feature").splitlines() == [
-        "demo second", "demo first"]
+        "demo second",
+        "demo first",
+    ]
 
 
 def test_a_failed_checkout_says_why(repo_with_one_script: Path) -> None:
@@ -169,7 +173,8 @@ def test_a_failed_checkout_says_why(repo_with_one_script: Path) -> None:
 
 
 def test_the_caller_s_git_variables_do_not_redirect_git(
-        repo_with_one_script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo_with_one_script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A hook runs with the outer git's GIT_DIR, GIT_INDEX_FILE...: they name another repo.
     elsewhere = init_repo(tmp_path / "elsewhere")
     monkeypatch.setenv("GIT_DIR", str(elsewhere / ".git"))
@@ -185,7 +190,8 @@ def test_the_caller_s_git_variables_do_not_redirect_git(
 
 
 def test_hooks_dir_honours_core_hooks_path_relative_to_the_top_level(
-        repo_with_one_script: Path, tmp_path: Path) -> None:
+    repo_with_one_script: Path, tmp_path: Path
+) -> None:
     root = repo_with_one_script
     git(root, "config", "core.hooksPath", "tools/hooks")
     assert GitRepo.discover(root / "v").hooks_dir() == root / "tools" / "hooks"
@@ -193,8 +199,9 @@ def test_hooks_dir_honours_core_hooks_path_relative_to_the_top_level(
     assert GitRepo.discover(root).hooks_dir() == tmp_path / "shared"
 
 
-def test_a_linked_worktree_shares_the_common_hooks(repo_with_one_script: Path,
-                                                   tmp_path: Path) -> None:
+def test_a_linked_worktree_shares_the_common_hooks(
+    repo_with_one_script: Path, tmp_path: Path
+) -> None:
     root = repo_with_one_script
     git(root, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "wt")
 

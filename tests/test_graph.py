@@ -14,10 +14,12 @@ from branchmig.errors import GraphError
 from branchmig.graph import Graph, Revision
 
 
-def rev(rev_id: str, *down: str, labels: tuple[str, ...] = (),
-        depends: tuple[str, ...] = ()) -> Revision:
-    return Revision(rev_id, tuple(down), labels, depends, path=f"versions/{rev_id}.py",
-                    blob=f"blob-{rev_id}")
+def rev(
+    rev_id: str, *down: str, labels: tuple[str, ...] = (), depends: tuple[str, ...] = ()
+) -> Revision:
+    return Revision(
+        rev_id, tuple(down), labels, depends, path=f"versions/{rev_id}.py", blob=f"blob-{rev_id}"
+    )
 
 
 def graph(*revisions: Revision) -> Graph:
@@ -26,8 +28,15 @@ def graph(*revisions: Revision) -> Graph:
 
 def alembic_map(revisions: list[Revision]) -> RevisionMap:
     def generate() -> list[AlembicRevision]:
-        return [AlembicRevision(r.id, r.down or None, dependencies=r.depends_on or None,
-                                branch_labels=r.labels or None) for r in revisions]
+        return [
+            AlembicRevision(
+                r.id,
+                r.down or None,
+                dependencies=r.depends_on or None,
+                branch_labels=r.labels or None,
+            )
+            for r in revisions
+        ]
 
     return RevisionMap(generate)
 
@@ -78,8 +87,12 @@ def test_depends_on_adds_ancestry_but_does_not_hide_a_head() -> None:
 
 
 def test_branch_labels_resolve_and_are_inherited() -> None:
-    g = graph(rev("a", labels=("core",)), rev("b", "a"), rev("x", labels=("shop",)),
-              rev("y", "x", depends=("core",)))
+    g = graph(
+        rev("a", labels=("core",)),
+        rev("b", "a"),
+        rev("x", labels=("shop",)),
+        rev("y", "x", depends=("core",)),
+    )
     assert g.resolve("core") == "b"  # a label names the head of its branch
     assert g.resolve("shop") == "y"
     assert g.labels_of("b") == {"core"}
@@ -104,19 +117,27 @@ def test_resolve_prefix_and_unknown() -> None:
 
 
 def test_duplicate_id_names_both_files() -> None:
-    g = graph(rev("a"), Revision("b", ("a",), path="versions/one.py"),
-              Revision("b", ("a",), path="versions/two.py"))
+    g = graph(
+        rev("a"),
+        Revision("b", ("a",), path="versions/one.py"),
+        Revision("b", ("a",), path="versions/two.py"),
+    )
     with pytest.raises(GraphError) as err:
         g.check()
-    assert str(err.value) == ("Revision 'b' is defined twice: in 'versions/one.py' and "
-                              "'versions/two.py'; give one of them a new id")
+    assert str(err.value) == (
+        "Revision 'b' is defined twice: in 'versions/one.py' and "
+        "'versions/two.py'; give one of them a new id"
+    )
 
 
 def test_missing_parent() -> None:
     g = graph(rev("a"), rev("b", "gone"))
     assert [p.kind for p in g.problems] == ["missing"]
-    with pytest.raises(GraphError, match=r"^Revision 'b' \(versions/b.py\) has down_revision "
-                                         r"'gone', which is in no script$"):
+    with pytest.raises(
+        GraphError,
+        match=r"^Revision 'b' \(versions/b.py\) has down_revision "
+        r"'gone', which is in no script$",
+    ):
         g.check()
     # The broken part does not block what does not touch it.
     g.check(within=["a"])
@@ -153,8 +174,15 @@ def test_label_clashes() -> None:
 
 def test_alembic_behaviour_we_rely_on_is_unchanged() -> None:
     """Fails loudly if Alembic changes the rules graph.py re-implements."""
-    revisions = [rev("a"), rev("x"), rev("b", "a"), rev("c", "a", labels=("feat",)),
-                 rev("d", "c", depends=("x",)), rev("m", "b", "d"), rev("e", "b")]
+    revisions = [
+        rev("a"),
+        rev("x"),
+        rev("b", "a"),
+        rev("c", "a", labels=("feat",)),
+        rev("d", "c", depends=("x",)),
+        rev("m", "b", "d"),
+        rev("e", "b"),
+    ]
     rmap = alembic_map(revisions)
     # In file order; "x" stays a head: only a down_revision hides one, not a depends_on.
     assert rmap.heads == ("x", "m", "e")
@@ -250,13 +278,16 @@ def cyclic_graphs(draw: st.DrawFn) -> list[Revision]:
     else:  # all bases: make two of them need each other
         lower, upper = sorted(by_id)[:2]
         other = by_id[upper]
-        by_id[upper] = rev(upper, *other.down, lower, labels=other.labels,
-                           depends=other.depends_on)
+        by_id[upper] = rev(upper, *other.down, lower, labels=other.labels, depends=other.depends_on)
     old = by_id[lower]
     as_depends = draw(st.booleans())
-    by_id[lower] = rev(lower, *old.down, *(() if as_depends else (upper,)),
-                       labels=old.labels,
-                       depends=old.depends_on + ((upper,) if as_depends else ()))
+    by_id[lower] = rev(
+        lower,
+        *old.down,
+        *(() if as_depends else (upper,)),
+        labels=old.labels,
+        depends=old.depends_on + ((upper,) if as_depends else ()),
+    )
     return draw(st.permutations(list(by_id.values())))
 
 

@@ -49,16 +49,27 @@ def dags(draw: st.DrawFn) -> tuple[Graph, list[tuple[str, list[str]]], list[str]
         elif draw(st.integers(0, 9)) < 7:  # mostly the previous one: long runs
             down = (f"r{i - 1}",)
         else:
-            down = tuple(sorted(set(draw(st.lists(st.sampled_from(
-                [f"r{j}" for j in range(i)]), min_size=1, max_size=3)))))
+            down = tuple(
+                sorted(
+                    set(
+                        draw(
+                            st.lists(
+                                st.sampled_from([f"r{j}" for j in range(i)]), min_size=1, max_size=3
+                            )
+                        )
+                    )
+                )
+            )
         deps: tuple[str, ...] = ()
         if i > 1 and draw(st.integers(0, 14)) == 0:
             deps = (f"r{draw(st.integers(0, i - 1))}",)
         revs.append(Revision(f"r{i}", down, depends_on=deps))
     graph = Graph.build(revs)
     ids = list(graph.revisions)
-    marks = [(f"ref{k}", draw(st.lists(st.sampled_from(ids), max_size=2)))
-             for k in range(draw(st.integers(0, 2)))]
+    marks = [
+        (f"ref{k}", draw(st.lists(st.sampled_from(ids), max_size=2)))
+        for k in range(draw(st.integers(0, 2)))
+    ]
     database = draw(st.none() | st.lists(st.sampled_from(ids + ["gone"]), max_size=2))
     return graph, marks, database
 
@@ -80,8 +91,8 @@ FOLDS = st.none() | st.integers(0, 5)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dags(), FOLDS)
 def test_folding_keeps_the_graph_s_shape(
-        case: tuple[Graph, list[tuple[str, list[str]]], list[str] | None],
-        fold_after: int | None) -> None:
+    case: tuple[Graph, list[tuple[str, list[str]]], list[str] | None], fold_after: int | None
+) -> None:
     graph, marks, database = case
     view = build_view(graph, heads=marks, database=database, fold_after=fold_after)
     where = node_of(view)
@@ -90,7 +101,8 @@ def test_folding_keeps_the_graph_s_shape(
     assert sum(len(n.revisions) for n in view.nodes) == len(graph)
     # The edges are exactly the graph's, between the nodes holding their ends.
     assert {(e.parent, e.child) for e in view.edges} == {
-        (where[p], where[c]) for p, c in edges_of(graph) if where[p] != where[c]}
+        (where[p], where[c]) for p, c in edges_of(graph) if where[p] != where[c]
+    }
     # Nodes come after the nodes they need.
     position = {n.key: i for i, n in enumerate(view.nodes)}
     assert all(position[e.parent] < position[e.child] for e in view.edges)
@@ -128,8 +140,7 @@ def test_no_foldable_run_is_left(length: int, fold_after: int) -> None:
     view = build_view(graph, fold_after=fold_after)
     inner = length - 2  # the base and the head are kept
     if inner > max(fold_after, 1):
-        assert [n.label for n in view.nodes] == ["r0", f"… {inner:,} revisions …",
-                                                 f"r{length - 1}"]
+        assert [n.label for n in view.nodes] == ["r0", f"… {inner:,} revisions …", f"r{length - 1}"]
     else:
         assert [n.label for n in view.nodes] == [f"r{i}" for i in range(length)]
 
@@ -143,8 +154,20 @@ def test_a_long_history_folds_around_every_kept_revision() -> None:
     revs += chain(10, prefix="t", start="m")
     view = build_view(Graph.build(revs), heads=[("main", ["t9"])], database=["t5"])
     assert [n.label for n in view.nodes] == [
-        "r0", "… 1,479 revisions …", "r1480", "… 5 revisions …", "b0", "b1", "m",
-        "… 5 revisions …", "t5", "t6", "t7", "t8", "t9"]
+        "r0",
+        "… 1,479 revisions …",
+        "r1480",
+        "… 5 revisions …",
+        "b0",
+        "b1",
+        "m",
+        "… 5 revisions …",
+        "t5",
+        "t6",
+        "t7",
+        "t8",
+        "t9",
+    ]
     text = render_text(view)
     assert "… 1,479 revisions …" in text and "t9 (main)" in text and "t5 ◀ database" in text
 
@@ -152,8 +175,7 @@ def test_a_long_history_folds_around_every_kept_revision() -> None:
 def test_dependencies_are_dashed_and_never_folded_through() -> None:
     revs = chain(8) + [Revision("x", ("r0",), depends_on=("r4",))]
     view = build_view(Graph.build(revs), fold_after=2)
-    assert [n.label for n in view.nodes] == [
-        "r0", "… 3 revisions …", "r4", "r5", "r6", "r7", "x"]
+    assert [n.label for n in view.nodes] == ["r0", "… 3 revisions …", "r4", "r5", "r6", "r7", "x"]
     assert any(e.dependency and e.parent == "r4" and e.child == "x" for e in view.edges)
     assert "r4 -.-> " not in render_mermaid(view)  # ids are n<i>
     assert re.search(r"n\d+ -\.-> n\d+", render_mermaid(view))
@@ -170,8 +192,8 @@ _GLYPHS = _UP | _DOWN | set(" ─" + REVISION_MARK + FOLD_MARK)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dags(), FOLDS)
 def test_text_draws_each_node_once_with_unbroken_lanes(
-        case: tuple[Graph, list[tuple[str, list[str]]], list[str] | None],
-        fold_after: int | None) -> None:
+    case: tuple[Graph, list[tuple[str, list[str]]], list[str] | None], fold_after: int | None
+) -> None:
     graph, marks, database = case
     view = build_view(graph, heads=marks, database=database, fold_after=fold_after)
     lines = render_text(view).splitlines()
@@ -183,11 +205,15 @@ def test_text_draws_each_node_once_with_unbroken_lanes(
     has_parent = {e.child for e in view.edges}
     previous_down: set[int] = set()
     for line, node in zip(lines, nodes, strict=True):
-        cut = next(i for i in range(len(line)) if line[i:i + 2] == "  "
-                   and line[i + 2] not in _GLYPHS)
-        drawing, label = line[:cut], line[cut + 2:]
-        assert label.split(" ")[0] == node.label.split(" ")[0] if not node.folded \
+        cut = next(
+            i for i in range(len(line)) if line[i : i + 2] == "  " and line[i + 2] not in _GLYPHS
+        )
+        drawing, label = line[:cut], line[cut + 2 :]
+        assert (
+            label.split(" ")[0] == node.label.split(" ")[0]
+            if not node.folded
             else label.startswith(node.label)
+        )
         marks_at = [i for i, ch in enumerate(drawing) if ch in (REVISION_MARK, FOLD_MARK)]
         assert len(marks_at) == 1 and marks_at[0] % 2 == 0
         col = marks_at[0]
@@ -211,8 +237,8 @@ def test_text_draws_each_node_once_with_unbroken_lanes(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dags(), FOLDS)
 def test_mermaid_and_dot_hold_every_node_edge_and_mark(
-        case: tuple[Graph, list[tuple[str, list[str]]], list[str] | None],
-        fold_after: int | None) -> None:
+    case: tuple[Graph, list[tuple[str, list[str]]], list[str] | None], fold_after: int | None
+) -> None:
     graph, marks, database = case
     view = build_view(graph, heads=marks, database=database, fold_after=fold_after)
 
@@ -228,7 +254,8 @@ def test_mermaid_and_dot_hold_every_node_edge_and_mark(
         assert ("◀ database" in parts) == n.database
     arrows = re.findall(r"^    (n\d+) (-->|-\.->) (n\d+)$", "\n".join(mermaid), re.M)
     assert sorted(arrows) == sorted(
-        (ids[e.parent], "-.->" if e.dependency else "-->", ids[e.child]) for e in view.edges)
+        (ids[e.parent], "-.->" if e.dependency else "-->", ids[e.child]) for e in view.edges
+    )
 
     dot = render_dot(view)
     assert dot.startswith("digraph revisions {") and dot.endswith("}")
@@ -254,8 +281,12 @@ def test_text_colour_only_when_asked() -> None:
 
 
 def test_a_merge_draws_its_lanes() -> None:
-    revs = [Revision("base"), Revision("a", ("base",)), Revision("b", ("base",)),
-            Revision("m", ("a", "b"))]
+    revs = [
+        Revision("base"),
+        Revision("a", ("base",)),
+        Revision("b", ("base",)),
+        Revision("m", ("a", "b")),
+    ]
     view = build_view(Graph.build(revs), heads=[("main", ["m"])], database=[])
     assert render_text(view).splitlines() == [
         "●─┐  m (main)",
@@ -312,19 +343,25 @@ def test_graph_cli_in_all_three_formats(seed_db_at_feature1: Project) -> None:
     # The working tree by default; --no-db reads no database.
     proc = p.branchmig("graph")
     assert proc.stdout.splitlines() == [f"●  {BASE} (working tree)"]
-    assert proc.stderr == (f"warning: The database is at '{F1}', which none of the graphs "
-                           "shown has; run: branchmig status\n")
-    assert graph_of(p, "--no-db", "feature1").splitlines() == [
-        f"●  {F1} (feature1)", f"●  {BASE}"]
+    assert proc.stderr == (
+        f"warning: The database is at '{F1}', which none of the graphs "
+        "shown has; run: branchmig status\n"
+    )
+    assert graph_of(p, "--no-db", "feature1").splitlines() == [f"●  {F1} (feature1)", f"●  {BASE}"]
 
 
 def test_graph_cli_warns_once_when_the_database_cannot_be_read(
-        seed_db_at_feature1: Project) -> None:
+    seed_db_at_feature1: Project,
+) -> None:
     p = seed_db_at_feature1
     ini = p.root / "alembic.ini"
-    ini.write_text(re.sub(r"(?m)^sqlalchemy\.url = .*$",
-                          "sqlalchemy.url = sqlite:////nonexistent/folder/app.db",
-                          ini.read_text()))
+    ini.write_text(
+        re.sub(
+            r"(?m)^sqlalchemy\.url = .*$",
+            "sqlalchemy.url = sqlite:////nonexistent/folder/app.db",
+            ini.read_text(),
+        )
+    )
     proc = p.branchmig("graph", "feature1")
     assert proc.returncode == 0
     assert proc.stdout.splitlines() == [f"●  {F1} (feature1)", f"●  {BASE}"]
@@ -349,34 +386,50 @@ def test_plan_and_check_markdown(seed_db_at_feature1: Project) -> None:
         f"| 2 | upgrade | `{F2}` |  |",
     ]
     proc = p.branchmig("plan", "main", "main", "--format", "markdown")
-    assert proc.stdout.splitlines()[0] == (
-        "### ✅ branchmig plan: `main` → `main`: nothing to do")
+    assert proc.stdout.splitlines()[0] == ("### ✅ branchmig plan: `main` → `main`: nothing to do")
 
     p.git("checkout", "-q", "feature2")
     proc = p.branchmig("check", "--against", "feature1", "--format", "markdown")
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[:3] == [
-        "### ❌ branchmig check: merging `feature1` would leave 2 heads", "",
+        "### ❌ branchmig check: merging `feature1` would leave 2 heads",
+        "",
         f"Merging 'feature1' would leave 2 heads: '{F2}' "
         f"(alembic/versions/{F2}_posts.py), '{F1}' (alembic/versions/{F1}_email.py). "
-        f"Before merging, set down_revision of your first new migration to '{F1}'"]
+        f"Before merging, set down_revision of your first new migration to '{F1}'",
+    ]
     assert f"- Heads after merging `feature1`: `{F2}`, `{F1}`" in proc.stdout
     assert proc.stderr.startswith("branchmig: Merging 'feature1' would leave 2 heads")
     proc = p.branchmig("check", "--format", "markdown")
     assert proc.returncode == 0
     assert proc.stdout.splitlines() == [
-        "### ✅ branchmig check: 1 head: ok", "", f"- Heads in the working tree: `{F2}`",
-        "- Heads expected: 1"]
+        "### ✅ branchmig check: 1 head: ok",
+        "",
+        f"- Heads in the working tree: `{F2}`",
+        "- Heads expected: 1",
+    ]
 
 
 def test_markdown_lists_warnings() -> None:
     from branchmig.plan import Plan
     from branchmig.reports import plan_markdown
 
-    text = plan_markdown(Plan(common=(), downgrade=(), upgrade=("a",)), source="WORKTREE",
-                         target="main", warnings=("on SQLite, x",))
+    text = plan_markdown(
+        Plan(common=(), downgrade=(), upgrade=("a",)),
+        source="WORKTREE",
+        target="main",
+        warnings=("on SQLite, x",),
+    )
     assert text.splitlines() == [
-        "### branchmig plan: the working tree → `main`: 0 downgrades, 1 upgrade", "",
-        "Common revision: base (none).", "", "| # | step | revision | loses data |",
-        "| -: | --- | --- | --- |", "| 1 | upgrade | `a` |  |", "", "**Warnings**", "",
-        "- on SQLite, x"]
+        "### branchmig plan: the working tree → `main`: 0 downgrades, 1 upgrade",
+        "",
+        "Common revision: base (none).",
+        "",
+        "| # | step | revision | loses data |",
+        "| -: | --- | --- | --- |",
+        "| 1 | upgrade | `a` |  |",
+        "",
+        "**Warnings**",
+        "",
+        "- on SQLite, x",
+    ]

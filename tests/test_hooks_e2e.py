@@ -29,7 +29,8 @@ def hooks_installed_db_at_feature1(db_at_feature1_head_with_emails: Project) -> 
 
 
 def test_checkouts_through_the_hook_carry_the_database(
-        hooks_installed_db_at_feature1: Project) -> None:
+    hooks_installed_db_at_feature1: Project,
+) -> None:
     p = hooks_installed_db_at_feature1
     held = sqlite3.connect(p.db_path, isolation_level=None)
     try:
@@ -58,7 +59,8 @@ def test_checkouts_through_the_hook_carry_the_database(
 
 
 def test_file_checkouts_and_same_commit_branches_leave_the_database_alone(
-        hooks_installed_db_at_feature1: Project) -> None:
+    hooks_installed_db_at_feature1: Project,
+) -> None:
     p = hooks_installed_db_at_feature1
     before = sqlite_dump(p.db_path)
     stamp = p.db_path.stat().st_mtime_ns
@@ -94,7 +96,8 @@ def test_an_existing_post_checkout_hook_is_kept_and_chained(db_at_main_head: Pro
 
 
 def test_a_failing_hook_never_fails_git_and_says_what_to_run(
-        hooks_installed_db_at_feature1: Project) -> None:
+    hooks_installed_db_at_feature1: Project,
+) -> None:
     p = hooks_installed_db_at_feature1
     p.git("checkout", "-q", "feature2")  # through the hook
     p.git("checkout", "-q", "feature1")
@@ -119,7 +122,8 @@ def test_a_merge_applies_what_it_brought_in(db_at_main_head: Project) -> None:
 
 
 def test_a_rebase_migrates_once_after_it_and_says_the_heads_it_left(
-        hooks_installed_db_at_feature1: Project) -> None:
+    hooks_installed_db_at_feature1: Project,
+) -> None:
     p = hooks_installed_db_at_feature1
     p.checkout("feature2")
     assert sqlite_version(p.db_path) == {F2}
@@ -137,7 +141,8 @@ def test_a_rebase_migrates_once_after_it_and_says_the_heads_it_left(
 
 
 def test_a_new_worktree_gets_its_own_database_at_its_branch(
-        hooks_installed_db_at_feature1: Project) -> None:
+    hooks_installed_db_at_feature1: Project,
+) -> None:
     p = hooks_installed_db_at_feature1
     before = sqlite_dump(p.db_path)
     worktree = p.root.parent / "feature2-worktree"
@@ -150,7 +155,8 @@ def test_a_new_worktree_gets_its_own_database_at_its_branch(
 
 
 def test_a_branch_without_the_app_leaves_the_database_alone(
-        hooks_installed_db_at_feature1: Project) -> None:
+    hooks_installed_db_at_feature1: Project,
+) -> None:
     p = hooks_installed_db_at_feature1
     before = sqlite_dump(p.db_path)
     p.git("checkout", "-q", "--orphan", "docs")

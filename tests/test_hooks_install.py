@@ -305,8 +305,11 @@ def test_uninstall_removes_only_ours_and_the_config(repo: Path, fake_python: Fak
 
     result = hooks.uninstall(repo_root=repo)
 
-    assert result.removed == (hooks_dir / "post-checkout", hooks_dir / "post-rewrite",
-                              hooks_dir / "post-commit")
+    assert result.removed == (
+        hooks_dir / "post-checkout",
+        hooks_dir / "post-rewrite",
+        hooks_dir / "post-commit",
+    )
     assert result.restored == ()
     assert result.config_removed
     assert theirs.read_text() == "#!/bin/sh\n# another tool\n"

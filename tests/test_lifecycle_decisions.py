@@ -26,20 +26,28 @@ trees = st.dictionaries(st.sampled_from(REVS), st.sampled_from(BLOBS), max_size=
 @st.composite
 def helds(draw: st.DrawFn) -> Held:
     applied = draw(trees)
-    return Held(key=f"k{draw(st.integers(0, 10**6))}", branch=draw(st.sampled_from(
-        [*BRANCHES, None])), commit=draw(st.sampled_from(["c1", "c2", None])),
-        heads=tuple(sorted(applied))[-1:], applied=applied,
-        created=draw(st.floats(0, 100)), purpose=draw(st.sampled_from(
-            ["branch", "safety", "manual", "replaced"])))
+    return Held(
+        key=f"k{draw(st.integers(0, 10**6))}",
+        branch=draw(st.sampled_from([*BRANCHES, None])),
+        commit=draw(st.sampled_from(["c1", "c2", None])),
+        heads=tuple(sorted(applied))[-1:],
+        applied=applied,
+        created=draw(st.floats(0, 100)),
+        purpose=draw(st.sampled_from(["branch", "safety", "manual", "replaced"])),
+    )
 
 
 candidate_lists = st.lists(helds(), max_size=6, unique_by=lambda h: h.key)
 
 
-@given(st.sampled_from([*BRANCHES, None]), st.sampled_from(BRANCHES),
-       st.text("0123456789abcdefghijklmnopqrstuvwxyz", min_size=12, max_size=12))
-def test_keys_are_valid_and_never_shared_by_two_branch_names(a: str | None, b: str,
-                                                              token: str) -> None:
+@given(
+    st.sampled_from([*BRANCHES, None]),
+    st.sampled_from(BRANCHES),
+    st.text("0123456789abcdefghijklmnopqrstuvwxyz", min_size=12, max_size=12),
+)
+def test_keys_are_valid_and_never_shared_by_two_branch_names(
+    a: str | None, b: str, token: str
+) -> None:
     key = snapshot_key(a, token)
     assert re.fullmatch(r"[a-z0-9_-]{1,40}", key)
     if a != b:
@@ -47,26 +55,41 @@ def test_keys_are_valid_and_never_shared_by_two_branch_names(a: str | None, b: s
     assert key != snapshot_key(a, token[::-1]) or token == token[::-1]
 
 
-@given(st.sampled_from(BRANCHES), st.sampled_from([*BRANCHES, None]), candidate_lists,
-       trees, st.data())
+@given(
+    st.sampled_from(BRANCHES), st.sampled_from([*BRANCHES, None]), candidate_lists, trees, st.data()
+)
 def test_a_restore_always_fits_the_target_and_prefers_the_branchs_own(
-        entering: str, leaving: str | None, candidates: list[Held],
-        target: dict[str, str], data: st.DataObject) -> None:
+    entering: str,
+    leaving: str | None,
+    candidates: list[Held],
+    target: dict[str, str],
+    data: st.DataObject,
+) -> None:
     keys = [h.key for h in candidates]
     strays = set(data.draw(st.lists(st.sampled_from(keys), unique=True))) if keys else set()
     line = set(data.draw(st.lists(st.sampled_from(keys), unique=True))) if keys else set()
-    choice = choose_restore(entering=entering, leaving=leaving, candidates=candidates,
-                            target=target, strays=strays, on_our_line=line)
+    choice = choose_restore(
+        entering=entering,
+        leaving=leaving,
+        candidates=candidates,
+        target=target,
+        strays=strays,
+        on_our_line=line,
+    )
     held = choice.held
-    own_fitting = [h for h in candidates if h.branch == entering
-                   and h.purpose in ("branch", "manual") and not mismatch(h, target)]
+    own_fitting = [
+        h
+        for h in candidates
+        if h.branch == entering and h.purpose in ("branch", "manual") and not mismatch(h, target)
+    ]
     if entering == leaving:
         assert held is None
         return
     if held is None:
         assert not own_fitting
-        assert not [h for h in candidates
-                    if h.key in strays and h.key in line and not mismatch(h, target)]
+        assert not [
+            h for h in candidates if h.key in strays and h.key in line and not mismatch(h, target)
+        ]
         return
     assert not mismatch(held, target)
     if own_fitting:
@@ -75,17 +98,40 @@ def test_a_restore_always_fits_the_target_and_prefers_the_branchs_own(
         assert held.key in strays and held.key in line
 
 
-@given(candidate_lists, st.sampled_from([*BRANCHES, None]), st.booleans(), st.booleans(),
-       st.booleans(), st.sampled_from(["auto", "always", "never"]), st.data())
+@given(
+    candidate_lists,
+    st.sampled_from([*BRANCHES, None]),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["auto", "always", "never"]),
+    st.data(),
+)
 def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
-        candidates: list[Held], leaving: str | None, noop: bool, destructive: bool,
-        restoring: bool, mode: str, data: st.DataObject) -> None:
+    candidates: list[Held],
+    leaving: str | None,
+    noop: bool,
+    destructive: bool,
+    restoring: bool,
+    mode: str,
+    data: st.DataObject,
+) -> None:
     keys = [h.key for h in candidates]
     superseded = set(data.draw(st.lists(st.sampled_from(keys), unique=True))) if keys else set()
     use = mode != "never"
-    d = decide_snapshots(use=use, mode=mode, forced=False, noop=noop, destructive=destructive,
-                         restoring=restoring, leaving=leaving, entering="main",
-                         token="tok000000000", candidates=candidates, superseded=superseded)
+    d = decide_snapshots(
+        use=use,
+        mode=mode,
+        forced=False,
+        noop=noop,
+        destructive=destructive,
+        restoring=restoring,
+        leaving=leaving,
+        entering="main",
+        token="tok000000000",
+        candidates=candidates,
+        superseded=superseded,
+    )
     if not use or (noop and not restoring):
         assert d.save is None and not d.replaces
         return
@@ -101,8 +147,11 @@ def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
 
 def test_who_restores_a_snapshot() -> None:
     held = Held("k", "feature1", "c1", ("b",), {"a": "1", "b": "1"}, 0.0)
-    tips = {"feature1": {"a": "1", "b": "1"}, "work": {"a": "1", "b": "1", "c": "2"},
-            "main": {"a": "1"}}
+    tips = {
+        "feature1": {"a": "1", "b": "1"},
+        "work": {"a": "1", "b": "1", "c": "2"},
+        "main": {"a": "1"},
+    }
     assert restorers(held, tips, {}) == ["feature1"]
     moved = {**tips, "feature1": {"a": "1", "b": "2"}}  # its script changed since
     assert restorers(held, moved, {"work": {"c1"}}) == ["work"]

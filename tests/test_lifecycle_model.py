@@ -67,7 +67,9 @@ SCRIPTS_CHANGED = "scripts changed"
 EXAMPLES = int(os.environ.get("BRANCHMIG_MODEL_EXAMPLES", "5"))
 STEPS = int(os.environ.get("BRANCHMIG_MODEL_STEPS", "10"))
 SETTINGS = settings(
-    max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
+    max_examples=EXAMPLES,
+    stateful_step_count=STEPS,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     database=None,  # no .hypothesis folder in the repository
 )
@@ -108,8 +110,9 @@ def _identifiers(text: str) -> tuple[str, tuple[str, ...]] | None:
 
 
 def git_out(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=git_env(), capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=git_env(), capture_output=True, text=True, check=True
+    ).stdout
 
 
 def graph_at(cwd: Path, ref: str) -> Graph:
@@ -137,8 +140,10 @@ def table_rows(db: Path, table: str, column: str) -> list[tuple[int, str]] | Non
     """The rows of ``table`` by id; None when there is no such table."""
     conn = sqlite3.connect(db, timeout=30)
     try:
-        return [(int(r[0]), str(r[1])) for r in
-                conn.execute(f"SELECT id, {column} FROM {table} ORDER BY id")]
+        return [
+            (int(r[0]), str(r[1]))
+            for r in conn.execute(f"SELECT id, {column} FROM {table} ORDER BY id")
+        ]
     except sqlite3.OperationalError:
         return None
     finally:
@@ -149,8 +154,7 @@ def insert_rows(db: Path, table: str, column: str, values: list[str]) -> None:
     conn = sqlite3.connect(db, timeout=30)
     try:
         with conn:
-            conn.executemany(f"INSERT INTO {table} ({column}) VALUES (?)",
-                             [(v,) for v in values])
+            conn.executemany(f"INSERT INTO {table} ({column}) VALUES (?)", [(v,) for v in values])
     finally:
         conn.close()
 
@@ -229,8 +233,7 @@ class LifecycleModel(RuleBasedStateMachine):
         return self.serial
 
     def branches(self) -> list[str]:
-        out = git_out(self.project.root, "for-each-ref", "--format=%(refname:short)",
-                      "refs/heads")
+        out = git_out(self.project.root, "for-each-ref", "--format=%(refname:short)", "refs/heads")
         return sorted(out.split())
 
     def current(self) -> str | None:
@@ -257,8 +260,7 @@ class LifecycleModel(RuleBasedStateMachine):
     def must(self, *args: str, what: str | None = None) -> str:
         """A command (git, alembic, branchmig) that must succeed; its output."""
         proc = self.project.run(*args)
-        shown = what or " ".join(Path(args[0]).name if i == 0 else a
-                                 for i, a in enumerate(args))
+        shown = what or " ".join(Path(args[0]).name if i == 0 else a for i, a in enumerate(args))
         output = self.say(shown, proc)
         assert proc.returncode == 0, f"{shown} failed:\n{output}"
         assert "Traceback" not in output, f"{shown}:\n{output}"
@@ -292,8 +294,10 @@ class LifecycleModel(RuleBasedStateMachine):
         if branch is not None:
             self.left[branch] = dropped
             if dropped:
-                note(f"    model: '{branch}' left with " + ", ".join(
-                    f"{t}={len(lf.rows)} rows" for t, lf in sorted(dropped.items())))
+                note(
+                    f"    model: '{branch}' left with "
+                    + ", ".join(f"{t}={len(lf.rows)} rows" for t, lf in sorted(dropped.items()))
+                )
 
     def check_entered(self, branch: str | None, output: str) -> None:
         """Invariant B: ``branch`` just came back; the tables it lost when it was left
@@ -312,12 +316,14 @@ class LifecycleModel(RuleBasedStateMachine):
                 assert SCRIPTS_CHANGED in output, (
                     f"'{branch}' came back with {lf.rev}'s script changed, so {table} "
                     f"could not be restored, but branchmig did not say '{SCRIPTS_CHANGED}'."
-                    f"\nIts output:\n{output}")
+                    f"\nIts output:\n{output}"
+                )
                 continue
             column = self.tables[lf.rev][1]
             assert self.rows(table, column) == lf.rows, (
                 f"'{branch}' came back but {table} (of {lf.rev}) lost its rows: expected "
-                f"{lf.rows}, found {self.rows(table, column)}.\nbranchmig said:\n{output}")
+                f"{lf.rows}, found {self.rows(table, column)}.\nbranchmig said:\n{output}"
+            )
 
     def pick(self, data: st.DataObject, choices: list[str], label: str) -> str:
         return data.draw(st.sampled_from(sorted(choices)), label=label)
@@ -328,8 +334,12 @@ class LifecycleModel(RuleBasedStateMachine):
     def seed_project_with_hooks(self, mode: str) -> object:
         """The seed repository (main: users; feature1: users.email; feature2: posts),
         the snapshot mode in pyproject.toml, hooks installed, the database at main."""
-        self.p = make_seed_project(self.template, self.folder / "project", kind="alembic",
-                                   extra_pyproject=f'snapshots = "{mode}"\n')
+        self.p = make_seed_project(
+            self.template,
+            self.folder / "project",
+            kind="alembic",
+            extra_pyproject=f'snapshots = "{mode}"\n',
+        )
         note(f"seed project, snapshots = {mode!r}")
         self.bm("install")
         self.sync()
@@ -343,10 +353,15 @@ class LifecycleModel(RuleBasedStateMachine):
         """``git checkout -b NAME``: same commit, so the hook leaves the database alone."""
         self.must("git", "checkout", "-q", "-b", name)
 
-    @precondition(lambda self: self.p is not None and self.current() is not None
-                  and len(heads_of(self.tree())) == 1)
-    @rule(apply_with=st.sampled_from(["branchmig sync", "alembic upgrade heads"]),
-          count=st.integers(1, 3))
+    @precondition(
+        lambda self: (
+            self.p is not None and self.current() is not None and len(heads_of(self.tree())) == 1
+        )
+    )
+    @rule(
+        apply_with=st.sampled_from(["branchmig sync", "alembic upgrade heads"]),
+        count=st.integers(1, 3),
+    )
     def commit_migration_and_write_rows(self, apply_with: str, count: int) -> None:
         """A new migration (its own table) committed on the current branch, applied by
         ``branchmig sync`` or plain Alembic (then a sync), and rows written into it."""
@@ -354,11 +369,16 @@ class LifecycleModel(RuleBasedStateMachine):
         (head,) = heads_of(self.tree())
         rev = f"r{self.next_serial():02d}{random.Random(self.serial).randrange(16**6):06x}"
         table = f"t_{rev}"
-        p.write(f"{rev}_{table}.py", script(
-            rev, head,
-            f'    op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True),\n'
-            f'                    sa.Column("v", sa.Text))',
-            f'    op.drop_table("{table}")'))
+        p.write(
+            f"{rev}_{table}.py",
+            script(
+                rev,
+                head,
+                f'    op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True),\n'
+                f'                    sa.Column("v", sa.Text))',
+                f'    op.drop_table("{table}")',
+            ),
+        )
         p.commit(f"{self.current()}: {table}")
         self.tables[rev] = (table, "v")
         note(f"$ git commit  # {rev} creates {table} on '{self.current()}', after {head}")
@@ -373,8 +393,13 @@ class LifecycleModel(RuleBasedStateMachine):
         insert_rows(self.project.db_path, "users", "name", values)
         note(f"    wrote {values} into {table} (and users)")
 
-    @precondition(lambda self: self.p is not None and self.current() is not None
-                  and any(r in self.tables for r in self.tree()))
+    @precondition(
+        lambda self: (
+            self.p is not None
+            and self.current() is not None
+            and any(r in self.tables for r in self.tree())
+        )
+    )
     @rule(data=st.data(), count=st.integers(1, 2))
     def write_rows(self, data: st.DataObject, count: int) -> None:
         """Rows into one of the tables the current branch's migrations created."""
@@ -451,8 +476,7 @@ class LifecycleModel(RuleBasedStateMachine):
 
     @precondition(has_others)
     @rule(data=st.data(), close_with_rebase=st.booleans())
-    def git_rebase_then_merge_heads(self, data: st.DataObject,
-                                    close_with_rebase: bool) -> None:
+    def git_rebase_then_merge_heads(self, data: st.DataObject, close_with_rebase: bool) -> None:
         onto = self.pick(data, self.others(), "onto")
         proc = self.project.run("git", "rebase", onto)
         output = self.say(f"git rebase {onto}", proc)
@@ -463,8 +487,9 @@ class LifecycleModel(RuleBasedStateMachine):
         assert "Traceback" not in output, output
         self.close_two_heads(close_with_rebase)
 
-    @precondition(lambda self: self.p is not None and self.current() is not None
-                  and len(self.others()) >= 2)
+    @precondition(
+        lambda self: self.p is not None and self.current() is not None and len(self.others()) >= 2
+    )
     @rule(data=st.data())
     def delete_other_branch(self, data: st.DataObject) -> None:
         gone = self.pick(data, self.others(), "deleted")
@@ -484,11 +509,21 @@ class LifecycleModel(RuleBasedStateMachine):
         rev = self.pick(data, mine, "revision")
         scratch = self.folder / f"edit-{self.next_serial()}"
         no_hooks = ("-c", f"core.hooksPath={self.folder / 'no-hooks'}")
-        self.must("git", *no_hooks, "worktree", "add", "-q", str(scratch), other,
-                  what=f"git worktree add (hooks off) {scratch.name} {other}")
-        (path,) = [ln.split("\t", 1)[1] for ln in git_out(
-            scratch, "ls-tree", "-r", "HEAD", "--", VERSIONS).splitlines()
-            if self.tree(other)[rev].blob in ln]
+        self.must(
+            "git",
+            *no_hooks,
+            "worktree",
+            "add",
+            "-q",
+            str(scratch),
+            other,
+            what=f"git worktree add (hooks off) {scratch.name} {other}",
+        )
+        (path,) = [
+            ln.split("\t", 1)[1]
+            for ln in git_out(scratch, "ls-tree", "-r", "HEAD", "--", VERSIONS).splitlines()
+            if self.tree(other)[rev].blob in ln
+        ]
         with open(scratch / path, "a") as f:
             f.write(f"# edited on '{other}' ({self.serial})\n")
         git_out(scratch, *no_hooks, "commit", "-q", "-am", f"{other}: edit {rev}")
@@ -506,13 +541,22 @@ class LifecycleModel(RuleBasedStateMachine):
         self.worktrees += 1
         wt = self.project.root.parent / f"wt-{self.worktrees}"
         before = sqlite_dump(self.project.db_path)
-        self.must("git", "worktree", "add", "-q", str(wt), other,
-                  what=f"git worktree add ../{wt.name} {other}")
+        self.must(
+            "git",
+            "worktree",
+            "add",
+            "-q",
+            str(wt),
+            other,
+            what=f"git worktree add ../{wt.name} {other}",
+        )
         assert sqlite_version(wt / "app.db") == heads_of(self.tree(other)), (
             f"the worktree's app.db is at {sqlite_version(wt / 'app.db')}, "
-            f"not at '{other}''s heads {heads_of(self.tree(other))}")
+            f"not at '{other}''s heads {heads_of(self.tree(other))}"
+        )
         assert sqlite_dump(self.project.db_path) == before, (
-            "adding a worktree changed the main worktree's database")
+            "adding a worktree changed the main worktree's database"
+        )
         self.must("git", "worktree", "remove", "--force", str(wt))
 
     # -- rules: killed switches ----------------------------------------------------------
@@ -521,10 +565,10 @@ class LifecycleModel(RuleBasedStateMachine):
         return sorted(seconds)[len(seconds) // 2]
 
     @precondition(has_others)
-    @rule(data=st.data(), instant=st.floats(0, 1),
-          recover_with=st.sampled_from(["sync", "status"]))
-    def kill_a_switch_then_recover(self, data: st.DataObject, instant: float,
-                                   recover_with: str) -> None:
+    @rule(data=st.data(), instant=st.floats(0, 1), recover_with=st.sampled_from(["sync", "status"]))
+    def kill_a_switch_then_recover(
+        self, data: st.DataObject, instant: float, recover_with: str
+    ) -> None:
         """``branchmig switch`` killed (SIGKILL) at a uniformly random instant within its
         typical duration, then the next branchmig command: the checkout and the database
         are exactly as before the switch, or as after it."""
@@ -535,22 +579,30 @@ class LifecycleModel(RuleBasedStateMachine):
         delay = instant * self.typical(self.switch_seconds)
         log = self.folder / "killed.log"
         with open(log, "w") as out:
-            proc = subprocess.Popen([BRANCHMIG, "switch", target], cwd=p.root,
-                                    env=p.environ(), stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [BRANCHMIG, "switch", target],
+                cwd=p.root,
+                env=p.environ(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
             time.sleep(delay)
             killed = proc.poll() is None
             if killed:
                 os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
         said = log.read_text().strip()
-        note(f"$ branchmig switch {target}  # SIGKILL after {delay:.2f}s: "
-             f"{'killed' if killed else f'had ended, exit {proc.returncode}'}"
-             + (f"\n    {said}" if said else ""))
+        note(
+            f"$ branchmig switch {target}  # SIGKILL after {delay:.2f}s: "
+            f"{'killed' if killed else f'had ended, exit {proc.returncode}'}"
+            + (f"\n    {said}" if said else "")
+        )
         output = said + "\n" + self.bm(recover_with)
         if self.current() == leaving:
             assert sqlite_dump(p.db_path) == before, (
                 f"after the killed switch and 'branchmig {recover_with}', '{leaving}' is "
-                "checked out but the database is not as before the switch")
+                "checked out but the database is not as before the switch"
+            )
             # Then the switch again, unkilled: whichever way the kill landed, the rules
             # after this one see the same branches (hypothesis replays a sequence only
             # when its choices lead to the same states).
@@ -559,14 +611,14 @@ class LifecycleModel(RuleBasedStateMachine):
         assert sqlite_version(p.db_path) == heads_of(self.tree()), (
             f"'{target}' is checked out after the killed switch and 'branchmig "
             f"{recover_with}', but the database is at {sqlite_version(p.db_path)}: neither "
-            "before nor after the switch")
+            "before nor after the switch"
+        )
         self.left_branch(leaving, dropped)
         self.check_entered(target, output)
 
     @precondition(has_others)
     @rule(data=st.data(), instant=st.floats(0, 1))
-    def kill_the_hook_of_a_checkout_then_sync(self, data: st.DataObject,
-                                              instant: float) -> None:
+    def kill_the_hook_of_a_checkout_then_sync(self, data: st.DataObject, instant: float) -> None:
         """The hook's Python child of ``git checkout`` killed (SIGKILL) at a uniformly
         random instant within a hook's typical duration; git finishes the checkout, and
         ``branchmig sync`` finishes the job."""
@@ -574,9 +626,14 @@ class LifecycleModel(RuleBasedStateMachine):
         target = self.pick(data, self.others(), "branch")
         leaving, dropped = self.current(), self.record_leaving(target)
         delay = instant * self.typical(self.hook_seconds)
-        git = subprocess.Popen(["git", "checkout", "-q", target], cwd=p.root,
-                               env=p.environ(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+        git = subprocess.Popen(
+            ["git", "checkout", "-q", target],
+            cwd=p.root,
+            env=p.environ(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         started, killed = time.monotonic(), False
         while git.poll() is None and not killed:
             if time.monotonic() - started >= delay:
@@ -588,8 +645,10 @@ class LifecycleModel(RuleBasedStateMachine):
                     break  # no hook child (nothing to migrate): let git finish
             time.sleep(0.01)
         said = (git.communicate(timeout=60)[0] or "").strip()
-        note(f"$ git checkout {target}  # hook SIGKILLed after {delay:.2f}s: {killed}"
-             + (f"\n    {said}" if said else ""))
+        note(
+            f"$ git checkout {target}  # hook SIGKILLed after {delay:.2f}s: {killed}"
+            + (f"\n    {said}" if said else "")
+        )
         assert git.returncode == 0, said
         output = said + "\n" + self.sync()
         assert self.current() == target
@@ -608,7 +667,8 @@ class LifecycleModel(RuleBasedStateMachine):
         assert data["pending"] == [] and data["unknown"] == [], data
         assert sqlite_version(self.project.db_path) == heads, (
             f"alembic_version holds {sqlite_version(self.project.db_path)}, the tree's "
-            f"heads are {heads}")
+            f"heads are {heads}"
+        )
 
 
 def with_suppressed_race(pid: int) -> None:
@@ -618,7 +678,8 @@ def with_suppressed_race(pid: int) -> None:
 
 
 def test_every_branch_gets_its_data_back_whatever_git_does(
-        alembic_template: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    alembic_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     # Hypothesis builds the machine once per example: the session fixture and a fresh
     # folder reach it through a subclass, never through a function-scoped fixture.
     class Machine(LifecycleModel):

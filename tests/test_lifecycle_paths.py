@@ -39,8 +39,7 @@ def users(p: Project, db: Path | None = None) -> list[tuple[str, str]]:
 
 
 def snapshots(p: Project) -> dict[str, dict[str, object]]:
-    return {s["key"]: s for s in json.loads(p.ok("snapshot", "list", "--json").stdout)
-            ["snapshots"]}
+    return {s["key"]: s for s in json.loads(p.ok("snapshot", "list", "--json").stdout)["snapshots"]}
 
 
 def alembic(p: Project, *args: str) -> None:
@@ -49,7 +48,8 @@ def alembic(p: Project, *args: str) -> None:
 
 
 def test_adoption_after_plain_alembic_keeps_the_branchs_rows(
-        alembic_repo_with_two_feature_branches: Project) -> None:
+    alembic_repo_with_two_feature_branches: Project,
+) -> None:
     """Upgraded with plain Alembic on feature1, then `git checkout main` (no hooks yet):
     "Can't locate revision". `branchmig sync` then `install`, and feature1's rows come
     back with its checkout."""
@@ -68,7 +68,8 @@ def test_adoption_after_plain_alembic_keeps_the_branchs_rows(
 
 
 def test_reset_hard_then_sync_keeps_the_rows_written_before_the_reset(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     p.ok("install")
     p.checkout("-b", "work", "feature1")
@@ -84,7 +85,8 @@ def test_reset_hard_then_sync_keeps_the_rows_written_before_the_reset(
 
 @pytest.mark.parametrize("point", ["journal", "saved", "step", "migrated", "done"])
 def test_a_hook_killed_at_any_point_then_sync_keeps_every_branchs_rows(
-        db_at_feature1_head_with_emails: Project, point: str) -> None:
+    db_at_feature1_head_with_emails: Project, point: str
+) -> None:
     """SIGKILL inside the hook's move, at each of its steps; then `branchmig sync` (as the
     hook's message says) and a checkout back: feature1's rows come back."""
     p = db_at_feature1_head_with_emails
@@ -105,13 +107,15 @@ def test_a_hook_killed_at_any_point_then_sync_keeps_every_branchs_rows(
 @pytest.mark.parametrize("point", FAILPOINTS)
 @pytest.mark.parametrize("how", ["kill", "raise"])
 def test_a_switch_stopped_at_any_point_ends_before_or_after_it(
-        db_at_feature1_head_with_emails: Project, point: str, how: str) -> None:
+    db_at_feature1_head_with_emails: Project, point: str, how: str
+) -> None:
     p = db_at_feature1_head_with_emails
     check_stopped_switch_ends_before_or_after(p, point, how, lambda: sqlite_dump(p.db_path))
 
 
 def test_a_failed_save_keeps_the_snapshot_before_it(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     """A save that fails (a file-size limit: a full disk) is one line, exit 1; the
     database and the snapshot saved earlier are as they were."""
     p = db_at_feature1_head_with_emails
@@ -123,9 +127,15 @@ def test_a_failed_save_keeps_the_snapshot_before_it(
         limit = p.db_path.stat().st_size // 2
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = subprocess.run([BRANCHMIG, "switch", "feature2"], cwd=p.root, env=p.environ(),
-                          capture_output=True, text=True, preexec_fn=small_files,
-                          check=False)
+    proc = subprocess.run(
+        [BRANCHMIG, "switch", "feature2"],
+        cwd=p.root,
+        env=p.environ(),
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
@@ -136,7 +146,8 @@ def test_a_failed_save_keeps_the_snapshot_before_it(
 
 
 def test_a_killed_switch_without_snapshot_is_not_called_put_back(
-        db_at_feature1_head_with_emails: Project, tmp_path: Path) -> None:
+    db_at_feature1_head_with_emails: Project, tmp_path: Path
+) -> None:
     p = db_at_feature1_head_with_emails
     marker = tmp_path / "sleeping"
     commit_slow_feature2(p, marker)
@@ -154,7 +165,8 @@ def test_a_killed_switch_without_snapshot_is_not_called_put_back(
 
 
 def test_a_worktree_keeps_the_database_it_took_under_its_branch(
-        alembic_repo_with_two_feature_branches: Project, tmp_path: Path) -> None:
+    alembic_repo_with_two_feature_branches: Project, tmp_path: Path
+) -> None:
     """One database for every worktree (an absolute URL): `git worktree add ../wt
     feature2` moves it, keeping feature1's rows under 'feature1', which the main
     worktree's next sync restores."""
@@ -181,7 +193,8 @@ def test_a_worktree_keeps_the_database_it_took_under_its_branch(
 
 
 def test_a_relative_sqlite_url_is_another_database_in_each_worktree(
-        db_at_feature1_head_with_emails: Project, tmp_path: Path) -> None:
+    db_at_feature1_head_with_emails: Project, tmp_path: Path
+) -> None:
     p = db_at_feature1_head_with_emails
     p.ok("install")
     out = p.run("git", "worktree", "add", str(tmp_path / "wt"), "feature2")
@@ -192,7 +205,8 @@ def test_a_relative_sqlite_url_is_another_database_in_each_worktree(
 
 
 def test_branch_names_differing_in_case_keep_their_own_rows(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     p.git("branch", "Feature1", "feature2")
     p.ok("switch", "Feature1")
@@ -208,7 +222,8 @@ def test_branch_names_differing_in_case_keep_their_own_rows(
 
 
 def test_status_does_not_call_an_applied_revision_pending(
-        alembic_repo_with_two_feature_branches: Project) -> None:
+    alembic_repo_with_two_feature_branches: Project,
+) -> None:
     """The database at F1 (plain Alembic on feature1), main checked out: BASE is applied,
     not pending; F1 is what a sync reverts."""
     p = alembic_repo_with_two_feature_branches
@@ -223,7 +238,8 @@ def test_status_does_not_call_an_applied_revision_pending(
 
 
 def test_a_merge_concluded_by_commit_brings_the_database_along(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     """git runs post-commit, not post-merge, when a conflicted merge is concluded."""
     p = db_at_feature1_head_with_emails
     p.git("checkout", "-q", "feature2")
@@ -247,7 +263,8 @@ def test_a_merge_concluded_by_commit_brings_the_database_along(
 
 
 def test_status_and_list_say_where_the_index_and_the_copies_disagree(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     p.ok("switch", "feature2")
     key = next(iter(snapshots(p)))
@@ -264,7 +281,8 @@ def test_status_and_list_say_where_the_index_and_the_copies_disagree(
 
 
 def test_what_branchmig_keeps_is_readable_by_its_owner_only(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     p.ok("install")
     p.checkout("feature2")
@@ -277,7 +295,8 @@ def test_what_branchmig_keeps_is_readable_by_its_owner_only(
 
 
 def test_a_branch_on_the_same_commit_still_gets_its_own_rows_back(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     """`reset --hard` puts another branch on feature1's commit; the checkout of feature1
     then changes no migration (PREV == NEW), and its snapshot comes back all the same."""
     p = db_at_feature1_head_with_emails
@@ -295,7 +314,8 @@ def test_a_branch_on_the_same_commit_still_gets_its_own_rows_back(
 
 
 def test_a_fast_forward_rebase_brings_the_database_along(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     """With nothing to replay, git runs post-checkout (mid-rebase) and no post-rewrite."""
     p = db_at_feature1_head_with_emails
     p.ok("install")
@@ -309,7 +329,8 @@ def test_a_fast_forward_rebase_brings_the_database_along(
 
 
 def test_sync_after_a_hook_that_never_ran_saves_for_the_branch_the_checkout_left(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     """A branch made on the same commit (no hook runs) then left by a checkout whose hook
     was killed before it started: its rows are the ones the database holds, and `sync`
     keeps them for it (branchmig's record still names the branch before it)."""

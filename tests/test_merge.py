@@ -27,23 +27,31 @@ BASE, EMAIL, POSTS, TAGS = "a0base", "b1email", "c2posts", "d3tags"
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t", GIT_CONFIG_NOSYSTEM="1", GIT_EDITOR="true",
-               PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_EDITOR="true",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     return env
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, env=_env(), capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["git", *args], cwd=repo, env=_env(), capture_output=True, text=True, check=False
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
     return proc.stdout
 
 
 def run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), cwd=repo, env=_env(), capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(
+        list(args), cwd=repo, env=_env(), capture_output=True, text=True, check=False
+    )
 
 
 def alembic(repo: Path, *args: str) -> str:
@@ -52,16 +60,23 @@ def alembic(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
-def add_revision(repo: Path, rev_id: str, message: str, up: str, down: str, *,
-                 head: str = "head", label: str | None = None) -> Path:
+def add_revision(
+    repo: Path,
+    rev_id: str,
+    message: str,
+    up: str,
+    down: str,
+    *,
+    head: str = "head",
+    label: str | None = None,
+) -> Path:
     """A revision written by ``alembic revision`` (the real template), bodies filled in."""
     extra = ["--head", head] + (["--branch-label", label] if label else [])
     alembic(repo, "revision", "-m", message, "--rev-id", rev_id, *extra)
     path = next((repo / "alembic" / "versions").glob(f"{rev_id}_*.py"))
     text = path.read_text()
     text = text.replace('"""Upgrade schema."""\n    pass', f'"""Upgrade schema."""\n    {up}')
-    text = text.replace('"""Downgrade schema."""\n    pass',
-                        f'"""Downgrade schema."""\n    {down}')
+    text = text.replace('"""Downgrade schema."""\n    pass', f'"""Downgrade schema."""\n    {down}')
     path.write_text(text)
     return path
 
@@ -85,8 +100,10 @@ def script_of(repo: Path, rev_id: str) -> Path:
     return next((repo / "alembic" / "versions").glob(f"{rev_id}_*.py"))
 
 
-ADD_EMAIL = ('with op.batch_alter_table("users") as b:\n'
-             '        b.add_column(sa.Column("email", sa.String(100)))')
+ADD_EMAIL = (
+    'with op.batch_alter_table("users") as b:\n'
+    '        b.add_column(sa.Column("email", sa.String(100)))'
+)
 DROP_EMAIL = 'with op.batch_alter_table("users") as b:\n        b.drop_column("email")'
 
 
@@ -97,8 +114,9 @@ def new_alembic_repo(repo: Path) -> None:
     git(repo, "config", "commit.gpgsign", "false")
     alembic(repo, "init", "alembic")
     ini = repo / "alembic.ini"
-    ini.write_text(re.sub(r"(?m)^sqlalchemy\.url = .*$", "sqlalchemy.url = sqlite:///app.db",
-                          ini.read_text()))
+    ini.write_text(
+        re.sub(r"(?m)^sqlalchemy\.url = .*$", "sqlalchemy.url = sqlite:///app.db", ini.read_text())
+    )
     (repo / ".gitignore").write_text("app.db\n__pycache__/\n")
 
 
@@ -130,18 +148,26 @@ def build_two_feature_branches(repo: Path) -> Path:
     """main: base revision creating users; feature1: users.email; feature2: posts; main
     checked out, its database upgraded to the base revision."""
     new_alembic_repo(repo)
-    add_revision(repo, BASE, "create users",
-                 'op.create_table("users", sa.Column("id", sa.Integer, primary_key=True))',
-                 'op.drop_table("users")')
+    add_revision(
+        repo,
+        BASE,
+        "create users",
+        'op.create_table("users", sa.Column("id", sa.Integer, primary_key=True))',
+        'op.drop_table("users")',
+    )
     commit(repo, "base")
     git(repo, "checkout", "-q", "-b", "feature1")
     add_revision(repo, EMAIL, "add email", ADD_EMAIL, DROP_EMAIL)
     commit(repo, "email")
     git(repo, "checkout", "-q", "main")
     git(repo, "checkout", "-q", "-b", "feature2")
-    add_revision(repo, POSTS, "add posts",
-                 'op.create_table("posts", sa.Column("id", sa.Integer, primary_key=True))',
-                 'op.drop_table("posts")')
+    add_revision(
+        repo,
+        POSTS,
+        "add posts",
+        'op.create_table("posts", sa.Column("id", sa.Integer, primary_key=True))',
+        'op.drop_table("posts")',
+    )
     commit(repo, "posts")
     git(repo, "checkout", "-q", "main")
     alembic(repo, "upgrade", "head")
@@ -155,20 +181,24 @@ def _two_feature_branches_template(tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="session")
-def _both_features_merged_template(_two_feature_branches_template: Path,
-                                   tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_state(_two_feature_branches_template,
-                      tmp_path_factory.mktemp("merge_both_merged") / "app")
+def _both_features_merged_template(
+    _two_feature_branches_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    repo = copy_state(
+        _two_feature_branches_template, tmp_path_factory.mktemp("merge_both_merged") / "app"
+    )
     git(repo, "merge", "-q", "feature1")
     git(repo, "merge", "-q", "--no-edit", "feature2")
     return _template(repo)
 
 
 @pytest.fixture(scope="session")
-def _feature2_rebased_template(_two_feature_branches_template: Path,
-                               tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_state(_two_feature_branches_template,
-                      tmp_path_factory.mktemp("merge_feature2_rebased") / "app")
+def _feature2_rebased_template(
+    _two_feature_branches_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    repo = copy_state(
+        _two_feature_branches_template, tmp_path_factory.mktemp("merge_feature2_rebased") / "app"
+    )
     git(repo, "merge", "-q", "feature1")
     git(repo, "checkout", "-q", "feature2")
     git(repo, "rebase", "-q", "main")
@@ -176,16 +206,16 @@ def _feature2_rebased_template(_two_feature_branches_template: Path,
 
 
 @pytest.fixture
-def main_at_base_with_two_feature_branches(_two_feature_branches_template: Path,
-                                           tmp_path: Path) -> Path:
+def main_at_base_with_two_feature_branches(
+    _two_feature_branches_template: Path, tmp_path: Path
+) -> Path:
     """main: base revision creating users; feature1: users.email; feature2: posts; main
     checked out, its database upgraded to the base revision."""
     return copy_state(_two_feature_branches_template, tmp_path / "app")
 
 
 @pytest.fixture
-def main_with_both_features_merged(_both_features_merged_template: Path,
-                                   tmp_path: Path) -> Path:
+def main_with_both_features_merged(_both_features_merged_template: Path, tmp_path: Path) -> Path:
     """main_at_base_with_two_feature_branches after ``git merge feature1`` then ``git
     merge feature2`` on main: two Alembic heads, email and posts."""
     return copy_state(_both_features_merged_template, tmp_path / "app")
@@ -198,15 +228,19 @@ def feature2_rebased_on_main(_feature2_rebased_template: Path, tmp_path: Path) -
 
 
 def _other_lines(data: bytes) -> list[bytes]:
-    return [ln for ln in data.splitlines(keepends=True)
-            if not ln.startswith((b"down_revision", b"Revises:"))]
+    return [
+        ln
+        for ln in data.splitlines(keepends=True)
+        if not ln.startswith((b"down_revision", b"Revises:"))
+    ]
 
 
 # -- merge revision ---------------------------------------------------------------------
 
 
 def test_merge_heads_writes_one_merge_revision_through_alembic_and_upgrades(
-        main_with_both_features_merged: Path) -> None:
+    main_with_both_features_merged: Path,
+) -> None:
     repo = main_with_both_features_merged
     assert "Multiple head" not in alembic(repo, "heads")
     assert len(alembic(repo, "heads").split("\n")) == 3  # two heads + trailing newline
@@ -214,8 +248,11 @@ def test_merge_heads_writes_one_merge_revision_through_alembic_and_upgrades(
     proc = run(repo, BRANCHMIG, "merge-heads")
 
     assert proc.returncode == 0, proc.stderr
-    written = [p for p in (repo / "alembic" / "versions").glob("*.py")
-               if p.name.split("_")[0] not in {BASE, EMAIL, POSTS}]
+    written = [
+        p
+        for p in (repo / "alembic" / "versions").glob("*.py")
+        if p.name.split("_")[0] not in {BASE, EMAIL, POSTS}
+    ]
     assert len(written) == 1
     text = written[0].read_text()
     rev_id = re.search(r"^revision: str = '(\w+)'", text, re.M).group(1)  # type: ignore[union-attr]
@@ -242,7 +279,8 @@ def test_merge_heads_message_option_and_no_upgrade(main_with_both_features_merge
 
 
 def test_check_against_fails_before_the_merge_and_passes_after_merge_heads(
-        main_at_base_with_two_feature_branches: Path) -> None:
+    main_at_base_with_two_feature_branches: Path,
+) -> None:
     repo = main_at_base_with_two_feature_branches
     git(repo, "merge", "-q", "feature1")
     before = run(repo, BRANCHMIG, "check", "--against", "feature2")
@@ -257,12 +295,17 @@ def test_check_against_fails_before_the_merge_and_passes_after_merge_heads(
 
 
 def test_three_heads_are_merged_in_one_revision(
-        main_at_base_with_two_feature_branches: Path) -> None:
+    main_at_base_with_two_feature_branches: Path,
+) -> None:
     repo = main_at_base_with_two_feature_branches
     git(repo, "checkout", "-q", "-b", "feature3")
-    add_revision(repo, TAGS, "add tags",
-                 'op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True))',
-                 'op.drop_table("tags")')
+    add_revision(
+        repo,
+        TAGS,
+        "add tags",
+        'op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True))',
+        'op.drop_table("tags")',
+    )
     commit(repo, "tags")
     git(repo, "checkout", "-q", "main")
     for branch in ("feature1", "feature2", "feature3"):
@@ -282,8 +325,7 @@ def test_three_heads_are_merged_in_one_revision(
     assert {"users", "posts", "tags"} <= tables(repo)
 
 
-def test_one_head_is_nothing_to_merge(
-        main_at_base_with_two_feature_branches: Path) -> None:
+def test_one_head_is_nothing_to_merge(main_at_base_with_two_feature_branches: Path) -> None:
     repo = main_at_base_with_two_feature_branches
     before = sorted(p.name for p in (repo / "alembic" / "versions").iterdir())
 
@@ -295,7 +337,8 @@ def test_one_head_is_nothing_to_merge(
 
 
 def test_dry_run_writes_nothing_and_leaves_the_database(
-        main_with_both_features_merged: Path) -> None:
+    main_with_both_features_merged: Path,
+) -> None:
     repo = main_with_both_features_merged
     before = sorted(p.name for p in (repo / "alembic" / "versions").iterdir())
 
@@ -303,8 +346,10 @@ def test_dry_run_writes_nothing_and_leaves_the_database(
     rebase = run(repo, BRANCHMIG, "merge-heads", "--dry-run", "--rebase")
 
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"Dry run: would write a merge revision of '{EMAIL}', "
-                                  f"'{POSTS}' (message 'merge feature1 and feature2 heads')")
+    assert proc.stdout.startswith(
+        f"Dry run: would write a merge revision of '{EMAIL}', "
+        f"'{POSTS}' (message 'merge feature1 and feature2 heads')"
+    )
     assert rebase.returncode == 0, rebase.stderr
     assert f"would re-point '{EMAIL}'" in rebase.stdout and f"onto '{POSTS}'" in rebase.stdout
     assert sorted(p.name for p in (repo / "alembic" / "versions").iterdir()) == before
@@ -326,7 +371,8 @@ def test_json_output_is_one_object(main_with_both_features_merged: Path) -> None
 
 
 def test_rebase_after_git_merge_repoints_our_first_migration(
-        main_with_both_features_merged: Path) -> None:
+    main_with_both_features_merged: Path,
+) -> None:
     """After `git merge feature2` on main, ours is HEAD^1 (main, which has feature1's
     email): email moves onto posts."""
     repo = main_with_both_features_merged
@@ -346,14 +392,16 @@ def test_rebase_after_git_merge_repoints_our_first_migration(
     assert proc.stdout.splitlines() == [
         f"Re-pointed '{EMAIL}' ({rel}) from '{BASE}' onto '{POSTS}' (ours per the merge "
         "commit); history is linear.",
-        f"Database now at '{EMAIL}'; commit it: git add {rel} && git commit"]
+        f"Database now at '{EMAIL}'; commit it: git add {rel} && git commit",
+    ]
     assert alembic(repo, "heads").split()[0] == EMAIL
     assert db_versions(repo) == [EMAIL]
     assert git(repo, "status", "--porcelain").split() == ["M", email.relative_to(repo).as_posix()]
 
 
 def test_rebase_never_moves_a_migration_the_remote_default_branch_has(
-        main_at_base_with_two_feature_branches: Path, tmp_path: Path) -> None:
+    main_at_base_with_two_feature_branches: Path, tmp_path: Path
+) -> None:
     """main, with feature1's email, is pushed; then `git merge feature2` on main. Ours is
     main, but email is on origin/main (deployed, maybe): posts moves onto email instead."""
     repo = main_at_base_with_two_feature_branches
@@ -373,13 +421,15 @@ def test_rebase_never_moves_a_migration_the_remote_default_branch_has(
     rel = posts.relative_to(repo).as_posix()
     assert proc.stdout.splitlines()[0] == (
         f"Re-pointed '{POSTS}' ({rel}) from '{BASE}' onto '{EMAIL}' ('{EMAIL}' is on "
-        "origin/main already); history is linear.")
+        "origin/main already); history is linear."
+    )
     assert alembic(repo, "heads").split()[0] == POSTS
     assert db_versions(repo) == [POSTS]
 
 
 def test_rebase_after_git_rebase_repoints_the_replayed_branch(
-        feature2_rebased_on_main: Path) -> None:
+    feature2_rebased_on_main: Path,
+) -> None:
     """After `git rebase main` on feature2, ours is the replayed feature2: posts moves."""
     repo = feature2_rebased_on_main
     email, posts = script_of(repo, EMAIL), script_of(repo, POSTS)
@@ -390,28 +440,37 @@ def test_rebase_after_git_rebase_repoints_the_replayed_branch(
     ws.close()
 
     assert (out.written, out.revision, out.rebased_onto) == (
-        posts.relative_to(repo).as_posix(), POSTS, EMAIL)
+        posts.relative_to(repo).as_posix(),
+        POSTS,
+        EMAIL,
+    )
     assert email.read_bytes() == email_before
     after = posts.read_bytes()
     assert after == posts_before.replace(
         b"down_revision: Union[str, Sequence[str], None] = 'a0base'",
-        f"down_revision: Union[str, Sequence[str], None] = '{EMAIL}'".encode()).replace(
-        f"Revises: {BASE}\n".encode(), f"Revises: {EMAIL}\n".encode())
+        f"down_revision: Union[str, Sequence[str], None] = '{EMAIL}'".encode(),
+    ).replace(f"Revises: {BASE}\n".encode(), f"Revises: {EMAIL}\n".encode())
     assert after != posts_before
     assert "(ours per the rebase just done)" in out.summary
     assert out.upgraded == (POSTS,) and db_versions(repo) == [POSTS]
 
 
 def test_rebase_during_a_rebase_in_progress_uses_orig_head(
-        main_at_base_with_two_feature_branches: Path) -> None:
+    main_at_base_with_two_feature_branches: Path,
+) -> None:
     """The post-rewrite hook runs while .git/rebase-merge still exists: a stopped
     interactive rebase is the same state."""
     repo = main_at_base_with_two_feature_branches
     git(repo, "merge", "-q", "feature1")
     git(repo, "checkout", "-q", "feature2")
-    proc = subprocess.run(["git", "rebase", "-i", "main"], cwd=repo, capture_output=True,
-                          text=True, env={**_env(), "GIT_SEQUENCE_EDITOR":
-                                          "sed -i -e 's/^pick/edit/'"}, check=False)
+    proc = subprocess.run(
+        ["git", "rebase", "-i", "main"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**_env(), "GIT_SEQUENCE_EDITOR": "sed -i -e 's/^pick/edit/'"},
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (repo / ".git" / "rebase-merge").is_dir()
 
@@ -424,7 +483,8 @@ def test_rebase_during_a_rebase_in_progress_uses_orig_head(
 
 
 def test_rebase_during_a_conflicted_merge_uses_head_against_merge_head(
-        main_at_base_with_two_feature_branches: Path) -> None:
+    main_at_base_with_two_feature_branches: Path,
+) -> None:
     repo = main_at_base_with_two_feature_branches
     git(repo, "checkout", "-q", "feature2")
     (repo / "README").write_text("feature2\n")
@@ -444,7 +504,8 @@ def test_rebase_during_a_conflicted_merge_uses_head_against_merge_head(
 
 
 def test_rebase_during_a_merge_refuses_changes_made_after_git_staged_its_own(
-        main_at_base_with_two_feature_branches: Path) -> None:
+    main_at_base_with_two_feature_branches: Path,
+) -> None:
     """git staged feature2's posts script for the merge: expected. Edited since, or a new
     file beside it, is the user's and would be mixed into the re-pointed script."""
     repo = main_at_base_with_two_feature_branches
@@ -465,11 +526,13 @@ def test_rebase_during_a_merge_refuses_changes_made_after_git_staged_its_own(
     assert proc.stderr.strip().splitlines() == [
         f"branchmig: Uncommitted changes in the versions folder "
         f"({posts.relative_to(repo).as_posix()}, alembic/versions/notes.txt); commit them "
-        "first, then run: branchmig merge-heads --rebase"]
+        "first, then run: branchmig merge-heads --rebase"
+    ]
 
 
 def test_rebase_reverts_and_reapplies_a_repointed_revision_the_database_had(
-        main_at_base_with_two_feature_branches: Path) -> None:
+    main_at_base_with_two_feature_branches: Path,
+) -> None:
     repo = main_at_base_with_two_feature_branches
     git(repo, "checkout", "-q", "feature1")
     alembic(repo, "upgrade", "head")
@@ -491,7 +554,8 @@ def test_rebase_reverts_and_reapplies_a_repointed_revision_the_database_had(
 
 
 def test_rebase_with_three_heads_is_a_usage_error(
-        main_at_base_with_two_feature_branches: Path) -> None:
+    main_at_base_with_two_feature_branches: Path,
+) -> None:
     repo = main_at_base_with_two_feature_branches
     git(repo, "checkout", "-q", "-b", "feature3")
     add_revision(repo, TAGS, "add tags", "pass", "pass")
@@ -508,7 +572,8 @@ def test_rebase_with_three_heads_is_a_usage_error(
 
 
 def test_rebase_refuses_uncommitted_changes_in_the_versions_folder(
-        main_with_both_features_merged: Path) -> None:
+    main_with_both_features_merged: Path,
+) -> None:
     repo = main_with_both_features_merged
     posts = script_of(repo, POSTS)
     posts.write_text(posts.read_text() + "# local edit\n")
@@ -519,36 +584,44 @@ def test_rebase_refuses_uncommitted_changes_in_the_versions_folder(
     assert proc.stderr.strip().splitlines() == [
         f"branchmig: Uncommitted changes in the versions folder "
         f"({posts.relative_to(repo).as_posix()}); commit them first, then run: "
-        "branchmig merge-heads --rebase"]
+        "branchmig merge-heads --rebase"
+    ]
     assert f"'{BASE}'".encode() in script_of(repo, EMAIL).read_bytes()
 
 
 def test_repoint_keeps_every_other_byte_and_the_quote_style() -> None:
-    data = (b'"""x\r\n\r\nRevision ID: abc\r\nRevises: old1\r\nCreate Date: now\r\n"""\r\n'
-            b'revision = "abc"\r\ndown_revision = "old1"  # parent\r\n'
-            b'def upgrade():\r\n    s = "down_revision = \'old1\'"\r\n')
+    data = (
+        b'"""x\r\n\r\nRevision ID: abc\r\nRevises: old1\r\nCreate Date: now\r\n"""\r\n'
+        b'revision = "abc"\r\ndown_revision = "old1"  # parent\r\n'
+        b"def upgrade():\r\n    s = \"down_revision = 'old1'\"\r\n"
+    )
     out = repoint_down_revision(data, "new2")
     assert out == data.replace(b'down_revision = "old1"', b'down_revision = "new2"').replace(
-        b"Revises: old1", b"Revises: new2")
+        b"Revises: old1", b"Revises: new2"
+    )
     tuple_form = b"revision = 'r'\ndown_revision = ('old',)\n"
     assert repoint_down_revision(tuple_form, "n") == b"revision = 'r'\ndown_revision = ('n',)\n"
     none_form = b'"""m\n\nRevises: \n"""\nrevision: str = "r"\ndown_revision: str | None = None\n'
     assert repoint_down_revision(none_form, "n") == (
-        b'"""m\n\nRevises: n\n"""\nrevision: str = "r"\ndown_revision: str | None = "n"\n')
+        b'"""m\n\nRevises: n\n"""\nrevision: str = "r"\ndown_revision: str | None = "n"\n'
+    )
 
 
 # -- bad input -------------------------------------------------------------------------------
 
 
 def test_conflicts_in_the_versions_folder_are_one_line_exit_1(
-        main_at_base_with_two_feature_branches: Path) -> None:
+    main_at_base_with_two_feature_branches: Path,
+) -> None:
     repo = main_at_base_with_two_feature_branches
     for branch, column in (("feature1", "a"), ("feature2", "b")):
         git(repo, "checkout", "-q", branch)
         path = script_of(repo, BASE)
-        path.write_text(path.read_text().replace('primary_key=True)',
-                                                 f'primary_key=True), sa.Column("{column}", '
-                                                 'sa.Integer)'))
+        path.write_text(
+            path.read_text().replace(
+                "primary_key=True)", f'primary_key=True), sa.Column("{column}", sa.Integer)'
+            )
+        )
         commit(repo, f"edit base on {branch}")
     git(repo, "merge", "-q", "--no-edit", "feature1", check=False)
     assert "<<<<<<<" in script_of(repo, BASE).read_text()
@@ -559,7 +632,8 @@ def test_conflicts_in_the_versions_folder_are_one_line_exit_1(
     base_rel = script_of(repo, BASE).relative_to(repo).as_posix()
     assert proc.stderr.strip().splitlines() == [
         f"branchmig: Merge conflicts in the versions folder ({base_rel}); resolve them and "
-        "'git add' the files, then run: branchmig merge-heads"]
+        "'git add' the files, then run: branchmig merge-heads"
+    ]
 
     git(repo, "add", base_rel)  # staged, markers still in the file
     again = run(repo, BRANCHMIG, "merge-heads")
@@ -568,7 +642,8 @@ def test_conflicts_in_the_versions_folder_are_one_line_exit_1(
 
 
 def test_a_named_head_not_in_the_working_tree_is_refused(
-        main_with_both_features_merged: Path) -> None:
+    main_with_both_features_merged: Path,
+) -> None:
     ws = Workspace.open(main_with_both_features_merged)
     with pytest.raises(UsageError, match="'nothere' is not a revision in the working tree"):
         merge_heads(ws, heads=[EMAIL, "nothere"])
@@ -592,29 +667,33 @@ def _expand_and_contract_heads_template(tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
-def repo_with_expand_and_contract_heads(_expand_and_contract_heads_template: Path,
-                                        tmp_path: Path) -> Path:
+def repo_with_expand_and_contract_heads(
+    _expand_and_contract_heads_template: Path, tmp_path: Path
+) -> Path:
     """Two heads on purpose: e1 under label expand, k1 under label contract (both on
     base); pyproject says expected_heads = 2."""
     return copy_state(_expand_and_contract_heads_template, tmp_path / "labels")
 
 
 def test_heads_under_separate_branch_labels_are_left_alone(
-        repo_with_expand_and_contract_heads: Path) -> None:
+    repo_with_expand_and_contract_heads: Path,
+) -> None:
     repo = repo_with_expand_and_contract_heads
     before = sorted(p.name for p in (repo / "alembic" / "versions").iterdir())
 
     proc = run(repo, BRANCHMIG, "merge-heads")
 
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("Nothing to merge: heads 'e1' (expand), 'k1' (contract) "
-                                  "are under separate branch labels")
+    assert proc.stdout.startswith(
+        "Nothing to merge: heads 'e1' (expand), 'k1' (contract) are under separate branch labels"
+    )
     assert sorted(p.name for p in (repo / "alembic" / "versions").iterdir()) == before
     assert run(repo, BRANCHMIG, "check").returncode == 0
 
 
 def test_two_heads_under_one_label_are_merged_and_others_left_alone(
-        repo_with_expand_and_contract_heads: Path) -> None:
+    repo_with_expand_and_contract_heads: Path,
+) -> None:
     repo = repo_with_expand_and_contract_heads
     git(repo, "checkout", "-q", "-b", "feature")
     add_revision(repo, "e2a", "expand a", "pass", "pass", head="expand@head")
@@ -635,19 +714,22 @@ def test_two_heads_under_one_label_are_merged_and_others_left_alone(
 
 
 def test_named_heads_under_separate_labels_are_merged(
-        repo_with_expand_and_contract_heads: Path) -> None:
+    repo_with_expand_and_contract_heads: Path,
+) -> None:
     ws = Workspace.open(repo_with_expand_and_contract_heads)
     out = merge_heads(ws, heads=["e1", "k1"], message="join", upgrade=False)
     ws.close()
     assert out.revision is not None and out.summary.startswith(
-        f"Wrote merge revision '{out.revision}'")
+        f"Wrote merge revision '{out.revision}'"
+    )
 
 
 # -- the post-merge hook ---------------------------------------------------------------------
 
 
 def test_post_merge_hook_with_on_merge_merge_closes_the_merge(
-        main_at_base_with_two_feature_branches: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main_at_base_with_two_feature_branches: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from branchmig.hookrun import run as run_hook
 
     repo = main_at_base_with_two_feature_branches
@@ -666,7 +748,8 @@ def test_post_merge_hook_with_on_merge_merge_closes_the_merge(
 
 
 def test_post_merge_hook_with_on_merge_rebase_linearises_a_feature_branch(
-        main_at_base_with_two_feature_branches: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main_at_base_with_two_feature_branches: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """On feature2, `git merge main` (which has feature1): ours is feature2, so posts
     moves onto email."""
     from branchmig.hookrun import run as run_hook
@@ -687,7 +770,8 @@ def test_post_merge_hook_with_on_merge_rebase_linearises_a_feature_branch(
 
 
 def test_a_staged_rename_in_the_versions_folder_is_named_whole(
-        main_with_both_features_merged: Path) -> None:
+    main_with_both_features_merged: Path,
+) -> None:
     """Porcelain records a rename as two paths: the message names the new one intact
     (it used to say 'ld_name.py')."""
     repo = main_with_both_features_merged
@@ -699,5 +783,6 @@ def test_a_staged_rename_in_the_versions_folder_is_named_whole(
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "branchmig: Uncommitted changes in the versions folder (alembic/versions/new_name.py); "
-        "commit them first, then run: branchmig merge-heads --rebase"]
+        "commit them first, then run: branchmig merge-heads --rebase"
+    ]
     assert f"'{BASE}'".encode() in script_of(repo, EMAIL).read_bytes()  # nothing re-pointed

@@ -25,7 +25,7 @@ pytest.importorskip("flask_migrate")
 
 BASE, F1, F2, BAD = "base00000001", "f1e000000001", "f2a000000001", "bad000000001"
 
-APP = '''\
+APP = """\
 import os
 
 from flask import Flask
@@ -43,11 +43,12 @@ app.config["SQLALCHEMY_BINDS"] = {"users": os.environ.get("BLOG_USERS_URL")
                                   or "sqlite:///" + os.path.join(here, "users.db")}
 db.init_app(app)
 migrate.init_app(app, db)
-'''
+"""
 
 
-def multidb_script(revision: str, down: str | None, default: tuple[str, str],
-                   users: tuple[str, str]) -> str:
+def multidb_script(
+    revision: str, down: str | None, default: tuple[str, str], users: tuple[str, str]
+) -> str:
     """A revision as Flask-Migrate's multidb template writes it: ``upgrade(engine_name)``
     dispatching to one upgrade and downgrade per database (bodies indented 4 spaces)."""
     (up, down_), (up_users, down_users) = default, users
@@ -71,19 +72,33 @@ def _table(name: str, *columns: str) -> str:
 
 
 def _add(table: str, column: str) -> tuple[str, str]:
-    return (f'    op.add_column("{table}", sa.Column("{column}", sa.String(50)))',
-            f'    with op.batch_alter_table("{table}") as batch:\n'
-            f'        batch.drop_column("{column}")')
+    return (
+        f'    op.add_column("{table}", sa.Column("{column}", sa.String(50)))',
+        f'    with op.batch_alter_table("{table}") as batch:\n'
+        f'        batch.drop_column("{column}")',
+    )
 
 
-BASE_SCRIPT = multidb_script(BASE, None, (_table("items", "name"), '    op.drop_table("items")'),
-                             (_table("users", "name"), '    op.drop_table("users")'))
+BASE_SCRIPT = multidb_script(
+    BASE,
+    None,
+    (_table("items", "name"), '    op.drop_table("items")'),
+    (_table("users", "name"), '    op.drop_table("users")'),
+)
 F1_SCRIPT = multidb_script(F1, BASE, _add("items", "price"), _add("users", "email"))
-F2_SCRIPT = multidb_script(F2, BASE, (_table("posts"), '    op.drop_table("posts")'),
-                           (_table("profiles"), '    op.drop_table("profiles")'))
+F2_SCRIPT = multidb_script(
+    F2,
+    BASE,
+    (_table("posts"), '    op.drop_table("posts")'),
+    (_table("profiles"), '    op.drop_table("profiles")'),
+)
 # The default database's upgrade works; the users bind's raises after it.
-BAD_SCRIPT = multidb_script(BAD, F1, (_table("orders"), '    op.drop_table("orders")'),
-                            ('    raise RuntimeError("no way")', "    pass"))
+BAD_SCRIPT = multidb_script(
+    BAD,
+    F1,
+    (_table("orders"), '    op.drop_table("orders")'),
+    ('    raise RuntimeError("no way")', "    pass"),
+)
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +111,9 @@ def multidb_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def make_multidb_project(template: Path, dest: Path, *,
-                         urls: tuple[str, str] | None = None) -> Project:
+def make_multidb_project(
+    template: Path, dest: Path, *, urls: tuple[str, str] | None = None
+) -> Project:
     """BASE on main, F1 on feature1, F2 on feature2, BAD on broken (from feature1); main
     checked out. ``urls``: the default database's and the bind's (SQLite files if None)."""
     shutil.copytree(template, dest, symlinks=True)
@@ -105,13 +121,20 @@ def make_multidb_project(template: Path, dest: Path, *,
     if urls is not None:
         env |= {"BLOG_DATABASE_URL": urls[0], "BLOG_USERS_URL": urls[1]}
     (dest / ".gitignore").write_text(GITIGNORE + "users.db\nusers.db-*\n")
-    p = Project(dest, "flask", dest / "migrations" / "versions",
-                urls[0] if urls else f"sqlite:///{dest / 'app.db'}", env)
+    p = Project(
+        dest,
+        "flask",
+        dest / "migrations" / "versions",
+        urls[0] if urls else f"sqlite:///{dest / 'app.db'}",
+        env,
+    )
     p.write(f"{BASE}_base.py", BASE_SCRIPT)
     p.commit("base: items and users")
-    for branch, start, name, text in (("feature1", "main", F1, F1_SCRIPT),
-                                      ("feature2", "main", F2, F2_SCRIPT),
-                                      ("broken", "feature1", BAD, BAD_SCRIPT)):
+    for branch, start, name, text in (
+        ("feature1", "main", F1, F1_SCRIPT),
+        ("feature2", "main", F2, F2_SCRIPT),
+        ("broken", "feature1", BAD, BAD_SCRIPT),
+    ):
         p.git("checkout", "-q", "-b", branch, start)
         p.write(f"{name}.py", text)
         p.commit(branch)
@@ -156,8 +179,7 @@ def test_heads_plan_and_status_cover_every_database(sqlite_multidb: Project) -> 
     db = SQLiteFiles(p)
     assert db.versions() == [{F1}, {F1}]
     status = p.status()
-    assert [(d["name"], d["heads"]) for d in status["databases"]] == [("", [F1]),
-                                                                      ("users", [F1])]
+    assert [(d["name"], d["heads"]) for d in status["databases"]] == [("", [F1]), ("users", [F1])]
     assert status["split"] is None and status["in_step"]
     text = p.ok("status").stdout
     assert "(default; at f1e000000001)" in text and "(users; at f1e000000001)" in text
@@ -168,8 +190,10 @@ def test_hook_round_trip_keeps_the_rows_of_every_database(sqlite_multidb: Projec
     p.ok("install")
     p.ok("switch", "feature1")
     db = SQLiteFiles(p)
-    db.execute("INSERT INTO items (name, price) VALUES ('apple', '3')",
-               "INSERT INTO users (name, email) VALUES ('ann', 'ann@example.com')")
+    db.execute(
+        "INSERT INTO items (name, price) VALUES ('apple', '3')",
+        "INSERT INTO users (name, email) VALUES ('ann', 'ann@example.com')",
+    )
     out = p.checkout("feature2")
     assert "Migrating database" not in out.stderr  # env.py's own lines stay out
     assert "Traceback" not in out.stderr
@@ -177,8 +201,7 @@ def test_hook_round_trip_keeps_the_rows_of_every_database(sqlite_multidb: Projec
     db.execute("INSERT INTO posts (id) VALUES (7)", "INSERT INTO profiles (id) VALUES (8)")
     p.checkout("feature1")
     assert db.versions() == [{F1}, {F1}]
-    assert db.rows("items", "users") == [[(1, "apple", "3")],
-                                         [(1, "ann", "ann@example.com")]]
+    assert db.rows("items", "users") == [[(1, "apple", "3")], [(1, "ann", "ann@example.com")]]
     p.checkout("feature2")
     assert db.rows("posts", "profiles") == [[(7,)], [(8,)]]
     p.current()  # flask db current finds every revision
@@ -188,8 +211,10 @@ def test_a_failed_switch_leaves_every_database_as_it_was(sqlite_multidb: Project
     p = sqlite_multidb
     p.ok("switch", "feature1")
     db = SQLiteFiles(p)
-    db.execute("INSERT INTO items (name, price) VALUES ('apple', '3')",
-               "INSERT INTO users (name, email) VALUES ('ann', 'ann@example.com')")
+    db.execute(
+        "INSERT INTO items (name, price) VALUES ('apple', '3')",
+        "INSERT INTO users (name, email) VALUES ('ann', 'ann@example.com')",
+    )
     before = db.dump()
     proc = p.branchmig("switch", "broken", "--json")
     assert proc.returncode == 1, proc.stderr
@@ -209,8 +234,10 @@ def test_a_killed_switch_is_put_back_in_every_database(sqlite_multidb: Project) 
     p = sqlite_multidb
     p.ok("switch", "feature1")
     db = SQLiteFiles(p)
-    db.execute("INSERT INTO items (name, price) VALUES ('apple', '3')",
-               "INSERT INTO users (name, email) VALUES ('ann', 'ann@example.com')")
+    db.execute(
+        "INSERT INTO items (name, price) VALUES ('apple', '3')",
+        "INSERT INTO users (name, email) VALUES ('ann', 'ann@example.com')",
+    )
     before = db.dump()
     proc = p.branchmig("switch", "feature2", env={"BRANCHMIG_FAILPOINT": "migrated:kill"})
     assert proc.returncode != 0
@@ -230,7 +257,8 @@ def test_databases_at_different_revisions_are_named_not_moved(sqlite_multidb: Pr
     proc = p.branchmig("switch", "feature2")
     assert proc.returncode == 1
     assert "different revisions (<default> at f1e000000001; users at base00000001)" in (
-        proc.stderr), proc.stderr
+        proc.stderr
+    ), proc.stderr
     assert db.dump() == before and p.branch() == "feature1"
     status = p.status()
     assert status["split"] and not status["in_step"]
@@ -239,8 +267,9 @@ def test_databases_at_different_revisions_are_named_not_moved(sqlite_multidb: Pr
 def test_a_multidb_downgrade_is_read_in_each_database_function() -> None:
     found = find_destructive(F1_SCRIPT.encode(), F1)
     assert [d.target for d in found] == ["items.price", "users.email"]
-    unbatched = multidb_script(F1, BASE, _add("items", "price"),
-                               ("    pass", '    op.drop_column("users", "email")'))
+    unbatched = multidb_script(
+        F1, BASE, _add("items", "price"), ("    pass", '    op.drop_column("users", "email")')
+    )
     assert [d.target for d in find_unbatched(unbatched.encode(), F1)] == ["users.email"]
 
 
@@ -250,8 +279,10 @@ def test_a_multidb_downgrade_is_read_in_each_database_function() -> None:
 @pytest.fixture
 def pg_urls(postgres_server_url: str) -> Iterator[tuple[str, str]]:
     name = f"bm_test_{uuid.uuid4().hex[:10]}"
-    with new_postgres_database(postgres_server_url, name) as default, \
-            new_postgres_database(postgres_server_url, f"{name}_users") as users:
+    with (
+        new_postgres_database(postgres_server_url, name) as default,
+        new_postgres_database(postgres_server_url, f"{name}_users") as users,
+    ):
         yield default, users
 
 
@@ -264,15 +295,19 @@ def _pg_state(url: str) -> list[Any]:
     with postgres_connection(url) as conn:
         columns = conn.execute(
             "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position").fetchall()
+            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        ).fetchall()
         tables = sorted({t for t, _ in columns})
-        return [columns, *(conn.execute(f'SELECT * FROM "{t}" ORDER BY 1').fetchall()
-                           for t in tables)]
+        return [
+            columns,
+            *(conn.execute(f'SELECT * FROM "{t}" ORDER BY 1').fetchall() for t in tables),
+        ]
 
 
 @pytest.mark.postgres
 def test_postgresql_round_trip_and_failure_keep_both_databases(
-        multidb_template: Path, tmp_path: Path, pg_urls: tuple[str, str]) -> None:
+    multidb_template: Path, tmp_path: Path, pg_urls: tuple[str, str]
+) -> None:
     default, users = pg_urls
     p = make_multidb_project(multidb_template, tmp_path / "blog", urls=pg_urls)
     p.ok("install")

@@ -18,8 +18,14 @@ def graph(*revisions: Revision) -> Graph:
 
 
 def edited(r: Revision, *, down: tuple[str, ...] | None = None) -> Revision:
-    return Revision(r.id, r.down if down is None else down, r.labels, r.depends_on, r.path,
-                    blob=r.blob + "-edited")
+    return Revision(
+        r.id,
+        r.down if down is None else down,
+        r.labels,
+        r.depends_on,
+        r.path,
+        blob=r.blob + "-edited",
+    )
 
 
 A, B, C = rev("a"), rev("b", "a"), rev("c", "b")
@@ -92,8 +98,7 @@ def test_rebased_script_is_redone() -> None:
 
 def test_target_heads_subset_reverts_what_they_do_not_need() -> None:
     both = graph(A, B, C, F1A, F1B, F2A)
-    plan = make_plan(applied_heads=["f1b", "f2a"], source=both, target=both,
-                     target_heads=["f2a"])
+    plan = make_plan(applied_heads=["f1b", "f2a"], source=both, target=both, target_heads=["f2a"])
     assert plan.downgrade == ("f1b", "f1a")
     assert plan.upgrade == ()
 
@@ -101,8 +106,10 @@ def test_target_heads_subset_reverts_what_they_do_not_need() -> None:
 def test_unknown_applied_head() -> None:
     with pytest.raises(PlanError) as err:
         make_plan(applied_heads=["f1b"], source=MAIN, target=MAIN)
-    assert str(err.value) == ("The database is at 'f1b', which no known script defines; "
-                              "run 'branchmig status' to see where it was last seen")
+    assert str(err.value) == (
+        "The database is at 'f1b', which no known script defines; "
+        "run 'branchmig status' to see where it was last seen"
+    )
 
 
 def test_broken_part_of_a_graph_blocks_only_plans_that_touch_it() -> None:
@@ -122,8 +129,7 @@ def moves(draw: st.DrawFn) -> tuple[Graph, list[str], Graph, list[str]]:
     dropped, some added) and target heads."""
     revisions = draw(dags(max_size=12))
     source = Graph.build(revisions)
-    applied = draw(st.lists(st.sampled_from(sorted(source.revisions)), max_size=3,
-                            unique=True))
+    applied = draw(st.lists(st.sampled_from(sorted(source.revisions)), max_size=3, unique=True))
     target_revs = []
     needed = {p for r in revisions for p in source.parents_of(r.id)}
     leaves = sorted(set(source.revisions) - needed)
@@ -137,8 +143,11 @@ def moves(draw: st.DrawFn) -> tuple[Graph, list[str], Graph, list[str]]:
     extra = draw(st.integers(0, 3))
     for i in range(extra):
         parents = [r.id for r in target_revs]
-        down = tuple(draw(st.lists(st.sampled_from(parents), max_size=2, unique=True))) \
-            if parents else ()
+        down = (
+            tuple(draw(st.lists(st.sampled_from(parents), max_size=2, unique=True)))
+            if parents
+            else ()
+        )
         target_revs.append(rev(f"new{i}", *down))
     target = Graph.build(target_revs)
     heads = None
@@ -153,8 +162,9 @@ def test_plan_orders_are_valid_and_reach_the_target(
     move: tuple[Graph, list[str], Graph, list[str] | None],
 ) -> None:
     source, applied_heads, target, target_heads = move
-    plan = make_plan(applied_heads=applied_heads, source=source, target=target,
-                     target_heads=target_heads)
+    plan = make_plan(
+        applied_heads=applied_heads, source=source, target=target, target_heads=target_heads
+    )
     applied = set(source.ancestors(applied_heads))
     # Downgrade: each reverted revision before everything it needs among the reverted.
     for i, r in enumerate(plan.downgrade):
@@ -174,8 +184,11 @@ def test_plan_orders_are_valid_and_reach_the_target(
     heads = target.heads if target_heads is None else target_heads
     assert applied == target.ancestors(heads)
     assert set(plan.common) <= applied
-    assert set(plan.changed) == {r for r in plan.downgrade if r in plan.upgrade
-                                 and source.revisions[r].blob != target.revisions[r].blob}
+    assert set(plan.changed) == {
+        r
+        for r in plan.downgrade
+        if r in plan.upgrade and source.revisions[r].blob != target.revisions[r].blob
+    }
 
 
 # -- destructive operations in downgrade() --------------------------------------------------

@@ -42,8 +42,8 @@ MARKER_HOOK = {
     "name": "marker",
     "language": "system",
     "entry": "python -c \"import sqlite3; rows = sqlite3.connect('app.db').execute("
-             "'SELECT version_num FROM alembic_version'); "
-             "open('.git/marker', 'a').write(','.join(sorted(r[0] for r in rows)) + chr(10))\"",
+    "'SELECT version_num FROM alembic_version'); "
+    "open('.git/marker', 'a').write(','.join(sorted(r[0] for r in rows)) + chr(10))\"",
     "pass_filenames": False,
     "always_run": True,
     "stages": ["post-checkout"],
@@ -75,15 +75,22 @@ def said(proc: Any) -> str:
 
 def test_the_manifest_is_valid() -> None:
     proc = Project(MANIFEST.parent, "alembic", MANIFEST.parent, "").run(
-        PRE_COMMIT, "validate-manifest", str(MANIFEST))
+        PRE_COMMIT, "validate-manifest", str(MANIFEST)
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ids = [hook["id"] for hook in manifest_hooks()]
-    assert ids == ["branchmig-check", "branchmig-post-checkout", "branchmig-post-merge",
-                   "branchmig-post-rewrite", "branchmig-post-commit"]
+    assert ids == [
+        "branchmig-check",
+        "branchmig-post-checkout",
+        "branchmig-post-merge",
+        "branchmig-post-rewrite",
+        "branchmig-post-commit",
+    ]
 
 
 def test_checkouts_through_precommit_carry_the_database(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     use_precommit(p)
     held = sqlite3.connect(p.db_path, isolation_level=None)
@@ -124,7 +131,8 @@ def test_checkouts_through_precommit_carry_the_database(
 
 
 def test_a_merge_through_precommit_applies_what_it_brought(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     use_precommit(p)
     proc = p.run("git", "merge", "-q", "--no-edit", "feature2")
@@ -135,7 +143,8 @@ def test_a_merge_through_precommit_applies_what_it_brought(
 
 
 def test_a_rebase_through_precommit_moves_the_database_once_at_its_end(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     use_precommit(p)
     p.checkout("feature2")
@@ -150,13 +159,16 @@ def test_a_rebase_through_precommit_moves_the_database_once_at_its_end(
 
 
 def test_a_commit_with_two_heads_fails_the_check_hook(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     use_precommit(p)
     head = p.git("rev-parse", "HEAD")
     rev = "f1b000000001"
-    body = ("    op.create_table('notes', sa.Column('id', sa.Integer, primary_key=True))",
-            "    op.drop_table('notes')")
+    body = (
+        "    op.create_table('notes', sa.Column('id', sa.Integer, primary_key=True))",
+        "    op.drop_table('notes')",
+    )
     path = p.write(f"{rev}_notes.py", script(rev, BASE, *body))
     p.git("add", str(path))
     proc = p.run("git", "commit", "-m", "notes, a second head")
@@ -175,7 +187,8 @@ def test_a_commit_with_two_heads_fails_the_check_hook(
 
 @pytest.mark.parametrize("first", ["pre-commit", "branchmig"])
 def test_precommit_and_branchmig_install_together_move_the_database_once(
-        db_at_feature1_head_with_emails: Project, first: str) -> None:
+    db_at_feature1_head_with_emails: Project, first: str
+) -> None:
     """Whichever is installed first, both tools' post-checkout hooks run; the one installed
     first runs first (branchmig chains pre-commit's; pre-commit runs branchmig's as its
     legacy hook), and branchmig's manifest hook steps aside for branchmig's own."""

@@ -30,7 +30,10 @@ def test_plain_alembic_ini_at_the_top(empty_alembic_repo: Repo) -> None:
     assert project.config_rel == "alembic.ini"
     locs = project.locations()
     assert (locs.script_location, locs.version_locations, locs.recursive) == (
-        "alembic", ("alembic/versions",), False)
+        "alembic",
+        ("alembic/versions",),
+        False,
+    )
     assert project.watch_paths() == ("alembic", "alembic.ini", "alembic/versions")
 
 
@@ -44,15 +47,22 @@ def test_flask_migrate_layout_from_flask_db_init(tmp_path: Path) -> None:
         "db = SQLAlchemy(app)\nmigrate = Migrate(app, db)\n"
     )
     flask = str(Path(sys.executable).with_name("flask"))
-    subprocess.run([flask, "--app", "app", "db", "init"], cwd=root, env=git_env(), check=True,
-                   capture_output=True)
+    subprocess.run(
+        [flask, "--app", "app", "db", "init"],
+        cwd=root,
+        env=git_env(),
+        check=True,
+        capture_output=True,
+    )
     assert (root / "migrations" / "alembic.ini").is_file()
     project = find_project(root, repo_root=root)
     assert project.kind == "flask"
     assert project.config_rel == "migrations/alembic.ini"
     locs = project.locations()
     assert (locs.script_location, locs.version_locations) == (
-        "migrations", ("migrations/versions",))
+        "migrations",
+        ("migrations/versions",),
+    )
 
 
 def test_tool_branchmig_config(tmp_path: Path) -> None:
@@ -62,8 +72,9 @@ def test_tool_branchmig_config(tmp_path: Path) -> None:
     from alembic.config import Config
 
     command.init(Config(str(root / "db" / "alembic.ini")), str(root / "db" / "migrations"))
-    (root / "pyproject.toml").write_text('[tool.branchmig]\nconfig = "db/alembic.ini"\n'
-                                         'expected-heads = 2\n')
+    (root / "pyproject.toml").write_text(
+        '[tool.branchmig]\nconfig = "db/alembic.ini"\nexpected-heads = 2\n'
+    )
     project = find_project(root, repo_root=root)
     assert project.config_rel == "db/alembic.ini"
     assert project.settings.expected_heads == 2
@@ -74,7 +85,8 @@ def test_config_option_is_relative_to_where_the_command_runs(tmp_path: Path) -> 
     repo = make_alembic_repo(tmp_path / "p")
     (repo.root / "sub").mkdir()
     (repo.root / "sub" / "other.ini").write_text(
-        "[alembic]\nscript_location = %(here)s/../alembic\n")
+        "[alembic]\nscript_location = %(here)s/../alembic\n"
+    )
     project = find_project(repo.root / "sub", repo_root=repo.root, config=Path("other.ini"))
     assert project.config_rel == "sub/other.ini"
     assert project.locations().script_location == "alembic"
@@ -84,15 +96,18 @@ def test_config_option_is_relative_to_where_the_command_runs(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("separator", "joined"),
-    [("os", "%(here)s/a/versions:%(here)s/b/versions"),
-     ("space", "%(here)s/a/versions  %(here)s/b/versions"),
-     (";", "%(here)s/a/versions;%(here)s/b/versions"),
-     (":", "%(here)s/a/versions:%(here)s/b/versions"),
-     ("newline", "\n    %(here)s/a/versions\n    %(here)s/b/versions"),
-     (None, "%(here)s/a/versions, %(here)s/b/versions")],
+    [
+        ("os", "%(here)s/a/versions:%(here)s/b/versions"),
+        ("space", "%(here)s/a/versions  %(here)s/b/versions"),
+        (";", "%(here)s/a/versions;%(here)s/b/versions"),
+        (":", "%(here)s/a/versions:%(here)s/b/versions"),
+        ("newline", "\n    %(here)s/a/versions\n    %(here)s/b/versions"),
+        (None, "%(here)s/a/versions, %(here)s/b/versions"),
+    ],
 )
-def test_version_locations_with_separators(tmp_path: Path, separator: str | None,
-                                           joined: str) -> None:
+def test_version_locations_with_separators(
+    tmp_path: Path, separator: str | None, joined: str
+) -> None:
     sep = f"path_separator = {separator}\n" if separator else ""
     text = f"[alembic]\nscript_location = a\n{sep}version_locations = {joined}\n"
     locs = parse_locations(text, config_path=tmp_path / "alembic.ini", repo_root=tmp_path)
@@ -100,13 +115,15 @@ def test_version_locations_with_separators(tmp_path: Path, separator: str | None
 
 
 def test_legacy_version_path_separator_and_bad_separator(tmp_path: Path) -> None:
-    text = ("[alembic]\nscript_location = a\nversion_path_separator = ;\n"
-            "version_locations = x;y\n")
+    text = "[alembic]\nscript_location = a\nversion_path_separator = ;\nversion_locations = x;y\n"
     locs = parse_locations(text, config_path=tmp_path / "alembic.ini", repo_root=tmp_path)
     assert locs.version_locations == ("x", "y")
     with pytest.raises(ConfigError, match="path_separator 'comma' .* is not valid"):
-        parse_locations(text.replace("version_path_separator = ;", "path_separator = comma"),
-                        config_path=tmp_path / "alembic.ini", repo_root=tmp_path)
+        parse_locations(
+            text.replace("version_path_separator = ;", "path_separator = comma"),
+            config_path=tmp_path / "alembic.ini",
+            repo_root=tmp_path,
+        )
 
 
 def test_recursive_version_locations(empty_alembic_repo: Repo) -> None:
@@ -134,17 +151,19 @@ def test_each_ref_is_read_with_its_own_folders(empty_alembic_repo: Repo) -> None
     (repo.root / "db" / "shop").mkdir(parents=True)
     repo.git("mv", "alembic/versions/old1_step.py", "db/core/old1_step.py")
     (repo.root / "db" / "shop" / "s1.py").write_text(script_text("s1", None, labels="shop"))
-    set_option(repo.root / "alembic.ini", "version_locations",
-               "%(here)s/db/core:%(here)s/db/shop")
+    set_option(repo.root / "alembic.ini", "version_locations", "%(here)s/db/core:%(here)s/db/shop")
     repo.commit("versions moved")
     repo.git("tag", "moved")
     ws = Workspace.open(repo.root)
     try:
         assert ws.project.locations().version_locations == ("db/core", "db/shop")
         assert {r.path for r in ws.scripts_at("HEAD~1").revisions} == {
-            "alembic/versions/old1_step.py"}
+            "alembic/versions/old1_step.py"
+        }
         assert {r.path for r in ws.scripts_at("moved").revisions} == {
-            "db/core/old1_step.py", "db/shop/s1.py"}
+            "db/core/old1_step.py",
+            "db/shop/s1.py",
+        }
         assert {r.id for r in ws.scripts_at().revisions} == {"old1", "s1"}
     finally:
         ws.close()
@@ -156,18 +175,26 @@ def test_no_project(tmp_path: Path) -> None:
         find_project(root, repo_root=root)
     assert str(err.value) == (
         f"No Alembic project in '{root}': no alembic.ini and no migrations/alembic.ini. "
-        "Run 'alembic init alembic' or 'flask db init', or name the config with -c PATH")
+        "Run 'alembic init alembic' or 'flask db init', or name the config with -c PATH"
+    )
 
 
 @pytest.mark.parametrize(
     ("toml", "message"),
-    [('[tool.branchmig]\nsnapshot = "auto"\n',
-      r"Unknown key\(s\) 'snapshot' in \[tool.branchmig\]"),
-     ('[tool.branchmig]\nsnapshots = "sometimes"\n', r"snapshots = 'sometimes'; expected one of"),
-     ("[tool.branchmig]\nexpected_heads = 0\n", "expected_heads must be a whole number"),
-     ("[tool.branchmig]\nconfig = 3\n", "config must be a string"),
-     ("[tool.branchmig\n", "Cannot read"),
-     ('[tool]\nbranchmig = "x"\n', "must be a table")],
+    [
+        (
+            '[tool.branchmig]\nsnapshot = "auto"\n',
+            r"Unknown key\(s\) 'snapshot' in \[tool.branchmig\]",
+        ),
+        (
+            '[tool.branchmig]\nsnapshots = "sometimes"\n',
+            r"snapshots = 'sometimes'; expected one of",
+        ),
+        ("[tool.branchmig]\nexpected_heads = 0\n", "expected_heads must be a whole number"),
+        ("[tool.branchmig]\nconfig = 3\n", "config must be a string"),
+        ("[tool.branchmig\n", "Cannot read"),
+        ('[tool]\nbranchmig = "x"\n', "must be a table"),
+    ],
 )
 def test_bad_tool_branchmig(tmp_path: Path, toml: str, message: str) -> None:
     (tmp_path / "pyproject.toml").write_text(toml)

@@ -38,9 +38,11 @@ from branchmig.workspace import Workspace
 ALEMBIC = str(BIN / "alembic")
 SHOP = "s1a000000001"
 SHOP_SCRIPT = script(
-    SHOP, F2,
+    SHOP,
+    F2,
     '    op.create_table("shops", sa.Column("id", sa.Integer, primary_key=True))',
-    '    op.drop_table("shops")')
+    '    op.drop_table("shops")',
+)
 PYPROJECT = '[project]\nname = "blog"\nversion = "0"\n\n[tool.branchmig]\nexpected_heads = 1\n'
 
 
@@ -57,8 +59,14 @@ def build_pyproject_template(path: Path) -> None:
     pyproject.toml has a [tool.branchmig] table already (nothing committed)."""
     init_repo(path)
     (path / "pyproject.toml").write_text(PYPROJECT)
-    proc = subprocess.run([ALEMBIC, "init", "--template", "pyproject", "migrations"], cwd=path,
-                          env=git_env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [ALEMBIC, "init", "--template", "pyproject", "migrations"],
+        cwd=path,
+        env=git_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     (path / "migrations" / "versions").mkdir(exist_ok=True)
 
@@ -82,15 +90,17 @@ def _pyproject_states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pro
 
 
 @pytest.fixture
-def pyproject_repo_with_two_feature_branches(_pyproject_states: dict[str, Project],
-                                             tmp_path: Path) -> Project:
+def pyproject_repo_with_two_feature_branches(
+    _pyproject_states: dict[str, Project], tmp_path: Path
+) -> Project:
     """The pyproject template with the seed scenario; main checked out, no database."""
     return copy_project(_pyproject_states["fresh"], tmp_path / "project")
 
 
 @pytest.fixture
-def pyproject_db_at_feature1_with_emails(_pyproject_states: dict[str, Project],
-                                         tmp_path: Path) -> Project:
+def pyproject_db_at_feature1_with_emails(
+    _pyproject_states: dict[str, Project], tmp_path: Path
+) -> Project:
     """feature1 checked out by ``branchmig switch``, its database at F1 with two users."""
     return copy_project(_pyproject_states["at_f1"], tmp_path / "project")
 
@@ -104,7 +114,8 @@ def heads(p: Project, *args: str) -> list[str]:
 
 
 def test_template_is_read_from_tool_alembic_as_alembic_reads_it(
-        pyproject_repo_with_two_feature_branches: Project) -> None:
+    pyproject_repo_with_two_feature_branches: Project,
+) -> None:
     p = pyproject_repo_with_two_feature_branches
     ini = (p.root / "alembic.ini").read_text().splitlines()
     assert not [ln for ln in ini if ln.startswith("script_location")]
@@ -112,13 +123,23 @@ def test_template_is_read_from_tool_alembic_as_alembic_reads_it(
     try:
         project = ws.project
         assert (project.kind, project.config_rel, project.toml_rel) == (
-            "alembic", "alembic.ini", "pyproject.toml")
+            "alembic",
+            "alembic.ini",
+            "pyproject.toml",
+        )
         assert project.settings.expected_heads == 1  # [tool.branchmig] beside [tool.alembic]
         locs = project.locations()
         assert (locs.script_location, locs.version_locations, locs.recursive) == (
-            "migrations", ("migrations/versions",), False)
+            "migrations",
+            ("migrations/versions",),
+            False,
+        )
         assert project.watch_paths() == (
-            "alembic.ini", "migrations", "migrations/versions", "pyproject.toml")
+            "alembic.ini",
+            "migrations",
+            "migrations/versions",
+            "pyproject.toml",
+        )
         assert "pyproject.toml=" in (ws.signature("main") or "")
     finally:
         ws.close()
@@ -126,7 +147,8 @@ def test_template_is_read_from_tool_alembic_as_alembic_reads_it(
     from alembic.script import ScriptDirectory
 
     scripts = ScriptDirectory.from_config(
-        Config(str(p.root / "alembic.ini"), toml_file=str(p.root / "pyproject.toml")))
+        Config(str(p.root / "alembic.ini"), toml_file=str(p.root / "pyproject.toml"))
+    )
     assert Path(scripts.dir).resolve() == p.root / "migrations"
     assert scripts._version_locations == [p.root / "migrations" / "versions"]
 
@@ -179,7 +201,8 @@ def test_checkouts_through_the_hook(pyproject_db_at_feature1_with_emails: Projec
 
 @pytest.fixture
 def pyproject_branch_with_its_own_version_locations(
-        pyproject_repo_with_two_feature_branches: Project) -> tuple[Project, str, str]:
+    pyproject_repo_with_two_feature_branches: Project,
+) -> tuple[Project, str, str]:
     """Branch 'shop' (from feature2) first adds db/shop/SHOP without naming the folder,
     then names it in [tool.alembic] version_locations (only pyproject.toml changes);
     main, whose pyproject.toml names no version_locations, checked out. Returns the
@@ -189,15 +212,17 @@ def pyproject_branch_with_its_own_version_locations(
     (p.root / "db" / "shop").mkdir(parents=True)
     (p.root / "db" / "shop" / f"{SHOP}_shops.py").write_text(SHOP_SCRIPT)
     unnamed = p.commit("shop: a script in a folder not named yet")
-    set_tool_alembic(p.root, "version_locations",
-                     '["%(here)s/migrations/versions", "%(here)s/db/shop"]')
+    set_tool_alembic(
+        p.root, "version_locations", '["%(here)s/migrations/versions", "%(here)s/db/shop"]'
+    )
     named = p.commit("shop: name the folder")
     p.git("checkout", "-q", "main")
     return p, unnamed, named
 
 
 def test_each_ref_is_read_with_its_own_tool_alembic(
-        pyproject_branch_with_its_own_version_locations: tuple[Project, str, str]) -> None:
+    pyproject_branch_with_its_own_version_locations: tuple[Project, str, str],
+) -> None:
     p, unnamed, named = pyproject_branch_with_its_own_version_locations
     # Asked in this order, the first answer is cached by the folders' tree ids: a changed
     # [tool.alembic] alone must not reuse it.
@@ -213,8 +238,7 @@ def test_each_ref_is_read_with_its_own_tool_alembic(
         assert ws.locations_at(named).version_locations == ("migrations/versions", "db/shop")
         assert ws.locations_at(unnamed).version_locations == ("migrations/versions",)
         assert ws.signature(named) != ws.signature(unnamed)
-        assert {r.path for r in ws.scripts_at("shop").revisions} >= {
-            f"db/shop/{SHOP}_shops.py"}
+        assert {r.path for r in ws.scripts_at("shop").revisions} >= {f"db/shop/{SHOP}_shops.py"}
     finally:
         ws.close()
 
@@ -237,14 +261,17 @@ with open(sys.argv[1], "a") as f:
 
 
 def test_merge_heads_names_its_file_by_the_pyproject_file_template(
-        pyproject_repo_with_two_feature_branches: Project) -> None:
+    pyproject_repo_with_two_feature_branches: Project,
+) -> None:
     p = pyproject_repo_with_two_feature_branches
     set_tool_alembic(p.root, "file_template", '"%%(year)d_%%(rev)s_%%(slug)s"')
     (p.root / "mark.py").write_text(MARK_HOOK)
     with (p.root / "pyproject.toml").open("a") as f:
-        f.write('\n[[tool.alembic.post_write_hooks]]\nname = "mark"\ntype = "exec"\n'
-                f'executable = {json.dumps(sys.executable)}\n'
-                'options = "%(here)s/mark.py REVISION_SCRIPT_FILENAME"\n')
+        f.write(
+            '\n[[tool.alembic.post_write_hooks]]\nname = "mark"\ntype = "exec"\n'
+            f"executable = {json.dumps(sys.executable)}\n"
+            'options = "%(here)s/mark.py REVISION_SCRIPT_FILENAME"\n'
+        )
     p.commit("file_template and a post-write hook")
     p.git("merge", "-q", "--no-edit", "feature1")
     p.git("merge", "-q", "--no-edit", "feature2")
@@ -254,8 +281,9 @@ def test_merge_heads_names_its_file_by_the_pyproject_file_template(
     new = sorted(f.name for f in p.versions.glob("*.py"))
     written = [n for n in new if not n.startswith((BASE, F1, F2))]
     assert len(written) == 1, new
-    assert re.fullmatch(r"\d{4}_[0-9a-f]{12}_merge_feature1_and_feature2_heads\.py",
-                        written[0]), written[0]
+    assert re.fullmatch(r"\d{4}_[0-9a-f]{12}_merge_feature1_and_feature2_heads\.py", written[0]), (
+        written[0]
+    )
     assert f"migrations/versions/{written[0]}" in out.stdout
     text = (p.versions / written[0]).read_text()
     assert text.endswith("# written by the post-write hook\n")
@@ -267,18 +295,30 @@ def test_merge_heads_names_its_file_by_the_pyproject_file_template(
 
 @pytest.mark.parametrize(
     ("ini", "toml"),
-    [("", 'script_location = "%(here)s/b"\nrecursive_version_locations = true\n'),
-     ("script_location = %(here)s/a\n", 'script_location = "%(here)s/b"\n'),
-     ("", 'script_location = "%(here)s/b"\nversion_locations = ["%(here)s/x", "%(here)s/y"]\n'),
-     ("path_separator = os\nversion_locations = %(here)s/x\n",
-      'script_location = "%(here)s/b"\nversion_locations = ["%(here)s/y"]\n'),
-     ("recursive_version_locations = true\n",
-      'script_location = "%(here)s/a"\nrecursive_version_locations = false\n')],
-    ids=["toml-only", "ini-wins-script", "toml-versions", "ini-wins-versions",
-         "ini-wins-recursive"],
+    [
+        ("", 'script_location = "%(here)s/b"\nrecursive_version_locations = true\n'),
+        ("script_location = %(here)s/a\n", 'script_location = "%(here)s/b"\n'),
+        ("", 'script_location = "%(here)s/b"\nversion_locations = ["%(here)s/x", "%(here)s/y"]\n'),
+        (
+            "path_separator = os\nversion_locations = %(here)s/x\n",
+            'script_location = "%(here)s/b"\nversion_locations = ["%(here)s/y"]\n',
+        ),
+        (
+            "recursive_version_locations = true\n",
+            'script_location = "%(here)s/a"\nrecursive_version_locations = false\n',
+        ),
+    ],
+    ids=[
+        "toml-only",
+        "ini-wins-script",
+        "toml-versions",
+        "ini-wins-versions",
+        "ini-wins-recursive",
+    ],
 )
-def test_each_option_from_the_ini_first_then_tool_alembic(tmp_path: Path, ini: str,
-                                                          toml: str) -> None:
+def test_each_option_from_the_ini_first_then_tool_alembic(
+    tmp_path: Path, ini: str, toml: str
+) -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
@@ -288,47 +328,66 @@ def test_each_option_from_the_ini_first_then_tool_alembic(tmp_path: Path, ini: s
     toml_text = f"[tool.alembic]\n{toml}"
     (tmp_path / "alembic.ini").write_text(ini_text)
     (tmp_path / "pyproject.toml").write_text(toml_text)
-    theirs = ScriptDirectory.from_config(Config(str(tmp_path / "alembic.ini"),
-                                                toml_file=str(tmp_path / "pyproject.toml")))
-    ours = parse_locations(ini_text, config_path=tmp_path / "alembic.ini", repo_root=tmp_path,
-                           toml_text=toml_text, toml_path=tmp_path / "pyproject.toml")
+    theirs = ScriptDirectory.from_config(
+        Config(str(tmp_path / "alembic.ini"), toml_file=str(tmp_path / "pyproject.toml"))
+    )
+    ours = parse_locations(
+        ini_text,
+        config_path=tmp_path / "alembic.ini",
+        repo_root=tmp_path,
+        toml_text=toml_text,
+        toml_path=tmp_path / "pyproject.toml",
+    )
     assert ours.script_location == Path(theirs.dir).relative_to(tmp_path).as_posix()
     assert ours.version_locations == tuple(
-        v.relative_to(tmp_path).as_posix() for v in theirs._version_locations)
+        v.relative_to(tmp_path).as_posix() for v in theirs._version_locations
+    )
     assert ours.recursive == theirs.recursive_version_locations
 
 
 @pytest.mark.parametrize(
     ("toml", "message"),
-    [('script_location = "pkg:migrations"', "is a package resource"),
-     ('script_location = "m"\nversion_locations = "m/versions"', "must be a list of strings"),
-     ('script_location = "m"\nrecursive_version_locations = "yes"', "must be true or false"),
-     ('script_location = "%(nowhere)s/m"', "bad %-substitution")],
+    [
+        ('script_location = "pkg:migrations"', "is a package resource"),
+        ('script_location = "m"\nversion_locations = "m/versions"', "must be a list of strings"),
+        ('script_location = "m"\nrecursive_version_locations = "yes"', "must be true or false"),
+        ('script_location = "%(nowhere)s/m"', "bad %-substitution"),
+    ],
 )
 def test_bad_tool_alembic(tmp_path: Path, toml: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        parse_locations(None, config_path=tmp_path / "alembic.ini", repo_root=tmp_path,
-                        toml_text=f"[tool.alembic]\n{toml}\n",
-                        toml_path=tmp_path / "pyproject.toml")
+        parse_locations(
+            None,
+            config_path=tmp_path / "alembic.ini",
+            repo_root=tmp_path,
+            toml_text=f"[tool.alembic]\n{toml}\n",
+            toml_path=tmp_path / "pyproject.toml",
+        )
 
 
 def test_pyproject_without_alembic_ini(tmp_path: Path) -> None:
     root = init_repo(tmp_path / "p")
     (root / "migrations" / "versions").mkdir(parents=True)
     (root / "pyproject.toml").write_text(
-        '[tool.alembic]\nscript_location = "%(here)s/migrations"\n')
+        '[tool.alembic]\nscript_location = "%(here)s/migrations"\n'
+    )
     project = find_project(root, repo_root=root)
     assert (project.kind, project.toml_rel) == ("alembic", "pyproject.toml")
     assert not project.config_path.exists()
     assert project.locations().version_locations == ("migrations/versions",)
-    assert find_project(root, repo_root=root,
-                        config=Path("pyproject.toml")).toml_rel == "pyproject.toml"
+    assert (
+        find_project(root, repo_root=root, config=Path("pyproject.toml")).toml_rel
+        == "pyproject.toml"
+    )
 
 
 def test_neither_file_names_script_location(tmp_path: Path) -> None:
     root = init_repo(tmp_path / "p")
     (root / "alembic.ini").write_text("[alembic]\nsqlalchemy.url = sqlite://\n")
     (root / "pyproject.toml").write_text('[tool.alembic]\nfile_template = "%%(rev)s"\n')
-    with pytest.raises(ConfigError, match=r"has no script_location in \[alembic\], nor "
-                                          r"'.*pyproject.toml' in \[tool.alembic\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"has no script_location in \[alembic\], nor "
+        r"'.*pyproject.toml' in \[tool.alembic\]",
+    ):
         find_project(root, repo_root=root)

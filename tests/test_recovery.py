@@ -27,8 +27,9 @@ from e2e_projects import (
 
 
 @pytest.fixture
-def feature2_with_a_slow_migration(db_at_feature1_head_with_emails: Project,
-                                   tmp_path: Path) -> tuple[Project, Path]:
+def feature2_with_a_slow_migration(
+    db_at_feature1_head_with_emails: Project, tmp_path: Path
+) -> tuple[Project, Path]:
     """feature1 checked out, its database holding emails; feature2's migration creates
     ``posts``, touches a marker file, then sleeps 30 s."""
     p = db_at_feature1_head_with_emails
@@ -39,7 +40,8 @@ def feature2_with_a_slow_migration(db_at_feature1_head_with_emails: Project,
 
 @pytest.mark.parametrize("command", ["status", "sync"])
 def test_killed_switch_is_put_back_by_the_next_command(
-        feature2_with_a_slow_migration: tuple[Project, Path], command: str) -> None:
+    feature2_with_a_slow_migration: tuple[Project, Path], command: str
+) -> None:
     p, marker = feature2_with_a_slow_migration
     before = sqlite_dump(p.db_path)
     kill_mid_switch(p, marker)
@@ -67,10 +69,16 @@ def test_killed_switch_is_put_back_by_the_next_command(
 
 
 def test_another_branchmig_waits_for_the_lock(
-        feature2_with_a_slow_migration: tuple[Project, Path]) -> None:
+    feature2_with_a_slow_migration: tuple[Project, Path],
+) -> None:
     p, marker = feature2_with_a_slow_migration
-    proc = subprocess.Popen([BRANCHMIG, "switch", "feature2"], cwd=p.root, env=p.environ(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [BRANCHMIG, "switch", "feature2"],
+        cwd=p.root,
+        env=p.environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: marker.exists() or proc.poll() is not None)
         other = p.branchmig("sync")
@@ -85,7 +93,8 @@ def test_another_branchmig_waits_for_the_lock(
 
 
 def test_killed_switch_without_snapshot_says_where_the_database_is(
-        feature2_with_a_slow_migration: tuple[Project, Path]) -> None:
+    feature2_with_a_slow_migration: tuple[Project, Path],
+) -> None:
     p, marker = feature2_with_a_slow_migration
     kill_mid_switch(p, marker, "--no-snapshot")
     proc = p.branchmig("sync", "--no-snapshot")

@@ -16,16 +16,16 @@ from e2e_projects import BIN, EMAILS, F1, F2, Project, emails, sqlite_dump, sqli
 from branchmig.remembered import inputs
 from branchmig.workspace import Workspace
 
-LOGGING = '''
+LOGGING = """
 import os as _os
 with open(_os.path.join(_os.path.dirname(__file__), "..", "envpy.log"), "a") as _log:
     _log.write("ran\\n")
-'''
-FROM_ENVIRONMENT = '''
+"""
+FROM_ENVIRONMENT = """
 _url = _os.environ.get("BLOG_DB_URL")
 if _url:
     config.set_main_option("sqlalchemy.url", _url)
-'''
+"""
 
 
 def _env_py(p: Project) -> Path:
@@ -80,7 +80,8 @@ def test_a_return_that_only_restores_runs_no_env_py(remembered: Project) -> None
 
 
 def test_an_input_of_env_py_that_changed_is_read_again(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     """env.py takes its URL from BLOG_DB_URL: with another value the remembered file is
     not touched, and the hook acts on the database env.py now names."""
     p = _logged(db_at_feature1_head_with_emails, FROM_ENVIRONMENT)
@@ -116,9 +117,9 @@ def test_a_database_moved_by_plain_alembic_is_read_again(remembered: Project) ->
     assert runs(p) > before  # the hook read the database through env.py
 
 
-def test_what_env_py_reads_is_in_the_fingerprint(alembic_template: Path,
-                                                  tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_what_env_py_reads_is_in_the_fingerprint(
+    alembic_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "p"
     shutil.copytree(alembic_template, root)
     env_py = root / "alembic" / "env.py"
@@ -145,6 +146,9 @@ def test_what_env_py_reads_is_in_the_fingerprint(alembic_template: Path,
     assert was is not None and fingerprint(local) != was
     (root / "alembic.ini").write_text((root / "alembic.ini").read_text() + "\n# edited\n")
     assert fingerprint(plain) != first
-    for unknowable in ("\nfrom .models import Base\n", "\nimport sys\nsys.path.insert(0, 'x')\n",
-                       "\ncontext.configure(version_table='v')\n"):
+    for unknowable in (
+        "\nfrom .models import Base\n",
+        "\nimport sys\nsys.path.insert(0, 'x')\n",
+        "\ncontext.configure(version_table='v')\n",
+    ):
         assert fingerprint(plain + unknowable) is None, unknowable

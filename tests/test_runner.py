@@ -17,6 +17,5 @@ def test_loading_alembic_on_a_thread_leaves_every_module_importable() -> None:
         "import mako.ext.pygmentplugin  # skipped while Alembic loaded, importable after\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.stdout.strip() == "ok", done.stderr

@@ -36,8 +36,9 @@ def ids(repo: Repo, ref: str | None = None) -> dict[str, tuple[str, ...]]:
         if ref is None:
             found = read_worktree(git_repo.top, VERSIONS, recursive=False, cache=cache)
         else:
-            found = read_ref(git_repo, git_repo.resolve(ref), VERSIONS, recursive=False,
-                             cache=cache)
+            found = read_ref(
+                git_repo, git_repo.resolve(ref), VERSIONS, recursive=False, cache=cache
+            )
     return {r.id: r.down for r in found.revisions}
 
 
@@ -47,14 +48,25 @@ def ids(repo: Repo, ref: str | None = None) -> dict[str, tuple[str, ...]]:
 @pytest.mark.parametrize("annotated", [True, False])
 def test_plain_and_annotated_headers_read_the_same(annotated: bool) -> None:
     text = script_text("ab12", ("a", "b"), labels="feature", depends=["c"], annotated=annotated)
-    assert header(text) == {"revision": "ab12", "down": ["a", "b"], "labels": ["feature"],
-                            "depends": ["c"], "warnings": []}
+    assert header(text) == {
+        "revision": "ab12",
+        "down": ["a", "b"],
+        "labels": ["feature"],
+        "depends": ["c"],
+        "warnings": [],
+    }
 
 
 @pytest.mark.parametrize(
     ("literal", "expected"),
-    [("None", []), ("'a'", ["a"]), ("('a',)", ["a"]), ("['a', 'b']", ["a", "b"]),
-     ("('a', 'b', 'c')", ["a", "b", "c"]), ("u'a'", ["a"])],
+    [
+        ("None", []),
+        ("'a'", ["a"]),
+        ("('a',)", ["a"]),
+        ("['a', 'b']", ["a", "b"]),
+        ("('a', 'b', 'c')", ["a", "b", "c"]),
+        ("u'a'", ["a"]),
+    ],
 )
 def test_down_revision_literal_forms(literal: str, expected: list[str]) -> None:
     found = header(f"revision = 'r'\ndown_revision = {literal}\n")
@@ -68,7 +80,7 @@ def test_multi_line_tuple_with_comments_and_annotation() -> None:
         "down_revision: Union[str, Sequence[str], None] = (\n"
         "    'a',  # feature one\n"
         "    # a comment line inside\n"
-        "    \"b\",\n"
+        '    "b",\n'
         ")\n"
         "branch_labels = None\n"
         "depends_on = \\\n"
@@ -93,7 +105,9 @@ def test_python2_body_with_a_good_header_is_analysed() -> None:
 def test_non_hex_ids_are_kept_as_written() -> None:
     found = header(script_text("kilo", "add_users_table_2024"))
     assert found is not None and (found["revision"], found["down"]) == (
-        "kilo", ["add_users_table_2024"])
+        "kilo",
+        ["add_users_table_2024"],
+    )
 
 
 def test_non_literal_revision_names_file_and_line() -> None:
@@ -115,13 +129,16 @@ def test_syntax_error_in_a_header_names_the_line() -> None:
 
 
 def test_non_literal_branch_labels_is_a_warning_not_a_failure() -> None:
-    text = "from app.consts import EXPAND\nrevision = 'e1'\ndown_revision = None\n" \
-           "branch_labels = (EXPAND,)\ndepends_on = None\n"
+    text = (
+        "from app.consts import EXPAND\nrevision = 'e1'\ndown_revision = None\n"
+        "branch_labels = (EXPAND,)\ndepends_on = None\n"
+    )
     found = header(text, "v/e1.py")
     assert found is not None
     assert found["labels"] == []
     assert found["warnings"] == [
-        "v/e1.py:4: branch_labels is not a literal ((EXPAND,)); treated as unknown"]
+        "v/e1.py:4: branch_labels is not a literal ((EXPAND,)); treated as unknown"
+    ]
 
 
 def test_wrong_type_is_an_error() -> None:
@@ -158,8 +175,10 @@ def test_non_migrations_in_the_versions_folder_are_skipped(empty_alembic_repo: R
 def test_scripts_are_never_imported(empty_alembic_repo: Repo, tmp_path: Path) -> None:
     repo = empty_alembic_repo
     marker = tmp_path / "imported"
-    top = (f"open({str(marker)!r}, 'w').write('ran')\n"
-           "import nonexistent_module_xyz\nraise SystemExit('imported!')")
+    top = (
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "import nonexistent_module_xyz\nraise SystemExit('imported!')"
+    )
     repo.write("boom", None, top=top)
     repo.commit("a script that must not be imported")
     assert ids(repo, "HEAD") == {"boom": ()}
@@ -193,10 +212,8 @@ def test_recursive_version_folders(empty_alembic_repo: Repo) -> None:
     repo.commit("nested")
     with GitRepo.discover(repo.root) as git_repo:
         cache = HeaderCache(None)
-        flat = read_ref(git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=False,
-                        cache=cache)
-        deep = read_ref(git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=True,
-                        cache=cache)
+        flat = read_ref(git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=False, cache=cache)
+        deep = read_ref(git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=True, cache=cache)
         deep_wt = read_worktree(git_repo.top, VERSIONS, recursive=True, cache=cache)
     assert [r.id for r in flat.revisions] == ["a1"]
     assert sorted(r.id for r in deep.revisions) == ["a1", "b1"]
@@ -208,11 +225,13 @@ def test_blob_ids_of_worktree_and_git_agree(repo_with_linear_history: Repo) -> N
     repo = repo_with_linear_history
     with GitRepo.discover(repo.root) as git_repo:
         cache = HeaderCache(None)
-        at_head = read_ref(git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=False,
-                           cache=cache)
+        at_head = read_ref(
+            git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=False, cache=cache
+        )
         in_tree = read_worktree(git_repo.top, VERSIONS, recursive=False, cache=cache)
     assert {(r.id, r.blob) for r in at_head.revisions} == {
-        (r.id, r.blob) for r in in_tree.revisions}
+        (r.id, r.blob) for r in in_tree.revisions
+    }
 
 
 # -- the cache ------------------------------------------------------------------------------
@@ -232,8 +251,9 @@ def counted_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_headers_are_cached_by_blob_id(repo_with_linear_history: Repo,
-                                       counted_parses: list[str]) -> None:
+def test_headers_are_cached_by_blob_id(
+    repo_with_linear_history: Repo, counted_parses: list[str]
+) -> None:
     repo = repo_with_linear_history
     assert not repo.cache_file.exists()
     first = ids(repo, "HEAD")
@@ -241,10 +261,14 @@ def test_headers_are_cached_by_blob_id(repo_with_linear_history: Repo,
     data = json.loads(repo.cache_file.read_text())
     with GitRepo.discover(repo.root) as git_repo:
         listing = git_repo.ls_tree("HEAD", ["alembic/versions"])
-    blobs = {entry.blob: entry.path.split("/")[-1] for entry in listing
-             if entry.path.endswith("_step.py")}
+    blobs = {
+        entry.blob: entry.path.split("/")[-1]
+        for entry in listing
+        if entry.path.endswith("_step.py")
+    }
     assert {blob: h["revision"] for blob, h in data["headers"].items()} == {
-        blob: name.split("_")[0] for blob, name in blobs.items()}
+        blob: name.split("_")[0] for blob, name in blobs.items()
+    }
     assert ids(repo, "HEAD") == first
     assert len(counted_parses) == 3  # second read: nothing parsed again
     # Another ref holding the same blobs parses only the new script.
@@ -255,8 +279,9 @@ def test_headers_are_cached_by_blob_id(repo_with_linear_history: Repo,
     assert counted_parses[3:] == ["alembic/versions/b1_step.py"]
 
 
-def test_worktree_shares_the_cache_with_git_objects(repo_with_linear_history: Repo,
-                                                    counted_parses: list[str]) -> None:
+def test_worktree_shares_the_cache_with_git_objects(
+    repo_with_linear_history: Repo, counted_parses: list[str]
+) -> None:
     repo = repo_with_linear_history
     ids(repo, "HEAD")
     assert ids(repo) == {"a1": (), "a2": ("a1",), "a3": ("a2",)}
@@ -267,15 +292,18 @@ def test_an_edit_of_the_same_size_is_seen_at_once(repo_with_linear_history: Repo
     repo = repo_with_linear_history
     path = repo.versions / "a3_step.py"
     assert ids(repo)["a3"] == ("a2",)
-    path.write_text(path.read_text().replace("down_revision: Union[str, Sequence[str], None]"
-                                             " = 'a2'",
-                                             "down_revision: Union[str, Sequence[str], None]"
-                                             " = 'a1'"))
+    path.write_text(
+        path.read_text().replace(
+            "down_revision: Union[str, Sequence[str], None] = 'a2'",
+            "down_revision: Union[str, Sequence[str], None] = 'a1'",
+        )
+    )
     assert ids(repo)["a3"] == ("a1",)
 
 
-def test_an_old_file_is_trusted_by_its_stat(repo_with_linear_history: Repo,
-                                            counted_parses: list[str]) -> None:
+def test_an_old_file_is_trusted_by_its_stat(
+    repo_with_linear_history: Repo, counted_parses: list[str]
+) -> None:
     repo = repo_with_linear_history
     old = 1_600_000_000
     for path in repo.versions.glob("*.py"):
@@ -309,8 +337,9 @@ def script_set_files(repo: Repo) -> list[Path]:
     return sorted((repo.root / ".git" / "branchmig" / "cache" / "script-sets").glob("*"))
 
 
-def test_a_ref_read_again_comes_from_its_script_set(repo_with_linear_history: Repo,
-                                                    counted_parses: list[str]) -> None:
+def test_a_ref_read_again_comes_from_its_script_set(
+    repo_with_linear_history: Repo, counted_parses: list[str]
+) -> None:
     repo = repo_with_linear_history
     first = ws_ids(repo, "HEAD")
     assert len(script_set_files(repo)) == 1
@@ -343,8 +372,9 @@ def test_a_broken_script_set_file_is_ignored(repo_with_linear_history: Repo) -> 
     assert ws_ids(repo, "HEAD") == first
 
 
-def test_only_the_latest_script_sets_are_kept(repo_with_linear_history: Repo,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_the_latest_script_sets_are_kept(
+    repo_with_linear_history: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = repo_with_linear_history
     monkeypatch.setattr(ScriptSetCache, "KEEP", 2)
     for i in range(4, 8):

@@ -30,7 +30,11 @@ def test_save_restore_and_drop_by_hand(db_at_feature1_head_with_emails: Project)
     assert "Saved snapshot 'before-cleanup'" in out.stdout
     snap = listed(p)["before-cleanup"]
     assert (snap["branch"], snap["heads"], snap["backend"], snap["present"]) == (
-        "feature1", [F1], "sqlite", True)
+        "feature1",
+        [F1],
+        "sqlite",
+        True,
+    )
     assert snap["size"] > 0 and snap["purpose"] == "manual"
 
     with sqlite3.connect(p.db_path) as conn:
@@ -49,7 +53,8 @@ def test_save_restore_and_drop_by_hand(db_at_feature1_head_with_emails: Project)
 
 
 def test_prune_keeps_a_deleted_branchs_snapshot_until_told(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     p.ok("switch", "feature2")  # leaving feature1 drops users.email: its snapshot is kept
     p.ok("snapshot", "save", "mine")
@@ -83,8 +88,11 @@ def test_snapshot_command_errors_are_one_line(db_at_feature1_head_with_emails: P
     p = db_at_feature1_head_with_emails
     missing = p.branchmig("snapshot", "restore", "nope")
     assert missing.returncode == 1
-    assert missing.stderr.strip().splitlines()[-1].startswith(
-        "branchmig: No snapshot 'nope' of this database")
+    assert (
+        missing.stderr.strip()
+        .splitlines()[-1]
+        .startswith("branchmig: No snapshot 'nope' of this database")
+    )
     bad = p.branchmig("snapshot", "save", "Not A Name")
     assert bad.returncode == 2
     assert "must be 1-40 of a-z, 0-9, '-' and '_'" in bad.stderr

@@ -292,17 +292,19 @@ def db_with_its_own_owner_privileges_and_settings(
     """(live URL, owner, reader): owned by a role that may create databases, CONNECT
     granted to ``reader`` only, a connection limit, and settings for all and for reader."""
     live = str(make_url(fresh_postgres_url).database)
-    with new_role(postgres_server_url, "bm_owner", "LOGIN CREATEDB") as owner, new_role(
-        postgres_server_url, "bm_reader"
-    ) as reader:
+    with (
+        new_role(postgres_server_url, "bm_owner", "LOGIN CREATEDB") as owner,
+        new_role(postgres_server_url, "bm_reader") as reader,
+    ):
         db, o, r = sql.Identifier(live), sql.Identifier(owner), sql.Identifier(reader)
         with postgres_connection(postgres_server_url) as conn:
             for statement in (
                 sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, o),
                 sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 50").format(db),
                 sql.SQL("ALTER DATABASE {} SET timezone TO 'Asia/Tokyo'").format(db),
-                sql.SQL("""ALTER DATABASE {} SET search_path TO "$user", "my app", public""")
-                .format(db),
+                sql.SQL(
+                    """ALTER DATABASE {} SET search_path TO "$user", "my app", public"""
+                ).format(db),
                 sql.SQL("ALTER ROLE {} IN DATABASE {} SET work_mem TO '8MB'").format(r, db),
                 sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db),
                 sql.SQL("GRANT CONNECT ON DATABASE {} TO {} WITH GRANT OPTION").format(db, r),

@@ -42,15 +42,21 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
 
 def _together(files: tuple[Path, Path], store: Path, store_b: Path | None = None) -> Together:
     a, b = files
-    return Together([("", SQLiteBackend(f"sqlite:///{a}", store_dir=store)),
-                     ("users", SQLiteBackend(f"sqlite:///{b}", store_dir=store_b or store))])
+    return Together(
+        [
+            ("", SQLiteBackend(f"sqlite:///{a}", store_dir=store)),
+            ("users", SQLiteBackend(f"sqlite:///{b}", store_dir=store_b or store)),
+        ]
+    )
 
 
-def test_one_key_saves_and_restores_every_database(files: tuple[Path, Path],
-                                                   tmp_path: Path) -> None:
+def test_one_key_saves_and_restores_every_database(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
     a, b = files
-    both = backend_for([("", f"sqlite:///{a}"), ("users", f"sqlite:///{b}")],
-                       store_dir=tmp_path / "store")
+    both = backend_for(
+        [("", f"sqlite:///{a}"), ("users", f"sqlite:///{b}")], store_dir=tmp_path / "store"
+    )
     assert isinstance(both, Together) and both.name == "sqlite"
     saved = both.save("k1")
     assert saved.size == a.stat().st_size + b.stat().st_size
@@ -68,8 +74,9 @@ def test_one_database_is_its_own_backend(files: tuple[Path, Path], tmp_path: Pat
     assert isinstance(backend, SQLiteBackend)
 
 
-def test_a_save_that_fails_in_one_database_keeps_no_copy(files: tuple[Path, Path],
-                                                         tmp_path: Path) -> None:
+def test_a_save_that_fails_in_one_database_keeps_no_copy(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     both = _together(files, tmp_path / "store", store_b=blocker / "store")
@@ -79,8 +86,9 @@ def test_a_save_that_fails_in_one_database_keeps_no_copy(files: tuple[Path, Path
     assert not both.exists("k1")
 
 
-def test_a_copy_missing_in_one_database_is_no_snapshot(files: tuple[Path, Path],
-                                                       tmp_path: Path) -> None:
+def test_a_copy_missing_in_one_database_is_no_snapshot(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
     a, _ = files
     both = _together(files, tmp_path / "store")
     SQLiteBackend(f"sqlite:///{a}", store_dir=tmp_path / "store").save("half")
@@ -94,7 +102,8 @@ def test_a_copy_missing_in_one_database_is_no_snapshot(files: tuple[Path, Path],
 
 
 def test_a_restore_that_fails_part_way_puts_the_first_database_back(
-        files: tuple[Path, Path], tmp_path: Path) -> None:
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
     a, b = files
     both = _together(files, tmp_path / "store")
     both.save("k1")

@@ -11,8 +11,15 @@ from branchmig.state import SnapshotRecord, State
 
 
 def record(key: str) -> SnapshotRecord:
-    return SnapshotRecord(key=key, branch="feature1", commit="c0ffee", heads=["b2"],
-                          database="db1", backend="sqlite", size=10)
+    return SnapshotRecord(
+        key=key,
+        branch="feature1",
+        commit="c0ffee",
+        heads=["b2"],
+        database="db1",
+        backend="sqlite",
+        size=10,
+    )
 
 
 def test_what_a_snapshot_holds_is_kept_beside_the_index(tmp_path: Path) -> None:
@@ -28,8 +35,7 @@ def test_what_a_snapshot_holds_is_kept_beside_the_index(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "snapshot-holds").iterdir()) == ["two.marshal"]
 
 
-def test_an_index_written_by_an_earlier_version_is_read_and_carried_over(
-        tmp_path: Path) -> None:
+def test_an_index_written_by_an_earlier_version_is_read_and_carried_over(tmp_path: Path) -> None:
     old = [{**vars(record(k)), "applied": {"a1": f"blob-{k}"}} for k in ("one", "two")]
     (tmp_path / "snapshots.json").write_text(json.dumps(old))
     state = State(tmp_path)
@@ -43,8 +49,9 @@ def test_an_index_written_by_an_earlier_version_is_read_and_carried_over(
 def test_the_applied_record_round_trips_and_a_broken_one_is_empty(tmp_path: Path) -> None:
     revisions = {
         "a1": Revision("a1", path="v/a1.py", blob="x1"),
-        "m": Revision("m", down=("a1", "b1"), labels=("lbl",), depends_on=("c",),
-                      path="v/m.py", blob="x2"),
+        "m": Revision(
+            "m", down=("a1", "b1"), labels=("lbl",), depends_on=("c",), path="v/m.py", blob="x2"
+        ),
     }
     State(tmp_path).record_applied("db1", revisions)
     assert State(tmp_path).applied("db1") == revisions

@@ -30,7 +30,8 @@ def flask_repo_with_two_feature_branches(flask_template: Path, tmp_path: Path) -
 
 
 def test_flask_seed_round_trip_with_switch_and_hooks(
-        flask_repo_with_two_feature_branches: Project) -> None:
+    flask_repo_with_two_feature_branches: Project,
+) -> None:
     p = flask_repo_with_two_feature_branches
     p.ok("install")
     p.ok("switch", "feature1")
@@ -53,7 +54,8 @@ def test_flask_seed_round_trip_with_switch_and_hooks(
 
 @pytest.mark.parametrize("how", ["flaskenv", "pyproject"])
 def test_flask_app_found_without_flask_app_in_the_environment(
-        flask_template: Path, tmp_path: Path, how: str) -> None:
+    flask_template: Path, tmp_path: Path, how: str
+) -> None:
     if how == "flaskenv":
         pytest.importorskip("dotenv")
     p = make_seed_project(flask_template, tmp_path / "blog", kind="flask", flask_app=how)
@@ -64,7 +66,8 @@ def test_flask_app_found_without_flask_app_in_the_environment(
 
 
 def test_missing_flask_app_is_one_line_and_changes_nothing(
-        flask_template: Path, tmp_path: Path) -> None:
+    flask_template: Path, tmp_path: Path
+) -> None:
     p = make_seed_project(flask_template, tmp_path / "blog", kind="flask", flask_app="none")
     proc = p.branchmig("switch", "feature1")
     assert proc.returncode == 2
@@ -76,7 +79,8 @@ def test_missing_flask_app_is_one_line_and_changes_nothing(
 
 
 def test_an_app_that_fails_to_import_shows_the_cause(
-        flask_repo_with_two_feature_branches: Project) -> None:
+    flask_repo_with_two_feature_branches: Project,
+) -> None:
     p = flask_repo_with_two_feature_branches
     blog = p.root / "blog.py"
     blog.write_text("import flask_nowhere  # a typo\n" + blog.read_text())

@@ -43,28 +43,35 @@ def mysql_url_with_password(fresh_mysql_url: str, mysql_server_url: str) -> Iter
         # scratch copy of a restore).
         cur.execute(f"GRANT ALL PRIVILEGES ON `bm\\_test\\_%`.* TO '{user}'@'127.0.0.1'")
     try:
-        yield make_url(fresh_mysql_url).set(username=user, password=PASSWORD).render_as_string(
-            hide_password=False)
+        yield (
+            make_url(fresh_mysql_url)
+            .set(username=user, password=PASSWORD)
+            .render_as_string(hide_password=False)
+        )
     finally:
         with mysql_connection(mysql_server_url) as conn, conn.cursor() as cur:
             cur.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
 
 
 def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
-    with mysql_connection(url, database=make_url(url).database) as conn, \
-            conn.cursor() as cur:
+    with mysql_connection(url, database=make_url(url).database) as conn, conn.cursor() as cur:
         cur.execute(sql)
         return [tuple(r) for r in cur.fetchall()]
 
 
 def _state(url: str) -> dict[str, Any]:
     name = make_url(url).database
-    columns = _query(url, "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM "
-                          f"information_schema.COLUMNS WHERE TABLE_SCHEMA = '{name}' "
-                          "ORDER BY TABLE_NAME, ORDINAL_POSITION")
+    columns = _query(
+        url,
+        "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM "
+        f"information_schema.COLUMNS WHERE TABLE_SCHEMA = '{name}' "
+        "ORDER BY TABLE_NAME, ORDINAL_POSITION",
+    )
     tables = {t for t, _, _ in columns}
-    return {"columns": columns,
-            "rows": {t: _query(url, f"SELECT * FROM `{t}` ORDER BY 1") for t in tables}}
+    return {
+        "columns": columns,
+        "rows": {t: _query(url, f"SELECT * FROM `{t}` ORDER BY 1") for t in tables},
+    }
 
 
 def _version(url: str) -> set[str]:
@@ -72,14 +79,18 @@ def _version(url: str) -> set[str]:
 
 
 @pytest.fixture
-def mysql_db_at_feature1_with_emails(alembic_template: Path, tmp_path: Path,
-                                     mysql_url_with_password: str) -> Project:
+def mysql_db_at_feature1_with_emails(
+    alembic_template: Path, tmp_path: Path, mysql_url_with_password: str
+) -> Project:
     url = mysql_url_with_password
     p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic", url=url)
     p.ok("sync")
     p.ok("switch", "feature1")
-    _query(url, "INSERT INTO users (name, email) VALUES ('ada', 'ada@example.com'), "
-                "('bob', 'bob@example.com')")
+    _query(
+        url,
+        "INSERT INTO users (name, email) VALUES ('ada', 'ada@example.com'), "
+        "('bob', 'bob@example.com')",
+    )
     return p
 
 
@@ -91,8 +102,7 @@ def test_mysql_round_trip_keeps_emails(mysql_db_at_feature1_with_emails: Project
     p = mysql_db_at_feature1_with_emails
     # An app's idle pooled connection, open the whole time: tables are found by name, so
     # it sees each swapped-in table (only an open transaction holds the swap up).
-    with mysql_connection(p.url, database=make_url(p.url).database) as app, \
-            app.cursor() as cur:
+    with mysql_connection(p.url, database=make_url(p.url).database) as app, app.cursor() as cur:
         out = p.ok("switch", "feature2")
         assert PASSWORD not in out.stdout + out.stderr and "***" in out.stdout
         assert _version(p.url) == {F2}
@@ -113,27 +123,29 @@ def test_mysql_round_trip_keeps_emails(mysql_db_at_feature1_with_emails: Project
 
 
 def test_mysql_raising_migration_leaves_the_database_as_before(
-        mysql_db_at_feature1_with_emails: Project) -> None:
+    mysql_db_at_feature1_with_emails: Project,
+) -> None:
     p = mysql_db_at_feature1_with_emails
     # the revert of F1 commits before the upgrade fails: only the snapshot brings it back
-    check_raising_switch_changes_nothing(p, lambda: _state(p.url), lambda: _version(p.url),
-                                         secret=PASSWORD)
+    check_raising_switch_changes_nothing(
+        p, lambda: _state(p.url), lambda: _version(p.url), secret=PASSWORD
+    )
 
 
 def test_mysql_killed_switch_is_put_back_by_the_next_command(
-        mysql_db_at_feature1_with_emails: Project, tmp_path: Path) -> None:
+    mysql_db_at_feature1_with_emails: Project, tmp_path: Path
+) -> None:
     p = mysql_db_at_feature1_with_emails
-    check_killed_switch_is_put_back(p, tmp_path / "sleeping", lambda: _state(p.url),
-                                    "sync")
+    check_killed_switch_is_put_back(p, tmp_path / "sleeping", lambda: _state(p.url), "sync")
 
 
 def test_mysql_held_transaction_blocking_the_restore_is_named_until_terminated(
-        mysql_db_at_feature1_with_emails: Project) -> None:
+    mysql_db_at_feature1_with_emails: Project,
+) -> None:
     p = mysql_db_at_feature1_with_emails
     p.ok("switch", "feature2")
     before = _state(p.url)
-    with mysql_connection(p.url, database=make_url(p.url).database) as held, \
-            held.cursor() as cur:
+    with mysql_connection(p.url, database=make_url(p.url).database) as held, held.cursor() as cur:
         cur.execute("SELECT CONNECTION_ID()")
         session = cur.fetchone()[0]
         cur.execute("BEGIN")
@@ -150,12 +162,18 @@ def test_mysql_held_transaction_blocking_the_restore_is_named_until_terminated(
 
 
 def test_mysql_round_trip_brings_back_the_view_a_branch_made(
-        mysql_db_at_feature1_with_emails: Project) -> None:
+    mysql_db_at_feature1_with_emails: Project,
+) -> None:
     p = mysql_db_at_feature1_with_emails
-    p.write("f1b0000000aa_view.py", script(
-        "f1b0000000aa", F1,
-        '    op.execute("CREATE VIEW user_emails AS SELECT name, email FROM users")',
-        '    op.execute("DROP VIEW user_emails")'))
+    p.write(
+        "f1b0000000aa_view.py",
+        script(
+            "f1b0000000aa",
+            F1,
+            '    op.execute("CREATE VIEW user_emails AS SELECT name, email FROM users")',
+            '    op.execute("DROP VIEW user_emails")',
+        ),
+    )
     p.commit("feature1: a view of the emails")
     p.ok("sync")
     p.ok("switch", "feature2")  # its downgrade drops the view
@@ -169,7 +187,8 @@ def test_mysql_round_trip_brings_back_the_view_a_branch_made(
 
 @pytest.mark.parametrize("point", FAILPOINTS)
 def test_a_switch_killed_at_any_point_ends_before_or_after_it(
-        mysql_db_at_feature1_with_emails: Project, point: str) -> None:
+    mysql_db_at_feature1_with_emails: Project, point: str
+) -> None:
     p = mysql_db_at_feature1_with_emails
     check_stopped_switch_ends_before_or_after(p, point, "kill", lambda: _state(p.url))
 

@@ -38,7 +38,8 @@ def _state(url: str) -> dict[str, Any]:
     with postgres_connection(url) as conn:
         columns = conn.execute(
             "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position").fetchall()
+            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        ).fetchall()
         tables = {t for t, _, _ in columns}
         rows = {t: conn.execute(f'SELECT * FROM "{t}" ORDER BY 1').fetchall() for t in tables}
     return {"columns": columns, "rows": rows}
@@ -50,18 +51,20 @@ def _version(url: str) -> set[str]:
 
 
 @pytest.fixture
-def pg_db_at_feature1_with_emails(alembic_template: Path, tmp_path: Path,
-                                  fresh_postgres_url: str) -> Project:
+def pg_db_at_feature1_with_emails(
+    alembic_template: Path, tmp_path: Path, fresh_postgres_url: str
+) -> Project:
     """The seed project on a new PostgreSQL database (its URL carrying a password the
     server accepts), switched to feature1, two users with emails."""
-    url = make_url(fresh_postgres_url).set(password=PASSWORD).render_as_string(
-        hide_password=False)
+    url = make_url(fresh_postgres_url).set(password=PASSWORD).render_as_string(hide_password=False)
     p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic", url=url)
     p.ok("sync")
     p.ok("switch", "feature1")
     with postgres_connection(url) as conn:
-        conn.execute("INSERT INTO users (name, email) VALUES ('ada', 'ada@example.com'), "
-                     "('bob', 'bob@example.com')")
+        conn.execute(
+            "INSERT INTO users (name, email) VALUES ('ada', 'ada@example.com'), "
+            "('bob', 'bob@example.com')"
+        )
     return p
 
 
@@ -91,15 +94,18 @@ def test_postgres_round_trip_keeps_emails(pg_db_at_feature1_with_emails: Project
 
 
 def test_postgres_raising_migration_leaves_the_database_as_before(
-        pg_db_at_feature1_with_emails: Project) -> None:
+    pg_db_at_feature1_with_emails: Project,
+) -> None:
     p = pg_db_at_feature1_with_emails
     # the revert of F1 commits before the upgrade fails: only the snapshot brings it back
-    check_raising_switch_changes_nothing(p, lambda: _state(p.url), lambda: _version(p.url),
-                                         secret=PASSWORD)
+    check_raising_switch_changes_nothing(
+        p, lambda: _state(p.url), lambda: _version(p.url), secret=PASSWORD
+    )
 
 
 def test_a_held_session_blocks_the_snapshot_until_terminated(
-        pg_db_at_feature1_with_emails: Project) -> None:
+    pg_db_at_feature1_with_emails: Project,
+) -> None:
     p = pg_db_at_feature1_with_emails
     with postgres_connection(p.url) as held:
         pid = held.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -116,14 +122,15 @@ def test_a_held_session_blocks_the_snapshot_until_terminated(
 
 
 def test_postgres_killed_switch_is_put_back_by_the_next_command(
-        pg_db_at_feature1_with_emails: Project, tmp_path: Path) -> None:
+    pg_db_at_feature1_with_emails: Project, tmp_path: Path
+) -> None:
     p = pg_db_at_feature1_with_emails
-    check_killed_switch_is_put_back(p, tmp_path / "sleeping", lambda: _state(p.url),
-                                    "status")
+    check_killed_switch_is_put_back(p, tmp_path / "sleeping", lambda: _state(p.url), "status")
 
 
 def test_a_hook_blocked_by_a_session_then_sync_keeps_the_rows(
-        pg_db_at_feature1_with_emails: Project) -> None:
+    pg_db_at_feature1_with_emails: Project,
+) -> None:
     """The hook cannot save (an app holds a session) and says what to run; that sync,
     then the checkout back, brings feature1's rows back (they used to land in a shared
     'detached' snapshot nothing restored)."""
@@ -143,25 +150,38 @@ def test_a_hook_blocked_by_a_session_then_sync_keeps_the_rows(
 
 
 def test_a_connection_terminated_mid_migration_leaves_the_database_as_before(
-        pg_db_at_feature1_with_emails: Project, tmp_path: Path) -> None:
+    pg_db_at_feature1_with_emails: Project, tmp_path: Path
+) -> None:
     p = pg_db_at_feature1_with_emails
     marker = tmp_path / "migrating"
     p.git("checkout", "-q", "feature2")
-    p.write(f"{F2}_posts.py", F2_SCRIPT.replace(
-        '                    sa.Column("title", sa.String(100)))',
-        '                    sa.Column("title", sa.String(100)))\n'
-        f'    open({str(marker)!r}, "w").close()\n'
-        '    import time; time.sleep(3)\n'
-        '    op.execute("SELECT 1")'))
+    p.write(
+        f"{F2}_posts.py",
+        F2_SCRIPT.replace(
+            '                    sa.Column("title", sa.String(100)))',
+            '                    sa.Column("title", sa.String(100)))\n'
+            f'    open({str(marker)!r}, "w").close()\n'
+            "    import time; time.sleep(3)\n"
+            '    op.execute("SELECT 1")',
+        ),
+    )
     p.commit("feature2: slow posts")
     p.git("checkout", "-q", "feature1")
     before = _state(p.url)
-    proc = subprocess.Popen([BRANCHMIG, "switch", "feature2"], cwd=p.root, env=p.environ(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [BRANCHMIG, "switch", "feature2"],
+        cwd=p.root,
+        env=p.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(lambda: marker.exists() or proc.poll() is not None)
     with postgres_connection(p.url) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, stderr
     assert "Traceback" not in stderr and "Nothing changed" in stderr, stderr
@@ -171,7 +191,8 @@ def test_a_connection_terminated_mid_migration_leaves_the_database_as_before(
 
 @pytest.mark.parametrize("point", FAILPOINTS)
 def test_a_switch_killed_at_any_point_ends_before_or_after_it(
-        pg_db_at_feature1_with_emails: Project, point: str) -> None:
+    pg_db_at_feature1_with_emails: Project, point: str
+) -> None:
     p = pg_db_at_feature1_with_emails
     check_stopped_switch_ends_before_or_after(p, point, "kill", lambda: _state(p.url))
 

@@ -57,13 +57,19 @@ def test_seed_round_trip_keeps_feature1_emails(db_at_feature1_head_with_emails: 
         held.close()
 
 
-def test_status_json_names_what_the_branch_lacks(db_at_feature1_head_with_emails: Project
-                                                 ) -> None:
+def test_status_json_names_what_the_branch_lacks(db_at_feature1_head_with_emails: Project) -> None:
     p = db_at_feature1_head_with_emails
     p.git("checkout", "-q", "feature2")  # no hooks installed: the database stays behind
     data = p.status()
-    assert set(data) >= {"database", "db_heads", "code_heads", "pending", "unknown",
-                         "unknown_found_in", "snapshots"}
+    assert set(data) >= {
+        "database",
+        "db_heads",
+        "code_heads",
+        "pending",
+        "unknown",
+        "unknown_found_in",
+        "snapshots",
+    }
     assert data["database"] == "sqlite:///app.db"
     assert data["db_heads"] == [F1]
     assert data["code_heads"] == [F2]
@@ -89,8 +95,7 @@ def test_dry_run_changes_nothing(db_at_feature1_head_with_emails: Project) -> No
     assert sqlite_dump(p.db_path) == before
 
 
-def test_dirty_migrations_folder_refuses_switch(db_at_feature1_head_with_emails: Project
-                                                ) -> None:
+def test_dirty_migrations_folder_refuses_switch(db_at_feature1_head_with_emails: Project) -> None:
     p = db_at_feature1_head_with_emails
     before = sqlite_dump(p.db_path)
     p.write("ffff00000001_wip.py", script("ffff00000001", F1, "    pass", "    pass"))
@@ -115,7 +120,8 @@ def test_deleted_branch_is_reverted_by_sync(db_at_feature1_head_with_emails: Pro
 
 
 def test_deleted_branch_is_reverted_from_the_kept_copy(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     p.git("checkout", "-q", "main")
     p.forget_branch("feature1")
@@ -129,9 +135,11 @@ def test_edited_migration_is_redone(db_at_feature1_head_with_emails: Project) ->
     edited = F1_SCRIPT.replace(
         '    op.add_column("users", sa.Column("email", sa.String(100), nullable=True))',
         '    op.add_column("users", sa.Column("email", sa.String(100), nullable=True))\n'
-        '    op.add_column("users", sa.Column("phone", sa.String(20), nullable=True))').replace(
+        '    op.add_column("users", sa.Column("phone", sa.String(20), nullable=True))',
+    ).replace(
         '        batch.drop_column("email")',
-        '        batch.drop_column("phone")\n        batch.drop_column("email")')
+        '        batch.drop_column("phone")\n        batch.drop_column("email")',
+    )
     p.write(f"{F1}_email.py", edited)
     p.commit("feature1: users.phone too")
     out = p.ok("sync", "--no-snapshot")
@@ -143,7 +151,8 @@ def test_edited_migration_is_redone(db_at_feature1_head_with_emails: Project) ->
 
 
 def test_migration_raising_mid_switch_leaves_everything_as_before(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     commit_raising_feature2(p)
     before = sqlite_dump(p.db_path)
@@ -158,7 +167,8 @@ def test_migration_raising_mid_switch_leaves_everything_as_before(
 
 
 def test_migration_raising_without_snapshot_names_last_revision_and_sync(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     commit_raising_feature2(p)
     proc = p.branchmig("switch", "feature2", "--no-snapshot")
@@ -186,7 +196,8 @@ def test_unreachable_sqlite_database_is_one_line(db_at_main_head: Project) -> No
 
 
 def test_unreachable_postgres_database_is_one_line_without_password(
-        db_at_main_head: Project) -> None:
+    db_at_main_head: Project,
+) -> None:
     pytest.importorskip("psycopg")
     p = db_at_main_head
     set_alembic_url(p.root, "postgresql+psycopg://app:s3cretpw@127.0.0.1:1/app")
@@ -209,15 +220,22 @@ def _feature1_gains_phone(p: Project, *, raising: bool = False) -> None:
     body = '    op.add_column("users", sa.Column("phone", sa.String(20), nullable=True))'
     if raising:
         body += '\n    raise RuntimeError("no phones today")'
-    p.write(f"{F1B}_phone.py", script(
-        F1B, F1, body,
-        '    with op.batch_alter_table("users") as batch:\n        batch.drop_column("phone")'))
+    p.write(
+        f"{F1B}_phone.py",
+        script(
+            F1B,
+            F1,
+            body,
+            '    with op.batch_alter_table("users") as batch:\n        batch.drop_column("phone")',
+        ),
+    )
     p.commit("feature1: users.phone")
     p.git("checkout", "-q", "feature2")
 
 
 def test_snapshot_restored_then_what_arrived_since_applied(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     p.ok("switch", "feature2")
     _feature1_gains_phone(p)
@@ -231,7 +249,8 @@ def test_snapshot_restored_then_what_arrived_since_applied(
 
 
 def test_failure_after_a_restore_keeps_both_databases(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     p.ok("switch", "feature2")
     _feature1_gains_phone(p, raising=True)
@@ -255,7 +274,8 @@ def test_failure_after_a_restore_keeps_both_databases(
 
 
 def test_a_script_missing_from_every_ref_is_one_line_and_changes_nothing(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     p.git("checkout", "-q", "main")
     p.forget_branch("feature1")
@@ -273,8 +293,7 @@ def test_a_script_missing_from_every_ref_is_one_line_and_changes_nothing(
     assert p.branch() == "main"
 
 
-def test_alembic_own_log_lines_only_when_asked(db_at_feature1_head_with_emails: Project
-                                               ) -> None:
+def test_alembic_own_log_lines_only_when_asked(db_at_feature1_head_with_emails: Project) -> None:
     p = db_at_feature1_head_with_emails
     quiet = p.ok("switch", "feature2", "--no-snapshot")
     assert f"reverted {F1}" in quiet.stderr and f"applied  {F2}" in quiet.stderr
@@ -294,26 +313,34 @@ SEED_004_DOWNGRADE = '    op.drop_column("users", "phone")'
 def _feature1_gains_an_indexed_phone(p: Project) -> None:
     """Seed 004: an indexed column whose downgrade drops it outside batch mode, which
     SQLite refuses ("error in index ix_users_phone after drop column")."""
-    p.write(f"{F1B}_phone.py", script(
-        F1B, F1,
-        '    op.add_column("users", sa.Column("phone", sa.String(20), nullable=True))\n'
-        '    op.create_index("ix_users_phone", "users", ["phone"])',
-        SEED_004_DOWNGRADE))
+    p.write(
+        f"{F1B}_phone.py",
+        script(
+            F1B,
+            F1,
+            '    op.add_column("users", sa.Column("phone", sa.String(20), nullable=True))\n'
+            '    op.create_index("ix_users_phone", "users", ["phone"])',
+            SEED_004_DOWNGRADE,
+        ),
+    )
     p.commit("feature1: users.phone, indexed")
 
 
 def test_seed_004_is_warned_about_then_names_its_fix(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     _feature1_gains_an_indexed_phone(p)
     p.ok("sync")
     path = f"alembic/versions/{F1B}_phone.py"
     line = (p.root / path).read_text().splitlines().index(SEED_004_DOWNGRADE) + 1
-    fix = (f"revision '{F1B}' ({path}, line {line}) runs op.drop_column('users', 'phone') "
-           "outside batch mode, which SQLite cannot do to an indexed or constrained column: "
-           "in its downgrade, drop the index first and write `with "
-           "op.batch_alter_table('users') as batch: batch.drop_column('phone')` (or set "
-           "render_as_batch=True in env.py's context.configure)")
+    fix = (
+        f"revision '{F1B}' ({path}, line {line}) runs op.drop_column('users', 'phone') "
+        "outside batch mode, which SQLite cannot do to an indexed or constrained column: "
+        "in its downgrade, drop the index first and write `with "
+        "op.batch_alter_table('users') as batch: batch.drop_column('phone')` (or set "
+        "render_as_batch=True in env.py's context.configure)"
+    )
     plan = p.ok("plan", ".", "main")
     assert f"warning: on SQLite, {fix}" in plan.stderr, plan.stderr
     check = p.ok("check", "--against", "main")
@@ -331,7 +358,8 @@ def test_seed_004_is_warned_about_then_names_its_fix(
 
 @pytest.mark.parametrize("snapshot", ["--snapshot", "--no-snapshot"])
 def test_a_rehearsal_that_fails_never_touches_the_live_database(
-        db_at_feature1_head_with_emails: Project, snapshot: str) -> None:
+    db_at_feature1_head_with_emails: Project, snapshot: str
+) -> None:
     p = db_at_feature1_head_with_emails
     _feature1_gains_an_indexed_phone(p)
     p.ok("sync")
@@ -340,8 +368,9 @@ def test_a_rehearsal_that_fails_never_touches_the_live_database(
     proc = p.branchmig("switch", "main", "--rehearse", snapshot)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     said = proc.stderr.strip().splitlines()[-1]
-    assert said.startswith("branchmig: The rehearsal on a copy of the database failed: "
-                           f"Downgrade of '{F1B}' failed"), said
+    assert said.startswith(
+        f"branchmig: The rehearsal on a copy of the database failed: Downgrade of '{F1B}' failed"
+    ), said
     assert "To fix it:" in said and said.endswith("the live database was not touched"), said
     assert p.db_path.read_bytes() == before and p.db_path.stat().st_mtime_ns == stamp
     assert p.branch() == "feature1"
@@ -349,7 +378,8 @@ def test_a_rehearsal_that_fails_never_touches_the_live_database(
 
 
 def test_a_rehearsal_that_works_then_moves_the_live_database(
-        db_at_feature1_head_with_emails: Project) -> None:
+    db_at_feature1_head_with_emails: Project,
+) -> None:
     p = db_at_feature1_head_with_emails
     # Untracked, so every checkout keeps it: the hook rehearses too.
     (p.root / "pyproject.toml").write_text("[tool.branchmig]\nrehearse = true\n")

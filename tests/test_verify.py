@@ -43,8 +43,9 @@ UNBATCHED = "f6d900000001"
 SLOW = "f7e900000001"
 
 
-def _project(request: pytest.FixtureRequest, template: Path, tmp_path: Path,
-             backend: str) -> Project:
+def _project(
+    request: pytest.FixtureRequest, template: Path, tmp_path: Path, backend: str
+) -> Project:
     url = None
     if backend == "postgresql":
         url = request.getfixturevalue("fresh_postgres_url")
@@ -54,16 +55,16 @@ def _project(request: pytest.FixtureRequest, template: Path, tmp_path: Path,
 
 
 @pytest.fixture(params=BACKENDS)
-def seed_project(request: pytest.FixtureRequest, alembic_template: Path,
-                 tmp_path: Path) -> Project:
+def seed_project(request: pytest.FixtureRequest, alembic_template: Path, tmp_path: Path) -> Project:
     """The seed repository (main: users; feature1: users.email; feature2: posts) on the
     backend named by the parameter, main checked out, no database yet."""
     return _project(request, alembic_template, tmp_path, request.param)
 
 
 @pytest.fixture
-def pg_seed_project(request: pytest.FixtureRequest, alembic_template: Path,
-                    tmp_path: Path) -> Project:
+def pg_seed_project(
+    request: pytest.FixtureRequest, alembic_template: Path, tmp_path: Path
+) -> Project:
     return _project(request, alembic_template, tmp_path, "postgresql")
 
 
@@ -86,28 +87,33 @@ def verify(p: Project, *args: str) -> tuple[int, dict[str, Any], str]:
 
 
 FORGETS_A_TABLE = script(
-    TAGS, BASE,
+    TAGS,
+    BASE,
     '    op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True))\n'
     '    op.create_table("post_tags", sa.Column("tag_id", sa.Integer,\n'
     '                    sa.ForeignKey("tags.id"), primary_key=True))',
-    '    op.drop_table("post_tags")')
+    '    op.drop_table("post_tags")',
+)
 
 FORGETS_AN_INDEX = script(
-    INDEX, BASE,
-    '    op.create_index("ix_users_name", "users", ["name"])',
-    '    pass')
+    INDEX, BASE, '    op.create_index("ix_users_name", "users", ["name"])', "    pass"
+)
 
 FORGETS_AN_ENUM = script(
-    MOOD, BASE,
+    MOOD,
+    BASE,
     '    op.create_table("moods", sa.Column("id", sa.Integer, primary_key=True),\n'
     '                    sa.Column("mood", sa.Enum("happy", "sad", name="mood")))',
-    '    op.drop_table("moods")')
+    '    op.drop_table("moods")',
+)
 
 UNBATCHED_DROP = script(
-    UNBATCHED, BASE,
+    UNBATCHED,
+    BASE,
     '    op.add_column("users", sa.Column("email", sa.String(100)))\n'
     '    op.create_index("ix_users_email", "users", ["email"])',
-    '    op.drop_column("users", "email")')
+    '    op.drop_column("users", "email")',
+)
 
 
 def _live_state(p: Project, backend: str) -> Any:
@@ -118,10 +124,12 @@ def _live_state(p: Project, backend: str) -> Any:
     engine = create_engine(p.url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            columns = conn.execute(text(
-                "SELECT table_name, column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = :s ORDER BY table_name, column_name"),
-                {"s": "public" if backend == "postgresql" else conn.engine.url.database}
+            columns = conn.execute(
+                text(
+                    "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = :s ORDER BY table_name, column_name"
+                ),
+                {"s": "public" if backend == "postgresql" else conn.engine.url.database},
             ).fetchall()
             versions = conn.execute(text("SELECT version_num FROM alembic_version")).fetchall()
         return columns, versions
@@ -135,8 +143,12 @@ def _scratch_databases(p: Project, backend: str) -> list[str]:
         return []
     if backend == "postgresql":
         with postgres_connection(p.url) as conn:
-            return [r[0] for r in conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'bm\\_verify\\_%'")]
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'bm\\_verify\\_%'"
+                )
+            ]
     with mysql_connection(p.url) as conn, conn.cursor() as cur:
         cur.execute("SHOW DATABASES LIKE 'bm\\_verify\\_%'")
         return [r[0] for r in cur.fetchall()]
@@ -145,8 +157,9 @@ def _scratch_databases(p: Project, backend: str) -> list[str]:
 # -- a sound branch --------------------------------------------------------------------------
 
 
-def test_sound_branches_pass_and_the_live_database_is_untouched(seed_project: Project,
-                                                                request: Any) -> None:
+def test_sound_branches_pass_and_the_live_database_is_untouched(
+    seed_project: Project, request: Any
+) -> None:
     p = seed_project
     backend = request.node.callspec.params["seed_project"]
     p.ok("sync")  # the live database at BASE
@@ -155,16 +168,21 @@ def test_sound_branches_pass_and_the_live_database_is_untouched(seed_project: Pr
     assert code == 0, report
     assert report["ok"] and report["findings"] == []
     assert report["shared"] == [BASE] and report["backend"] == backend
-    assert report["revisions"] == [{
-        "revision": F1, "path": f"alembic/versions/{F1}_email.py", "upgrade": "ok",
-        "downgrade": "ok", "upgrade_again": "ok"}]
+    assert report["revisions"] == [
+        {
+            "revision": F1,
+            "path": f"alembic/versions/{F1}_email.py",
+            "upgrade": "ok",
+            "downgrade": "ok",
+            "upgrade_again": "ok",
+        }
+    ]
     assert verify(p, "feature2", "--against", "main")[0] == 0
     assert _live_state(p, backend) == before
     assert _scratch_databases(p, backend) == []
 
 
-def test_the_working_tree_is_verified_against_main_by_default(
-        seed_project: Project) -> None:
+def test_the_working_tree_is_verified_against_main_by_default(seed_project: Project) -> None:
     p = seed_project
     p.git("checkout", "-q", "feature1")
     proc = p.ok("verify")
@@ -178,8 +196,9 @@ def test_the_working_tree_is_verified_against_main_by_default(
 # -- downgrades that leave traces -------------------------------------------------------------
 
 
-def test_a_downgrade_that_forgets_a_table_fails_naming_it(seed_project: Project,
-                                                          request: Any) -> None:
+def test_a_downgrade_that_forgets_a_table_fails_naming_it(
+    seed_project: Project, request: Any
+) -> None:
     p = seed_project
     backend = request.node.callspec.params["seed_project"]
     add_branch(p, "tags", {f"{TAGS}_tags.py": FORGETS_A_TABLE})
@@ -193,8 +212,12 @@ def test_a_downgrade_that_forgets_a_table_fails_naming_it(seed_project: Project,
     assert f"The downgrade of '{TAGS}' (alembic/versions/{TAGS}_tags.py)" in trace
     assert "table 'tags' is left behind" in trace
     assert report["revisions"][0] | {"path": ""} == {
-        "revision": TAGS, "path": "", "upgrade": "ok", "downgrade": "left traces",
-        "upgrade_again": "failed"}
+        "revision": TAGS,
+        "path": "",
+        "upgrade": "ok",
+        "downgrade": "left traces",
+        "upgrade_again": "failed",
+    }
     assert _live_state(p, backend) == before
     assert _scratch_databases(p, backend) == []
 
@@ -206,14 +229,19 @@ def test_a_downgrade_that_forgets_an_index_fails_naming_it(seed_project: Project
     assert code == 1
     assert report["findings"][0]["kind"] == "trace"
     assert "index 'users.ix_users_name' is left behind" in report["findings"][0]["message"]
-    assert report["findings"][0]["differences"] == [{
-        "kind": "index", "name": "users.ix_users_name", "change": "added", "old": None,
-        "new": "(name)"}]
+    assert report["findings"][0]["differences"] == [
+        {
+            "kind": "index",
+            "name": "users.ix_users_name",
+            "change": "added",
+            "old": None,
+            "new": "(name)",
+        }
+    ]
 
 
 @pytest.mark.postgres
-def test_a_downgrade_that_forgets_an_enum_type_fails_naming_it(
-        pg_seed_project: Project) -> None:
+def test_a_downgrade_that_forgets_an_enum_type_fails_naming_it(pg_seed_project: Project) -> None:
     p = pg_seed_project
     add_branch(p, "moods", {f"{MOOD}_moods.py": FORGETS_AN_ENUM})
     code, report, _ = verify(p, "moods", "--against", "main")
@@ -228,21 +256,32 @@ def test_a_downgrade_that_forgets_an_enum_type_fails_naming_it(
 
 
 def test_on_sqlite_an_unbatched_drop_of_an_indexed_column_fails_with_the_fix(
-        alembic_template: Path, tmp_path: Path) -> None:
+    alembic_template: Path, tmp_path: Path
+) -> None:
     p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
-    add_branch(p, "unbatched", {f"{UNBATCHED}_email.py": UNBATCHED_DROP,
-                                f"{TAGS}_tags.py": FORGETS_A_TABLE.replace(
-                                    f"down_revision: str | Sequence[str] | None = {BASE!r}",
-                                    f"down_revision: str | Sequence[str] | None = "
-                                    f"{UNBATCHED!r}")})
+    add_branch(
+        p,
+        "unbatched",
+        {
+            f"{UNBATCHED}_email.py": UNBATCHED_DROP,
+            f"{TAGS}_tags.py": FORGETS_A_TABLE.replace(
+                f"down_revision: str | Sequence[str] | None = {BASE!r}",
+                f"down_revision: str | Sequence[str] | None = {UNBATCHED!r}",
+            ),
+        },
+    )
     p.ok("sync")
     before = p.db_path.read_bytes()
     proc = p.branchmig("verify", "unbatched", "--against", "main")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert (f"branchmig: The downgrade of '{UNBATCHED}' (alembic/versions/{UNBATCHED}_email.py)"
-            " raises OperationalError" in proc.stdout), proc.stdout
-    assert (f"To fix it: revision '{UNBATCHED}' (alembic/versions/{UNBATCHED}_email.py, "
-            "line 26) runs op.drop_column('users', 'email') outside batch mode" in proc.stdout)
+    assert (
+        f"branchmig: The downgrade of '{UNBATCHED}' (alembic/versions/{UNBATCHED}_email.py)"
+        " raises OperationalError" in proc.stdout
+    ), proc.stdout
+    assert (
+        f"To fix it: revision '{UNBATCHED}' (alembic/versions/{UNBATCHED}_email.py, "
+        "line 26) runs op.drop_column('users', 'email') outside batch mode" in proc.stdout
+    )
     assert "with op.batch_alter_table('users') as batch" in proc.stdout
     # The revision after it is still verified, on a database rebuilt past the failure.
     assert f"FAIL {TAGS}" in proc.stdout and "table 'tags' is left behind" in proc.stdout
@@ -262,10 +301,13 @@ def test_markdown_report_for_a_pull_request(alembic_template: Path, tmp_path: Pa
     assert lines[0] == "### ❌ branchmig verify: 2 problems"
     assert "| revision | file | upgrade | downgrade | upgrade again |" in lines
     assert f"| `{INDEX}` | `alembic/versions/{INDEX}_index.py` | ✅ | ⚠️ | ❌ |" in lines
-    assert lines[-2].startswith(f"- **`{INDEX}`** (`alembic/versions/{INDEX}_index.py`): "
-                                f"The downgrade of '{INDEX}'")
-    assert lines[-1].startswith(f"- **`{INDEX}`** (`alembic/versions/{INDEX}_index.py`): "
-                                f"Run again after its downgrade, the upgrade of '{INDEX}'")
+    assert lines[-2].startswith(
+        f"- **`{INDEX}`** (`alembic/versions/{INDEX}_index.py`): The downgrade of '{INDEX}'"
+    )
+    assert lines[-1].startswith(
+        f"- **`{INDEX}`** (`alembic/versions/{INDEX}_index.py`): "
+        f"Run again after its downgrade, the upgrade of '{INDEX}'"
+    )
 
 
 def test_a_flask_project_is_refused_with_exit_2(flask_template: Path, tmp_path: Path) -> None:
@@ -276,13 +318,17 @@ def test_a_flask_project_is_refused_with_exit_2(flask_template: Path, tmp_path: 
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_an_env_py_that_ignores_sqlalchemy_url_is_refused(alembic_template: Path,
-                                                          tmp_path: Path) -> None:
+def test_an_env_py_that_ignores_sqlalchemy_url_is_refused(
+    alembic_template: Path, tmp_path: Path
+) -> None:
     p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
     env_py = p.root / "alembic" / "env.py"
-    env_py.write_text(env_py.read_text().replace(
-        'config.get_section(config.config_ini_section, {})',
-        '{"sqlalchemy.url": "sqlite:///app.db"}'))
+    env_py.write_text(
+        env_py.read_text().replace(
+            "config.get_section(config.config_ini_section, {})",
+            '{"sqlalchemy.url": "sqlite:///app.db"}',
+        )
+    )
     p.commit("env.py: a fixed URL")
     proc = p.branchmig("verify", "feature1", "--against", "main")
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -300,19 +346,27 @@ def test_an_unknown_base_is_a_usage_error(alembic_template: Path, tmp_path: Path
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_verify_drops_its_scratch_database(pg_seed_project: Project,
-                                                          tmp_path: Path,
-                                                          signum: int) -> None:
+def test_an_interrupted_verify_drops_its_scratch_database(
+    pg_seed_project: Project, tmp_path: Path, signum: int
+) -> None:
     p = pg_seed_project
     marker = tmp_path / "upgrading"
     slow = script(
-        SLOW, BASE,
+        SLOW,
+        BASE,
         f'    open({str(marker)!r}, "w").close()\n    time.sleep(30)',
-        "    pass", top="import time\n")
+        "    pass",
+        top="import time\n",
+    )
     add_branch(p, "slow", {f"{SLOW}_slow.py": slow})
-    proc = subprocess.Popen([BRANCHMIG, "verify", "slow", "--against", "main"], cwd=p.root,
-                            env=p.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [BRANCHMIG, "verify", "slow", "--against", "main"],
+        cwd=p.root,
+        env=p.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(marker.exists)
         assert _scratch_databases(p, "postgresql") != []
@@ -358,24 +412,30 @@ def test_drift_after_a_hand_made_alter_table(seed_project: Project, request: Any
     report = json.loads(proc.stdout)
     assert report["heads"] == [F1]
     assert [(d["kind"], d["name"], d["change"]) for d in report["differences"]] == [
-        ("column", "users.nick", "added")]
+        ("column", "users.nick", "added")
+    ]
     assert report["differences"][0]["message"] == (
-        "column 'users.nick' is in the database, but no migration makes it")
+        "column 'users.nick' is in the database, but no migration makes it"
+    )
     assert _live_state(p, backend) == before
     assert _scratch_databases(p, backend) == []
 
 
-def test_drift_names_what_an_edited_migration_left_behind(alembic_template: Path,
-                                                          tmp_path: Path) -> None:
+def test_drift_names_what_an_edited_migration_left_behind(
+    alembic_template: Path, tmp_path: Path
+) -> None:
     p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
     p.ok("sync")
     path = next(p.versions.glob(f"{BASE}_*.py"))
-    path.write_text(path.read_text().replace('sa.String(50), nullable=False',
-                                             'sa.String(80), nullable=False'))
+    path.write_text(
+        path.read_text().replace("sa.String(50), nullable=False", "sa.String(80), nullable=False")
+    )
     proc = p.branchmig("verify", "--drift")
     assert proc.returncode == 1
-    assert ("column 'users.name' is VARCHAR(50) NOT NULL in the database, "
-            "VARCHAR(80) NOT NULL by the migrations") in proc.stdout
+    assert (
+        "column 'users.name' is VARCHAR(50) NOT NULL in the database, "
+        "VARCHAR(80) NOT NULL by the migrations"
+    ) in proc.stdout
 
 
 def test_drift_takes_no_ref(alembic_template: Path, tmp_path: Path) -> None:
@@ -396,8 +456,12 @@ ID = Column("id", "INTEGER", False, None)
 
 def test_compare_reports_a_whole_table_once_and_columns_by_name() -> None:
     old = Schema({"users": _users(ID)})
-    new = Schema({"users": _users(Column("email", "TEXT", True, None), ID),
-                  "tags": Table.of("tags", columns=[ID])})
+    new = Schema(
+        {
+            "users": _users(Column("email", "TEXT", True, None), ID),
+            "tags": Table.of("tags", columns=[ID]),
+        }
+    )
     assert compare(old, new) == (
         Difference("table", "tags", "added", None, "(id)"),
         Difference("column", "users.email", "added", None, "TEXT"),
@@ -406,13 +470,25 @@ def test_compare_reports_a_whole_table_once_and_columns_by_name() -> None:
 
 
 def test_compare_reports_changed_columns_and_indexes() -> None:
-    old = Schema({"users": _users(ID, Column("name", "VARCHAR(50)", False, None),
-                                  indexes=(Index("ix", ("name",)),))})
-    new = Schema({"users": _users(ID, Column("name", "VARCHAR(50)", True, "'x'"),
-                                  indexes=(Index("ix", ("name",), unique=True),))})
+    old = Schema(
+        {
+            "users": _users(
+                ID, Column("name", "VARCHAR(50)", False, None), indexes=(Index("ix", ("name",)),)
+            )
+        }
+    )
+    new = Schema(
+        {
+            "users": _users(
+                ID,
+                Column("name", "VARCHAR(50)", True, "'x'"),
+                indexes=(Index("ix", ("name",), unique=True),),
+            )
+        }
+    )
     assert compare(old, new) == (
-        Difference("column", "users.name", "changed", "VARCHAR(50) NOT NULL",
-                   "VARCHAR(50) DEFAULT 'x'"),
+        Difference(
+            "column", "users.name", "changed", "VARCHAR(50) NOT NULL", "VARCHAR(50) DEFAULT 'x'"
+        ),
         Difference("index", "users.ix", "changed", "(name)", "UNIQUE (name)"),
     )
-

@@ -77,10 +77,18 @@ def backend_for(
 ) -> SnapshotBackend:
     """The snapshot backend of the project's databases, given as (name, URL) pairs with
     the default one first: its own backend for one, all of them as one for several."""
-    made = [(name, backend_for_url(url, store_dir=store_dir,
-                                   terminate_connections=terminate_connections,
-                                   progress=progress))
-            for name, url in urls]
+    made = [
+        (
+            name,
+            backend_for_url(
+                url,
+                store_dir=store_dir,
+                terminate_connections=terminate_connections,
+                progress=progress,
+            ),
+        )
+        for name, url in urls
+    ]
     if len(made) == 1:
         return made[0][1]
     from branchmig.snapshots.together import Together

@@ -89,8 +89,10 @@ class SessionsBlockingError(SnapshotError):
     ``message`` says what and who; the advice that follows it fits a command line, and
     ``without_advice()`` lets a git hook give its own."""
 
-    ADVICE = ("Close them (stop the app server, dispose its pool), or run the command again "
-              "with --terminate-connections.")
+    ADVICE = (
+        "Close them (stop the app server, dispose its pool), or run the command again "
+        "with --terminate-connections."
+    )
 
     def __init__(self, message: str, *, sessions: list[str]) -> None:
         super().__init__(f"{message} {self.ADVICE}")
@@ -166,8 +168,15 @@ class LiveLine:
     they run on the line's own thread, so they stat files or open their own connections,
     and one that fails leaves its size out."""
 
-    def __init__(self, stream: TextIO, doing: str, *, so_far: Callable[[], int] | None = None,
-                 total: Callable[[], int] | None = None, start: float | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        doing: str,
+        *,
+        so_far: Callable[[], int] | None = None,
+        total: Callable[[], int] | None = None,
+        start: float | None = None,
+    ) -> None:
         self.stream = stream
         self.doing = doing
         self.so_far = so_far
@@ -178,8 +187,7 @@ class LiveLine:
         self._lock = threading.Lock()  # a redraw and the final clearing never interleave
         self._stopped = False
         self._width = 0  # of the longest line drawn: what a shorter one, or clearing, covers
-        self._thread = threading.Thread(target=self._run, name="branchmig-live-line",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="branchmig-live-line", daemon=True)
 
     def __enter__(self) -> LiveLine:
         self._thread.start()
@@ -256,9 +264,14 @@ _DOING = {"saved": "saving", "restored": "restoring", "dumped": "dumping"}
 
 
 @contextmanager
-def reporting(progress: Progress | None, verb: str, size: Callable[[], int], *,
-              so_far: Callable[[], int] | None = None,
-              total: Callable[[], int] | None = None) -> Iterator[None]:
+def reporting(
+    progress: Progress | None,
+    verb: str,
+    size: Callable[[], int],
+    *,
+    so_far: Callable[[], int] | None = None,
+    total: Callable[[], int] | None = None,
+) -> Iterator[None]:
     """Report ``"<verb> 1.0 GB in 0.8 s (1.2 GB/s)"`` when the block took long enough.
 
     Meanwhile, when stderr is a terminal and progress lines are wanted, a ``LiveLine``
@@ -267,8 +280,7 @@ def reporting(progress: Progress | None, verb: str, size: Callable[[], int], *,
     if progress is None or not _watched(sys.stderr):
         yield
     else:
-        with LiveLine(sys.stderr, _DOING.get(verb, verb), so_far=so_far, total=total,
-                      start=start):
+        with LiveLine(sys.stderr, _DOING.get(verb, verb), so_far=so_far, total=total, start=start):
             yield
     elapsed = time.perf_counter() - start
     if progress is not None and elapsed >= PROGRESS_AFTER_SECONDS:

@@ -159,8 +159,12 @@ class MySQLBackend:
                 )
             self._drop_left_over(cur)
             # The live line asks the size on a connection of its own: ``cur`` is busy.
-            with reporting(self.progress, "saved", lambda: self._database_size(cur, target),
-                           total=self.live_size):
+            with reporting(
+                self.progress,
+                "saved",
+                lambda: self._database_size(cur, target),
+                total=self.live_size,
+            ):
                 cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
                 try:
                     self._create_database_like_live(cur, target, key)
@@ -217,13 +221,15 @@ class MySQLBackend:
                 # It may have ended by itself meanwhile.
                 with contextlib.suppress(pymysql.err.OperationalError):
                     cur.execute(f"KILL {int(session_id)}")
-        moves = [
-            (self.live, table, old, table) for table in self._tables(cur, self.live)
-        ] + [
-            (snapshot, table, self.live, table)
-            for table in self._tables(cur, snapshot)
-            if table not in OWN_TABLES
-        ] + [(snapshot, MARKER_TABLE, snapshot, CONSUMED_TABLE)]
+        moves = (
+            [(self.live, table, old, table) for table in self._tables(cur, self.live)]
+            + [
+                (snapshot, table, self.live, table)
+                for table in self._tables(cur, snapshot)
+                if table not in OWN_TABLES
+            ]
+            + [(snapshot, MARKER_TABLE, snapshot, CONSUMED_TABLE)]
+        )
         if PENDING_TABLE in self._tables(cur, old):
             moves.append((old, PENDING_TABLE, old, MARKER_TABLE))
         live_objects = self._schema_objects(cur, self.live)
@@ -241,8 +247,9 @@ class MySQLBackend:
         except BaseException:
             # All or nothing: the snapshot gets its tables back, the live database its own.
             self._drop_objects(cur, self._schema_objects(cur, self.live), [])
-            _rename_tables(cur, [(to, new, source, table)
-                                 for source, table, to, new in reversed(moves)])
+            _rename_tables(
+                cur, [(to, new, source, table) for source, table, to, new in reversed(moves)]
+            )
             self._create_objects(cur, live_objects, key)
             raise
 
@@ -256,8 +263,11 @@ class MySQLBackend:
             dropped.insert(0, obj)
 
     def _swap_error(self, cur: Any, key: str, err: pymysql.err.MySQLError) -> SnapshotError:
-        if isinstance(err, pymysql.err.OperationalError) and err.args and (
-                err.args[0] == _LOCK_WAIT_TIMEOUT):
+        if (
+            isinstance(err, pymysql.err.OperationalError)
+            and err.args
+            and (err.args[0] == _LOCK_WAIT_TIMEOUT)
+        ):
             named = [
                 f"id {sid} ({user}@{host}, {command})" for sid, user, host, command in
                 self._sessions(cur)
@@ -513,9 +523,7 @@ class MySQLBackend:
         )  # fmt: skip
 
     @staticmethod
-    def _tables(
-        cur: Any, database: str, types: Sequence[str] = MOVABLE_TABLE_TYPES
-    ) -> list[str]:
+    def _tables(cur: Any, database: str, types: Sequence[str] = MOVABLE_TABLE_TYPES) -> list[str]:
         cur.execute(
             "SELECT TABLE_NAME FROM information_schema.TABLES "
             "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN %s ORDER BY TABLE_NAME",

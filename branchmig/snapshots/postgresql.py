@@ -174,7 +174,8 @@ class PostgreSQLBackend:
                 try:
                     conn.execute(
                         sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
-                            sql.Identifier(partial), sql.Identifier(self.live),
+                            sql.Identifier(partial),
+                            sql.Identifier(self.live),
                             self._strategy(conn, size),
                         )
                     )
@@ -210,8 +211,9 @@ class PostgreSQLBackend:
 
     @staticmethod
     def _drop_left_partials(conn: Connection, stem: str) -> None:
-        left = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
-                            (stem,)).fetchall()
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (stem,)
+        ).fetchall()
         for (name,) in left:
             with contextlib.suppress(psycopg.Error):  # another save's, still being made
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
@@ -395,8 +397,9 @@ class PostgreSQLBackend:
     def _strategy(conn: Connection, size: int) -> sql.Composable:
         if conn.info.server_version < 150000:
             return sql.SQL("")
-        return sql.SQL(" STRATEGY FILE_COPY" if size > FILE_COPY_ABOVE_BYTES
-                       else " STRATEGY WAL_LOG")
+        return sql.SQL(
+            " STRATEGY FILE_COPY" if size > FILE_COPY_ABOVE_BYTES else " STRATEGY WAL_LOG"
+        )
 
     def _clear_sessions(
         self, conn: Connection, databases: Sequence[str], *, action: str, key: str
@@ -540,8 +543,12 @@ class PostgreSQLBackend:
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         try:
-            with reporting(self.progress, "dumped", lambda: partial.stat().st_size,
-                           so_far=lambda: partial.stat().st_size):
+            with reporting(
+                self.progress,
+                "dumped",
+                lambda: partial.stat().st_size,
+                so_far=lambda: partial.stat().st_size,
+            ):
                 self._run(
                     ["pg_dump", "--format=custom", f"--file={partial}", self._conninfo()],
                     action="save",

@@ -36,8 +36,23 @@ BUSY_TIMEOUT_SECONDS = 10.0
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
+def plain_sqlite_path(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///path`` URL (no query, nothing %-encoded), made
+    absolute, read without loading SQLAlchemy; None for any other URL."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or "?" in url or "%" in url:
+        return None
+    database = url[len(prefix) :]
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(os.path.abspath(os.path.expanduser(database)))
+
+
 def live_path_from_url(url: str) -> Path:
     """The file an SQLAlchemy ``sqlite://`` URL names, made absolute."""
+    plain = plain_sqlite_path(url)
+    if plain is not None:
+        return plain
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -104,11 +119,15 @@ class SQLiteBackend:
             # same mode.
             os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             if self.live.is_file():
-                with reporting(self.progress, "saved", lambda: _file_size(partial),
-                               so_far=lambda: _file_size(partial), total=self.live_size):
+                with reporting(
+                    self.progress,
+                    "saved",
+                    lambda: _file_size(partial),
+                    so_far=lambda: _file_size(partial),
+                    total=self.live_size,
+                ):
                     if not self._copy_file_while_shared(partial, key=key):
-                        self._copy(source=self.live, destination=partial, action="save",
-                                   key=key)
+                        self._copy(source=self.live, destination=partial, action="save", key=key)
             # else: the 0-byte file is an empty database, the marker of "nothing here yet".
             os.replace(partial, target)
         except OSError as err:  # a full disk, a file-size limit, a folder not writable
@@ -135,8 +154,9 @@ class SQLiteBackend:
             raise SnapshotError(
                 f"Cannot restore snapshot {key!r}: the folder of {self.describe()} does not exist."
             )
-        with reporting(self.progress, "restored", self.live_size,
-                       total=lambda: _file_size(snapshot)):
+        with reporting(
+            self.progress, "restored", self.live_size, total=lambda: _file_size(snapshot)
+        ):
             self._copy(source=snapshot, destination=self.live, action="restore", key=key)
         _remove_database_files(snapshot)
 
@@ -155,8 +175,7 @@ class SQLiteBackend:
         proves the main file holds everything. Otherwise (readers kept the checkpoint from
         finishing): False, and the backup API does it."""
         try:
-            conn = sqlite3.connect(self.live, timeout=BUSY_TIMEOUT_SECONDS,
-                                   isolation_level=None)
+            conn = sqlite3.connect(self.live, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         except sqlite3.Error:
             return False
         try:

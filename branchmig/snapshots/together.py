@@ -26,8 +26,9 @@ class Together:
         self.name = "+".join(kinds)
 
     def describe(self) -> str:
-        return " and ".join(f"{backend.describe()} ({name or 'default'})"
-                            for name, backend in self.members)
+        return " and ".join(
+            f"{backend.describe()} ({name or 'default'})" for name, backend in self.members
+        )
 
     def exists(self, key: str) -> bool:
         return all(backend.exists(key) for _, backend in self.members)
@@ -42,10 +43,18 @@ class Together:
             for snap in backend.stored():
                 found.setdefault(snap.key, []).append(snap)
         complete = [copies for copies in found.values() if len(copies) == len(self.members)]
-        return sorted((StoredSnapshot(key=copies[0].key, backend=self.name,
-                                      location="; ".join(c.location for c in copies),
-                                      size=sum(c.size for c in copies))
-                       for copies in complete), key=lambda snap: snap.key)
+        return sorted(
+            (
+                StoredSnapshot(
+                    key=copies[0].key,
+                    backend=self.name,
+                    location="; ".join(c.location for c in copies),
+                    size=sum(c.size for c in copies),
+                )
+                for copies in complete
+            ),
+            key=lambda snap: snap.key,
+        )
 
     def save(self, key: str) -> StoredSnapshot:
         """A copy of every database, or none: a failure drops the copies already made."""
@@ -54,23 +63,26 @@ class Together:
             for _, backend in self.members:
                 copies.append(backend.save(key))
         except BaseException:
-            for _, backend in self.members[:len(copies)]:
+            for _, backend in self.members[: len(copies)]:
                 with contextlib.suppress(Exception):
                     backend.drop(key)
             raise
-        return StoredSnapshot(key=key, backend=self.name,
-                              location="; ".join(c.location for c in copies),
-                              size=sum(c.size for c in copies))
+        return StoredSnapshot(
+            key=key,
+            backend=self.name,
+            location="; ".join(c.location for c in copies),
+            size=sum(c.size for c in copies),
+        )
 
     def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
         """Every database back to its copy. A failure part-way swaps the ones already
         restored back (when their content was kept), so the databases stay together."""
-        missing = [name or "default" for name, backend in self.members
-                   if not backend.exists(key)]
+        missing = [name or "default" for name, backend in self.members if not backend.exists(key)]
         if missing:
             raise SnapshotError(
                 f"Snapshot {key!r} has no copy of the database(s) {', '.join(missing)}, so "
-                f"it cannot be restored as a whole. Run: branchmig snapshot list")
+                f"it cannot be restored as a whole. Run: branchmig snapshot list"
+            )
         done: list[SnapshotBackend] = []
         try:
             for _, backend in self.members:
