@@ -175,10 +175,10 @@ def identity(path: str) -> tuple[int, int] | None:
 def read_heads(path: str) -> tuple[str, ...] | None:
     """``alembic_version`` of the SQLite file, read-only; () without the table; None when
     it cannot be read."""
-    from urllib.request import pathname2url
+    from urllib.parse import quote
 
     try:
-        conn = sqlite3.connect(f"file:{pathname2url(path)}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
     except sqlite3.Error:
         return None
     try:
