@@ -152,3 +152,25 @@ def test_what_env_py_reads_is_in_the_fingerprint(
         "\ncontext.configure(version_table='v')\n",
     ):
         assert fingerprint(plain + unknowable) is None, unknowable
+
+
+@pytest.mark.parametrize("point", ["journal", "saved", "migrated", "done"])
+def test_a_remembered_return_killed_at_any_point_loses_no_branchs_rows(
+    remembered: Project, point: str
+) -> None:
+    """The hook's restore on the remembered database, killed at each of its steps: the
+    checkout is done, the next command puts back or finishes the move, and both
+    branches' rows come back with their checkouts."""
+    p = remembered
+    before = runs(p)
+    p.env["BRANCHMIG_FAILPOINT"] = f"{point}:kill"
+    p.checkout("feature2")
+    del p.env["BRANCHMIG_FAILPOINT"]
+    assert runs(p) == before  # it was the remembered way that was killed
+    p.ok("sync")
+    assert sqlite_version(p.db_path) == {F2}
+    p.checkout("feature1")
+    assert users(p.db_path) == EMAILS and sqlite_version(p.db_path) == {F1}
+    p.checkout("feature2")
+    assert sqlite_version(p.db_path) == {F2}
+    assert not p.journal.exists()
