@@ -4,6 +4,7 @@ leaves the database as it was, and sessions that block a snapshot are named."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -109,10 +110,13 @@ def test_a_held_session_blocks_the_snapshot_until_terminated(
     p = pg_db_at_feature1_with_emails
     with postgres_connection(p.url) as held:
         pid = held.execute("SELECT pg_backend_pid()").fetchone()[0]
-        proc = p.branchmig("switch", "feature2")
+        proc = p.branchmig("switch", "feature2", "--json")
         assert proc.returncode == 1
         assert str(pid) in proc.stderr and "--terminate-connections" in proc.stderr
         assert "Traceback" not in proc.stderr
+        facts = json.loads(proc.stdout)  # the sessions are a field, for machines
+        assert (facts["cause"], facts["restored"]) == ("SessionsBlockingError", True)
+        assert any(str(pid) in session for session in facts["sessions"]), facts
         assert p.branch() == "feature1"
         assert _version(p.url) == {F1}
         p.ok("switch", "feature2", "--terminate-connections")

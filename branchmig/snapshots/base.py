@@ -102,6 +102,9 @@ class SessionsBlockingError(SnapshotError):
     def without_advice(self) -> str:
         return self.message
 
+    def facts(self) -> dict[str, Any]:
+        return {"sessions": list(self.sessions)}
+
 
 def check_key(key: str) -> str:
     if not KEY_PATTERN.fullmatch(key):
