@@ -373,21 +373,45 @@ def sync(
     with opened(ws, progress, dry_run=dry_run) as s:
         if s.recovery is not None and s.recovery.checked_out:
             _, target = ws.graph_at(WORKTREE)
-        # A fast-forward rebase's only hook runs detached: it stays on its branch.
-        entering = ws.repo.current_branch() or ws.repo.rebasing_branch()
-        return _move(
+        return _sync_move(
             s,
-            target=target,
-            target_commit=ws.repo.head_commit(),
+            target,
             previous=previous,
             dry_run=dry_run,
             snapshot=snapshot,
             terminate=terminate_connections,
-            checkout=None,
-            hint=previous_branch or ws.repo.rebasing_branch(),
-            entering=entering,
+            previous_branch=previous_branch,
             rehearse=rehearse,
         )
+
+
+def _sync_move(
+    s: Session,
+    target: Graph,
+    *,
+    previous: str | None,
+    dry_run: bool,
+    snapshot: bool | None,
+    terminate: bool,
+    previous_branch: str | None,
+    rehearse: bool | None,
+) -> MoveResult:
+    """The database to the working tree (``target``), on the branch checked out."""
+    repo = s.ws.repo
+    # A fast-forward rebase's only hook runs detached: it stays on its branch.
+    return _move(
+        s,
+        target=target,
+        target_commit=repo.head_commit(),
+        previous=previous,
+        dry_run=dry_run,
+        snapshot=snapshot,
+        terminate=terminate,
+        checkout=None,
+        hint=previous_branch or repo.rebasing_branch(),
+        entering=repo.current_branch() or repo.rebasing_branch(),
+        rehearse=rehearse,
+    )
 
 
 class _NeedsEnv(Exception):
@@ -413,19 +437,15 @@ def _sync_remembered(
         if s is None:
             return None
         _, target = ws.graph_at(WORKTREE)
-        entering = ws.repo.current_branch() or ws.repo.rebasing_branch()
         try:
-            return _move(
+            return _sync_move(
                 s,
-                target=target,
-                target_commit=ws.repo.head_commit(),
+                target,
                 previous=previous,
                 dry_run=False,
                 snapshot=snapshot,
                 terminate=terminate,
-                checkout=None,
-                hint=previous_branch or ws.repo.rebasing_branch(),
-                entering=entering,
+                previous_branch=previous_branch,
                 rehearse=rehearse,
             )
         except _NeedsEnv:
