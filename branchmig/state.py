@@ -36,6 +36,58 @@ def private_folder(path: Path) -> Path:
     return path
 
 
+class SnapshotFolder:
+    """The folder of snapshot copies that are files (SQLite copies, ``pg_dump`` files).
+    Its files are created, published and removed here, as everything else under
+    ``.git/branchmig``; a backend only writes a copy's bytes (SQLite's backup, pg_dump)
+    into the private partial file ``writing`` hands it."""
+
+    _SIDE_FILES = ("-wal", "-shm", "-journal")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def files(self, prefix: str, suffix: str) -> list[Path]:
+        """The copies whose names start with ``prefix`` and end with ``suffix``."""
+        if not self.path.is_dir():
+            return []
+        return sorted(
+            p for p in self.path.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)
+        )
+
+    @contextlib.contextmanager
+    def writing(self, name: str) -> Iterator[Path]:
+        """A new partial file beside ``name``, readable by its owner only, for the block
+        to write into; when the block succeeds it becomes ``name`` in one rename (an
+        earlier copy of that name is replaced whole, never in place), else it goes.
+        Raises ``OSError`` (a full disk) for the caller to name."""
+        private_folder(self.path)
+        target = self.file(name)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        self._remove(partial)
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            yield partial
+            os.replace(partial, target)
+        finally:
+            self._remove(partial)
+        for suffix in self._SIDE_FILES:  # SQLite's, of the partial file's last connection
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{target}{suffix}").unlink()
+
+    def remove(self, name: str) -> None:
+        """The copy ``name`` (with SQLite's side files); nothing when there is none."""
+        self._remove(self.file(name))
+
+    def _remove(self, path: Path) -> None:
+        for suffix in ("", *self._SIDE_FILES):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{path}{suffix}").unlink()
+
+
 def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Replace ``path`` atomically with ``data``, readable by the owner only; with
     ``durable``, wait for the disk (the journal and the snapshot index must tell the truth

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from branchmig.errors import SnapshotError
@@ -291,19 +290,6 @@ def reporting(
         progress(
             f"{verb} {format_size(nbytes)} in {elapsed:.1f} s ({format_size(nbytes / elapsed)}/s)"
         )
-
-
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) if needed and make it readable by its owner only."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o700)
-    except OSError as err:
-        raise SnapshotError(
-            f"Cannot use {str(path)!r} as the snapshot folder: {err.strerror or err}."
-        ) from err
-    return path
 
 
 def parse_server_url(url: str) -> tuple[str, Any]:

@@ -44,11 +44,11 @@ from branchmig.snapshots.base import (
     check_key,
     check_restore_keys,
     parse_server_url,
-    private_dir,
     reporting,
     short_hash,
     truncate_utf8,
 )
+from branchmig.state import SnapshotFolder
 
 __all__ = ["PostgreSQLBackend", "snapshot_database_name"]
 
@@ -115,6 +115,7 @@ class PostgreSQLBackend:
         self.masked_url, parsed = parse_server_url(url)
         self.live: str = parsed.database
         self.store_dir = store_dir
+        self.folder = SnapshotFolder(store_dir)
         self.terminate_connections = terminate_connections
         self.progress = progress
         params: dict[str, str] = {}
@@ -518,46 +519,45 @@ class PostgreSQLBackend:
 
     # -- dump files, for roles that may not create databases --------------------------------
 
+    def _dump_name(self, key: str) -> str:
+        return f"{self._dump_prefix}{check_key(key)}.dump"
+
     def _dump_path(self, key: str) -> Path:
-        return self.store_dir / f"{self._dump_prefix}{check_key(key)}.dump"
+        return self.folder.file(self._dump_name(key))
 
     def _dump_snapshots(self) -> list[StoredSnapshot]:
-        if not self.store_dir.is_dir():
-            return []
         found = []
-        for path in self.store_dir.iterdir():
-            name = path.name
-            if name.startswith(self._dump_prefix) and name.endswith(".dump"):
-                key = name[len(self._dump_prefix) : -len(".dump")]
-                if KEY_PATTERN.fullmatch(key):
-                    found.append(StoredSnapshot(key, self.name, str(path), path.stat().st_size))
+        for path in self.folder.files(self._dump_prefix, ".dump"):
+            key = path.name[len(self._dump_prefix) : -len(".dump")]
+            if KEY_PATTERN.fullmatch(key):
+                found.append(StoredSnapshot(key, self.name, str(path), path.stat().st_size))
         return found
 
     def _remove_dump(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._dump_path(key).unlink()
+        self.folder.remove(self._dump_name(key))
 
     def _dump(self, key: str) -> StoredSnapshot:
-        target = self._dump_path(key)
-        private_dir(self.store_dir)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         try:
-            with reporting(
-                self.progress,
-                "dumped",
-                lambda: partial.stat().st_size,
-                so_far=lambda: partial.stat().st_size,
+            with (
+                self.folder.writing(self._dump_name(key)) as partial,
+                reporting(
+                    self.progress,
+                    "dumped",
+                    lambda: partial.stat().st_size,
+                    so_far=lambda: partial.stat().st_size,
+                ),
             ):
                 self._run(
                     ["pg_dump", "--format=custom", f"--file={partial}", self._conninfo()],
                     action="save",
                     key=key,
                 )
-            os.replace(partial, target)
-        finally:
-            if partial.exists():
-                partial.unlink()
+        except OSError as err:  # a full disk, a folder not writable
+            raise SnapshotError(
+                f"Cannot save snapshot {key!r} of {self.describe()} into {self.store_dir}: "
+                f"{err.strerror or err}; free some space, then run the command again"
+            ) from err
+        target = self._dump_path(key)
         return StoredSnapshot(key, self.name, str(target), target.stat().st_size)
 
     def _restore_dump(self, key: str, keep_as: str | None) -> None:
@@ -578,7 +578,7 @@ class PostgreSQLBackend:
                 f"--command={_DROP_OWNED_OBJECTS}", "--file=-", self._conninfo(),
             ]  # fmt: skip
             self._run_piped(restore, apply, action="restore", key=key)
-        dump.unlink()
+        self._remove_dump(key)
 
     def _conninfo(self) -> str:
         params = {k: v for k, v in self._params.items() if k != "password"}

@@ -8,7 +8,6 @@ restored data. Replacing the file instead would leave it working on a deleted in
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import re
@@ -24,10 +23,10 @@ from branchmig.snapshots.base import (
     StoredSnapshot,
     check_key,
     check_restore_keys,
-    private_dir,
     reporting,
     short_hash,
 )
+from branchmig.state import SnapshotFolder
 
 __all__ = ["SQLiteBackend"]
 
@@ -82,6 +81,7 @@ class SQLiteBackend:
     def __init__(self, url: str, *, store_dir: Path, progress: Progress | None = None) -> None:
         self.live = live_path_from_url(url)
         self.store_dir = store_dir
+        self.folder = SnapshotFolder(store_dir)
         self.progress = progress
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", self.live.stem)[:40] or "db"
         # The hash of the full path tells apart two app.db files of different projects.
@@ -90,8 +90,11 @@ class SQLiteBackend:
     def describe(self) -> str:
         return f"SQLite file {self.live}"
 
+    def _name(self, key: str) -> str:
+        return f"{self._prefix}{check_key(key)}.db"
+
     def path_of(self, key: str) -> Path:
-        return self.store_dir / f"{self._prefix}{check_key(key)}.db"
+        return self.folder.file(self._name(key))
 
     def exists(self, key: str) -> bool:
         return self.path_of(key).is_file()
@@ -100,46 +103,38 @@ class SQLiteBackend:
         return _file_size(self.live)
 
     def stored(self) -> list[StoredSnapshot]:
-        if not self.store_dir.is_dir():
-            return []
         found = []
-        for path in self.store_dir.glob(f"{glob_escape(self._prefix)}*.db"):
+        for path in self.folder.files(self._prefix, ".db"):
             key = path.name[len(self._prefix) : -len(".db")]
             if KEY_PATTERN.fullmatch(key):
                 found.append(self._record(key, path))
         return sorted(found, key=lambda snap: snap.key)
 
     def save(self, key: str) -> StoredSnapshot:
-        target = self.path_of(key)
-        private_dir(self.store_dir)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        _remove_database_files(partial)
+        name = self._name(key)
         try:
-            # Created 0600 before SQLite opens it; SQLite gives its -wal/-shm files the
-            # same mode.
-            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            if self.live.is_file():
-                with reporting(
-                    self.progress,
-                    "saved",
-                    lambda: _file_size(partial),
-                    so_far=lambda: _file_size(partial),
-                    total=self.live_size,
-                ):
-                    if not self._copy_file_while_shared(partial, key=key):
-                        self._copy(source=self.live, destination=partial, action="save", key=key)
-            # else: the 0-byte file is an empty database, the marker of "nothing here yet".
-            os.replace(partial, target)
+            # The partial file is made 0600 before SQLite opens it; SQLite gives its
+            # -wal/-shm files the same mode.
+            with self.folder.writing(name) as partial:
+                if self.live.is_file():
+                    with reporting(
+                        self.progress,
+                        "saved",
+                        lambda: _file_size(partial),
+                        so_far=lambda: _file_size(partial),
+                        total=self.live_size,
+                    ):
+                        if not self._copy_file_while_shared(partial, key=key):
+                            self._copy(
+                                source=self.live, destination=partial, action="save", key=key
+                            )
+                # else: the 0-byte file is an empty database, "nothing here yet".
         except OSError as err:  # a full disk, a file-size limit, a folder not writable
             raise SnapshotError(
                 f"Cannot save snapshot {key!r} of {self.describe()} into {self.store_dir}: "
                 f"{err.strerror or err}; free some space, then run the command again"
             ) from err
-        finally:
-            _remove_database_files(partial)
-        for suffix in ("-wal", "-shm", "-journal"):
-            _remove(Path(f"{target}{suffix}"))
-        return self._record(key, target)
+        return self._record(key, self.folder.file(name))
 
     def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
         snapshot = self.path_of(key)
@@ -158,10 +153,10 @@ class SQLiteBackend:
             self.progress, "restored", self.live_size, total=lambda: _file_size(snapshot)
         ):
             self._copy(source=snapshot, destination=self.live, action="restore", key=key)
-        _remove_database_files(snapshot)
+        self.folder.remove(self._name(key))
 
     def drop(self, key: str) -> None:
-        _remove_database_files(self.path_of(key))
+        self.folder.remove(self._name(key))
 
     def _record(self, key: str, path: Path) -> StoredSnapshot:
         return StoredSnapshot(key=key, backend=self.name, location=str(path), size=_file_size(path))
@@ -255,22 +250,8 @@ def copy_file(source: Path, destination: Path) -> None:
 _NO_COPY_FILE_RANGE = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
 
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
 def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def _remove_database_files(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        _remove(Path(f"{path}{suffix}"))
