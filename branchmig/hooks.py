@@ -31,7 +31,6 @@ MARKER = "# branchmig-hook:"
 """The line that marks our scripts, those of every branchmig version (before the template,
 each hook had a file of its own, marked the same)."""
 CHAINED_SUFFIX = ".branchmig-chained"
-CONFIG_NAME = "hook.conf"
 TEMPLATE_NAME = "hook-tmpl"
 TEMPLATE_START = b"# start templated\n"
 TEMPLATE_END = b"# end templated\n"
@@ -94,7 +93,9 @@ class _Repo:
 
     @property
     def config(self) -> Path:
-        return self.common_dir / "branchmig" / CONFIG_NAME
+        from branchmig.layout import hook_conf_path
+
+        return hook_conf_path(self.common_dir)
 
 
 def install(

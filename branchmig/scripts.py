@@ -286,7 +286,9 @@ class HeaderCache:
 
 
 def cache_for(repo: GitRepo) -> HeaderCache:
-    return HeaderCache(repo.common_dir / "branchmig" / "cache" / "headers.json")
+    from branchmig.layout import header_cache_path
+
+    return HeaderCache(header_cache_path(repo.common_dir))
 
 
 class ScriptSetCache:
@@ -347,7 +349,9 @@ class ScriptSetCache:
 
 
 def script_set_cache_for(repo: GitRepo) -> ScriptSetCache:
-    return ScriptSetCache(repo.common_dir / "branchmig" / "cache" / "script-sets")
+    from branchmig.layout import script_sets_path
+
+    return ScriptSetCache(script_sets_path(repo.common_dir))
 
 
 # -- reading a ref or the working tree ----------------------------------------------------

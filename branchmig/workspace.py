@@ -51,7 +51,9 @@ class Workspace:
 
     @property
     def state_dir(self) -> Path:
-        return self.repo.common_dir / "branchmig"
+        from branchmig.layout import state_root
+
+        return state_root(self.repo.common_dir)
 
     def locations_at(self, commit: str | None) -> Locations:
         """The folders as the ref's own alembic.ini and pyproject.toml ``[tool.alembic]``
