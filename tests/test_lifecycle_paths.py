@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -348,3 +349,25 @@ def test_sync_after_a_hook_that_never_ran_saves_for_the_branch_the_checkout_left
     p.checkout("copy")
     with sqlite3.connect(p.db_path) as conn:
         assert conn.execute("SELECT title FROM posts").fetchall() == [("written on copy",)]
+
+
+def test_a_moved_repository_still_brings_each_branchs_rows_back(
+    db_at_feature1_head_with_emails: Project, tmp_path: Path
+) -> None:
+    """`mv project elsewhere`: the snapshots taken before are still found by the checkout
+    that restores them (their files were named after the database's absolute path, so a
+    moved repository's index named copies no backend could find)."""
+    p = db_at_feature1_head_with_emails
+    p.ok("install")
+    p.checkout("feature2")
+    moved_to = tmp_path / "moved" / "project"
+    moved_to.parent.mkdir()
+    shutil.move(p.root, moved_to)
+    q = Project(moved_to, p.kind, moved_to / "alembic" / "versions", p.url, dict(p.env))
+    status = q.status()
+    assert [s["present"] for s in status["snapshots"]] == [True], status["snapshots"]
+    out = q.checkout("feature1")
+    assert "restored the snapshot of 'feature1'" in out.stderr, out.stderr
+    assert users(q) == EMAILS
+    q.checkout("feature2")
+    assert sqlite_version(q.db_path) == {F2}

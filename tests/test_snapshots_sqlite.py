@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -339,3 +340,32 @@ def test_save_by_file_copy_is_a_valid_database_in_either_journal_mode(
     copy = Path(stored.location)
     assert rows(copy, "PRAGMA integrity_check") == [("ok",)]
     assert rows(copy, "SELECT * FROM users ORDER BY id") == before
+
+
+def test_copies_named_the_earlier_way_are_still_found(tmp_path: Path) -> None:
+    """Inside a repository the copies are named after the database's path from the
+    repository's folder; copies an earlier branchmig named after the absolute path are
+    found, restored and dropped all the same."""
+    from branchmig.snapshots.base import short_hash
+
+    live = tmp_path / "repo" / "app.db"
+    live.parent.mkdir()
+    with sqlite3.connect(live) as conn:
+        conn.execute("CREATE TABLE t (v TEXT)")
+        conn.execute("INSERT INTO t VALUES ('kept')")
+    conn.close()
+    store = tmp_path / "repo" / ".git" / "branchmig" / "snapshots"
+    backend = backend_for_url(f"sqlite:///{live}", store_dir=store)
+    saved = Path(backend.save("new").location)
+    assert saved.name != f"sqlite-app-{short_hash(str(live))}__new.db"
+    shutil.copy(saved, store / f"sqlite-app-{short_hash(str(live))}__old.db")
+    assert [s.key for s in backend.stored()] == ["new", "old"]
+    assert backend.exists("old")
+    with sqlite3.connect(live) as conn:
+        conn.execute("DELETE FROM t")
+    conn.close()
+    backend.restore("old")
+    with sqlite3.connect(live) as conn:
+        assert conn.execute("SELECT v FROM t").fetchall() == [("kept",)]
+    conn.close()
+    assert not backend.exists("old") and [s.key for s in backend.stored()] == ["new"]

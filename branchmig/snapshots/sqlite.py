@@ -84,14 +84,28 @@ class SQLiteBackend:
         self.folder = SnapshotFolder(store_dir)
         self.progress = progress
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", self.live.stem)[:40] or "db"
-        # The hash of the full path tells apart two app.db files of different projects.
-        self._prefix = f"sqlite-{stem}-{short_hash(str(self.live))}__"
+        # A hash of where the file is tells apart two app.db files. Where the store is a
+        # repository's .git/branchmig/snapshots, that is the path from the repository's
+        # folder, so the copies are still found after the repository is moved; copies named
+        # by the absolute path (the earlier form) are found too while it has not moved.
+        self._legacy_prefix = f"sqlite-{stem}-{short_hash(str(self.live))}__"
+        self._prefix = self._legacy_prefix
+        anchor = _repository_folder(store_dir)
+        if anchor is not None:
+            where = os.path.relpath(self.live, anchor)
+            self._prefix = f"sqlite-{stem}-{short_hash(f'repo:{where}')}__"
 
     def describe(self) -> str:
         return f"SQLite file {self.live}"
 
     def _name(self, key: str) -> str:
-        return f"{self._prefix}{check_key(key)}.db"
+        """The copy's file name: the earlier form while such a copy exists."""
+        name = f"{self._prefix}{check_key(key)}.db"
+        if self._prefix != self._legacy_prefix and not self.folder.file(name).exists():
+            legacy = f"{self._legacy_prefix}{key}.db"
+            if self.folder.file(legacy).is_file():
+                return legacy
+        return name
 
     def path_of(self, key: str) -> Path:
         return self.folder.file(self._name(key))
@@ -104,10 +118,12 @@ class SQLiteBackend:
 
     def stored(self) -> list[StoredSnapshot]:
         found = []
-        for path in self.folder.files(self._prefix, ".db"):
-            key = path.name[len(self._prefix) : -len(".db")]
-            if KEY_PATTERN.fullmatch(key):
-                found.append(self._record(key, path))
+        prefixes = dict.fromkeys((self._prefix, self._legacy_prefix))
+        for prefix in prefixes:
+            for path in self.folder.files(prefix, ".db"):
+                key = path.name[len(prefix) : -len(".db")]
+                if KEY_PATTERN.fullmatch(key):
+                    found.append(self._record(key, path))
         return sorted(found, key=lambda snap: snap.key)
 
     def save(self, key: str) -> StoredSnapshot:
@@ -255,3 +271,12 @@ def _file_size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def _repository_folder(store_dir: Path) -> Path | None:
+    """The folder holding ``.git`` when ``store_dir`` is its ``branchmig/snapshots``."""
+    branchmig = store_dir.parent
+    git_dir = branchmig.parent
+    if store_dir.name == "snapshots" and branchmig.name == "branchmig" and git_dir.name == ".git":
+        return git_dir.parent
+    return None
