@@ -65,6 +65,7 @@ class SnapshotFolder:
         earlier copy of that name is replaced whole, never in place), else it goes.
         Raises ``OSError`` (a full disk) for the caller to name."""
         private_folder(self.path)
+        self._sweep()
         target = self.file(name)
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         self._remove(partial)
@@ -81,6 +82,20 @@ class SnapshotFolder:
     def remove(self, name: str) -> None:
         """The copy ``name`` (with SQLite's side files); nothing when there is none."""
         self._remove(self.file(name))
+
+    def _sweep(self) -> None:
+        """Remove the partial files of writers that were killed (their process is gone)."""
+        for path in self.path.glob(".*.partial*"):
+            pid = path.name.split(".partial")[0].rsplit(".", 1)[-1]
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            except PermissionError:
+                pass  # alive, another user's
 
     def _remove(self, path: Path) -> None:
         for suffix in ("", *self._SIDE_FILES):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import stat
@@ -369,3 +370,22 @@ def test_copies_named_the_earlier_way_are_still_found(tmp_path: Path) -> None:
         assert conn.execute("SELECT v FROM t").fetchall() == [("kept",)]
     conn.close()
     assert not backend.exists("old") and [s.key for s in backend.stored()] == ["new"]
+
+
+def test_a_killed_saves_partial_file_goes_with_the_next_save(tmp_path: Path) -> None:
+    """A save killed while it copied leaves its partial file; the next save removes it,
+    and leaves alone the partial file of a writer that is still running."""
+    live = tmp_path / "app.db"
+    with sqlite3.connect(live) as conn:
+        conn.execute("CREATE TABLE t (v TEXT)")
+    conn.close()
+    store = tmp_path / "store"
+    store.mkdir()
+    gone = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    dead = store / f".sqlite-app-x__k1.db.{gone.stdout.strip()}.partial"
+    alive = store / f".sqlite-app-x__k2.db.{os.getppid()}.partial"
+    for path in (dead, alive, Path(f"{dead}-journal")):
+        path.write_bytes(b"half")
+    backend_for_url(f"sqlite:///{live}", store_dir=store).save("k3")
+    assert not dead.exists() and not Path(f"{dead}-journal").exists()
+    assert alive.exists()
