@@ -2,7 +2,9 @@
 recovered by ``branchmig status`` and ``branchmig sync``; no branch's data may be lost.
 
 For each backend (SQLite, PostgreSQL, MariaDB/MySQL) and path (``git checkout feature2``
-through the installed hook, or ``branchmig switch feature2``), a batch of trials on the seed
+through the installed hook; ``branchmig switch feature2``; or ``return``, a checkout of
+feature2 through the hook after a round trip, which only restores feature2's waiting
+snapshot; SQLite only), a batch of trials on the seed
 project of tests/e2e_projects.py: main has BASE (``users``), feature1 adds F1
 (``users.email``), feature2 adds F2 (``posts``); the database is at feature1 holding two
 users with emails, the hooks installed. feature1's downgrade and feature2's upgrade sleep
@@ -27,7 +29,7 @@ they are a leak, not a lost branch. Exit status 1 when any trial (control trials
 is BROKEN.
 
     python benchmarks/fault_injection.py [--trials 50] [--backends sqlite,postgresql,mysql]
-        [--paths hook,switch] [--seed N] [--sleep 0.1] [--calibrate 3] [--kill-group]
+        [--paths hook,switch,return] [--seed N] [--sleep 0.1] [--calibrate 3] [--kill-group]
 
 Servers come from BRANCHMIG_TEST_POSTGRES_URL / BRANCHMIG_TEST_MYSQL_URL (defaults:
 postgres@127.0.0.1:5432, root@127.0.0.1:3306). On PostgreSQL the project connects as a
@@ -82,6 +84,10 @@ from e2e_projects import (  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 COMMAND_TIMEOUT = 120.0
+# The paths whose move is a checkout through the hook: "hook" migrates feature1 to feature2;
+# "return" comes back to feature2 after a round trip, so the move only restores its waiting
+# snapshot (on SQLite without Alembic: the remembered database, see branchmig/remembered.py).
+HOOK_PATHS = ("hook", "return")
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/mysql"
 
@@ -519,7 +525,7 @@ class Move:
 def start_move(
     p: Project, path: str, to: str, scratch: Path
 ) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    argv = ["git", "checkout", to] if path == "hook" else [BRANCHMIG, "switch", to]
+    argv = ["git", "checkout", to] if path in HOOK_PATHS else [BRANCHMIG, "switch", to]
     out, err = scratch / "move.out", scratch / "move.err"
     with out.open("wb") as fo, err.open("wb") as fe:
         proc = subprocess.Popen(
@@ -652,10 +658,15 @@ class Batch:
         check_ok(p.branchmig("switch", "feature1"), "branchmig switch feature1 (seed)")
         b.insert_users(p)
         check_ok(p.branchmig("install"), "branchmig install (seed)")
+        if self.path == "return":  # a trip there and back: feature2's snapshot waits
+            check_ok(p.run("git", "checkout", "feature2"), "git checkout feature2 (seed)")
+            check_ok(p.run("git", "checkout", "feature1"), "git checkout feature1 (seed)")
         proc = p.branchmig("status", "--json")
         check_ok(proc, "branchmig status --json (seed)")
         status = json.loads(proc.stdout)
-        if status["snapshots"] or status["db_heads"] != [F1] or status["pending"]:
+        waiting = [s["branch"] for s in status["snapshots"]]
+        expected = ["feature2"] if self.path == "return" else []
+        if waiting != expected or status["db_heads"] != [F1] or status["pending"]:
             raise SystemExit(f"the seed is not as expected: {status}")
         b.keep_seed(p)
         self.pre_ref = b.state(p)
@@ -677,7 +688,7 @@ class Batch:
         )
 
     def _go(self, p: Project, to: str, outputs: list[str]) -> subprocess.CompletedProcess[str]:
-        if self.path == "hook":
+        if self.path in HOOK_PATHS:
             proc: subprocess.CompletedProcess[str] = p.run(
                 "git", "checkout", to, timeout=COMMAND_TIMEOUT
             )
@@ -710,6 +721,8 @@ class Batch:
             pre = b.state(p)
             if pre != self.pre_ref:
                 problems.append("the fresh copy differs from the seed (harness problem)")
+            if self.path == "return":  # remembers this copy's database (SQLite)
+                command("branchmig status (before)", BRANCHMIG, "status")
             move = run_move(p, self.path, scratch, trial.kill_after, self.kill_group)
             trial.move_seconds = move.seconds
             trial.journal_at_kill = move.journal_at_kill
@@ -931,7 +944,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=50, help="trials per backend x path")
     parser.add_argument("--backends", default="sqlite,postgresql,mysql")
-    parser.add_argument("--paths", default="hook,switch")
+    parser.add_argument("--paths", default="hook,switch,return")
     parser.add_argument("--seed", type=int, default=None, help="random seed of the kill times")
     parser.add_argument(
         "--sleep",
@@ -965,8 +978,8 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     paths = [x.strip() for x in args.paths.split(",") if x.strip()]
     for x in paths:
-        if x not in ("hook", "switch"):
-            raise SystemExit(f"unknown path {x!r} (hook, switch)")
+        if x not in ("hook", "switch", "return"):
+            raise SystemExit(f"unknown path {x!r} (hook, switch, return)")
     if args.code == "worktree":
         head = subprocess.run(
             ["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
@@ -1003,6 +1016,11 @@ def main(argv: list[str] | None = None) -> int:
         build_alembic_template(template)
         for backend_name in backends:
             for path in paths:
+                if path == "return" and backend_name != "sqlite":
+                    # A server's snapshots live on the server, and a trial's reset copies
+                    # only the live database: the first restore would consume the rest's.
+                    print(f"{backend_name}/return: skipped (SQLite only)", file=sys.stderr)
+                    continue
                 started = time.perf_counter()
                 controls, trials, window = run_batch(
                     backend_name, path, args, template, scratch, rng
