@@ -188,12 +188,7 @@ def test_heads_plan_and_status_cover_every_database(sqlite_multidb: Project) -> 
 def test_hook_round_trip_keeps_the_rows_of_every_database(sqlite_multidb: Project) -> None:
     p = sqlite_multidb
     p.ok("install")
-    p.ok("switch", "feature1")
-    db = SQLiteFiles(p)
-    db.execute(
-        "INSERT INTO items (name, price) VALUES ('apple', '3')",
-        "INSERT INTO users (name, email) VALUES ('ann', 'ann@example.com')",
-    )
+    db = at_feature1_with_rows(p)
     out = p.checkout("feature2")
     assert "Migrating database" not in out.stderr  # env.py's own lines stay out
     assert "Traceback" not in out.stderr
@@ -207,14 +202,20 @@ def test_hook_round_trip_keeps_the_rows_of_every_database(sqlite_multidb: Projec
     p.current()  # flask db current finds every revision
 
 
-def test_a_failed_switch_leaves_every_database_as_it_was(sqlite_multidb: Project) -> None:
-    p = sqlite_multidb
+def at_feature1_with_rows(p: Project) -> SQLiteFiles:
+    """feature1 switched to, a row written into each database."""
     p.ok("switch", "feature1")
     db = SQLiteFiles(p)
     db.execute(
         "INSERT INTO items (name, price) VALUES ('apple', '3')",
         "INSERT INTO users (name, email) VALUES ('ann', 'ann@example.com')",
     )
+    return db
+
+
+def test_a_failed_switch_leaves_every_database_as_it_was(sqlite_multidb: Project) -> None:
+    p = sqlite_multidb
+    db = at_feature1_with_rows(p)
     before = db.dump()
     proc = p.branchmig("switch", "broken", "--json")
     assert proc.returncode == 1, proc.stderr
@@ -232,12 +233,7 @@ def test_a_failed_switch_leaves_every_database_as_it_was(sqlite_multidb: Project
 
 def test_a_killed_switch_is_put_back_in_every_database(sqlite_multidb: Project) -> None:
     p = sqlite_multidb
-    p.ok("switch", "feature1")
-    db = SQLiteFiles(p)
-    db.execute(
-        "INSERT INTO items (name, price) VALUES ('apple', '3')",
-        "INSERT INTO users (name, email) VALUES ('ann', 'ann@example.com')",
-    )
+    db = at_feature1_with_rows(p)
     before = db.dump()
     proc = p.branchmig("switch", "feature2", env={"BRANCHMIG_FAILPOINT": "migrated:kill"})
     assert proc.returncode != 0
