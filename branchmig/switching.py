@@ -436,6 +436,14 @@ def _sync_remembered(
     with recalled(ws, progress) as s:
         if s is None:
             return None
+        # Only a branch with a snapshot of its own can be entered by a restore: any other
+        # move runs migrations, so it goes the full way at once rather than read the
+        # scripts and decide twice (a stray snapshot restored on its line goes that way).
+        entering = ws.repo.current_branch() or ws.repo.rebasing_branch()
+        if entering is None or not any(
+            r.branch == entering and r.database in s.dbid.keys for r in s.state.snapshots()
+        ):
+            return None
         _, target = ws.graph_at(WORKTREE)
         try:
             return _sync_move(
