@@ -72,7 +72,12 @@ class SnapshotFolder:
         os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             yield partial
+            # On disk before its name is: a copy published by a rename may otherwise come
+            # back empty after a power cut, when the live database it was taken from has
+            # already been overwritten (SQLite waits for the disk; so must its copy).
+            _fsync_file(partial)
             os.replace(partial, target)
+            _fsync_folder(self.path)
         finally:
             self._remove(partial)
         for suffix in self._SIDE_FILES:  # SQLite's, of the partial file's last connection
@@ -118,6 +123,8 @@ def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+        if durable:
+            _fsync_folder(path.parent)  # the rename itself
     except OSError as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -125,6 +132,29 @@ def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
             f"Cannot write '{path}': {err.strerror or err}; free some space (or fix the "
             "folder's permissions), then run the command again"
         ) from err
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(path: Path) -> None:
+    """Wait for the disk to hold the folder's entries (a rename into it); a platform
+    whose folders cannot be opened for that (Windows) does without."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -4,10 +4,13 @@ holds, the record of applied scripts."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
+
 from branchmig.graph import Revision
-from branchmig.state import SnapshotRecord, State
+from branchmig.state import SnapshotFolder, SnapshotRecord, State, write_private
 
 
 def record(key: str) -> SnapshotRecord:
@@ -57,3 +60,48 @@ def test_the_applied_record_round_trips_and_a_broken_one_is_empty(tmp_path: Path
     assert State(tmp_path).applied("db1") == revisions
     (tmp_path / "applied" / "db1.marshal").write_bytes(b"garbage")
     assert State(tmp_path).applied("db1") == {}
+
+
+def _disk_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """What reaches the disk, in order: each fsync (of the file or folder the descriptor
+    names) and each rename."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        events.append(("rename", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def test_a_snapshot_copy_is_on_disk_before_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy is published only once its bytes are on disk, and its name after: a power
+    cut must not leave an empty copy of a database that a restore has overwritten."""
+    folder = SnapshotFolder(tmp_path / "snapshots")
+    events = _disk_events(monkeypatch)
+    with folder.writing("copy.db") as partial:
+        partial.write_bytes(b"rows")
+    target = str(tmp_path / "snapshots" / "copy.db")
+    assert [kind for kind, _ in events] == ["fsync", "rename", "fsync"]
+    assert events[0][1].endswith(".partial") and events[1][1] == target
+    assert events[2][1] == str(tmp_path / "snapshots")
+    assert Path(target).read_bytes() == b"rows"
+
+
+def test_a_durable_write_waits_for_its_rename_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = _disk_events(monkeypatch)
+    write_private(tmp_path / "journal.json", b"{}", durable=True)
+    write_private(tmp_path / "cache.json", b"{}")
+    assert [kind for kind, _ in events] == ["fsync", "rename", "fsync", "rename"]
+    assert events[2][1] == str(tmp_path)
