@@ -51,14 +51,15 @@ def heads(ws: Workspace, *, ref: str = WORKTREE) -> HeadsResult:
         paths=tuple(graph.revisions[h].path for h in graph.heads),
         warnings=scripts.warnings,
     )
-    summaries.put(
-        signature,
-        {
-            "heads": list(result.heads),
-            "paths": list(result.paths),
-            "warnings": list(result.warnings),
-        },
-    )
+    if ws.still_signs(signature):
+        summaries.put(
+            signature,
+            {
+                "heads": list(result.heads),
+                "paths": list(result.paths),
+                "warnings": list(result.warnings),
+            },
+        )
     return result
 
 

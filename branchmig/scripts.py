@@ -468,12 +468,17 @@ def read_worktree(
 
 def worktree_signature(
     top: Path, version_locations: Sequence[str], *, recursive: bool
-) -> str | None:
-    """A digest of every candidate script's path, size, mtime and inode: equal digests
-    mean the same scripts. None while a file is too recent for its stat to be trusted."""
+) -> tuple[str, bool]:
+    """A digest of every candidate script's path and stat (size, mtime, inode): equal
+    digests mean the same scripts. A file too recent for its stat to be trusted (one
+    that a checkout has just written) counts by its content instead, so the scripts a
+    return to a branch brings back are known again at once; the flag says there was
+    one, whose content may still be changing."""
     import hashlib
+    import marshal
 
-    parts = [f"{recursive}\0{version_locations}"]
+    rows: list[tuple[str, str] | tuple[str, int, int, int]] = []
+    racy = False
     newest = time.time_ns() - _RACY_NS
     for location in version_locations:
         for entry in _walk(os.path.join(top, location), recursive):
@@ -482,9 +487,16 @@ def worktree_signature(
                 continue
             st = entry.stat()
             if st.st_mtime_ns > newest:
-                return None
-            parts.append(f"{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
-    return hashlib.sha1("\n".join(parts).encode()).hexdigest()
+                try:
+                    with open(entry.path, "rb") as fh:
+                        rows.append((entry.path, blob_id(fh.read())))
+                    racy = True
+                    continue
+                except OSError:
+                    pass  # gone since the listing: its stat stands for it
+            rows.append((entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
+    signed = marshal.dumps((recursive, tuple(version_locations), rows))
+    return hashlib.sha1(signed).hexdigest(), racy
 
 
 def _walk(root: str, recursive: bool) -> list[os.DirEntry[str]]:

@@ -35,10 +35,12 @@ class Workspace:
     _signatures: dict[tuple[str, Locations], str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, start: Path, *, config: Path | Sequence[Path] | None = None) -> Workspace:
+    def open(
+        cls, start: Path, *, config: Path | Sequence[Path] | None = None, in_hook: bool = False
+    ) -> Workspace:
         """The project from ``start``; ``config`` as ``-c`` names it (an alembic.ini, a
-        pyproject.toml, or one of each)."""
-        repo = GitRepo.discover(start)
+        pyproject.toml, or one of each). ``in_hook``: ``start`` is where git runs a hook."""
+        repo = GitRepo.in_hook(start) if in_hook else GitRepo.discover(start)
         return cls(repo, find_project(start, repo_root=repo.top, config=config))
 
     @cached_property
@@ -87,7 +89,8 @@ class Workspace:
             scripts = read_worktree(
                 self.repo.top, locs.version_locations, recursive=locs.recursive, cache=self.cache
             )
-            self.script_sets.put(signature, scripts.revisions, scripts.warnings)
+            if self.still_signs(signature):
+                self.script_sets.put(signature, scripts.revisions, scripts.warnings)
             return scripts
         commit = self.repo.resolve(ref)
         return self.scripts_at_commit(commit, ref=ref)
@@ -117,18 +120,24 @@ class Workspace:
         scripts = self.scripts_at(ref, signature=signature)
         return scripts, Graph.build(scripts.revisions)
 
-    def signature(self, ref: str = WORKTREE) -> str | None:
+    def signature(self, ref: str = WORKTREE) -> str:
         """What identifies the scripts at ``ref`` without reading them: the folders' tree
         ids (and the blobs of alembic.ini and pyproject.toml) at a commit, the files'
         stats in the working tree."""
         if ref == WORKTREE:
             locs = self.project.locations()
-            sig = worktree_signature(
+            sig, racy = worktree_signature(
                 self.repo.top, locs.version_locations, recursive=locs.recursive
             )
-            return None if sig is None else f"wt:{sig}"
+            return f"{_RACY if racy else 'wt:'}{sig}"
         commit = self.repo.resolve(ref)
         return self._commit_signature(commit, self.locations_at(commit))
+
+    def still_signs(self, signature: str) -> bool:
+        """Whether what was read under ``signature`` may be remembered by it: a working
+        tree file signed by its content may have changed between signing and reading,
+        so such a signature must come out the same again."""
+        return not signature.startswith(_RACY) or self.signature(WORKTREE) == signature
 
     def _commit_signature(self, commit: str, locs: Locations) -> str:
         if (commit, locs) not in self._signatures:
@@ -147,6 +156,9 @@ class Workspace:
 
     def close(self) -> None:
         self.repo.close()
+
+
+_RACY = "wt~:"  # a working tree signature with a file signed by its content
 
 
 def _text(data: bytes | None) -> str | None:

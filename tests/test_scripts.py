@@ -382,3 +382,60 @@ def test_only_the_latest_script_sets_are_kept(
         repo.commit(f"a{i}")
         ws_ids(repo, "HEAD")
     assert len(script_set_files(repo)) == 2
+
+
+def test_a_file_just_written_is_signed_by_its_content(
+    repo_with_linear_history: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout rewrites a branch's scripts just before the hook reads them: too recent
+    for their stat to be trusted, they count by their content, so a return to a branch
+    finds the set it read last time instead of reading the tree again."""
+    repo = repo_with_linear_history
+    old = 1_600_000_000
+    for path in repo.versions.glob("*.py"):
+        os.utime(path, (old, old))
+    reads: list[object] = []
+    real_read = scripts_mod.read_worktree
+
+    def counted_read(*args: object, **kwargs: object) -> object:
+        reads.append(args)
+        return real_read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("branchmig.workspace.read_worktree", counted_read)
+    path = repo.versions / "a3_step.py"
+    text = path.read_text()
+    path.unlink()
+    path.write_text(text)  # as git writes it: a new file, now
+    first = ws_ids(repo)
+    assert len(reads) == 1
+    path.unlink()
+    path.write_text(text)  # the same content once more: another inode, another mtime
+    assert ws_ids(repo) == first
+    assert len(reads) == 1  # known by its content: the tree was not read again
+    path.write_text(text.replace("= 'a2'", "= 'a1'"))  # same size, same second
+    assert ws_ids(repo)["a3"] == ("a1",)
+    assert len(reads) == 2
+
+
+def test_a_set_read_while_a_recent_file_changed_is_not_remembered(
+    repo_with_linear_history: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file signed by its content that changes between the signing and the reading:
+    what was read is not remembered under the signature of what was there before."""
+    repo = repo_with_linear_history
+    path = repo.versions / "a3_step.py"
+    before = path.read_text()
+    real_read = scripts_mod.read_worktree
+
+    def read_after_an_edit(*args: object, **kwargs: object) -> object:
+        path.write_text(before.replace("= 'a2'", "= 'a1'"))
+        return real_read(*args, **kwargs)  # type: ignore[arg-type]
+
+    ws = Workspace.open(repo.root)
+    try:
+        signature = ws.signature()
+        monkeypatch.setattr("branchmig.workspace.read_worktree", read_after_an_edit)
+        assert {r.id: r.down for r in ws.scripts_at(signature=signature).revisions}["a3"] == ("a1",)
+        assert ws.script_sets.get(signature) is None
+    finally:
+        ws.close()
