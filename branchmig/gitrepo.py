@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from branchmig.errors import GitError, NotARepositoryError, UnknownRefError
+
+if TYPE_CHECKING:
+    import subprocess
 
 NULL_SHA = "0" * 40
 
@@ -51,7 +54,10 @@ def _run(
     cwd: Path, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     """``git -C cwd ARGS``, output captured: the one place git is started (but for the
-    long-lived ``cat-file --batch`` of ``read_file``)."""
+    long-lived ``cat-file --batch`` of ``read_file``). (``subprocess`` is imported here:
+    the hook's restore asks git nothing, and the import costs it 7 ms.)"""
+    import subprocess
+
     try:
         return subprocess.run(
             ["git", "-C", str(cwd), *args],
@@ -86,10 +92,19 @@ class GitRepo:
                 f"'{start}' is not inside a git repository (git init, or cd into one)"
             )
         top, git_dir, common = out.stdout.decode(errors="surrogateescape").splitlines()[:3]
-        common_path = Path(common)
-        if not common_path.is_absolute():
-            common_path = (start / common_path).resolve()
-        return cls(Path(top), Path(git_dir), common_path)
+        return cls(Path(top), Path(git_dir), _absolute(start, common))
+
+    @classmethod
+    def in_hook(cls, top: Path) -> GitRepo:
+        """The repository a git hook runs in. Git starts a hook at the top level of the
+        working tree, and branchmig's hook script passes the git dirs it has found (as
+        ``git rev-parse --git-dir --git-common-dir`` gives them): no git process to ask.
+        Without them (a hook written by an earlier branchmig), ``discover``."""
+        git_dir = os.environ.get("BRANCHMIG_GIT_DIR")
+        common = os.environ.get("BRANCHMIG_COMMON_DIR")
+        if not git_dir or not common:
+            return cls.discover(top)
+        return cls(top, _absolute(top, git_dir), _absolute(top, common))
 
     @classmethod
     def init(cls, folder: Path, *, branch: str = "main") -> GitRepo:
@@ -206,6 +221,8 @@ class GitRepo:
 
     def _cat_file(self) -> subprocess.Popen[bytes]:
         if self._batch is None or self._batch.poll() is not None:
+            import subprocess
+
             self._batch = subprocess.Popen(
                 ["git", "-C", str(self.top), "cat-file", "--batch"],
                 stdin=subprocess.PIPE,
@@ -231,18 +248,47 @@ class GitRepo:
 
     # refs, the working tree, history ------------------------------------------------------
 
+    # The hook asks these on every run that migrates or restores: each is answered from
+    # the files of git's "files" ref backend when they say it plainly (HEAD, a loose
+    # branch ref, the HEAD reflog), and by git otherwise (packed refs, reftable,
+    # anything unusual), which a process costs 2-3 ms more.
+
     def head_commit(self) -> str | None:
+        head = _read_small(self.git_dir / "HEAD")
+        if head is not None and _is_object_id(head):
+            return head
+        if head is not None and head.startswith("ref: refs/heads/"):
+            found = self._loose_branch(head[len("ref: refs/heads/") :])
+            if found is not None:
+                return found
         out = self._git("rev-parse", "--verify", "--quiet", "HEAD", check=False).strip()
         return out or None
 
     def current_branch(self) -> str | None:
+        head = _read_small(self.git_dir / "HEAD")
+        if head is not None and _is_object_id(head):
+            return None  # detached
+        if head is not None and head.startswith("ref: refs/heads/"):
+            name = head[len("ref: refs/heads/") :]
+            if _plain_branch_name(name):
+                return name
         out = self._git("symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
         return out or None
 
     def is_branch(self, name: str) -> bool:
+        if self._loose_branch(name) is not None:
+            return True
         return bool(
             self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{name}", check=False).strip()
         )
+
+    def _loose_branch(self, name: str) -> str | None:
+        """The commit of branch ``name`` when its loose ref file holds one (None: ask git;
+        a loose ref, when there is one, is the branch's value, packed-refs or not)."""
+        if not _plain_branch_name(name):
+            return None
+        found = _read_small(self.common_dir / "refs" / "heads" / name)
+        return found if found is not None and _is_object_id(found) else None
 
     def all_ref_commits(self) -> list[tuple[tuple[str, ...], str]]:
         """(names, commit) of every commit a branch, remote branch or tag points at (all
@@ -373,6 +419,31 @@ class GitRepo:
             tips[ref.removeprefix("refs/heads/")] = commit
         return tips
 
+    def last_checkout(self) -> tuple[str, str] | None:
+        """(from, to) of the newest entry of this worktree's HEAD reflog when it is a
+        checkout; None when it is something else or there is none. Read from the end of
+        the file, without git, but for a reflog kept elsewhere (reftable). None on an
+        unborn branch, as git has it (``checkout --orphan`` logs nothing)."""
+        if self.head_commit() is None:
+            return None
+        path = self.git_dir / "logs" / "HEAD"
+        try:
+            with open(path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - 8192))
+                tail = fh.read()
+        except FileNotFoundError:
+            moves = self.checkouts(limit=1)
+            return (moves[0][1], moves[0][2]) if moves else None
+        except OSError:
+            return None
+        lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
+        _, tab, subject = lines[-1].decode(errors="replace").partition("\t")
+        if not tab or not subject.startswith("checkout: moving from "):
+            return None
+        left, sep, right = subject[len("checkout: moving from ") :].partition(" to ")
+        return (left, right) if sep else None
+
     def checkouts(self, limit: int = 50) -> list[tuple[int, str, str]]:
         """(when, from, to) of this worktree's latest checkouts, newest first, from HEAD's
         reflog (among its ``limit`` latest entries): each side a branch name or a commit
@@ -497,6 +568,43 @@ class GitRepo:
         """The merged commit of a merge commit; None for any other commit."""
         out = self._git("rev-parse", "--verify", "--quiet", f"{commit}^2", check=False).strip()
         return out or None
+
+
+def _absolute(start: Path, path: str) -> Path:
+    """A path git printed, relative to ``start`` where it is relative (git prints the
+    absolute ones with symbolic links resolved already)."""
+    found = Path(path)
+    return found if found.is_absolute() else (start / found).resolve()
+
+
+def _read_small(path: Path) -> str | None:
+    """A ref file's one line; None when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(512).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_object_id(text: str) -> bool:
+    """A full SHA-1 or SHA-256 object id, as git writes one."""
+    return len(text) in (40, 64) and _HEX.issuperset(text)
+
+
+def _plain_branch_name(name: str) -> bool:
+    """A branch name safe to look for as a file under refs/heads (git's own rules keep
+    most of these out of names anyway; reftable's HEAD names ``.invalid``)."""
+    return bool(name) and not (
+        name.startswith(("/", ".", "-"))
+        or name.endswith(("/", ".lock"))
+        or ".." in name
+        or "\\" in name
+        or "//" in name
+        or "/." in name
+    )
 
 
 def blob_id(data: bytes) -> str:

@@ -25,7 +25,7 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
     ws: Workspace | None = None
     try:
         try:
-            ws = Workspace.open(cwd or Path.cwd())
+            ws = Workspace.open(cwd or Path.cwd(), in_hook=True)
         except NoProjectError:
             # A branch without the app (gh-pages, docs): nothing to bring along.
             _say("branchmig: no Alembic project in this checkout; the database is left as it is")
@@ -90,10 +90,10 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
 def _branch_left(ws: Workspace) -> str | None:
     """The branch this checkout left, from the worktree's reflog (None when it left a
     detached HEAD, or for the first checkout of a new worktree)."""
-    moves = ws.repo.checkouts(limit=1)
-    if not moves:
+    move = ws.repo.last_checkout()
+    if move is None:
         return None
-    left = moves[0][1]
+    left = move[0]
     return left if ws.repo.is_branch(left) else None
 
 

@@ -3,10 +3,13 @@ installer and the demo ask."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 from gitutil import git, init_repo
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from branchmig.errors import GitError, NotARepositoryError
 from branchmig.gitrepo import GitRepo
@@ -215,3 +218,98 @@ def test_a_linked_worktree_shares_the_common_hooks(
 def test_discover_outside_a_repository_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(NotARepositoryError, match="is not inside a git repository"):
         GitRepo.discover(tmp_path)
+
+
+# -- refs read from git's files, as the hook reads them --------------------------------------
+
+_REF_STEPS = st.lists(
+    st.sampled_from(
+        ["branch", "nested", "switch-back", "detach", "commit", "pack", "loose-again", "orphan"]
+    ),
+    min_size=1,
+    max_size=7,
+)
+
+
+def _git_says(root: Path) -> tuple[str | None, str | None]:
+    """HEAD's commit and branch, as git answers them."""
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    branch = subprocess.run(
+        ["git", "-C", str(root), "symbolic-ref", "--quiet", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return head or None, branch or None
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=_REF_STEPS)
+def test_refs_read_from_files_agree_with_git(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[str]
+) -> None:
+    """HEAD's commit, its branch, which names are branches and the last checkout: read
+    from .git's files where they say it plainly (loose refs), from git otherwise (packed
+    refs, an unborn branch), always what git itself answers."""
+    root = init_repo(tmp_path_factory.mktemp("refs") / "repo")
+    commit(root, "base", {"a.txt": "0\n"})
+    for number, step in enumerate(steps):
+        if step == "branch":
+            git(root, "checkout", "-q", "-b", f"b{number}")
+        elif step == "nested":
+            git(root, "checkout", "-q", "-b", f"team/feature-{number}")
+        elif step == "switch-back":
+            git(root, "checkout", "-q", "main")
+        elif step == "detach":
+            if _git_says(root)[0] is not None:  # not on an unborn branch
+                git(root, "checkout", "-q", "--detach")
+        elif step == "commit":
+            commit(root, f"c{number}", {"a.txt": f"step {number}\n"})
+        elif step == "pack":
+            git(root, "pack-refs", "--all")
+        elif step == "loose-again":
+            if _git_says(root)[1] is not None:
+                commit(root, f"l{number}", {"b.txt": f"loose {number}\n"})  # a loose ref again
+        elif step == "orphan":
+            git(root, "checkout", "-q", "--orphan", f"o{number}")
+            git(root, "rm", "-rfq", "--ignore-unmatch", ".")  # an empty, clean tree
+        repo = GitRepo.discover(root)
+
+        head, branch = _git_says(root)
+        assert repo.head_commit() == head
+        assert repo.current_branch() == branch
+        names = git(root, "for-each-ref", "--format=%(refname:short)", "refs/heads").split()
+        for name in [*names, "main", "no-such-branch", "../config", "team"]:
+            assert repo.is_branch(name) == (name in names), name
+        moves = repo.checkouts(limit=1)
+        assert repo.last_checkout() == ((moves[0][1], moves[0][2]) if moves else None)
+
+
+def test_a_hook_s_repository_is_the_one_discover_finds(
+    repo_with_one_script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The git dirs the hook script passes, as it finds them (".git" at the top level, git's
+    answer in a linked worktree), name the same folders as ``discover``."""
+    root = repo_with_one_script
+    git(root, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "wt")
+    for top in (root, tmp_path / "wt"):
+        found = git(top, "rev-parse", "--git-dir", "--git-common-dir").split()
+        if top == root:
+            assert found == [".git", ".git"]
+        monkeypatch.setenv("BRANCHMIG_GIT_DIR", found[0])
+        monkeypatch.setenv("BRANCHMIG_COMMON_DIR", found[1])
+        in_hook, discovered = GitRepo.in_hook(top.resolve()), GitRepo.discover(top)
+        assert (in_hook.top, in_hook.git_dir, in_hook.common_dir) == (
+            discovered.top,
+            discovered.git_dir,
+            discovered.common_dir,
+        )
+        monkeypatch.delenv("BRANCHMIG_GIT_DIR")
+        assert GitRepo.in_hook(top.resolve()).common_dir == discovered.common_dir
