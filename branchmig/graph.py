@@ -28,10 +28,11 @@ class Revision:
     path: str = ""
     blob: str = ""
 
-    @cached_property
+    @property
     def parents(self) -> tuple[str, ...]:
         """What must be applied before this revision: its down revisions, then its
-        dependencies."""
+        dependencies. (Not cached: the first read of a ``cached_property`` takes a lock,
+        which costs more than this for the thousands of revisions of a history.)"""
         if not self.depends_on:
             return self.down
         return self.down + tuple(d for d in self.depends_on if d not in self.down)

@@ -19,7 +19,7 @@ from branchmig.state import DatabaseId, Journal, Owner, State, Suspect
 from branchmig.workspace import Workspace
 
 if TYPE_CHECKING:
-    from branchmig.runner import AlembicEnv, DatabaseState
+    from branchmig.databases import AlembicEnv, DatabaseState
     from branchmig.snapshots import SnapshotBackend
 
 Progress = Callable[[str], None]
@@ -164,7 +164,7 @@ def recall(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId] | No
     """The remembered database and its revisions, read without Alembic, when what env.py
     reads is unchanged and the file is the same one; else None."""
     from branchmig import remembered
-    from branchmig.runner import DatabaseState
+    from branchmig.databases import DatabaseState
 
     memo = remembered.Remembered.from_json(state.remembered(_worktree(ws)))
     if (
@@ -185,7 +185,7 @@ def recalled(ws: Workspace, progress: Progress = quiet) -> Iterator[Session | No
     to act on: remembered (see ``recall``), no move to put back, nothing suspect, and its
     ``alembic_version`` what branchmig last left there. None otherwise: open the full
     session instead."""
-    from branchmig.runner import AlembicEnv
+    from branchmig.databases import AlembicEnv
 
     state = State(ws.state_dir)
     if state.remembered(_worktree(ws)) is None:

@@ -19,7 +19,7 @@ from branchmig.state import DatabaseId, State, Suspect
 from branchmig.workspace import WORKTREE, Workspace
 
 if TYPE_CHECKING:
-    from branchmig.runner import DatabaseState
+    from branchmig.databases import DatabaseState
 
 Progress = Callable[[str], None]
 

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from branchmig.analysis import batch_warnings, with_destructive
 from branchmig.downgrades import batch_hint, find_unbatched
 from branchmig.errors import BranchmigError, DatabaseError, GitError, MoveFailed, PlanError
 from branchmig.graph import Graph, Revision, merge_graphs
@@ -223,6 +220,10 @@ def _run(
 ) -> tuple[str, ...]:
     """Revert with the old scripts, call ``between`` (the checkout), apply the new (read
     from the tree after the checkout, or with ``target_from_git`` from git's objects)."""
+    if not plan.downgrade and not plan.upgrade:  # a restore that migrates nothing
+        if between is not None:
+            between()
+        return target.heads
     from branchmig.runner import Phase, run_phases
 
     def on_step(direction: str, rev: str) -> None:
@@ -235,6 +236,8 @@ def _run(
 
     applied = source.ancestors(s.db.heads)
     kept = set(applied) - set(plan.downgrade)
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp:
         old_texts = _materialise(s, plan.downgrade, source, Path(tmp))
         new_texts = None
@@ -354,8 +357,6 @@ def sync(
     """Bring the database to the working tree's heads. ``previous`` is the commit the
     database followed (the hook's PREV); its scripts revert what the tree lacks.
     ``previous_branch`` is the branch a checkout left, when the caller knows it."""
-    from branchmig.runner import start_loading_alembic
-
     if not dry_run:
         moved = _sync_remembered(
             ws,
@@ -368,6 +369,8 @@ def sync(
         )
         if moved is not None:
             return moved
+    from branchmig.runner import start_loading_alembic
+
     start_loading_alembic()
     _, target = ws.graph_at(WORKTREE)  # read while Alembic loads
     with opened(ws, progress, dry_run=dry_run) as s:
@@ -576,12 +579,16 @@ def _decide(
     if restore is not None:  # the plan starts from the snapshot, not from the database
         plan = make_plan(applied_heads=restore.heads, source=target, target=target)
     else:
+        from branchmig.analysis import with_destructive  # a restore does without it
+
         plan = with_destructive(
             ws, make_plan(applied_heads=before, source=source, target=target), source
         )
     for rev_id in plan.downgrade:  # fail before anything is touched, dry run or not
         _script_text(ws, state, source.revisions[rev_id])
     if plan.batch_needed and s.db.on_sqlite and not s.remembered:
+        from branchmig.analysis import batch_warnings
+
         for warning in batch_warnings(plan, source):  # before anything runs
             s.progress(f"branchmig: warning: {warning}")
     applied = blobs_of(source, tuple(source.ancestors(before, strict=False)))
@@ -608,7 +615,7 @@ def _token() -> str:
     while ms:
         ms, digit = divmod(ms, 36)
         digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
-    return digits[-8:] + secrets.token_hex(2)
+    return digits[-8:] + os.urandom(2).hex()
 
 
 def _applied_key(s: Session) -> str:

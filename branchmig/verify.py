@@ -46,7 +46,7 @@ from branchmig.snapshots import mask_url
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
 
 if TYPE_CHECKING:
-    from branchmig.runner import DatabaseState
+    from branchmig.databases import DatabaseState
 
 Progress = Callable[[str], None]
 Outcome = Literal["ok", "failed", "left traces", "not run"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -185,6 +184,8 @@ class LiveLine:
         self.total = total
         self.start = time.perf_counter() if start is None else start
         self._total_size: int | None = None
+        import threading  # only a terminal's live line needs it
+
         self._done = threading.Event()
         self._lock = threading.Lock()  # a redraw and the final clearing never interleave
         self._stopped = False

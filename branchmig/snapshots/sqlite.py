@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -260,6 +259,8 @@ def copy_file(source: Path, destination: Path) -> None:
     except (AttributeError, OSError) as err:
         if isinstance(err, OSError) and err.errno not in _NO_COPY_FILE_RANGE:
             raise
+    import shutil
+
     shutil.copyfile(source, destination)
 
 
