@@ -72,6 +72,11 @@ class DatabaseError(BranchmigError):
     """The database could not be reached or a migration failed."""
 
 
+class NotAsRemembered(DatabaseError):
+    """env.py connects to another database, or finds it at other revisions, than the one
+    branchmig remembered and acted on without running env.py: checked before any step."""
+
+
 class SnapshotError(BranchmigError):
     """A snapshot could not be saved, restored or dropped."""
 

@@ -313,6 +313,7 @@ def run_phases(
     on_step: Callable[[Direction, str], None] | None = None,
     on_start: Callable[[Direction, str], None] | None = None,
     on_database: Callable[[str], None] | None = None,
+    expect: DatabaseState | None = None,
 ) -> None:
     """Run the phases in order in one run of env.py, calling ``between`` (the checkout)
     after the first, ``on_start`` before each step and ``on_step`` after it: one
@@ -323,7 +324,11 @@ def run_phases(
     A ``--multidb`` env.py runs the steps once per database, each in its own transaction,
     committed together at the end: ``on_database`` is called with each one's name,
     ``between`` only once (the downgrades of the later databases read the old scripts
-    from their copies, not from the tree)."""
+    from their copies, not from the tree).
+
+    ``expect``: the databases as branchmig remembers them, env.py not having been run to
+    read them: before the first step, each connection env.py makes must be to one of
+    them, at its revisions, else nothing runs (``DatabaseError``)."""
     if not any(phase.revisions for phase in phases):
         if between is not None:
             between()
@@ -373,6 +378,8 @@ def run_phases(
 
     def fn(rev: Any, context: Any) -> Iterator[Any]:
         engines.append(context.connection.engine)
+        if expect is not None:
+            _check_expected(context, expect)
         return steps(rev, context)
 
     try:
@@ -389,6 +396,26 @@ def run_phases(
         for engine in engines:
             engine.dispose()
         env.dispose_engines()
+
+
+def _check_expected(context: Any, expect: DatabaseState) -> None:
+    """The database env.py connected to is one ``expect`` names, at its revisions."""
+    from branchmig.errors import NotAsRemembered
+    from branchmig.snapshots.base import mask_url
+
+    url = context.connection.engine.url.render_as_string(hide_password=False)
+    known = {db.url: db for db in expect.databases}
+    if url not in known:
+        raise NotAsRemembered(
+            f"env.py now connects to {mask_url(url)}, not to {mask_url(expect.url)} as when "
+            "branchmig last ran it"
+        )
+    heads = tuple(context.get_current_heads())
+    if sorted(heads) != sorted(known[url].heads):
+        raise NotAsRemembered(
+            f"{mask_url(url)} is at {', '.join(heads) or 'base'}, not at "
+            f"{', '.join(known[url].heads) or 'base'} as branchmig left it"
+        )
 
 
 def _prepare(phase: Phase) -> tuple[Any, dict[str, Any]]:

@@ -78,6 +78,9 @@ class Session:
     # The database as remembered (remembered.py): Alembic is not loaded and env.py has not
     # run, so this session may only restore a snapshot or record a move that runs nothing.
     remembered: bool = False
+    # The database as remembered, with Alembic open: env.py has not run yet, and the move's
+    # run of it checks the database it connects to before its first step.
+    recalled: bool = False
 
     @property
     def masked(self) -> str:
@@ -107,24 +110,37 @@ def backend_of(
 
 @contextmanager
 def opened(
-    ws: Workspace, progress: Progress = quiet, *, dry_run: bool = False
+    ws: Workspace,
+    progress: Progress = quiet,
+    *,
+    dry_run: bool = False,
+    trust_remembered: bool = False,
 ) -> Iterator[Session]:
     """The lock held, Alembic open, the database read; a killed move put back first
-    (a dry run only says there is one)."""
+    (a dry run only says there is one). With ``trust_remembered``, a trusted remembered database
+    (see ``trusted``) is taken as read, without running env.py for it: a move then runs
+    env.py once, and checks there, before its first step, that env.py connects to that
+    database at those revisions (``Session.recalled``)."""
     from branchmig.runner import alembic_env, read_database
 
     state = State(ws.state_dir)
     with state.lock(), alembic_env(ws.project) as env:
-        db = read_database(env)
-        dbid = database_id(ws, db)
-        remember(ws, state, db, dbid)
+        found = trusted(ws, state) if trust_remembered else None
+        if found is not None:
+            db, dbid = found
+        else:
+            db = read_database(env)
+            dbid = database_id(ws, db)
+            remember(ws, state, db, dbid)
         recovery = None
         journal = state.read_journal()
         if journal is not None and not dry_run:
             recovery = recover(ws, state, env, db, dbid, journal, progress)
             if recovery.restored:
                 db = read_database(env)
-        session = Session(ws, state, env, db, dbid, progress, recovery=recovery)
+        session = Session(
+            ws, state, env, db, dbid, progress, recovery=recovery, recalled=found is not None
+        )
         if journal is not None and dry_run:
             session.notes.append(
                 f"a {journal.operation} to '{journal.to}' was interrupted "
@@ -160,6 +176,11 @@ def remember(ws: Workspace, state: State, db: DatabaseState, dbid: DatabaseId) -
     state.remember(_worktree(ws), memo)
 
 
+def forget(ws: Workspace, state: State) -> None:
+    """Forget the remembered database: the next command reads it through env.py."""
+    state.remember(_worktree(ws), None)
+
+
 def recall(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId] | None:
     """The remembered database and its revisions, read without Alembic, when what env.py
     reads is unchanged and the file is the same one; else None."""
@@ -179,12 +200,30 @@ def recall(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId] | No
     return (DatabaseState.single(memo.url, heads), DatabaseId(memo.url, memo.masked, memo.key))
 
 
+def trusted(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId] | None:
+    """The remembered database, when it can be acted on (the lock held): remembered (see
+    ``recall``), no move to put back, nothing suspect, and its ``alembic_version`` what
+    branchmig last left there. None otherwise: read it through env.py."""
+    if state.remembered(_worktree(ws)) is None:
+        return None
+    found = recall(ws, state)
+    if found is None or state.read_journal() is not None:
+        return None
+    db, dbid = found
+    owner = state.owner(dbid.key)
+    if (
+        owner is None
+        or sorted(owner.heads) != sorted(db.heads)
+        or state.suspect(dbid.key) is not None
+    ):
+        return None
+    return found
+
+
 @contextmanager
 def recalled(ws: Workspace, progress: Progress = quiet) -> Iterator[Session | None]:
-    """A session on the remembered database, with the lock held, when it can be trusted
-    to act on: remembered (see ``recall``), no move to put back, nothing suspect, and its
-    ``alembic_version`` what branchmig last left there. None otherwise: open the full
-    session instead."""
+    """A session on the trusted remembered database (see ``trusted``), with the lock held
+    and Alembic not loaded; None when there is none: open the full session instead."""
     from branchmig.databases import AlembicEnv
 
     state = State(ws.state_dir)
@@ -192,19 +231,11 @@ def recalled(ws: Workspace, progress: Progress = quiet) -> Iterator[Session | No
         yield None
         return
     with state.lock():
-        found = recall(ws, state)
-        if found is None or state.read_journal() is not None:
+        found = trusted(ws, state)
+        if found is None:
             yield None
             return
         db, dbid = found
-        owner = state.owner(dbid.key)
-        if (
-            owner is None
-            or sorted(owner.heads) != sorted(db.heads)
-            or state.suspect(dbid.key) is not None
-        ):
-            yield None
-            return
         yield Session(ws, state, AlembicEnv(ws.project, None), db, dbid, progress, remembered=True)
 
 

@@ -18,13 +18,20 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from branchmig.downgrades import batch_hint, find_unbatched
-from branchmig.errors import BranchmigError, DatabaseError, GitError, MoveFailed, PlanError
+from branchmig.errors import (
+    BranchmigError,
+    DatabaseError,
+    GitError,
+    MoveFailed,
+    NotAsRemembered,
+    PlanError,
+)
 from branchmig.graph import Graph, Revision, merge_graphs
 from branchmig.lifecycle import (
     Held,
@@ -46,6 +53,7 @@ from branchmig.session import (
     SKIP_HOOK,
     Session,
     finish_drops,
+    forget,
     opened,
     put_back,
     quiet,
@@ -217,9 +225,12 @@ def _run(
     on_start: Callable[[str, str], None] | None = None,
     target_from_git: bool = False,
     quiet_steps: bool = False,
+    on_live: bool = True,
 ) -> tuple[str, ...]:
     """Revert with the old scripts, call ``between`` (the checkout), apply the new (read
-    from the tree after the checkout, or with ``target_from_git`` from git's objects)."""
+    from the tree after the checkout, or with ``target_from_git`` from git's objects).
+    ``on_live``: env.py connects to the session's database (not a rehearsal's copy), which
+    it checks first when the session took it as remembered."""
     if not plan.downgrade and not plan.upgrade:  # a restore that migrates nothing
         if between is not None:
             between()
@@ -238,7 +249,7 @@ def _run(
     kept = set(applied) - set(plan.downgrade)
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp, _forget_if_stale(s):
         old_texts = _materialise(s, plan.downgrade, source, Path(tmp))
         new_texts = None
         if target_from_git:
@@ -268,8 +279,20 @@ def _run(
             on_step=on_step,
             on_start=on_start,
             on_database=on_database,
+            expect=s.db if s.recalled and on_live else None,
         )
     return target.heads
+
+
+@contextlib.contextmanager
+def _forget_if_stale(s: Session) -> Iterator[None]:
+    """A remembered database that env.py no longer gives is forgotten: the next command
+    reads the database through env.py (and this one says to run it again)."""
+    try:
+        yield
+    except NotAsRemembered as err:
+        forget(s.ws, s.state)
+        raise NotAsRemembered(f"{err}; run the command again") from err
 
 
 def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> None:
@@ -304,7 +327,15 @@ def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> N
                 "'sqlalchemy.url'), or run without --rehearse"
             )
         try:
-            _run(s, d.plan, d.source, target, target_from_git=not checked_out, quiet_steps=True)
+            _run(
+                s,
+                d.plan,
+                d.source,
+                target,
+                target_from_git=not checked_out,
+                quiet_steps=True,
+                on_live=False,
+            )
         except StepFailed as err:
             raise MoveFailed(
                 err, restored=True, rehearsal=True, fix=_name_the_fix(s, d, target, err)
@@ -373,7 +404,7 @@ def sync(
 
     start_loading_alembic()
     _, target = ws.graph_at(WORKTREE)  # read while Alembic loads
-    with opened(ws, progress, dry_run=dry_run) as s:
+    with opened(ws, progress, dry_run=dry_run, trust_remembered=True) as s:
         if s.recovery is not None and s.recovery.checked_out:
             _, target = ws.graph_at(WORKTREE)
         return _sync_move(
@@ -485,7 +516,7 @@ def switch(
     target = Graph.build(ws.scripts_at_commit(commit, ref=branch).revisions)
     entering = branch if repo.is_branch(branch) else None
     here = repo.current_branch()
-    with opened(ws, progress, dry_run=dry_run) as s:
+    with opened(ws, progress, dry_run=dry_run, trust_remembered=True) as s:
         if s.recovery is not None and s.recovery.checked_out:
             head, here = repo.head_commit(), repo.current_branch()
         return _move(
@@ -900,7 +931,7 @@ def _roll_back(
             )
         if rolled_back:
             s.notes.append(f"the database was restored from snapshot '{journal.safety_snapshot}'")
-    if journal.phase == "start" and not rolled_back:
+    if (journal.phase == "start" or isinstance(err, NotAsRemembered)) and not rolled_back:
         rolled_back = True  # nothing had touched the database yet
     back = journal.from_branch or journal.from_commit
     if journal.checked_out and checkout is not None and rolled_back and back:

@@ -42,6 +42,18 @@ def _logged(p: Project, extra: str = "") -> Project:
     return p
 
 
+def _logged_on_every_branch(p: Project, extra: str = "") -> Project:
+    """``_logged``, committed on each branch: a switch refuses uncommitted changes to the
+    migrations folder, env.py's included."""
+    branches = p.git("for-each-ref", "--format=%(refname:short)", "refs/heads").split()
+    for branch in branches:
+        p.git("checkout", "-q", branch)
+        _logged(p, extra)
+        p.git("commit", "-q", "-am", "env.py logs its runs")
+    p.git("checkout", "-q", "feature1")
+    return p
+
+
 def runs(p: Project) -> int:
     log = p.root / "envpy.log"
     return len(log.read_text().splitlines()) if log.exists() else 0
@@ -174,3 +186,54 @@ def test_a_remembered_return_killed_at_any_point_loses_no_branchs_rows(
     p.checkout("feature2")
     assert sqlite_version(p.db_path) == {F2}
     assert not p.journal.exists()
+
+
+FROM_A_FILE = """
+_url_file = _os.path.join(_os.path.dirname(__file__), "..", "url.txt")
+if _os.path.exists(_url_file):
+    config.set_main_option("sqlalchemy.url", open(_url_file).read().strip())
+"""
+
+
+def test_a_switch_on_the_remembered_database_runs_env_py_once(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    """A switch that migrates takes the remembered database as read: env.py runs once,
+    for the move itself (it used to read the database a first time before)."""
+    p = _logged_on_every_branch(db_at_feature1_head_with_emails)
+    p.ok("sync")  # reads the database through env.py, and remembers it
+    before = runs(p)
+    p.ok("switch", "feature2")
+    assert runs(p) == before + 1
+    assert sqlite_version(p.db_path) == {F2}
+    p.ok("switch", "feature1")  # restores feature1's snapshot, and migrates nothing
+    assert runs(p) == before + 1
+    assert users(p.db_path) == EMAILS and sqlite_version(p.db_path) == {F1}
+    p.current()  # and Alembic agrees
+
+
+@pytest.mark.parametrize("snapshot", ["--snapshot", "--no-snapshot"])
+def test_a_switch_runs_nothing_when_env_py_connects_elsewhere(
+    db_at_feature1_head_with_emails: Project, snapshot: str
+) -> None:
+    """env.py reads its URL from a file, which the fingerprint of its inputs cannot know
+    of: the move's own run of env.py finds another database than the remembered one, and
+    nothing runs, on either database, nor is anything checked out."""
+    p = _logged_on_every_branch(db_at_feature1_head_with_emails, FROM_A_FILE)
+    p.ok("sync")
+    other = p.root / "other.db"
+    shutil.copy(p.db_path, other)  # at the same revision: only the URL differs
+    (p.root / "url.txt").write_text(f"sqlite:///{other}\n")
+    with open(p.root / ".git" / "info" / "exclude", "a") as exclude:
+        exclude.write("url.txt\n")
+    kept, kept_other = sqlite_dump(p.db_path), sqlite_dump(other)
+    proc = p.run(str(BIN / "branchmig"), "switch", "feature2", snapshot)
+    assert proc.returncode == 1, proc.stderr
+    assert "env.py now connects to" in proc.stderr and "run the command again" in proc.stderr
+    assert "Nothing changed" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sqlite_dump(p.db_path) == kept and sqlite_dump(other) == kept_other
+    assert p.git("branch", "--show-current").strip() == "feature1"
+    assert not p.journal.exists()
+    p.ok("switch", "feature2")  # read through env.py now: the database it names moves
+    assert sqlite_version(other) == {F2} and sqlite_dump(p.db_path) == kept
