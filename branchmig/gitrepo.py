@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,12 @@ class GitRepo:
 
     @classmethod
     def discover(cls, start: Path) -> GitRepo:
+        """The repository holding ``start``: from the ``.git`` entries on the way up when
+        they say it plainly (every command asks this first, and git costs 10 ms to
+        start), from ``git rev-parse`` otherwise."""
+        found = _found_in_files(start)
+        if found is not None:
+            return cls(*found)
         out = _run(start, "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir")
         if out.returncode != 0:
             raise NotARepositoryError(
@@ -575,6 +582,72 @@ def _absolute(start: Path, path: str) -> Path:
     absolute ones with symbolic links resolved already)."""
     found = Path(path)
     return found if found.is_absolute() else (start / found).resolve()
+
+
+# Where git would find another repository than the walk up from the folder (or refuse
+# one), it is asked instead.
+_DISCOVERY_ENV_VARS = ("GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM")
+
+
+def _found_in_files(start: Path) -> tuple[Path, Path, Path] | None:
+    """(top level, git dir, common git dir) of the repository holding ``start``, read
+    from the ``.git`` folder (or a linked worktree's or submodule's ``.git`` file) on the
+    way up, as git finds them; None wherever git might answer otherwise: a ``.git`` that
+    is a symbolic link or unusual, a repository owned by someone else (git's
+    safe.directory), ``core.worktree``, a bare repository, a filesystem boundary crossed,
+    the discovery variables set."""
+    if any(os.environ.get(name) for name in _DISCOVERY_ENV_VARS):
+        return None
+    try:
+        here = start.resolve(strict=True)  # git's top level is a real path too
+        device = here.stat().st_dev
+    except OSError:
+        return None
+    for folder in (here, *here.parents):
+        dot = folder / ".git"
+        try:
+            st = dot.lstat()
+            if folder.stat().st_dev != device:
+                return None
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            git_dir = dot
+        elif stat.S_ISREG(st.st_mode):
+            text = _read_small(dot)
+            if text is None or not text.startswith("gitdir: "):
+                return None
+            git_dir = _absolute(folder, text[len("gitdir: ") :])
+        else:
+            return None
+        common_rel = _read_small(git_dir / "commondir")
+        common = git_dir if common_rel is None else _absolute(git_dir, common_rel)
+        if not _plain_git_dir(folder, git_dir, common):
+            return None
+        return folder, git_dir, common
+    return None
+
+
+def _plain_git_dir(top: Path, git_dir: Path, common: Path) -> bool:
+    """A git dir as ``git init``/``worktree add`` make it, it and its working tree owned
+    by this user, whose configuration moves no working tree and includes no other file."""
+    try:
+        uid = os.getuid()
+        if top.stat().st_uid != uid or (git_dir / "HEAD").stat().st_uid != uid:
+            return False
+        config = (common / "config").read_text(encoding="utf-8", errors="replace")
+    except (OSError, AttributeError):  # AttributeError: no getuid (Windows)
+        return False
+    for line in config.lower().splitlines():
+        line = line.strip()
+        key = line.split("=", 1)[0].strip()
+        if line.startswith("[include") or (
+            key in ("worktree", "bare") and line != f"{key} = false"
+        ):
+            return False
+    return not (git_dir / "config.worktree").exists()
 
 
 def _read_small(path: Path) -> str | None:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from branchmig.errors import GitError, NotARepositoryError
-from branchmig.gitrepo import GitRepo
+from branchmig.gitrepo import GitRepo, _found_in_files
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -231,20 +231,18 @@ _REF_STEPS = st.lists(
 )
 
 
+def _answer(start: Path, *args: str) -> str:
+    """What git prints for ``args`` in ``start`` (nothing when it fails)."""
+    proc = subprocess.run(
+        ["git", "-C", str(start), *args], capture_output=True, text=True, check=False
+    )
+    return proc.stdout.strip()
+
+
 def _git_says(root: Path) -> tuple[str | None, str | None]:
     """HEAD's commit and branch, as git answers them."""
-    head = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    branch = subprocess.run(
-        ["git", "-C", str(root), "symbolic-ref", "--quiet", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    head = _answer(root, "rev-parse", "--verify", "--quiet", "HEAD")
+    branch = _answer(root, "symbolic-ref", "--quiet", "--short", "HEAD")
     return head or None, branch or None
 
 
@@ -313,3 +311,56 @@ def test_a_hook_s_repository_is_the_one_discover_finds(
         )
         monkeypatch.delenv("BRANCHMIG_GIT_DIR")
         assert GitRepo.in_hook(top.resolve()).common_dir == discovered.common_dir
+
+
+def _git_finds(start: Path) -> tuple[Path, Path, Path]:
+    top, git_dir = _answer(start, "rev-parse", "--show-toplevel", "--absolute-git-dir").split("\n")
+    common = _answer(start, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    return Path(top), Path(git_dir), Path(common)
+
+
+def test_the_repository_is_found_from_git_s_files_as_git_finds_it(
+    repo_with_one_script: Path, tmp_path: Path
+) -> None:
+    """Every command starts by finding the repository: from the .git entries on the way
+    up (no git process) where they say it plainly, always what git itself finds."""
+    root = repo_with_one_script
+    git(root, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "wt")
+    (tmp_path / "wt" / "v" / "deep").mkdir()
+    sub_source = init_repo(tmp_path / "sub-source")
+    commit(sub_source, "s", {"s.txt": "s\n"})
+    git(root, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub_source), "sub")
+    (tmp_path / "link").symlink_to(root)
+    for start in (
+        root,
+        root / "v",
+        tmp_path / "wt",
+        tmp_path / "wt" / "v" / "deep",
+        tmp_path / "link" / "v",
+    ):
+        found = _found_in_files(start)
+        assert found is not None, start
+        assert found == _git_finds(start), start
+        repo = GitRepo.discover(start)
+        assert (repo.top, repo.git_dir, repo.common_dir) == found
+    # A submodule's git dir names its working tree (core.worktree): git is asked.
+    assert _found_in_files(root / "sub") is None
+    repo = GitRepo.discover(root / "sub")
+    assert (repo.top, repo.git_dir, repo.common_dir) == _git_finds(root / "sub")
+
+
+def test_git_is_asked_where_it_might_find_otherwise(
+    repo_with_one_script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = repo_with_one_script
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    assert _found_in_files(root / "v") is None
+    monkeypatch.delenv("GIT_CEILING_DIRECTORIES")
+    git(root, "config", "core.worktree", str(root))
+    assert _found_in_files(root / "v") is None
+    assert GitRepo.discover(root / "v").top == root  # git's own answer
+    git(root, "config", "--unset", "core.worktree")
+    assert _found_in_files(root / "v") is not None
+    with open(root / ".git" / "config", "a") as config:
+        config.write("[include]\n\tpath = other.config\n")
+    assert _found_in_files(root / "v") is None
