@@ -11,9 +11,12 @@ interleaving the two sides of each row so the machine's drift hits both alike:
 - a checkout that changes no migration: with the hooks, against none;
 - ``branchmig switch``: against the manual cure;
 - ``branchmig status`` against ``alembic current`` (5,000 revisions);
-- ``branchmig heads`` warm against ``alembic heads`` (5,000 revisions).
+- ``branchmig heads`` warm against ``alembic heads`` (5,000 revisions), as this machine
+  runs it (PYTHONDONTWRITEBYTECODE=1: the scripts compiled on every run, the issue's
+  figure) and with the versions folder's bytecode written.
 
-Both sides run with bytecode written (as an installed copy of each has it).
+Both sides run from one virtual environment holding branchmig installed from its wheel
+(``_common.installed_copy``), with bytecode written, as an installed copy of each has it.
 
     python benchmarks/bench_targets.py [--rounds 5] [--switch-revisions 1500]
                                        [--heads-revisions 5000]
@@ -22,21 +25,31 @@ Both sides run with bytecode written (as an installed copy of each has it).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import bench_heads
 import bench_switch
-from _common import installed_like_env
+from _common import installed_copy
 
-BIN = Path(sys.executable).parent
-BRANCHMIG = str(BIN / "branchmig")
-ALEMBIC = [sys.executable, "-m", "alembic"]
+
+@dataclass(frozen=True)
+class Commands:
+    """The installed copy's commands."""
+
+    branchmig: str
+    alembic: list[str]
+
+    @classmethod
+    def of(cls, bindir: Path) -> Commands:
+        return cls(str(bindir / "branchmig"), [str(bindir / "python"), "-m", "alembic"])
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -75,19 +88,20 @@ def row(
     print(f"{what:<52} {a:7.3f}  {against:<34} {b:7.3f}  {ratio:5.1f}×   {goal} {verdict}")
 
 
-def switch_rows(tmp: Path, revisions: int, rounds: int, env: dict[str, str]) -> None:
+def switch_rows(tmp: Path, revisions: int, rounds: int, env: dict[str, str], cmd: Commands) -> None:
+    branchmig, alembic = cmd.branchmig, cmd.alembic
     repo = tmp / "switch"
     repo.mkdir()
     print(f"building a {revisions}-revision history ...", file=sys.stderr)
     common = bench_switch.build(repo, revisions)
     git = bench_switch.git
-    sh(repo, *ALEMBIC, "upgrade", "heads", env=env)
+    sh(repo, *alembic, "upgrade", "heads", env=env)
     (repo / "README").write_text("docs\n")
     git(repo, "checkout", "-q", "-b", "docs", "feature1")
     git(repo, "add", "README")
     git(repo, "commit", "-q", "-m", "docs only")
     git(repo, "checkout", "-q", "feature1")
-    sh(repo, BRANCHMIG, "install", env=env)
+    sh(repo, branchmig, "install", env=env)
     # The first trip each way saves each branch's snapshot; from then on every checkout
     # returns to a branch whose snapshot matches, and restores it.
     sh(repo, "git", "checkout", "-q", "feature2", env=env)
@@ -96,18 +110,18 @@ def switch_rows(tmp: Path, revisions: int, rounds: int, env: dict[str, str]) -> 
     for _ in range(rounds):
         for to in ("feature2", "feature1"):
             ret.append(timed(lambda to=to: sh(repo, "git", "checkout", "-q", to, env=env)))
-        sh(repo, BRANCHMIG, "uninstall", env=env)
+        sh(repo, branchmig, "uninstall", env=env)
         for to in ("feature2", "feature1"):
 
             def by_hand(to: str = to) -> None:
-                sh(repo, *ALEMBIC, "downgrade", common, env=env)
+                sh(repo, *alembic, "downgrade", common, env=env)
                 sh(repo, "git", "checkout", "-q", to, env=env)
-                sh(repo, *ALEMBIC, "upgrade", "heads", env=env)
+                sh(repo, *alembic, "upgrade", "heads", env=env)
 
             manual.append(timed(by_hand))
         for _ in range(2):  # a switch there, the manual cure back
             switch.append(
-                timed(lambda: sh(repo, BRANCHMIG, "switch", "feature2", "--no-snapshot", env=env))
+                timed(lambda: sh(repo, branchmig, "switch", "feature2", "--no-snapshot", env=env))
             )
             manual2.append(timed(lambda: by_hand("feature1")))
         for to in ("docs", "feature1"):
@@ -118,10 +132,10 @@ def switch_rows(tmp: Path, revisions: int, rounds: int, env: dict[str, str]) -> 
                     )
                 )
             )
-        sh(repo, BRANCHMIG, "install", env=env)
+        sh(repo, branchmig, "install", env=env)
         for to in ("docs", "feature1"):
             noop.append(timed(lambda to=to: sh(repo, "git", "checkout", "-q", to, env=env)))
-        sh(repo, BRANCHMIG, "sync", env=env)  # the database back at feature1's head
+        sh(repo, branchmig, "sync", env=env)  # the database back at feature1's head
     row(
         f"return to a branch, snapshot restored ({revisions} revs)",
         ret,
@@ -139,7 +153,10 @@ def switch_rows(tmp: Path, revisions: int, rounds: int, env: dict[str, str]) -> 
     )
 
 
-def status_and_heads_rows(tmp: Path, revisions: int, rounds: int, env: dict[str, str]) -> None:
+def status_and_heads_rows(
+    tmp: Path, revisions: int, rounds: int, env: dict[str, str], cmd: Commands
+) -> None:
+    branchmig, alembic = cmd.branchmig, cmd.alembic
     repo = tmp / "heads"
     print(f"building a {revisions}-revision history ...", file=sys.stderr)
     bench_heads.build(repo, revisions)
@@ -148,16 +165,48 @@ def status_and_heads_rows(tmp: Path, revisions: int, rounds: int, env: dict[str,
         ini.read_text().replace("driver://user:pass@localhost/dbname", "sqlite:///app.db")
     )
     (repo / ".gitignore").write_text("app.db\n")
-    sh(repo, *ALEMBIC, "stamp", "heads", env=env)  # marks the database at the heads
-    sh(repo, BRANCHMIG, "heads", env=env)  # warms the header cache
-    status, current, heads, alembic_heads = [], [], [], []
+    sh(repo, *alembic, "stamp", "heads", env=env)  # marks the database at the heads
+    sh(repo, branchmig, "heads", env=env)  # warms the header cache
+    # As this machine (and CI) runs Alembic: PYTHONDONTWRITEBYTECODE=1, so the versions
+    # folder has no bytecode and each run compiles the 5,000 scripts (the issue's figure).
+    no_bytecode = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+    pycache = repo / "alembic" / "versions" / "__pycache__"
+    status, current, heads, alembic_heads, compiling = [], [], [], [], []
     for _ in range(rounds):
-        status.append(timed(lambda: sh(repo, BRANCHMIG, "status", env=env)))
-        current.append(timed(lambda: sh(repo, *ALEMBIC, "current", env=env)))
-        heads.append(timed(lambda: sh(repo, BRANCHMIG, "heads", env=env)))
-        alembic_heads.append(timed(lambda: sh(repo, *ALEMBIC, "heads", env=env)))
+        status.append(timed(lambda: sh(repo, branchmig, "status", env=env)))
+        current.append(timed(lambda: sh(repo, *alembic, "current", env=env)))
+        heads.append(timed(lambda: sh(repo, branchmig, "heads", env=env)))
+        alembic_heads.append(timed(lambda: sh(repo, *alembic, "heads", env=env)))
+        shutil.rmtree(pycache, ignore_errors=True)
+        compiling.append(timed(lambda: sh(repo, *alembic, "heads", env=no_bytecode)))
+        sh(repo, *alembic, "heads", env=env)  # its bytecode back, for the row above
     row(f"branchmig status ({revisions} revs)", status, current, "alembic current", 20)
-    row(f"branchmig heads, warm ({revisions} revs)", heads, alembic_heads, "alembic heads", 20)
+    row(
+        f"branchmig heads, warm ({revisions} revs)",
+        heads,
+        compiling,
+        "alembic heads, no bytecode written",
+        20,
+    )
+    row(f"branchmig heads, warm ({revisions} revs)", heads, alembic_heads, "alembic heads", None)
+    # What any `heads` run pays however little it does: the interpreter, click, and a stat
+    # of every script (their stats are what tells the remembered answer still holds).
+    python = cmd.alembic[0]
+    start, click, stats = [], [], []
+    scan = "import os; [e.stat() for e in os.scandir('alembic/versions') if e.name.endswith('.py')]"
+    for _ in range(rounds):
+        start.append(timed(lambda: sh(repo, python, "-c", "pass", env=env)))
+        click.append(timed(lambda: sh(repo, python, "-c", "import click", env=env)))
+        stats.append(timed(lambda: sh(repo, python, "-c", scan, env=env)))
+    floor = statistics.median(click) + statistics.median(stats) - statistics.median(start)
+    print(
+        f"  floor of a `heads` run: Python's start {statistics.median(start) * 1000:.0f} ms, "
+        f"+ click's import {(statistics.median(click) - statistics.median(start)) * 1000:.0f}"
+        f" ms, + a stat of the {revisions} scripts "
+        f"{(statistics.median(stats) - statistics.median(start)) * 1000:.0f} ms = "
+        f"{floor * 1000:.0f} ms: at most {statistics.median(alembic_heads) / floor:.1f}x "
+        "against alembic heads with its bytecode"
+    )
 
 
 def main() -> None:
@@ -166,11 +215,13 @@ def main() -> None:
     parser.add_argument("--switch-revisions", type=int, default=1500)
     parser.add_argument("--heads-revisions", type=int, default=5000)
     args = parser.parse_args()
-    env = installed_like_env()
     with tempfile.TemporaryDirectory(prefix="bench-targets-") as tmp:
+        print("installing branchmig's wheel into a fresh environment ...", file=sys.stderr)
+        bindir, env = installed_copy(Path(tmp))
+        cmd = Commands.of(bindir)
         print(f"{'what':<52} {'s':>7}  {'against':<34} {'s':>7}  ratio   target")
-        switch_rows(Path(tmp), args.switch_revisions, args.rounds, env)
-        status_and_heads_rows(Path(tmp), args.heads_revisions, args.rounds, env)
+        switch_rows(Path(tmp), args.switch_revisions, args.rounds, env, cmd)
+        status_and_heads_rows(Path(tmp), args.heads_revisions, args.rounds, env, cmd)
     print("medians of --rounds runs; ratios are the other side's time over branchmig's")
 
 
