@@ -38,6 +38,7 @@ from pathlib import Path
 import bench_heads
 import bench_switch
 from _common import installed_copy
+from bench_switch import FLOOR_IMPORTS
 
 
 @dataclass(frozen=True)
@@ -106,24 +107,32 @@ def switch_rows(tmp: Path, revisions: int, rounds: int, env: dict[str, str], cmd
     # returns to a branch whose snapshot matches, and restores it.
     sh(repo, "git", "checkout", "-q", "feature2", env=env)
     sh(repo, "git", "checkout", "-q", "feature1", env=env)
-    ret, manual, switch, manual2, noop, bare = [], [], [], [], [], []
+    ret, manual, switch, manual2, manual3, noop, bare = [], [], [], [], [], [], []
+    no_bytecode = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+    pycache = repo / "alembic" / "versions" / "__pycache__"
+
+    def by_hand(to: str, manual_env: dict[str, str]) -> None:
+        sh(repo, *alembic, "downgrade", common, env=manual_env)
+        sh(repo, "git", "checkout", "-q", to, env=manual_env)
+        sh(repo, *alembic, "upgrade", "heads", env=manual_env)
+
     for _ in range(rounds):
         for to in ("feature2", "feature1"):
             ret.append(timed(lambda to=to: sh(repo, "git", "checkout", "-q", to, env=env)))
         sh(repo, branchmig, "uninstall", env=env)
         for to in ("feature2", "feature1"):
-
-            def by_hand(to: str = to) -> None:
-                sh(repo, *alembic, "downgrade", common, env=env)
-                sh(repo, "git", "checkout", "-q", to, env=env)
-                sh(repo, *alembic, "upgrade", "heads", env=env)
-
-            manual.append(timed(by_hand))
-        for _ in range(2):  # a switch there, the manual cure back
+            manual.append(timed(lambda to=to: by_hand(to, env)))
+        for manual_env, times in ((env, manual2), (no_bytecode, manual3)):
+            # A switch there, the manual cure back: with the versions folder's bytecode
+            # written, and as this machine runs Alembic (none written, as the issue timed).
             switch.append(
                 timed(lambda: sh(repo, branchmig, "switch", "feature2", "--no-snapshot", env=env))
             )
-            manual2.append(timed(lambda: by_hand("feature1")))
+            if manual_env is no_bytecode:
+                shutil.rmtree(pycache, ignore_errors=True)
+            times.append(timed(lambda e=manual_env: by_hand("feature1", e)))
+            if manual_env is no_bytecode:
+                sh(repo, *alembic, "heads", env=env)  # the bytecode back, for the rows above
         for to in ("docs", "feature1"):
             bare.append(
                 timed(
@@ -147,9 +156,23 @@ def switch_rows(tmp: Path, revisions: int, rounds: int, env: dict[str, str], cmd
     row(
         f"branchmig switch, no snapshot ({revisions} revs)",
         switch,
+        manual3,
+        "the manual cure, no bytecode written",
+        3,
+    )
+    row(
+        f"branchmig switch, no snapshot ({revisions} revs)",
+        switch,
         manual2,
         "manual downgrade+checkout+upgrade",
-        3,
+        None,
+    )
+    python = alembic[0]
+    floor = [timed(lambda: sh(repo, python, "-c", FLOOR_IMPORTS, env=env)) for _ in range(rounds)]
+    print(
+        f"  floor of a switch: importing Alembic and SQLAlchemy {statistics.median(floor):.3f} s "
+        f"(the manual cure pays it twice): at most "
+        f"{statistics.median(manual2) / statistics.median(floor):.1f}x against it with bytecode"
     )
 
 
