@@ -651,10 +651,13 @@ def _plain_git_dir(top: Path, git_dir: Path, common: Path) -> bool:
 
 
 def _read_small(path: Path) -> str | None:
-    """A ref file's one line; None when it cannot be read."""
+    """A ref file's one line; None when it cannot be read, or is not one short line."""
     try:
         with open(path, "rb") as fh:
-            return fh.read(512).decode("utf-8").strip()
+            data = fh.read(4097)
+        if len(data) > 4096 or data.count(b"\n") > 1:
+            return None
+        return data.decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
 
