@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,12 +122,18 @@ def plan_between(ws: Workspace, *, source: str, target: str) -> PlanResult:
     )
 
 
-def with_destructive(ws: Workspace, plan: Plan, source: Graph) -> Plan:
-    """``plan`` with the data-losing operations of the downgrades it runs."""
+def with_destructive(
+    ws: Workspace, plan: Plan, source: Graph, *, texts: Mapping[str, bytes] | None = None
+) -> Plan:
+    """``plan`` with the data-losing operations of the downgrades it runs (read from
+    ``texts``, by revision, when the caller has them)."""
     found: list[Destructive] = []
     unbatched: list[Destructive] = []
     for rev_id in plan.downgrade:
-        text = read_text_anywhere(ws.repo, source.revisions[rev_id])
+        if texts is not None and rev_id in texts:
+            text: bytes | None = texts[rev_id]
+        else:
+            text = read_text_anywhere(ws.repo, source.revisions[rev_id])
         if text is None:
             found.append(Destructive(rev_id, "unknown", "script text not found"))
         else:

@@ -181,41 +181,39 @@ def forget(ws: Workspace, state: State) -> None:
     state.remember(_worktree(ws), None)
 
 
-def recall(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId] | None:
+def recall(
+    ws: Workspace, state: State, *, owned: bool = False
+) -> tuple[DatabaseState, DatabaseId] | None:
     """The remembered database and its revisions, read without Alembic, when what env.py
-    reads is unchanged and the file is the same one; else None."""
+    reads is unchanged and the file is the same one; else None. With ``owned``, only
+    while its ``alembic_version`` is what branchmig last left there. (The fingerprint of
+    env.py's inputs is taken last: it costs the most.)"""
     from branchmig import remembered
     from branchmig.databases import DatabaseState
 
     memo = remembered.Remembered.from_json(state.remembered(_worktree(ws)))
-    if (
-        memo is None
-        or remembered.inputs(ws.project) != memo.inputs
-        or remembered.identity(memo.path) != (memo.device, memo.inode)
-    ):
+    if memo is None or remembered.identity(memo.path) != (memo.device, memo.inode):
         return None
     heads = remembered.read_heads(memo.path)
     if heads is None:
+        return None
+    if owned:
+        owner = state.owner(memo.key)
+        if owner is None or sorted(owner.heads) != sorted(heads):
+            return None
+    if remembered.inputs(ws.project) != memo.inputs:
         return None
     return (DatabaseState.single(memo.url, heads), DatabaseId(memo.url, memo.masked, memo.key))
 
 
 def trusted(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId] | None:
-    """The remembered database, when it can be acted on (the lock held): remembered (see
-    ``recall``), no move to put back, nothing suspect, and its ``alembic_version`` what
-    branchmig last left there. None otherwise: read it through env.py."""
-    if state.remembered(_worktree(ws)) is None:
+    """The remembered database, when it can be acted on (the lock held): remembered and
+    owned (see ``recall``), no move to put back and nothing suspect. None otherwise: read
+    it through env.py."""
+    if state.remembered(_worktree(ws)) is None or state.read_journal() is not None:
         return None
-    found = recall(ws, state)
-    if found is None or state.read_journal() is not None:
-        return None
-    db, dbid = found
-    owner = state.owner(dbid.key)
-    if (
-        owner is None
-        or sorted(owner.heads) != sorted(db.heads)
-        or state.suspect(dbid.key) is not None
-    ):
+    found = recall(ws, state, owned=True)
+    if found is None or state.suspect(found[1].key) is not None:
         return None
     return found
 

@@ -612,11 +612,11 @@ def _decide(
     else:
         from branchmig.analysis import with_destructive  # a restore does without it
 
-        plan = with_destructive(
-            ws, make_plan(applied_heads=before, source=source, target=target), source
-        )
-    for rev_id in plan.downgrade:  # fail before anything is touched, dry run or not
-        _script_text(ws, state, source.revisions[rev_id])
+        plan = make_plan(applied_heads=before, source=source, target=target)
+        # Each text the downgrades run, as they will run it (fail before anything is
+        # touched, dry run or not): what they destroy is read from the same texts.
+        texts = {r: _script_text(ws, state, source.revisions[r]) for r in plan.downgrade}
+        plan = with_destructive(ws, plan, source, texts=texts)
     if plan.batch_needed and s.db.on_sqlite and not s.remembered:
         from branchmig.analysis import batch_warnings
 
