@@ -300,3 +300,31 @@ def test_cycles_alembic_rejects_are_rejected(revisions: list[Revision]) -> None:
     # pinned test above): a stricter graph.py is what we want.
     with contextlib.suppress(RevisionError):
         alembic_map(revisions).heads  # noqa: B018
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    edges=st.lists(
+        st.tuples(st.integers(0, 11), st.lists(st.integers(0, 13), max_size=3)),
+        min_size=1,
+        max_size=12,
+        unique_by=lambda edge: edge[0],
+    )
+)
+def test_a_cycle_is_found_exactly_when_there_is_one(edges: list[tuple[int, list[int]]]) -> None:
+    """Random down revisions (some naming no script, some looping): the graph has a cycle
+    problem exactly when a topological sort of the same edges fails (graphlib's)."""
+    import graphlib
+
+    revisions = [rev(f"r{i}", *dict.fromkeys(f"r{d}" for d in down)) for i, down in edges]
+    known = {r.id for r in revisions}
+    sorter = graphlib.TopologicalSorter(
+        {r.id: [d for d in r.down if d in known] for r in revisions}
+    )
+    try:
+        sorter.prepare()
+        cyclic = False
+    except graphlib.CycleError:
+        cyclic = True
+    kinds = [p.kind for p in Graph.build(revisions).problems]
+    assert ("cycle" in kinds) == cyclic, revisions
