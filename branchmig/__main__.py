@@ -1,3 +1,3 @@
-from branchmig.cli import entry_point
+from branchmig.entry import main
 
-entry_point()
+main()

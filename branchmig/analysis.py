@@ -35,15 +35,10 @@ def heads(ws: Workspace, *, ref: str = WORKTREE) -> HeadsResult:
     in the working tree), so asking again about unchanged scripts reads none of them:
     that is what lets the hook and shell prompts call it freely."""
     signature = ws.signature(ref)
-    summaries = _HeadsMemo(ws.state_dir / "cache" / "heads.json")
-    known = summaries.get(signature)
+    known = remembered_heads(ws, ref=ref, signature=signature)
     if known is not None:
-        return HeadsResult(
-            ref=ref or "WORKTREE",
-            heads=tuple(known["heads"]),
-            paths=tuple(known["paths"]),
-            warnings=tuple(known["warnings"]),
-        )
+        return known
+    summaries = _HeadsMemo(ws.state_dir / "cache" / "heads.json")
     scripts, graph = ws.graph_at(ref, signature=signature)
     graph.check()
     result = HeadsResult(
@@ -62,6 +57,35 @@ def heads(ws: Workspace, *, ref: str = WORKTREE) -> HeadsResult:
             },
         )
     return result
+
+
+def remembered_heads(
+    ws: Workspace, *, ref: str = WORKTREE, signature: str | None = None
+) -> HeadsResult | None:
+    """The answer ``heads`` gave last for these very scripts (the same signature); None
+    when there is none."""
+    signature = signature or ws.signature(ref)
+    known = _HeadsMemo(ws.state_dir / "cache" / "heads.json").get(signature)
+    if known is None:
+        return None
+    return HeadsResult(
+        ref=ref or "WORKTREE",
+        heads=tuple(known["heads"]),
+        paths=tuple(known["paths"]),
+        warnings=tuple(known["warnings"]),
+    )
+
+
+def heads_output(result: HeadsResult, *, as_json: bool) -> tuple[str, str]:
+    """What ``branchmig heads`` prints: (standard output, standard error)."""
+    err = "".join(f"warning: {line}\n" for line in result.warnings)
+    if as_json:
+        return json.dumps({"ref": result.ref, "heads": list(result.heads)}, indent=2) + "\n", err
+    lines = [f"{h} (head)  {p}" for h, p in zip(result.heads, result.paths, strict=True)]
+    if not result.heads:
+        where = "the working tree" if result.ref == "WORKTREE" else repr(result.ref)
+        lines.append(f"no revisions at {where}")
+    return "".join(f"{line}\n" for line in lines), err
 
 
 class _HeadsMemo:

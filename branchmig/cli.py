@@ -97,16 +97,11 @@ def main(ctx: click.Context, config: tuple[Path, ...], verbose: bool, quiet: boo
 def heads(ctx: click.Context, ref: str, as_json: bool) -> None:
     """The head revisions of the graph at REF (default: the working tree, '.')."""
     from branchmig.analysis import heads as heads_of
+    from branchmig.analysis import heads_output
 
-    result = heads_of(_open(ctx), ref=_ref(ref))
-    _warn(result.warnings)
-    if as_json:
-        _emit_json({"ref": result.ref, "heads": list(result.heads)})
-        return
-    for head, path in zip(result.heads, result.paths, strict=True):
-        click.echo(f"{head} (head)  {path}")
-    if not result.heads:
-        click.echo(f"no revisions at {'the working tree' if ref == '.' else repr(ref)}")
+    out, err = heads_output(heads_of(_open(ctx), ref=_ref(ref)), as_json=as_json)
+    click.echo(err, err=True, nl=False)
+    click.echo(out, nl=False)
 
 
 _markdown_format = click.option(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
-from gitutil import Repo, init_repo, run_branchmig, script_text
+from gitutil import BRANCHMIG, Repo, git_env, init_repo, run_branchmig, script_text
 
 
 def ok_json(cwd: Path, *args: str) -> dict[str, object]:
@@ -325,3 +326,54 @@ def test_an_unknown_setting_suggests_the_closest_key(repo_with_linear_history: R
     (root / "pyproject.toml").write_text('[tool.branchmig]\nsnapshot = "always"\n')
     line = fails(root, "heads", code=2)
     assert "Unknown key(s) 'snapshot'" in line and "did you mean 'snapshots'?" in line, line
+
+
+@pytest.mark.parametrize("form", [["heads"], ["heads", "--json"]])
+@pytest.mark.parametrize("state", ["two heads", "a warning", "no revisions"])
+def test_a_remembered_heads_answer_is_printed_without_the_cli_exactly_as_it(
+    empty_alembic_repo: Repo, form: list[str], state: str
+) -> None:
+    """The second ``heads`` on unchanged scripts is answered before click is loaded (what
+    a shell prompt asks each time): the same output, warnings and exit status as the
+    CLI's first answer."""
+    repo = empty_alembic_repo
+    if state != "no revisions":
+        repo.write("a1", None)
+        repo.write("b1", None)
+    if state == "a warning":
+        path = repo.versions / "b1_step.py"
+        path.write_text(
+            path.read_text().replace(
+                "branch_labels: Union[str, Sequence[str], None] = None",
+                "branch_labels: Union[str, Sequence[str], None] = (EXPAND,)",
+            )
+        )
+    first = run_branchmig(repo.root, *form)  # read through the CLI, and remembered
+    second = run_branchmig(repo.root, *form)
+    assert (second.returncode, second.stdout, second.stderr) == (
+        first.returncode,
+        first.stdout,
+        first.stderr,
+    )
+    assert first.returncode == 0 and first.stdout
+    timed = subprocess.run(
+        [BRANCHMIG, *form],
+        cwd=repo.root,
+        env={**git_env(), "PYTHONPROFILEIMPORTTIME": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in timed.stderr.splitlines()}
+    assert "branchmig.analysis" in imported and "click" not in imported
+    assert timed.stdout == first.stdout
+
+
+def test_heads_with_anything_more_goes_through_the_cli(
+    repo_with_two_feature_branches: Repo, tmp_path: Path
+) -> None:
+    root = repo_with_two_feature_branches.root
+    run_branchmig(root, "heads")
+    assert ok_json(root, "-q", "heads", "--json") == {"ref": "WORKTREE", "heads": ["a3"]}
+    assert ok_json(root, "heads", "feature1", "--json")["heads"] == ["f1b"]
+    assert "not inside a git repository" in fails(tmp_path, "heads", code=2)

@@ -1,0 +1,45 @@
+"""The ``branchmig`` console script (and ``python -m branchmig``).
+
+``branchmig heads`` and ``branchmig heads --json`` on scripts it has answered for
+before (what a shell prompt asks at every prompt) are answered here, from the
+remembered answer, without loading click and the CLI: ~30 ms of a ~80 ms run on this
+machine. Every other command line, and any question without a remembered answer or
+with an error to report, goes to the CLI, which prints the same."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["heads"] and args[1:] in ([], ["--json"]):
+        _remembered_heads(as_json=args[1:] == ["--json"])
+    from branchmig.cli import entry_point
+
+    entry_point()
+
+
+def _remembered_heads(*, as_json: bool) -> None:
+    """Print the remembered answer and exit; return (to the CLI) when there is none."""
+    from pathlib import Path
+
+    from branchmig.analysis import heads_output, remembered_heads
+    from branchmig.errors import BranchmigError
+    from branchmig.process import exit_now
+    from branchmig.workspace import Workspace
+
+    try:
+        ws = Workspace.open(Path.cwd())
+    except BranchmigError:
+        return  # the CLI says what is wrong
+    try:
+        found = remembered_heads(ws)
+    finally:
+        ws.close()
+    if found is None:
+        return
+    out, err = heads_output(found, as_json=as_json)
+    sys.stderr.write(err)
+    sys.stdout.write(out)
+    exit_now(0)
