@@ -102,18 +102,6 @@ class GitRepo:
         return cls(Path(top), Path(git_dir), _absolute(start, common))
 
     @classmethod
-    def in_hook(cls, top: Path) -> GitRepo:
-        """The repository a git hook runs in. Git starts a hook at the top level of the
-        working tree, and branchmig's hook script passes the git dirs it has found (as
-        ``git rev-parse --git-dir --git-common-dir`` gives them): no git process to ask.
-        Without them (a hook written by an earlier branchmig), ``discover``."""
-        git_dir = os.environ.get("BRANCHMIG_GIT_DIR")
-        common = os.environ.get("BRANCHMIG_COMMON_DIR")
-        if not git_dir or not common:
-            return cls.discover(top)
-        return cls(top, _absolute(top, git_dir), _absolute(top, common))
-
-    @classmethod
     def init(cls, folder: Path, *, branch: str = "main") -> GitRepo:
         """A new repository in ``folder`` (created when missing), on ``branch``."""
         folder.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
     ws: Workspace | None = None
     try:
         try:
-            ws = Workspace.open(cwd or Path.cwd(), in_hook=True)
+            ws = Workspace.open(cwd or Path.cwd())
         except NoProjectError:
             # A branch without the app (gh-pages, docs): nothing to bring along.
             _say("branchmig: no Alembic project in this checkout; the database is left as it is")

@@ -35,12 +35,10 @@ class Workspace:
     _signatures: dict[tuple[str, Locations], str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(
-        cls, start: Path, *, config: Path | Sequence[Path] | None = None, in_hook: bool = False
-    ) -> Workspace:
+    def open(cls, start: Path, *, config: Path | Sequence[Path] | None = None) -> Workspace:
         """The project from ``start``; ``config`` as ``-c`` names it (an alembic.ini, a
-        pyproject.toml, or one of each). ``in_hook``: ``start`` is where git runs a hook."""
-        repo = GitRepo.in_hook(start) if in_hook else GitRepo.discover(start)
+        pyproject.toml, or one of each)."""
+        repo = GitRepo.discover(start)
         return cls(repo, find_project(start, repo_root=repo.top, config=config))
 
     @cached_property
@@ -123,7 +121,7 @@ class Workspace:
     def signature(self, ref: str = WORKTREE) -> str:
         """What identifies the scripts at ``ref`` without reading them: the folders' tree
         ids (and the blobs of alembic.ini and pyproject.toml) at a commit, the files'
-        stats in the working tree."""
+        stats in the working tree (the content of those too recent for their stat)."""
         if ref == WORKTREE:
             locs = self.project.locations()
             sig, racy = worktree_signature(

@@ -290,29 +290,6 @@ def test_refs_read_from_files_agree_with_git(
         assert repo.last_checkout() == ((moves[0][1], moves[0][2]) if moves else None)
 
 
-def test_a_hook_s_repository_is_the_one_discover_finds(
-    repo_with_one_script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The git dirs the hook script passes, as it finds them (".git" at the top level, git's
-    answer in a linked worktree), name the same folders as ``discover``."""
-    root = repo_with_one_script
-    git(root, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "wt")
-    for top in (root, tmp_path / "wt"):
-        found = git(top, "rev-parse", "--git-dir", "--git-common-dir").split()
-        if top == root:
-            assert found == [".git", ".git"]
-        monkeypatch.setenv("BRANCHMIG_GIT_DIR", found[0])
-        monkeypatch.setenv("BRANCHMIG_COMMON_DIR", found[1])
-        in_hook, discovered = GitRepo.in_hook(top.resolve()), GitRepo.discover(top)
-        assert (in_hook.top, in_hook.git_dir, in_hook.common_dir) == (
-            discovered.top,
-            discovered.git_dir,
-            discovered.common_dir,
-        )
-        monkeypatch.delenv("BRANCHMIG_GIT_DIR")
-        assert GitRepo.in_hook(top.resolve()).common_dir == discovered.common_dir
-
-
 def _git_finds(start: Path) -> tuple[Path, Path, Path]:
     top, git_dir = _answer(start, "rev-parse", "--show-toplevel", "--absolute-git-dir").split("\n")
     common = _answer(start, "rev-parse", "--path-format=absolute", "--git-common-dir")
