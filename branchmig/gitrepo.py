@@ -432,12 +432,9 @@ class GitRepo:
             return (moves[0][1], moves[0][2]) if moves else None
         except OSError:
             return None
-        lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
-        _, tab, subject = lines[-1].decode(errors="replace").partition("\t")
-        if not tab or not subject.startswith("checkout: moving from "):
-            return None
-        left, sep, right = subject[len("checkout: moving from ") :].partition(" to ")
-        return (left, right) if sep else None
+        last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1].decode(errors="replace")
+        _, tab, subject = last.partition("\t")
+        return _checkout_move(subject) if tab else None
 
     def checkouts(self, limit: int = 50) -> list[tuple[int, str, str]]:
         """(when, from, to) of this worktree's latest checkouts, newest first, from HEAD's
@@ -455,11 +452,10 @@ class GitRepo:
         moves = []
         for line in out.splitlines():
             selector, _, subject = line.partition("\0")
-            if subject.startswith("checkout: moving from "):
-                left, sep, right = subject[len("checkout: moving from ") :].partition(" to ")
-                when = selector.rpartition("@{")[2].rstrip("}")
-                if sep and when.isdigit():
-                    moves.append((int(when), left, right))
+            move = _checkout_move(subject)
+            when = selector.rpartition("@{")[2].rstrip("}")
+            if move is not None and when.isdigit():
+                moves.append((int(when), *move))
         return moves
 
     def reflog_size(self) -> int:
@@ -484,10 +480,9 @@ class GitRepo:
         moves = []
         for line in data.decode(errors="replace").splitlines():
             _, tab, subject = line.partition("\t")
-            if tab and subject.startswith("checkout: moving from "):
-                left, sep, right = subject[len("checkout: moving from ") :].partition(" to ")
-                if sep:
-                    moves.append((left, right))
+            move = _checkout_move(subject) if tab else None
+            if move is not None:
+                moves.append(move)
         return moves
 
     def is_ancestor(self, ancestor: str, commit: str) -> bool:
@@ -563,6 +558,16 @@ class GitRepo:
         """The merged commit of a merge commit; None for any other commit."""
         out = self._git("rev-parse", "--verify", "--quiet", f"{commit}^2", check=False).strip()
         return out or None
+
+
+def _checkout_move(subject: str) -> tuple[str, str] | None:
+    """(from, to) of a reflog entry's subject when it is a checkout's ("checkout: moving
+    from main to feature1"), each a branch name or a commit id."""
+    prefix = "checkout: moving from "
+    if not subject.startswith(prefix):
+        return None
+    left, sep, right = subject[len(prefix) :].partition(" to ")
+    return (left, right) if sep else None
 
 
 def _absolute(start: Path, path: str) -> Path:
