@@ -9,6 +9,7 @@ its import (~70 ms).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -352,6 +353,39 @@ class GitRepo:
             lines = [ln for ln in messages.strip().splitlines() if ln.strip()]
             raise GitError(f"git checkout {ref} failed: {lines[0] if lines else 'unknown error'}")
         return messages
+
+    def undo_partial_checkout(self, head: str, target: str, *, since: float) -> int:
+        """Put back what a ``git checkout target`` killed part-way (HEAD still at
+        ``head``) may have written: every path that differs between the two commits is
+        made as ``head`` has it again, in the index and the working tree. Safe only where
+        those paths were clean before the checkout began, as git itself insists. An
+        ``index.lock`` left by the killed git (made since ``since``) is removed first.
+        How many paths were put back."""
+        lock = self.git_dir / "index.lock"
+        with contextlib.suppress(FileNotFoundError):
+            if lock.stat().st_mtime >= since - 1:
+                lock.unlink()
+        out = self._git("diff", "--name-status", "--no-renames", "-z", head, target)
+        fields = [f for f in out.split("\0") if f]
+        changes = list(zip(fields[::2], fields[1::2], strict=False))
+        if not changes:
+            return 0
+
+        def listed(paths: Iterable[str]) -> bytes:
+            return b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+
+        every = [path for _, path in changes]
+        in_head = [path for status, path in changes if status != "A"]
+        # The index back to HEAD's entries for those paths, then the files from it.
+        spec = ("--pathspec-from-file=-", "--pathspec-file-nul")
+        self._git("reset", "-q", head, *spec, input=listed(every))
+        if in_head:
+            self._git("checkout", "-q", *spec, input=listed(in_head))
+        for status, path in changes:
+            if status == "A":  # only the target has it: the killed checkout made it
+                with contextlib.suppress(FileNotFoundError):
+                    (self.top / path).unlink()
+        return len(changes)
 
     def checkout_new_branch(self, name: str, start: str = "HEAD") -> None:
         self._git("checkout", "--quiet", "-b", name, start)

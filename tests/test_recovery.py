@@ -103,3 +103,55 @@ def test_killed_switch_without_snapshot_says_where_the_database_is(
     assert not p.journal.exists()
     # the sync itself then goes on: feature2's slow migration meets the half-made table
     assert sqlite_version(p.db_path) in ({BASE}, {F2})
+
+
+def test_switch_killed_while_git_checks_out_puts_the_tree_back(
+    db_at_feature1_head_with_emails: Project, tmp_path: Path
+) -> None:
+    """The whole group killed while git writes the working tree (as Ctrl-C or a kill of
+    the terminal's group does): git has replaced feature1's script with feature2's but
+    not moved HEAD, and left its index.lock. The next command puts the tree back as
+    feature1 has it and the database as it was; never a sync to the half-made tree."""
+    p = db_at_feature1_head_with_emails
+    marker, slow = tmp_path / "smudging", tmp_path / "slow"
+    # A smudge filter that blocks on a file git writes after the migrations ('zz' sorts
+    # after 'alembic/'): git has written feature2's script and is still checking out.
+    smudge = f"sh -c 'if [ -e {slow} ]; then touch {marker}; sleep 30; fi; cat'"
+    p.git("config", "filter.slow.smudge", smudge)
+    p.git("config", "filter.slow.clean", "cat")
+    p.git("checkout", "-q", "feature2")
+    (p.root / ".gitattributes").write_text("zz_slow.txt filter=slow\n")
+    (p.root / "zz_slow.txt").write_text("feature2\n")
+    p.commit("feature2: a slow file")
+    p.git("checkout", "-q", "feature1")
+    assert not (p.root / "zz_slow.txt").exists()
+    slow.touch()
+    before = sqlite_dump(p.db_path)
+    tree_before = p.git("status", "--porcelain")
+    proc = subprocess.Popen(
+        [BRANCHMIG, "switch", "feature2"],
+        cwd=p.root,
+        env=p.environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: marker.exists() or proc.poll() is not None)
+        assert proc.poll() is None, "the switch ended before git could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+        slow.unlink()
+    assert p.branch() == "feature1"  # HEAD never moved
+    assert (p.root / "alembic" / "versions" / f"{F2}_posts.py").exists()  # half made
+    proc = p.branchmig("status")
+    assert proc.returncode == 0, proc.stderr
+    assert p.git("status", "--porcelain") == tree_before
+    assert not (p.root / "alembic" / "versions" / f"{F2}_posts.py").exists()
+    assert sqlite_dump(p.db_path) == before
+    data = p.status()
+    assert (data["db_heads"], data["pending"], data["unknown"]) == ([F1], [], [])
+    # and the switch then works through git's own checkout
+    assert p.branchmig("switch", "feature2").returncode == 0
+    assert p.branch() == "feature2"
