@@ -105,13 +105,15 @@ def test_killed_switch_without_snapshot_says_where_the_database_is(
     assert sqlite_version(p.db_path) in ({BASE}, {F2})
 
 
-def test_switch_killed_while_git_checks_out_puts_the_tree_back(
-    db_at_feature1_head_with_emails: Project, tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_switch_stopped_while_git_checks_out_puts_the_tree_back(
+    db_at_feature1_head_with_emails: Project, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    """The whole group killed while git writes the working tree (as Ctrl-C or a kill of
-    the terminal's group does): git has replaced feature1's script with feature2's but
-    not moved HEAD, and left its index.lock. The next command puts the tree back as
-    feature1 has it and the database as it was; never a sync to the half-made tree."""
+    """The whole group stopped while git writes the working tree, by SIGKILL (git leaves
+    its index.lock) or by Ctrl-C's SIGINT: git has replaced feature1's script with
+    feature2's but not moved HEAD. The switch itself (on SIGINT) or the next command (after
+    SIGKILL) puts the tree back as feature1 has it and the database as it was; never a
+    sync to the half-made tree."""
     p = db_at_feature1_head_with_emails
     marker, slow = tmp_path / "smudging", tmp_path / "slow"
     # A smudge filter that blocks on a file git writes after the migrations ('zz' sorts
@@ -133,18 +135,24 @@ def test_switch_killed_while_git_checks_out_puts_the_tree_back(
         cwd=p.root,
         env=p.environ(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         start_new_session=True,
     )
     try:
         wait_for(lambda: marker.exists() or proc.poll() is not None)
         assert proc.poll() is None, "the switch ended before git could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, sig)
     finally:
-        proc.wait(timeout=10)
+        code = proc.wait(timeout=20)
         slow.unlink()
     assert p.branch() == "feature1"  # HEAD never moved
-    assert (p.root / "alembic" / "versions" / f"{F2}_posts.py").exists()  # half made
+    if sig == signal.SIGKILL:
+        assert (p.root / "alembic" / "versions" / f"{F2}_posts.py").exists()  # half made
+    else:
+        assert code != 0
+        assert not p.journal.exists()
+        said = proc.stderr.read().decode() if proc.stderr else ""
+        assert "Traceback" not in said, said
     proc = p.branchmig("status")
     assert proc.returncode == 0, proc.stderr
     assert p.git("status", "--porcelain") == tree_before
