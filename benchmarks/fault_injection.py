@@ -541,11 +541,16 @@ def start_move(
 
 
 def run_move(
-    p: Project, path: str, scratch: Path, kill_after: float | None, kill_group: bool
+    p: Project,
+    path: str,
+    scratch: Path,
+    kill_after: float | None,
+    kill_group: bool,
+    sig: signal.Signals = signal.SIGKILL,
 ) -> Move:
-    """Move to feature2 by ``path``; with ``kill_after``, SIGKILL it that many seconds
-    after the start (path=hook: the hook's python; the first instant it exists, when the
-    kill instant comes before)."""
+    """Move to feature2 by ``path``; with ``kill_after``, send ``sig`` (SIGKILL, or
+    SIGINT as a terminal's Ctrl-C does) that many seconds after the start (path=hook: the
+    hook's python; the first instant it exists, when the kill instant comes before)."""
     start = time.perf_counter()
     proc, out, err = start_move(p, path, "feature2", scratch)
     killed = waited = False
@@ -556,9 +561,9 @@ def run_move(
         if proc.poll() is None:
             if path == "switch":
                 if kill_group:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    os.killpg(proc.pid, sig)
                 else:
-                    os.kill(proc.pid, signal.SIGKILL)
+                    os.kill(proc.pid, sig)
                 killed = True
             else:
                 first = True
@@ -567,9 +572,9 @@ def run_move(
                     if target is not None:
                         try:
                             if kill_group:
-                                os.killpg(proc.pid, signal.SIGKILL)
+                                os.killpg(proc.pid, sig)
                             else:
-                                os.kill(target, signal.SIGKILL)
+                                os.kill(target, sig)
                             killed = True
                         except ProcessLookupError:
                             pass  # it had just ended: counted as finished
@@ -621,6 +626,9 @@ class Trial:
     move_seconds: float = 0.0
     journal_at_kill: dict[str, Any] | None = None
     last_output: str = ""
+    # SIGINT reached the interpreter while it started (site, the console script's
+    # imports): its own "KeyboardInterrupt" traceback, before any branchmig code ran.
+    at_start: bool = False
     waited_for_hook: bool = False
 
 
@@ -633,11 +641,13 @@ class Batch:
         root: Path,
         sleep: float,
         kill_group: bool,
+        sig: signal.Signals = signal.SIGKILL,
     ) -> None:
         self.backend = backend
         self.path = path
         self.root = root
         self.kill_group = kill_group
+        self.sig = sig
         self.seed_dir = root / "seed"
         self.post_ref: Any = None
         self.pre_ref: Any = None
@@ -723,12 +733,15 @@ class Batch:
                 problems.append("the fresh copy differs from the seed (harness problem)")
             if self.path == "return":  # remembers this copy's database (SQLite)
                 command("branchmig status (before)", BRANCHMIG, "status")
-            move = run_move(p, self.path, scratch, trial.kill_after, self.kill_group)
+            move = run_move(p, self.path, scratch, trial.kill_after, self.kill_group, self.sig)
             trial.move_seconds = move.seconds
             trial.journal_at_kill = move.journal_at_kill
             trial.waited_for_hook = move.waited_for_hook
             trial.last_output = _last_lines(move.stderr, 2)
-            outputs.append(move.stdout + move.stderr)
+            if self.sig == signal.SIGINT and _interrupted_at_start(move.stderr):
+                trial.at_start = True  # Python's own start: no code of branchmig's ran
+            else:
+                outputs.append(move.stdout + move.stderr)
             if trial.kill_after is None:
                 trial.kill_class = "control"
                 if move.returncode != 0:
@@ -874,6 +887,17 @@ def _diff(got: Any, want: Any) -> str:
     return ""
 
 
+def _interrupted_at_start(stderr: str) -> bool:
+    """A KeyboardInterrupt traceback none of whose frames is branchmig's own code (the
+    interpreter's start-up, or the console script importing its entry module)."""
+    if "Traceback" not in stderr or not stderr.rstrip().endswith("KeyboardInterrupt"):
+        return False
+    package = str(HERE.parent / "branchmig")
+    frames = [ln for ln in stderr.splitlines() if ln.strip().startswith('File "')]
+    own = [f for f in frames if package in f and "__editable__" not in f]
+    return not own
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -889,7 +913,8 @@ def run_batch(
     root = scratch / f"{backend_name}-{path}"
     root.mkdir()
     try:
-        batch = Batch(backend, path, template, root, args.sleep, args.kill_group)
+        sig = signal.SIGINT if args.signal == "INT" else signal.SIGKILL
+        batch = Batch(backend, path, template, root, args.sleep, args.kill_group, sig)
         controls = [batch.run_trial(Trial(-1 - i, None)) for i in range(args.calibrate)]
         times = [t.move_seconds for t in controls if t.outcome != "BROKEN"]
         if not times or batch.post_ref is None:
@@ -972,6 +997,13 @@ def main(argv: list[str] | None = None) -> int:
         help="SIGKILL the move's whole process group (git included on the "
         "hook path) instead of the one branchmig process",
     )
+    parser.add_argument(
+        "--signal",
+        choices=["KILL", "INT"],
+        default="KILL",
+        help="what the move receives: SIGKILL, or SIGINT as a terminal's Ctrl-C sends it "
+        "(to the whole group with --kill-group)",
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -1034,6 +1066,14 @@ def main(argv: list[str] | None = None) -> int:
                     k: sum(t.outcome == k for t in trials) for k in ("pre", "post", "BROKEN")
                 }
                 orphans = sum(bool(t.orphans) for t in trials + controls)
+                at_start = sum(t.at_start for t in trials)
+                if at_start:
+                    print(
+                        f"  {backend_name}/{path}: {at_start} trial(s) interrupted while "
+                        "Python itself started (its own KeyboardInterrupt message; no "
+                        "branchmig code ran), checked like the others",
+                        file=sys.stderr,
+                    )
                 rows.append(
                     (
                         backend_name,
@@ -1059,7 +1099,8 @@ def main(argv: list[str] | None = None) -> int:
                         )
 
     print(
-        f"\nfault injection: a move feature1 -> feature2 SIGKILLed at a uniform instant in "
+        f"\nfault injection: a move feature1 -> feature2 sent SIG{args.signal}"
+        f"{' (whole group)' if args.kill_group else ''} at a uniform instant in "
         f"[0, unkilled move time], then branchmig status + sync (seed {seed})"
     )
     header = (

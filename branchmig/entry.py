@@ -12,12 +12,18 @@ import sys
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    if args[:1] == ["heads"] and args[1:] in ([], ["--json"]):
-        _remembered_heads(as_json=args[1:] == ["--json"])
-    from branchmig.cli import entry_point
+    try:
+        args = sys.argv[1:]
+        if args[:1] == ["heads"] and args[1:] in ([], ["--json"]):
+            _remembered_heads(as_json=args[1:] == ["--json"])
+        from branchmig.cli import entry_point
 
-    entry_point()
+        entry_point()
+    except KeyboardInterrupt:
+        # Ctrl-C while the CLI loads (once a command runs, it puts back what it changed
+        # and click says "Aborted!"): one line, as a shell's own commands do.
+        sys.stderr.write("branchmig: interrupted\n")
+        sys.exit(130)
 
 
 def _remembered_heads(*, as_json: bool) -> None:

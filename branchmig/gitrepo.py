@@ -9,6 +9,7 @@ its import (~70 ms).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -353,6 +354,48 @@ class GitRepo:
             raise GitError(f"git checkout {ref} failed: {lines[0] if lines else 'unknown error'}")
         return messages
 
+    def undo_partial_checkout(self, head: str, target: str, *, since: float | None) -> int:
+        """Put back what a ``git checkout target`` stopped part-way (HEAD still at
+        ``head``) had written: each path that differs between the two commits and now
+        holds the target's content is made as ``head`` has it again (a file only the
+        target has is removed); the index is put back to ``head``'s entries for them. A
+        path holding anything else is someone's own and is left as it is. An
+        ``index.lock`` left by a killed git (made since ``since``; None: git was not
+        killed) is removed first. How many files were put back."""
+        lock = self.git_dir / "index.lock"
+        with contextlib.suppress(FileNotFoundError):
+            if since is not None and lock.stat().st_mtime >= since - 1:
+                lock.unlink()
+        out = self._git("diff", "--raw", "-z", "--no-renames", "--no-abbrev", head, target)
+        fields = out.split("\0")
+        changes: list[tuple[str, str, str]] = []  # (path, head's blob, target's blob)
+        for meta, path in zip(fields[::2], fields[1::2], strict=False):
+            if not meta.startswith(":"):
+                break
+            _, _, old, new, _ = meta[1:].split(" ", 4)
+            changes.append((path, old, new))
+        if not changes:
+            return 0
+
+        def listed(paths: Iterable[str]) -> bytes:
+            return b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+
+        spec = ("--pathspec-from-file=-", "--pathspec-file-nul")
+        self._git("reset", "-q", head, *spec, input=listed(path for path, _, _ in changes))
+        absent = "0" * len(head)
+        put_back, removed = [], 0
+        for path, old, new in changes:
+            if _worktree_blob(self.top / path) != (None if new == absent else new):
+                continue  # as head has it, or not the target's: leave it
+            if old == absent:
+                (self.top / path).unlink()
+                removed += 1
+            else:
+                put_back.append(path)
+        if put_back:
+            self._git("checkout", "-q", *spec, input=listed(put_back))
+        return len(put_back) + removed
+
     def checkout_new_branch(self, name: str, start: str = "HEAD") -> None:
         self._git("checkout", "--quiet", "-b", name, start)
 
@@ -674,6 +717,16 @@ def _plain_branch_name(name: str) -> bool:
         or "//" in name
         or "/." in name
     )
+
+
+def _worktree_blob(path: Path) -> str | None:
+    """The blob id of the file (or symbolic link) at ``path``; None when there is none."""
+    try:
+        if path.is_symlink():
+            return blob_id(os.fsencode(os.readlink(path)))
+        return blob_id(path.read_bytes()) if path.is_file() else None
+    except OSError:
+        return None
 
 
 def blob_id(data: bytes) -> str:

@@ -78,6 +78,9 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
             return 0
         _say(f"branchmig: {err}")
         _say("branchmig: the checkout itself is done; see: branchmig status")
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the hook with git: the move has put back what it could.
+        _say("branchmig: interrupted; the checkout itself is done; see: branchmig status")
     except Exception as err:  # noqa: BLE001 - a hook must never make git fail
         _say(f"branchmig: internal error in the {hook} hook: {type(err).__name__}: {err}")
         _say("branchmig: the checkout itself is done; run: branchmig sync")

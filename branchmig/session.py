@@ -331,6 +331,25 @@ def recover(
         repo.checkout(back, env=SKIP_HOOK)
         checked_out = back
         progress(f"branchmig: checked out '{back}' again")
+    elif (
+        journal.operation == "switch"
+        and not journal.checked_out
+        and journal.from_commit
+        and journal.to_commit
+        and repo.head_commit() == journal.from_commit
+    ):
+        # Killed while git was checking out: HEAD has not moved, but some files may be
+        # the target's already. The switch began on a clean tree, so HEAD's versions are
+        # what the tree held: put them back rather than take the half-made tree for a
+        # state of the project.
+        mended = repo.undo_partial_checkout(
+            journal.from_commit, journal.to_commit, since=journal.started
+        )
+        if mended:
+            progress(
+                f"branchmig: the checkout of '{journal.to}' was interrupted; "
+                f"its files are put back as {back or journal.from_commit[:7]} has them"
+            )
     heads = read_database(env).heads
     suspect = None
     if restored or untouched:

@@ -937,6 +937,12 @@ def _roll_back(
     if journal.checked_out and checkout is not None and rolled_back and back:
         with contextlib.suppress(GitError):
             s.ws.repo.checkout(back, env=SKIP_HOOK)
+    elif checkout is not None and not journal.checked_out and journal.from_commit:
+        # git's checkout itself failed or was interrupted (Ctrl-C reaches git too): what
+        # it had written of the target goes back, HEAD never having moved.
+        with contextlib.suppress(GitError):
+            if journal.to_commit and s.ws.repo.head_commit() == journal.from_commit:
+                s.ws.repo.undo_partial_checkout(journal.from_commit, journal.to_commit, since=None)
     s.state.clear_journal()
     if not isinstance(err, BranchmigError):
         return None
