@@ -22,7 +22,7 @@ def _with_flask_app(**options: Any) -> None:
     ctx = click.get_current_context()
     use_flask_app(ctx.ensure_object(ScriptInfo).load_app())
     assert main.callback is not None
-    main.callback(**options)  # the options become this context's object, as under branchmig
+    main.callback(**options)
 
 
 branchmig = type(main)(
