@@ -1,6 +1,6 @@
 """The ``branchmig`` command: parse, call one core function, render. No logic here.
 
-Heavy modules (SQLAlchemy, Alembic, GitPython) are imported inside the commands that
+Heavy modules (SQLAlchemy, Alembic) are imported inside the commands that
 need them, so ``heads``, ``plan`` and ``check`` stay fast.
 """
 

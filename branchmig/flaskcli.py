@@ -4,7 +4,7 @@
 Flask finds the group through the ``flask.commands`` entry point. It shares the
 ``branchmig`` group's options, commands and error rendering; only its callback differs,
 handing the app over first. Flask imports this module on every ``flask`` command, so it
-imports only what ``branchmig.cli`` does (no SQLAlchemy, Alembic or GitPython).
+imports only what ``branchmig.cli`` does (no SQLAlchemy or Alembic).
 """
 
 from __future__ import annotations
