@@ -43,7 +43,9 @@ def test_quiet_and_json_read_the_same_before_and_after_the_command(
     assert json.loads(after.stdout) == json.loads(before.stdout)
     assert json.loads(after.stdout)["db_heads"] == [F1]
     assert p.ok("--json", "snapshot", "list").stdout == p.ok("snapshot", "list", "--json").stdout
+    # `heads` and `heads --json` are answered before the CLI loads; the other forms by it.
     assert p.ok("heads", "-q").stdout == p.ok("-q", "heads").stdout == p.ok("heads").stdout
+    assert p.ok("--json", "heads").stdout == p.ok("heads", "--json").stdout
 
 
 def test_quiet_after_the_command_leaves_out_the_progress_lines(
