@@ -548,8 +548,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.pass_context
 def install(ctx: click.Context) -> None:
-    """Install the post-checkout, post-merge and post-rewrite hooks (keeping and
-    chaining hooks already there), recording this Python for them."""
+    """Install the post-checkout, post-merge, post-rewrite and post-commit hooks (keeping
+    and chaining hooks already there), recording this Python for them."""
     from branchmig.hooks import install as install_hooks
 
     ws = _open(ctx)
