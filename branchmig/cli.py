@@ -1,6 +1,6 @@
 """The ``branchmig`` command: parse, call one core function, render. No logic here.
 
-Heavy modules (SQLAlchemy, Alembic, GitPython) are imported inside the commands that
+Heavy modules (SQLAlchemy, Alembic) are imported inside the commands that
 need them, so ``heads``, ``plan`` and ``check`` stay fast.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from branchmig import __version__, reports
+from branchmig import reports
 from branchmig.errors import BranchmigError
 from branchmig.workspace import WORKTREE, Workspace
 
@@ -23,7 +23,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class _Group(click.Group):
     """Turns every BranchmigError into one line on stderr and its exit code: the only
-    place errors are translated."""
+    place errors are translated. Every command added takes the conventions' options
+    after its name too (``branchmig status -q`` is ``branchmig -q status``)."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(_conventions())
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -42,9 +47,73 @@ class _Group(click.Group):
             ctx.exit(err.exit_code)
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Keep an option in the context object that the group and its commands share, given
+    before the command or after it; return what was given in either place."""
+    obj = ctx.ensure_object(dict)
+    name = param.name or ""
+    if name == "config":
+        obj[name] = (*obj.get(name, ()), *value)
+    else:
+        obj[name] = bool(obj.get(name) or value)
+    prints_json = isinstance(ctx.command, click.Group) or any(
+        p.name == "as_json" for p in ctx.command.params
+    )
+    if obj.get("as_json") and not prints_json:
+        raise click.UsageError(f"{ctx.command_path} prints no JSON; leave out --json", ctx)
+    return obj[name]
+
+
+def _conventions(*, json: bool = False) -> list[click.Option]:
+    """-c, -v and -q (and, on the group, --json) as every command takes them."""
+    options = [
+        click.Option(
+            ["-c", "--config"],
+            type=click.Path(path_type=Path),
+            multiple=True,
+            expose_value=False,
+            callback=_remember,
+            help="The alembic.ini or pyproject.toml to use, as for alembic; give both "
+            "with two -c (default: found from the repository).",
+        ),
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            expose_value=False,
+            callback=_remember,
+            help="Show Alembic's own log lines too (Running upgrade ...).",
+        ),
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            callback=_remember,
+            help="No progress lines on stderr: only results, warnings and errors.",
+        ),
+    ]
+    if json:
+        options.append(
+            click.Option(
+                ["--json", "as_json"],
+                is_flag=True,
+                expose_value=False,
+                callback=_remember,
+                help="One JSON object on stdout, for the commands that print one.",
+            )
+        )
+    return options
+
+
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, callback=_remember, help="One JSON object on stdout."
+)
+
+
 def _open(ctx: click.Context) -> Workspace:
     obj = ctx.find_object(dict) or {}
-    ws = Workspace.open(Path.cwd(), config=obj.get("config"))
+    config = obj.get("config", ())
+    chosen = config[0] if len(config) == 1 else (list(config) or None)
+    ws = Workspace.open(Path.cwd(), config=chosen)
     ctx.call_on_close(ws.close)
     if obj.get("verbose"):
         ws.show_alembic_log()
@@ -64,35 +133,19 @@ def _ref(value: str) -> str:
     return WORKTREE if value in (".", "WORKTREE") else value
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-c",
-    "--config",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    help="The alembic.ini or pyproject.toml to use, as for alembic; give both "
-    "with two -c (default: found from the repository).",
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    params=_conventions(json=True),
 )
-@click.option(
-    "-v", "--verbose", is_flag=True, help="Show Alembic's own log lines too (Running upgrade ...)."
-)
-@click.option(
-    "-q",
-    "--quiet",
-    is_flag=True,
-    help="No progress lines on stderr: only results, warnings and errors.",
-)
-@click.version_option(__version__, prog_name="branchmig")
-@click.pass_context
-def main(ctx: click.Context, config: tuple[Path, ...], verbose: bool, quiet: bool) -> None:
+@click.version_option(package_name="branchmig", prog_name="branchmig")
+def main() -> None:
     """Git-aware Alembic migrations: the database follows every checkout, losing no data."""
-    chosen = config[0] if len(config) == 1 else (list(config) or None)
-    ctx.obj = {"config": chosen, "verbose": verbose, "quiet": quiet}
 
 
 @main.command()
 @click.argument("ref", required=False, default=".")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_json_option
 @click.pass_context
 def heads(ctx: click.Context, ref: str, as_json: bool) -> None:
     """The head revisions of the graph at REF (default: the working tree, '.')."""
@@ -117,7 +170,7 @@ _markdown_format = click.option(
 @click.argument("source", metavar="FROM")
 @click.argument("target", metavar="TO")
 @_markdown_format
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_json_option
 @click.pass_context
 def plan(ctx: click.Context, source: str, target: str, fmt: str, as_json: bool) -> None:
     """What moving a database from FROM's heads to TO's heads does (refs; '.' is the
@@ -191,7 +244,7 @@ def render_plan(p: Any, *, source: str, target: str) -> str:
     help="Also fail when merging REF would leave several heads.",
 )
 @_markdown_format
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_json_option
 @click.pass_context
 def check(ctx: click.Context, against: str | None, fmt: str, as_json: bool) -> None:
     """Exit 1 when the working tree has more heads than expected (1 unless
@@ -310,7 +363,7 @@ _terminate_option = click.option(
 @_snapshot_option
 @_rehearse_option
 @_terminate_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_json_option
 @click.pass_context
 def switch(
     ctx: click.Context,
@@ -345,7 +398,7 @@ def switch(
 @_snapshot_option
 @_rehearse_option
 @_terminate_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_json_option
 @click.pass_context
 def sync(
     ctx: click.Context,
@@ -374,7 +427,7 @@ def sync(
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Code heads, database heads, pending revisions, revisions the database has that
@@ -495,8 +548,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.pass_context
 def install(ctx: click.Context) -> None:
-    """Install the post-checkout, post-merge and post-rewrite hooks (keeping and
-    chaining hooks already there), recording this Python for them."""
+    """Install the post-checkout, post-merge, post-rewrite and post-commit hooks (keeping
+    and chaining hooks already there), recording this Python for them."""
     from branchmig.hooks import install as install_hooks
 
     ws = _open(ctx)
@@ -543,7 +596,7 @@ def uninstall(ctx: click.Context) -> None:
 @click.option("--no-upgrade", is_flag=True, help="Write the revision; leave the database.")
 @click.option("--dry-run", is_flag=True, help="Say what would be written; write nothing.")
 @click.argument("heads", nargs=-1)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_json_option
 @click.pass_context
 def merge_heads(
     ctx: click.Context,
@@ -584,7 +637,7 @@ def merge_heads(
         click.echo(outcome.summary)
 
 
-@main.group()
+@main.group(cls=_Group)
 def snapshot() -> None:
     """Snapshots of the project's database: list, save, restore, drop, prune."""
 
@@ -622,7 +675,7 @@ def _snapshot_json(info: Any) -> dict[str, Any]:
 
 
 @snapshot.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_json_option
 @click.pass_context
 def snapshot_list(ctx: click.Context, as_json: bool) -> None:
     """Branch, heads, commit, size, age and backend of each snapshot of the database."""
@@ -637,27 +690,39 @@ def snapshot_list(ctx: click.Context, as_json: bool) -> None:
     if not infos:
         click.echo("No snapshots of this database.")
         return
-    click.echo(
-        f"{'KEY':<36} {'BRANCH':<20} {'HEADS':<24} {'COMMIT':<8} {'SIZE':>9} {'AGE':>5}  BACKEND"
-    )
     now = time.time()
-    for info in infos:
-        r = info.record
-        branch = (r.branch or "(detached)") + (
-            "" if info.branch_exists or not r.branch else " (deleted)"
+    rows = [
+        (
+            info.record.key,
+            _snapshot_branch(info),
+            ",".join(info.record.heads) or "base",
+            (info.record.commit or "")[:7],
+            _size(info.record.size),
+            _age(now - info.record.created),
+            info.record.backend + _snapshot_flag(info),
         )
-        flag = (
-            " (missing: the index names it but the server holds no copy)"
-            if not info.present
-            else " (stray: no checkout restores it)"
-            if info.stray
-            else ""
-        )
-        click.echo(
-            f"{r.key:<36} {branch:<20} {','.join(r.heads) or 'base':<24} "
-            f"{(r.commit or '')[:7]:<8} {_size(r.size):>9} {_age(now - r.created):>5}"
-            f"  {r.backend}{flag}"
-        )
+        for info in infos
+    ]
+    header = ("KEY", "BRANCH", "HEADS", "COMMIT", "SIZE", "AGE", "BACKEND")
+    # Columns as wide as their longest value: a long branch name shifts, never breaks them.
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
+    for row in (header, *rows):
+        cells = [
+            cell.rjust(width) if i in (4, 5) else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
+        ]
+        click.echo(f"{' '.join(cells[:4])} {cells[4]} {cells[5]}  {row[6]}")
+
+
+def _snapshot_branch(info: Any) -> str:
+    r = info.record
+    return (r.branch or "(detached)") + ("" if info.branch_exists or not r.branch else " (deleted)")
+
+
+def _snapshot_flag(info: Any) -> str:
+    if not info.present:
+        return " (missing: the index names it but the server holds no copy)"
+    return " (stray: no checkout restores it)" if info.stray else ""
 
 
 @snapshot.command("save")
@@ -724,7 +789,7 @@ def snapshot_drop(ctx: click.Context, name: str) -> None:
     help="Also drop snapshots no checkout would restore (their rows are nowhere else).",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be dropped.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_json_option
 @click.pass_context
 def snapshot_prune(
     ctx: click.Context,
@@ -827,7 +892,7 @@ def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool, no_f
     default="text",
     help="markdown: a report to post as a pull-request comment.",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@_json_option
 @click.pass_context
 def verify(
     ctx: click.Context, ref: str, against: str | None, drift: bool, fmt: str, as_json: bool

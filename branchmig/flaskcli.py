@@ -4,7 +4,7 @@
 Flask finds the group through the ``flask.commands`` entry point. It shares the
 ``branchmig`` group's options, commands and error rendering; only its callback differs,
 handing the app over first. Flask imports this module on every ``flask`` command, so it
-imports only what ``branchmig.cli`` does (no SQLAlchemy, Alembic or GitPython).
+imports only what ``branchmig.cli`` does (no SQLAlchemy or Alembic).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _with_flask_app(**options: Any) -> None:
     ctx = click.get_current_context()
     use_flask_app(ctx.ensure_object(ScriptInfo).load_app())
     assert main.callback is not None
-    main.callback(**options)  # the options become this context's object, as under branchmig
+    main.callback(**options)
 
 
 branchmig = type(main)(

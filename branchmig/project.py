@@ -412,7 +412,8 @@ def read_settings(pyproject: Path) -> Settings:
         close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(
-            f"Unknown key(s) {', '.join(repr(u) for u in unknown)} in [tool.branchmig] "
+            f"Unknown key{'s' if len(unknown) != 1 else ''} "
+            f"{', '.join(repr(u) for u in unknown)} in [tool.branchmig] "
             f"of '{pyproject}'; {hint}known: {', '.join(sorted(known))}"
         )
     values = {k.replace("-", "_"): v for k, v in table.items()}

@@ -221,7 +221,8 @@ def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
         revisions = graph.topological(graph.ancestors(live.heads))
         progress(
             f"branchmig: building a scratch {backend} database to "
-            f"{', '.join(live.heads) or 'base'} ({len(revisions)} revisions)"
+            f"{', '.join(live.heads) or 'base'} ({len(revisions)} revision"
+            f"{'s' if len(revisions) != 1 else ''})"
         )
         with scratch_database(live.url, progress=progress) as scratch:
             runner = _Runner(env, graph, _Texts(ws, graph, ref), scratch)

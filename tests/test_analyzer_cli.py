@@ -325,7 +325,7 @@ def test_an_unknown_setting_suggests_the_closest_key(repo_with_linear_history: R
     root = repo_with_linear_history.root
     (root / "pyproject.toml").write_text('[tool.branchmig]\nsnapshot = "always"\n')
     line = fails(root, "heads", code=2)
-    assert "Unknown key(s) 'snapshot'" in line and "did you mean 'snapshots'?" in line, line
+    assert "Unknown key 'snapshot'" in line and "did you mean 'snapshots'?" in line, line
 
 
 @pytest.mark.parametrize("form", [["heads"], ["heads", "--json"]])

@@ -71,6 +71,9 @@ def test_flask_branchmig_heads_and_status(flask_repo_without_flask_app: Project)
         "heads": [F1],
     }
     status = json.loads(flask_ok(p, "branchmig", "status", "--json").stdout)
+    # The conventions' options after the command, as under the console script.
+    assert json.loads(flask_ok(p, "branchmig", "status", "-q", "--json").stdout) == status
+    assert json.loads(flask_ok(p, "branchmig", "--json", "status").stdout) == status
     assert status["branch"] == "main"
     assert status["db_heads"] == [] and status["pending"] == [BASE]
     assert status["database"] == f"sqlite:///{p.db_path}"

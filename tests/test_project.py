@@ -184,7 +184,7 @@ def test_no_project(tmp_path: Path) -> None:
     [
         (
             '[tool.branchmig]\nsnapshot = "auto"\n',
-            r"Unknown key\(s\) 'snapshot' in \[tool.branchmig\]",
+            r"Unknown key 'snapshot' in \[tool.branchmig\]",
         ),
         (
             '[tool.branchmig]\nsnapshots = "sometimes"\n',

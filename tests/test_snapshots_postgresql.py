@@ -173,7 +173,7 @@ def test_an_open_session_blocks_and_is_named_until_terminate_connections(
         with pytest.raises(SessionsBlockingError) as caught:
             snaps.restore("before")
         message = str(caught.value)
-        assert f"pid {pid} (flask-run, from 127.0.0.1)" in message
+        assert f"1 other session is connected: pid {pid} (flask-run, from 127.0.0.1)" in message
         assert "--terminate-connections" in message
         assert snaps.exists("before")
         with pytest.raises(SessionsBlockingError, match=f"pid {pid}"):

@@ -427,7 +427,8 @@ class PostgreSQLBackend:
             ]
             raise SessionsBlockingError(
                 f"Cannot {action} snapshot {key!r} of {self.describe()}: "
-                f"{len(named)} other session(s) are connected: {', '.join(named)}.",
+                f"{len(named)} other session{'s are' if len(named) != 1 else ' is'} connected: "
+                f"{', '.join(named)}.",
                 sessions=named,
             )
 

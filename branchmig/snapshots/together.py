@@ -80,7 +80,8 @@ class Together:
         missing = [name or "default" for name, backend in self.members if not backend.exists(key)]
         if missing:
             raise SnapshotError(
-                f"Snapshot {key!r} has no copy of the database(s) {', '.join(missing)}, so "
+                f"Snapshot {key!r} has no copy of the database{'s' if len(missing) != 1 else ''} "
+                f"{', '.join(missing)}, so "
                 f"it cannot be restored as a whole. Run: branchmig snapshot list"
             )
         done: list[SnapshotBackend] = []
