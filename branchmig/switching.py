@@ -58,7 +58,7 @@ from branchmig.session import (
     put_back,
     quiet,
 )
-from branchmig.state import Journal, Owner, SnapshotRecord, State
+from branchmig.state import Failure, Journal, Owner, SnapshotRecord, State
 from branchmig.workspace import WORKTREE, Workspace
 
 if TYPE_CHECKING:
@@ -705,24 +705,36 @@ def _move(
         _record(s, target, before)
         _finish(s, entering, target_commit, before)
         return result
-    if rehearse and d.restore is None:
-        _rehearse(s, d, target, checked_out=checkout is None)
-    elif rehearse:
-        s.notes.append(
-            "not rehearsed: the entering branch's snapshot is restored first, and "
-            "a failure after it puts both databases back"
+    try:
+        if rehearse and d.restore is None:
+            _rehearse(s, d, target, checked_out=checkout is None)
+        elif rehearse:
+            s.notes.append(
+                "not rehearsed: the entering branch's snapshot is restored first, and "
+                "a failure after it puts both databases back"
+            )
+        after = _execute(
+            s,
+            d,
+            target=target,
+            target_commit=target_commit,
+            checkout=checkout,
+            entering=entering,
+            terminate=terminate,
+            previous=previous,
+            hint=hint,
         )
-    after = _execute(
-        s,
-        d,
-        target=target,
-        target_commit=target_commit,
-        checkout=checkout,
-        entering=entering,
-        terminate=terminate,
-        previous=previous,
-        hint=hint,
-    )
+    except MoveFailed as err:
+        _remember_failure(
+            s,
+            d,
+            target,
+            err,
+            operation="switch" if checkout else "sync",
+            to=checkout or entering or "the working tree",
+            before=before,
+        )
+        raise
     return replace(
         result,
         after=after,
@@ -734,6 +746,51 @@ def _move(
 def _finish(s: Session, entering: str | None, commit: str | None, heads: tuple[str, ...]) -> None:
     s.state.set_owner(s.dbkey, Owner(entering, commit, heads, reflog=s.ws.repo.reflog_size()))
     s.state.set_suspect(s.dbkey, None)
+    s.state.set_failure(s.dbkey, None)
+
+
+def _remember_failure(
+    s: Session,
+    d: _Decided,
+    target: Graph,
+    err: MoveFailed,
+    *,
+    operation: str,
+    to: str,
+    before: tuple[str, ...],
+) -> None:
+    """Keep what ``status`` needs to name a failed step and its fix after this process
+    is gone (the hook's message scrolls away)."""
+    from branchmig.runner import StepFailed
+
+    step = err.cause
+    if not isinstance(step, StepFailed):
+        return
+    graph = d.source if step.direction == "downgrade" else target
+    rev = graph.revisions.get(step.revision)
+    if err.restored or err.rehearsal:
+        heads = before
+    else:
+        heads = err.heads if err.heads is not None else _heads_now(s)
+    with contextlib.suppress(BranchmigError):  # the failure itself is what to report
+        s.state.set_failure(
+            s.dbkey,
+            Failure(
+                operation=operation,
+                to=to,
+                direction=step.direction,
+                revision=step.revision,
+                path=rev.path if rev is not None else "",
+                blob=rev.blob if rev is not None else "",
+                cause=step.cause,
+                fix=err.fix,
+                heads=tuple(heads),
+                restored=err.restored,
+                rehearsal=err.rehearsal,
+                half_made=err.half_made,
+                at=time.time(),
+            ),
+        )
 
 
 def _execute(
