@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -133,7 +134,7 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
         multidb.addFilter(not_naming_the_database)
     try:
         if project.kind == "flask":
-            with _flask_env(project) as env:
+            with _their_warnings(shown=project.settings.alembic_log), _flask_env(project) as env:
                 yield env
         else:
             from alembic.config import Config
@@ -146,13 +147,29 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
                 toml_file=None if project.toml_path is None else str(project.toml_path),
                 ini_section=project.settings.ini_section,
             )
-            yield AlembicEnv(project, cfg)
+            with _their_warnings(shown=project.settings.alembic_log):
+                yield AlembicEnv(project, cfg)
     finally:
         chatty.removeFilter(warnings_only)
         multidb.removeFilter(not_naming_the_database)
         os.chdir(cwd)
         with contextlib.suppress(ValueError):
             sys.path.remove(added)
+
+
+@contextlib.contextmanager
+def _their_warnings(*, shown: bool) -> Iterator[None]:
+    """Python warnings raised while the project's app, env.py, its scripts, Alembic or
+    SQLAlchemy run (Alembic's "autoincrement ... only make sense for MySQL", an async
+    engine's "coroutine ... was never awaited", SAWarnings) are not branchmig's words:
+    they are left out unless ``shown`` (``-v``), when Python shows them as ``alembic``
+    would. Only for as long as the project is open: the filters are put back after."""
+    if shown:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 @contextlib.contextmanager
