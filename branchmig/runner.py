@@ -289,6 +289,54 @@ def read_database(env: AlembicEnv) -> DatabaseState:
     return DatabaseState(tuple(unique.values()))
 
 
+def sqlite_constrained_columns(url: str) -> dict[str, list[str]]:
+    """What a SQLite database says makes its columns undroppable in place ('table.column'
+    -> "indexed (ix_name)", "UNIQUE", "the PRIMARY KEY", "in a FOREIGN KEY constraint"),
+    read-only; empty when it cannot be read (then nothing is warned about)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database or ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return {}
+    found: dict[str, list[str]] = {}
+
+    def mark(table: str, column: str, what: str) -> None:
+        found.setdefault(f"{table}.{column}", []).append(what)
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        for table in tables:
+            quoted = '"' + table.replace('"', '""') + '"'
+            for _, name, _, origin, _ in conn.execute(f"PRAGMA index_list({quoted})"):
+                what = {"pk": "the PRIMARY KEY", "u": "UNIQUE"}.get(origin, f"indexed ({name})")
+                iname = '"' + name.replace('"', '""') + '"'
+                for row in conn.execute(f"PRAGMA index_info({iname})"):
+                    if row[2] is not None:
+                        mark(table, row[2], what)
+            for row in conn.execute(f"PRAGMA table_info({quoted})"):
+                if row[5]:
+                    mark(table, row[1], "the PRIMARY KEY")
+            for row in conn.execute(f"PRAGMA foreign_key_list({quoted})"):
+                mark(table, row[3], "in a FOREIGN KEY constraint")
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
+    return {key: list(dict.fromkeys(what)) for key, what in found.items()}
+
+
 def _engine_name(context: Any) -> str:
     """The database's name as Flask-Migrate's multidb env.py gives it: its upgrade token
     is "<name>_upgrades" ("_upgrades" for the default; plain Alembic's is "upgrades")."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from branchmig.downgrades import batch_hint, find_unbatched
+from branchmig.downgrades import fix_for_failure
 from branchmig.errors import (
     BranchmigError,
     DatabaseError,
@@ -616,7 +616,7 @@ def _decide(
         # Each text the downgrades run, as they will run it (fail before anything is
         # touched, dry run or not): what they destroy is read from the same texts.
         texts = {r: _script_text(ws, state, source.revisions[r]) for r in plan.downgrade}
-        plan = with_destructive(ws, plan, source, texts=texts)
+        plan = with_destructive(ws, plan, source, texts=texts, columns=lambda: _columns(s))
     if plan.batch_needed and s.db.on_sqlite and not s.remembered:
         from branchmig.analysis import batch_warnings
 
@@ -638,6 +638,19 @@ def _decide(
         superseded=superseded,
     )
     return _Decided(owner, source, plan, restore, decision, applied)
+
+
+def _columns(s: Session) -> dict[str, list[str]]:
+    """Which columns of the live SQLite database(s) SQLite cannot drop in place, by
+    their own word; none on another database (nothing is refused there)."""
+    from branchmig.runner import sqlite_constrained_columns
+
+    found: dict[str, list[str]] = {}
+    for db in s.db.databases:
+        if db.url.startswith("sqlite"):
+            for key, what in sqlite_constrained_columns(db.url).items():
+                found[key] = list(dict.fromkeys([*found.get(key, []), *what]))
+    return found
 
 
 def _token() -> str:
@@ -926,8 +939,8 @@ def _execute(
 
 
 def _name_the_fix(s: Session, d: _Decided, target: Graph, err: BaseException) -> str | None:
-    """A SQLite migration that failed on a column it cannot drop or alter in place: what
-    to change, in the revision's own file."""
+    """A SQLite migration that failed on a column SQLite would not drop or alter in
+    place (by SQLite's own message): what to change, in the revision's own file."""
     from branchmig.runner import StepFailed
 
     if not (isinstance(err, StepFailed) and s.db.on_sqlite):
@@ -940,8 +953,7 @@ def _name_the_fix(s: Session, d: _Decided, target: Graph, err: BaseException) ->
         text = _script_text(s.ws, s.state, rev)
     except PlanError:
         return None
-    found = find_unbatched(text, rev.id, err.direction)
-    return batch_hint(found, rev.path) if found else None
+    return fix_for_failure(text, rev.id, err.direction, err.cause, rev.path)
 
 
 def _failpoint(name: str) -> None:

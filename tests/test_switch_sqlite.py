@@ -342,8 +342,8 @@ def test_seed_004_is_warned_about_then_names_its_fix(
     line = (p.root / path).read_text().splitlines().index(SEED_004_DOWNGRADE) + 1
     fix = (
         f"revision '{F1B}' ({path}, line {line}) runs op.drop_column('users', 'phone') "
-        "outside batch mode, which SQLite cannot do to an indexed or constrained column: "
-        "in its downgrade, drop the index first and write `with "
+        "outside batch mode: the column is indexed (ix_users_phone), which SQLite cannot "
+        "drop in place. In its downgrade, drop the index first, then write `with "
         "op.batch_alter_table('users') as batch: batch.drop_column('phone')` (or set "
         "render_as_batch=True in env.py's context.configure)"
     )
