@@ -1012,10 +1012,22 @@ def _roll_back(
     heads = then = half = earlier = None
     if not rolled_back and journal.phase == "migrating":
         heads = _heads_now(s)
-        if journal.checked_out or checkout is None:
-            then = "fix the script, then run: branchmig sync"
-        else:
-            then = f"fix the script, then run: branchmig switch {checkout}"
+        again = (
+            "branchmig sync"
+            if journal.checked_out or checkout is None
+            else f"branchmig switch {checkout}"
+        )
+        then = f"fix the script, then run: {again}"
+        from branchmig.runner import StepFailed
+
+        if isinstance(err, StepFailed) and err.direction == "downgrade":
+            # Reverted with the text that applied it: a fixed file is not what runs.
+            tool = "flask db" if s.ws.project.kind == "flask" else "alembic"
+            then = (
+                f"branchmig reverts '{err.revision}' with the script that applied it, so fix "
+                f"its downgrade and run it by hand ({tool} downgrade {err.revision}-1), then "
+                f"run: {again}"
+            )
         half = journal.in_flight[1] if journal.in_flight else None
     suspect = s.state.suspect(s.dbkey)
     if suspect is not None and not rolled_back:

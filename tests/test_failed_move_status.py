@@ -135,3 +135,27 @@ def test_a_failure_the_database_has_moved_on_from_is_not_reported(
     assert down.returncode == 0, down.stderr
     code, data = _status_json(p)
     assert code == 0 and data["failure"] is None
+
+
+def test_a_failed_downgrade_without_snapshot_says_to_run_the_fixed_one_by_hand(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    p = db_at_feature1_head_with_emails
+    _feature1_gains_an_indexed_phone(p)
+    p.ok("sync")
+    p.git("checkout", "-q", "main")  # no hooks: the database stays at F1B
+    proc = p.branchmig("sync", "--no-snapshot")
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    # A fixed file would not be what runs: sync reverts F1B with the script that applied it.
+    assert "fix the script, then run: branchmig sync" not in last, last
+    assert (
+        f"branchmig reverts '{F1B}' with the script that applied it, so fix its downgrade "
+        f"and run it by hand (alembic downgrade {F1B}-1), then run: branchmig sync"
+    ) in last, last
+    code, data = _status_json(p)
+    assert code == 1 and data["failure"]["restored"] is False
+    assert data["failure"]["next"].startswith(
+        "go back to a branch whose scripts fit the database (nothing runs): "
+        "branchmig switch feature1;"
+    )
