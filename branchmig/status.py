@@ -142,11 +142,13 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
                     found[r].extend(n for n in names if n not in found[r])
     held = held_snapshots(state, dbid)
     owner = state.owner(dbid.key)
-    tips = ws.repo.branch_tips()
+    failure = state.failure(dbid.key)
+    if failure is not None and sorted(failure.heads) != sorted(db.heads):
+        failure = None  # the database moved since (by hand): that failure is not its state
+    tips = ws.repo.branch_tips() if found or failure else {}
     found_in = {r: _named_first(v, tips) for r, v in found.items()}
     failed = None
-    failure = state.failure(dbid.key)
-    if failure is not None and sorted(failure.heads) == sorted(db.heads):
+    if failure is not None:
         failed = failed_step(
             failure,
             code=code,
