@@ -151,6 +151,7 @@ def plan(ctx: click.Context, source: str, target: str, fmt: str, as_json: bool) 
                         "operation": d.operation,
                         "target": d.target,
                         "line": d.line,
+                        "reason": getattr(d, "reason", ""),
                     }
                     for d in p.batch_needed
                 ],

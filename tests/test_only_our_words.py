@@ -5,6 +5,7 @@ in place, and a failure's fix names its real cause."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -169,6 +170,16 @@ def test_a_failing_comment_change_is_blamed_on_the_comment(
         "batch.alter_column('phone', ...)`"
     )
     assert f"warning: on SQLite, {said}" in check.stderr, check.stderr
+    plan = json.loads(p.ok("plan", ".", "main", "--json").stdout)
+    assert plan["batch_needed"] == [  # the plain column's drop is not among them
+        {
+            "revision": F1B,
+            "operation": "alter_column",
+            "target": "users.phone",
+            "line": _line(p, path, "op.alter_column"),
+            "reason": "SQLite has no column comments, so Alembic cannot render the comment change",
+        }
+    ]
     moved = p.branchmig("switch", "main")
     assert moved.returncode == 1
     last = moved.stderr.strip().splitlines()[-1]
