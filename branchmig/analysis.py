@@ -199,20 +199,23 @@ def with_destructive(
     return replace(plan, destructive=tuple(found), batch_needed=tuple(refused))
 
 
-def scripted_columns(ws: Workspace, graph: Graph, revisions: Sequence[str]) -> dict[str, list[str]]:
+def scripted_columns(
+    ws: Workspace, graph: Graph, revisions: Sequence[str], *, texts: dict[str, bytes] | None = None
+) -> dict[str, list[str]]:
     """What the upgrades up to ``revisions`` (each included) say makes columns
-    undroppable by SQLite in place (see ``constrained_columns``): read in one git run."""
+    undroppable by SQLite in place (see ``constrained_columns``): read in one git run,
+    kept in ``texts`` (by blob) for the next call."""
+    texts = {} if texts is None else texts
     order = graph.topological(graph.ancestors(revisions, strict=False))
     wanted = [graph.revisions[r] for r in order if r in graph.revisions]
-    blobs = dict(ws.repo.read_blobs([r.blob for r in wanted], missing_ok=True))
-    texts = []
+    unread = [r.blob for r in wanted if r.blob not in texts]
+    texts.update(ws.repo.read_blobs(unread, missing_ok=True))
     for rev in wanted:
-        text = blobs.get(rev.blob)
-        if text is None:
-            text = read_text_anywhere(ws.repo, rev)
-        if text is not None:
-            texts.append(text)
-    return constrained_columns(texts)
+        if rev.blob not in texts:
+            text = read_text_anywhere(ws.repo, rev)  # uncommitted: from the working tree
+            if text is not None:
+                texts[rev.blob] = text
+    return constrained_columns(texts[r.blob] for r in wanted if r.blob in texts)
 
 
 def configured_on_sqlite(ws: Workspace) -> bool:
@@ -276,13 +279,14 @@ def check(ws: Workspace, *, against: str | None = None) -> CheckResult:
     _, theirs = ws.graph_at(against)
     version = tuple(int(n) for n in sqlite3.sqlite_version.split("."))
     warnings = []
+    texts: dict[str, bytes] = {}  # by blob: the history is read once, if a drop needs it
     for rev in ours.revisions.values():
         if rev.id in theirs.revisions and theirs.revisions[rev.id].blob == rev.blob:
             continue
         text = read_text_anywhere(ws.repo, rev)
         found = find_unbatched(text, rev.id) if text is not None else []
         drops = any(d.operation == "drop_column" for d in found)
-        facts = scripted_columns(ws, ours, [rev.id]) if drops else {}
+        facts = scripted_columns(ws, ours, [rev.id], texts=texts) if drops else {}
         refused = sqlite_refuses(found, facts, sqlite_version=version)
         if refused:
             warnings.append(f"on SQLite, {batch_hint(refused, rev.path)}")
