@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchmig.downgrades import Destructive, batch_hint, find_destructive, find_unbatched
+from branchmig.downgrades import (
+    Destructive,
+    batch_hint,
+    constrained_columns,
+    find_destructive,
+    find_unbatched,
+    sqlite_refuses,
+)
 from branchmig.graph import Graph, merge_graphs
 from branchmig.plan import Plan, make_plan
 from branchmig.scripts import read_text_anywhere
@@ -142,15 +149,27 @@ def plan_between(ws: Workspace, *, source: str, target: str) -> PlanResult:
         source=source or "WORKTREE",
         target=target or "WORKTREE",
         plan=plan,
-        warnings=src_scripts.warnings + dst_scripts.warnings + batch_warnings(plan, src),
+        warnings=src_scripts.warnings
+        + dst_scripts.warnings
+        + (batch_warnings(plan, src) if configured_on_sqlite(ws) else ()),
     )
 
 
+ColumnFacts = Callable[[], Mapping[str, Sequence[str]]]
+
+
 def with_destructive(
-    ws: Workspace, plan: Plan, source: Graph, *, texts: Mapping[str, bytes] | None = None
+    ws: Workspace,
+    plan: Plan,
+    source: Graph,
+    *,
+    texts: Mapping[str, bytes] | None = None,
+    columns: ColumnFacts | None = None,
 ) -> Plan:
     """``plan`` with the data-losing operations of the downgrades it runs (read from
-    ``texts``, by revision, when the caller has them)."""
+    ``texts``, by revision, when the caller has them), and those SQLite cannot do in
+    place. Which columns are indexed or constrained comes from ``columns`` (the live
+    database's own word), else from the upgrades of the scripts before them."""
     found: list[Destructive] = []
     unbatched: list[Destructive] = []
     for rev_id in plan.downgrade:
@@ -163,11 +182,69 @@ def with_destructive(
         else:
             found.extend(find_destructive(text, rev_id))
             unbatched.extend(find_unbatched(text, rev_id))
-    return replace(plan, destructive=tuple(found), batch_needed=tuple(unbatched))
+    refused: list[Destructive] = []
+    if unbatched:
+        import sqlite3
+
+        drops = [d.revision for d in unbatched if d.operation == "drop_column"]
+        facts = (
+            {}
+            if not drops
+            else columns()
+            if columns is not None
+            else scripted_columns(ws, source, drops)
+        )
+        version = tuple(int(n) for n in sqlite3.sqlite_version.split("."))
+        refused.extend(sqlite_refuses(unbatched, facts, sqlite_version=version))
+    return replace(plan, destructive=tuple(found), batch_needed=tuple(refused))
+
+
+def scripted_columns(
+    ws: Workspace, graph: Graph, revisions: Sequence[str], *, texts: dict[str, bytes] | None = None
+) -> dict[str, list[str]]:
+    """What the upgrades up to ``revisions`` (each included) say makes columns
+    undroppable by SQLite in place (see ``constrained_columns``): read in one git run,
+    kept in ``texts`` (by blob) for the next call."""
+    texts = {} if texts is None else texts
+    order = graph.topological(graph.ancestors(revisions, strict=False))
+    wanted = [graph.revisions[r] for r in order if r in graph.revisions]
+    unread = [r.blob for r in wanted if r.blob not in texts]
+    texts.update(ws.repo.read_blobs(unread, missing_ok=True))
+    for rev in wanted:
+        if rev.blob not in texts:
+            text = read_text_anywhere(ws.repo, rev)  # uncommitted: from the working tree
+            if text is not None:
+                texts[rev.blob] = text
+    return constrained_columns(texts[r.blob] for r in wanted if r.blob in texts)
+
+
+def configured_on_sqlite(ws: Workspace) -> bool:
+    """Whether the project's database is SQLite, as far as can be told without running
+    env.py: the database env.py last gave (branchmig remembers only SQLite ones), else
+    the ``sqlalchemy.url`` of alembic.ini. Unknown (a Flask app's config, a URL env.py
+    builds from the environment) is not SQLite: then nothing is warned about."""
+    import configparser
+
+    from branchmig.state import State
+
+    repo = ws.repo
+    worktree = "" if repo.git_dir.resolve() == repo.common_dir.resolve() else repo.git_dir.name
+    memo = State(ws.state_dir).remembered(worktree)
+    if isinstance(memo, dict) and str(memo.get("url", "")).startswith("sqlite"):
+        return True
+    if ws.project.kind != "alembic" or not ws.project.config_path.is_file():
+        return False
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(ws.project.config_path, encoding="utf-8")
+        url = parser.get(ws.project.settings.ini_section, "sqlalchemy.url", fallback="")
+    except (configparser.Error, UnicodeDecodeError):
+        return False
+    return url.strip().startswith("sqlite")
 
 
 def batch_warnings(plan: Plan, source: Graph) -> tuple[str, ...]:
-    """One line per revision whose downgrade SQLite may refuse, with the fix."""
+    """One line per revision whose downgrade SQLite cannot do in place, with the fix."""
     by_rev: dict[str, list[Destructive]] = {}
     for d in plan.batch_needed:
         by_rev.setdefault(d.revision, []).append(d)
@@ -194,18 +271,25 @@ def check(ws: Workspace, *, against: str | None = None) -> CheckResult:
     no more heads than the project expects; with ``against``, the downgrades the tree
     adds that SQLite may refuse are warned about."""
     result = _check(ws, against=against)
-    if against is None:
+    if against is None or not configured_on_sqlite(ws):
         return result
+    import sqlite3
+
     _, ours = ws.graph_at(WORKTREE)
     _, theirs = ws.graph_at(against)
+    version = tuple(int(n) for n in sqlite3.sqlite_version.split("."))
     warnings = []
+    texts: dict[str, bytes] = {}  # by blob: the history is read once, if a drop needs it
     for rev in ours.revisions.values():
         if rev.id in theirs.revisions and theirs.revisions[rev.id].blob == rev.blob:
             continue
         text = read_text_anywhere(ws.repo, rev)
         found = find_unbatched(text, rev.id) if text is not None else []
-        if found:
-            warnings.append(f"on SQLite, {batch_hint(found, rev.path)}")
+        drops = any(d.operation == "drop_column" for d in found)
+        facts = scripted_columns(ws, ours, [rev.id], texts=texts) if drops else {}
+        refused = sqlite_refuses(found, facts, sqlite_version=version)
+        if refused:
+            warnings.append(f"on SQLite, {batch_hint(refused, rev.path)}")
     return replace(result, warnings=tuple(warnings))
 
 

@@ -204,6 +204,7 @@ def plan(ctx: click.Context, source: str, target: str, fmt: str, as_json: bool) 
                         "operation": d.operation,
                         "target": d.target,
                         "line": d.line,
+                        "reason": getattr(d, "reason", ""),
                     }
                     for d in p.batch_needed
                 ],
@@ -481,9 +482,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 ],
                 "split": st.split,
                 "in_step": st.in_step,
+                "failure": _failure_json(st.failed),
             }
         )
-        return
+        ctx.exit(1 if st.failed else 0)
     if st.databases:
         for d in st.databases:
             click.echo(
@@ -500,13 +502,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
             f"split:      {st.split}; bring them to one revision (flask db upgrade "
             "or downgrade), then run: branchmig sync"
         )
+    # A sync that would run the failed step again is not suggested: the failure's own
+    # lines below say what to do instead.
+    sync = "" if st.failed and st.failed.repeats else "run: branchmig sync"
     if st.pending:
-        click.echo(f"pending:    {', '.join(st.pending)}  (run: branchmig sync)")
+        click.echo(f"pending:    {', '.join(st.pending)}" + (f"  ({sync})" if sync else ""))
     for rev in st.unknown:
-        refs = sorted(st.unknown_found_in.get(rev, ()))
+        refs = st.unknown_found_in.get(rev, ())
         where = ", ".join(refs[:5]) + (f" and {len(refs) - 5} more" if len(refs) > 5 else "")
         where = where or "no ref"
-        click.echo(f"unknown:    {rev} (on {where}; run: branchmig sync)")
+        click.echo(f"unknown:    {rev} (on {where}" + (f"; {sync})" if sync else ")"))
+    if st.failed:
+        _render_failure(st.failed)
     for x in st.snapshots:
         h = x.held
         whose = (
@@ -543,6 +550,52 @@ def status(ctx: click.Context, as_json: bool) -> None:
         )
     if st.in_step:
         click.echo("The database matches the working tree.")
+    ctx.exit(1 if st.failed else 0)
+
+
+def _render_failure(failed: Any) -> None:
+    f = failed.failure
+    what = f"the rehearsal of a {f.operation}" if f.rehearsal else f"a {f.operation}"
+    left = (
+        "the live database was not touched"
+        if f.rehearsal
+        else "the database was put back as it was"
+        if f.restored
+        else f"the database was left at {', '.join(f.heads) or 'base'}"
+    )
+    if f.half_made:
+        left += (
+            f" ('{f.half_made}' may be half made where DDL is not transactional: check its tables)"
+        )
+    click.echo(
+        f"failed:     {what} to '{f.to}': {f.direction.capitalize()} of '{f.revision}' "
+        f"failed: {f.cause}; {left}"
+    )
+    if f.fix:
+        click.echo(f"fix:        {f.fix}")
+    click.echo(f"next:       {failed.next}")
+
+
+def _failure_json(failed: Any) -> dict[str, Any] | None:
+    if failed is None:
+        return None
+    f = failed.failure
+    return {
+        "operation": f.operation,
+        "to": f.to,
+        "direction": f.direction,
+        "revision": f.revision,
+        "path": f.path,
+        "cause": f.cause,
+        "fix": f.fix,
+        "heads": list(f.heads),
+        "restored": f.restored,
+        "rehearsal": f.rehearsal,
+        "half_made": f.half_made,
+        "at": f.at,
+        "sync_repeats_it": failed.repeats,
+        "next": failed.next,
+    }
 
 
 @main.command()

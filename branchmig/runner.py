@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -133,7 +134,7 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
         multidb.addFilter(not_naming_the_database)
     try:
         if project.kind == "flask":
-            with _flask_env(project) as env:
+            with _their_warnings(shown=project.settings.alembic_log), _flask_env(project) as env:
                 yield env
         else:
             from alembic.config import Config
@@ -146,13 +147,29 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
                 toml_file=None if project.toml_path is None else str(project.toml_path),
                 ini_section=project.settings.ini_section,
             )
-            yield AlembicEnv(project, cfg)
+            with _their_warnings(shown=project.settings.alembic_log):
+                yield AlembicEnv(project, cfg)
     finally:
         chatty.removeFilter(warnings_only)
         multidb.removeFilter(not_naming_the_database)
         os.chdir(cwd)
         with contextlib.suppress(ValueError):
             sys.path.remove(added)
+
+
+@contextlib.contextmanager
+def _their_warnings(*, shown: bool) -> Iterator[None]:
+    """Python warnings raised while the project's app, env.py, its scripts, Alembic or
+    SQLAlchemy run (Alembic's "autoincrement ... only make sense for MySQL", an async
+    engine's "coroutine ... was never awaited", SAWarnings) are not branchmig's words:
+    they are left out unless ``shown`` (``-v``), when Python shows them as ``alembic``
+    would. Only for as long as the project is open: the filters are put back after."""
+    if shown:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 @contextlib.contextmanager
@@ -270,6 +287,54 @@ def read_database(env: AlembicEnv) -> DatabaseState:
     for db in seen:  # two binds on one URL are one database
         unique.setdefault(db.url, db)
     return DatabaseState(tuple(unique.values()))
+
+
+def sqlite_constrained_columns(url: str) -> dict[str, list[str]]:
+    """What a SQLite database says makes its columns undroppable in place ('table.column'
+    -> "indexed (ix_name)", "UNIQUE", "the PRIMARY KEY", "in a FOREIGN KEY constraint"),
+    read-only; empty when it cannot be read (then nothing is warned about)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database or ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return {}
+    found: dict[str, list[str]] = {}
+
+    def mark(table: str, column: str, what: str) -> None:
+        found.setdefault(f"{table}.{column}", []).append(what)
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        for table in tables:
+            quoted = '"' + table.replace('"', '""') + '"'
+            for _, name, _, origin, _ in conn.execute(f"PRAGMA index_list({quoted})"):
+                what = {"pk": "the PRIMARY KEY", "u": "UNIQUE"}.get(origin, f"indexed ({name})")
+                iname = '"' + name.replace('"', '""') + '"'
+                for row in conn.execute(f"PRAGMA index_info({iname})"):
+                    if row[2] is not None:
+                        mark(table, row[2], what)
+            for row in conn.execute(f"PRAGMA table_info({quoted})"):
+                if row[5]:
+                    mark(table, row[1], "the PRIMARY KEY")
+            for row in conn.execute(f"PRAGMA foreign_key_list({quoted})"):
+                mark(table, row[3], "in a FOREIGN KEY constraint")
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
+    return {key: list(dict.fromkeys(what)) for key, what in found.items()}
 
 
 def _engine_name(context: Any) -> str:

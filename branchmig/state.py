@@ -12,7 +12,7 @@ import marshal
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,28 @@ class Suspect:
     pid: int
 
 
+@dataclass(frozen=True)
+class Failure:
+    """The last move that failed on a migration step: the step (``direction`` of
+    ``revision``, whose script at ``path`` had blob ``blob``), what it raised, the fix
+    branchmig could name, and the database's heads it left. Cleared by the next move that
+    completes; ``status`` reads it."""
+
+    operation: str  # "switch" | "sync" (the hooks run sync)
+    to: str  # the branch or ref moved to, or "the working tree"
+    direction: str
+    revision: str
+    path: str
+    blob: str
+    cause: str
+    fix: str | None
+    heads: tuple[str, ...]
+    restored: bool  # the database was put back as it was before the move
+    rehearsal: bool = False  # it failed on a copy; the live database was not touched
+    half_made: str | None = None  # the step left perhaps half made (no snapshot)
+    at: float = 0.0
+
+
 @dataclass
 class SnapshotRecord:
     """A snapshot in the index. What it holds (revision id -> blob id of the script that
@@ -466,6 +488,24 @@ class State:
                 path.unlink()
         else:
             _write_json(path, asdict(suspect))
+
+    def failure(self, database: str) -> Failure | None:
+        data = _read_json(self.root / "failures" / f"{database}.json", None)
+        if not isinstance(data, dict):
+            return None
+        known = set(Failure.__dataclass_fields__)
+        with contextlib.suppress(TypeError):
+            found = Failure(**{k: v for k, v in data.items() if k in known})
+            return replace(found, heads=tuple(found.heads))
+        return None
+
+    def set_failure(self, database: str, failure: Failure | None) -> None:
+        path = self.root / "failures" / f"{database}.json"
+        if failure is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        else:
+            _write_json(path, asdict(failure))
 
     def snapshots(self) -> list[SnapshotRecord]:
         known = set(SnapshotRecord.__dataclass_fields__)

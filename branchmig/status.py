@@ -15,7 +15,7 @@ from branchmig.lifecycle import Held, restorers
 from branchmig.plan import make_plan
 from branchmig.provenance import held_snapshots, tip_blobs
 from branchmig.session import Recovery, quiet
-from branchmig.state import DatabaseId, State, Suspect
+from branchmig.state import DatabaseId, Failure, State, Suspect
 from branchmig.workspace import WORKTREE, Workspace
 
 if TYPE_CHECKING:
@@ -44,6 +44,17 @@ class DatabaseHeads:
 
 
 @dataclass(frozen=True)
+class FailedStep:
+    """The last move's failed step, while the database is still where that failure left
+    it: ``repeats`` when the sync that ``status`` would otherwise suggest runs that very
+    step again; ``next`` what to do instead, in words."""
+
+    failure: Failure
+    repeats: bool
+    next: str
+
+
+@dataclass(frozen=True)
 class StatusResult:
     database: str
     branch: str | None
@@ -60,6 +71,7 @@ class StatusResult:
     owner: str | None = None  # the branch branchmig last brought the database to
     databases: tuple[DatabaseHeads, ...] = ()  # each one, when the project has several
     split: str | None = None  # they are at different revisions, in words
+    failed: FailedStep | None = None
 
     @property
     def in_step(self) -> bool:
@@ -130,6 +142,25 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
                     found[r].extend(n for n in names if n not in found[r])
     held = held_snapshots(state, dbid)
     owner = state.owner(dbid.key)
+    failure = state.failure(dbid.key)
+    if failure is not None and sorted(failure.heads) != sorted(db.heads):
+        failure = None  # the database moved since (by hand): that failure is not its state
+    tips = ws.repo.branch_tips() if found or failure else {}
+    found_in = {r: _named_first(v, tips) for r, v in found.items()}
+    failed = None
+    if failure is not None:
+        failed = failed_step(
+            failure,
+            code=code,
+            applied=source,
+            pending=tuple(pending),
+            unknown=tuple(unknown),
+            found_in=found_in,
+            branches=tips,
+            owner=owner.branch if owner else None,
+            current=ws.repo.current_branch(),
+            tool="flask db" if ws.project.kind == "flask" else "alembic",
+        )
     return StatusResult(
         database=dbid.masked,
         branch=ws.repo.current_branch(),
@@ -137,7 +168,7 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         code_heads=code.heads,
         pending=tuple(pending),
         unknown=tuple(unknown),
-        unknown_found_in={r: tuple(v) for r, v in found.items()},
+        unknown_found_in=found_in,
         snapshots=snapshot_statuses(ws, held, stored),
         stray_copies=tuple(sorted(k for k in stored if k not in {h.key for h in held})),
         interrupted=interrupted,
@@ -150,6 +181,85 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         if db.multi
         else (),
         split=db.disagreement(),
+        failed=failed,
+    )
+
+
+def _named_first(names: Iterable[str], branches: Mapping[str, str]) -> tuple[str, ...]:
+    """Branches, then other refs (tags, remote branches), then reflog entries (HEAD@{n})
+    only when nothing else holds it: what a user would check out comes first."""
+    names = list(dict.fromkeys(names))
+    named = [n for n in names if not n.startswith("HEAD@{")]
+    return tuple(
+        sorted(n for n in named if n in branches)
+        + sorted(n for n in named if n not in branches)
+        + ([] if named else names)
+    )
+
+
+def failed_step(
+    failure: Failure,
+    *,
+    code: Graph,
+    applied: Graph,
+    pending: tuple[str, ...],
+    unknown: tuple[str, ...],
+    found_in: Mapping[str, tuple[str, ...]],
+    branches: Mapping[str, str],
+    owner: str | None,
+    current: str | None,
+    tool: str,
+) -> FailedStep:
+    """What to do after ``failure``, given where the database and the tree are now. A
+    revision is reverted with the script that applied it, so a fixed downgrade is run by
+    hand (``alembic downgrade REV-1``); an upgrade runs the tree's script, so a fixed one is
+    run by the next sync or switch."""
+    rev = failure.revision
+    then = f"branchmig switch {failure.to}" if failure.operation == "switch" else "branchmig sync"
+    if failure.direction == "downgrade":
+        kept = applied.revisions.get(rev)
+        repeats = rev in unknown and (kept is None or kept.blob == failure.blob)
+        by_hand = f"{tool} downgrade {rev}-1"
+        if rev in code:
+            path = code.revisions[rev].path
+            return FailedStep(
+                failure,
+                repeats,
+                f"fix the downgrade of '{rev}' in {path} and run it by hand: {by_hand} "
+                "(branchmig reverts a revision with the script that applied it, which "
+                f"fails); then run: {then}",
+            )
+        holders = [r for r in found_in.get(rev, ()) if r in branches] or list(found_in.get(rev, ()))
+        back = owner if owner in holders else next(iter(holders), None)
+        again = f"check out '{current}' again" if current else "check out where you were again"
+        if back is None:
+            return FailedStep(
+                failure,
+                repeats,
+                f"restore the script of '{rev}' ({failure.path}), fix its downgrade and run it "
+                f"by hand: {by_hand}; then run: branchmig sync",
+            )
+        return FailedStep(
+            failure,
+            repeats,
+            f"go back to a branch whose scripts fit the database (nothing runs): branchmig "
+            f"switch {back}; there fix the downgrade of '{rev}' ({failure.path}), commit, and "
+            f"run it by hand: {by_hand}; then {again}",
+        )
+    now = code.revisions.get(rev)
+    if rev in pending and now is not None:
+        if now.blob != failure.blob:
+            return FailedStep(
+                failure, False, f"the script of '{rev}' has changed since; run: branchmig sync"
+            )
+        return FailedStep(
+            failure, True, f"fix the upgrade of '{rev}' in {now.path}, then run: branchmig sync"
+        )
+    where = f" on '{failure.to}'" if failure.operation == "switch" else ""
+    return FailedStep(
+        failure,
+        False,
+        f"fix the upgrade of '{rev}' ({failure.path}){where} and commit it, then run: {then}",
     )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from branchmig.downgrades import batch_hint, find_unbatched
+from branchmig.downgrades import fix_for_failure
 from branchmig.errors import (
     BranchmigError,
     DatabaseError,
@@ -58,7 +58,7 @@ from branchmig.session import (
     put_back,
     quiet,
 )
-from branchmig.state import Journal, Owner, SnapshotRecord, State
+from branchmig.state import Failure, Journal, Owner, SnapshotRecord, State
 from branchmig.workspace import WORKTREE, Workspace
 
 if TYPE_CHECKING:
@@ -616,7 +616,7 @@ def _decide(
         # Each text the downgrades run, as they will run it (fail before anything is
         # touched, dry run or not): what they destroy is read from the same texts.
         texts = {r: _script_text(ws, state, source.revisions[r]) for r in plan.downgrade}
-        plan = with_destructive(ws, plan, source, texts=texts)
+        plan = with_destructive(ws, plan, source, texts=texts, columns=lambda: _columns(s))
     if plan.batch_needed and s.db.on_sqlite and not s.remembered:
         from branchmig.analysis import batch_warnings
 
@@ -638,6 +638,19 @@ def _decide(
         superseded=superseded,
     )
     return _Decided(owner, source, plan, restore, decision, applied)
+
+
+def _columns(s: Session) -> dict[str, list[str]]:
+    """Which columns of the live SQLite database(s) SQLite cannot drop in place, by
+    their own word; none on another database (nothing is refused there)."""
+    from branchmig.runner import sqlite_constrained_columns
+
+    found: dict[str, list[str]] = {}
+    for db in s.db.databases:
+        if db.url.startswith("sqlite"):
+            for key, what in sqlite_constrained_columns(db.url).items():
+                found[key] = list(dict.fromkeys([*found.get(key, []), *what]))
+    return found
 
 
 def _token() -> str:
@@ -705,24 +718,36 @@ def _move(
         _record(s, target, before)
         _finish(s, entering, target_commit, before)
         return result
-    if rehearse and d.restore is None:
-        _rehearse(s, d, target, checked_out=checkout is None)
-    elif rehearse:
-        s.notes.append(
-            "not rehearsed: the entering branch's snapshot is restored first, and "
-            "a failure after it puts both databases back"
+    try:
+        if rehearse and d.restore is None:
+            _rehearse(s, d, target, checked_out=checkout is None)
+        elif rehearse:
+            s.notes.append(
+                "not rehearsed: the entering branch's snapshot is restored first, and "
+                "a failure after it puts both databases back"
+            )
+        after = _execute(
+            s,
+            d,
+            target=target,
+            target_commit=target_commit,
+            checkout=checkout,
+            entering=entering,
+            terminate=terminate,
+            previous=previous,
+            hint=hint,
         )
-    after = _execute(
-        s,
-        d,
-        target=target,
-        target_commit=target_commit,
-        checkout=checkout,
-        entering=entering,
-        terminate=terminate,
-        previous=previous,
-        hint=hint,
-    )
+    except MoveFailed as err:
+        _remember_failure(
+            s,
+            d,
+            target,
+            err,
+            operation="switch" if checkout else "sync",
+            to=checkout or entering or "the working tree",
+            before=before,
+        )
+        raise
     return replace(
         result,
         after=after,
@@ -734,6 +759,51 @@ def _move(
 def _finish(s: Session, entering: str | None, commit: str | None, heads: tuple[str, ...]) -> None:
     s.state.set_owner(s.dbkey, Owner(entering, commit, heads, reflog=s.ws.repo.reflog_size()))
     s.state.set_suspect(s.dbkey, None)
+    s.state.set_failure(s.dbkey, None)
+
+
+def _remember_failure(
+    s: Session,
+    d: _Decided,
+    target: Graph,
+    err: MoveFailed,
+    *,
+    operation: str,
+    to: str,
+    before: tuple[str, ...],
+) -> None:
+    """Keep what ``status`` needs to name a failed step and its fix after this process
+    is gone (the hook's message scrolls away)."""
+    from branchmig.runner import StepFailed
+
+    step = err.cause
+    if not isinstance(step, StepFailed):
+        return
+    graph = d.source if step.direction == "downgrade" else target
+    rev = graph.revisions.get(step.revision)
+    if err.restored or err.rehearsal:
+        heads = before
+    else:
+        heads = err.heads if err.heads is not None else _heads_now(s)
+    with contextlib.suppress(BranchmigError):  # the failure itself is what to report
+        s.state.set_failure(
+            s.dbkey,
+            Failure(
+                operation=operation,
+                to=to,
+                direction=step.direction,
+                revision=step.revision,
+                path=rev.path if rev is not None else "",
+                blob=rev.blob if rev is not None else "",
+                cause=step.cause,
+                fix=err.fix,
+                heads=tuple(heads),
+                restored=err.restored,
+                rehearsal=err.rehearsal,
+                half_made=err.half_made,
+                at=time.time(),
+            ),
+        )
 
 
 def _execute(
@@ -869,8 +939,8 @@ def _execute(
 
 
 def _name_the_fix(s: Session, d: _Decided, target: Graph, err: BaseException) -> str | None:
-    """A SQLite migration that failed on a column it cannot drop or alter in place: what
-    to change, in the revision's own file."""
+    """A SQLite migration that failed on a column SQLite would not drop or alter in
+    place (by SQLite's own message): what to change, in the revision's own file."""
     from branchmig.runner import StepFailed
 
     if not (isinstance(err, StepFailed) and s.db.on_sqlite):
@@ -883,8 +953,7 @@ def _name_the_fix(s: Session, d: _Decided, target: Graph, err: BaseException) ->
         text = _script_text(s.ws, s.state, rev)
     except PlanError:
         return None
-    found = find_unbatched(text, rev.id, err.direction)
-    return batch_hint(found, rev.path) if found else None
+    return fix_for_failure(text, rev.id, err.direction, err.cause, rev.path)
 
 
 def _failpoint(name: str) -> None:
@@ -949,10 +1018,22 @@ def _roll_back(
     heads = then = half = earlier = None
     if not rolled_back and journal.phase == "migrating":
         heads = _heads_now(s)
-        if journal.checked_out or checkout is None:
-            then = "fix the script, then run: branchmig sync"
-        else:
-            then = f"fix the script, then run: branchmig switch {checkout}"
+        again = (
+            "branchmig sync"
+            if journal.checked_out or checkout is None
+            else f"branchmig switch {checkout}"
+        )
+        then = f"fix the script, then run: {again}"
+        from branchmig.runner import StepFailed
+
+        if isinstance(err, StepFailed) and err.direction == "downgrade":
+            # Reverted with the text that applied it: a fixed file is not what runs.
+            tool = "flask db" if s.ws.project.kind == "flask" else "alembic"
+            then = (
+                f"branchmig reverts '{err.revision}' with the script that applied it, so fix "
+                f"its downgrade and run it by hand ({tool} downgrade {err.revision}-1), then "
+                f"run: {again}"
+            )
         half = journal.in_flight[1] if journal.in_flight else None
     suspect = s.state.suspect(s.dbkey)
     if suspect is not None and not rolled_back:

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
-from branchmig.downgrades import batch_hint, find_unbatched
+from branchmig.downgrades import fix_for_failure
 from branchmig.errors import ConfigError, DatabaseError, PlanError, UsageError, first_line
 from branchmig.graph import Graph, Revision
 from branchmig.plan import latest_common, make_plan
@@ -408,9 +408,9 @@ class _Runner:
         message = f"{what} '{rev.id}' ({rev.path}) raises {cause.rstrip('. ')}"
         if self.scratch.backend == "sqlite":
             function = "downgrade" if kind == "downgrade-failed" else "upgrade"
-            found = find_unbatched(self.texts(rev.id)[1], rev.id, function)
-            if found:
-                message += f". To fix it: {batch_hint(found, rev.path)}"
+            fix = fix_for_failure(self.texts(rev.id)[1], rev.id, function, cause, rev.path)
+            if fix:
+                message += f". To fix it: {fix}"
         return Finding(rev.id, rev.path, kind, message)
 
 

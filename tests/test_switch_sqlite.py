@@ -4,6 +4,7 @@ failing migrations and unreachable databases."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -163,7 +164,10 @@ def test_migration_raising_mid_switch_leaves_everything_as_before(
     assert sqlite_dump(p.db_path) == before
     assert p.branch() == "feature1"
     assert not p.journal.exists()
-    assert p.status()["db_heads"] == [F1]
+    status = p.branchmig("status", "--json")
+    assert status.returncode == 1  # the failed move is named until one completes
+    data = json.loads(status.stdout)
+    assert data["db_heads"] == [F1] and data["failure"]["revision"] == F2
 
 
 def test_migration_raising_without_snapshot_names_last_revision_and_sync(
@@ -259,7 +263,9 @@ def test_failure_after_a_restore_keeps_both_databases(
     assert proc.returncode == 1 and "RuntimeError: no phones today" in proc.stderr
     assert sqlite_dump(p.db_path) == before
     assert p.branch() == "feature2"
-    assert [s["branch"] for s in p.status()["snapshots"]] == ["feature1"]
+    status = p.branchmig("status", "--json")
+    assert status.returncode == 1  # the failed switch is named until a move completes
+    assert [s["branch"] for s in json.loads(status.stdout)["snapshots"]] == ["feature1"]
     # fixed, the next switch still finds feature1's snapshot with its emails
     p.git("checkout", "-q", "feature1")
     fixed = p.versions / f"{F1B}_phone.py"
@@ -336,8 +342,8 @@ def test_seed_004_is_warned_about_then_names_its_fix(
     line = (p.root / path).read_text().splitlines().index(SEED_004_DOWNGRADE) + 1
     fix = (
         f"revision '{F1B}' ({path}, line {line}) runs op.drop_column('users', 'phone') "
-        "outside batch mode, which SQLite cannot do to an indexed or constrained column: "
-        "in its downgrade, drop the index first and write `with "
+        "outside batch mode: the column is indexed (ix_users_phone), which SQLite cannot "
+        "drop in place. In its downgrade, drop the index first, then write `with "
         "op.batch_alter_table('users') as batch: batch.drop_column('phone')` (or set "
         "render_as_batch=True in env.py's context.configure)"
     )
