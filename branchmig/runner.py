@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from branchmig.commitcode import CodeAt, importable
 from branchmig.databases import AlembicEnv, Database, DatabaseState
 from branchmig.errors import BranchmigError, ConfigError, DatabaseError, first_line
 from branchmig.graph import Graph
@@ -295,7 +296,9 @@ def load_script_module(path: Path, text: bytes, rev_id: str) -> types.ModuleType
 class Phase:
     """Revisions to run in one direction, with the graph Alembic sees for them (restricted
     to ``scope``) and the texts of their scripts (read when the phase starts, so the
-    upgrade reads the tree after the checkout)."""
+    upgrade reads the tree after the checkout). ``code``: the commit whose scripts these
+    are, when it is not the working tree's: the modules they import from the project
+    are importable as they were there while the phase runs."""
 
     direction: Direction
     revisions: Sequence[str]
@@ -303,6 +306,7 @@ class Phase:
     scope: Set[str]
     texts: Callable[[], Mapping[str, tuple[Path, bytes]]]
     start_heads: Sequence[str] | None = None
+    code: CodeAt | None = None
 
 
 def run_phases(
@@ -340,6 +344,9 @@ def run_phases(
     current: dict[str, str] = {}
     prepared: dict[int, tuple[Any, dict[str, Any]]] = {}
     crossed: list[bool] = []
+    # The code of the phase running: entered when its scripts load, left before the
+    # checkout and at the end (the steps run between the generator's yields).
+    code = contextlib.ExitStack()
 
     def finish_current() -> None:
         if current:
@@ -354,10 +361,14 @@ def run_phases(
         for index, phase in enumerate(phases):
             if index and between is not None and not crossed:
                 finish_current()
+                code.close()
                 between()
                 crossed.append(True)
             if not phase.revisions:
                 continue
+            finish_current()
+            code.close()
+            code.enter_context(importable(phase.code))
             if index not in prepared:
                 prepared[index] = _prepare(phase)
             revision_map, scripts = prepared[index]
@@ -373,6 +384,7 @@ def run_phases(
                     on_start(phase.direction, rev_id)
                 yield make(revision_map, scripts[rev_id])
         finish_current()
+        code.close()
 
     engines: list[Any] = []
 
@@ -393,6 +405,7 @@ def run_phases(
             revision=failed, direction=direction, completed=tuple(completed), cause=first_line(err)
         ) from err
     finally:
+        code.close()
         for engine in engines:
             engine.dispose()
         env.dispose_engines()

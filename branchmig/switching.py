@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from branchmig.commitcode import code_at, commit_holding
 from branchmig.downgrades import batch_hint, find_unbatched
 from branchmig.errors import (
     BranchmigError,
@@ -180,7 +181,11 @@ def _materialise(
     for rev_id in revisions:
         rev = graph.revisions[rev_id]
         text = _script_text(s.ws, s.state, rev)
-        path = folder / f"{rev_id}_{Path(rev.path).name}"
+        # Laid out as in the repository, so a script importing from its own folder finds
+        # the commit's modules there (commitcode); named by id, as two refs may hold
+        # different revisions under one file name.
+        path = folder / Path(rev.path).parent / f"{rev_id}_{Path(rev.path).name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(text)
         texts[rev_id] = (path, text)
     return texts
@@ -226,11 +231,16 @@ def _run(
     target_from_git: bool = False,
     quiet_steps: bool = False,
     on_live: bool = True,
+    old_commits: tuple[str | None, ...] = (),
+    target_commit: str | None = None,
 ) -> tuple[str, ...]:
     """Revert with the old scripts, call ``between`` (the checkout), apply the new (read
-    from the tree after the checkout, or with ``target_from_git`` from git's objects).
-    ``on_live``: env.py connects to the session's database (not a rehearsal's copy), which
-    it checks first when the session took it as remembered."""
+    from the tree after the checkout, or with ``target_from_git`` from git's objects at
+    ``target_commit``). Each phase imports the project's modules as they were at the
+    commit of its scripts: the first of ``old_commits`` holding the old ones (else any
+    ref's, see ``commit_holding``). ``on_live``: env.py connects to the session's
+    database (not a rehearsal's copy), which it checks first when the session took it as
+    remembered."""
     if not plan.downgrade and not plan.upgrade:  # a restore that migrates nothing
         if between is not None:
             between()
@@ -250,11 +260,18 @@ def _run(
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp, _forget_if_stale(s):
-        old_texts = _materialise(s, plan.downgrade, source, Path(tmp))
+        old_texts = _materialise(s, plan.downgrade, source, Path(tmp) / "old")
+        old_code = new_code = None
+        if plan.downgrade:
+            reverted = [source.revisions[r] for r in plan.downgrade]
+            commit = commit_holding(s.ws.repo, reverted, first=old_commits)
+            if commit is not None:
+                old_code = code_at(s.ws, commit, mirrors=[Path(tmp) / "old"])
         new_texts = None
         if target_from_git:
-            (Path(tmp) / "new").mkdir()
             new_texts = _materialise(s, plan.upgrade, target, Path(tmp) / "new")
+            if target_commit is not None:
+                new_code = code_at(s.ws, target_commit, mirrors=[Path(tmp) / "new"])
         run_phases(
             s.env,
             [
@@ -265,6 +282,7 @@ def _run(
                     applied,
                     lambda: old_texts,
                     start_heads=s.db.heads,
+                    code=old_code,
                 ),
                 Phase(
                     "upgrade",
@@ -273,6 +291,7 @@ def _run(
                     set(target.ancestors(target.heads)) | kept,
                     lambda: new_texts or _worktree_texts(s, plan.upgrade, target),
                     start_heads=plan.common,
+                    code=new_code,
                 ),
             ],
             between=between,
@@ -295,7 +314,15 @@ def _forget_if_stale(s: Session) -> Iterator[None]:
         raise NotAsRemembered(f"{err}; run the command again") from err
 
 
-def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> None:
+def _rehearse(
+    s: Session,
+    d: _Decided,
+    target: Graph,
+    *,
+    checked_out: bool,
+    previous: str | None,
+    target_commit: str | None,
+) -> None:
     """Run the move's plan on a copy of the live database first (a SQLite file copy, a
     PostgreSQL template copy, a MariaDB copy: the snapshot backend's own save), through
     env.py pointed at it; the live database is touched only when that succeeded."""
@@ -335,6 +362,8 @@ def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> N
                 target_from_git=not checked_out,
                 quiet_steps=True,
                 on_live=False,
+                old_commits=(previous, d.owner.commit),
+                target_commit=target_commit,
             )
         except StepFailed as err:
             raise MoveFailed(
@@ -706,7 +735,14 @@ def _move(
         _finish(s, entering, target_commit, before)
         return result
     if rehearse and d.restore is None:
-        _rehearse(s, d, target, checked_out=checkout is None)
+        _rehearse(
+            s,
+            d,
+            target,
+            checked_out=checkout is None,
+            previous=previous,
+            target_commit=target_commit,
+        )
     elif rehearse:
         s.notes.append(
             "not rehearsed: the entering branch's snapshot is restored first, and "
@@ -841,7 +877,15 @@ def _execute(
                 state.write_journal(journal, durable=False)
             _failpoint("step")
 
-        after = _run(s, plan, source, target, between=between, on_start=on_start)
+        after = _run(
+            s,
+            plan,
+            source,
+            target,
+            between=between,
+            on_start=on_start,
+            old_commits=(previous, d.owner.commit, target_commit),
+        )
         _failpoint("migrated")
     except BaseException as err:
         failure = _roll_back(
