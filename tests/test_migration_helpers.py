@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 from db_servers import postgres_connection
-from e2e_projects import BIN, GITIGNORE, Project, _sh, script, sqlite_columns, sqlite_version
+from e2e_projects import (
+    BIN,
+    GITIGNORE,
+    Project,
+    _sh,
+    make_seed_project,
+    script,
+    sqlite_columns,
+    sqlite_version,
+)
 from gitutil import init_repo
 
 BASE = "base00000001"
@@ -197,6 +206,25 @@ def test_the_hook_reverts_a_revision_whose_helper_the_checkout_removed(
     assert f"reverted {F}" in out.stderr, out.stderr
     _at_base_with_users(p)
     p.current()
+
+
+def test_the_hook_reverts_a_flask_migrate_revision_whose_helper_it_removed(
+    flask_template: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("flask_migrate")
+    p = make_seed_project(flask_template, tmp_path / "blog", kind="flask")
+    revision = F_WITH_UTILS.replace("from app.migrations import", "from migrations import")
+    _feature(
+        p,
+        {
+            "migrations/utils.py": UTILS.format(mark="feature"),
+            f"migrations/versions/{F}_flag.py": revision,
+        },
+    )
+    p.ok("install")
+    out = p.checkout("main")
+    assert f"reverted {F}" in out.stderr, out.stderr
+    _at_base_with_users(p)
 
 
 @pytest.mark.postgres
