@@ -1,23 +1,21 @@
 """The project's own modules as they were at a commit, importable while migrations run
 with that commit's scripts.
 
-Revisions import helpers that came in on their branch: ``from app.migrations import
-utils`` beside env.py, ``from app.flagging import drop_flag`` in the app. Reverted after
-the checkout that removed them, the old scripts would find them gone. While a phase runs
-with the scripts of commit C, ``importable`` puts a finder first on ``sys.meta_path``
-that answers, for each place Python searches inside the repository (a ``sys.path``
-entry, a package's ``__path__``, the folder the old scripts were written to), from C's
-tree, read from git's objects:
+Revisions import helpers that came in or changed on their branch: ``from app.migrations
+import utils`` beside env.py, ``from app.flagging import drop_flag`` in the app. Reverted
+after the checkout that removed or changed them, the old scripts would meet the working
+tree's. While a phase runs with the scripts of commit C, ``importable`` puts a finder
+first on ``sys.meta_path`` that answers, for each place Python searches inside the
+repository (a ``sys.path`` entry, a package's ``__path__``, the folder the old scripts
+were written to), from C's tree, read from git's objects: a module the phase imports
+comes from C wherever the working tree lacks it there or holds another text.
 
-- in the migrations folders (env.py's, the versions folders), C's module wherever its
-  text differs from the working tree's: C's scripts see C's helpers;
-- elsewhere, C's module only where the working tree has none: the app env.py loaded
-  (models, extensions, the database's metadata) stays the working tree's, one copy of
-  each module, as env.py and the database were given it.
-
-A module C holds only as a namespace folder (no ``__init__.py``) is not served. What the
-finder loaded leaves ``sys.modules`` when the phase ends, and what it displaced comes
-back.
+What was imported before the phase (the app env.py loaded: its models, extensions, the
+metadata the database's engine was given) stays the working tree's, one copy of each
+module; but for the migrations folders' modules (env.py's folder, the versions folders),
+which belong to the scripts, and are set aside while C's run. A module C holds only as a
+namespace folder (no ``__init__.py``) is not served. What the finder loaded leaves
+``sys.modules`` when the phase ends, and what it set aside comes back.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib.abc import Loader
 from importlib.machinery import (
     BYTECODE_SUFFIXES,
     EXTENSION_SUFFIXES,
@@ -37,11 +34,13 @@ from importlib.machinery import (
 )
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from branchmig.gitrepo import GitRepo
 
 if TYPE_CHECKING:
+    from importlib.abc import Loader
+
     from branchmig.graph import Revision
     from branchmig.workspace import Workspace
 
@@ -49,9 +48,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class CodeAt:
     """The project's code at ``commit``. ``own``: the folders (relative to the top) whose
-    modules come from the commit even where the working tree has them (the migrations
-    folders); ``mirrors``: folders laid out as the repository's top (where old scripts
-    were written), searched as the repository."""
+    modules imported already are set aside for the commit's (the migrations folders);
+    ``mirrors``: folders laid out as the repository's top (where old scripts were
+    written), searched as the repository."""
 
     repo: GitRepo
     commit: str
@@ -125,11 +124,15 @@ class _Found:
     package: bool
 
 
-class _Loader(Loader):
-    """Runs a module's source as read from git: ``C:path`` names it in tracebacks."""
+class _Loader:
+    """Runs a module's source as read from git: ``C:path`` names it in tracebacks. (A
+    loader by its methods: ``importlib.abc`` is not imported for it on the hook's path.)"""
 
     def __init__(self, source: bytes, origin: str) -> None:
         self.source, self.origin = source, origin
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        return None
 
     def exec_module(self, module: ModuleType) -> None:
         code = compile(self.source, self.origin, "exec", dont_inherit=True)
@@ -165,10 +168,8 @@ class _Finder:
                 if on_disk is not None:
                     return None  # the working tree's, as Python would find it first
                 continue
-            if on_disk is not None and not (
-                self._own(found.path) and _text_differs(on_disk, found.blob)
-            ):
-                return None
+            if on_disk is not None and not _text_differs(on_disk, found.blob):
+                return None  # the same text: the working tree's file, as Python finds it
             return self._spec(name, location, tail, found)
         return None
 
@@ -177,7 +178,8 @@ class _Finder:
         if source is None:
             return None
         origin = f"{self.code.commit[:12]}:{found.path}"
-        spec = ModuleSpec(name, _Loader(source, origin), origin=origin, is_package=found.package)
+        loader = cast("Loader", _Loader(source, origin))
+        spec = ModuleSpec(name, loader, origin=origin, is_package=found.package)
         if found.package:
             spec.submodule_search_locations = [os.path.join(location, tail)]
         self.loaded.setdefault(name, None)
@@ -227,9 +229,6 @@ class _Finder:
                 entries = self.code.repo.folder_at(self.code.commit, rel)
             self._folders[rel] = entries
         return self._folders[rel]
-
-    def _own(self, path: str) -> bool:
-        return any(path.startswith(f"{folder}/") for folder in self.code.own if folder)
 
     # -- sys.modules ---------------------------------------------------------------------
 

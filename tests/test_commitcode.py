@@ -45,6 +45,7 @@ def pkg_with_helpers_removed(
         {
             f"{pkg}/__init__.py": "",
             f"{pkg}/shared.py": "WHERE = 'old'\n",
+            f"{pkg}/loaded.py": "WHERE = 'old'\n",
             f"{pkg}/migrations/utils.py": "MARK = 'old'\n",
             f"{pkg}/helpers/__init__.py": "from .consts import VALUE\n",
             f"{pkg}/helpers/consts.py": "VALUE = 1\n",
@@ -56,6 +57,7 @@ def pkg_with_helpers_removed(
         root,
         {
             f"{pkg}/shared.py": "WHERE = 'tree'\n",
+            f"{pkg}/loaded.py": "WHERE = 'tree'\n",
             f"{pkg}/migrations/utils.py": "MARK = 'new'\n",
             f"{pkg}/helpers/__pycache__/consts.cpython-311.pyc": "",
         },
@@ -72,6 +74,7 @@ def test_the_commits_modules_are_served_and_gone_afterwards(
 ) -> None:
     repo, old, pkg = pkg_with_helpers_removed
     before = sys.modules[pkg] if pkg in sys.modules else importlib.import_module(pkg)
+    loaded = importlib.import_module(f"{pkg}.loaded")
     tree_utils = importlib.import_module(f"{pkg}.migrations.utils")
     assert tree_utils.MARK == "new"
     code = CodeAt(repo, old, own=(f"{pkg}/migrations",))
@@ -81,12 +84,16 @@ def test_the_commits_modules_are_served_and_gone_afterwards(
         assert helpers.__spec__.origin == f"{old[:12]}:{pkg}/helpers/__init__.py"
         # The migrations folder's helper as the commit had it, though the tree has one.
         assert importlib.import_module(f"{pkg}.migrations.utils").MARK == "old"
-        # Outside the migrations folders the working tree's module stays.
-        assert importlib.import_module(f"{pkg}.shared").WHERE == "tree"
+        # Imported already, outside the migrations folders: the working tree's stays
+        # (the app env.py loaded); imported by the phase, the commit's.
+        assert importlib.import_module(f"{pkg}.loaded").WHERE == "tree"
+        assert importlib.import_module(f"{pkg}.shared").WHERE == "old"
     assert f"{pkg}.helpers" not in sys.modules
     assert f"{pkg}.helpers.consts" not in sys.modules
     assert sys.modules[f"{pkg}.migrations.utils"] is tree_utils
     assert sys.modules[pkg] is before
+    assert sys.modules[f"{pkg}.loaded"] is loaded
+    assert importlib.import_module(f"{pkg}.shared").WHERE == "tree"
     assert importlib.import_module(f"{pkg}.migrations.utils").MARK == "new"
     # Python alone takes the folder left behind for a namespace package (its
     # __pycache__), which is why the finder goes before Python's own.

@@ -239,16 +239,22 @@ def test_the_hook_reverts_with_the_helper_on_postgresql(
     _at_base_with_users(p)
 
 
+@pytest.mark.parametrize(
+    ("helper", "imported"),
+    [(UTILS_PATH, "from app.migrations import utils"), ("app/noting.py", "from app import noting")],
+    ids=["beside-env-py", "in-the-app"],
+)
 def test_a_reverted_revision_runs_the_helper_as_it_was_at_its_commit(
-    app_package_template: Path, tmp_path: Path
+    app_package_template: Path, tmp_path: Path, helper: str, imported: str
 ) -> None:
     p = _project(app_package_template, tmp_path / "project")
-    (p.root / UTILS_PATH).write_text(UTILS.format(mark="main"))
+    (p.root / helper).write_text(UTILS.format(mark="main"))
     p.commit("main: the helper")
-    _feature(p, {UTILS_PATH: UTILS.format(mark="feature"), f"{VERSIONS}/{F}_note.py": F_NOTING})
+    revision = F_NOTING.replace("from app.migrations import utils", f"{imported} as utils")
+    _feature(p, {helper: UTILS.format(mark="feature"), f"{VERSIONS}/{F}_note.py": revision})
     p.ok("install")
     out = p.checkout("main")
-    assert "MARK = 'main'" in (p.root / UTILS_PATH).read_text()
+    assert "MARK = 'main'" in (p.root / helper).read_text()
     assert f"reverted {F}" in out.stderr, out.stderr
     assert sqlite_version(p.db_path) == {BASE}
     assert _rows(p, "SELECT text FROM notes ORDER BY id") == [("up feature",), ("down feature",)]
