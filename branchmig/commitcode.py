@@ -58,9 +58,12 @@ class CodeAt:
     mirrors: tuple[Path, ...] = ()
 
 
-def code_at(ws: Workspace, commit: str, *, mirrors: Sequence[Path] = ()) -> CodeAt:
+def code_at(ws: Workspace, commit: str, *, mirrors: Sequence[Path] = ()) -> CodeAt | None:
     """``commit``'s code, its migrations folders as its own configuration names them
-    (and the working tree's)."""
+    (and the working tree's); None when it is the commit checked out (``switch`` reverts
+    before its checkout): the working tree is that code, with the user's own edits."""
+    if commit == ws.repo.head_commit():
+        return None
     own: set[str] = set()
     for locs in (ws.locations_at(commit), ws.project.locations()):
         own.update((locs.script_location, *locs.version_locations))
