@@ -70,6 +70,21 @@ def code_at(ws: Workspace, commit: str, *, mirrors: Sequence[Path] = ()) -> Code
     return CodeAt(ws.repo, commit, tuple(sorted(own)), tuple(mirrors))
 
 
+def code_for(
+    ws: Workspace,
+    revisions: Sequence[Revision],
+    *,
+    first: Iterable[str | None] = (),
+    mirror: Path | None = None,
+) -> CodeAt | None:
+    """The code the scripts of ``revisions`` ran with: that of the commit holding them
+    (``commit_holding``); None when none does, or it is the one checked out."""
+    commit = commit_holding(ws.repo, revisions, first=first) if revisions else None
+    if commit is None:
+        return None
+    return code_at(ws, commit, mirrors=() if mirror is None else (mirror,))
+
+
 def commit_holding(
     repo: GitRepo, revisions: Iterable[Revision], *, first: Iterable[str | None] = ()
 ) -> str | None:

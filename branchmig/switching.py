@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from branchmig.commitcode import code_at, commit_holding
+from branchmig.commitcode import code_at, code_for
 from branchmig.downgrades import batch_hint, find_unbatched
 from branchmig.errors import (
     BranchmigError,
@@ -260,18 +260,15 @@ def _run(
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp, _forget_if_stale(s):
-        old_texts = _materialise(s, plan.downgrade, source, Path(tmp) / "old")
-        old_code = new_code = None
-        if plan.downgrade:
-            reverted = [source.revisions[r] for r in plan.downgrade]
-            commit = commit_holding(s.ws.repo, reverted, first=old_commits)
-            if commit is not None:
-                old_code = code_at(s.ws, commit, mirrors=[Path(tmp) / "old"])
-        new_texts = None
+        old, new = Path(tmp) / "old", Path(tmp) / "new"
+        old_texts = _materialise(s, plan.downgrade, source, old)
+        reverted = [source.revisions[r] for r in plan.downgrade]
+        old_code = code_for(s.ws, reverted, first=old_commits, mirror=old)
+        new_texts = new_code = None
         if target_from_git:
-            new_texts = _materialise(s, plan.upgrade, target, Path(tmp) / "new")
+            new_texts = _materialise(s, plan.upgrade, target, new)
             if target_commit is not None:
-                new_code = code_at(s.ws, target_commit, mirrors=[Path(tmp) / "new"])
+                new_code = code_at(s.ws, target_commit, mirrors=[new])
         run_phases(
             s.env,
             [

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
-from branchmig.commitcode import CodeAt, code_at, commit_holding
+from branchmig.commitcode import CodeAt, code_for
 from branchmig.downgrades import batch_hint, find_unbatched
 from branchmig.errors import ConfigError, DatabaseError, PlanError, UsageError, first_line
 from branchmig.graph import Graph, Revision
@@ -306,12 +306,11 @@ class _Texts:
             return None
         key = frozenset(revisions)
         if key not in self._code:
-            commit = commit_holding(
-                self.ws.repo,
+            self._code[key] = code_for(
+                self.ws,
                 [self.graph.revisions[r] for r in revisions],
                 first=(self.ws.repo.commit_or_none(self.ref),),
             )
-            self._code[key] = None if commit is None else code_at(self.ws, commit)
         return self._code[key]
 
     def _text(self, rev: Revision) -> bytes:
