@@ -280,15 +280,21 @@ def _engine_name(context: Any) -> str:
     return token[: -len("_upgrades")] if token.endswith("_upgrades") else ""
 
 
-def load_script_module(path: Path, text: bytes, rev_id: str) -> types.ModuleType:
-    """The module of one script, compiled from ``text``: bytecode is never trusted."""
+def load_script_module(
+    path: Path, text: bytes, rev_id: str, shown: str | None = None
+) -> types.ModuleType:
+    """The module of one script, compiled from ``text``: bytecode is never trusted.
+    ``shown``: how a failure names the script (its path in the repository, not the temp
+    file an old script was written to)."""
     module = types.ModuleType(f"branchmig_rev_{abs(hash((rev_id, text))):x}")
     module.__file__ = str(path)
     try:
         code = compile(text, str(path), "exec", dont_inherit=True)
         exec(code, module.__dict__)  # noqa: S102 - this is how Alembic loads a script too
     except Exception as err:  # noqa: BLE001 - a broken script is the user's to fix
-        raise DatabaseError(f"Cannot load {path} (revision '{rev_id}'): {first_line(err)}") from err
+        raise DatabaseError(
+            f"Cannot load {shown or path} (revision '{rev_id}'): {first_line(err)}"
+        ) from err
     return module
 
 
@@ -453,7 +459,9 @@ def _prepare(phase: Phase) -> tuple[Any, dict[str, Any]]:
     scripts: dict[str, Any] = {}
     for rev_id in revisions:
         path, text = texts[rev_id]
-        scripts[rev_id] = Script(load_script_module(path, text, rev_id), rev_id, str(path))
+        shown = graph.revisions[rev_id].path if rev_id in graph.revisions else None
+        module = load_script_module(path, text, rev_id, shown)
+        scripts[rev_id] = Script(module, rev_id, str(path))
 
     def generate() -> Iterator[Any]:
         for rev_id in scope:

@@ -293,3 +293,21 @@ def test_verify_and_a_rehearsed_switch_import_the_helpers_of_the_ref_they_run(
     p.ok("switch", "feature", "--rehearse")
     assert sqlite_version(p.db_path) == {F}
     assert "flag" in sqlite_columns(p.db_path, "users")
+
+
+def test_a_revision_whose_commit_git_no_longer_has_names_its_script_and_changes_nothing(
+    app_package_template: Path, tmp_path: Path
+) -> None:
+    """branchmig keeps a copy of every script it applied, not of the modules they import:
+    once git has lost the branch's commits (reflog expired, pruned), the helper is gone
+    with them, and the revert says which script could not load."""
+    p = _project(app_package_template, tmp_path / "project")
+    _feature(p, {UTILS_PATH: UTILS.format(mark="feature"), f"{VERSIONS}/{F}_flag.py": F_WITH_UTILS})
+    p.git("checkout", "-q", "main")
+    p.forget_branch("feature")
+    out = p.branchmig("sync")
+    assert out.returncode == 1
+    assert f"Cannot load {VERSIONS}/{F}_flag.py (revision '{F}'): ImportError" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert sqlite_version(p.db_path) == {F}
+    assert "flag" in sqlite_columns(p.db_path, "users")
