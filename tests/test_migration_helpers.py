@@ -95,6 +95,17 @@ F_WITH_APP_HELPER = script(
     '    from app.flagging import drop_flag\n\n    drop_flag("users")',
 )
 
+# A revision that puts its own parent folder (env.py's) on sys.path, as some do.
+F_WITH_ITS_FOLDER = script(
+    F,
+    BASE,
+    '    utils.add_flag("users")',
+    '    utils.drop_flag("users")',
+    top="\nimport os\nimport sys\n\n"
+    "sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))\n"
+    "import utils  # noqa: E402\n",
+)
+
 F_NOTING = script(
     F,
     BASE,
@@ -190,8 +201,9 @@ VERSIONS = "app/migrations/versions"
             "app/flagging/columns.py": 'FLAG = "flag"\n',
             f"{VERSIONS}/{F}_flag.py": F_WITH_APP_HELPER,
         },
+        {UTILS_PATH: UTILS.format(mark="feature"), f"{VERSIONS}/{F}_flag.py": F_WITH_ITS_FOLDER},
     ],
-    ids=["beside-env-py", "in-the-app"],
+    ids=["beside-env-py", "in-the-app", "by-its-own-folder"],
 )
 def test_the_hook_reverts_a_revision_whose_helper_the_checkout_removed(
     app_package_template: Path, tmp_path: Path, files: dict[str, str]
