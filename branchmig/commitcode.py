@@ -12,10 +12,11 @@ comes from C wherever the working tree lacks it there or holds another text.
 
 What was imported before the phase (the app env.py loaded: its models, extensions, the
 metadata the database's engine was given) stays the working tree's, one copy of each
-module; but for the migrations folders' modules (env.py's folder, the versions folders),
-which belong to the scripts, and are set aside while C's run. A module C holds only as a
-namespace folder (no ``__init__.py``) is not served. What the finder loaded leaves
-``sys.modules`` when the phase ends, and what it set aside comes back.
+module. The exception is the migrations folders (env.py's, the versions folders): their
+modules belong to the scripts, so those imported already are set aside while C's run.
+A module C holds only as a namespace folder (no ``__init__.py``) is not served. What the
+finder loaded leaves ``sys.modules`` when the phase ends, and what it set aside comes
+back.
 """
 
 from __future__ import annotations
