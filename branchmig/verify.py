@@ -23,6 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
@@ -307,11 +308,13 @@ class _Texts:
         key = frozenset(revisions)
         if key not in self._code:
             self._code[key] = code_for(
-                self.ws,
-                [self.graph.revisions[r] for r in revisions],
-                first=(self.ws.repo.commit_or_none(self.ref),),
+                self.ws, [self.graph.revisions[r] for r in revisions], first=(self._commit,)
             )
         return self._code[key]
+
+    @cached_property
+    def _commit(self) -> str | None:
+        return self.ws.repo.commit_or_none(self.ref)
 
     def _text(self, rev: Revision) -> bytes:
         if self.ref == WORKTREE:
