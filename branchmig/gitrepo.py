@@ -203,17 +203,38 @@ class GitRepo:
             pos = end + 1 + size + 1
 
     def read_file(self, commit: str, path: str) -> bytes | None:
+        found = self._object(f"{commit}:{path}")
+        return None if found is None else found[2]
+
+    def folder_at(self, commit: str, path: str) -> dict[str, tuple[bool, str]] | None:
+        """The entries of folder ``path`` (relative to the top level; "" for the top) at
+        ``commit``: name -> (whether it is a folder, its object id), symbolic links and
+        submodules left out; None where ``commit`` has no such folder."""
+        found = self._object(f"{commit}:{path}" if path else f"{commit}^{{tree}}")
+        if found is None or found[1] != "tree":
+            return None
+        return _tree_entries(found[2], len(found[0]) // 2)
+
+    def blob(self, object_id: str) -> bytes | None:
+        """The content of blob ``object_id``; None when git has no such blob."""
+        found = self._object(object_id)
+        return found[2] if found is not None and found[1] == "blob" else None
+
+    def _object(self, spec: str) -> tuple[str, str, bytes] | None:
+        """(object id, type, content) of what ``spec`` names, read through the one
+        long-lived ``cat-file --batch``; None when it names nothing."""
         batch = self._cat_file()
         assert batch.stdin is not None and batch.stdout is not None
-        batch.stdin.write(f"{commit}:{path}\n".encode())
+        batch.stdin.write(f"{spec}\n".encode())
         batch.stdin.flush()
         header = batch.stdout.readline()
-        if header.endswith(b" missing\n"):
+        if header.endswith((b" missing\n", b" ambiguous\n")):
             return None
-        size = int(header.split()[2])
+        parts = header.split()
+        size = int(parts[2])
         data = batch.stdout.read(size)
         batch.stdout.read(1)
-        return data
+        return parts[0].decode(), parts[1].decode(), data
 
     def _cat_file(self) -> subprocess.Popen[bytes]:
         if self._batch is None or self._batch.poll() is not None:
@@ -601,6 +622,25 @@ class GitRepo:
         """The merged commit of a merge commit; None for any other commit."""
         out = self._git("rev-parse", "--verify", "--quiet", f"{commit}^2", check=False).strip()
         return out or None
+
+
+def _tree_entries(data: bytes, id_size: int) -> dict[str, tuple[bool, str]]:
+    """A tree object's entries (``<mode> <name>\\0<raw id>`` each): name -> (folder?,
+    object id), files and folders only."""
+    entries: dict[str, tuple[bool, str]] = {}
+    pos = 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        nul = data.index(b"\0", space)
+        mode = data[pos:space]
+        name = data[space + 1 : nul].decode("utf-8", errors="surrogateescape")
+        oid = data[nul + 1 : nul + 1 + id_size].hex()
+        pos = nul + 1 + id_size
+        if mode == b"40000":
+            entries[name] = (True, oid)
+        elif mode in (b"100644", b"100755"):
+            entries[name] = (False, oid)
+    return entries
 
 
 def _checkout_move(subject: str) -> tuple[str, str] | None:

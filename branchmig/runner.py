@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from branchmig.commitcode import CodeAt, importable
 from branchmig.databases import AlembicEnv, Database, DatabaseState
 from branchmig.errors import BranchmigError, ConfigError, DatabaseError, first_line
 from branchmig.graph import Graph
@@ -344,15 +345,21 @@ def _engine_name(context: Any) -> str:
     return token[: -len("_upgrades")] if token.endswith("_upgrades") else ""
 
 
-def load_script_module(path: Path, text: bytes, rev_id: str) -> types.ModuleType:
-    """The module of one script, compiled from ``text``: bytecode is never trusted."""
+def load_script_module(
+    path: Path, text: bytes, rev_id: str, shown: str | None = None
+) -> types.ModuleType:
+    """The module of one script, compiled from ``text``: bytecode is never trusted.
+    ``shown``: how a failure names the script (its path in the repository, not the temp
+    file an old script was written to)."""
     module = types.ModuleType(f"branchmig_rev_{abs(hash((rev_id, text))):x}")
     module.__file__ = str(path)
     try:
         code = compile(text, str(path), "exec", dont_inherit=True)
         exec(code, module.__dict__)  # noqa: S102 - this is how Alembic loads a script too
     except Exception as err:  # noqa: BLE001 - a broken script is the user's to fix
-        raise DatabaseError(f"Cannot load {path} (revision '{rev_id}'): {first_line(err)}") from err
+        raise DatabaseError(
+            f"Cannot load {shown or path} (revision '{rev_id}'): {first_line(err)}"
+        ) from err
     return module
 
 
@@ -360,7 +367,9 @@ def load_script_module(path: Path, text: bytes, rev_id: str) -> types.ModuleType
 class Phase:
     """Revisions to run in one direction, with the graph Alembic sees for them (restricted
     to ``scope``) and the texts of their scripts (read when the phase starts, so the
-    upgrade reads the tree after the checkout)."""
+    upgrade reads the tree after the checkout). ``code``: the commit whose scripts these
+    are, when it is not the working tree's: the modules they import from the project
+    are importable as they were there while the phase runs."""
 
     direction: Direction
     revisions: Sequence[str]
@@ -368,6 +377,7 @@ class Phase:
     scope: Set[str]
     texts: Callable[[], Mapping[str, tuple[Path, bytes]]]
     start_heads: Sequence[str] | None = None
+    code: CodeAt | None = None
 
 
 def run_phases(
@@ -405,6 +415,9 @@ def run_phases(
     current: dict[str, str] = {}
     prepared: dict[int, tuple[Any, dict[str, Any]]] = {}
     crossed: list[bool] = []
+    # The code of the phase running: entered when its scripts load, left before the
+    # checkout and at the end (the steps run between the generator's yields).
+    code = contextlib.ExitStack()
 
     def finish_current() -> None:
         if current:
@@ -419,10 +432,14 @@ def run_phases(
         for index, phase in enumerate(phases):
             if index and between is not None and not crossed:
                 finish_current()
+                code.close()
                 between()
                 crossed.append(True)
             if not phase.revisions:
                 continue
+            finish_current()
+            code.close()
+            code.enter_context(importable(phase.code))
             if index not in prepared:
                 prepared[index] = _prepare(phase)
             revision_map, scripts = prepared[index]
@@ -438,6 +455,7 @@ def run_phases(
                     on_start(phase.direction, rev_id)
                 yield make(revision_map, scripts[rev_id])
         finish_current()
+        code.close()
 
     engines: list[Any] = []
 
@@ -458,6 +476,7 @@ def run_phases(
             revision=failed, direction=direction, completed=tuple(completed), cause=first_line(err)
         ) from err
     finally:
+        code.close()
         for engine in engines:
             engine.dispose()
         env.dispose_engines()
@@ -505,7 +524,9 @@ def _prepare(phase: Phase) -> tuple[Any, dict[str, Any]]:
     scripts: dict[str, Any] = {}
     for rev_id in revisions:
         path, text = texts[rev_id]
-        scripts[rev_id] = Script(load_script_module(path, text, rev_id), rev_id, str(path))
+        shown = graph.revisions[rev_id].path if rev_id in graph.revisions else None
+        module = load_script_module(path, text, rev_id, shown)
+        scripts[rev_id] = Script(module, rev_id, str(path))
 
     def generate() -> Iterator[Any]:
         for rev_id in scope:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from branchmig.commitcode import code_at, code_for
 from branchmig.downgrades import fix_for_failure
 from branchmig.errors import (
     BranchmigError,
@@ -180,7 +181,11 @@ def _materialise(
     for rev_id in revisions:
         rev = graph.revisions[rev_id]
         text = _script_text(s.ws, s.state, rev)
-        path = folder / f"{rev_id}_{Path(rev.path).name}"
+        # Laid out as in the repository, so a script importing from its own folder finds
+        # the commit's modules there (commitcode); named by id, as two refs may hold
+        # different revisions under one file name.
+        path = folder / Path(rev.path).parent / f"{rev_id}_{Path(rev.path).name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(text)
         texts[rev_id] = (path, text)
     return texts
@@ -226,11 +231,16 @@ def _run(
     target_from_git: bool = False,
     quiet_steps: bool = False,
     on_live: bool = True,
+    old_commits: tuple[str | None, ...] = (),
+    target_commit: str | None = None,
 ) -> tuple[str, ...]:
     """Revert with the old scripts, call ``between`` (the checkout), apply the new (read
-    from the tree after the checkout, or with ``target_from_git`` from git's objects).
-    ``on_live``: env.py connects to the session's database (not a rehearsal's copy), which
-    it checks first when the session took it as remembered."""
+    from the tree after the checkout, or with ``target_from_git`` from git's objects at
+    ``target_commit``). Each phase imports the project's modules as they were at the
+    commit of its scripts: the first of ``old_commits`` holding the old ones (else any
+    ref's, see ``commit_holding``). ``on_live``: env.py connects to the session's
+    database (not a rehearsal's copy), which it checks first when the session took it as
+    remembered."""
     if not plan.downgrade and not plan.upgrade:  # a restore that migrates nothing
         if between is not None:
             between()
@@ -250,11 +260,15 @@ def _run(
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="branchmig-old-") as tmp, _forget_if_stale(s):
-        old_texts = _materialise(s, plan.downgrade, source, Path(tmp))
-        new_texts = None
+        old, new = Path(tmp) / "old", Path(tmp) / "new"
+        old_texts = _materialise(s, plan.downgrade, source, old)
+        reverted = [source.revisions[r] for r in plan.downgrade]
+        old_code = code_for(s.ws, reverted, first=old_commits, mirror=old)
+        new_texts = new_code = None
         if target_from_git:
-            (Path(tmp) / "new").mkdir()
-            new_texts = _materialise(s, plan.upgrade, target, Path(tmp) / "new")
+            new_texts = _materialise(s, plan.upgrade, target, new)
+            if target_commit is not None:
+                new_code = code_at(s.ws, target_commit, mirrors=[new])
         run_phases(
             s.env,
             [
@@ -265,6 +279,7 @@ def _run(
                     applied,
                     lambda: old_texts,
                     start_heads=s.db.heads,
+                    code=old_code,
                 ),
                 Phase(
                     "upgrade",
@@ -273,6 +288,7 @@ def _run(
                     set(target.ancestors(target.heads)) | kept,
                     lambda: new_texts or _worktree_texts(s, plan.upgrade, target),
                     start_heads=plan.common,
+                    code=new_code,
                 ),
             ],
             between=between,
@@ -295,7 +311,15 @@ def _forget_if_stale(s: Session) -> Iterator[None]:
         raise NotAsRemembered(f"{err}; run the command again") from err
 
 
-def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> None:
+def _rehearse(
+    s: Session,
+    d: _Decided,
+    target: Graph,
+    *,
+    checked_out: bool,
+    previous: str | None,
+    target_commit: str | None,
+) -> None:
     """Run the move's plan on a copy of the live database first (a SQLite file copy, a
     PostgreSQL template copy, a MariaDB copy: the snapshot backend's own save), through
     env.py pointed at it; the live database is touched only when that succeeded."""
@@ -335,6 +359,8 @@ def _rehearse(s: Session, d: _Decided, target: Graph, *, checked_out: bool) -> N
                 target_from_git=not checked_out,
                 quiet_steps=True,
                 on_live=False,
+                old_commits=(previous, d.owner.commit),
+                target_commit=target_commit,
             )
         except StepFailed as err:
             raise MoveFailed(
@@ -720,7 +746,14 @@ def _move(
         return result
     try:
         if rehearse and d.restore is None:
-            _rehearse(s, d, target, checked_out=checkout is None)
+            _rehearse(
+                s,
+                d,
+                target,
+                checked_out=checkout is None,
+                previous=previous,
+                target_commit=target_commit,
+            )
         elif rehearse:
             s.notes.append(
                 "not rehearsed: the entering branch's snapshot is restored first, and "
@@ -911,7 +944,15 @@ def _execute(
                 state.write_journal(journal, durable=False)
             _failpoint("step")
 
-        after = _run(s, plan, source, target, between=between, on_start=on_start)
+        after = _run(
+            s,
+            plan,
+            source,
+            target,
+            between=between,
+            on_start=on_start,
+            old_commits=(previous, d.owner.commit, target_commit),
+        )
         _failpoint("migrated")
     except BaseException as err:
         failure = _roll_back(

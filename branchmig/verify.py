@@ -23,10 +23,12 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
+from branchmig.commitcode import CodeAt, code_for
 from branchmig.downgrades import fix_for_failure
 from branchmig.errors import ConfigError, DatabaseError, PlanError, UsageError, first_line
 from branchmig.graph import Graph, Revision
@@ -292,12 +294,28 @@ class _Texts:
     def __init__(self, ws: Workspace, graph: Graph, ref: str) -> None:
         self.ws, self.graph, self.ref = ws, graph, ref
         self._read: dict[str, bytes] = {}
+        self._code: dict[frozenset[str], CodeAt | None] = {}
 
     def __call__(self, rev_id: str) -> tuple[Path, bytes]:
         rev = self.graph.revisions[rev_id]
         if rev_id not in self._read:
             self._read[rev_id] = self._text(rev)
         return self.ws.repo.top / rev.path, self._read[rev_id]
+
+    def code(self, revisions: Sequence[str]) -> CodeAt | None:
+        """The code the scripts of ``revisions`` import from (None: the working tree's)."""
+        if self.ref == WORKTREE:
+            return None
+        key = frozenset(revisions)
+        if key not in self._code:
+            self._code[key] = code_for(
+                self.ws, [self.graph.revisions[r] for r in revisions], first=(self._commit,)
+            )
+        return self._code[key]
+
+    @cached_property
+    def _commit(self) -> str | None:
+        return self.ws.repo.commit_or_none(self.ref)
 
     def _text(self, rev: Revision) -> bytes:
         if self.ref == WORKTREE:
@@ -377,7 +395,13 @@ class _Runner:
             self.env,
             [
                 Phase(
-                    direction, tuple(revisions), self.graph, scope, lambda: texts, start_heads=start
+                    direction,
+                    tuple(revisions),
+                    self.graph,
+                    scope,
+                    lambda: texts,
+                    start_heads=start,
+                    code=self.texts.code(revisions),
                 )
             ],
         )
