@@ -25,6 +25,7 @@ from e2e_projects import (
     Project,
     emails,
     insert_users,
+    make_seed_project,
     sqlite_columns,
     sqlite_version,
 )
@@ -218,3 +219,130 @@ def test_settings_error_in_env_py_is_not_blamed_on_the_url(
         ), said
         assert "database URL" not in said
     assert p.branch() == "main"
+
+
+# -- Flask-Migrate as real projects carry it --------------------------------------------------
+
+
+def _flask_template_with(flask_template: Path, dest: Path, *, ini_line: str) -> Path:
+    """``flask db init``'s project with ``ini_line`` added under [alembic] of
+    migrations/alembic.ini."""
+    shutil.copytree(flask_template, dest, symlinks=True)
+    ini = dest / "migrations" / "alembic.ini"
+    ini.write_text(ini.read_text().replace("[alembic]\n", f"[alembic]\n{ini_line}\n", 1))
+    return dest
+
+
+def test_flask_migrate_with_script_location_dot(flask_template: Path, tmp_path: Path) -> None:
+    """``script_location = .`` in migrations/alembic.ini (real projects carry it): still
+    Flask-Migrate, known by its env.py; status, switch and the hook work."""
+    pytest.importorskip("flask_migrate")
+    template = _flask_template_with(flask_template, tmp_path / "t", ini_line="script_location = .")
+    p = make_seed_project(template, tmp_path / "blog", kind="flask")
+    assert p.status()["pending"] == [BASE]
+    p.ok("install")
+    p.ok("switch", "feature1")
+    assert sqlite_version(p.db_path) == {F1}
+    insert_users(p.db_path)
+    out = p.checkout("feature2")
+    assert "Traceback" not in out.stderr
+    assert sqlite_version(p.db_path) == {F2}
+    assert F2 in p.current().stdout
+    p.checkout("feature1")
+    with sqlite3.connect(p.db_path) as conn:
+        assert emails(conn) == [("ada", "ada@example.com"), ("bob", "bob@example.com")]
+
+
+def test_flask_migrate_env_without_the_extension_names_what_was_looked_for(
+    flask_template: Path, tmp_path: Path
+) -> None:
+    """env.py takes its engine from Flask-Migrate, but the app has no Migrate: the message
+    says what branchmig looked for, where, and what to do."""
+    pytest.importorskip("flask_migrate")
+    p = make_seed_project(flask_template, tmp_path / "blog", kind="flask")
+    blog = p.root / "blog.py"
+    blog.write_text(blog.read_text().replace("migrate.init_app(app, db)\n", ""))
+    proc = p.branchmig("status")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == (
+        "branchmig: 'migrations/env.py' takes its engine from Flask-Migrate "
+        "(current_app.extensions['migrate']), but the Flask app 'blog' has none: call "
+        "Migrate(app, db) in it, or point flask_app in [tool.branchmig] at the app that does"
+    )
+
+
+FACTORY_APP = """\
+import os
+import sys
+
+from flask import Flask
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+
+db = SQLAlchemy()
+migrate = Migrate()
+
+
+def create_app(migrate_on_start=True):
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "app.db")
+    db.init_app(app)
+    migrate.init_app(app, db)
+    if migrate_on_start:
+        # What flask_migrate.upgrade() does on "Can't locate revision": log, then exit 1.
+        sys.exit(1)
+    return app
+"""
+
+
+def test_app_factory_that_exits_is_named_with_the_fix(flask_template: Path, tmp_path: Path) -> None:
+    """An app factory that exits on start (it migrates, and cannot): ``status``, ``switch``
+    and the hook say so in one line naming the factory, its status and the fix; with the
+    fix (a factory that does not migrate on start as ``flask_app``), all works."""
+    pytest.importorskip("flask_migrate")
+    p = make_seed_project(flask_template, tmp_path / "blog", kind="flask")
+    for branch in ("feature1", "feature2", "main"):
+        p.git("checkout", "-q", branch)
+        (p.root / "blog.py").write_text(FACTORY_APP)
+        p.commit("blog: an app factory that migrates on start")
+    p.env["FLASK_APP"] = "blog:create_app"
+    said = (
+        "The Flask app's factory 'create_app' (blog.py, line 20) exited with status 1 while "
+        "branchmig loaded it (FLASK_APP='blog:create_app'); a factory that migrates on start "
+        "(flask_migrate.upgrade()) exits when its database is at a revision it does not "
+        "know. Point flask_app in [tool.branchmig] at a factory that does not migrate on "
+        "start, then run: branchmig status"
+    )
+    for args in (("status",), ("switch", "feature1"), ("sync",)):
+        proc = p.branchmig(*args)
+        assert (proc.returncode, proc.stderr.strip()) == (1, f"branchmig: {said}"), proc.stderr
+    assert p.branch() == "main" and not p.db_path.exists()
+    p.ok("install")
+    out = p.checkout("feature1")
+    assert f"branchmig: {said}" in out.stderr.splitlines(), out.stderr
+    assert "Traceback" not in out.stderr
+    flask = p.run(str(BIN / "flask"), "branchmig", "status")
+    assert (flask.returncode, flask.stderr.strip()) == (1, f"branchmig: {said}"), flask.stderr
+    (p.root / "pyproject.toml").write_text(
+        '[tool.branchmig]\nflask_app = "blog:create_app(migrate_on_start=False)"\n'
+    )
+    p.ok("sync")
+    assert sqlite_version(p.db_path) == {F1}
+
+
+def test_branchmigs_own_config_is_no_uncommitted_migration(
+    alembic_repo_with_two_feature_branches: Project,
+) -> None:
+    """alembic.ini edited (a local URL, say) and an untracked pyproject.toml holding
+    [tool.branchmig]: ``switch`` goes ahead; a script left uncommitted still stops it."""
+    p = alembic_repo_with_two_feature_branches
+    ini = p.root / "alembic.ini"
+    ini.write_text(ini.read_text() + "# my local notes\n")
+    (p.root / "pyproject.toml").write_text('[tool.branchmig]\nsnapshots = "always"\n')
+    p.ok("switch", "feature1")
+    assert sqlite_version(p.db_path) == {F1}
+    p.write("stray.py", "# not committed\n")
+    proc = p.branchmig("switch", "main")
+    assert proc.returncode == 1
+    assert "Uncommitted changes in the migrations (alembic/versions/stray.py)" in proc.stderr
