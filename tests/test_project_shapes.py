@@ -346,3 +346,31 @@ def test_branchmigs_own_config_is_no_uncommitted_migration(
     proc = p.branchmig("switch", "main")
     assert proc.returncode == 1
     assert "Uncommitted changes in the migrations (alembic/versions/stray.py)" in proc.stderr
+
+
+def test_subfolder_project_on_postgresql(tmp_path: Path, fresh_postgres_url: str) -> None:
+    """The same layout on PostgreSQL (the URL in the top's .env, read from ``backend/``):
+    ``switch`` and the hook keep each branch's rows."""
+    from db_servers import postgres_connection
+
+    p = build_backend_project(tmp_path / "fullstack", url=fresh_postgres_url)
+    (p.root / "pyproject.toml").write_text('[tool.branchmig]\nconfig = "backend/alembic.ini"\n')
+
+    def version() -> set[str]:
+        with postgres_connection(fresh_postgres_url) as conn:
+            return {r[0] for r in conn.execute("SELECT version_num FROM alembic_version")}
+
+    p.ok("install")
+    p.ok("switch", "feature1")
+    assert version() == {F1}
+    with postgres_connection(fresh_postgres_url) as conn:
+        conn.execute("INSERT INTO users (name, email) VALUES ('ada', 'ada@example.com')")
+    out = p.checkout("feature2")
+    assert "Traceback" not in out.stderr
+    assert version() == {F2}
+    p.checkout("feature1")
+    with postgres_connection(fresh_postgres_url) as conn:
+        assert conn.execute("SELECT name, email FROM users").fetchall() == [
+            ("ada", "ada@example.com")
+        ]
+    assert version() == {F1}
