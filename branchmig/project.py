@@ -134,8 +134,8 @@ class Project:
         ):
             return ()
         named = [self.config_rel]
-        if self.toml_path is not None and self.toml_path.is_file():
-            named.append(self.toml_rel or PYPROJECT)
+        if self.toml_rel is not None and self.toml_path is not None and self.toml_path.is_file():
+            named.append(self.toml_rel)
         return tuple(named)
 
     def has_tool_alembic(self) -> bool:

@@ -99,7 +99,7 @@ def inputs(project: Project) -> str | None:
         return None
     root = project.run_dir  # where env.py runs, and imports from
     try:
-        env_py = root / project.locations().script_location / "env.py"
+        env_py = project.env_py
         text = env_py.read_bytes()
         tree = ast.parse(text)
     except (OSError, SyntaxError, ValueError):

@@ -361,12 +361,15 @@ class EnvFailed(DatabaseError):
     """env.py raised (or exited) before it reached the database: its own code or what it
     reads (the app's settings, a .env file), not the database URL."""
 
-    def __init__(self, *, env_py: str, cwd: str, config: str, cause: str, hint: str = "") -> None:
+    def __init__(
+        self, *, env_py: str, cwd: str, config: str, cause: str, flask: bool, hint: str = ""
+    ) -> None:
         super().__init__(env_py, cwd, cause)
         self.env_py = env_py
         self.cwd = cwd
         self.config = config
         self.cause = cause
+        self.flask = flask
         self.hint = hint
 
     @classmethod
@@ -386,15 +389,20 @@ class EnvFailed(DatabaseError):
             cwd=str(project.run_dir),
             config=_shown(project, project.config_path),
             cause=cause,
+            flask=project.kind == "flask",
             hint=hint,
         )
 
     def __str__(self) -> str:
+        folder = (
+            "the folder flask db is run from"
+            if self.flask
+            else f"the folder alembic is run from for '{self.config}'"
+        )
         return (
             f"env.py ('{self.env_py}') failed while loading, before it reached the database: "
-            f"{self.cause} (it ran in '{self.cwd}', the folder alembic is run from for "
-            f"'{self.config}'){self.hint}; fix what it reads (the app's settings, a .env "
-            "file), then run: branchmig status"
+            f"{self.cause} (it ran in '{self.cwd}', {folder}){self.hint}; fix what it reads "
+            "(the app's settings, a .env file), then run: branchmig status"
         )
 
     def facts(self) -> dict[str, Any]:
