@@ -228,16 +228,18 @@ def _exit_status(err: SystemExit) -> int | str:
     return err.code if isinstance(err.code, int) else f"1 ({err.code})"
 
 
-def _exiting_frame(err: BaseException, root: Path) -> str:
+def _exiting_frame(err: BaseException, root: Path, *, skip: Path | None = None) -> str:
     """The project's own function that was running when ``err`` was raised, as
     "factory 'create_app' (app/__init__.py, line 12)": the first of the project's frames
-    that is not a module's top level, else the last of them."""
+    (``skip``'s aside) that is not a module's top level, else the last of them."""
     import traceback
 
     own = []
     for frame in traceback.extract_tb(err.__traceback__):
         path = Path(frame.filename)
-        if path.is_relative_to(root) and not {"site-packages", "dist-packages"} & set(path.parts):
+        if path == skip or {"site-packages", "dist-packages"} & set(path.parts):
+            continue
+        if path.is_relative_to(root):
             own.append(frame)
     if not own:
         return "factory"
@@ -375,8 +377,9 @@ class EnvFailed(DatabaseError):
     @classmethod
     def of(cls, project: Project, err: BaseException) -> EnvFailed:
         cause = first_line(err)
-        if isinstance(err, SystemExit):
-            cause = f"SystemExit: exited with status {_exit_status(err)}"
+        if isinstance(err, SystemExit):  # an app factory env.py calls, migrating on start
+            where = _exiting_frame(err, project.repo_root, skip=project.env_py)
+            cause = f"SystemExit: its {where} exited with status {_exit_status(err)}"
         hint = ""
         if project.kind == "alembic" and "application context" in cause:
             hint = (

@@ -374,3 +374,26 @@ def test_subfolder_project_on_postgresql(tmp_path: Path, fresh_postgres_url: str
             ("ada", "ada@example.com")
         ]
     assert version() == {F1}
+
+
+def test_env_py_whose_app_factory_exits_is_named(
+    alembic_repo_with_two_feature_branches: Project,
+) -> None:
+    """A plain Alembic env.py that builds the app, whose factory exits (it migrates on
+    start): one line naming env.py, the factory and the status, not silence."""
+    p = alembic_repo_with_two_feature_branches
+    (p.root / "myapp.py").write_text(
+        "import sys\n\n\ndef create_app():\n    sys.exit(1)  # flask_migrate.upgrade() failed\n"
+    )
+    env_py = p.root / "alembic" / "env.py"
+    env_py.write_text("from myapp import create_app\n\napp = create_app()\n" + env_py.read_text())
+    for args in (("status",), ("sync",)):
+        proc = p.branchmig(*args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip() == (
+            "branchmig: env.py ('alembic/env.py') failed while loading, before it reached the "
+            "database: SystemExit: its factory 'create_app' (myapp.py, line 5) exited with "
+            f"status 1 (it ran in '{p.root}', the folder alembic is run from for "
+            "'alembic.ini'); fix what it reads (the app's settings, a .env file), then run: "
+            "branchmig status"
+        )
