@@ -397,3 +397,29 @@ def test_env_py_whose_app_factory_exits_is_named(
             "'alembic.ini'); fix what it reads (the app's settings, a .env file), then run: "
             "branchmig status"
         )
+
+
+def test_flask_migrate_project_in_a_subfolder(flask_template: Path, tmp_path: Path) -> None:
+    """``backend/blog.py`` with ``backend/migrations`` (``flask db`` run in backend/):
+    found from backend/, the app loaded from there, and the hook (run from the top)
+    brings the database along."""
+    pytest.importorskip("flask_migrate")
+    root = init_repo(tmp_path / "site")
+    shutil.copytree(flask_template, root / "backend", ignore=shutil.ignore_patterns(".git"))
+    (root / ".gitignore").write_text(GITIGNORE)
+    backend = root / "backend"
+    p = Project(root, "flask", backend / "migrations" / "versions", "", {"FLASK_APP": "blog"})
+    p.write(f"{BASE}_users.py", BASE_SCRIPT)
+    p.commit("base: users")
+    p.git("checkout", "-q", "-b", "feature1")
+    p.write(f"{F1}_email.py", F1_SCRIPT)
+    p.commit("feature1: users.email")
+    p.git("checkout", "-q", "main")
+    db = backend / "app.db"
+    ok_at(p, backend, "install")
+    ok_at(p, backend, "sync")
+    assert sqlite_version(db) == {BASE}
+    out = p.checkout("feature1")
+    assert "Traceback" not in out.stderr
+    assert sqlite_version(db) == {F1}
+    assert '"in_step": true' in ok_at(p, backend, "status", "--json")
