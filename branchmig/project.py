@@ -118,6 +118,8 @@ class Project:
         files = {self.config_rel, PYPROJECT}
         if self.toml_rel is not None:
             files.add(self.toml_rel)
+        if _inside_quietly(self.run_dir, self.repo_root):  # [tool.branchmig] may be there
+            files.add((self.run_dir / PYPROJECT).relative_to(self.repo_root).as_posix())
         return tuple(sorted(files))
 
     def pinned_config(self) -> tuple[str, ...]:
@@ -163,9 +165,24 @@ def find_project(
     ``[tool.alembic]`` of the pyproject.toml beside its ini, as ``alembic`` run from
     there does. ``config`` names an ini or a file called pyproject.toml (or one of each),
     relative to ``start``, as for ``alembic -c``; the other file is the one of that name
-    beside it.
+    beside it. ``[tool.branchmig]`` is read from the top-level pyproject.toml, else from
+    the one in the folder the project runs in.
     """
-    settings = read_settings(repo_root / PYPROJECT)
+    top = _read_settings(repo_root / PYPROJECT)
+    project = _find(start, repo_root, config, top or Settings())
+    if top is not None or project.run_dir == repo_root:
+        return project
+    # A project in a subfolder may keep [tool.branchmig] in its own pyproject.toml (the
+    # FastAPI template's backend/pyproject.toml) when the top-level one has none.
+    own = _read_settings(project.run_dir / PYPROJECT)
+    if own is None:
+        return project
+    return _project(project.config_path, project.toml_path, repo_root, own)
+
+
+def _find(
+    start: Path, repo_root: Path, config: Path | Sequence[Path] | None, settings: Settings
+) -> Project:
     if config is not None:
         ini, toml = _named_configs(start, [config] if isinstance(config, Path) else config)
         return _project(ini, toml, repo_root, settings)
@@ -499,16 +516,23 @@ def _rel(path: Path, repo_root: Path, config_path: Path) -> str:
 
 def read_settings(pyproject: Path) -> Settings:
     """``[tool.branchmig]``, with its values checked; defaults when absent."""
+    return _read_settings(pyproject) or Settings()
+
+
+def _read_settings(pyproject: Path) -> Settings | None:
+    """``[tool.branchmig]``, with its values checked; None when there is none."""
     if not pyproject.is_file():
-        return Settings()
+        return None
     import tomllib  # only when there is a pyproject.toml to read
 
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return Settings()
+        return None
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"Cannot read '{pyproject}': {err}") from err
+    if "branchmig" not in data.get("tool", {}):
+        return None
     table = data.get("tool", {}).get("branchmig", {})
     if not isinstance(table, dict):
         raise ConfigError(f"[tool.branchmig] in '{pyproject}' must be a table")

@@ -284,3 +284,20 @@ def test_flask_migrate_known_by_its_env_py(tmp_path: Path) -> None:
         "(current_app.extensions['migrate']); set script_location (alembic init writes it), "
         "or name the config with -c PATH"
     )
+
+
+def test_subfolder_project_reads_tool_branchmig_beside_it(tmp_path: Path) -> None:
+    """backend/pyproject.toml's [tool.branchmig] (the FastAPI template keeps its
+    pyproject.toml there) counts when the top level's pyproject.toml has none."""
+    root = init_repo(tmp_path / "p")
+    alembic_init(root / "backend", "app/alembic")
+    (root / "backend" / "pyproject.toml").write_text('[tool.branchmig]\nsnapshots = "always"\n')
+    project = find_project(root / "backend", repo_root=root)
+    assert project.settings.snapshots == "always"
+    assert "backend/pyproject.toml" in project.config_files()
+    assert find_project(root, repo_root=root, config=Path("backend/alembic.ini")).settings == (
+        project.settings
+    )
+    (root / "pyproject.toml").write_text("[tool.branchmig]\nexpected_heads = 2\n")
+    top = find_project(root / "backend", repo_root=root).settings
+    assert (top.snapshots, top.expected_heads) == ("auto", 2)
