@@ -607,7 +607,10 @@ def install(ctx: click.Context) -> None:
 
     ws = _open(ctx)
     result = install_hooks(
-        repo_root=ws.repo.top, python=sys.executable, watch=ws.project.watch_paths()
+        repo_root=ws.repo.top,
+        python=sys.executable,
+        watch=ws.project.watch_paths(),
+        config=ws.project.pinned_config(),
     )
     for path in result.installed:
         click.echo(f"installed {path}")

@@ -9,18 +9,20 @@ imports only what ``branchmig.cli`` does (no SQLAlchemy or Alembic).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 from flask.cli import ScriptInfo
 
 from branchmig.cli import main
-from branchmig.runner import use_flask_app
+from branchmig.runner import load_flask_app, use_flask_app
 
 
 def _with_flask_app(**options: Any) -> None:
     ctx = click.get_current_context()
-    use_flask_app(ctx.ensure_object(ScriptInfo).load_app())
+    info = ctx.ensure_object(ScriptInfo)
+    use_flask_app(load_flask_app(info.load_app, app_path=info.app_import_path, root=Path.cwd()))
     assert main.callback is not None
     main.callback(**options)
 

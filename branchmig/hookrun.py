@@ -25,7 +25,7 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
     ws: Workspace | None = None
     try:
         try:
-            ws = Workspace.open(cwd or Path.cwd())
+            ws = _open(cwd or Path.cwd())
         except NoProjectError:
             # A branch without the app (gh-pages, docs): nothing to bring along.
             _say("branchmig: no Alembic project in this checkout; the database is left as it is")
@@ -88,6 +88,20 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
         if ws is not None:
             ws.close()
     return 0
+
+
+def _open(start: Path) -> Workspace:
+    """The project as ``branchmig install`` saw it: by the config files it recorded when
+    the top level does not find it by itself (named with -c, found in a subfolder)."""
+    from branchmig.gitrepo import GitRepo
+    from branchmig.hooks import recorded_config
+    from branchmig.project import find_project
+
+    repo = GitRepo.discover(start)
+    named = [repo.top / p for p in recorded_config(repo.common_dir)]
+    if named and not named[0].is_file():
+        raise NoProjectError(f"no '{named[0]}' in this checkout")
+    return Workspace(repo, find_project(repo.top, repo_root=repo.top, config=named or None))
 
 
 def _branch_left(ws: Workspace) -> str | None:

@@ -99,7 +99,11 @@ class _Repo:
 
 
 def install(
-    *, repo_root: Path, python: str = sys.executable, watch: Sequence[str]
+    *,
+    repo_root: Path,
+    python: str = sys.executable,
+    watch: Sequence[str],
+    config: Sequence[str] = (),
 ) -> InstallResult:
     """Install the post-checkout, post-merge, post-rewrite and post-commit hooks for
     ``repo_root``.
@@ -108,7 +112,9 @@ def install(
     the common git dir, which linked worktrees share. ``python`` is the interpreter the
     hooks run branchmig with (so they work without the virtualenv activated); ``watch``
     names the files and folders, relative to the top level, whose content decides whether
-    the migrations changed. Installing again refreshes our scripts and the configuration.
+    the migrations changed; ``config`` the project's config files (relative to the top)
+    when the hooks, run from the top, must name them as ``-c`` does. Installing again
+    refreshes our scripts and the configuration.
     """
     repo = _find_repo(repo_root)
     watch_paths = _normalise_watch(watch, repo.toplevel)
@@ -138,7 +144,8 @@ def install(
         _write_executable(path, scripts[name])
         installed.append(path)
 
-    _write_config(repo.config, python=interpreter, watch=watch_paths)
+    named = _normalise_watch(config, repo.toplevel) if config else ()
+    _write_config(repo.config, python=interpreter, watch=watch_paths, config=named)
     return InstallResult(
         hooks_dir=repo.hooks_dir,
         installed=tuple(installed),
@@ -304,13 +311,16 @@ def _write_executable(path: Path, content: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _write_config(path: Path, *, python: str, watch: Sequence[str]) -> None:
+def _write_config(
+    path: Path, *, python: str, watch: Sequence[str], config: Sequence[str] = ()
+) -> None:
     lines = [
         "# Written by `branchmig install`, read by its git hooks. One key=value a line;",
         "# watch: paths relative to the top level whose content decides whether the",
-        "# migrations changed.",
+        "# migrations changed; config: the project's config files, named as -c names them.",
         f"python={python}",
         *(f"watch={item}" for item in watch),
+        *(f"config={item}" for item in config),
     ]
     from branchmig.state import write_private
 
@@ -333,3 +343,15 @@ def _read_config(path: Path) -> tuple[str | None, tuple[str, ...]]:
         elif key == "watch":
             watch.append(value)
     return python, tuple(watch)
+
+
+def recorded_config(common_dir: Path) -> tuple[str, ...]:
+    """The config files ``branchmig install`` recorded for the hooks (``config=`` lines of
+    hook.conf), relative to the top level; () when the project is found from the top."""
+    from branchmig.layout import hook_conf_path
+
+    try:
+        text = hook_conf_path(common_dir).read_text(encoding="utf-8")
+    except OSError:
+        return ()
+    return tuple(line[len("config=") :] for line in text.splitlines() if line.startswith("config="))

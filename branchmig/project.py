@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -92,6 +93,53 @@ class Project:
     def flask_directory(self) -> Path:
         return self.config_path.parent
 
+    @property
+    def run_dir(self) -> Path:
+        """The folder ``alembic`` (or ``flask db``) is run from, which env.py runs in:
+        the config's folder; for Flask-Migrate, the folder holding its ``directory``."""
+        if self.kind != "flask":
+            return self.config_path.parent
+        parts = PurePosixPath(self.settings.directory).parts
+        folder = self.flask_directory
+        if parts and folder.parts[-len(parts) :] == parts:
+            return folder.parents[len(parts) - 1]
+        return folder.parent
+
+    @property
+    def env_py(self) -> Path:
+        """The env.py Alembic runs for this project (as the working tree names it)."""
+        if self.kind == "flask":
+            return self.flask_directory / "env.py"
+        return self.repo_root / self.locations().script_location / "env.py"
+
+    def config_files(self) -> tuple[str, ...]:
+        """branchmig's own configuration, relative to the top: the ini, the pyproject.toml
+        read with it, and the top-level pyproject.toml holding ``[tool.branchmig]``."""
+        files = {self.config_rel, PYPROJECT}
+        if self.toml_rel is not None:
+            files.add(self.toml_rel)
+        if _inside_quietly(self.run_dir, self.repo_root):  # [tool.branchmig] may be there
+            files.add((self.run_dir / PYPROJECT).relative_to(self.repo_root).as_posix())
+        return tuple(sorted(files))
+
+    def pinned_config(self) -> tuple[str, ...]:
+        """The config files the git hooks must name (as ``-c``), relative to the top: they
+        run from the top, where this project may not be found by itself (it was named with
+        ``-c``, or found next to the user in a subfolder). () when it is."""
+        try:
+            found = find_project(self.repo_root, repo_root=self.repo_root)
+        except ConfigError:
+            found = None
+        if found is not None and (found.config_path, found.toml_path) == (
+            self.config_path,
+            self.toml_path,
+        ):
+            return ()
+        named = [self.config_rel]
+        if self.toml_rel is not None and self.toml_path is not None and self.toml_path.is_file():
+            named.append(self.toml_rel)
+        return tuple(named)
+
     def has_tool_alembic(self) -> bool:
         """Whether the working tree's pyproject.toml holds a ``[tool.alembic]`` table."""
         return self.toml_path is not None and _holds_tool_alembic(self.toml_path)
@@ -110,33 +158,83 @@ def find_project(
 ) -> Project:
     """The project of the repository at ``repo_root``, seen from ``start``.
 
-    Order: ``-c PATH``; ``[tool.branchmig] config`` in pyproject.toml; ``alembic.ini`` or
-    ``[tool.alembic]`` in pyproject.toml at the top level; a Flask-Migrate
-    ``migrations/alembic.ini``. A plain Alembic project reads ``[tool.alembic]`` of the
-    top-level pyproject.toml alongside its ini, as ``alembic`` does. As for ``alembic -c``,
-    ``config`` names an ini or a file called pyproject.toml (or one of each), relative to
-    ``start``, and the other file is the one of that name in ``start``.
+    Order: ``-c PATH``; ``[tool.branchmig] config`` in pyproject.toml; then from
+    ``start`` up to the top level, the first folder holding an ``alembic.ini`` or a
+    pyproject.toml with ``[tool.alembic]`` (as ``alembic`` finds them in the folder it is
+    run from), or a Flask-Migrate ``migrations/alembic.ini``. A plain Alembic project reads
+    ``[tool.alembic]`` of the pyproject.toml beside its ini, as ``alembic`` run from
+    there does. ``config`` names an ini or a file called pyproject.toml (or one of each),
+    relative to ``start``, as for ``alembic -c``; the other file is the one of that name
+    beside it. ``[tool.branchmig]`` is read from the top-level pyproject.toml, else from
+    the one in the folder the project runs in.
     """
-    settings = read_settings(repo_root / PYPROJECT)
+    top = _read_settings(repo_root / PYPROJECT)
+    project = _find(start, repo_root, config, top or Settings())
+    if top is not None or project.run_dir == repo_root:
+        return project
+    # A project in a subfolder may keep [tool.branchmig] in its own pyproject.toml (the
+    # FastAPI template's backend/pyproject.toml) when the top-level one has none.
+    own = _read_settings(project.run_dir / PYPROJECT)
+    if own is None:
+        return project
+    return _project(project.config_path, project.toml_path, repo_root, own)
+
+
+def _find(
+    start: Path, repo_root: Path, config: Path | Sequence[Path] | None, settings: Settings
+) -> Project:
     if config is not None:
         ini, toml = _named_configs(start, [config] if isinstance(config, Path) else config)
         return _project(ini, toml, repo_root, settings)
-    toml = repo_root / PYPROJECT
     if settings.config:
         path = repo_root / settings.config
         if not path.is_file():
             raise ConfigError(
                 f"[tool.branchmig] config names '{settings.config}', which does not exist"
             )
-        return _project(path.resolve(), toml, repo_root, settings)
-    top = repo_root / "alembic.ini"
-    if top.is_file() or _holds_tool_alembic(toml):
-        return _project(top.resolve(), toml, repo_root, settings)
-    flask = repo_root / settings.directory / "alembic.ini"
-    if flask.is_file():
-        return _project(flask.resolve(), None, repo_root, settings)
-    raise NoProjectError(
-        f"No Alembic project in '{repo_root}': no alembic.ini and no "
+        path = path.resolve()
+        return _project(path, path.with_name(PYPROJECT), repo_root, settings)
+    for folder in _up_to(start.resolve(), repo_root):
+        ini, toml = folder / "alembic.ini", folder / PYPROJECT
+        if ini.is_file() or _holds_tool_alembic(toml):
+            return _project(ini, toml, repo_root, settings)
+        flask = folder / settings.directory / "alembic.ini"
+        if flask.is_file():
+            return _project(flask.resolve(), None, repo_root, settings)
+    raise NoProjectError(_not_found(start, repo_root, settings))
+
+
+def _up_to(start: Path, repo_root: Path) -> list[Path]:
+    """``start`` and its parents up to ``repo_root`` (only ``repo_root`` when ``start``
+    is outside it)."""
+    if not _inside_quietly(start, repo_root):
+        return [repo_root]
+    folders = [start]
+    while folders[-1] != repo_root and folders[-1].parent != folders[-1]:
+        folders.append(folders[-1].parent)
+    return folders
+
+
+def _not_found(start: Path, repo_root: Path, settings: Settings) -> str:
+    below = sorted(
+        {
+            p.relative_to(repo_root).as_posix()
+            for pattern in ("*/alembic.ini", "*/*/alembic.ini")
+            for p in repo_root.glob(pattern)
+            if ".venv" not in p.parts and "node_modules" not in p.parts
+        }
+    )
+    where = "" if start.resolve() == repo_root else f" (looked in '{start}' and up to the top)"
+    if below:
+        first = below[0]
+        return (
+            f"No Alembic project in '{repo_root}'{where}: no alembic.ini and no "
+            f"{settings.directory}/alembic.ini, but there is {', '.join(below[:3])}; run "
+            f"branchmig from '{PurePosixPath(first).parent}', or name it: branchmig -c "
+            f'{first} ..., or set config = "{first}" in [tool.branchmig] of pyproject.toml'
+        )
+    return (
+        f"No Alembic project in '{repo_root}'{where}: no alembic.ini and no "
         f"{settings.directory}/alembic.ini. Run 'alembic init alembic' or 'flask db init', "
         "or name the config with -c PATH"
     )
@@ -144,7 +242,8 @@ def find_project(
 
 def _named_configs(start: Path, names: Sequence[Path]) -> tuple[Path, Path]:
     """The ini and the pyproject.toml that ``-c`` names, as ``alembic -c`` sorts them: a
-    file called pyproject.toml is the toml, any other the ini."""
+    file called pyproject.toml is the toml, any other the ini; the one not named is the
+    one beside the other (alembic is run from the config's folder)."""
     ini: Path | None = None
     toml: Path | None = None
     for name in names:
@@ -162,7 +261,10 @@ def _named_configs(start: Path, names: Sequence[Path]) -> tuple[Path, Path]:
                     "give one, and a pyproject.toml if you use one"
                 )
             ini = path.resolve()
-    return (ini or (start / "alembic.ini").resolve(), toml or (start / PYPROJECT).resolve())
+    if ini is None:
+        assert toml is not None
+        return toml.with_name("alembic.ini"), toml
+    return ini, toml or ini.with_name(PYPROJECT)
 
 
 def _project(ini: Path, toml: Path | None, repo_root: Path, settings: Settings) -> Project:
@@ -178,19 +280,44 @@ def _project(ini: Path, toml: Path | None, repo_root: Path, settings: Settings) 
     parser = _read_ini(ini_text or "", ini)
     section = settings.ini_section
     in_toml = table is not None and "script_location" in table
+    # Flask-Migrate's env.py takes its engine from the app's extension, and Migrate
+    # sets script_location to its own folder whatever the ini says (often ".").
+    env_py = ini.parent / "env.py"
+    if ini_text is not None and _is_flask_migrate_env(env_py):
+        return Project(repo_root=repo_root, config_path=ini, kind="flask", settings=settings)
     if parser.has_option(section, "script_location") or in_toml:
         return Project(
             repo_root=repo_root, config_path=ini, kind="alembic", settings=settings, toml_path=toml
         )
-    # Flask-Migrate's alembic.ini has no script_location: Migrate(directory=...) sets it.
-    if ini_text is not None and (ini.parent / "env.py").is_file():
+    # An old Flask-Migrate alembic.ini has no script_location: Migrate(directory=...) sets it.
+    if ini_text is not None and env_py.is_file():
         return Project(repo_root=repo_root, config_path=ini, kind="flask", settings=settings)
+    looked = (
+        "no env.py beside it taking its engine from Flask-Migrate "
+        "(current_app.extensions['migrate'])"
+    )
     if table is None:
-        raise ConfigError(f"'{ini}' has no script_location in [{section}] and no env.py beside it")
+        raise ConfigError(
+            f"'{ini}' has no script_location in [{section}] and {looked}; set "
+            "script_location (alembic init writes it), or name the config with -c PATH"
+        )
     raise ConfigError(
         f"'{ini}' has no script_location in [{section}], nor '{toml}' in "
-        "[tool.alembic]; set it in one of them (alembic init writes it)"
+        f"[tool.alembic], and {looked}; set it in one of them (alembic init writes it)"
     )
+
+
+_FLASK_MIGRATE = re.compile(r"""extensions\s*(?:\[\s*|\.get\(\s*)['"]migrate['"]""")
+
+
+def _is_flask_migrate_env(env_py: Path) -> bool:
+    """Whether env.py takes its engine from Flask-Migrate: ``current_app.extensions
+    ['migrate']``, as every template ``flask db init`` wrote since 2013 does."""
+    try:
+        text = env_py.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return _FLASK_MIGRATE.search(text) is not None
 
 
 def _inside(path: Path, repo_root: Path) -> None:
@@ -369,8 +496,6 @@ def parse_locations(
 
 
 def _legacy_split(value: str) -> list[str]:
-    import re
-
     return re.split(r", *| +", value.strip())
 
 
@@ -391,16 +516,23 @@ def _rel(path: Path, repo_root: Path, config_path: Path) -> str:
 
 def read_settings(pyproject: Path) -> Settings:
     """``[tool.branchmig]``, with its values checked; defaults when absent."""
+    return _read_settings(pyproject) or Settings()
+
+
+def _read_settings(pyproject: Path) -> Settings | None:
+    """``[tool.branchmig]``, with its values checked; None when there is none."""
     if not pyproject.is_file():
-        return Settings()
+        return None
     import tomllib  # only when there is a pyproject.toml to read
 
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return Settings()
+        return None
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"Cannot read '{pyproject}': {err}") from err
+    if "branchmig" not in data.get("tool", {}):
+        return None
     table = data.get("tool", {}).get("branchmig", {})
     if not isinstance(table, dict):
         raise ConfigError(f"[tool.branchmig] in '{pyproject}' must be a table")

@@ -97,9 +97,9 @@ def inputs(project: Project) -> str | None:
     relatively or changes ``sys.path``)."""
     if project.kind != "alembic":
         return None
-    root = project.repo_root
+    root = project.run_dir  # where env.py runs, and imports from
     try:
-        env_py = root / project.locations().script_location / "env.py"
+        env_py = project.env_py
         text = env_py.read_bytes()
         tree = ast.parse(text)
     except (OSError, SyntaxError, ValueError):
@@ -137,8 +137,14 @@ def inputs(project: Project) -> str | None:
         local.extend(found)
     for path in sorted(set(local)):
         digest.update(b"\0" + str(path).encode() + b"\0" + _read(path))
-    if b"dotenv" in text:
-        digest.update(b"\0.env\0" + _read(root / ".env"))
+    # The app's settings may read a .env file (pydantic's env_file="../.env"): any of
+    # them from env.py's folder up to the top.
+    folder = root
+    while True:
+        digest.update(b"\0.env\0" + _read(folder / ".env"))
+        if folder == project.repo_root or folder.parent == folder:
+            break
+        folder = folder.parent
     for name in sorted(n for n in names if n.isidentifier() and n.upper() == n):
         value = os.environ.get(name)
         digest.update(f"\0{name}={value!r}".encode())

@@ -115,9 +115,11 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
         _loading.join()
     sys.dont_write_bytecode = True
     cwd = os.getcwd()
-    os.chdir(project.repo_root)  # env.py and relative sqlite URLs expect the project root
-    added = str(project.repo_root)
-    sys.path.insert(0, added)
+    # As `alembic` run from the config's folder (`flask db` from the app's): env.py, the
+    # app's settings, relative sqlite URLs and `prepend_sys_path = .` all resolve from it.
+    os.chdir(project.run_dir)
+    path = list(sys.path)
+    sys.path.insert(0, str(project.run_dir))
     import logging  # Alembic imports it anyway: only its fast callers should not
 
     def warnings_only(record: logging.LogRecord) -> bool:
@@ -154,8 +156,7 @@ def alembic_env(project: Project) -> Iterator[AlembicEnv]:
         chatty.removeFilter(warnings_only)
         multidb.removeFilter(not_naming_the_database)
         os.chdir(cwd)
-        with contextlib.suppress(ValueError):
-            sys.path.remove(added)
+        sys.path[:] = path  # Alembic prepends prepend_sys_path's entries, relative ones too
 
 
 @contextlib.contextmanager
@@ -175,19 +176,24 @@ def _their_warnings(*, shown: bool) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _flask_env(project: Project) -> Iterator[AlembicEnv]:
+    why = f"'{_shown(project, project.env_py)}' takes its engine from Flask-Migrate"
     try:
         from flask.cli import ScriptInfo, load_dotenv
     except ImportError as err:
         raise ConfigError(
-            "This is a Flask-Migrate project but Flask is not installed "
-            "in this environment (pip install 'branchmig[flask]')"
+            f"{why}, but Flask is not installed in this environment "
+            "(pip install 'branchmig[flask]')"
         ) from err
     app = _given_flask_app
     if app is None:
         app = _load_flask_app(project, ScriptInfo, load_dotenv)
     migrate = app.extensions.get("migrate")
     if migrate is None:
-        raise ConfigError("The Flask app has no Flask-Migrate extension (Migrate(app, db))")
+        raise ConfigError(
+            f"{why} (current_app.extensions['migrate']), but the Flask app "
+            f"'{app.import_name}' has none: call Migrate(app, db) in it, or point "
+            "flask_app in [tool.branchmig] at the app that does"
+        )
     with app.app_context():
         cfg = migrate.migrate.get_config(str(project.flask_directory))
         env = AlembicEnv(project, cfg, app)
@@ -197,18 +203,89 @@ def _flask_env(project: Project) -> Iterator[AlembicEnv]:
             env.dispose_engines()
 
 
+class AppExited(BranchmigError):
+    """The Flask app's factory (or module) called ``sys.exit`` while branchmig loaded it:
+    ``where`` names the function and file, ``status`` its exit status."""
+
+    def __init__(self, *, app_path: str | None, where: str, status: int | str) -> None:
+        super().__init__(app_path, where, status)
+        self.app_path = app_path
+        self.where = where
+        self.status = status
+
+    def __str__(self) -> str:
+        named = (
+            f"FLASK_APP={self.app_path!r}" if self.app_path else "FLASK_APP unset: app.py, wsgi.py"
+        )
+        return (
+            f"The Flask app's {self.where} exited with status {self.status} while branchmig "
+            f"loaded it ({named}); a factory that migrates on start "
+            "(flask_migrate.upgrade()) exits when its database is at a revision it does not "
+            "know. Point flask_app in [tool.branchmig] at a factory that does not migrate "
+            "on start, then run: branchmig status"
+        )
+
+    def facts(self) -> dict[str, Any]:
+        return {"flask_app": self.app_path, "where": self.where, "status": self.status}
+
+
+def load_flask_app(load: Callable[[], Any], *, app_path: str | None, root: Path) -> Any:
+    """``load()`` (Flask's ``ScriptInfo.load_app``), an app that exits turned into
+    ``AppExited``."""
+    try:
+        return load()
+    except SystemExit as err:
+        raise AppExited(
+            app_path=app_path, where=_exiting_frame(err, root), status=_exit_status(err)
+        ) from None
+
+
+def _exit_status(err: SystemExit) -> int | str:
+    if err.code is None:
+        return 0
+    return err.code if isinstance(err.code, int) else f"1 ({err.code})"
+
+
+def _exiting_frame(err: BaseException, root: Path, *, skip: Path | None = None) -> str:
+    """The project's own function that was running when ``err`` was raised, as
+    "factory 'create_app' (app/__init__.py, line 12)": the first of the project's frames
+    (``skip``'s aside) that is not a module's top level, else the last of them."""
+    import traceback
+
+    own = []
+    for frame in traceback.extract_tb(err.__traceback__):
+        path = Path(frame.filename)
+        if path == skip or {"site-packages", "dist-packages"} & set(path.parts):
+            continue
+        if path.is_relative_to(root):
+            own.append(frame)
+    if not own:
+        return "factory"
+    chosen = next((f for f in own if f.name != "<module>"), own[-1])
+    where = f"{Path(chosen.filename).relative_to(root).as_posix()}, line {chosen.lineno}"
+    if chosen.name == "<module>":
+        return f"module ({where})"
+    return f"factory '{chosen.name}' ({where})"
+
+
 def _load_flask_app(project: Project, script_info: Any, load_dotenv: Any) -> Any:
-    """The app as ``flask`` finds it: .flaskenv and .env, then FLASK_APP (or the
-    ``flask_app`` setting), else app.py or wsgi.py."""
-    load_dotenv(str(project.repo_root / ".flaskenv"))
-    load_dotenv(str(project.repo_root / ".env"))
+    """The app as ``flask`` finds it, run from ``project.run_dir``: .flaskenv and .env,
+    then FLASK_APP (or the ``flask_app`` setting), else app.py or wsgi.py."""
+    load_dotenv(str(project.run_dir / ".flaskenv"))
+    load_dotenv(str(project.run_dir / ".env"))
     app_path = project.settings.flask_app or os.environ.get("FLASK_APP")
     try:
-        return script_info(app_import_path=app_path).load_app()
+        return load_flask_app(
+            script_info(app_import_path=app_path).load_app,
+            app_path=app_path,
+            root=project.repo_root,
+        )
+    except AppExited:
+        raise
     except Exception as err:  # noqa: BLE001 - flask raises NoAppException and import errors
         if not app_path:
             raise ConfigError(
-                f"Cannot find the Flask app: FLASK_APP is not set and '{project.repo_root}' "
+                f"Cannot find the Flask app: FLASK_APP is not set and '{project.run_dir}' "
                 "has no app.py or wsgi.py; set FLASK_APP, put FLASK_APP=... in .flaskenv, "
                 "or set flask_app in [tool.branchmig]"
             ) from err
@@ -216,6 +293,14 @@ def _load_flask_app(project: Project, script_info: Any, load_dotenv: Any) -> Any
             f"Cannot load the Flask app {app_path!r}: {_app_failure(err)}; "
             "check FLASK_APP (or flask_app in [tool.branchmig])"
         ) from err
+
+
+def _shown(project: Project, path: Path) -> str:
+    """``path`` relative to the repository's top, when it is inside."""
+    try:
+        return path.relative_to(project.repo_root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _app_failure(err: BaseException) -> str:
@@ -272,7 +357,9 @@ def read_database(env: AlembicEnv) -> DatabaseState:
 
     try:
         _run_env(env, script, fn, dont_mutate=True)
-    except Exception as err:  # noqa: BLE001 - env.py may raise anything on connect
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - env.py may raise anything
+        if not _from_the_database(err):
+            raise EnvFailed.of(env.project, err) from err
         raise DatabaseError(
             f"Cannot read the database's revisions through env.py: "
             f"{first_line(err)}; check the database URL and that the "
@@ -336,6 +423,71 @@ def sqlite_constrained_columns(url: str) -> dict[str, list[str]]:
     finally:
         conn.close()
     return {key: list(dict.fromkeys(what)) for key, what in found.items()}
+
+
+class EnvFailed(DatabaseError):
+    """env.py raised (or exited) before it reached the database: its own code or what it
+    reads (the app's settings, a .env file), not the database URL."""
+
+    def __init__(
+        self, *, env_py: str, cwd: str, config: str, cause: str, flask: bool, hint: str = ""
+    ) -> None:
+        super().__init__(env_py, cwd, cause)
+        self.env_py = env_py
+        self.cwd = cwd
+        self.config = config
+        self.cause = cause
+        self.flask = flask
+        self.hint = hint
+
+    @classmethod
+    def of(cls, project: Project, err: BaseException) -> EnvFailed:
+        cause = first_line(err)
+        if isinstance(err, SystemExit):  # an app factory env.py calls, migrating on start
+            where = _exiting_frame(err, project.repo_root, skip=project.env_py)
+            cause = f"SystemExit: its {where} exited with status {_exit_status(err)}"
+        hint = ""
+        if project.kind == "alembic" and "application context" in cause:
+            hint = (
+                "; it needs a Flask app, and branchmig runs env.py under Flask-Migrate only "
+                "when the env.py beside the alembic.ini takes its engine from "
+                "current_app.extensions['migrate']"
+            )
+        return cls(
+            env_py=_shown(project, project.env_py),
+            cwd=str(project.run_dir),
+            config=_shown(project, project.config_path),
+            cause=cause,
+            flask=project.kind == "flask",
+            hint=hint,
+        )
+
+    def __str__(self) -> str:
+        folder = (
+            "the folder flask db is run from"
+            if self.flask
+            else f"the folder alembic is run from for '{self.config}'"
+        )
+        return (
+            f"env.py ('{self.env_py}') failed while loading, before it reached the database: "
+            f"{self.cause} (it ran in '{self.cwd}', {folder}){self.hint}; fix what it reads "
+            "(the app's settings, a .env file), then run: branchmig status"
+        )
+
+    def facts(self) -> dict[str, Any]:
+        return {"env_py": self.env_py, "cwd": self.cwd, "failure": self.cause}
+
+
+def _from_the_database(err: BaseException) -> bool:
+    """Whether ``err`` came from SQLAlchemy or a driver (a URL, a connection), rather than
+    from env.py's own code or what it imports: SQLAlchemy's code is on its traceback."""
+    tb = err.__traceback__
+    while tb is not None:
+        name = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if name == "sqlalchemy" or name.startswith("sqlalchemy."):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _engine_name(context: Any) -> str:
@@ -469,7 +621,9 @@ def run_phases(
         _run_env(env, script_dir, fn)
     except BranchmigError:
         raise  # ours (the checkout, a script that does not load): already one line
-    except Exception as err:  # noqa: BLE001 - the migration's own error is the message
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - the migration's own error is the message
+        if not engines and not _from_the_database(err):
+            raise EnvFailed.of(env.project, err) from err  # before the first step
         failed = current.get("rev", "")
         direction: Direction = "upgrade" if current.get("direction") == "upgrade" else ("downgrade")
         raise StepFailed(

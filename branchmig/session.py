@@ -11,7 +11,7 @@ is remembered as suspect, and ``status`` names it until a move completes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -166,7 +166,8 @@ def remember(ws: Workspace, state: State, db: DatabaseState, dbid: DatabaseId) -
     from branchmig.snapshots.sqlite import plain_sqlite_path
 
     memo = None
-    path = plain_sqlite_path(db.url) if not db.multi else None
+    with chdir(ws.project.run_dir):  # a relative sqlite URL is env.py's
+        path = plain_sqlite_path(db.url) if not db.multi else None
     found = remembered.inputs(ws.project) if path is not None else None
     ident = remembered.identity(str(path)) if found is not None else None
     if found is not None and ident is not None:
@@ -228,7 +229,8 @@ def recalled(ws: Workspace, progress: Progress = quiet) -> Iterator[Session | No
     if state.remembered(_worktree(ws)) is None:
         yield None
         return
-    with state.lock():
+    # As env.py would run: a relative sqlite URL names a file in the project's folder.
+    with state.lock(), chdir(ws.project.run_dir):
         found = trusted(ws, state)
         if found is None:
             yield None

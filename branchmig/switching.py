@@ -565,8 +565,11 @@ def _check_clean(ws: Workspace, head: str | None, commit: str, branch: str) -> N
     if not dirty:
         return
     watched = ws.project.watch_paths()
+    own = set(ws.project.config_files())  # branchmig's config (an untracked alembic.ini)
     in_migrations = [
-        p for p in dirty if any(p == w or p.startswith(w.rstrip("/") + "/") for w in watched)
+        p
+        for p in dirty
+        if p not in own and any(p == w or p.startswith(w.rstrip("/") + "/") for w in watched)
     ]
     if in_migrations:
         raise GitError(

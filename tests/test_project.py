@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gitutil import Repo, git_env, init_repo, make_alembic_repo, script_text
+from gitutil import Repo, alembic_init, git_env, init_repo, make_alembic_repo, script_text
 
 from branchmig.errors import ConfigError
 from branchmig.project import find_project, parse_locations, read_settings
@@ -220,3 +220,84 @@ def test_versions_outside_the_repository(tmp_path: Path) -> None:
     text = "[alembic]\nscript_location = a\nversion_locations = /elsewhere/versions\n"
     with pytest.raises(ConfigError, match="is outside the git repository"):
         parse_locations(text, config_path=tmp_path / "alembic.ini", repo_root=tmp_path)
+
+
+def test_project_found_from_a_subfolder_up_to_the_top(tmp_path: Path) -> None:
+    """As ``alembic`` finds alembic.ini in the folder it runs in: ``backend/alembic.ini``
+    from ``backend/`` or below; env.py runs in ``backend/``; the pyproject.toml read with
+    it is the one beside it, by discovery and by -c alike."""
+    root = init_repo(tmp_path / "p")
+    alembic_init(root / "backend", "app/alembic")
+    set_option(root / "backend" / "alembic.ini", "script_location", "app/alembic")
+    (root / "backend" / "pyproject.toml").write_text("[project]\nname = 'backend'\n")
+    deep = root / "backend" / "app" / "alembic" / "versions"
+    for start, config in (
+        (root / "backend", None),
+        (deep, None),
+        (root, Path("backend/alembic.ini")),
+    ):
+        project = find_project(start, repo_root=root, config=config)
+        assert project.config_rel == "backend/alembic.ini"
+        assert project.toml_rel == "backend/pyproject.toml"
+        assert project.run_dir == root / "backend"
+        assert project.locations().script_location == "backend/app/alembic"
+        assert project.env_py == root / "backend" / "app" / "alembic" / "env.py"
+        assert project.config_files() == (
+            "backend/alembic.ini",
+            "backend/pyproject.toml",
+            "pyproject.toml",
+        )
+        assert project.pinned_config() == ("backend/alembic.ini", "backend/pyproject.toml")
+    with pytest.raises(ConfigError, match="but there is backend/alembic.ini; run branchmig"):
+        find_project(root, repo_root=root)
+
+
+def test_flask_migrate_known_by_its_env_py(tmp_path: Path) -> None:
+    """``script_location = .`` in migrations/alembic.ini: Flask-Migrate all the same,
+    because its env.py takes the engine from the app's ``migrate`` extension; the app's
+    folder is where it runs, in a subfolder too."""
+    root = init_repo(tmp_path / "p")
+    for folder in (root / "migrations", root / "backend" / "migrations"):
+        folder.mkdir(parents=True)
+        (folder / "alembic.ini").write_text("[alembic]\nscript_location = .\n")
+        (folder / "env.py").write_text(
+            "from flask import current_app\ntarget_db = current_app.extensions['migrate'].db\n"
+        )
+    top = find_project(root, repo_root=root)
+    assert (top.kind, top.config_rel, top.run_dir) == ("flask", "migrations/alembic.ini", root)
+    assert top.locations().script_location == "migrations"
+    assert top.pinned_config() == ()
+    sub = find_project(root / "backend", repo_root=root)
+    assert (sub.kind, sub.run_dir) == ("flask", root / "backend")
+    assert sub.pinned_config() == ("backend/migrations/alembic.ini",)
+    # The same ini beside a plain env.py is plain Alembic, run from its own folder.
+    (root / "migrations" / "env.py").write_text("from alembic import context\n")
+    plain = find_project(root, repo_root=root)
+    assert (plain.kind, plain.run_dir) == ("alembic", root / "migrations")
+    (root / "migrations" / "alembic.ini").write_text("[alembic]\n")
+    (root / "migrations" / "env.py").unlink()
+    with pytest.raises(ConfigError) as err:
+        find_project(root, repo_root=root)
+    assert str(err.value) == (
+        f"'{root / 'migrations' / 'alembic.ini'}' has no script_location in [alembic] and no "
+        "env.py beside it taking its engine from Flask-Migrate "
+        "(current_app.extensions['migrate']); set script_location (alembic init writes it), "
+        "or name the config with -c PATH"
+    )
+
+
+def test_subfolder_project_reads_tool_branchmig_beside_it(tmp_path: Path) -> None:
+    """backend/pyproject.toml's [tool.branchmig] (the FastAPI template keeps its
+    pyproject.toml there) counts when the top level's pyproject.toml has none."""
+    root = init_repo(tmp_path / "p")
+    alembic_init(root / "backend", "app/alembic")
+    (root / "backend" / "pyproject.toml").write_text('[tool.branchmig]\nsnapshots = "always"\n')
+    project = find_project(root / "backend", repo_root=root)
+    assert project.settings.snapshots == "always"
+    assert "backend/pyproject.toml" in project.config_files()
+    assert find_project(root, repo_root=root, config=Path("backend/alembic.ini")).settings == (
+        project.settings
+    )
+    (root / "pyproject.toml").write_text("[tool.branchmig]\nexpected_heads = 2\n")
+    top = find_project(root / "backend", repo_root=root).settings
+    assert (top.snapshots, top.expected_heads) == ("auto", 2)
