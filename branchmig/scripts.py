@@ -1,14 +1,12 @@
 """Read migration scripts at any git ref, or in the working tree, without importing them.
 
-Only the four header assignments are parsed, with ``ast``: a statement is cut out of the
-text at each top-level ``revision`` / ``down_revision`` / ``branch_labels`` /
-``depends_on`` and parsed alone. That is what makes a 5,000-revision history cheap to
-read, and what lets old scripts whose bodies only parse as Python 2 be analysed.
+Each script's header is read from its text (``headers``), once per blob id: that is what
+makes a 5,000-revision history cheap to read, and what lets old scripts whose bodies only
+parse as Python 2 be analysed.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import json
 import os
@@ -19,16 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from branchmig.downgrades import decode
 from branchmig.errors import GitError, ScriptError
 from branchmig.gitrepo import GitRepo, TreeEntry, blob_id
 from branchmig.graph import Revision
+from branchmig.headers import parse_header
 
-_HEADER_START = re.compile(
-    r"^(revision|down_revision|branch_labels|depends_on)[ \t]*(?::[^=\n]*)?=(?!=)", re.M
-)
-_NOT_SCRIPT = re.compile(r"(^|/)(__init__\.py|\.#[^/]*)$")
-CACHE_VERSION = 1
+_NOT_SCRIPT = re.compile(r"(^|/)(__init__|\.#)[^/]*$")  # what Alembic skips too
+CACHE_VERSION = 2  # 2: headers in every form Alembic reads
 _RACY_NS = 2_000_000_000
 
 
@@ -40,201 +35,6 @@ class ScriptSet:
     commit: str | None
     revisions: tuple[Revision, ...]
     warnings: tuple[str, ...] = ()
-
-
-# -- header parsing ----------------------------------------------------------------------
-
-
-def _statement_end(text: str, start: int) -> int:
-    """Index just past the logical line that starts at ``start``."""
-    depth = 0
-    i, n = start, len(text)
-    while i < n:
-        c = text[i]
-        if c in "'\"":
-            triple = text[i : i + 3] in ('"""', "'''")
-            quote = text[i : i + 3] if triple else c
-            i += len(quote)
-            while i < n and not text.startswith(quote, i):
-                if text[i] == "\\":
-                    i += 1
-                elif text[i] == "\n" and not triple:
-                    break
-                i += 1
-            i += len(quote)
-            continue
-        if c == "#":
-            while i < n and text[i] != "\n":
-                i += 1
-            continue
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif c == "\\" and text[i + 1 : i + 2] == "\n":
-            i += 2
-            continue
-        elif c == "\n" and depth <= 0:
-            return i
-        i += 1
-    return n
-
-
-def _decode(data: bytes) -> str:
-    return decode(data)
-
-
-def _line_of(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
-
-
-def _header_value(stmt: ast.stmt) -> ast.expr | None:
-    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-        return stmt.value
-    if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-        return stmt.value
-    return None
-
-
-class _Value:
-    """A header value already known, read without ``ast``."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str | tuple[str, ...] | list[str] | None) -> None:
-        self.value = value
-
-
-_Found = dict[str, tuple["ast.expr | _Value", int]]
-
-
-def _parse_simple(text: str, matches: list[re.Match[str]]) -> _Found | None:
-    """The common case, one ``compile`` for all headers: each on a line of its own."""
-    lines = []
-    for match in matches:
-        end = text.find("\n", match.start())
-        lines.append(text[match.start() : end if end >= 0 else len(text)])
-    try:
-        tree = ast.parse("\n".join(lines))
-    except SyntaxError:
-        return None
-    if len(tree.body) != len(matches):
-        return None
-    found: _Found = {}
-    for match, stmt in zip(matches, tree.body, strict=True):
-        value = _header_value(stmt)
-        if value is not None:
-            found[match.group(1)] = (value, _line_of(text, match.start()))
-    return found
-
-
-_STR = r"""(?:'[^'\\\n]*'|"[^"\\\n]*")"""
-_SIMPLE_VALUE = re.compile(
-    rf"[ \t]*(None|{_STR}|\([ \t]*(?:{_STR}[ \t]*,[ \t]*)*(?:{_STR}[ \t]*,?[ \t]*)?\)"
-    rf"|\[[ \t]*(?:{_STR}[ \t]*,[ \t]*)*(?:{_STR}[ \t]*)?\])[ \t]*(?:#[^\n]*)?\r?$",
-    re.M,
-)
-_STR_ITEM = re.compile(_STR)
-
-
-def _parse_fast(text: str, matches: list[re.Match[str]]) -> _Found | None:
-    """Headers whose values are plain string literals, None, or tuples/lists of them (what
-    ``alembic revision`` writes), read without compiling anything."""
-    found: _Found = {}
-    for match in matches:
-        value = _SIMPLE_VALUE.match(text, match.end())
-        if value is None:
-            return None
-        raw = value.group(1)
-        if raw == "None":
-            node = _Value(None)
-        elif raw[0] in "'\"":
-            node = _Value(raw[1:-1])
-        else:
-            items = [i[1:-1] for i in _STR_ITEM.findall(raw)]
-            node = _Value(tuple(items) if raw[0] == "(" else items)
-        found[match.group(1)] = (node, _line_of(text, match.start()))
-    return found
-
-
-def _parse_careful(text: str, matches: list[re.Match[str]], path: str) -> _Found:
-    """Headers spread over several lines, or broken ones (to name the line)."""
-    found: _Found = {}
-    for match in matches:
-        start = match.start()
-        line = _line_of(text, start)
-        snippet = text[start : _statement_end(text, start)]
-        try:
-            tree = ast.parse(snippet)
-        except SyntaxError as err:
-            raise ScriptError(
-                f"{path}:{line + (err.lineno or 1) - 1}: cannot parse the "
-                f"'{match.group(1)}' header: {err.msg}"
-            ) from None
-        value = _header_value(tree.body[0]) if tree.body else None
-        if value is not None:
-            found[match.group(1)] = (value, line)
-    return found
-
-
-def parse_header(data: bytes, path: str) -> dict[str, Any] | None:
-    """The header values of one script, or None when it is not a migration.
-
-    Returns ``{"revision": str, "down": [...], "labels": [...], "depends": [...],
-    "warnings": [...]}``. ``revision`` and ``down_revision`` must be literals.
-    """
-    text = _decode(data)
-    matches = list(_HEADER_START.finditer(text))
-    found = (_parse_fast(text, matches) or _parse_simple(text, matches)) if matches else {}
-    if found is None:
-        found = _parse_careful(text, matches, path)
-    if "revision" not in found:
-        return None
-    warnings: list[str] = []
-
-    def literal(name: str, *, required: bool) -> Any:
-        if name not in found:
-            return None
-        node, line = found[name]
-        if isinstance(node, _Value):
-            return node.value
-        try:
-            return ast.literal_eval(node)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            message = f"{path}:{line}: {name} is not a literal ({ast.unparse(node)[:60]})"
-            if required:
-                raise ScriptError(
-                    message + "; branchmig reads headers without importing "
-                    "the script, so write the value itself"
-                ) from None
-            warnings.append(message + "; treated as unknown")
-            return None
-
-    revision = literal("revision", required=True)
-    if not isinstance(revision, str) or not revision:
-        raise ScriptError(f"{path}:{found['revision'][1]}: revision must be a non-empty string")
-    down = _as_ids(literal("down_revision", required=True), path, "down_revision", found)
-    labels = _as_ids(literal("branch_labels", required=False), path, "branch_labels", found)
-    depends = _as_ids(literal("depends_on", required=False), path, "depends_on", found)
-    return {
-        "revision": revision,
-        "down": down,
-        "labels": labels,
-        "depends": depends,
-        "warnings": warnings,
-    }
-
-
-def _as_ids(value: Any, path: str, name: str, found: _Found) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (tuple, list, set, frozenset)) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise ScriptError(
-        f"{path}:{found[name][1]}: {name} must be None, a string or a tuple of strings"
-    )
 
 
 # -- the cache of parsed headers, by blob id ---------------------------------------------
@@ -258,15 +58,16 @@ class HeaderCache:
             except (OSError, ValueError, KeyError, AttributeError):
                 pass
 
-    def header(self, blob: str, data: bytes | None, path: str) -> dict[str, Any] | None:
+    def header(self, blob: str, data: bytes | None, path: str) -> dict[str, Any]:
         if blob in self.headers:
-            cached: dict[str, Any] | None = self.headers[blob]
+            cached: dict[str, Any] = self.headers[blob]
             return cached
         if data is None:
             raise KeyError(blob)
         parsed = parse_header(data, path)
-        self.headers[blob] = parsed
-        self.dirty = True
+        if not parsed.get("named"):
+            self.headers[blob] = parsed
+            self.dirty = True
         return parsed
 
     def save(self) -> None:
@@ -367,8 +168,6 @@ def _revisions(
     revisions, warnings = [], []
     for path, blob, data in entries:
         header = cache.header(blob, data, path)
-        if header is None:
-            continue
         warnings.extend(header["warnings"])
         revisions.append(
             Revision(
@@ -483,7 +282,7 @@ def worktree_signature(
     for location in version_locations:
         for entry in _walk(os.path.join(top, location), recursive):
             name = entry.name
-            if not name.endswith(".py") or name == "__init__.py" or name.startswith(".#"):
+            if not name.endswith(".py") or name.startswith(("__init__", ".#")):
                 continue
             st = entry.stat()
             if st.st_mtime_ns > newest:
@@ -495,7 +294,7 @@ def worktree_signature(
                 except OSError:
                     pass  # gone since the listing: its stat stands for it
             rows.append((entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
-    signed = marshal.dumps((recursive, tuple(version_locations), rows))
+    signed = marshal.dumps((CACHE_VERSION, recursive, tuple(version_locations), rows))
     return hashlib.sha1(signed).hexdigest(), racy
 
 
