@@ -23,7 +23,7 @@ from branchmig.graph import Revision
 from branchmig.headers import parse_header
 
 _NOT_SCRIPT = re.compile(r"(^|/)(__init__|\.#)[^/]*$")  # what Alembic skips too
-CACHE_VERSION = 2  # 2: headers in every form Alembic reads
+CACHE_VERSION = 2  # 2: headers in every form Alembic reads; stats as git's index keeps them
 _RACY_NS = 2_000_000_000
 
 
@@ -41,7 +41,7 @@ class ScriptSet:
 
 
 class HeaderCache:
-    """Parsed headers by blob id (and working-tree files by path, size and mtime), kept
+    """Parsed headers by blob id (and working-tree files by path and ``stat_key``), kept
     as JSON under the git common dir so a second look at a ref costs a file read."""
 
     def __init__(self, path: Path | None) -> None:
@@ -243,18 +243,18 @@ def read_worktree(
             if not is_candidate(rel):
                 continue
             st = entry.stat()
-            key = [st.st_size, st.st_mtime_ns, st.st_ino]
+            key = list(stat_key(st))
             known = cache.stats.get(rel)
-            if known is not None and known[:3] == key and known[3] in cache.headers:
-                files.append((rel, known[3], None))
+            if known is not None and known[:-1] == key and known[-1] in cache.headers:
+                files.append((rel, known[-1], None))
                 continue
             with open(entry.path, "rb") as fh:
                 data = fh.read()
             blob = blob_id(data)
             # Like git's "racily clean" index entries: a file modified in the last
-            # seconds may change again without its size or mtime changing (coarse
-            # timestamps), so only older files are trusted by their stat.
-            if now_ns - st.st_mtime_ns > _RACY_NS:
+            # seconds may change again without its stat changing (coarse timestamps),
+            # so only older files are trusted by their stat.
+            if now_ns - _changed_ns(st) > _RACY_NS:
                 cache.stats[rel] = [*key, blob]
                 cache.dirty = True
             elif cache.stats.pop(rel, None) is not None:
@@ -268,15 +268,15 @@ def read_worktree(
 def worktree_signature(
     top: Path, version_locations: Sequence[str], *, recursive: bool
 ) -> tuple[str, bool]:
-    """A digest of every candidate script's path and stat (size, mtime, inode): equal
-    digests mean the same scripts. A file too recent for its stat to be trusted (one
-    that a checkout has just written) counts by its content instead, so the scripts a
-    return to a branch brings back are known again at once; the flag says there was
-    one, whose content may still be changing."""
+    """A digest of every candidate script's path and stat (``stat_key``): equal digests
+    mean the same scripts. A file too recent for its stat to be trusted (one that a
+    checkout has just written) counts by its content instead, so the scripts a return to
+    a branch brings back are known again at once; the flag says there was one, whose
+    content may still be changing."""
     import hashlib
     import marshal
 
-    rows: list[tuple[str, str] | tuple[str, int, int, int]] = []
+    rows: list[tuple[str, str] | tuple[str, tuple[int, ...]]] = []
     racy = False
     newest = time.time_ns() - _RACY_NS
     for location in version_locations:
@@ -285,7 +285,7 @@ def worktree_signature(
             if not name.endswith(".py") or name.startswith(("__init__", ".#")):
                 continue
             st = entry.stat()
-            if st.st_mtime_ns > newest:
+            if _changed_ns(st) > newest:
                 try:
                     with open(entry.path, "rb") as fh:
                         rows.append((entry.path, blob_id(fh.read())))
@@ -293,9 +293,33 @@ def worktree_signature(
                     continue
                 except OSError:
                     pass  # gone since the listing: its stat stands for it
-            rows.append((entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
+            rows.append((entry.path, stat_key(st)))
     signed = marshal.dumps((CACHE_VERSION, recursive, tuple(version_locations), rows))
     return hashlib.sha1(signed).hexdigest(), racy
+
+
+def stat_key(st: os.stat_result) -> tuple[int, ...]:
+    """What git's index compares to trust a file unchanged without reading it
+    (``match_stat_data``): size, mtime and ctime to the nanosecond, inode, device, mode,
+    owner. The ctime is what catches a file rewritten in place with its mtime put back
+    (``os.utime``, ``touch -r``, ``cp -p``): no program can set it."""
+    return (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_ino,
+        st.st_dev,
+        st.st_mode,
+        st.st_uid,
+        st.st_gid,
+    )
+
+
+def _changed_ns(st: os.stat_result) -> int:
+    """When the file last changed, as far as its stat tells: git's racy rule looks at the
+    mtime; the ctime too here, so a file rewritten with its mtime put back is not trusted
+    by a stat taken in the same clock tick as the rewrite."""
+    return max(st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _walk(root: str, recursive: bool) -> list[os.DirEntry[str]]:

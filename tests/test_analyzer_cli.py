@@ -377,3 +377,34 @@ def test_heads_with_anything_more_goes_through_the_cli(
     assert ok_json(root, "-q", "heads", "--json") == {"ref": "WORKTREE", "heads": ["a3"]}
     assert ok_json(root, "heads", "feature1", "--json")["heads"] == ["f1b"]
     assert "not inside a git repository" in fails(tmp_path, "heads", code=2)
+
+
+def test_a_script_rewritten_in_place_with_its_mtime_put_back_is_read_again(
+    repo_with_two_feature_branches: Repo,
+) -> None:
+    """As git's index does, the remembered answer is trusted by size, mtime *and* ctime
+    (with inode, device, mode and owner): a rewrite that keeps the size and puts the
+    mtime back (``touch -r``, ``cp -p``, ``os.utime``) still changes the ctime."""
+    import os
+    import time
+
+    repo = repo_with_two_feature_branches
+    repo.checkout("feature1")
+    time.sleep(2.1)  # past the racy window (mtime and ctime): the stats are trusted
+    assert ok_json(repo.root, "heads", "--json")["heads"] == ["f1b"]
+    assert ok_json(repo.root, "heads", "--json")["heads"] == ["f1b"]  # the remembered one
+    path = repo.versions / "f1b_step.py"
+    before = os.stat(path)
+    text = path.read_bytes()
+    rebased = text.replace(b"= 'f1a'", b"= 'a3' ")  # onto a3: the same size
+    assert len(rebased) == len(text) and rebased != text
+    with open(path, "r+b") as fh:  # in place: the same inode
+        fh.write(rebased)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    assert sorted(ok_json(repo.root, "heads", "--json")["heads"]) == ["f1a", "f1b"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -408,12 +409,11 @@ def test_an_edit_of_the_same_size_is_seen_at_once(repo_with_linear_history: Repo
 
 
 def test_an_old_file_is_trusted_by_its_stat(
-    repo_with_linear_history: Repo, counted_parses: list[str]
+    repo_with_linear_history: Repo, counted_parses: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = repo_with_linear_history
-    old = 1_600_000_000
-    for path in repo.versions.glob("*.py"):
-        os.utime(path, (old, old))
+    monkeypatch.setattr(scripts_mod, "_RACY_NS", 50_000_000)
+    time.sleep(0.1)  # older than the (shortened) racy window, by mtime and ctime
     ids(repo)
     stats = json.loads(repo.cache_file.read_text())["stats"]
     assert set(stats) == {f"alembic/versions/a{i}_step.py" for i in (1, 2, 3)}
@@ -545,3 +545,46 @@ def test_a_set_read_while_a_recent_file_changed_is_not_remembered(
         assert ws.script_sets.get(signature) is None
     finally:
         ws.close()
+
+
+def test_a_file_changed_within_the_racy_window_by_its_ctime_is_not_trusted(
+    repo_with_linear_history: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git's racy rule, on the ctime as well: a file rewritten with its mtime put back
+    moments ago may be rewritten again within the same clock tick, with nothing in its
+    stat to tell; it is signed by its content until it is old enough."""
+    repo = repo_with_linear_history
+    monkeypatch.setattr(scripts_mod, "_RACY_NS", 50_000_000)
+    time.sleep(0.1)
+    path = repo.versions / "a3_step.py"
+    old = 1_600_000_000
+    os.utime(path, (old, old))  # an old mtime; the ctime is now
+    ids(repo)
+    stats = json.loads(repo.cache_file.read_text())["stats"]
+    assert "alembic/versions/a3_step.py" not in stats
+    assert "alembic/versions/a2_step.py" in stats
+    ws = Workspace.open(repo.root)
+    try:
+        assert ws.signature().startswith("wt~:")  # signed by content
+    finally:
+        ws.close()
+
+
+def test_a_rewrite_with_the_mtime_put_back_is_seen_after_the_racy_window(
+    repo_with_linear_history: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rewritten in place (same size, same inode, the mtime put back), then asked about
+    once the file is old again: the ctime in the stat tells the file changed."""
+    repo = repo_with_linear_history
+    monkeypatch.setattr(scripts_mod, "_RACY_NS", 50_000_000)
+    time.sleep(0.1)
+    assert ws_ids(repo)["a3"] == ("a2",)
+    assert ids(repo)["a3"] == ("a2",)
+    path = repo.versions / "a3_step.py"
+    before = os.stat(path)
+    with open(path, "r+b") as fh:
+        fh.write(path.read_bytes().replace(b"= 'a2'", b"= 'a1'"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    time.sleep(0.1)  # old again: trusted by its stat, which must tell the change
+    assert ws_ids(repo)["a3"] == ("a1",)  # the signature of the set
+    assert ids(repo)["a3"] == ("a1",)  # the header cache's stats

@@ -4,7 +4,9 @@ failing migrations and unreachable databases."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 
 import pytest
 from e2e_projects import (
@@ -399,3 +401,23 @@ def test_quiet_leaves_only_results_and_errors(db_at_feature1_head_with_emails: P
     assert out.stderr == "" and "applied 1" in out.stdout
     loud = p.ok("switch", "feature1")
     assert "restoring the snapshot of 'feature1'" in loud.stderr
+
+
+def test_status_reads_a_script_rewritten_in_place_with_its_mtime_put_back(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    p = db_at_feature1_head_with_emails
+    time.sleep(2.1)  # past the racy window (mtime and ctime): trusted by their stat
+    assert p.status()["code_heads"] == [F1]
+    path = next(p.versions.glob(f"{F1}*.py"))
+    before = os.stat(path)
+    text = path.read_bytes()
+    renamed = text.replace(f"= '{F1}'".encode(), b"= 'f1e000000002'")
+    assert renamed != text
+    with open(path, "r+b") as fh:  # in place, the same size
+        fh.write(renamed)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size
+    status = p.status()
+    assert status["code_heads"] == ["f1e000000002"]
+    assert status["unknown"] == [F1]
