@@ -36,8 +36,8 @@ NAMES = frozenset({"revision", "down_revision", "branch_labels", "depends_on"})
 _HEADER_START = re.compile(
     r"^(revision|down_revision|branch_labels|depends_on)[ \t]*(?::(?!=)[^=\n]*)?=(?!=)", re.M
 )
-# Any other mention of the names as a variable (not an attribute, not part of a word).
-_ANY_NAME = re.compile(r"(?<![\w.])(?:revision|down_revision|branch_labels|depends_on)(?!\w)")
+# What follows a name at the start of a line for it to be such a header.
+_HEADER_TAIL = re.compile(r"[ \t]*(?::(?!=)[^=\n]*)?=(?!=)")
 # Alembic 0.1's scripts, named by their revision, which Alembic still reads as such.
 _LEGACY_NAME = re.compile(r"([a-f0-9]+)\.py$")
 
@@ -72,14 +72,15 @@ def parse_header(data: bytes, path: str) -> dict[str, Any]:
     that cannot be read without running the script.
     """
     text = decode(data)
-    matches = list(_HEADER_START.finditer(text))
+    mentions = _mentions(text)
+    matches = _plain_headers(text, mentions)
     found = None
     legacy = None
-    if matches and _only_plain_headers(text, matches):
+    if matches:
         found = _parse_fast(text, matches) or _parse_simple(text, matches)
     broken: SyntaxError | None = None
     if found is None:
-        found, broken = _parse_careful(text, path)
+        found, broken = _parse_careful(text, path, mentions)
     if "revision" not in found:
         legacy = _LEGACY_NAME.match(path.rsplit("/", 1)[-1])
         if broken is not None:
@@ -158,30 +159,58 @@ def _line_of(text: str, pos: int) -> int:
 # -- the common case: each header a line of its own ----------------------------------------
 
 
-def _only_plain_headers(text: str, matches: list[re.Match[str]]) -> bool:
-    """Whether the names appear nowhere but at the headers found and in comment lines or
-    string keys: then no other statement can bind them."""
-    starts = {m.start() for m in matches}
-    for mention in _ANY_NAME.finditer(text):
-        pos = mention.start()
-        if pos in starts:
-            continue
-        line_start = text.rfind("\n", 0, pos) + 1
-        if text[line_start:pos].lstrip().startswith("#"):
-            continue
-        quote = text[pos - 1 : pos]
-        if quote in ("'", '"') and text[mention.end() : mention.end() + 1] == quote:
-            continue
-        return False
-    return True
+_Header = tuple[str, int, int]  # the name, where its line starts, where its value starts
 
 
-def _parse_fast(text: str, matches: list[re.Match[str]]) -> _Found | None:
+def _mentions(text: str) -> list[tuple[str, int, int]]:
+    """Each mention of the names as a variable (not an attribute, not part of a longer
+    word): (name, start, end), in order. ``str.find`` rather than a regular expression:
+    this runs on every script of a history read cold."""
+    found = []
+    for word in ("revision", "branch_labels", "depends_on"):
+        at = text.find(word)
+        while at >= 0:
+            start, end = at, at + len(word)
+            at = text.find(word, end)
+            if word == "revision" and text.startswith("down_", start - 5):
+                start -= 5
+            before = text[start - 1 : start] if start else ""
+            if before.isidentifier() or before.isdigit() or before == ".":
+                continue
+            after = text[end : end + 1]
+            if after.isidentifier() or after.isdigit():
+                continue
+            found.append((text[start:end], start, end))
+    found.sort(key=lambda m: m[1])
+    return found
+
+
+def _plain_headers(text: str, mentions: list[tuple[str, int, int]]) -> list[_Header] | None:
+    """The headers as ``alembic revision`` writes them, when the names appear nowhere else
+    but in comment lines and string keys (then no other statement can bind them)."""
+    headers: list[_Header] = []
+    for name, start, end in mentions:
+        if start == 0 or text[start - 1] == "\n":
+            tail = _HEADER_TAIL.match(text, end)
+            if tail is not None:
+                headers.append((name, start, tail.end()))
+                continue
+        line_start = text.rfind("\n", 0, start) + 1
+        if text[line_start:start].lstrip().startswith("#"):
+            continue
+        quote = text[start - 1 : start]
+        if quote in ("'", '"') and text[end : end + 1] == quote:
+            continue
+        return None
+    return headers or None
+
+
+def _parse_fast(text: str, matches: list[_Header]) -> _Found | None:
     """Headers whose values are plain string literals, None, or tuples/lists of them (what
     ``alembic revision`` writes), read without compiling anything."""
     found: _Found = {}
-    for match in matches:
-        value = _SIMPLE_VALUE.match(text, match.end())
+    for name, start, end in matches:
+        value = _SIMPLE_VALUE.match(text, end)
         if value is None:
             return None
         raw = value.group(1)
@@ -192,16 +221,16 @@ def _parse_fast(text: str, matches: list[re.Match[str]]) -> _Found | None:
         else:
             items = [i[1:-1] for i in _STR_ITEM.findall(raw)]
             node = _Value(tuple(items) if raw[0] == "(" else items)
-        found[match.group(1)] = (node, _line_of(text, match.start()))
+        found[name] = (node, _line_of(text, start))
     return found
 
 
-def _parse_simple(text: str, matches: list[re.Match[str]]) -> _Found | None:
+def _parse_simple(text: str, matches: list[_Header]) -> _Found | None:
     """Each header on a line of its own, one ``compile`` for all of them."""
     lines = []
-    for match in matches:
-        end = text.find("\n", match.start())
-        lines.append(text[match.start() : end if end >= 0 else len(text)])
+    for _, start, _ in matches:
+        end = text.find("\n", start)
+        lines.append(text[start : end if end >= 0 else len(text)])
     try:
         tree = ast.parse("\n".join(lines))
     except SyntaxError:
@@ -209,36 +238,38 @@ def _parse_simple(text: str, matches: list[re.Match[str]]) -> _Found | None:
     if len(tree.body) != len(matches):
         return None
     found: _Found = {}
-    for match, stmt in zip(matches, tree.body, strict=True):
+    for (name, start, _), stmt in zip(matches, tree.body, strict=True):
         single = isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
         if not single and not (isinstance(stmt, ast.AnnAssign) and stmt.value is not None):
             return None  # chained, or not an assignment: the careful way
         assert isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None
-        found[match.group(1)] = (stmt.value, _line_of(text, match.start()))
+        found[name] = (stmt.value, _line_of(text, start))
     return found
 
 
 # -- every other form: the module's statements ---------------------------------------------
 
 
-def _parse_careful(text: str, path: str) -> tuple[_Found, SyntaxError | None]:
+def _parse_careful(
+    text: str, path: str, mentions: list[tuple[str, int, int]]
+) -> tuple[_Found, SyntaxError | None]:
     """The bindings of the whole module; for a module that does not parse, those of each
     top-level statement that mentions the names, and the module's syntax error."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError) as err:
         broken = err if isinstance(err, SyntaxError) else SyntaxError(str(err))
-        return _statement_by_statement(text, path), broken
+        return _statement_by_statement(text, path, mentions), broken
     found: _Found = {}
     _collect(tree.body, found, path, 0)
     return found, None
 
 
-def _statement_by_statement(text: str, path: str) -> _Found:
+def _statement_by_statement(text: str, path: str, mentions: list[tuple[str, int, int]]) -> _Found:
     found: _Found = {}
     seen: set[int] = set()
-    for mention in _ANY_NAME.finditer(text):
-        start = text.rfind("\n", 0, mention.start()) + 1
+    for _, at, _ in mentions:
+        start = text.rfind("\n", 0, at) + 1
         if start in seen or text[start : start + 1] in (" ", "\t", "#"):
             continue  # read already, indented (not a top-level statement) or a comment
         seen.add(start)

@@ -254,7 +254,7 @@ def read_worktree(
             # Like git's "racily clean" index entries: a file modified in the last
             # seconds may change again without its stat changing (coarse timestamps),
             # so only older files are trusted by their stat.
-            if now_ns - _changed_ns(st) > _RACY_NS:
+            if not _recent(st, now_ns - _RACY_NS):
                 cache.stats[rel] = [*key, blob]
                 cache.dirty = True
             elif cache.stats.pop(rel, None) is not None:
@@ -276,7 +276,7 @@ def worktree_signature(
     import hashlib
     import marshal
 
-    rows: list[tuple[str, str] | tuple[str, tuple[int, ...]]] = []
+    rows: list[tuple[str, str] | tuple[str, tuple[int, ...], int, int]] = []
     racy = False
     newest = time.time_ns() - _RACY_NS
     for location in version_locations:
@@ -285,7 +285,7 @@ def worktree_signature(
             if not name.endswith(".py") or name.startswith(("__init__", ".#")):
                 continue
             st = entry.stat()
-            if _changed_ns(st) > newest:
+            if st.st_ctime_ns > newest or st.st_mtime_ns > newest:  # _recent, inline
                 try:
                     with open(entry.path, "rb") as fh:
                         rows.append((entry.path, blob_id(fh.read())))
@@ -293,33 +293,26 @@ def worktree_signature(
                     continue
                 except OSError:
                     pass  # gone since the listing: its stat stands for it
-            rows.append((entry.path, stat_key(st)))
+            # stat_key, inline and unflattened: this loop is the warm `heads`' hot path.
+            rows.append((entry.path, st[:7], st.st_mtime_ns, st.st_ctime_ns))
     signed = marshal.dumps((CACHE_VERSION, recursive, tuple(version_locations), rows))
     return hashlib.sha1(signed).hexdigest(), racy
 
 
 def stat_key(st: os.stat_result) -> tuple[int, ...]:
     """What git's index compares to trust a file unchanged without reading it
-    (``match_stat_data``): size, mtime and ctime to the nanosecond, inode, device, mode,
-    owner. The ctime is what catches a file rewritten in place with its mtime put back
-    (``os.utime``, ``touch -r``, ``cp -p``): no program can set it."""
-    return (
-        st.st_size,
-        st.st_mtime_ns,
-        st.st_ctime_ns,
-        st.st_ino,
-        st.st_dev,
-        st.st_mode,
-        st.st_uid,
-        st.st_gid,
-    )
+    (``match_stat_data``): mode, inode, device, owner and size (with the link count: the
+    first fields of the stat, taken in one slice), mtime and ctime to the nanosecond. The
+    ctime is what catches a file rewritten in place with its mtime put back (``os.utime``,
+    ``touch -r``, ``cp -p``): no program can set it."""
+    return (*st[:7], st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _changed_ns(st: os.stat_result) -> int:
-    """When the file last changed, as far as its stat tells: git's racy rule looks at the
-    mtime; the ctime too here, so a file rewritten with its mtime put back is not trusted
-    by a stat taken in the same clock tick as the rewrite."""
-    return max(st.st_mtime_ns, st.st_ctime_ns)
+def _recent(st: os.stat_result, since_ns: int) -> bool:
+    """Whether the file changed after ``since_ns``, as far as its stat tells: git's racy
+    rule looks at the mtime; the ctime too here, so a file rewritten with its mtime put
+    back is not trusted by a stat taken in the same clock tick as the rewrite."""
+    return st.st_ctime_ns > since_ns or st.st_mtime_ns > since_ns
 
 
 def _walk(root: str, recursive: bool) -> list[os.DirEntry[str]]:
