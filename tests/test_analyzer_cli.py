@@ -207,6 +207,21 @@ def test_syntax_error_in_a_header(empty_alembic_repo: Repo) -> None:
     )
 
 
+def test_a_script_that_does_not_parse_and_has_no_revision_fails_as_alembic_fails(
+    empty_alembic_repo: Repo,
+) -> None:
+    """A migration being written (no header yet, a syntax error): Alembic fails loading
+    the versions folder, and so does branchmig, rather than leave it out of the graph."""
+    repo = empty_alembic_repo
+    repo.write("a1", None)
+    (repo.versions / "wip_step.py").write_text("from alembic import op\n\ndef upgrade(:\n")
+    assert fails(repo.root, "heads", code=1) == (
+        "branchmig: alembic/versions/wip_step.py:3: invalid syntax; Alembic cannot load this "
+        "script, and no 'revision' can be read from it: fix the script (or move it out of "
+        "the versions folder)"
+    )
+
+
 def test_non_literal_revision(empty_alembic_repo: Repo) -> None:
     repo = empty_alembic_repo
     (repo.versions / "bad_step.py").write_text("revision = make_id()\ndown_revision = None\n")
