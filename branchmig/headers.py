@@ -422,8 +422,8 @@ def _refuse_other(node: ast.AST, path: str, offset: int) -> None:
         name: str | None = None
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             name = n.name  # its body runs later, in a scope of its own
-        elif isinstance(n, ast.Lambda):
-            continue
+        elif isinstance(n, ast.Lambda) or (isinstance(n, ast.AnnAssign) and n.value is None):
+            continue  # a scope of its own; an annotation alone binds nothing
         elif isinstance(n, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
             # Its loop variables are its own; a walrus inside binds the module's name.
             for comp in n.generators:

@@ -206,6 +206,10 @@ def test_a_syntax_error_in_the_body_of_a_readable_script_is_left_to_alembic() ->
             "revision = 'r'\ndown_revision = None\nx = [revision for revision in 'ab']\n",
             ("r", [], [], []),
         ),
+        (
+            "revision = 'r'\ndown_revision = None\nif TYPE_CHECKING:\n    revision: str\n",
+            ("r", [], [], []),
+        ),
     ],
 )
 def test_every_form_alembic_reads(text: str, expected: tuple[object, ...]) -> None:
