@@ -64,6 +64,28 @@ class GraphError(BranchmigError):
     """A revision graph that cannot be used: cycle, duplicate id, missing parent."""
 
 
+class CycleError(GraphError):
+    """Revisions that need each other, as Alembic's ``CycleDetected``: no history with one
+    can be loaded by Alembic, so nothing is planned or run on it."""
+
+    def __init__(self, cycle: tuple[str, ...], paths: tuple[str, ...]) -> None:
+        super().__init__(cycle, paths)
+        self.cycle = cycle
+        self.paths = paths
+
+    def __str__(self) -> str:
+        loop = " -> ".join((*self.cycle, self.cycle[0]))
+        files = ", ".join(f"'{p}'" for p in dict.fromkeys(self.paths))
+        return (
+            f"Revisions form a cycle: {loop} (in {files}); Alembic refuses such a history. "
+            "Point the down_revision of one of them at an earlier revision, then run: "
+            "branchmig check"
+        )
+
+    def facts(self) -> dict[str, Any]:
+        return {"cycle": list(self.cycle), "paths": list(self.paths)}
+
+
 class PlanError(BranchmigError):
     """No way to move the database where it was asked to go."""
 

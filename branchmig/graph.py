@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from branchmig.errors import GraphError
+from branchmig.errors import CycleError, GraphError
 
 
 @dataclass(frozen=True)
@@ -120,14 +120,8 @@ class Graph:
         graph = cls(by_id, (), labels)
         cycle = graph._find_cycle()
         if cycle:
-            paths = ", ".join(f"'{by_id[r].path}'" for r in cycle)
-            problems.append(
-                Problem(
-                    "cycle",
-                    tuple(cycle),
-                    (f"Revisions form a cycle: {' -> '.join(cycle + [cycle[0]])} (in {paths})"),
-                )
-            )
+            error = CycleError(tuple(cycle), tuple(by_id[r].path for r in cycle))
+            problems.append(Problem("cycle", tuple(cycle), str(error)))
         final = cls(by_id, tuple(problems), labels)
         final.__dict__["_parents"] = graph._parents  # computed for the cycle check already
         return final
@@ -273,7 +267,17 @@ class Graph:
         scope = None if within is None else set(within)
         for problem in self.problems:
             if scope is None or scope.intersection(problem.revisions):
+                if problem.kind == "cycle":
+                    self.refuse_cycle()
                 raise GraphError(problem.message)
+
+    def refuse_cycle(self) -> None:
+        """Raise ``CycleError`` for a cycle anywhere in the graph, on the path asked about
+        or not: Alembic loads no history that has one, whatever is asked of it."""
+        for problem in self.problems:
+            if problem.kind == "cycle":
+                paths = tuple(self.revisions[r].path for r in problem.revisions)
+                raise CycleError(problem.revisions, paths)
 
     def _is_acyclic(self) -> bool:
         """A depth-first walk down the parents, one iterator a level: the answer nearly

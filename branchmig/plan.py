@@ -43,7 +43,9 @@ def make_plan(
     target_heads: Sequence[str] | None = None,
 ) -> Plan:
     """The plan that moves a database at ``applied_heads`` (revisions of ``source``) to
-    ``target_heads`` of ``target`` (default: all its heads)."""
+    ``target_heads`` of ``target`` (default: all its heads). A cycle anywhere in
+    ``target`` refuses the plan, as Alembic refuses to load it."""
+    target.refuse_cycle()
     unknown = [h for h in applied_heads if h not in source]
     if unknown:
         raise PlanError(

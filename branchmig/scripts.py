@@ -1,14 +1,12 @@
 """Read migration scripts at any git ref, or in the working tree, without importing them.
 
-Only the four header assignments are parsed, with ``ast``: a statement is cut out of the
-text at each top-level ``revision`` / ``down_revision`` / ``branch_labels`` /
-``depends_on`` and parsed alone. That is what makes a 5,000-revision history cheap to
-read, and what lets old scripts whose bodies only parse as Python 2 be analysed.
+Each script's header is read from its text (``headers``), once per blob id: that is what
+makes a 5,000-revision history cheap to read, and what lets old scripts whose bodies only
+parse as Python 2 be analysed.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import json
 import os
@@ -19,16 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from branchmig.downgrades import decode
 from branchmig.errors import GitError, ScriptError
 from branchmig.gitrepo import GitRepo, TreeEntry, blob_id
 from branchmig.graph import Revision
+from branchmig.headers import parse_header
 
-_HEADER_START = re.compile(
-    r"^(revision|down_revision|branch_labels|depends_on)[ \t]*(?::[^=\n]*)?=(?!=)", re.M
-)
-_NOT_SCRIPT = re.compile(r"(^|/)(__init__\.py|\.#[^/]*)$")
-CACHE_VERSION = 1
+_NOT_SCRIPT = re.compile(r"(^|/)(__init__|\.#)[^/]*$")  # what Alembic skips too
+CACHE_VERSION = 2  # 2: headers in every form Alembic reads; stats as git's index keeps them
 _RACY_NS = 2_000_000_000
 
 
@@ -42,206 +37,11 @@ class ScriptSet:
     warnings: tuple[str, ...] = ()
 
 
-# -- header parsing ----------------------------------------------------------------------
-
-
-def _statement_end(text: str, start: int) -> int:
-    """Index just past the logical line that starts at ``start``."""
-    depth = 0
-    i, n = start, len(text)
-    while i < n:
-        c = text[i]
-        if c in "'\"":
-            triple = text[i : i + 3] in ('"""', "'''")
-            quote = text[i : i + 3] if triple else c
-            i += len(quote)
-            while i < n and not text.startswith(quote, i):
-                if text[i] == "\\":
-                    i += 1
-                elif text[i] == "\n" and not triple:
-                    break
-                i += 1
-            i += len(quote)
-            continue
-        if c == "#":
-            while i < n and text[i] != "\n":
-                i += 1
-            continue
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif c == "\\" and text[i + 1 : i + 2] == "\n":
-            i += 2
-            continue
-        elif c == "\n" and depth <= 0:
-            return i
-        i += 1
-    return n
-
-
-def _decode(data: bytes) -> str:
-    return decode(data)
-
-
-def _line_of(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
-
-
-def _header_value(stmt: ast.stmt) -> ast.expr | None:
-    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-        return stmt.value
-    if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-        return stmt.value
-    return None
-
-
-class _Value:
-    """A header value already known, read without ``ast``."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str | tuple[str, ...] | list[str] | None) -> None:
-        self.value = value
-
-
-_Found = dict[str, tuple["ast.expr | _Value", int]]
-
-
-def _parse_simple(text: str, matches: list[re.Match[str]]) -> _Found | None:
-    """The common case, one ``compile`` for all headers: each on a line of its own."""
-    lines = []
-    for match in matches:
-        end = text.find("\n", match.start())
-        lines.append(text[match.start() : end if end >= 0 else len(text)])
-    try:
-        tree = ast.parse("\n".join(lines))
-    except SyntaxError:
-        return None
-    if len(tree.body) != len(matches):
-        return None
-    found: _Found = {}
-    for match, stmt in zip(matches, tree.body, strict=True):
-        value = _header_value(stmt)
-        if value is not None:
-            found[match.group(1)] = (value, _line_of(text, match.start()))
-    return found
-
-
-_STR = r"""(?:'[^'\\\n]*'|"[^"\\\n]*")"""
-_SIMPLE_VALUE = re.compile(
-    rf"[ \t]*(None|{_STR}|\([ \t]*(?:{_STR}[ \t]*,[ \t]*)*(?:{_STR}[ \t]*,?[ \t]*)?\)"
-    rf"|\[[ \t]*(?:{_STR}[ \t]*,[ \t]*)*(?:{_STR}[ \t]*)?\])[ \t]*(?:#[^\n]*)?\r?$",
-    re.M,
-)
-_STR_ITEM = re.compile(_STR)
-
-
-def _parse_fast(text: str, matches: list[re.Match[str]]) -> _Found | None:
-    """Headers whose values are plain string literals, None, or tuples/lists of them (what
-    ``alembic revision`` writes), read without compiling anything."""
-    found: _Found = {}
-    for match in matches:
-        value = _SIMPLE_VALUE.match(text, match.end())
-        if value is None:
-            return None
-        raw = value.group(1)
-        if raw == "None":
-            node = _Value(None)
-        elif raw[0] in "'\"":
-            node = _Value(raw[1:-1])
-        else:
-            items = [i[1:-1] for i in _STR_ITEM.findall(raw)]
-            node = _Value(tuple(items) if raw[0] == "(" else items)
-        found[match.group(1)] = (node, _line_of(text, match.start()))
-    return found
-
-
-def _parse_careful(text: str, matches: list[re.Match[str]], path: str) -> _Found:
-    """Headers spread over several lines, or broken ones (to name the line)."""
-    found: _Found = {}
-    for match in matches:
-        start = match.start()
-        line = _line_of(text, start)
-        snippet = text[start : _statement_end(text, start)]
-        try:
-            tree = ast.parse(snippet)
-        except SyntaxError as err:
-            raise ScriptError(
-                f"{path}:{line + (err.lineno or 1) - 1}: cannot parse the "
-                f"'{match.group(1)}' header: {err.msg}"
-            ) from None
-        value = _header_value(tree.body[0]) if tree.body else None
-        if value is not None:
-            found[match.group(1)] = (value, line)
-    return found
-
-
-def parse_header(data: bytes, path: str) -> dict[str, Any] | None:
-    """The header values of one script, or None when it is not a migration.
-
-    Returns ``{"revision": str, "down": [...], "labels": [...], "depends": [...],
-    "warnings": [...]}``. ``revision`` and ``down_revision`` must be literals.
-    """
-    text = _decode(data)
-    matches = list(_HEADER_START.finditer(text))
-    found = (_parse_fast(text, matches) or _parse_simple(text, matches)) if matches else {}
-    if found is None:
-        found = _parse_careful(text, matches, path)
-    if "revision" not in found:
-        return None
-    warnings: list[str] = []
-
-    def literal(name: str, *, required: bool) -> Any:
-        if name not in found:
-            return None
-        node, line = found[name]
-        if isinstance(node, _Value):
-            return node.value
-        try:
-            return ast.literal_eval(node)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            message = f"{path}:{line}: {name} is not a literal ({ast.unparse(node)[:60]})"
-            if required:
-                raise ScriptError(
-                    message + "; branchmig reads headers without importing "
-                    "the script, so write the value itself"
-                ) from None
-            warnings.append(message + "; treated as unknown")
-            return None
-
-    revision = literal("revision", required=True)
-    if not isinstance(revision, str) or not revision:
-        raise ScriptError(f"{path}:{found['revision'][1]}: revision must be a non-empty string")
-    down = _as_ids(literal("down_revision", required=True), path, "down_revision", found)
-    labels = _as_ids(literal("branch_labels", required=False), path, "branch_labels", found)
-    depends = _as_ids(literal("depends_on", required=False), path, "depends_on", found)
-    return {
-        "revision": revision,
-        "down": down,
-        "labels": labels,
-        "depends": depends,
-        "warnings": warnings,
-    }
-
-
-def _as_ids(value: Any, path: str, name: str, found: _Found) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (tuple, list, set, frozenset)) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise ScriptError(
-        f"{path}:{found[name][1]}: {name} must be None, a string or a tuple of strings"
-    )
-
-
 # -- the cache of parsed headers, by blob id ---------------------------------------------
 
 
 class HeaderCache:
-    """Parsed headers by blob id (and working-tree files by path, size and mtime), kept
+    """Parsed headers by blob id (and working-tree files by path and ``stat_key``), kept
     as JSON under the git common dir so a second look at a ref costs a file read."""
 
     def __init__(self, path: Path | None) -> None:
@@ -258,15 +58,16 @@ class HeaderCache:
             except (OSError, ValueError, KeyError, AttributeError):
                 pass
 
-    def header(self, blob: str, data: bytes | None, path: str) -> dict[str, Any] | None:
+    def header(self, blob: str, data: bytes | None, path: str) -> dict[str, Any]:
         if blob in self.headers:
-            cached: dict[str, Any] | None = self.headers[blob]
+            cached: dict[str, Any] = self.headers[blob]
             return cached
         if data is None:
             raise KeyError(blob)
         parsed = parse_header(data, path)
-        self.headers[blob] = parsed
-        self.dirty = True
+        if not parsed.get("named"):
+            self.headers[blob] = parsed
+            self.dirty = True
         return parsed
 
     def save(self) -> None:
@@ -367,8 +168,6 @@ def _revisions(
     revisions, warnings = [], []
     for path, blob, data in entries:
         header = cache.header(blob, data, path)
-        if header is None:
-            continue
         warnings.extend(header["warnings"])
         revisions.append(
             Revision(
@@ -444,18 +243,18 @@ def read_worktree(
             if not is_candidate(rel):
                 continue
             st = entry.stat()
-            key = [st.st_size, st.st_mtime_ns, st.st_ino]
+            key = list(stat_key(st))
             known = cache.stats.get(rel)
-            if known is not None and known[:3] == key and known[3] in cache.headers:
-                files.append((rel, known[3], None))
+            if known is not None and known[:-1] == key and known[-1] in cache.headers:
+                files.append((rel, known[-1], None))
                 continue
             with open(entry.path, "rb") as fh:
                 data = fh.read()
             blob = blob_id(data)
             # Like git's "racily clean" index entries: a file modified in the last
-            # seconds may change again without its size or mtime changing (coarse
-            # timestamps), so only older files are trusted by their stat.
-            if now_ns - st.st_mtime_ns > _RACY_NS:
+            # seconds may change again without its stat changing (coarse timestamps),
+            # so only older files are trusted by their stat.
+            if not _recent(st, now_ns - _RACY_NS):
                 cache.stats[rel] = [*key, blob]
                 cache.dirty = True
             elif cache.stats.pop(rel, None) is not None:
@@ -469,24 +268,24 @@ def read_worktree(
 def worktree_signature(
     top: Path, version_locations: Sequence[str], *, recursive: bool
 ) -> tuple[str, bool]:
-    """A digest of every candidate script's path and stat (size, mtime, inode): equal
-    digests mean the same scripts. A file too recent for its stat to be trusted (one
-    that a checkout has just written) counts by its content instead, so the scripts a
-    return to a branch brings back are known again at once; the flag says there was
-    one, whose content may still be changing."""
+    """A digest of every candidate script's path and stat (``stat_key``): equal digests
+    mean the same scripts. A file too recent for its stat to be trusted (one that a
+    checkout has just written) counts by its content instead, so the scripts a return to
+    a branch brings back are known again at once; the flag says there was one, whose
+    content may still be changing."""
     import hashlib
     import marshal
 
-    rows: list[tuple[str, str] | tuple[str, int, int, int]] = []
+    rows: list[tuple[str, str] | tuple[str, tuple[int, ...], int, int]] = []
     racy = False
     newest = time.time_ns() - _RACY_NS
     for location in version_locations:
         for entry in _walk(os.path.join(top, location), recursive):
             name = entry.name
-            if not name.endswith(".py") or name == "__init__.py" or name.startswith(".#"):
+            if not name.endswith(".py") or name.startswith(("__init__", ".#")):
                 continue
             st = entry.stat()
-            if st.st_mtime_ns > newest:
+            if st.st_ctime_ns > newest or st.st_mtime_ns > newest:  # _recent, inline
                 try:
                     with open(entry.path, "rb") as fh:
                         rows.append((entry.path, blob_id(fh.read())))
@@ -494,9 +293,26 @@ def worktree_signature(
                     continue
                 except OSError:
                     pass  # gone since the listing: its stat stands for it
-            rows.append((entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
-    signed = marshal.dumps((recursive, tuple(version_locations), rows))
+            # stat_key, inline and unflattened: this loop is the warm `heads`' hot path.
+            rows.append((entry.path, st[:7], st.st_mtime_ns, st.st_ctime_ns))
+    signed = marshal.dumps((CACHE_VERSION, recursive, tuple(version_locations), rows))
     return hashlib.sha1(signed).hexdigest(), racy
+
+
+def stat_key(st: os.stat_result) -> tuple[int, ...]:
+    """What git's index compares to trust a file unchanged without reading it
+    (``match_stat_data``): mode, inode, device, owner and size (with the link count: the
+    first fields of the stat, taken in one slice), mtime and ctime to the nanosecond. The
+    ctime is what catches a file rewritten in place with its mtime put back (``os.utime``,
+    ``touch -r``, ``cp -p``): no program can set it."""
+    return (*st[:7], st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _recent(st: os.stat_result, since_ns: int) -> bool:
+    """Whether the file changed after ``since_ns``, as far as its stat tells: git's racy
+    rule looks at the mtime; the ctime too here, so a file rewritten with its mtime put
+    back is not trusted by a stat taken in the same clock tick as the rewrite."""
+    return st.st_ctime_ns > since_ns or st.st_mtime_ns > since_ns
 
 
 def _walk(root: str, recursive: bool) -> list[os.DirEntry[str]]:

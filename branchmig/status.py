@@ -103,6 +103,7 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         except LockedError:
             interrupted = f"a {seen.operation} to '{seen.to}' (pid {seen.pid}) is running"
     _, code = ws.graph_at(WORKTREE)
+    code.refuse_cycle()  # as `alembic current` refuses such a history
     if known is not None:
         db, dbid = known
     else:

@@ -13,6 +13,7 @@ from branchmig.gitrepo import GitRepo
 from branchmig.graph import Graph
 from branchmig.project import Locations, Project, find_project
 from branchmig.scripts import (
+    CACHE_VERSION,
     HeaderCache,
     ScriptSet,
     ScriptSetCache,
@@ -142,7 +143,9 @@ class Workspace:
             toml = self.project.toml_rel
             paths = (self.project.config_rel, *([toml] if toml else []), *locs.version_locations)
             ids = self.repo.object_ids([f"{commit}:{p}" for p in paths])
-            self._signatures[commit, locs] = f"ref:{locs.recursive}:" + ":".join(
+            # The version: an answer remembered by an older reading of the same trees
+            # is not this one's.
+            self._signatures[commit, locs] = f"ref{CACHE_VERSION}:{locs.recursive}:" + ":".join(
                 f"{p}={i or '-'}" for p, i in zip(paths, ids, strict=True)
             )
         return self._signatures[commit, locs]

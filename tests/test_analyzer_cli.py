@@ -204,6 +204,21 @@ def test_syntax_error_in_a_header(empty_alembic_repo: Repo) -> None:
     )
 
 
+def test_a_script_that_does_not_parse_and_has_no_revision_fails_as_alembic_fails(
+    empty_alembic_repo: Repo,
+) -> None:
+    """A migration being written (no header yet, a syntax error): Alembic fails loading
+    the versions folder, and so does branchmig, rather than leave it out of the graph."""
+    repo = empty_alembic_repo
+    repo.write("a1", None)
+    (repo.versions / "wip_step.py").write_text("from alembic import op\n\ndef upgrade(:\n")
+    assert fails(repo.root, "heads", code=1) == (
+        "branchmig: alembic/versions/wip_step.py:3: invalid syntax; Alembic cannot load this "
+        "script, and no 'revision' can be read from it: fix the script (or move it out of "
+        "the versions folder)"
+    )
+
+
 def test_non_literal_revision(empty_alembic_repo: Repo) -> None:
     repo = empty_alembic_repo
     (repo.versions / "bad_step.py").write_text("revision = make_id()\ndown_revision = None\n")
@@ -374,3 +389,34 @@ def test_heads_with_anything_more_goes_through_the_cli(
     assert ok_json(root, "-q", "heads", "--json") == {"ref": "WORKTREE", "heads": ["a3"]}
     assert ok_json(root, "heads", "feature1", "--json")["heads"] == ["f1b"]
     assert "not inside a git repository" in fails(tmp_path, "heads", code=2)
+
+
+def test_a_script_rewritten_in_place_with_its_mtime_put_back_is_read_again(
+    repo_with_two_feature_branches: Repo,
+) -> None:
+    """As git's index does, the remembered answer is trusted by size, mtime *and* ctime
+    (with inode, device, mode and owner): a rewrite that keeps the size and puts the
+    mtime back (``touch -r``, ``cp -p``, ``os.utime``) still changes the ctime."""
+    import os
+    import time
+
+    repo = repo_with_two_feature_branches
+    repo.checkout("feature1")
+    time.sleep(2.1)  # past the racy window (mtime and ctime): the stats are trusted
+    assert ok_json(repo.root, "heads", "--json")["heads"] == ["f1b"]
+    assert ok_json(repo.root, "heads", "--json")["heads"] == ["f1b"]  # the remembered one
+    path = repo.versions / "f1b_step.py"
+    before = os.stat(path)
+    text = path.read_bytes()
+    rebased = text.replace(b"= 'f1a'", b"= 'a3' ")  # onto a3: the same size
+    assert len(rebased) == len(text) and rebased != text
+    with open(path, "r+b") as fh:  # in place: the same inode
+        fh.write(rebased)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    assert sorted(ok_json(repo.root, "heads", "--json")["heads"]) == ["f1a", "f1b"]

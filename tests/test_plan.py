@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from test_graph import dags, rev
 
 from branchmig.downgrades import Destructive, find_destructive
-from branchmig.errors import GraphError, PlanError
+from branchmig.errors import CycleError, GraphError, PlanError
 from branchmig.graph import Graph, Revision
 from branchmig.plan import make_plan
 
@@ -243,3 +243,20 @@ def test_keyword_arguments_and_a_script_that_does_not_parse() -> None:
 def test_a_harmless_downgrade() -> None:
     text = b"def downgrade():\n    op.create_table('t')\n    op.add_column('t', c)\n"
     assert find_destructive(text, "r") == []
+
+
+def test_a_cycle_off_the_path_in_the_target_refuses_the_plan() -> None:
+    """Alembic loads no history with a cycle, even one no head reaches."""
+    looped = graph(A, B, C, rev("x", "y"), rev("y", "x"), F1A)
+    with pytest.raises(CycleError) as err:
+        make_plan(applied_heads=["c"], source=MAIN, target=looped)
+    assert set(err.value.cycle) == {"x", "y"}
+    assert err.value.facts()["paths"] == [f"versions/{r}.py" for r in err.value.cycle]
+    assert str(err.value).endswith("then run: branchmig check")
+
+
+def test_a_cycle_off_the_path_in_the_source_is_left_behind() -> None:
+    """Leaving a graph with a cycle that the database never went through: the way out."""
+    looped = graph(A, B, C, rev("x", "y"), rev("y", "x"), F1A)
+    plan = make_plan(applied_heads=["f1a"], source=looped, target=FEATURE2)
+    assert (plan.downgrade, plan.upgrade) == (("f1a",), ("f2a",))

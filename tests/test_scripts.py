@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -146,9 +147,106 @@ def test_wrong_type_is_an_error() -> None:
         header("revision = 'r'\ndown_revision = 3\n")
 
 
-def test_file_without_revision_is_not_a_migration() -> None:
-    assert header("def helper():\n    return 1\n") is None
-    assert header("# revision = 'x' in a comment\nREVISION = 'y'\n") is None
+@pytest.mark.parametrize(
+    "text",
+    ["def helper():\n    return 1\n", "# revision = 'x' in a comment\nREVISION = 'y'\n", ""],
+)
+def test_a_python_file_without_revision_fails_as_alembic_fails(text: str) -> None:
+    """Alembic loads every .py file of the versions folder and stops at one without a
+    revision ("Could not determine revision id from filename")."""
+    with pytest.raises(ScriptError, match=r"^v/helpers.py: no 'revision' assignment; Alembic"):
+        header(text, "v/helpers.py")
+
+
+def test_a_script_named_by_its_revision_reads_as_alembic_0_1s() -> None:
+    found = header("down_revision = None\n", "v/ae1027a6acf.py")
+    assert found is not None and (found["revision"], found["down"]) == ("ae1027a6acf", [])
+
+
+def test_a_script_without_down_revision_fails_as_alembic_fails() -> None:
+    with pytest.raises(ScriptError, match=r"^v/x.py: no 'down_revision' assignment"):
+        header("revision = 'r'\n")
+
+
+def test_a_syntax_error_without_a_revision_names_the_line() -> None:
+    text = "import sqlalchemy as sa\n\ndef upgrade(:\n    pass\n"
+    with pytest.raises(ScriptError, match=r"^v/x.py:3: invalid syntax; Alembic cannot load"):
+        header(text)
+
+
+def test_a_syntax_error_in_the_body_of_a_readable_script_is_left_to_alembic() -> None:
+    """Old histories hold scripts whose bodies parse only as Python 2: their headers are
+    read, whatever form they take."""
+    body = "\ndef upgrade():\n    print 'up'\n"
+    for head in (
+        "revision = 'p2'; down_revision = 'p1'",
+        "revision, down_revision = 'p2', 'p1'",
+        "revision = 'p2'\nbranch_labels = depends_on = None\ndown_revision = 'p1'",
+    ):
+        found = header(head + body)
+        assert found is not None and (found["revision"], found["down"]) == ("p2", ["p1"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("revision = 'm1'; down_revision = 'm0'\n", ("m1", ["m0"], [], [])),
+        ("revision, down_revision = 'b1', 'a1'\n", ("b1", ["a1"], [], [])),
+        ("(revision, down_revision) = ['b1', ('a1', 'a2')]\n", ("b1", ["a1", "a2"], [], [])),
+        (
+            "revision = 'r'\ndown_revision = None\nbranch_labels = depends_on = 'x'\n",
+            ("r", [], ["x"], ["x"]),
+        ),
+        ("revision, *down_revision = 'r', 'a', 'b'\n", ("r", ["a", "b"], [], [])),
+        ("revision, down_revision = 'ra'\n", ("r", ["a"], [], [])),
+        ("x = 1; revision: str = 'r'; down_revision = None\n", ("r", [], [], [])),
+        ("(revision := 'w')\ndown_revision = None\n", ("w", [], [], [])),
+        ("revision = 'old'\ndown_revision = None\nrevision = 'new'\n", ("new", [], [], [])),
+        (
+            "revision = 'r'\ndown_revision = None\nx = [revision for revision in 'ab']\n",
+            ("r", [], [], []),
+        ),
+        (
+            "revision = 'r'\ndown_revision = None\nif TYPE_CHECKING:\n    revision: str\n",
+            ("r", [], [], []),
+        ),
+    ],
+)
+def test_every_form_alembic_reads(text: str, expected: tuple[object, ...]) -> None:
+    found = header(text)
+    assert found is not None
+    assert (found["revision"], found["down"], found["labels"], found["depends"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("revision = 'r'\nif True:\n    down_revision = None\n", 3),
+        ("revision = 'r'\ndown_revision = None\nfor depends_on in ['a']:\n    pass\n", 3),
+        ("revision = 'r'\ndown_revision = None\nfrom app import branch_labels\n", 3),
+        ("revision = 'r'\ntry:\n    down_revision = None\nexcept ImportError:\n    pass\n", 3),
+        ("revision = 'r'\ndown_revision = None\ndef revision():\n    pass\n", 3),
+        ("revision = 'r'\ndown_revision = None\nrevision += 'x'\n", 3),
+        ("revision = 'r'\ndown_revision = None\nx = (depends_on := 'a')\n", 3),
+        ("revision = 'r'\ndown_revision = None\ndel revision\n", 3),
+    ],
+)
+def test_other_bindings_of_a_header_name_name_the_file_and_line(text: str, line: int) -> None:
+    with pytest.raises(ScriptError, match=rf"^v/x.py:{line}: '\w+' is bound in a form"):
+        header(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("revision, down_revision = pick()\n", r"^v/x.py:1: revision is not a literal"),
+        ("revision, down_revision = 'a', 'b', 'c'\n", r"^v/x.py:1: 3 values to unpack into 2"),
+        ("revision, down_revision = None\n", r"^v/x.py:1: cannot unpack NoneType"),
+    ],
+)
+def test_unpacking_that_cannot_be_read_names_the_line(text: str, message: str) -> None:
+    with pytest.raises(ScriptError, match=message):
+        header(text)
 
 
 def test_indented_assignments_are_not_headers() -> None:
@@ -165,11 +263,24 @@ def test_non_migrations_in_the_versions_folder_are_skipped(empty_alembic_repo: R
     repo.write("a1", None)
     (repo.versions / "__init__.py").write_text("revision = 'not me'\n")
     (repo.versions / "README").write_text("revision = 'nor me'\n")
-    (repo.versions / "helpers.py").write_text("def table_name():\n    return 't'\n")
+    (repo.versions / "__init__old.py").write_text("def f(:\n")
+    (repo.versions / ".#a1_step.py").write_text("")
     (repo.versions / "notes.txt").write_text("")
     repo.commit("scripts and others")
     assert ids(repo, "HEAD") == {"a1": ()}
     assert ids(repo) == {"a1": ()}
+
+
+def test_a_helper_in_the_versions_folder_is_reported_as_alembic_does(
+    empty_alembic_repo: Repo,
+) -> None:
+    repo = empty_alembic_repo
+    repo.write("a1", None)
+    (repo.versions / "helpers.py").write_text("def table_name():\n    return 't'\n")
+    repo.commit("a helper Alembic fails on")
+    for ref in ("HEAD", None):
+        with pytest.raises(ScriptError, match="^alembic/versions/helpers.py: no 'revision'"):
+            ids(repo, ref)
 
 
 def test_scripts_are_never_imported(empty_alembic_repo: Repo, tmp_path: Path) -> None:
@@ -302,12 +413,11 @@ def test_an_edit_of_the_same_size_is_seen_at_once(repo_with_linear_history: Repo
 
 
 def test_an_old_file_is_trusted_by_its_stat(
-    repo_with_linear_history: Repo, counted_parses: list[str]
+    repo_with_linear_history: Repo, counted_parses: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = repo_with_linear_history
-    old = 1_600_000_000
-    for path in repo.versions.glob("*.py"):
-        os.utime(path, (old, old))
+    monkeypatch.setattr(scripts_mod, "_RACY_NS", 50_000_000)
+    time.sleep(0.1)  # older than the (shortened) racy window, by mtime and ctime
     ids(repo)
     stats = json.loads(repo.cache_file.read_text())["stats"]
     assert set(stats) == {f"alembic/versions/a{i}_step.py" for i in (1, 2, 3)}
@@ -439,3 +549,46 @@ def test_a_set_read_while_a_recent_file_changed_is_not_remembered(
         assert ws.script_sets.get(signature) is None
     finally:
         ws.close()
+
+
+def test_a_file_changed_within_the_racy_window_by_its_ctime_is_not_trusted(
+    repo_with_linear_history: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git's racy rule, on the ctime as well: a file rewritten with its mtime put back
+    moments ago may be rewritten again within the same clock tick, with nothing in its
+    stat to tell; it is signed by its content until it is old enough."""
+    repo = repo_with_linear_history
+    monkeypatch.setattr(scripts_mod, "_RACY_NS", 50_000_000)
+    time.sleep(0.1)
+    path = repo.versions / "a3_step.py"
+    old = 1_600_000_000
+    os.utime(path, (old, old))  # an old mtime; the ctime is now
+    ids(repo)
+    stats = json.loads(repo.cache_file.read_text())["stats"]
+    assert "alembic/versions/a3_step.py" not in stats
+    assert "alembic/versions/a2_step.py" in stats
+    ws = Workspace.open(repo.root)
+    try:
+        assert ws.signature().startswith("wt~:")  # signed by content
+    finally:
+        ws.close()
+
+
+def test_a_rewrite_with_the_mtime_put_back_is_seen_after_the_racy_window(
+    repo_with_linear_history: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rewritten in place (same size, same inode, the mtime put back), then asked about
+    once the file is old again: the ctime in the stat tells the file changed."""
+    repo = repo_with_linear_history
+    monkeypatch.setattr(scripts_mod, "_RACY_NS", 50_000_000)
+    time.sleep(0.1)
+    assert ws_ids(repo)["a3"] == ("a2",)
+    assert ids(repo)["a3"] == ("a2",)
+    path = repo.versions / "a3_step.py"
+    before = os.stat(path)
+    with open(path, "r+b") as fh:
+        fh.write(path.read_bytes().replace(b"= 'a2'", b"= 'a1'"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    time.sleep(0.1)  # old again: trusted by its stat, which must tell the change
+    assert ws_ids(repo)["a3"] == ("a1",)  # the signature of the set
+    assert ids(repo)["a3"] == ("a1",)  # the header cache's stats

@@ -5,11 +5,14 @@ failing migrations and unreachable databases."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 
 import pytest
 from e2e_projects import (
     BASE,
+    BIN,
     EMAILS,
     F1,
     F1_SCRIPT,
@@ -405,3 +408,79 @@ def test_quiet_leaves_only_results_and_errors(db_at_feature1_head_with_emails: P
     assert out.stderr == "" and "applied 1" in out.stdout
     loud = p.ok("switch", "feature1")
     assert "restoring the snapshot of 'feature1'" in loud.stderr
+
+
+def test_status_reads_a_script_rewritten_in_place_with_its_mtime_put_back(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    p = db_at_feature1_head_with_emails
+    time.sleep(2.1)  # past the racy window (mtime and ctime): trusted by their stat
+    assert p.status()["code_heads"] == [F1]
+    path = next(p.versions.glob(f"{F1}*.py"))
+    before = os.stat(path)
+    text = path.read_bytes()
+    renamed = text.replace(f"= '{F1}'".encode(), b"= 'f1e000000002'")
+    assert renamed != text
+    with open(path, "r+b") as fh:  # in place, the same size
+        fh.write(renamed)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size
+    status = p.status()
+    assert status["code_heads"] == ["f1e000000002"]
+    assert status["unknown"] == [F1]
+
+
+# -- a revision cycle is refused wherever the graph is used ---------------------------------
+
+NEW = "n1e000000001"  # a revision that arrives with the cycle: it must not be applied
+
+
+def write_cycle(p: Project) -> None:
+    """Two scripts that name each other (off the path to the heads) and a new one on F1."""
+    p.write("c1_loop.py", script("c1", "c2", "    pass", "    pass"))
+    p.write("c2_loop.py", script("c2", "c1", "    pass", "    pass"))
+    p.write(f"{NEW}_step.py", script(NEW, F1, "    op.create_table('n1')", "    pass"))
+
+
+def refused_for_the_cycle(p: Project, *args: str) -> str:
+    before = (sqlite_dump(p.db_path), p.git("rev-parse", "HEAD"), p.branch())
+    listed = p.ok("snapshot", "list", "--json").stdout
+    proc = p.branchmig(*args)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert (sqlite_dump(p.db_path), p.git("rev-parse", "HEAD"), p.branch()) == before
+    assert p.ok("snapshot", "list", "--json").stdout == listed
+    assert not p.journal.exists()
+    return lines[0]
+
+
+CYCLE = (
+    "branchmig: Revisions form a cycle: c2 -> c1 -> c2 (in 'alembic/versions/c2_loop.py', "
+    "'alembic/versions/c1_loop.py'); Alembic refuses such a history. Point the down_revision "
+    "of one of them at an earlier revision, then run: branchmig check"
+)
+
+
+@pytest.mark.parametrize("command", [("status",), ("sync",), ("plan", "HEAD", ".")])
+def test_a_cycle_in_the_working_tree_is_refused(
+    db_at_feature1_head_with_emails: Project, command: tuple[str, ...]
+) -> None:
+    p = db_at_feature1_head_with_emails
+    write_cycle(p)
+    assert p.run(str(BIN / "alembic"), "heads").returncode != 0  # Alembic refuses it too
+    assert refused_for_the_cycle(p, *command) == CYCLE
+
+
+def test_a_cycle_on_the_branch_entered_is_refused(db_at_feature1_head_with_emails: Project) -> None:
+    p = db_at_feature1_head_with_emails
+    p.git("checkout", "-q", "-b", "looped")
+    write_cycle(p)
+    p.commit("a cycle")
+    p.git("checkout", "-q", "feature1")
+    assert refused_for_the_cycle(p, "switch", "looped") == CYCLE
+    assert refused_for_the_cycle(p, "plan", "feature1", "looped") == CYCLE
+    # Leaving a branch whose cycle is off the path the database took is the way out.
+    p.git("checkout", "-q", "looped")
+    p.ok("switch", "feature2")
+    assert sqlite_version(p.db_path) == {F2}
