@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -399,7 +400,7 @@ def read_ref(
         if is_candidate(e.path)
     ]
     missing = [e for e in entries if e.blob not in cache.headers]
-    contents = _from_worktree(repo.top, missing)
+    contents = _from_worktree(repo, missing)
     from_git = [e.blob for e in missing if e.blob not in contents]
     if from_git:
         contents.update(repo.read_blobs(from_git))
@@ -412,17 +413,17 @@ def read_ref(
     )
 
 
-def _from_worktree(top: Path, entries: Sequence[TreeEntry]) -> dict[str, bytes]:
+def _from_worktree(repo: GitRepo, entries: Sequence[TreeEntry]) -> dict[str, bytes]:
     """The blobs that the working tree holds at the same path, unchanged: a file read
     and hashed costs far less than git inflating a loose object."""
     found: dict[str, bytes] = {}
     for entry in entries:
         try:
-            with open(os.path.join(top, entry.path), "rb") as fh:
+            with open(os.path.join(repo.top, entry.path), "rb") as fh:
                 data = fh.read()
         except OSError:
             continue
-        if blob_id(data) == entry.blob:
+        if repo.blob_id(data) == entry.blob:
             found[entry.blob] = data
     return found
 
@@ -433,8 +434,11 @@ def read_worktree(
     *,
     recursive: bool,
     cache: HeaderCache,
+    object_format: str,
 ) -> ScriptSet:
-    """The scripts in the working tree, committed or not."""
+    """The scripts in the working tree, committed or not, with the blob ids git gives
+    them in a repository of ``object_format``."""
+    width = 2 * hashlib.new(object_format).digest_size
     files: list[tuple[str, str, bytes | None]] = []
     prefix = len(str(top)) + 1
     now_ns = time.time_ns()
@@ -446,12 +450,17 @@ def read_worktree(
             st = entry.stat()
             key = [st.st_size, st.st_mtime_ns, st.st_ino]
             known = cache.stats.get(rel)
-            if known is not None and known[:3] == key and known[3] in cache.headers:
+            if (
+                known is not None
+                and known[:3] == key
+                and len(known[3]) == width  # not an id of another object format
+                and known[3] in cache.headers
+            ):
                 files.append((rel, known[3], None))
                 continue
             with open(entry.path, "rb") as fh:
                 data = fh.read()
-            blob = blob_id(data)
+            blob = blob_id(data, object_format)
             # Like git's "racily clean" index entries: a file modified in the last
             # seconds may change again without its size or mtime changing (coarse
             # timestamps), so only older files are trusted by their stat.
@@ -467,14 +476,13 @@ def read_worktree(
 
 
 def worktree_signature(
-    top: Path, version_locations: Sequence[str], *, recursive: bool
+    top: Path, version_locations: Sequence[str], *, recursive: bool, object_format: str
 ) -> tuple[str, bool]:
     """A digest of every candidate script's path and stat (size, mtime, inode): equal
     digests mean the same scripts. A file too recent for its stat to be trusted (one
     that a checkout has just written) counts by its content instead, so the scripts a
     return to a branch brings back are known again at once; the flag says there was
     one, whose content may still be changing."""
-    import hashlib
     import marshal
 
     rows: list[tuple[str, str] | tuple[str, int, int, int]] = []
@@ -489,13 +497,13 @@ def worktree_signature(
             if st.st_mtime_ns > newest:
                 try:
                     with open(entry.path, "rb") as fh:
-                        rows.append((entry.path, blob_id(fh.read())))
+                        rows.append((entry.path, blob_id(fh.read(), object_format)))
                     racy = True
                     continue
                 except OSError:
                     pass  # gone since the listing: its stat stands for it
             rows.append((entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
-    signed = marshal.dumps((recursive, tuple(version_locations), rows))
+    signed = marshal.dumps((object_format, recursive, tuple(version_locations), rows))
     return hashlib.sha1(signed).hexdigest(), racy
 
 
@@ -528,7 +536,7 @@ def read_text_anywhere(repo: GitRepo, revision: Revision) -> bytes | None:
         path = repo.top / revision.path
         if path.is_file():
             data = path.read_bytes()
-            if blob_id(data) == revision.blob:
+            if repo.blob_id(data) == revision.blob:
                 return data
         return None
 
