@@ -178,10 +178,11 @@ def test_a_failed_checkout_says_why(repo_with_one_script: Path) -> None:
 def test_the_caller_s_git_variables_do_not_redirect_git(
     repo_with_one_script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A hook runs with the outer git's GIT_DIR, GIT_INDEX_FILE...: they name another repo.
+    # A hook runs with the outer git's GIT_INDEX_FILE...: they may name another repo.
+    # (GIT_DIR and GIT_WORK_TREE name the repository, as git has them: tests below.)
     elsewhere = init_repo(tmp_path / "elsewhere")
-    monkeypatch.setenv("GIT_DIR", str(elsewhere / ".git"))
     monkeypatch.setenv("GIT_INDEX_FILE", str(elsewhere / ".git" / "index"))
+    monkeypatch.setenv("GIT_OBJECT_DIRECTORY", str(elsewhere / ".git" / "objects"))
     monkeypatch.setenv("GIT_COMMON_DIR", str(elsewhere / ".git"))
 
     repo = GitRepo.discover(repo_with_one_script / "v")
