@@ -10,6 +10,7 @@ import hashlib
 import json
 import marshal
 import os
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,10 @@ from branchmig.errors import LockedError, StateError
 from branchmig.graph import Revision
 
 APPLIED_FORMAT = 1
+# The exact names of the branches whose own snapshot waits for them, one a line (the hook
+# template reads it): not a file per branch, where `x` would block `x/y` and `a` be `A`
+# on a case-insensitive filesystem.
+RESTORE_ON_LIST = "restore-on.list"
 
 
 def private_folder(path: Path) -> Path:
@@ -504,24 +509,23 @@ class State:
                     (self.root / "snapshot-holds" / name).unlink()
 
     def _mark_waiting(self, branches: set[str]) -> None:
-        """An empty file ``restore-on/<branch>`` for each branch with a snapshot of its
-        own: the post-checkout hook's shell runs branchmig for such a branch even when the
-        migrations did not change."""
-        folder = self.root / "restore-on"
-        present = set()
-        if folder.is_dir():
-            for path in folder.rglob("*"):
-                if path.is_file():
-                    present.add(path.relative_to(folder).as_posix())
-        for name in present - branches:
-            with contextlib.suppress(OSError):
-                (folder / name).unlink()
-        for name in branches - present:
-            path = folder / name
-            if ".." in Path(name).parts:
-                continue
-            with contextlib.suppress(OSError, StateError):
-                write_private(path, b"")
+        """The exact name of each branch with a snapshot of its own, one a line, in
+        ``restore-on.list``: the post-checkout hook's shell runs branchmig for such a
+        branch even when the migrations did not change. A failed write raises
+        ``StateError``: a branch missing from the list would keep another's rows."""
+        path = self.root / RESTORE_ON_LIST
+        text = "".join(f"{name}\n" for name in sorted(branches) if "\n" not in name)
+        try:
+            current: str | None = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current != text:
+            write_private(path, text.encode("utf-8"), durable=True)
+        # An earlier branchmig's file per branch (read by its hook until the list is
+        # written): the list replaces it whole.
+        old = self.root / "restore-on"
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
 
     def add_snapshot(self, record: SnapshotRecord, applied: Mapping[str, str]) -> None:
         """Index ``record``, holding ``applied``: written first, so an index entry never

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from branchmig.errors import StateError
 from branchmig.graph import Revision
 from branchmig.state import SnapshotFolder, SnapshotRecord, State, write_private
 
@@ -105,3 +106,25 @@ def test_a_durable_write_waits_for_its_rename_too(
     write_private(tmp_path / "cache.json", b"{}")
     assert [kind for kind, _ in events] == ["fsync", "rename", "fsync", "rename"]
     assert events[2][1] == str(tmp_path)
+
+
+def test_branches_waiting_for_their_snapshot_are_listed_by_exact_name(tmp_path: Path) -> None:
+    """``x`` and ``x/y``, ``feature1`` and ``Feature1``: one line each, no file named after
+    any (an earlier branchmig's files are replaced); a list that cannot be written is an
+    error, never skipped."""
+    state = State(tmp_path / "branchmig")
+    old = state.root / "restore-on" / "x"
+    old.parent.mkdir(parents=True)
+    old.write_text("")
+    names = ["x", "x/y", "feature1", "Feature1"]
+    records = [
+        SnapshotRecord(f"k{i}", name, None, [], "db", "sqlite", 0) for i, name in enumerate(names)
+    ]
+    state.save_snapshots(records)
+    assert (state.root / "restore-on.list").read_text().splitlines() == sorted(names)
+    assert not (state.root / "restore-on").exists()
+
+    (state.root / "restore-on.list").unlink()
+    (state.root / "restore-on.list").mkdir()
+    with pytest.raises(StateError, match="restore-on.list"):
+        state.save_snapshots(records[:1])
