@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from branchmig.errors import SnapshotError, UsageError
 from branchmig.lifecycle import snapshot_key
@@ -15,6 +15,7 @@ from branchmig.session import Session, opened
 from branchmig.session import quiet as _quiet
 from branchmig.state import SnapshotRecord
 from branchmig.status import snapshot_statuses
+from branchmig.verify import drop_dead_scratches_of
 from branchmig.workspace import WORKTREE, Workspace
 
 Progress = Callable[[str], None]
@@ -144,6 +145,7 @@ def drop_snapshot(ws: Workspace, *, name: str, progress: Progress = _quiet) -> S
 class PruneResult:
     dropped: list[SnapshotInfo]
     kept_strays: list[SnapshotInfo]  # would have been dropped, but nothing else holds them
+    scratches: list[str] = field(default_factory=list)  # of killed verify runs, dropped
 
 
 def prune_snapshots(
@@ -177,7 +179,12 @@ def prune_snapshots(
             for info in doomed:
                 backend.drop(info.record.key)
                 s.state.remove_snapshot(info.record.key)
-    return PruneResult(doomed, spared)
+    scratches: list[str] = []
+    if strays and not dry_run:
+        with opened(ws, progress) as s:
+            if not s.dbid.url.startswith("sqlite"):
+                scratches = drop_dead_scratches_of(s.dbid.url)
+    return PruneResult(doomed, spared, scratches)
 
 
 def _find(s: Session, name: str) -> SnapshotRecord:
