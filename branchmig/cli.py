@@ -695,10 +695,14 @@ def snapshot_restore(ctx: click.Context, name: str, terminate_connections: bool)
     record, kept = restore_snapshot(
         _open(ctx), name=name, terminate=terminate_connections, progress=_progress
     )
+    replaced = (
+        f"the database it replaced is snapshot '{kept}'"
+        if kept
+        else "the live database was missing and is made again"
+    )
     click.echo(
-        f"Restored '{record.key}' (heads {', '.join(record.heads) or 'base'}); the "
-        f"database it replaced is snapshot '{kept}'. If the code differs, run: "
-        "branchmig sync"
+        f"Restored '{record.key}' (heads {', '.join(record.heads) or 'base'}); {replaced}. "
+        "If the code differs, run: branchmig sync"
     )
 
 

@@ -529,7 +529,7 @@ class Scratch:
         for database in candidates:
             try:
                 engine = create_engine(
-                    self._live.set(database=database),
+                    self._live._replace(database=database),  # None: no database
                     isolation_level="AUTOCOMMIT",
                     poolclass=NullPool,
                 )
