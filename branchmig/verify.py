@@ -563,8 +563,14 @@ def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[
     when the block ends, on an error, Ctrl-C or SIGTERM as well."""
     with tempfile.TemporaryDirectory(prefix="branchmig-verify-") as folder, _sigterm_interrupts():
         scratch = Scratch(live_url, Path(folder))
-        for name in drop_dead_scratches(scratch):
-            progress(f"branchmig: dropped the scratch database '{name}' of a verify killed")
+        try:
+            for name in drop_dead_scratches(scratch):
+                progress(f"branchmig: dropped the scratch database '{name}' of a verify killed")
+        except Exception as err:  # noqa: BLE001 - a leftover never stops this run
+            progress(
+                "branchmig: warning: could not drop the scratch databases of killed runs: "
+                f"{first_line(err)}"
+            )
         try:
             scratch.create()
         except DatabaseError:
