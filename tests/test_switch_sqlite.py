@@ -78,6 +78,8 @@ def test_a_round_trip_restores_the_snapshot_in_either_object_format(
     out = p.ok("switch", "feature2")
     assert f"downgrade {BASE}" not in out.stdout + out.stderr, out.stdout + out.stderr
     assert "users" in sqlite_tables(p.db_path)
+    snapshots = {s["branch"]: s for s in p.status()["snapshots"]}
+    assert snapshots["feature1"]["restored_by"] == ["feature1"], snapshots
     out = p.ok("switch", "feature1")
     assert "Restored snapshot" in out.stdout, out.stdout + out.stderr
     with sqlite3.connect(p.db_path) as conn:
