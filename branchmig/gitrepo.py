@@ -148,7 +148,7 @@ class GitRepo:
         """The repository's object format and ref storage, read once from its config (by
         git where the file includes others)."""
         if self._format is None:
-            self._format = _format_in_files(self.common_dir) or self._format_from_git()
+            self._format = format_in_files(self.common_dir) or self._format_from_git()
         return self._format
 
     def _format_from_git(self) -> RepoFormat:
@@ -773,7 +773,7 @@ def blob_id(data: bytes, object_format: str) -> str:
     return hashlib.new(object_format, b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _format_in_files(common_dir: Path) -> RepoFormat | None:
+def format_in_files(common_dir: Path) -> RepoFormat | None:
     """The ``[extensions]`` of the repository's config as git reads them; None where the
     file cannot say alone (it includes others) or cannot be read."""
     try:

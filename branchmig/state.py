@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from branchmig.errors import LockedError, StateError
+from branchmig.gitrepo import blob_id, format_in_files
 from branchmig.graph import Revision
 
 APPLIED_FORMAT = 1
@@ -308,6 +309,23 @@ class State:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._applied: dict[str, dict[str, Revision]] = {}
+        self._object_format: str | None = None
+
+    def _current_id(self, blob: str) -> str:
+        """``blob`` as the repository names it now: an id an earlier branchmig computed as
+        SHA-1 in a SHA-256 repository is the kept script's SHA-256 id (else as it is)."""
+        if self._object_format is None:
+            found = format_in_files(self.root.parent)  # the git common dir's config
+            self._object_format = found.object_format if found else "sha1"
+        width = 64 if self._object_format == "sha256" else 40
+        if not isinstance(blob, str) or len(blob) == width or len(blob) not in (40, 64):
+            return blob
+        text = self.kept_script(blob)
+        if text is None:
+            return blob
+        current = blob_id(text, self._object_format)
+        self.keep_script(current, text)
+        return current
 
     # -- lock -------------------------------------------------------------------------
 
@@ -406,7 +424,7 @@ class State:
                             labels=labels,
                             depends_on=depends,
                             path=path,
-                            blob=blob,
+                            blob=self._current_id(blob),
                         )
                         for rev, down, labels, depends, path, blob in rows
                     }
@@ -484,7 +502,7 @@ class State:
         with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
             version, applied = marshal.loads(self._holds_path(key).read_bytes())
             if version == APPLIED_FORMAT and isinstance(applied, dict):
-                return applied
+                return {rev: self._current_id(blob) for rev, blob in applied.items()}
         for entry in _read_json(self._index_path, []):
             # An index written by an earlier branchmig held each snapshot's revisions.
             if isinstance(entry, dict) and entry.get("key") == key:

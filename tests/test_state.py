@@ -128,3 +128,29 @@ def test_branches_waiting_for_their_snapshot_are_listed_by_exact_name(tmp_path: 
     (state.root / "restore-on.list").mkdir()
     with pytest.raises(StateError, match="restore-on.list"):
         state.save_snapshots(records[:1])
+
+
+def test_sha1_ids_an_earlier_branchmig_kept_in_a_sha256_repository_are_read_as_its_own(
+    tmp_path: Path,
+) -> None:
+    """Earlier, a working-tree script's id was SHA-1 even in a SHA-256 repository: what a
+    database and a snapshot hold is read with the id git gives the kept text, so the next
+    move does not take every applied script for changed."""
+    import hashlib
+
+    from gitutil import git, init_repo
+
+    root = init_repo(tmp_path / "repo", object_format="sha256")
+    text = b"revision = 'a1'\n"
+    (root / "a1.py").write_bytes(text)
+    want = git(root, "hash-object", "a1.py").strip()
+    old = hashlib.sha1(b"blob %d\0" % len(text) + text).hexdigest()
+    state = State(root / ".git" / "branchmig")
+    state.keep_script(old, text)
+    state.record_applied("db", {"a1": Revision("a1", path="v/a1.py", blob=old)})
+    state.add_snapshot(SnapshotRecord("k1", "main", None, ["a1"], "db", "sqlite", 0), {"a1": old})
+
+    again = State(root / ".git" / "branchmig")
+    assert again.applied("db")["a1"].blob == want
+    assert again.snapshot_applied("k1") == {"a1": want}
+    assert again.kept_script(want) == text
