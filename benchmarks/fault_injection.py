@@ -1004,6 +1004,13 @@ def main(argv: list[str] | None = None) -> int:
         help="what the move receives: SIGKILL, or SIGINT as a terminal's Ctrl-C sends it "
         "(to the whole group with --kill-group)",
     )
+    parser.add_argument(
+        "--object-format",
+        choices=("sha1", "sha256"),
+        default=os.environ.get("BRANCHMIG_TEST_OBJECT_FORMAT", "sha1"),
+        help="the object format of the trials' git repositories (default: "
+        "$BRANCHMIG_TEST_OBJECT_FORMAT, else sha1)",
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -1032,7 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
         code = f"{args.code} ({head})"
     print(
         f"seed {seed}; branchmig: {code}; kill window = median unkilled move; "
-        f"migration sleep {args.sleep} s x2 per step",
+        f"migration sleep {args.sleep} s x2 per step; {args.object_format} repositories",
         file=sys.stderr,
     )
 
@@ -1045,7 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.code != "worktree":
             export_code(args.code, scratch / "code")
         template = scratch / "template"
-        build_alembic_template(template)
+        build_alembic_template(template, object_format=args.object_format)
         for backend_name in backends:
             for path in paths:
                 if path == "return" and backend_name != "sqlite":

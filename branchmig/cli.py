@@ -466,6 +466,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 "unknown_found_in": {k: list(v) for k, v in st.unknown_found_in.items()},
                 "snapshots": snaps,
                 "stray_copies": list(st.stray_copies),
+                "dead_scratches": list(st.dead_scratches),
                 "interrupted": st.interrupted,
                 "recovered": st.recovered,
                 "suspect": None
@@ -529,6 +530,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(
             f"snapshot:   {h.key} ({h.branch or 'detached'}, "
             f"{', '.join(h.heads) or 'base'}; {whose})"
+        )
+    for name in st.dead_scratches:
+        click.echo(
+            f"scratch:    '{name}' of a verify that was killed; run: branchmig verify, or "
+            "branchmig snapshot prune --strays"
         )
     for key in st.stray_copies:
         click.echo(
@@ -810,10 +816,14 @@ def snapshot_restore(ctx: click.Context, name: str, terminate_connections: bool)
     record, kept = restore_snapshot(
         _open(ctx), name=name, terminate=terminate_connections, progress=_progress
     )
+    replaced = (
+        f"the database it replaced is snapshot '{kept}'"
+        if kept
+        else "the live database was missing and is made again"
+    )
     click.echo(
-        f"Restored '{record.key}' (heads {', '.join(record.heads) or 'base'}); the "
-        f"database it replaced is snapshot '{kept}'. If the code differs, run: "
-        "branchmig sync"
+        f"Restored '{record.key}' (heads {', '.join(record.heads) or 'base'}); {replaced}. "
+        "If the code differs, run: branchmig sync"
     )
 
 
@@ -874,10 +884,13 @@ def snapshot_prune(
                 "dry_run": dry_run,
                 "dropped": [_snapshot_json(i) for i in result.dropped],
                 "kept_strays": [_snapshot_json(i) for i in result.kept_strays],
+                "scratches_dropped": result.scratches,
             }
         )
         return
     verb = "Would drop" if dry_run else "Dropped"
+    for name in result.scratches:
+        click.echo(f"Dropped the scratch database '{name}' of a verify that was killed")
     for info in result.dropped:
         gone = "" if info.present else ", its copy already gone"
         click.echo(f"{verb} '{info.record.key}' ({info.record.branch or 'detached'}{gone})")

@@ -31,6 +31,9 @@ class DatabaseState:
     snapshot holding a copy of each."""
 
     databases: tuple[Database, ...]
+    # The one database env.py names is not on its server (dropped): only its snapshots
+    # can be listed and restored.
+    missing: bool = False
 
     @classmethod
     def single(cls, url: str, heads: tuple[str, ...]) -> DatabaseState:

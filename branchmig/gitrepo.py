@@ -23,7 +23,20 @@ from branchmig.errors import GitError, NotARepositoryError, UnknownRefError
 if TYPE_CHECKING:
     import subprocess
 
-NULL_SHA = "0" * 40
+
+def is_null_id(text: str) -> bool:
+    """Git's null object id (a hook's "no commit"): 40 zeros, or 64 in a SHA-256
+    repository."""
+    return len(text) in (40, 64) and not text.strip("0")
+
+
+@dataclass(frozen=True)
+class RepoFormat:
+    """How the repository stores its objects and refs (``extensions.objectFormat``,
+    ``extensions.refStorage`` in its config): sha1 and files unless it says otherwise."""
+
+    object_format: str = "sha1"
+    ref_storage: str = "files"
 
 
 @dataclass(frozen=True)
@@ -73,34 +86,86 @@ def _run(
 
 
 def _last_line(stderr: bytes) -> str:
+    """Git's last message, on one line (a message git continues on indented lines, as
+    ``unknown repository extension found:`` does, joined)."""
     lines = [ln for ln in stderr.decode(errors="replace").strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+    start = len(lines) - 1
+    while start > 0 and lines[start][:1].isspace():
+        start -= 1
+    return " ".join(ln.strip() for ln in lines[start:]) if lines else ""
 
 
 class GitRepo:
     """A git repository (working tree + git dirs)."""
 
-    def __init__(self, top: Path, git_dir: Path, common_dir: Path) -> None:
+    def __init__(
+        self, top: Path, git_dir: Path, common_dir: Path, *, env: Mapping[str, str] | None = None
+    ) -> None:
         self.top = top
         self.git_dir = git_dir
         self.common_dir = common_dir
+        # GIT_DIR and GIT_WORK_TREE, absolute, when the caller named the repository by
+        # them: every git this repository starts gets them (others are scrubbed).
+        self._env = dict(env or {})
         self._batch: subprocess.Popen[bytes] | None = None
+        self._format: RepoFormat | None = None
 
     @classmethod
     def discover(cls, start: Path) -> GitRepo:
         """The repository holding ``start``: from the ``.git`` entries on the way up when
         they say it plainly (every command asks this first, and git costs 10 ms to
-        start), from ``git rev-parse`` otherwise."""
-        found = _found_in_files(start)
+        start), from ``git rev-parse`` otherwise, which honours ``GIT_DIR`` and
+        ``GIT_WORK_TREE`` as set by the caller (relative ones are relative to the current
+        directory, as git has them)."""
+        named = {
+            name: os.path.abspath(value)
+            for name in _LOCATION_ENV_VARS
+            if (value := os.environ.get(name))
+        }
+        found = None if named else _found_in_files(start)
         if found is not None:
-            return cls(*found)
-        out = _run(start, "rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir")
-        if out.returncode != 0:
-            raise NotARepositoryError(
-                f"'{start}' is not inside a git repository (git init, or cd into one)"
+            repo = cls(*found)
+        else:
+            out = _run(
+                start,
+                "rev-parse",
+                "--show-toplevel",
+                "--absolute-git-dir",
+                "--git-common-dir",
+                env=named,
             )
-        top, git_dir, common = out.stdout.decode(errors="surrogateescape").splitlines()[:3]
-        return cls(Path(top), Path(git_dir), _absolute(start, common))
+            if out.returncode != 0:
+                raise NotARepositoryError(_not_a_repository(start, named, out.stderr))
+            top, git_dir, common = out.stdout.decode(errors="surrogateescape").splitlines()[:3]
+            if named:
+                named = {"GIT_DIR": git_dir, "GIT_WORK_TREE": top}
+            repo = cls(Path(top), Path(git_dir), _absolute(start, common), env=named)
+        if repo.format.ref_storage != "files":
+            repo._git("rev-parse", "--git-dir")  # git's own refusal, when it cannot read it
+        return repo
+
+    @property
+    def format(self) -> RepoFormat:
+        """The repository's object format and ref storage, read once from its config (by
+        git where the file includes others)."""
+        if self._format is None:
+            self._format = format_in_files(self.common_dir) or self._format_from_git()
+        return self._format
+
+    def _format_from_git(self) -> RepoFormat:
+        objects = self._git("rev-parse", "--show-object-format").strip() or "sha1"
+        refs = self._git("config", "--get", "extensions.refStorage", check=False).strip()
+        return RepoFormat(objects.lower(), refs.lower() or "files")
+
+    @property
+    def _refs_in_files(self) -> bool:
+        """Git's "files" ref backend: HEAD, loose refs and reflogs are plain files that
+        can be read without git; any other (reftable) is asked through git."""
+        return self.format.ref_storage == "files"
+
+    def blob_id(self, data: bytes) -> str:
+        """The id git gives ``data`` as a blob in this repository."""
+        return blob_id(data, self.format.object_format)
 
     @classmethod
     def init(cls, folder: Path, *, branch: str = "main") -> GitRepo:
@@ -116,10 +181,15 @@ class GitRepo:
     def _git(self, *args: str, check: bool = True, input: bytes | None = None) -> str:
         """Run git in this repository; its standard output. Callers outside this module
         ask a named method instead."""
-        proc = _run(self.top, *args, input=input)
+        proc = self._proc(*args, input=input)
         if check and proc.returncode != 0:
             raise GitError(f"git {' '.join(args)} failed: {_last_line(proc.stderr)}")
         return proc.stdout.decode(errors="surrogateescape")
+
+    def _proc(
+        self, *args: str, input: bytes | None = None, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        return _run(self.top, *args, input=input, env={**self._env, **(env or {})})
 
     def resolve(self, ref: str) -> str:
         """The commit id ``ref`` names; ``UnknownRefError`` when it names none."""
@@ -139,7 +209,7 @@ class GitRepo:
         """The blobs under ``paths`` at ``commit`` (paths relative to the top level)."""
         if not paths:
             return []
-        out = _run(self.top, "ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
+        out = self._proc("ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
         if out.returncode != 0:
             raise GitError(
                 f"Cannot list {', '.join(paths)} at {commit[:12]}: "
@@ -167,8 +237,7 @@ class GitRepo:
         one ``cat-file --batch-check`` run."""
         if not specs:
             return []
-        proc = _run(
-            self.top,
+        proc = self._proc(
             "cat-file",
             "--batch-check=%(objectname)",
             input="".join(f"{s}\n" for s in specs).encode(),
@@ -186,9 +255,7 @@ class GitRepo:
         pending = list(dict.fromkeys(blobs))
         if not pending:
             return
-        proc = _run(
-            self.top, "cat-file", "--batch", input="".join(f"{b}\n" for b in pending).encode()
-        )
+        proc = self._proc("cat-file", "--batch", input="".join(f"{b}\n" for b in pending).encode())
         out, pos = proc.stdout, 0
         for blob in pending:
             end = out.index(b"\n", pos)
@@ -244,7 +311,7 @@ class GitRepo:
                 ["git", "-C", str(self.top), "cat-file", "--batch"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                env=_git_env(),
+                env=_git_env(self._env),
             )
         return self._batch
 
@@ -270,8 +337,11 @@ class GitRepo:
     # branch ref, the HEAD reflog), and by git otherwise (packed refs, reftable,
     # anything unusual), which a process costs 2-3 ms more.
 
+    def _read_ref_file(self, path: Path) -> str | None:
+        return _read_small(path) if self._refs_in_files else None
+
     def head_commit(self) -> str | None:
-        head = _read_small(self.git_dir / "HEAD")
+        head = self._read_ref_file(self.git_dir / "HEAD")
         if head is not None and _is_object_id(head):
             return head
         if head is not None and head.startswith("ref: refs/heads/"):
@@ -282,7 +352,7 @@ class GitRepo:
         return out or None
 
     def current_branch(self) -> str | None:
-        head = _read_small(self.git_dir / "HEAD")
+        head = self._read_ref_file(self.git_dir / "HEAD")
         if head is not None and _is_object_id(head):
             return None  # detached
         if head is not None and head.startswith("ref: refs/heads/"):
@@ -304,7 +374,7 @@ class GitRepo:
         a loose ref, when there is one, is the branch's value, packed-refs or not)."""
         if not _plain_branch_name(name):
             return None
-        found = _read_small(self.common_dir / "refs" / "heads" / name)
+        found = self._read_ref_file(self.common_dir / "refs" / "heads" / name)
         return found if found is not None and _is_object_id(found) else None
 
     def all_ref_commits(self) -> list[tuple[tuple[str, ...], str]]:
@@ -368,7 +438,7 @@ class GitRepo:
         self, ref: str, *, env: Mapping[str, str] | None = None, quiet: bool = True
     ) -> str:
         """``git checkout ref``; what git (and the hooks it ran) wrote to standard error."""
-        proc = _run(self.top, "checkout", *(["--quiet"] if quiet else []), ref, env=env)
+        proc = self._proc("checkout", *(["--quiet"] if quiet else []), ref, env=env)
         messages = proc.stderr.decode(errors="replace")
         if proc.returncode != 0:
             lines = [ln for ln in messages.strip().splitlines() if ln.strip()]
@@ -406,7 +476,8 @@ class GitRepo:
         absent = "0" * len(head)
         put_back, removed = [], 0
         for path, old, new in changes:
-            if _worktree_blob(self.top / path) != (None if new == absent else new):
+            found = _worktree_blob(self.top / path, self.format.object_format)
+            if found != (None if new == absent else new):
                 continue  # as head has it, or not the target's: leave it
             if old == absent:
                 (self.top / path).unlink()
@@ -485,6 +556,9 @@ class GitRepo:
         unborn branch, as git has it (``checkout --orphan`` logs nothing)."""
         if self.head_commit() is None:
             return None
+        if not self._refs_in_files:
+            moves = self.checkouts(limit=1)
+            return (moves[0][1], moves[0][2]) if moves else None
         path = self.git_dir / "logs" / "HEAD"
         try:
             with open(path, "rb") as fh:
@@ -523,7 +597,10 @@ class GitRepo:
         return moves
 
     def reflog_size(self) -> int:
-        """The size of this worktree's HEAD reflog: an offset to read later entries from."""
+        """The size of this worktree's HEAD reflog: an offset to read later entries from
+        (-1 where the reflog is no file: then none is known)."""
+        if not self._refs_in_files:
+            return -1
         try:
             return (self.git_dir / "logs" / "HEAD").stat().st_size
         except OSError:
@@ -532,7 +609,10 @@ class GitRepo:
     def checkouts_after(self, offset: int) -> list[tuple[str, str]] | None:
         """(from, to) of the checkouts logged after ``offset`` of HEAD's reflog, oldest
         first; None when the reflog no longer reaches that far (expired, rewritten). Read
-        from the file, without git: the hook's move asks on every run."""
+        from the file, without git: the hook's move asks on every run (None where the
+        reflog is no file: reftable)."""
+        if offset < 0 or not self._refs_in_files:
+            return None
         try:
             with open(self.git_dir / "logs" / "HEAD", "rb") as fh:
                 if offset > fh.seek(0, os.SEEK_END):
@@ -550,7 +630,7 @@ class GitRepo:
         return moves
 
     def is_ancestor(self, ancestor: str, commit: str) -> bool:
-        return _run(self.top, "merge-base", "--is-ancestor", ancestor, commit).returncode == 0
+        return self._proc("merge-base", "--is-ancestor", ancestor, commit).returncode == 0
 
     def branches_containing(self, commit: str) -> list[str]:
         out = self._git(
@@ -653,12 +733,24 @@ def _checkout_move(subject: str) -> tuple[str, str] | None:
     return (left, right) if sep else None
 
 
+def _not_a_repository(start: Path, named: Mapping[str, str], stderr: bytes) -> str:
+    if named:
+        given = ", ".join(f"{name}='{value}'" for name, value in named.items())
+        return (
+            f"{given} name no git repository git can open ({_last_line(stderr)}); fix or unset them"
+        )
+    return f"'{start}' is not inside a git repository (git init, or cd into one)"
+
+
 def _absolute(start: Path, path: str) -> Path:
     """A path git printed, relative to ``start`` where it is relative (git prints the
     absolute ones with symbolic links resolved already)."""
     found = Path(path)
     return found if found.is_absolute() else (start / found).resolve()
 
+
+# Set by the caller to name the repository: then git is asked where it is, with them.
+_LOCATION_ENV_VARS = ("GIT_DIR", "GIT_WORK_TREE")
 
 # Where git would find another repository than the walk up from the folder (or refuse
 # one), it is asked instead.
@@ -759,17 +851,39 @@ def _plain_branch_name(name: str) -> bool:
     )
 
 
-def _worktree_blob(path: Path) -> str | None:
+def _worktree_blob(path: Path, object_format: str) -> str | None:
     """The blob id of the file (or symbolic link) at ``path``; None when there is none."""
     try:
         if path.is_symlink():
-            return blob_id(os.fsencode(os.readlink(path)))
-        return blob_id(path.read_bytes()) if path.is_file() else None
+            return blob_id(os.fsencode(os.readlink(path)), object_format)
+        return blob_id(path.read_bytes(), object_format) if path.is_file() else None
     except OSError:
         return None
 
 
-def blob_id(data: bytes) -> str:
-    """The id git gives ``data`` as a blob, so working-tree files and git objects share
-    one cache."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+def blob_id(data: bytes, object_format: str) -> str:
+    """The id git gives ``data`` as a blob in a repository of ``object_format`` (sha1,
+    sha256), so working-tree files and git objects share one cache."""
+    return hashlib.new(object_format, b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def format_in_files(common_dir: Path) -> RepoFormat | None:
+    """The ``[extensions]`` of the repository's config as git reads them; None where the
+    file cannot say alone (it includes others) or cannot be read."""
+    try:
+        text = (common_dir / "config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    section, found = "", {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            header, _, line = line[1:].partition("]")
+            section = header.strip().lower()
+            if section.startswith("include"):
+                return None
+        key, sep, value = line.partition("=")
+        if section == "extensions" and sep:
+            value = value.split("#")[0].split(";")[0].strip().strip('"')
+            found[key.strip().lower()] = value.lower()
+    return RepoFormat(found.get("objectformat") or "sha1", found.get("refstorage") or "files")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from branchmig.errors import BranchmigError, MoveFailed, NoProjectError
-from branchmig.gitrepo import NULL_SHA
+from branchmig.gitrepo import is_null_id
 from branchmig.snapshots.base import SessionsBlockingError
 from branchmig.workspace import Workspace
 
@@ -33,7 +33,7 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
         previous: str | None = None
         previous_branch: str | None = None
         if hook == "post-checkout":
-            previous = args[0] if args and args[0] != NULL_SHA else None
+            previous = args[0] if args and not is_null_id(args[0]) else None
             previous_branch = _branch_left(ws) if previous else None
         elif hook in ("post-merge", "post-rewrite", "post-commit"):
             if hook == "post-rewrite" and (not args or args[0] != "rebase"):

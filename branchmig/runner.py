@@ -490,6 +490,41 @@ def _from_the_database(err: BaseException) -> bool:
     return False
 
 
+def missing_database(env: AlembicEnv) -> DatabaseState | None:
+    """The database env.py names (``sqlalchemy.url``, which Flask-Migrate's env.py sets
+    too) when its server answers without it: dropped, at no revision. None when that is
+    not what is wrong (SQLite, the server unreachable, the database there)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    try:
+        url = make_url(env.config.get_main_option("sqlalchemy.url") or "")
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: not this case
+        return None
+    dialect = url.get_backend_name()
+    if not url.database or dialect not in ("postgresql", "mysql", "mariadb"):
+        return None
+    # (``set(database=None)`` would keep the name: None there means "unchanged".)
+    on_server = url._replace(database="postgres" if dialect == "postgresql" else None)
+    query = (
+        "SELECT 1 FROM pg_database WHERE datname = :name"
+        if dialect == "postgresql"
+        else "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"
+    )
+    engine = create_engine(on_server, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            there = conn.execute(text(query), {"name": url.database}).first() is not None
+    except Exception:  # noqa: BLE001 - the server does not answer: the first error stands
+        return None
+    finally:
+        engine.dispose()
+    if there:
+        return None
+    return DatabaseState((Database("", url.render_as_string(hide_password=False), ()),), True)
+
+
 def _engine_name(context: Any) -> str:
     """The database's name as Flask-Migrate's multidb env.py gives it: its upgrade token
     is "<name>_upgrades" ("_upgrades" for the default; plain Alembic's is "upgrades")."""

@@ -8,6 +8,7 @@ parse as Python 2 be analysed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -198,7 +199,7 @@ def read_ref(
         if is_candidate(e.path)
     ]
     missing = [e for e in entries if e.blob not in cache.headers]
-    contents = _from_worktree(repo.top, missing)
+    contents = _from_worktree(repo, missing)
     from_git = [e.blob for e in missing if e.blob not in contents]
     if from_git:
         contents.update(repo.read_blobs(from_git))
@@ -211,17 +212,17 @@ def read_ref(
     )
 
 
-def _from_worktree(top: Path, entries: Sequence[TreeEntry]) -> dict[str, bytes]:
+def _from_worktree(repo: GitRepo, entries: Sequence[TreeEntry]) -> dict[str, bytes]:
     """The blobs that the working tree holds at the same path, unchanged: a file read
     and hashed costs far less than git inflating a loose object."""
     found: dict[str, bytes] = {}
     for entry in entries:
         try:
-            with open(os.path.join(top, entry.path), "rb") as fh:
+            with open(os.path.join(repo.top, entry.path), "rb") as fh:
                 data = fh.read()
         except OSError:
             continue
-        if blob_id(data) == entry.blob:
+        if repo.blob_id(data) == entry.blob:
             found[entry.blob] = data
     return found
 
@@ -232,8 +233,11 @@ def read_worktree(
     *,
     recursive: bool,
     cache: HeaderCache,
+    object_format: str,
 ) -> ScriptSet:
-    """The scripts in the working tree, committed or not."""
+    """The scripts in the working tree, committed or not, with the blob ids git gives
+    them in a repository of ``object_format``."""
+    width = 2 * hashlib.new(object_format).digest_size
     files: list[tuple[str, str, bytes | None]] = []
     prefix = len(str(top)) + 1
     now_ns = time.time_ns()
@@ -245,12 +249,17 @@ def read_worktree(
             st = entry.stat()
             key = list(stat_key(st))
             known = cache.stats.get(rel)
-            if known is not None and known[:-1] == key and known[-1] in cache.headers:
+            if (
+                known is not None
+                and known[:-1] == key
+                and len(known[-1]) == width  # not an id of another object format
+                and known[-1] in cache.headers
+            ):
                 files.append((rel, known[-1], None))
                 continue
             with open(entry.path, "rb") as fh:
                 data = fh.read()
-            blob = blob_id(data)
+            blob = blob_id(data, object_format)
             # Like git's "racily clean" index entries: a file modified in the last
             # seconds may change again without its stat changing (coarse timestamps),
             # so only older files are trusted by their stat.
@@ -266,14 +275,13 @@ def read_worktree(
 
 
 def worktree_signature(
-    top: Path, version_locations: Sequence[str], *, recursive: bool
+    top: Path, version_locations: Sequence[str], *, recursive: bool, object_format: str
 ) -> tuple[str, bool]:
     """A digest of every candidate script's path and stat (``stat_key``): equal digests
     mean the same scripts. A file too recent for its stat to be trusted (one that a
     checkout has just written) counts by its content instead, so the scripts a return to
     a branch brings back are known again at once; the flag says there was one, whose
     content may still be changing."""
-    import hashlib
     import marshal
 
     rows: list[tuple[str, str] | tuple[str, tuple[int, ...], int, int]] = []
@@ -288,14 +296,16 @@ def worktree_signature(
             if st.st_ctime_ns > newest or st.st_mtime_ns > newest:  # _recent, inline
                 try:
                     with open(entry.path, "rb") as fh:
-                        rows.append((entry.path, blob_id(fh.read())))
+                        rows.append((entry.path, blob_id(fh.read(), object_format)))
                     racy = True
                     continue
                 except OSError:
                     pass  # gone since the listing: its stat stands for it
             # stat_key, inline and unflattened: this loop is the warm `heads`' hot path.
             rows.append((entry.path, st[:7], st.st_mtime_ns, st.st_ctime_ns))
-    signed = marshal.dumps((CACHE_VERSION, recursive, tuple(version_locations), rows))
+    signed = marshal.dumps(
+        (CACHE_VERSION, object_format, recursive, tuple(version_locations), rows)
+    )
     return hashlib.sha1(signed).hexdigest(), racy
 
 
@@ -344,7 +354,7 @@ def read_text_anywhere(repo: GitRepo, revision: Revision) -> bytes | None:
         path = repo.top / revision.path
         if path.is_file():
             data = path.read_bytes()
-            if blob_id(data) == revision.blob:
+            if repo.blob_id(data) == revision.blob:
                 return data
         return None
 

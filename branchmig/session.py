@@ -15,6 +15,7 @@ from contextlib import chdir, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from branchmig.errors import DatabaseError
 from branchmig.state import DatabaseId, Journal, Owner, State, Suspect
 from branchmig.workspace import Workspace
 
@@ -115,13 +116,16 @@ def opened(
     *,
     dry_run: bool = False,
     trust_remembered: bool = False,
+    missing_ok: bool = False,
 ) -> Iterator[Session]:
     """The lock held, Alembic open, the database read; a killed move put back first
     (a dry run only says there is one). With ``trust_remembered``, a trusted remembered database
     (see ``trusted``) is taken as read, without running env.py for it: a move then runs
     env.py once, and checks there, before its first step, that env.py connects to that
-    database at those revisions (``Session.recalled``)."""
-    from branchmig.runner import alembic_env, read_database
+    database at those revisions (``Session.recalled``). With ``missing_ok``, a live
+    database dropped from its server is taken as missing (``DatabaseState.missing``)
+    rather than refused, for the snapshot commands that need only its server."""
+    from branchmig.runner import alembic_env, missing_database, read_database
 
     state = State(ws.state_dir)
     with state.lock(), alembic_env(ws.project) as env:
@@ -129,7 +133,13 @@ def opened(
         if found is not None:
             db, dbid = found
         else:
-            db = read_database(env)
+            try:
+                db = read_database(env)
+            except DatabaseError:
+                gone = missing_database(env) if missing_ok else None
+                if gone is None:
+                    raise
+                db = gone
             dbid = database_id(ws, db)
             remember(ws, state, db, dbid)
         recovery = None

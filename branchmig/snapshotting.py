@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from branchmig.errors import SnapshotError, UsageError
 from branchmig.lifecycle import snapshot_key
@@ -15,6 +15,7 @@ from branchmig.session import Session, opened
 from branchmig.session import quiet as _quiet
 from branchmig.state import SnapshotRecord
 from branchmig.status import snapshot_statuses
+from branchmig.verify import drop_dead_scratches_of
 from branchmig.workspace import WORKTREE, Workspace
 
 Progress = Callable[[str], None]
@@ -34,8 +35,13 @@ class SnapshotInfo:
 
 
 def list_snapshots(ws: Workspace, *, progress: Progress = _quiet) -> list[SnapshotInfo]:
-    """This database's snapshots, newest first."""
-    with opened(ws, progress) as s:
+    """This database's snapshots, newest first (the live database dropped, too)."""
+    with opened(ws, progress, missing_ok=True) as s:
+        if s.db.missing:
+            progress(
+                f"branchmig: the live database {s.masked} is missing on its server; make it "
+                "again from a snapshot: branchmig snapshot restore KEY"
+            )
         backend = s.backend()
         stored = {snap.key: (snap.size, snap.backend) for snap in backend.stored()}
         records = {r.key: r for r in s.state.snapshots() if r.database in s.dbid.keys}
@@ -94,12 +100,12 @@ def save_snapshot(
 
 def restore_snapshot(
     ws: Workspace, *, name: str, terminate: bool = False, progress: Progress = _quiet
-) -> tuple[SnapshotRecord, str]:
+) -> tuple[SnapshotRecord, str | None]:
     """Put snapshot ``name`` back as the database; what it replaces is saved first (the
-    returned key)."""
+    returned key; None when the live database was missing, then made again)."""
     from branchmig.switching import _token
 
-    with opened(ws, progress) as s:
+    with opened(ws, progress, missing_ok=True) as s:
         record = _find(s, name)
         backend = s.backend(terminate=terminate)
         if not backend.exists(record.key):
@@ -107,6 +113,11 @@ def restore_snapshot(
                 f"Snapshot '{name}' is in the index but its copy is gone; "
                 f"run: branchmig snapshot drop {name}"
             )
+        if s.db.missing:
+            s.env.dispose_engines()
+            backend.restore(record.key)
+            s.state.remove_snapshot(record.key)
+            return record, None
         kept = f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{_token()[-4:]}"
         _, code = ws.graph_at(WORKTREE)
         s.env.dispose_engines()
@@ -144,6 +155,7 @@ def drop_snapshot(ws: Workspace, *, name: str, progress: Progress = _quiet) -> S
 class PruneResult:
     dropped: list[SnapshotInfo]
     kept_strays: list[SnapshotInfo]  # would have been dropped, but nothing else holds them
+    scratches: list[str] = field(default_factory=list)  # of killed verify runs, dropped
 
 
 def prune_snapshots(
@@ -177,7 +189,12 @@ def prune_snapshots(
             for info in doomed:
                 backend.drop(info.record.key)
                 s.state.remove_snapshot(info.record.key)
-    return PruneResult(doomed, spared)
+    scratches: list[str] = []
+    if strays and not dry_run:
+        with opened(ws, progress) as s:
+            if not s.dbid.url.startswith("sqlite"):
+                scratches = drop_dead_scratches_of(s.dbid.url)
+    return PruneResult(doomed, spared, scratches)
 
 
 def _find(s: Session, name: str) -> SnapshotRecord:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import marshal
 import os
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -17,9 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from branchmig.errors import LockedError, StateError
+from branchmig.gitrepo import blob_id, format_in_files
 from branchmig.graph import Revision
 
 APPLIED_FORMAT = 1
+# The exact names of the branches whose own snapshot waits for them, one a line (the hook
+# template reads it): not a file per branch, where `x` would block `x/y` and `a` be `A`
+# on a case-insensitive filesystem.
+RESTORE_ON_LIST = "restore-on.list"
 
 
 def private_folder(path: Path) -> Path:
@@ -325,6 +331,23 @@ class State:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._applied: dict[str, dict[str, Revision]] = {}
+        self._object_format: str | None = None
+
+    def _current_id(self, blob: str) -> str:
+        """``blob`` as the repository names it now: an id an earlier branchmig computed as
+        SHA-1 in a SHA-256 repository is the kept script's SHA-256 id (else as it is)."""
+        if self._object_format is None:
+            found = format_in_files(self.root.parent)  # the git common dir's config
+            self._object_format = found.object_format if found else "sha1"
+        width = 64 if self._object_format == "sha256" else 40
+        if not isinstance(blob, str) or len(blob) == width or len(blob) not in (40, 64):
+            return blob
+        text = self.kept_script(blob)
+        if text is None:
+            return blob
+        current = blob_id(text, self._object_format)
+        self.keep_script(current, text)
+        return current
 
     # -- lock -------------------------------------------------------------------------
 
@@ -423,7 +446,7 @@ class State:
                             labels=labels,
                             depends_on=depends,
                             path=path,
-                            blob=blob,
+                            blob=self._current_id(blob),
                         )
                         for rev, down, labels, depends, path, blob in rows
                     }
@@ -519,7 +542,7 @@ class State:
         with contextlib.suppress(OSError, ValueError, EOFError, TypeError):
             version, applied = marshal.loads(self._holds_path(key).read_bytes())
             if version == APPLIED_FORMAT and isinstance(applied, dict):
-                return applied
+                return {rev: self._current_id(blob) for rev, blob in applied.items()}
         for entry in _read_json(self._index_path, []):
             # An index written by an earlier branchmig held each snapshot's revisions.
             if isinstance(entry, dict) and entry.get("key") == key:
@@ -544,24 +567,23 @@ class State:
                     (self.root / "snapshot-holds" / name).unlink()
 
     def _mark_waiting(self, branches: set[str]) -> None:
-        """An empty file ``restore-on/<branch>`` for each branch with a snapshot of its
-        own: the post-checkout hook's shell runs branchmig for such a branch even when the
-        migrations did not change."""
-        folder = self.root / "restore-on"
-        present = set()
-        if folder.is_dir():
-            for path in folder.rglob("*"):
-                if path.is_file():
-                    present.add(path.relative_to(folder).as_posix())
-        for name in present - branches:
-            with contextlib.suppress(OSError):
-                (folder / name).unlink()
-        for name in branches - present:
-            path = folder / name
-            if ".." in Path(name).parts:
-                continue
-            with contextlib.suppress(OSError, StateError):
-                write_private(path, b"")
+        """The exact name of each branch with a snapshot of its own, one a line, in
+        ``restore-on.list``: the post-checkout hook's shell runs branchmig for such a
+        branch even when the migrations did not change. A failed write raises
+        ``StateError``: a branch missing from the list would keep another's rows."""
+        path = self.root / RESTORE_ON_LIST
+        text = "".join(f"{name}\n" for name in sorted(branches) if "\n" not in name)
+        try:
+            current: str | None = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current != text:
+            write_private(path, text.encode("utf-8"), durable=True)
+        # An earlier branchmig's file per branch (read by its hook until the list is
+        # written): the list replaces it whole.
+        old = self.root / "restore-on"
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
 
     def add_snapshot(self, record: SnapshotRecord, applied: Mapping[str, str]) -> None:
         """Index ``record``, holding ``applied``: written first, so an index entry never

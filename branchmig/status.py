@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from branchmig.errors import BranchmigError, LockedError
+from branchmig.errors import BranchmigError, DatabaseError, LockedError
 from branchmig.graph import Graph, merge_graphs
 from branchmig.lifecycle import Held, restorers
 from branchmig.plan import make_plan
 from branchmig.provenance import held_snapshots, tip_blobs
 from branchmig.session import Recovery, quiet
 from branchmig.state import DatabaseId, Failure, State, Suspect
+from branchmig.verify import dead_scratches
 from branchmig.workspace import WORKTREE, Workspace
 
 if TYPE_CHECKING:
@@ -72,11 +73,21 @@ class StatusResult:
     databases: tuple[DatabaseHeads, ...] = ()  # each one, when the project has several
     split: str | None = None  # they are at different revisions, in words
     failed: FailedStep | None = None
+    dead_scratches: tuple[str, ...] = ()  # scratch databases of killed verify runs
 
     @property
     def in_step(self) -> bool:
         """The database matches the working tree, as far as anything can tell."""
         return not (self.pending or self.unknown or self.suspect or self.interrupted or self.split)
+
+
+def _dead_scratches(url: str) -> tuple[str, ...]:
+    if url.startswith("sqlite"):
+        return ()
+    try:
+        return tuple(dead_scratches(url))
+    except DatabaseError:
+        return ()  # the server lets this user list no databases: nothing to show
 
 
 def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
@@ -172,6 +183,7 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         unknown_found_in=found_in,
         snapshots=snapshot_statuses(ws, held, stored),
         stray_copies=tuple(sorted(k for k in stored if k not in {h.key for h in held})),
+        dead_scratches=_dead_scratches(dbid.url),
         interrupted=interrupted,
         recovered=recovery.describe() if recovery is not None else None,
         suspect=state.suspect(dbid.key),

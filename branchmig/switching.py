@@ -158,10 +158,8 @@ def _script_text(ws: Workspace, state: State, rev: Revision) -> bytes:
         pass
     path = ws.repo.top / rev.path
     if path.is_file():
-        from branchmig.gitrepo import blob_id
-
         data = path.read_bytes()
-        if blob_id(data) == rev.blob:
+        if ws.repo.blob_id(data) == rev.blob:
             return data
     raise PlanError(
         f"Revision '{rev.id}' is applied to the database, but its script ({rev.path}, blob "

@@ -467,7 +467,7 @@ class Scratch:
         self.backend = _backend(live_url)
         self._live = make_url(live_url)
         self._folder = folder
-        self.name = f"{SCRATCH_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+        self.name = scratch_name(os.getpid(), secrets.token_hex(4))
         if self.backend == "sqlite":
             self.url = f"sqlite:///{folder / 'scratch.db'}"
         else:
@@ -499,23 +499,41 @@ class Scratch:
             for path in self._folder.glob("scratch.db*"):
                 path.unlink()
             return
+        self.drop_database(self.name)
+
+    def leftovers(self) -> list[str]:
+        """The scratch databases on the server (any verify's, this one's included)."""
+        if self.backend == "sqlite":
+            return []
         from sqlalchemy import text
 
         with self._server() as conn:
             if self.backend == "mysql":
-                conn.execute(text(f"DROP DATABASE IF EXISTS `{self.name}`"))
+                rows = conn.execute(text("SHOW DATABASES LIKE 'bm\\_verify\\_%'"))
+            else:
+                rows = conn.execute(
+                    text("SELECT datname FROM pg_database WHERE datname LIKE 'bm\\_verify\\_%'")
+                )
+            return sorted(str(r[0]) for r in rows)
+
+    def drop_database(self, name: str) -> None:
+        from sqlalchemy import text
+
+        with self._server() as conn:
+            if self.backend == "mysql":
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
                 return
             try:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             except Exception:  # noqa: BLE001 - PostgreSQL < 13 has no FORCE
                 conn.execute(
                     text(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                         "WHERE datname = :name"
                     ),
-                    {"name": self.name},
+                    {"name": name},
                 )
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}"'))
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
 
     def reset(self) -> None:
         self.drop()
@@ -536,7 +554,7 @@ class Scratch:
         for database in candidates:
             try:
                 engine = create_engine(
-                    self._live.set(database=database),
+                    self._live._replace(database=database),  # None: no database
                     isolation_level="AUTOCOMMIT",
                     poolclass=NullPool,
                 )
@@ -571,6 +589,14 @@ def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[
     with tempfile.TemporaryDirectory(prefix="branchmig-verify-") as folder, _sigterm_interrupts():
         scratch = Scratch(live_url, Path(folder))
         try:
+            for name in drop_dead_scratches(scratch):
+                progress(f"branchmig: dropped the scratch database '{name}' of a verify killed")
+        except Exception as err:  # noqa: BLE001 - a leftover never stops this run
+            progress(
+                "branchmig: warning: could not drop the scratch databases of killed runs: "
+                f"{first_line(err)}"
+            )
+        try:
             scratch.create()
         except DatabaseError:
             raise
@@ -590,6 +616,67 @@ def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[
                     f"branchmig: warning: could not drop the scratch database "
                     f"'{scratch.name}': {first_line(err)}; drop it by hand"
                 )
+
+
+def scratch_name(pid: int, token: str) -> str:
+    """``bm_verify_<pid>_<machine><boot>_<token>``: whose it is, so that a later run can
+    tell a killed run's database (its machine, and a process gone or another boot) from
+    a live one's."""
+    machine, boot = _machine_and_boot()
+    return f"{SCRATCH_PREFIX}{pid}_{machine}{boot}_{token}"
+
+
+def _machine_and_boot() -> tuple[str, str]:
+    import hashlib
+    import socket
+
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""  # not Linux: only the pid tells, on this machine
+    machine = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+    return machine, hashlib.sha256(boot.encode()).hexdigest()[:6]
+
+
+def scratch_is_dead(name: str) -> bool | None:
+    """Whether the verify that made scratch database ``name`` is gone; None when this
+    machine cannot tell (made on another machine, or by an earlier branchmig, whose names
+    carry only a pid)."""
+    parts = name[len(SCRATCH_PREFIX) :].split("_")
+    if not name.startswith(SCRATCH_PREFIX) or len(parts) != 3 or not parts[0].isdigit():
+        return None
+    machine, boot = _machine_and_boot()
+    if len(parts[1]) != 12 or parts[1][:6] != machine:
+        return None
+    if parts[1][6:] != boot:
+        return True  # made before this machine started again
+    try:
+        os.kill(int(parts[0]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
+def dead_scratches(live_url: str) -> list[str]:
+    """The scratch databases of killed verify runs on the server of ``live_url``."""
+    with tempfile.TemporaryDirectory(prefix="branchmig-verify-") as folder:
+        return [n for n in Scratch(live_url, Path(folder)).leftovers() if scratch_is_dead(n)]
+
+
+def drop_dead_scratches(scratch: Scratch) -> list[str]:
+    """Drop the scratch databases of killed verify runs on ``scratch``'s server; their
+    names."""
+    dead = [name for name in scratch.leftovers() if scratch_is_dead(name)]
+    for name in dead:
+        scratch.drop_database(name)
+    return dead
+
+
+def drop_dead_scratches_of(live_url: str) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="branchmig-verify-") as folder:
+        return drop_dead_scratches(Scratch(live_url, Path(folder)))
 
 
 @contextlib.contextmanager

@@ -86,7 +86,11 @@ class Workspace:
                 return ScriptSet(ref="", commit=None, revisions=found[0], warnings=found[1])
             locs = self.project.locations()
             scripts = read_worktree(
-                self.repo.top, locs.version_locations, recursive=locs.recursive, cache=self.cache
+                self.repo.top,
+                locs.version_locations,
+                recursive=locs.recursive,
+                cache=self.cache,
+                object_format=self.repo.format.object_format,
             )
             if self.still_signs(signature):
                 self.script_sets.put(signature, scripts.revisions, scripts.warnings)
@@ -126,7 +130,10 @@ class Workspace:
         if ref == WORKTREE:
             locs = self.project.locations()
             sig, racy = worktree_signature(
-                self.repo.top, locs.version_locations, recursive=locs.recursive
+                self.repo.top,
+                locs.version_locations,
+                recursive=locs.recursive,
+                object_format=self.repo.format.object_format,
             )
             return f"{_RACY if racy else 'wt:'}{sig}"
         commit = self.repo.resolve(ref)

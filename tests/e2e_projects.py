@@ -204,16 +204,16 @@ def _sh(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> None:
     assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout}{proc.stderr}"
 
 
-def build_alembic_template(path: Path) -> None:
+def build_alembic_template(path: Path, *, object_format: str | None = None) -> None:
     """``alembic init alembic`` in a new repository (nothing committed)."""
-    init_repo(path)
+    init_repo(path, object_format=object_format)
     _sh(path, str(BIN / "alembic"), "init", "alembic")
     (path / "alembic" / "versions").mkdir(exist_ok=True)
 
 
-def build_flask_template(path: Path) -> None:
+def build_flask_template(path: Path, *, object_format: str | None = None) -> None:
     """A Flask-SQLAlchemy + Flask-Migrate app in ``blog.py`` and ``flask db init``."""
-    init_repo(path)
+    init_repo(path, object_format=object_format)
     (path / "blog.py").write_text(FLASK_APP_TEXT)
     _sh(path, str(BIN / "flask"), "--app", "blog", "db", "init")
     shutil.rmtree(path / "__pycache__", ignore_errors=True)

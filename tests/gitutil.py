@@ -27,6 +27,10 @@ GIT_ENV = {
 
 BRANCHMIG = str(Path(sys.executable).with_name("branchmig"))
 
+# The object format of every repository the tests make: BRANCHMIG_TEST_OBJECT_FORMAT=sha256
+# runs the suite on SHA-256 repositories (git 3's default), as CI does for the lifecycle.
+OBJECT_FORMAT = os.environ.get("BRANCHMIG_TEST_OBJECT_FORMAT", "sha1")
+
 Ids = str | Sequence[str] | None
 
 
@@ -46,9 +50,10 @@ def git(cwd: Path, *args: str) -> str:
     return proc.stdout
 
 
-def init_repo(path: Path) -> Path:
+def init_repo(path: Path, *, object_format: str | None = None) -> Path:
+    """A new repository on ``main``, in ``object_format`` (default: the suite's)."""
     path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main")
+    git(path, "init", "-q", "-b", "main", f"--object-format={object_format or OBJECT_FORMAT}")
     git(path, "config", "commit.gpgsign", "false")
     return path
 

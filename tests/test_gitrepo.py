@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from gitutil import git, init_repo
+from gitutil import BRANCHMIG, git, git_env, init_repo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from branchmig.errors import GitError, NotARepositoryError
-from branchmig.gitrepo import GitRepo, _found_in_files
+from branchmig.gitrepo import GitRepo, RepoFormat, _found_in_files, is_null_id
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -178,10 +178,11 @@ def test_a_failed_checkout_says_why(repo_with_one_script: Path) -> None:
 def test_the_caller_s_git_variables_do_not_redirect_git(
     repo_with_one_script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A hook runs with the outer git's GIT_DIR, GIT_INDEX_FILE...: they name another repo.
+    # A hook runs with the outer git's GIT_INDEX_FILE...: they may name another repo.
+    # (GIT_DIR and GIT_WORK_TREE name the repository, as git has them: tests below.)
     elsewhere = init_repo(tmp_path / "elsewhere")
-    monkeypatch.setenv("GIT_DIR", str(elsewhere / ".git"))
     monkeypatch.setenv("GIT_INDEX_FILE", str(elsewhere / ".git" / "index"))
+    monkeypatch.setenv("GIT_OBJECT_DIRECTORY", str(elsewhere / ".git" / "objects"))
     monkeypatch.setenv("GIT_COMMON_DIR", str(elsewhere / ".git"))
 
     repo = GitRepo.discover(repo_with_one_script / "v")
@@ -341,3 +342,71 @@ def test_git_is_asked_where_it_might_find_otherwise(
     with open(root / ".git" / "config", "a") as config:
         config.write("[include]\n\tpath = other.config\n")
     assert _found_in_files(root / "v") is None
+
+
+# -- the repository's format ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("object_format", ["sha1", "sha256"])
+def test_blob_ids_and_the_null_id_are_those_of_the_repository_s_object_format(
+    tmp_path: Path, object_format: str
+) -> None:
+    root = init_repo(tmp_path / "repo", object_format=object_format)
+    commit(root, "base", {"v/a.py": "revision = 'a'\n"})
+    repo = GitRepo.discover(root)
+
+    assert repo.format == RepoFormat(object_format, "files")
+    [entry] = repo.ls_tree(repo.resolve("HEAD"), ["v"])
+    data = (root / "v" / "a.py").read_bytes()
+    assert repo.blob_id(data) == entry.blob == git(root, "hash-object", "v/a.py").strip()
+    assert is_null_id("0" * len(entry.blob)) and not is_null_id(entry.blob)
+
+
+def _git_runs(trace: Path) -> list[str]:
+    lines = trace.read_text().splitlines() if trace.exists() else []
+    return [ln.split("trace: built-in: ", 1)[1] for ln in lines if "trace: built-in: " in ln]
+
+
+def test_refs_kept_elsewhere_than_in_files_are_asked_of_git(
+    repo_with_merged_feature: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``extensions.refStorage`` other than files (reftable: HEAD a stub, refs in tables):
+    HEAD, branches and the reflog come from git, never from .git's files. Faked in a
+    version-0 repository, whose extensions git 2.39 ignores, so git still answers."""
+    root = repo_with_merged_feature
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    plain = GitRepo.discover(root)
+    head = plain.head_commit()
+    answers = (head, plain.current_branch(), plain.is_branch("feature"), plain.last_checkout())
+    assert _git_runs(trace) == []  # read from the files
+
+    git(root, "config", "extensions.refStorage", "reftable")
+    repo = GitRepo.discover(root)
+    assert repo.format.ref_storage == "reftable"
+    assert (repo.head_commit(), repo.current_branch()) == answers[:2]
+    assert (repo.is_branch("feature"), repo.last_checkout()) == answers[2:]
+    assert repo.reflog_size() == -1 and repo.checkouts_after(0) is None
+    asked = _git_runs(trace)
+    assert any(run.startswith("git rev-parse") and "HEAD" in run for run in asked), asked
+    assert any(run.startswith("git symbolic-ref") for run in asked), asked
+    assert any(run.startswith("git reflog") for run in asked), asked
+
+
+def test_a_repository_format_this_git_cannot_read_is_refused_with_git_s_message(
+    repo_with_one_script: Path,
+) -> None:
+    root = repo_with_one_script
+    git(root, "config", "core.repositoryformatversion", "1")
+    git(root, "config", "extensions.refStorage", "reftable")
+
+    with pytest.raises(GitError, match="unknown repository extension found: refstorage$"):
+        GitRepo.discover(root)
+    proc = subprocess.run(
+        [BRANCHMIG, "heads", "main"], cwd=root, env=git_env(), capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "branchmig: git rev-parse --git-dir failed: fatal: unknown repository extension "
+        "found: refstorage"
+    ], proc.stderr

@@ -3,6 +3,7 @@ follows branch checkouts, and nothing else."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 
@@ -175,3 +176,53 @@ def test_a_branch_without_the_app_leaves_the_database_alone(
     out = p.checkout("feature1")
     assert "Traceback" not in out.stderr
     assert sqlite_dump(p.db_path) == before
+
+
+def test_a_nested_branch_made_after_a_deleted_one_gets_its_own_rows_back(
+    hooks_installed_db_at_feature1: Project,
+) -> None:
+    """``x`` is deleted, its snapshot kept; ``x/y`` then has a snapshot of its own, which
+    a checkout from another branch on the same commit brings back (a file kept for ``x``
+    once stopped ``x/y``'s mark being written, and the hook left the other's rows)."""
+    p = hooks_installed_db_at_feature1
+    p.checkout("-q", "-b", "x")
+    p.checkout("-q", "feature2")  # x's rows kept for it: F1's downgrade drops a column
+    p.git("branch", "-q", "-D", "x")
+    p.checkout("-q", "-b", "x/y")
+    with sqlite3.connect(p.db_path) as conn:
+        conn.execute("INSERT INTO posts (title) VALUES ('of x/y')")
+    p.checkout("-q", "main")  # x/y's rows kept for it: F2's downgrade drops posts
+    p.checkout("-q", "-b", "other", "x/y")
+    with sqlite3.connect(p.db_path) as conn:
+        conn.execute("DELETE FROM posts")
+        conn.execute("INSERT INTO posts (title) VALUES ('of other')")
+    out = p.checkout("x/y")  # the same commit: only x/y's waiting snapshot moves the hook
+    assert "Traceback" not in out.stderr
+    with sqlite3.connect(p.db_path) as conn:
+        assert [r[0] for r in conn.execute("SELECT title FROM posts")] == ["of x/y"], out.stderr
+
+
+def test_checkouts_with_git_dir_and_work_tree_set_carry_the_database(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    """The git dir kept elsewhere, under another name than ``.git``, and named by
+    ``GIT_DIR`` / ``GIT_WORK_TREE`` (relative ones, as users type them): install, the
+    hook and the commands find the repository as git does."""
+    p = db_at_feature1_head_with_emails
+    store = p.root.parent / "store"
+    store.mkdir()
+    (p.root / ".git").rename(store / "project.git")
+    named = {"GIT_DIR": "../store/project.git", "GIT_WORK_TREE": "."}
+    assert "not inside a git repository" in p.branchmig("status").stderr
+    p.ok("install", env=named)
+    assert (store / "project.git" / "hooks" / "post-checkout").is_file()
+
+    out = p.run("git", "checkout", "-q", "feature2", env=named)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert sqlite_version(p.db_path) == {F2}
+    out = p.run("git", "checkout", "-q", "feature1", env=named)
+    assert "restored the snapshot of 'feature1'" in out.stderr, out.stderr
+    with sqlite3.connect(p.db_path) as conn:
+        assert emails(conn) == EMAILS
+    status = json.loads(p.ok("status", "--json", env=named).stdout)
+    assert (status["branch"], status["db_heads"], status["pending"]) == ("feature1", [F1], [])

@@ -604,3 +604,41 @@ def test_hooks_without_config_do_nothing(
     checkout = git(repo, "checkout", "-q", "feature")
     assert checkout.stderr == ""
     assert fake_python.calls() == []
+
+
+@pytest.mark.parametrize(
+    ("waiting", "runs"),
+    [
+        ({"restore-on.list": "x\nx/y\n"}, True),
+        ({"restore-on.list": "x\nX/y\n"}, False),  # another case is another branch
+        ({"restore-on/x/y": ""}, True),  # an earlier branchmig's file, until the list
+        ({}, False),
+    ],
+)
+def test_the_hook_starts_python_for_a_branch_whose_snapshot_waits(
+    tmp_path: Path, waiting: dict[str, str], runs: bool
+) -> None:
+    """A checkout onto the same commit (nothing to migrate) starts branchmig only for a
+    branch listed, by exact name, as waiting for its snapshot."""
+    from gitutil import make_alembic_repo, run_branchmig
+
+    repo = make_alembic_repo(tmp_path / "project")
+    assert run_branchmig(repo.root, "install").returncode == 0
+    state = repo.root / ".git" / "branchmig"
+    ran = tmp_path / "ran"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "$@" >>"{ran}"\n')
+    python.chmod(0o755)
+    conf = state / "hook.conf"
+    lines = conf.read_text().splitlines()
+    conf.write_text(
+        "\n".join(f"python={python}" if ln.startswith("python=") else ln for ln in lines) + "\n"
+    )
+    for name, text in waiting.items():
+        (state / name).parent.mkdir(parents=True, exist_ok=True)
+        (state / name).write_text(text)
+    repo.git("branch", "x/y")
+
+    repo.checkout("x/y")
+
+    assert ran.exists() == runs

@@ -35,7 +35,9 @@ def ids(repo: Repo, ref: str | None = None) -> dict[str, tuple[str, ...]]:
     with GitRepo.discover(repo.root) as git_repo:
         cache = cache_for(git_repo)
         if ref is None:
-            found = read_worktree(git_repo.top, VERSIONS, recursive=False, cache=cache)
+            found = read_worktree(
+                git_repo.top, VERSIONS, recursive=False, cache=cache, object_format="sha1"
+            )
         else:
             found = read_ref(
                 git_repo, git_repo.resolve(ref), VERSIONS, recursive=False, cache=cache
@@ -325,7 +327,9 @@ def test_recursive_version_folders(empty_alembic_repo: Repo) -> None:
         cache = HeaderCache(None)
         flat = read_ref(git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=False, cache=cache)
         deep = read_ref(git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=True, cache=cache)
-        deep_wt = read_worktree(git_repo.top, VERSIONS, recursive=True, cache=cache)
+        deep_wt = read_worktree(
+            git_repo.top, VERSIONS, recursive=True, cache=cache, object_format="sha1"
+        )
     assert [r.id for r in flat.revisions] == ["a1"]
     assert sorted(r.id for r in deep.revisions) == ["a1", "b1"]
     assert sorted(r.id for r in deep_wt.revisions) == ["a1", "b1"]
@@ -339,7 +343,9 @@ def test_blob_ids_of_worktree_and_git_agree(repo_with_linear_history: Repo) -> N
         at_head = read_ref(
             git_repo, git_repo.resolve("HEAD"), VERSIONS, recursive=False, cache=cache
         )
-        in_tree = read_worktree(git_repo.top, VERSIONS, recursive=False, cache=cache)
+        in_tree = read_worktree(
+            git_repo.top, VERSIONS, recursive=False, cache=cache, object_format="sha1"
+        )
     assert {(r.id, r.blob) for r in at_head.revisions} == {
         (r.id, r.blob) for r in in_tree.revisions
     }

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 from typing import Any
 
+import pytest
 from e2e_projects import (
     EMAILS,
     F1,
     Project,
+    make_seed_project,
     sqlite_version,
 )
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 
 def listed(p: Project) -> dict[str, dict[str, Any]]:
@@ -97,3 +102,51 @@ def test_snapshot_command_errors_are_one_line(db_at_feature1_head_with_emails: P
     assert bad.returncode == 2
     assert "must be 1-40 of a-z, 0-9, '-' and '_'" in bad.stderr
     assert "Traceback" not in missing.stderr + bad.stderr
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_snapshots_are_listed_and_restored_with_the_live_database_dropped(
+    request: pytest.FixtureRequest, alembic_template: Path, tmp_path: Path, backend: str
+) -> None:
+    """The live database dropped on the server, its snapshots still there: ``snapshot
+    list`` lists them and says the live one is missing; ``snapshot restore`` makes it
+    again from the snapshot."""
+    url = request.getfixturevalue(
+        "fresh_postgres_url" if backend == "postgresql" else "fresh_mysql_url"
+    )
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic", url=url)
+    p.ok("switch", "feature1")
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (name, email) VALUES ('ada', 'ada@example.com')"))
+    engine.dispose()
+    p.ok("switch", "feature2")  # feature1's rows kept for it
+    live = make_url(url).database
+    server = create_engine(
+        make_url(url).set(database="postgres" if backend == "postgresql" else None),
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+    )
+    with server.connect() as conn:
+        quoted = f'"{live}"' if backend == "postgresql" else f"`{live}`"
+        conn.execute(text(f"DROP DATABASE {quoted}"))
+    server.dispose()
+
+    proc = p.ok("snapshot", "list")
+    assert "is missing" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    [key] = [k for k, s in listed(p).items() if s["branch"] == "feature1"]
+
+    proc = p.ok("snapshot", "restore", key)
+    assert "replaced is snapshot" not in proc.stdout, proc.stdout
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT email FROM users")).scalars().all() == ["ada@example.com"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == F1
+    engine.dispose()
+    assert not [s for s in listed(p).values() if s["purpose"] == "replaced"]

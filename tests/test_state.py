@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from branchmig.errors import StateError
 from branchmig.graph import Revision
 from branchmig.state import SnapshotFolder, SnapshotRecord, State, write_private
 
@@ -105,3 +106,51 @@ def test_a_durable_write_waits_for_its_rename_too(
     write_private(tmp_path / "cache.json", b"{}")
     assert [kind for kind, _ in events] == ["fsync", "rename", "fsync", "rename"]
     assert events[2][1] == str(tmp_path)
+
+
+def test_branches_waiting_for_their_snapshot_are_listed_by_exact_name(tmp_path: Path) -> None:
+    """``x`` and ``x/y``, ``feature1`` and ``Feature1``: one line each, no file named after
+    any (an earlier branchmig's files are replaced); a list that cannot be written is an
+    error, never skipped."""
+    state = State(tmp_path / "branchmig")
+    old = state.root / "restore-on" / "x"
+    old.parent.mkdir(parents=True)
+    old.write_text("")
+    names = ["x", "x/y", "feature1", "Feature1"]
+    records = [
+        SnapshotRecord(f"k{i}", name, None, [], "db", "sqlite", 0) for i, name in enumerate(names)
+    ]
+    state.save_snapshots(records)
+    assert (state.root / "restore-on.list").read_text().splitlines() == sorted(names)
+    assert not (state.root / "restore-on").exists()
+
+    (state.root / "restore-on.list").unlink()
+    (state.root / "restore-on.list").mkdir()
+    with pytest.raises(StateError, match="restore-on.list"):
+        state.save_snapshots(records[:1])
+
+
+def test_sha1_ids_an_earlier_branchmig_kept_in_a_sha256_repository_are_read_as_its_own(
+    tmp_path: Path,
+) -> None:
+    """Earlier, a working-tree script's id was SHA-1 even in a SHA-256 repository: what a
+    database and a snapshot hold is read with the id git gives the kept text, so the next
+    move does not take every applied script for changed."""
+    import hashlib
+
+    from gitutil import git, init_repo
+
+    root = init_repo(tmp_path / "repo", object_format="sha256")
+    text = b"revision = 'a1'\n"
+    (root / "a1.py").write_bytes(text)
+    want = git(root, "hash-object", "a1.py").strip()
+    old = hashlib.sha1(b"blob %d\0" % len(text) + text).hexdigest()
+    state = State(root / ".git" / "branchmig")
+    state.keep_script(old, text)
+    state.record_applied("db", {"a1": Revision("a1", path="v/a1.py", blob=old)})
+    state.add_snapshot(SnapshotRecord("k1", "main", None, ["a1"], "db", "sqlite", 0), {"a1": old})
+
+    again = State(root / ".git" / "branchmig")
+    assert again.applied("db")["a1"].blob == want
+    assert again.snapshot_applied("k1") == {"a1": want}
+    assert again.kept_script(want) == text

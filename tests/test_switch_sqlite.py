@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 from e2e_projects import (
@@ -18,8 +19,11 @@ from e2e_projects import (
     F1_SCRIPT,
     F2,
     Project,
+    build_alembic_template,
     commit_raising_feature2,
     emails,
+    insert_users,
+    make_seed_project,
     script,
     set_alembic_url,
     sqlite_columns,
@@ -59,6 +63,31 @@ def test_seed_round_trip_keeps_feature1_emails(db_at_feature1_head_with_emails: 
         assert sqlite_version(p.db_path) == {F1}
     finally:
         held.close()
+
+
+@pytest.mark.parametrize("object_format", ["sha1", "sha256"])
+def test_a_round_trip_restores_the_snapshot_in_either_object_format(
+    tmp_path: Path, object_format: str
+) -> None:
+    """In a SHA-256 repository (git 3's default) the working tree's scripts are the
+    commit's: nothing is pending, a move reverts only the branch's own revision, and
+    coming back restores the branch's snapshot."""
+    build_alembic_template(tmp_path / "template", object_format=object_format)
+    p = make_seed_project(tmp_path / "template", tmp_path / "project", kind="alembic")
+    p.ok("switch", "feature1")
+    insert_users(p.db_path)
+    status = p.status()
+    assert (status["pending"], status["unknown"]) == ([], []), status
+
+    out = p.ok("switch", "feature2")
+    assert f"downgrade {BASE}" not in out.stdout + out.stderr, out.stdout + out.stderr
+    assert "users" in sqlite_tables(p.db_path)
+    snapshots = {s["branch"]: s for s in p.status()["snapshots"]}
+    assert snapshots["feature1"]["restored_by"] == ["feature1"], snapshots
+    out = p.ok("switch", "feature1")
+    assert "Restored snapshot" in out.stdout, out.stdout + out.stderr
+    with sqlite3.connect(p.db_path) as conn:
+        assert emails(conn) == EMAILS
 
 
 def test_status_json_names_what_the_branch_lacks(db_at_feature1_head_with_emails: Project) -> None:

@@ -509,3 +509,50 @@ def test_compare_reports_changed_columns_and_indexes() -> None:
         ),
         Difference("index", "users.ix", "changed", "(name)", "UNIQUE (name)"),
     )
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_scratch_databases_of_killed_runs_are_shown_then_dropped(
+    request: pytest.FixtureRequest, alembic_template: Path, tmp_path: Path, backend: str
+) -> None:
+    """A verify killed with SIGKILL leaves its scratch database: ``status`` names it, the
+    next ``verify`` (and ``snapshot prune --strays``) drops it; a running verify's stays."""
+    from branchmig.verify import scratch_name
+
+    p = _project(request, alembic_template, tmp_path, backend)
+    p.ok("sync")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    killed = [scratch_name(gone.pid, "dead0001"), scratch_name(gone.pid, "dead0002")]
+    running = scratch_name(os.getpid(), "live0001")
+    engine = create_engine(p.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    quote = '"' if backend == "postgresql" else "`"
+    try:
+        with engine.connect() as conn:
+            for name in [*killed, running]:
+                conn.execute(text(f"CREATE DATABASE {quote}{name}{quote}"))
+        assert p.status()["dead_scratches"] == killed
+        assert f"scratch:    '{killed[0]}' of a verify that was killed" in p.ok("status").stdout
+
+        proc = p.ok("verify", "feature1", "--against", "main")
+        assert f"dropped the scratch database '{killed[0]}'" in proc.stderr, proc.stderr
+        left = _scratch_databases(p, backend, running=True)
+        assert running in left and not set(killed) & set(left)
+        assert p.status()["dead_scratches"] == []
+
+        with engine.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {quote}{killed[0]}{quote}"))
+        proc = p.ok("snapshot", "prune", "--strays")
+        assert f"Dropped the scratch database '{killed[0]}'" in proc.stdout, proc.stdout
+        assert killed[0] not in _scratch_databases(p, backend, running=True)
+    finally:
+        with engine.connect() as conn:
+            for name in [*killed, running]:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}"))
+        engine.dispose()
