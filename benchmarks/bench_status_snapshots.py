@@ -160,11 +160,12 @@ def main() -> None:
         finally:
             conninfo = admin.set(drivername="postgresql").render_as_string(False)
             with psycopg.connect(conninfo, autocommit=True) as conn:
-                rows = conn.execute(
-                    "SELECT datname FROM pg_database WHERE datname LIKE 'bm_bench_st_%'"
-                    " OR datname LIKE ANY(%s)",
-                    ([f"%{n[len('bm_bench_st_') :]}%" for n in names],),
-                ).fetchall()
+                ids = [n.removeprefix("bm_bench_st_") for n in names]
+                rows = [
+                    row
+                    for row in conn.execute("SELECT datname FROM pg_database").fetchall()
+                    if any(i in row[0] for i in ids)
+                ]
                 for (db,) in rows:
                     conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
