@@ -404,7 +404,16 @@ def test_an_open_transaction_blocks_the_swap_until_terminate_connections(
         with pytest.raises(SessionsBlockingError, match=f"id {held.thread_id()} "):
             snaps.restore("before")
         assert snaps.exists("before")
-        backend(url, tmp_path, terminate_connections=True).restore("before")
+        said: list[str] = []
+        ending = backend(url, tmp_path, terminate_connections=True)
+        ending.progress = said.append
+        ending.restore("before")
+        # The sessions it ends are named (issue 24).
+        assert [
+            line
+            for line in said
+            if "ended 1 session(s)" in line and f"id {held.thread_id()} (user root, from " in line
+        ], said
     assert_original(url)
 
 

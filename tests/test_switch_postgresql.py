@@ -119,7 +119,11 @@ def test_a_held_session_blocks_the_snapshot_until_terminated(
         assert any(str(pid) in session for session in facts["sessions"]), facts
         assert p.branch() == "feature1"
         assert _version(p.url) == {F1}
-        p.ok("switch", "feature2", "--terminate-connections")
+        held.execute("SET application_name = 'held-by-test'")
+        out = p.ok("switch", "feature2", "--terminate-connections")
+        # The sessions it ends are named (issue 24).
+        ended = next(line for line in out.stderr.splitlines() if "ended 1 session(s)" in line)
+        assert f"pid {pid} (user postgres, held-by-test, from " in ended, out.stderr
     assert _version(p.url) == {F2}
     p.ok("switch", "feature1")
     assert _users(p.url) == EMAILS
@@ -148,8 +152,15 @@ def test_a_hook_blocked_by_a_session_then_sync_keeps_the_rows(
         assert _version(p.url) == {F1}
         p.ok("sync", "--terminate-connections")
     assert _version(p.url) == {F2}
-    out = p.checkout("feature1")
-    assert "restored the snapshot of 'feature1'" in out.stderr, out.stderr
+    with postgres_connection(p.url) as held:
+        held.execute("SELECT 1")
+        # The restore is blocked: no "keeping the database of 'feature2' as ..." when no
+        # copy was made (issue 24).
+        out = p.checkout("feature1")
+        assert "Nothing was changed" in out.stderr, out.stderr
+        assert "keeping the database" not in out.stderr and "kept the" not in out.stderr
+        assert _version(p.url) == {F2}
+    p.ok("sync")
     assert _users(p.url) == EMAILS
 
 

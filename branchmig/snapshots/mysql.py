@@ -218,10 +218,17 @@ class MySQLBackend:
 
     def _swap(self, cur: Any, snapshot: str, old: str, key: str) -> None:
         if self.terminate_connections:
-            for session_id, *_ in self._sessions(cur):
+            ended = []
+            for session_id, user, host, *_ in self._sessions(cur):
                 # It may have ended by itself meanwhile.
                 with contextlib.suppress(pymysql.err.OperationalError):
                     cur.execute(f"KILL {int(session_id)}")
+                    ended.append(f"id {session_id} (user {user}, from {host})")
+            if ended and self.progress is not None:
+                self.progress(
+                    f"branchmig: ended {len(ended)} session(s) on {self.describe()} "
+                    f"(--terminate-connections): {', '.join(ended)}"
+                )
         moves = (
             [(self.live, table, old, table) for table in self._tables(cur, self.live)]
             + [
