@@ -215,3 +215,20 @@ def test_a_switch_killed_at_any_point_ends_before_or_after_it(
 def test_a_failing_rehearsal_touches_nothing(pg_db_at_feature1_with_emails: Project) -> None:
     p = pg_db_at_feature1_with_emails
     check_failing_rehearsal_touches_nothing(p, lambda: _state(p.url))
+
+
+def test_a_save_point_made_by_name_can_be_restored_twice(
+    pg_db_at_feature1_with_emails: Project,
+) -> None:
+    """Issue 24: restore used NAME up (the rename is the restore); now it saves it again."""
+    p = pg_db_at_feature1_with_emails
+    p.ok("snapshot", "save", "before-exp")
+    for _ in range(2):
+        with postgres_connection(p.url) as conn:
+            conn.execute("DELETE FROM users")
+        out = p.ok("snapshot", "restore", "before-exp")
+        assert "it is kept" in out.stdout
+        assert _users(p.url) == EMAILS
+    listed = json.loads(p.ok("snapshot", "list", "--json").stdout)["snapshots"]
+    kept = [s for s in listed if s["key"] == "before-exp"]
+    assert kept and kept[0]["present"] and kept[0]["size"] > 0
