@@ -263,3 +263,24 @@ def test_the_check_hook_runs_only_when_migrations_change_and_post_commit_is_quie
     assert proc.returncode == 0, said(proc)
     check = next(line for line in said(proc).splitlines() if "branchmig check" in line)
     assert "Passed" in check, said(proc)
+
+
+def test_a_merge_concluded_by_commit_through_precommit_applies_what_it_brought(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    """post-commit acts on a merge commit (a conflict resolved, then ``git commit``),
+    though it starts no Python for a plain commit."""
+    p = db_at_feature1_head_with_emails
+    for branch in ("feature2", "feature1"):
+        p.git("checkout", "-q", branch)
+        (p.root / "clash.txt").write_text(f"{branch}\n")
+        p.commit(f"clash on {branch}")
+    use_precommit(p)
+    proc = p.run("git", "merge", "--no-edit", "feature2")
+    assert proc.returncode != 0 and "CONFLICT" in said(proc), said(proc)
+    assert sqlite_version(p.db_path) == {F1}
+    (p.root / "clash.txt").write_text("both\n")
+    p.git("add", "clash.txt")
+    proc = p.run("git", "commit", "--no-edit")
+    assert proc.returncode == 0, said(proc)
+    assert sqlite_version(p.db_path) == {F1, F2}
