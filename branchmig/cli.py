@@ -806,24 +806,36 @@ def snapshot_save(ctx: click.Context, name: str | None, terminate_connections: b
 
 @snapshot.command("restore")
 @click.argument("name")
+@click.option(
+    "--keep/--consume",
+    default=None,
+    help="Keep the snapshot after restoring it, to return to it again (default for one "
+    "saved by name), or use it up (default for a branch's).",
+)
 @_terminate_option
 @click.pass_context
-def snapshot_restore(ctx: click.Context, name: str, terminate_connections: bool) -> None:
+def snapshot_restore(
+    ctx: click.Context, name: str, keep: bool | None, terminate_connections: bool
+) -> None:
     """Put snapshot NAME (a key or a branch) back as the database. What it replaces is
-    saved first."""
+    saved first, as a snapshot of its own. A snapshot saved by name (snapshot save NAME)
+    is kept, a save point to return to again; a branch's is used up (the branch saves a
+    new one when it is left)."""
     from branchmig.snapshotting import restore_snapshot
 
-    record, kept = restore_snapshot(
-        _open(ctx), name=name, terminate=terminate_connections, progress=_progress
+    done = restore_snapshot(
+        _open(ctx), name=name, keep=keep, terminate=terminate_connections, progress=_progress
     )
+    record = done.record
     replaced = (
-        f"the database it replaced is snapshot '{kept}'"
-        if kept
+        f"the database it replaced is snapshot '{done.replaced}'"
+        if done.replaced
         else "the live database was missing and is made again"
     )
     click.echo(
-        f"Restored '{record.key}' (heads {', '.join(record.heads) or 'base'}); {replaced}. "
-        "If the code differs, run: branchmig sync"
+        f"Restored '{record.key}' (heads {', '.join(record.heads) or 'base'}); "
+        + ("it is kept" if done.kept else "it is used up")
+        + f", and {replaced}. If the code differs, run: branchmig sync"
     )
 
 
@@ -840,41 +852,51 @@ def snapshot_drop(ctx: click.Context, name: str) -> None:
 
 @snapshot.command("prune")
 @click.option(
-    "--keep", type=click.IntRange(min=0), default=None, help="Keep only the N newest snapshots."
+    "--keep",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Drop all but the N newest snapshots (restorable ones spared).",
 )
 @click.option(
     "--older-than",
     type=click.FloatRange(min=0),
     default=None,
     metavar="DAYS",
-    help="Drop snapshots older than DAYS.",
+    help="Drop the snapshots older than DAYS (restorable ones spared).",
 )
 @click.option(
-    "--strays",
+    "--include-restorable",
     is_flag=True,
-    help="Also drop snapshots no checkout would restore (their rows are nowhere else).",
+    help="With --keep or --older-than: drop the ones they select even when a checkout "
+    "would restore them (their rows are nowhere else).",
 )
-@click.option("--dry-run", is_flag=True, help="List what would be dropped.")
+@click.option("--strays", is_flag=True, hidden=True)  # what plain prune now drops
+@click.option("--dry-run", is_flag=True, help="Say what would be dropped and kept, and why.")
 @_json_option
 @click.pass_context
 def snapshot_prune(
     ctx: click.Context,
     keep: int | None,
     older_than: float | None,
+    include_restorable: bool,
     strays: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Drop snapshots of branches that no longer exist (and, with the options, old or
-    extra ones). A snapshot no checkout would restore is kept and named unless --strays
-    is given."""
+    """Drop snapshots no checkout would restore. Without options: the strays (their
+    branch deleted or its scripts changed, and no other branch restores them), except
+    those saved by name. With --keep N / --older-than DAYS: the ones those select, named
+    saves included. A snapshot a checkout would restore (status: "restored by checking
+    out ...") is never dropped unless --include-restorable is given. Index entries whose
+    copy is gone are always removed."""
     from branchmig.snapshotting import prune_snapshots
 
     result = prune_snapshots(
         _open(ctx),
         keep=keep,
         older_than=older_than,
-        strays=strays,
+        include_restorable=include_restorable,
         dry_run=dry_run,
         progress=_progress,
     )
@@ -883,7 +905,8 @@ def snapshot_prune(
             {
                 "dry_run": dry_run,
                 "dropped": [_snapshot_json(i) for i in result.dropped],
-                "kept_strays": [_snapshot_json(i) for i in result.kept_strays],
+                "kept_restorable": [_snapshot_json(i) for i in result.kept_restorable],
+                "kept_saved": [_snapshot_json(i) for i in result.kept_saved],
                 "scratches_dropped": result.scratches,
             }
         )
@@ -892,17 +915,31 @@ def snapshot_prune(
     for name in result.scratches:
         click.echo(f"Dropped the scratch database '{name}' of a verify that was killed")
     for info in result.dropped:
-        gone = "" if info.present else ", its copy already gone"
-        click.echo(f"{verb} '{info.record.key}' ({info.record.branch or 'detached'}{gone})")
-    for info in result.kept_strays:
+        why = (
+            "its copy already gone"
+            if not info.present
+            else f"restored by checking out {_names(info.restored_by)}"
+            if info.restored_by
+            else "no checkout restores it"
+        )
+        click.echo(f"{verb} '{info.record.key}' ({info.record.branch or 'detached'}: {why})")
+    for info in result.kept_restorable:
         click.echo(
-            f"Kept '{info.record.key}' ({info.record.branch or 'detached'}): no "
-            "checkout restores it and its rows are nowhere else; restore it with "
-            f"branchmig snapshot restore {info.record.key}, or drop it with --strays",
-            err=True,
+            f"Kept '{info.record.key}' ({info.record.branch or 'detached'}): restored by "
+            f"checking out {_names(info.restored_by)}; to drop it anyway: "
+            f"branchmig snapshot drop {info.record.key}"
+        )
+    for info in result.kept_saved:
+        click.echo(
+            f"Kept '{info.record.key}' ({info.record.branch or 'detached'}): saved by name; "
+            f"drop it with: branchmig snapshot drop {info.record.key}"
         )
     if not result.dropped:
         click.echo("Nothing to prune.")
+
+
+def _names(branches: tuple[str, ...]) -> str:
+    return ", ".join(f"'{b}'" for b in branches)
 
 
 @main.command()

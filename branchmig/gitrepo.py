@@ -638,6 +638,45 @@ class GitRepo:
         )
         return [line.removeprefix("refs/heads/") for line in out.splitlines() if line]
 
+    def branches_containing_each(
+        self, commits: Iterable[str], tips: Mapping[str, str] | None = None
+    ) -> dict[str, list[str]]:
+        """For each of ``commits``, the branches whose history holds it, in two git runs
+        whatever their number: the history between the commits' common ancestor and the
+        branch tips, walked here (one ``for-each-ref --contains`` per commit costs a
+        process each). ``tips``: ``branch_tips()`` when the caller has it."""
+        wanted = list(dict.fromkeys(commits))
+        if len(wanted) < 2:
+            return {c: self.branches_containing(c) for c in wanted}
+        tips = self.branch_tips() if tips is None else tips
+        base = self._git("merge-base", "--octopus", *wanted, check=False).split()
+        if not base:  # unrelated histories, or a commit gc took: ask one by one
+            return {c: self.branches_containing(c) for c in wanted}
+        # Everything a tip reaches that the common ancestor's parents do not: every path
+        # from a tip down to a wanted commit runs through descendants of that ancestor.
+        out = self._git(
+            "rev-list", "--parents", *sorted(set(tips.values())), "--not", f"{base[0]}^@"
+        )
+        children: dict[str, list[str]] = {}
+        for line in out.splitlines():
+            commit, *parents = line.split()
+            children.setdefault(commit, [])
+            for parent in parents:
+                children.setdefault(parent, []).append(commit)
+        by_tip: dict[str, list[str]] = {}
+        for name, tip in sorted(tips.items()):
+            by_tip.setdefault(tip, []).append(name)
+        found: dict[str, list[str]] = {}
+        for commit in wanted:
+            seen, todo = set(), [commit] if commit in children else []
+            while todo:
+                current = todo.pop()
+                if current not in seen:
+                    seen.add(current)
+                    todo.extend(children[current])
+            found[commit] = sorted(n for tip in seen & by_tip.keys() for n in by_tip[tip])
+        return found
+
     def refs_containing(self, commit: str, namespace: str) -> list[str]:
         """The short names (``feature1``, ``origin/main``) of the refs under ``namespace``
         (``refs/heads``, ``refs/remotes``) whose history holds ``commit``."""

@@ -5,6 +5,8 @@ finishes the job."""
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -18,8 +20,16 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+# Set by the pre-commit framework's entry (.pre-commit-hooks.yaml): a hook that could not
+# bring the database along exits 1 there, so that pre-commit says "Failed", not "Passed".
+# git's own hooks always exit 0: their status would become git's.
+REPORT_FAILURE = "BRANCHMIG_HOOK_REPORTS_FAILURE"
+
+
 def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
-    """Bring the database along after ``hook``; always 0."""
+    """Bring the database along after ``hook``; 0, or 1 when it could not and the
+    pre-commit framework runs it (``BRANCHMIG_HOOK_REPORTS_FAILURE``)."""
+    failed = 1 if os.environ.get(REPORT_FAILURE) == "1" else 0
     from branchmig.switching import sync
 
     ws: Workspace | None = None
@@ -75,15 +85,21 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
                 "(stop the app server), then run: branchmig sync; or to end them, run: "
                 "branchmig sync --terminate-connections"
             )
-            return 0
+            return failed
         _say(f"branchmig: {err}")
+        missing = _missing_module(err)
+        if missing is not None:
+            _say(_missing_module_advice(missing))
         _say("branchmig: the checkout itself is done; see: branchmig status")
+        return failed
     except KeyboardInterrupt:
         # Ctrl-C reaches the hook with git: the move has put back what it could.
         _say("branchmig: interrupted; the checkout itself is done; see: branchmig status")
+        return failed
     except Exception as err:  # noqa: BLE001 - a hook must never make git fail
         _say(f"branchmig: internal error in the {hook} hook: {type(err).__name__}: {err}")
         _say("branchmig: the checkout itself is done; run: branchmig sync")
+        return failed
     finally:
         if ws is not None:
             ws.close()
@@ -102,6 +118,30 @@ def _open(start: Path) -> Workspace:
     if named and not named[0].is_file():
         raise NoProjectError(f"no '{named[0]}' in this checkout")
     return Workspace(repo, find_project(repo.top, repo_root=repo.top, config=named or None))
+
+
+def _missing_module(err: BaseException) -> str | None:
+    """The module env.py, the app or a database driver imports that this Python lacks:
+    from the exceptions chained under ``err``, else from the message the app loader
+    keeps of its traceback."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            return seen.name.partition(".")[0]
+        seen = seen.__cause__ or seen.__context__
+    found = re.search(r"No module named '([^'.]+)", str(err))
+    return found.group(1) if found else None
+
+
+def _missing_module_advice(module: str) -> str:
+    return (
+        f"branchmig: the Python that runs this hook has no '{module}' module (your env.py, "
+        "app or database driver imports it). Under the pre-commit framework, either list "
+        f"it in the branchmig hooks' additional_dependencies (e.g. additional_dependencies: "
+        f"[{module}]), or set language: system to run them with the python of your "
+        "project's activated virtual environment; with branchmig's own hooks, run "
+        "branchmig install from that environment"
+    )
 
 
 def _branch_left(ws: Workspace) -> str | None:

@@ -20,6 +20,10 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+# The snapshots a checkout of their own branch restores: saved for the branch on leaving
+# it, or by name (``snapshot save NAME``); not what a restore or a move set aside.
+OWN_RESTORE_PURPOSES = ("branch", "manual")
+
 
 @dataclass(frozen=True)
 class Held:
@@ -147,13 +151,17 @@ def decide_snapshots(
 def restorers(
     held: Held, tips: Mapping[str, Mapping[str, str]], contains: Mapping[str, Collection[str]]
 ) -> list[str]:
-    """The branches that would restore ``held`` on checkout: its own branch when it fits
-    the branch's tip, else any branch whose tip it fits and whose history holds the commit
-    it was taken on. ``tips``: branch -> its tip's revisions (id -> blob); ``contains``:
-    branch -> the snapshot commits in its history. Empty: no branch will restore it."""
+    """The branches that would restore ``held`` on checkout, as ``choose_restore`` picks:
+    its own branch when it fits the branch's tip (a branch's or a named save, not the
+    copy a restore or a move set aside); else, its own branch gone or moved to other
+    scripts, any branch whose tip it fits and whose history holds the commit it was
+    taken on (a renamed branch, one made from a deleted one). ``tips``: branch -> its
+    tip's revisions (id -> blob); ``contains``: branch -> the snapshot commits in its
+    history. Empty: no checkout restores it, only ``snapshot restore``. This one answer
+    is what ``status`` shows and what ``prune`` spares."""
     own = held.branch
     if own is not None and own in tips and not mismatch(held, tips[own]):
-        return [own]
+        return [own] if held.purpose in OWN_RESTORE_PURPOSES else []
     return [
         name
         for name, revisions in sorted(tips.items())

@@ -5,11 +5,11 @@ git and ``.git/branchmig``; decides nothing (``lifecycle`` does)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from branchmig.errors import BranchmigError
 from branchmig.graph import Graph
-from branchmig.lifecycle import Held, mismatch
+from branchmig.lifecycle import Held, mismatch, restorers
 from branchmig.state import DatabaseId, Owner, State
 from branchmig.workspace import Workspace
 
@@ -121,6 +121,43 @@ def strays_among(ws: Workspace, held: Sequence[Held]) -> set[str]:
         if tip is None or mismatch(snap, tip_blobs(ws, tip)):
             strays.add(snap.key)
     return strays
+
+
+def restored_by(ws: Workspace, held: Sequence[Held]) -> dict[str, tuple[str, ...]]:
+    """Each snapshot's key -> the branches whose checkout would restore it
+    (``lifecycle.restorers``; empty: none would). The one answer ``status``, ``snapshot
+    list`` and ``prune`` share. A fixed number of git runs whatever the number of
+    snapshots: the tips' folders in two, the branches holding each orphaned snapshot's
+    commit in two more; scripts read before come from the cache."""
+    if not held:
+        return {}
+    tips = ws.repo.branch_tips()
+    known: dict[str, Mapping[str, str]] = {}
+
+    def revisions(names: Iterable[str]) -> dict[str, Mapping[str, str]]:
+        wanted = [n for n in names if n in tips and n not in known]
+        ws.prefetch(tips[n] for n in wanted)
+        for name in wanted:
+            known[name] = tip_blobs(ws, tips[name])
+        return {name: known[name] for name in names if name in known}
+
+    own = revisions(sorted({h.branch for h in held if h.branch is not None}))
+    found = {h.key: tuple(restorers(h, own, {})) for h in held}
+    # Not restored by its own branch: any branch on its line (renamed, made from it)?
+    orphans = [h for h in held if not found[h.key] and h.commit]
+    if orphans:
+        containing = ws.repo.branches_containing_each((h.commit or "" for h in orphans), tips)
+        tips_of = revisions(sorted({n for names in containing.values() for n in names}))
+        for h in orphans:
+            on_line = containing.get(h.commit or "", [])
+            found[h.key] = tuple(
+                restorers(
+                    h,
+                    {n: tips_of[n] for n in on_line if n in tips_of},
+                    {n: {h.commit or ""} for n in on_line},
+                )
+            )
+    return found
 
 
 def tip_blobs(ws: Workspace, commit: str) -> Mapping[str, str]:

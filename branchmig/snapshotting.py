@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, replace
 from branchmig.errors import SnapshotError, UsageError
 from branchmig.lifecycle import snapshot_key
 from branchmig.provenance import held_snapshots
-from branchmig.session import Session, opened
+from branchmig.session import Session, backend_of, opened, recall
 from branchmig.session import quiet as _quiet
-from branchmig.state import SnapshotRecord
+from branchmig.snapshots.base import SnapshotBackend, StoredSnapshot
+from branchmig.state import DatabaseId, SnapshotRecord, State
 from branchmig.status import snapshot_statuses
 from branchmig.verify import drop_dead_scratches_of
 from branchmig.workspace import WORKTREE, Workspace
@@ -35,31 +36,44 @@ class SnapshotInfo:
 
 
 def list_snapshots(ws: Workspace, *, progress: Progress = _quiet) -> list[SnapshotInfo]:
-    """This database's snapshots, newest first (the live database dropped, too)."""
-    with opened(ws, progress, missing_ok=True) as s:
-        if s.db.missing:
-            progress(
-                f"branchmig: the live database {s.masked} is missing on its server; make it "
-                "again from a snapshot: branchmig snapshot restore KEY"
-            )
-        backend = s.backend()
-        stored = {snap.key: (snap.size, snap.backend) for snap in backend.stored()}
-        records = {r.key: r for r in s.state.snapshots() if r.database in s.dbid.keys}
-        branches = set(ws.repo.branch_tips())
-        infos = []
-        for st in snapshot_statuses(ws, held_snapshots(s.state, s.dbid), stored):
-            record = records[st.held.key]
-            if st.present:
-                record = replace(record, size=st.size)
-            infos.append(
-                SnapshotInfo(
-                    record,
-                    st.present,
-                    record.branch is not None and record.branch in branches,
-                    st.restored_by,
+    """This database's snapshots, newest first (the live database dropped, too). Read as
+    ``status`` reads them: the remembered database when env.py would give the same one
+    (no Alembic loaded), one question to the server for every copy, a fixed number of git
+    runs."""
+    state = State(ws.state_dir)
+    known = recall(ws, state) if state.read_journal() is None else None
+    if known is None:
+        with opened(ws, progress, missing_ok=True) as s:
+            if s.db.missing:
+                progress(
+                    f"branchmig: the live database {s.masked} is missing on its server; make "
+                    "it again from a snapshot: branchmig snapshot restore KEY"
                 )
+            return _infos(ws, s.state, s.dbid, s.backend().stored())
+    db, dbid = known
+    return _infos(ws, state, dbid, backend_of(db, state).stored())
+
+
+def _infos(
+    ws: Workspace, state: State, dbid: DatabaseId, copies: list[StoredSnapshot]
+) -> list[SnapshotInfo]:
+    stored = {snap.key: (snap.size, snap.backend) for snap in copies}
+    records = {r.key: r for r in state.snapshots() if r.database in dbid.keys}
+    branches = set(ws.repo.branch_tips())
+    infos = []
+    for st in snapshot_statuses(ws, held_snapshots(state, dbid), stored):
+        record = records[st.held.key]
+        if st.present:
+            record = replace(record, size=st.size)
+        infos.append(
+            SnapshotInfo(
+                record,
+                st.present,
+                record.branch is not None and record.branch in branches,
+                st.restored_by,
             )
-        return infos
+        )
+    return infos
 
 
 def save_snapshot(
@@ -98,13 +112,26 @@ def save_snapshot(
         return record
 
 
-def restore_snapshot(
-    ws: Workspace, *, name: str, terminate: bool = False, progress: Progress = _quiet
-) -> tuple[SnapshotRecord, str | None]:
-    """Put snapshot ``name`` back as the database; what it replaces is saved first (the
-    returned key; None when the live database was missing, then made again)."""
-    from branchmig.switching import _token
+@dataclass(frozen=True)
+class Restored:
+    record: SnapshotRecord
+    replaced: str | None  # the key the database it replaced was saved under (None: missing)
+    kept: bool  # the snapshot is still there, to be restored again
 
+
+def restore_snapshot(
+    ws: Workspace,
+    *,
+    name: str,
+    keep: bool | None = None,
+    terminate: bool = False,
+    progress: Progress = _quiet,
+) -> Restored:
+    """Put snapshot ``name`` back as the database; what it replaces is saved first.
+    ``keep``: the snapshot stays, saved again from the restored database, so that it can
+    be returned to again; by default a snapshot saved by name (``snapshot save NAME``)
+    stays and a branch's is used up (its branch saves a new one when it is left). A live
+    database dropped from its server is made again from the snapshot."""
     with opened(ws, progress, missing_ok=True) as s:
         record = _find(s, name)
         backend = s.backend(terminate=terminate)
@@ -113,34 +140,54 @@ def restore_snapshot(
                 f"Snapshot '{name}' is in the index but its copy is gone; "
                 f"run: branchmig snapshot drop {name}"
             )
+        kept: str | None = None
         if s.db.missing:
             s.env.dispose_engines()
             backend.restore(record.key)
-            s.state.remove_snapshot(record.key)
-            return record, None
-        kept = f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{_token()[-4:]}"
-        _, code = ws.graph_at(WORKTREE)
-        s.env.dispose_engines()
-        backend.restore(record.key, keep_current_as=kept)
+        else:
+            kept = _replaced(ws, s, backend, record)
+        if keep if keep is not None else record.purpose == "manual":
+            try:
+                stored = backend.save(record.key)
+            except SnapshotError as err:
+                s.state.remove_snapshot(record.key)
+                raise SnapshotError(
+                    f"Restored '{record.key}', but could not keep a copy of it: {err}; the "
+                    f"database holds its rows, save them again with: branchmig snapshot "
+                    f"save {record.key}"
+                ) from err
+            applied = s.state.snapshot_applied(record.key) or {}
+            s.state.add_snapshot(replace(record, size=stored.size), applied=applied)
+            return Restored(record, kept, True)
         s.state.remove_snapshot(record.key)
-        s.state.add_snapshot(
-            SnapshotRecord(
-                key=kept,
-                branch=ws.repo.current_branch(),
-                commit=ws.repo.head_commit(),
-                heads=list(s.db.heads),
-                database=s.dbkey,
-                backend=backend.name,
-                size=0,
-                purpose="replaced",
-            ),
-            applied={
-                r: code.revisions[r].blob
-                for r in code.ancestors(s.db.heads, strict=False)
-                if r in code
-            },
-        )
-        return record, kept
+        return Restored(record, kept, False)
+
+
+def _replaced(ws: Workspace, s: Session, backend: SnapshotBackend, record: SnapshotRecord) -> str:
+    """Restore ``record`` over the live database, which is kept as a snapshot of its own
+    (recorded with the working tree's scripts): its key."""
+    from branchmig.switching import _token
+
+    kept = f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{_token()[-4:]}"
+    _, code = ws.graph_at(WORKTREE)
+    s.env.dispose_engines()
+    backend.restore(record.key, keep_current_as=kept)
+    s.state.add_snapshot(
+        SnapshotRecord(
+            key=kept,
+            branch=ws.repo.current_branch(),
+            commit=ws.repo.head_commit(),
+            heads=list(s.db.heads),
+            database=s.dbkey,
+            backend=backend.name,
+            size=0,
+            purpose="replaced",
+        ),
+        applied={
+            r: code.revisions[r].blob for r in code.ancestors(s.db.heads, strict=False) if r in code
+        },
+    )
+    return kept
 
 
 def drop_snapshot(ws: Workspace, *, name: str, progress: Progress = _quiet) -> SnapshotRecord:
@@ -154,7 +201,8 @@ def drop_snapshot(ws: Workspace, *, name: str, progress: Progress = _quiet) -> S
 @dataclass(frozen=True)
 class PruneResult:
     dropped: list[SnapshotInfo]
-    kept_strays: list[SnapshotInfo]  # would have been dropped, but nothing else holds them
+    kept_restorable: list[SnapshotInfo]  # asked for, but a checkout restores it
+    kept_saved: list[SnapshotInfo]  # a named save no checkout restores: plain prune keeps it
     scratches: list[str] = field(default_factory=list)  # of killed verify runs, dropped
 
 
@@ -163,38 +211,68 @@ def prune_snapshots(
     *,
     keep: int | None = None,
     older_than: float | None = None,
-    strays: bool = False,
+    include_restorable: bool = False,
     dry_run: bool = False,
     progress: Progress = _quiet,
 ) -> PruneResult:
-    """Drop the snapshots of branches that no longer exist, those older than
-    ``older_than`` days, all but the ``keep`` newest, and index entries whose copy is
-    gone. A snapshot no checkout would restore holds rows nothing else has: it is kept
-    and named unless ``strays`` is given."""
+    """Drop what the options select, never a snapshot a checkout would restore (the
+    ``restored_by`` that ``status`` shows) unless ``include_restorable``:
+
+    - no option: the strays, the snapshots no checkout restores (their branch deleted or
+      its scripts changed, and no other branch holding their commit), but for those saved
+      by name (``snapshot save NAME``);
+    - ``keep``: all but the ``keep`` newest; ``older_than``: those older than that many
+      days (both: either); named saves included, restorable ones spared.
+
+    Index entries whose copy is gone are always dropped: nothing is lost with them."""
+    if include_restorable and keep is None and older_than is None:
+        raise UsageError(
+            "--include-restorable drops the snapshots checkouts restore: say which with "
+            "--keep N or --older-than DAYS, or drop one by name: branchmig snapshot drop KEY"
+        )
     infos = list_snapshots(ws, progress=progress)
-    now = time.time()
+    chosen = _chosen(infos, keep=keep, older_than=older_than)
     doomed: list[SnapshotInfo] = []
-    spared: list[SnapshotInfo] = []
-    for index, info in enumerate(infos):
-        gone = info.record.branch is not None and not info.branch_exists
-        old = older_than is not None and now - info.record.created > older_than * 86400
-        extra = keep is not None and index >= keep
+    restorable: list[SnapshotInfo] = []
+    saved: list[SnapshotInfo] = []
+    for info in infos:
         if not info.present:
             doomed.append(info)
-        elif gone or old or extra:
-            (doomed if strays or not info.stray else spared).append(info)
+        elif info.record.key not in chosen:
+            continue
+        elif info.restored_by and not include_restorable:
+            restorable.append(info)
+        elif keep is None and older_than is None and info.record.purpose == "manual":
+            saved.append(info)
+        else:
+            doomed.append(info)
     if not dry_run and doomed:
         with opened(ws, progress) as s:
             backend = s.backend()
             for info in doomed:
-                backend.drop(info.record.key)
+                if info.present:
+                    backend.drop(info.record.key)
                 s.state.remove_snapshot(info.record.key)
     scratches: list[str] = []
-    if strays and not dry_run:
+    if not dry_run and keep is None and older_than is None:
         with opened(ws, progress) as s:
             if not s.dbid.url.startswith("sqlite"):
                 scratches = drop_dead_scratches_of(s.dbid.url)
-    return PruneResult(doomed, spared, scratches)
+    return PruneResult(doomed, restorable, saved, scratches)
+
+
+def _chosen(infos: list[SnapshotInfo], *, keep: int | None, older_than: float | None) -> set[str]:
+    """The keys the options select (all of them when neither is given); ``infos``
+    newest first."""
+    if keep is None and older_than is None:
+        return {i.record.key for i in infos}
+    now = time.time()
+    return {
+        info.record.key
+        for index, info in enumerate(infos)
+        if (keep is not None and index >= keep)
+        or (older_than is not None and now - info.record.created > older_than * 86400)
+    }
 
 
 def _find(s: Session, name: str) -> SnapshotRecord:

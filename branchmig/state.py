@@ -362,13 +362,18 @@ class State:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                holder = os.pread(fd, 64, 0).decode(errors="replace").partition("\n")[0]
+                # Empty only in the instant between its lock and its write below.
+                who = f"(pid {holder})" if holder.strip().isdigit() else "(pid not known yet)"
                 raise LockedError(
-                    f"Another branchmig (pid {holder}) is migrating this repository's "
+                    f"Another branchmig {who} is migrating this repository's "
                     "database; wait for it, then run: branchmig status"
                 ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            # Written over, then cut to length: a reader never sees the file empty once
+            # any branchmig has held it.
+            mine = f"{os.getpid()}\n".encode()
+            os.pwrite(fd, mine, 0)
+            os.ftruncate(fd, len(mine))
             yield
         finally:
             os.close(fd)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from branchmig.errors import BranchmigError, DatabaseError, LockedError
 from branchmig.graph import Graph, merge_graphs
-from branchmig.lifecycle import Held, restorers
+from branchmig.lifecycle import Held
 from branchmig.plan import make_plan
-from branchmig.provenance import held_snapshots, tip_blobs
+from branchmig.provenance import held_snapshots, restored_by
 from branchmig.session import Recovery, quiet
 from branchmig.state import DatabaseId, Failure, State, Suspect
 from branchmig.verify import dead_scratches
@@ -292,25 +292,9 @@ def snapshot_statuses(
     ws: Workspace, held: list[Held], stored: Mapping[str, tuple[int, str]]
 ) -> tuple[SnapshotStatus, ...]:
     """Each snapshot, newest first, with whether its copy exists and who restores it."""
-    if not held:
-        return ()
-    tips = ws.repo.branch_tips()
-    known: dict[str, Mapping[str, str]] = {}
-
-    def revisions(names: Iterable[str]) -> dict[str, Mapping[str, str]]:
-        """The tips' revisions of ``names`` (read once each: a long history's script set
-        costs milliseconds, and most snapshots need only their own branch's)."""
-        for name in names:
-            if name in tips and name not in known:
-                known[name] = tip_blobs(ws, tips[name])
-        return {name: known[name] for name in names if name in known}
-
+    by = restored_by(ws, held)
     out = []
     for h in sorted(held, key=lambda h: -h.created):
-        by = restorers(h, revisions([h.branch] if h.branch else []), {})
-        if not by and h.commit:  # not its own branch's: any branch on its line?
-            on_line = ws.repo.branches_containing(h.commit)
-            by = restorers(h, revisions(on_line), {name: {h.commit} for name in on_line})
         size, backend = stored.get(h.key, (0, ""))
-        out.append(SnapshotStatus(h, h.key in stored, tuple(by), size, backend))
+        out.append(SnapshotStatus(h, h.key in stored, by[h.key], size, backend))
     return tuple(out)

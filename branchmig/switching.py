@@ -879,11 +879,10 @@ def _execute(
             s.env.dispose_engines()
             leaving = d.owner.branch or "HEAD"
             if restore is not None:
-                s.progress(
-                    f"branchmig: restoring the snapshot of '{entering}', keeping the "
-                    f"database of '{leaving}' as '{snaps.save}'"
-                )
+                s.progress(f"branchmig: restoring the snapshot of '{entering}'")
                 backend.restore(restore.key, keep_current_as=snaps.save)
+                # Said once it is true: a restore that fails leaves no such copy.
+                s.progress(f"branchmig: kept the database of '{leaving}' as '{snaps.save}'")
                 s.db = s.db.with_heads(restore.heads)
                 source = target
             else:

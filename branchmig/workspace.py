@@ -3,7 +3,7 @@ config and folders."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -75,6 +75,37 @@ class Workspace:
                 found = self.project.locations()
             self._locations[commit] = found
         return self._locations[commit]
+
+    def prefetch(self, commits: Iterable[str]) -> None:
+        """Learn the folders and signatures of many commits in two git runs, so that
+        ``scripts_at_commit`` of each then asks git nothing when its scripts were read
+        before (``status`` asks it of every branch that has a snapshot)."""
+        asked = list(dict.fromkeys(commits))
+        todo = [c for c in asked if c not in self._locations]
+        toml = self.project.toml_rel
+        configs = (self.project.config_rel, *([toml] if toml else []))
+        if todo:
+            ids = self.repo.object_ids([f"{c}:{p}" for c in todo for p in configs])
+            parsed: dict[tuple[str | None, ...], Locations] = {}
+            for n, commit in enumerate(todo):
+                blobs = tuple(ids[n * len(configs) : (n + 1) * len(configs)])
+                if blobs in parsed:  # the same files say the same folders
+                    self._locations[commit] = parsed[blobs]
+                else:
+                    parsed[blobs] = self.locations_at(commit)
+        unsigned = [
+            (c, self._locations[c])
+            for c in asked
+            if c in self._locations and (c, self._locations[c]) not in self._signatures
+        ]
+        specs = [[f"{c}:{p}" for p in (*configs, *locs.version_locations)] for c, locs in unsigned]
+        ids = self.repo.object_ids([s for group in specs for s in group])
+        at = 0
+        for (commit, locs), group in zip(unsigned, specs, strict=True):
+            paths = (*configs, *locs.version_locations)
+            found = ids[at : at + len(group)]
+            at += len(group)
+            self._signatures[commit, locs] = _signature_text(locs, paths, found)
 
     def scripts_at(self, ref: str = WORKTREE, *, signature: str | None = None) -> ScriptSet:
         """The scripts at ``ref``; ``signature`` is ``self.signature(ref)`` when the
@@ -150,11 +181,7 @@ class Workspace:
             toml = self.project.toml_rel
             paths = (self.project.config_rel, *([toml] if toml else []), *locs.version_locations)
             ids = self.repo.object_ids([f"{commit}:{p}" for p in paths])
-            # The version: an answer remembered by an older reading of the same trees
-            # is not this one's.
-            self._signatures[commit, locs] = f"ref{CACHE_VERSION}:{locs.recursive}:" + ":".join(
-                f"{p}={i or '-'}" for p, i in zip(paths, ids, strict=True)
-            )
+            self._signatures[commit, locs] = _signature_text(locs, paths, ids)
         return self._signatures[commit, locs]
 
     def show_alembic_log(self) -> None:
@@ -167,6 +194,14 @@ class Workspace:
 
 
 _RACY = "wt~:"  # a working tree signature with a file signed by its content
+
+
+def _signature_text(locs: Locations, paths: Sequence[str], ids: Sequence[str | None]) -> str:
+    # The version: an answer remembered by an older reading of the same trees is not
+    # this one's.
+    return f"ref{CACHE_VERSION}:{locs.recursive}:" + ":".join(
+        f"{p}={i or '-'}" for p, i in zip(paths, ids, strict=True)
+    )
 
 
 def _text(data: bytes | None) -> str | None:

@@ -410,3 +410,32 @@ def test_a_repository_format_this_git_cannot_read_is_refused_with_git_s_message(
         "branchmig: git rev-parse --git-dir failed: fatal: unknown repository extension "
         "found: refstorage"
     ], proc.stderr
+
+
+@settings(
+    max_examples=8, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(data=st.data())
+def test_branches_containing_each_agrees_with_asking_one_by_one(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """Random histories (branches made from any commit, merges, branches deleted): the
+    batched answer ``status`` uses is git's own ``for-each-ref --contains`` per commit."""
+    root = init_repo(tmp_path_factory.mktemp("contains") / "repo")
+    commits = [commit(root, "root", {"f": "0"})]
+    for n in range(data.draw(st.integers(3, 10), label="steps")):
+        start = data.draw(st.sampled_from(commits), label="from")
+        git(root, "checkout", "-q", "-B", f"b{n}", start)
+        if len(commits) > 2 and data.draw(st.booleans(), label="merge"):
+            other = data.draw(st.sampled_from(commits), label="with")
+            git(root, "merge", "-q", "--no-edit", "-s", "ours", other)
+            commits.append(git(root, "rev-parse", "HEAD").strip())
+        commits.append(commit(root, f"c{n}", {"f": f"c{n}"}))
+    git(root, "checkout", "-q", "--detach")
+    for name in data.draw(st.lists(st.sampled_from([f"b{n}" for n in range(3)]), unique=True)):
+        git(root, "branch", "-q", "-D", name)
+    asked = data.draw(st.lists(st.sampled_from(commits), min_size=1, unique=True), label="asked")
+    repo = GitRepo.discover(root)
+    assert repo.branches_containing_each(asked) == {
+        c: sorted(repo.branches_containing(c)) for c in asked
+    }

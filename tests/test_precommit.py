@@ -217,3 +217,70 @@ def test_precommit_and_branchmig_install_together_move_the_database_once(
     with sqlite3.connect(p.db_path) as conn:
         assert emails(conn) == EMAILS
     assert len(marker.read_text().splitlines()) == 2
+
+
+def test_a_missing_module_fails_the_hook_and_names_both_fixes(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    """Issue 24: a driver or app module missing from the hook's environment was "Passed"
+    with only "check the database URL"."""
+    p = db_at_feature1_head_with_emails
+    env_py = p.root / "alembic" / "env.py"
+    for branch in ("feature2", "feature1"):  # committed: pre-commit stashes what is not
+        p.git("checkout", "-q", branch)
+        env_py.write_text("import branchmig_missing_dependency  # noqa\n" + env_py.read_text())
+        p.commit("env.py imports a module this environment lacks")
+    use_precommit(p)
+    proc = p.run("git", "checkout", "feature2")
+    out = said(proc)
+    assert "branchmig post-checkout" in out and "Failed" in out and "Passed" not in out, out
+    assert "no 'branchmig_missing_dependency' module" in out, out
+    assert "additional_dependencies" in out and "language: system" in out, out
+    assert "Traceback" not in out
+    assert p.branch() == "feature2"  # the checkout itself is done
+
+
+def test_the_check_hook_runs_only_when_migrations_change_and_post_commit_is_quiet(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    p = db_at_feature1_head_with_emails
+    use_precommit(p)
+    (p.root / "notes.txt").write_text("not a migration\n")
+    p.git("add", "notes.txt")
+    proc = p.run("git", "commit", "-m", "notes")
+    assert proc.returncode == 0, said(proc)
+    check = next(line for line in said(proc).splitlines() if "branchmig check" in line)
+    assert "Skipped" in check, said(proc)
+    assert "hook id: branchmig-post-commit" not in said(proc), said(proc)
+
+    rev = "f1b000000001"
+    path = p.write(
+        f"{rev}_notes.py",
+        script(rev, F1, "    op.create_table('n', sa.Column('id', sa.Integer))", "    pass"),
+    )
+    p.git("add", str(path))
+    proc = p.run("git", "commit", "-m", "a migration")
+    assert proc.returncode == 0, said(proc)
+    check = next(line for line in said(proc).splitlines() if "branchmig check" in line)
+    assert "Passed" in check, said(proc)
+
+
+def test_a_merge_concluded_by_commit_through_precommit_applies_what_it_brought(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    """post-commit acts on a merge commit (a conflict resolved, then ``git commit``),
+    though it starts no Python for a plain commit."""
+    p = db_at_feature1_head_with_emails
+    for branch in ("feature2", "feature1"):
+        p.git("checkout", "-q", branch)
+        (p.root / "clash.txt").write_text(f"{branch}\n")
+        p.commit(f"clash on {branch}")
+    use_precommit(p)
+    proc = p.run("git", "merge", "--no-edit", "feature2")
+    assert proc.returncode != 0 and "CONFLICT" in said(proc), said(proc)
+    assert sqlite_version(p.db_path) == {F1}
+    (p.root / "clash.txt").write_text("both\n")
+    p.git("add", "clash.txt")
+    proc = p.run("git", "commit", "--no-edit")
+    assert proc.returncode == 0, said(proc)
+    assert sqlite_version(p.db_path) == {F1, F2}

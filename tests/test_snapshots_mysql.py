@@ -404,7 +404,16 @@ def test_an_open_transaction_blocks_the_swap_until_terminate_connections(
         with pytest.raises(SessionsBlockingError, match=f"id {held.thread_id()} "):
             snaps.restore("before")
         assert snaps.exists("before")
-        backend(url, tmp_path, terminate_connections=True).restore("before")
+        said: list[str] = []
+        ending = backend(url, tmp_path, terminate_connections=True)
+        ending.progress = said.append
+        ending.restore("before")
+        # The sessions it ends are named (issue 24).
+        assert [
+            line
+            for line in said
+            if "ended 1 session(s)" in line and f"id {held.thread_id()} (user root, from " in line
+        ], said
     assert_original(url)
 
 
@@ -440,3 +449,19 @@ def test_missing_snapshot_and_unreachable_server(tmp_path: Path, fresh_mysql_url
         unreachable.save("x")
     assert str(caught.value).startswith("Cannot connect to MySQL at mysql+pymysql://app:***@")
     assert "s3cret" not in str(caught.value)
+
+
+def test_a_snapshot_s_size_is_measured_from_the_fresh_copy(
+    fresh_mysql_url: str, tmp_path: Path
+) -> None:
+    """Issue 24: InnoDB's statistics of a table just filled by INSERT … SELECT say a page
+    or two; the size saved, listed and put on the progress line is the copy's own."""
+    url = fresh_mysql_url
+    run(url, "CREATE TABLE filler (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(1000))")
+    with mysql_connection(url, database=make_url(url).database) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO filler (v) VALUES (%s)", [("x" * 900,)] * 4000)
+    snaps = backend(url, tmp_path)
+    stored = snaps.save("sized")
+    inserted = 4000 * 900
+    assert inserted <= stored.size < 3 * inserted
+    assert [s.size for s in snaps.stored() if s.key == "sized"] == [stored.size]

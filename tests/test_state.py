@@ -154,3 +154,31 @@ def test_sha1_ids_an_earlier_branchmig_kept_in_a_sha256_repository_are_read_as_i
     assert again.applied("db")["a1"].blob == want
     assert again.snapshot_applied("k1") == {"a1": want}
     assert again.kept_script(want) == text
+
+
+def test_a_held_lock_names_its_holder_or_says_it_is_not_known_yet(tmp_path: Path) -> None:
+    """Issue 24: "Another branchmig (pid ?) is migrating"."""
+    import fcntl
+
+    from branchmig.errors import LockedError
+
+    state = State(tmp_path / "branchmig")
+    with state.lock():
+        pass  # a finished branchmig leaves its pid, one line
+    lock = tmp_path / "branchmig" / "lock"
+    assert lock.read_text() == f"{os.getpid()}\n"
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another one, as it holds the lock
+        os.pwrite(fd, b"4242\n", 0)
+        os.ftruncate(fd, 5)
+        held_by = r"Another branchmig \(pid 4242\) is migrating"
+        with pytest.raises(LockedError, match=held_by), State(tmp_path / "branchmig").lock():
+            pass
+        os.ftruncate(fd, 0)  # the instant between its lock and its write
+        with pytest.raises(LockedError) as caught, State(tmp_path / "branchmig").lock():
+            pass
+        assert "pid ?" not in str(caught.value)
+        assert "Another branchmig (pid not known yet) is migrating" in str(caught.value)
+    finally:
+        os.close(fd)

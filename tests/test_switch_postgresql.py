@@ -119,7 +119,11 @@ def test_a_held_session_blocks_the_snapshot_until_terminated(
         assert any(str(pid) in session for session in facts["sessions"]), facts
         assert p.branch() == "feature1"
         assert _version(p.url) == {F1}
-        p.ok("switch", "feature2", "--terminate-connections")
+        held.execute("SET application_name = 'held-by-test'")
+        out = p.ok("switch", "feature2", "--terminate-connections")
+        # The sessions it ends are named (issue 24).
+        ended = next(line for line in out.stderr.splitlines() if "ended 1 session(s)" in line)
+        assert f"pid {pid} (user postgres, held-by-test, from " in ended, out.stderr
     assert _version(p.url) == {F2}
     p.ok("switch", "feature1")
     assert _users(p.url) == EMAILS
@@ -148,8 +152,15 @@ def test_a_hook_blocked_by_a_session_then_sync_keeps_the_rows(
         assert _version(p.url) == {F1}
         p.ok("sync", "--terminate-connections")
     assert _version(p.url) == {F2}
-    out = p.checkout("feature1")
-    assert "restored the snapshot of 'feature1'" in out.stderr, out.stderr
+    with postgres_connection(p.url) as held:
+        held.execute("SELECT 1")
+        # The restore is blocked: no "keeping the database of 'feature2' as ..." when no
+        # copy was made (issue 24).
+        out = p.checkout("feature1")
+        assert "Nothing was changed" in out.stderr, out.stderr
+        assert "keeping the database" not in out.stderr and "kept the" not in out.stderr
+        assert _version(p.url) == {F2}
+    p.ok("sync")
     assert _users(p.url) == EMAILS
 
 
@@ -204,3 +215,20 @@ def test_a_switch_killed_at_any_point_ends_before_or_after_it(
 def test_a_failing_rehearsal_touches_nothing(pg_db_at_feature1_with_emails: Project) -> None:
     p = pg_db_at_feature1_with_emails
     check_failing_rehearsal_touches_nothing(p, lambda: _state(p.url))
+
+
+def test_a_save_point_made_by_name_can_be_restored_twice(
+    pg_db_at_feature1_with_emails: Project,
+) -> None:
+    """Issue 24: restore used NAME up (the rename is the restore); now it saves it again."""
+    p = pg_db_at_feature1_with_emails
+    p.ok("snapshot", "save", "before-exp")
+    for _ in range(2):
+        with postgres_connection(p.url) as conn:
+            conn.execute("DELETE FROM users")
+        out = p.ok("snapshot", "restore", "before-exp")
+        assert "it is kept" in out.stdout
+        assert _users(p.url) == EMAILS
+    listed = json.loads(p.ok("snapshot", "list", "--json").stdout)["snapshots"]
+    kept = [s for s in listed if s["key"] == "before-exp"]
+    assert kept and kept[0]["present"] and kept[0]["size"] > 0

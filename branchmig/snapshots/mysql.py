@@ -174,6 +174,7 @@ class MySQLBackend:
                 except BaseException:
                     cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
                     raise
+                self._analyze(cur, target)
             return StoredSnapshot(key, self.name, target, self._database_size(cur, target))
 
     def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
@@ -217,10 +218,17 @@ class MySQLBackend:
 
     def _swap(self, cur: Any, snapshot: str, old: str, key: str) -> None:
         if self.terminate_connections:
-            for session_id, *_ in self._sessions(cur):
+            ended = []
+            for session_id, user, host, *_ in self._sessions(cur):
                 # It may have ended by itself meanwhile.
                 with contextlib.suppress(pymysql.err.OperationalError):
                     cur.execute(f"KILL {int(session_id)}")
+                    ended.append(f"id {session_id} (user {user}, from {host})")
+            if ended and self.progress is not None:
+                self.progress(
+                    f"branchmig: ended {len(ended)} session(s) on {self.describe()} "
+                    f"(--terminate-connections): {', '.join(ended)}"
+                )
         moves = (
             [(self.live, table, old, table) for table in self._tables(cur, self.live)]
             + [
@@ -516,8 +524,9 @@ class MySQLBackend:
                 and schema == snapshot_database_name(self.live, key)
             ):
                 found.append(StoredSnapshot(key, self.name, schema, 0))
+        sizes = self._database_sizes(cur, [s.location for s in found])
         return sorted(
-            (StoredSnapshot(s.key, s.backend, s.location, self._database_size(cur, s.location))
+            (StoredSnapshot(s.key, s.backend, s.location, sizes.get(s.location, 0))
              for s in found),
             key=lambda snap: snap.key,
         )  # fmt: skip
@@ -546,13 +555,37 @@ class MySQLBackend:
 
     @staticmethod
     def _database_size(cur: Any, name: str) -> int:
+        return MySQLBackend._database_sizes(cur, [name]).get(name, 0)
+
+    @staticmethod
+    def _database_sizes(cur: Any, names: Sequence[str]) -> dict[str, int]:
+        """Each database's size as its tables' statistics say, in one query."""
+        if not names:
+            return {}
         cur.execute(
-            "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = %s",
-            (name,),
+            "SELECT TABLE_SCHEMA, COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) "
+            "FROM information_schema.TABLES WHERE TABLE_SCHEMA IN %s GROUP BY TABLE_SCHEMA",
+            (tuple(names),),
         )
-        row = cur.fetchone()
-        return int(row[0]) if row else 0
+        return {schema: int(size) for schema, size in cur.fetchall()}
+
+    @staticmethod
+    def _analyze(cur: Any, name: str) -> None:
+        """Bring the statistics of a fresh copy's tables up to date: InnoDB counts a table
+        written by one INSERT … SELECT at a page or two until its background recount runs
+        (a 530 MB copy read 197 MB), and the size of a snapshot is read from them. InnoDB
+        counts the pages exactly and samples only the rows: milliseconds per table. The
+        engine-independent statistics (a full scan) are not collected."""
+        tables = MySQLBackend._tables(cur, name, ("BASE TABLE",))
+        if not tables:
+            return
+        with contextlib.suppress(pymysql.err.MySQLError):  # MySQL has no such variable
+            cur.execute("SET SESSION use_stat_tables = 'NEVER'")
+        cur.execute(
+            "ANALYZE NO_WRITE_TO_BINLOG TABLE "
+            + ", ".join(f"{quote(name)}.{quote(table)}" for table in tables)
+        )
+        cur.fetchall()
 
     @contextmanager
     def _session(self) -> Iterator[Any]:

@@ -416,6 +416,15 @@ class PostgreSQLBackend:
         if sessions and self.terminate_connections:
             for pid, *_ in sessions:
                 conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            if self.progress is not None:
+                ended = [
+                    f"pid {pid} (user {user}, {app or 'no application_name'}, from {addr})"
+                    for pid, app, addr, _, user in sessions
+                ]
+                self.progress(
+                    f"branchmig: ended {len(ended)} session(s) on {self.describe()} "
+                    f"(--terminate-connections): {', '.join(ended)}"
+                )
             deadline = time.monotonic() + TERMINATE_WAIT_SECONDS
             while sessions and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -423,7 +432,7 @@ class PostgreSQLBackend:
         if sessions:
             named = [
                 f"pid {pid} ({app or 'no application_name'}, from {addr})"
-                for pid, app, addr, _ in sessions
+                for pid, app, addr, *_ in sessions
             ]
             raise SessionsBlockingError(
                 f"Cannot {action} snapshot {key!r} of {self.describe()}: "
@@ -436,7 +445,8 @@ class PostgreSQLBackend:
     def _sessions(conn: Connection, databases: Sequence[str]) -> list[tuple[Any, ...]]:
         return conn.execute(
             """
-            SELECT pid, application_name, coalesce(host(client_addr), 'local socket'), datname
+            SELECT pid, application_name, coalesce(host(client_addr), 'local socket'), datname,
+                   usename
             FROM pg_stat_activity
             WHERE datname = ANY(%s) AND pid <> pg_backend_pid()
                   AND backend_type = 'client backend'
