@@ -31,6 +31,10 @@ from sqlalchemy.pool import NullPool
 
 from branchmig.schema import Column, Difference, Index, Schema, Table, compare
 
+# One worker for every test here: a verify drops the scratch databases of killed runs,
+# which the scratch test plants on the same servers.
+pytestmark = pytest.mark.xdist_group("verify-scratch")
+
 BACKENDS = [
     "sqlite",
     pytest.param("postgresql", marks=pytest.mark.postgres),
