@@ -136,7 +136,7 @@ def test_every_commands_options_are_in_its_section_of_commands_md() -> None:
             missing.append(f"no section '## {heading}'")
             continue
         for param in cmd.params:
-            if param.name in SHARED or not isinstance(param, click.Option):
+            if param.name in SHARED or not isinstance(param, click.Option) or param.hidden:
                 continue
             missing += [
                 f"{name} {o}" for o in (*param.opts, *param.secondary_opts) if o not in part
