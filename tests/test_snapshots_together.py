@@ -94,7 +94,7 @@ def test_a_copy_missing_in_one_database_is_no_snapshot(
     SQLiteBackend(f"sqlite:///{a}", store_dir=tmp_path / "store").save("half")
     assert not both.exists("half") and both.stored() == []
     _db(a, "a2")
-    with pytest.raises(SnapshotError, match="no copy of the database.s. users"):
+    with pytest.raises(SnapshotError, match="no copy of the database users"):
         both.restore("half")
     assert _value(a) == "a2"  # nothing restored
     both.drop("half")
