@@ -444,8 +444,10 @@ class Scratch:
         self._live = make_url(live_url)
         self._folder = folder
         self.name = f"{SCRATCH_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
-        if self.backend == "sqlite":
-            self.url = f"sqlite:///{folder / 'scratch.db'}"
+        if self.backend == "sqlite":  # the live URL's driver (aiosqlite), for env.py
+            self.url = self._live.set(
+                database=str(folder / "scratch.db"), query={}
+            ).render_as_string(hide_password=False)
         else:
             self.url = self._live.set(database=self.name).render_as_string(hide_password=False)
 
@@ -502,6 +504,7 @@ class Scratch:
         """An autocommit connection to the live database's server, on a database that is
         there: the live one, else the server's own (``postgres``, ``template1``)."""
         from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
         from sqlalchemy.pool import NullPool
 
         if self.backend == "mysql":
@@ -509,10 +512,11 @@ class Scratch:
         else:
             candidates = [self._live.database, "postgres", "template1"]
         failure: Exception | None = None
+        server = make_url(sync_url(self._live.render_as_string(hide_password=False)))
         for database in candidates:
             try:
                 engine = create_engine(
-                    self._live.set(database=database),
+                    server.set(database=database),
                     isolation_level="AUTOCOMMIT",
                     poolclass=NullPool,
                 )
@@ -596,7 +600,7 @@ def inspect_schema(url: str) -> Schema:
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.pool import NullPool
 
-    engine = create_engine(url, poolclass=NullPool)
+    engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
         with engine.connect() as conn:
             inspector = inspect(conn)
@@ -714,6 +718,25 @@ def _backend(url: str) -> str:
             f"databases, not {dialect!r} ({mask_url(url)})"
         )
     return backend
+
+
+# The sync driver of each dialect, for branchmig's own connections to a database env.py
+# reaches through an async one (aiosqlite, asyncpg, aiomysql): the same server, the same
+# database, no event loop.
+_SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "mysql": "pymysql"}
+
+
+def sync_url(url: str) -> str:
+    """``url`` itself, or with its dialect's sync driver when it names an async one."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not getattr(parsed.get_dialect(), "is_async", False):
+        return url
+    driver = _SYNC_DRIVERS[_backend(url)]
+    return parsed.set(drivername=f"{parsed.get_backend_name()}+{driver}").render_as_string(
+        hide_password=False
+    )
 
 
 def _sqlite_path(url: str) -> Path:
