@@ -8,7 +8,7 @@ downgrade, or the live database with a scratch one built by the migrations.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 Change = Literal["added", "removed", "changed"]
@@ -115,15 +115,37 @@ class Difference:
     change: Change
     old: str | None = None
     new: str | None = None
+    database: str = ""  # which one, when a project migrates several ("" the default)
 
     def as_dict(self) -> dict[str, str | None]:
-        return {
+        found = {
             "kind": self.kind,
             "name": self.name,
             "change": self.change,
             "old": self.old,
             "new": self.new,
         }
+        return found | ({"database": self.database} if self.database else {})
+
+    @property
+    def where(self) -> str:
+        """The object as messages quote it: "'users.email'", with its database when
+        there are several ("'tags' in database 'auth'")."""
+        return f"'{self.name}'" + (f" in database '{self.database}'" if self.database else "")
+
+
+def compare_each(old: Mapping[str, Schema], new: Mapping[str, Schema]) -> tuple[Difference, ...]:
+    """``compare`` for each database (by name) of a project that migrates several, each
+    difference naming its database; one database's are as ``compare`` gives them. A
+    database on one side only is compared with an empty one."""
+    names = sorted(old.keys() | new.keys())
+    if len(names) == 1:
+        return compare(old.get(names[0], Schema()), new.get(names[0], Schema()))
+    return tuple(
+        replace(diff, database=name or "<default>")
+        for name in names
+        for diff in compare(old.get(name, Schema()), new.get(name, Schema()))
+    )
 
 
 def compare(old: Schema, new: Schema) -> tuple[Difference, ...]:

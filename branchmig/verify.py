@@ -21,7 +21,7 @@ import secrets
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -39,7 +39,7 @@ from branchmig.schema import (
     Index,
     Schema,
     Table,
-    compare,
+    compare_each,
 )
 from branchmig.scripts import read_text_anywhere
 from branchmig.snapshots import mask_url
@@ -128,9 +128,8 @@ def verify(
     shared = ours.ancestors(plan.common)
     texts = _Texts(ws, ours, ref)
     with alembic_env(ws.project) as env:
-        _refuse_flask(ws)
-        live = _configured_url(env)
-        backend = _backend(live)
+        lives = _live_urls(env)
+        backend = _backends(lives.values())
         checks: list[RevisionCheck] = []
         findings: list[Finding] = []
         if plan.upgrade:
@@ -139,11 +138,11 @@ def verify(
                 f"{'s' if len(plan.upgrade) != 1 else ''} of {describe_ref(ref)} "
                 f"against {describe_ref(base)} on a scratch {backend} database"
             )
-        with scratch_database(live, progress=progress) as scratch:
-            runner = _Runner(env, ours, texts, scratch)
-            runner.point_env_at_scratch()
-            runner.upgrade(ours.topological(shared), shared_with=base)
-            _check_each(runner, plan.upgrade, checks, findings, progress)
+        with scratch_databases(lives, progress=progress) as scratches:
+            runner = _Runner(env, ours, texts, scratches)
+            with runner.pointed_at_scratch():
+                runner.upgrade(ours.topological(shared), shared_with=base)
+                _check_each(runner, plan.upgrade, checks, findings, progress)
     return VerifyResult(ref, base, backend, plan.common, tuple(checks), tuple(findings))
 
 
@@ -179,7 +178,7 @@ def _check_each(
             before = runner.rebuild(rev_id)
             continue
         after = runner.schema()
-        left = compare(before, after)
+        left = compare_each(before, after)
         if left:
             findings.append(Finding(rev_id, rev.path, "trace", _trace_message(rev, left), left))
         check = _with(check, downgrade="left traces" if left else "ok")
@@ -209,14 +208,15 @@ def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
     start_loading_alembic()
     _, tree = ws.graph_at(WORKTREE)
     with alembic_env(ws.project) as env:
-        _refuse_flask(ws)
-        configured = _configured_url(env)
-        if _backend(configured) == "sqlite" and not _sqlite_path(configured).is_file():
-            raise DatabaseError(
-                f"There is no database at {mask_url(configured)} to compare; run: branchmig sync"
-            )
+        for configured in _live_urls(env).values():
+            if _backend(configured) == "sqlite" and not _sqlite_path(configured).is_file():
+                raise DatabaseError(
+                    f"There is no database at {mask_url(configured)} to compare; "
+                    "run: branchmig sync"
+                )
         live = read_database(env)
-        backend = _backend(live.url)
+        lives = dict(live.urls)
+        backend = _backends(lives.values())
         graph, ref = _graph_holding(ws, tree, live)
         revisions = graph.topological(graph.ancestors(live.heads))
         progress(
@@ -224,13 +224,13 @@ def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
             f"{', '.join(live.heads) or 'base'} ({len(revisions)} revision"
             f"{'s' if len(revisions) != 1 else ''})"
         )
-        with scratch_database(live.url, progress=progress) as scratch:
-            runner = _Runner(env, graph, _Texts(ws, graph, ref), scratch)
-            runner.point_env_at_scratch()
-            runner.upgrade(revisions, shared_with=None)
-            expected = runner.schema()
-        actual = inspect_schema(_read_only(live.url))
-    return DriftResult(mask_url(live.url), backend, live.heads, compare(expected, actual))
+        with scratch_databases(lives, progress=progress) as scratches:
+            runner = _Runner(env, graph, _Texts(ws, graph, ref), scratches)
+            with runner.pointed_at_scratch():
+                runner.upgrade(revisions, shared_with=None)
+                expected = runner.schema()
+        actual = {name: inspect_schema(_read_only(lives[name])) for name in expected}
+    return DriftResult(mask_url(live.url), backend, live.heads, compare_each(expected, actual))
 
 
 def default_base(ws: Workspace) -> str:
@@ -261,19 +261,19 @@ def default_base(ws: Workspace) -> str:
 def describe_trace(diff: Difference) -> str:
     """One difference between before an upgrade (old) and after its downgrade (new)."""
     if diff.change == "added":
-        return f"{diff.kind} '{diff.name}' is left behind"
+        return f"{diff.kind} {diff.where} is left behind"
     if diff.change == "removed":
-        return f"{diff.kind} '{diff.name}' is gone (it was there before the upgrade)"
-    return f"{diff.kind} '{diff.name}' is {diff.new}, was {diff.old} before the upgrade"
+        return f"{diff.kind} {diff.where} is gone (it was there before the upgrade)"
+    return f"{diff.kind} {diff.where} is {diff.new}, was {diff.old} before the upgrade"
 
 
 def describe_drift(diff: Difference) -> str:
     """One difference between what the migrations make (old) and the live database (new)."""
     if diff.change == "added":
-        return f"{diff.kind} '{diff.name}' is in the database, but no migration makes it"
+        return f"{diff.kind} {diff.where} is in the database, but no migration makes it"
     if diff.change == "removed":
-        return f"{diff.kind} '{diff.name}' {diff.old or ''} is missing from the database"
-    return f"{diff.kind} '{diff.name}' is {diff.new} in the database, {diff.old} by the migrations"
+        return f"{diff.kind} {diff.where} {diff.old or ''} is missing from the database"
+    return f"{diff.kind} {diff.where} is {diff.new} in the database, {diff.old} by the migrations"
 
 
 def _trace_message(rev: Revision, left: Sequence[Difference]) -> str:
@@ -321,25 +321,46 @@ class _Runner:
     """Steps through the project's env.py on the scratch database, knowing which
     revisions it holds."""
 
-    def __init__(self, env: Any, graph: Graph, texts: _Texts, scratch: Scratch) -> None:
-        self.env, self.graph, self.texts, self.scratch = env, graph, texts, scratch
+    def __init__(
+        self, env: Any, graph: Graph, texts: _Texts, scratches: Mapping[str, Scratch]
+    ) -> None:
+        self.env, self.graph, self.texts = env, graph, texts
+        self.scratches = dict(scratches)  # by database name ("" the default, else a bind)
+        self.reached: dict[str, Scratch] = {}  # the ones env.py migrates
+        self.backend = _backends(s.url for s in self.scratches.values())
         self.applied: set[str] = set()
 
-    def point_env_at_scratch(self) -> None:
-        """Set ``sqlalchemy.url`` to the scratch database, then make sure env.py really
-        connects there: an env.py that takes its URL elsewhere is refused before any
-        migration runs."""
-        from branchmig.runner import read_database
+    @contextlib.contextmanager
+    def pointed_at_scratch(self) -> Iterator[None]:
+        """env.py pointed at the scratch databases: plain Alembic's by ``sqlalchemy.url``,
+        a Flask app's engines replaced in-process (``flask_engines_at``). Then env.py is
+        run once to make sure it really connects there: one that takes its URL elsewhere
+        is refused before any migration runs."""
+        from branchmig.runner import flask_engines_at, read_database
 
-        self.env.config.set_main_option("sqlalchemy.url", self.scratch.url.replace("%", "%%"))
-        reached = read_database(self.env).url
-        if not same_database(reached, self.scratch.url):
-            raise ConfigError(
-                f"env.py connects to {mask_url(reached)}, not to the sqlalchemy.url branchmig "
-                "set, so it cannot be pointed at a scratch database; make env.py use "
-                "config.get_main_option('sqlalchemy.url') when it is set, then run: "
-                "branchmig verify"
-            )
+        with contextlib.ExitStack() as stack:
+            if self.env.flask_app is not None:
+                stack.enter_context(
+                    flask_engines_at(self.env, {n: s.url for n, s in self.scratches.items()})
+                )
+            else:
+                self.env.config.set_main_option(
+                    "sqlalchemy.url", self.scratches[""].url.replace("%", "%%")
+                )
+            for db in read_database(self.env).databases:
+                scratch = next(
+                    (s for s in self.scratches.values() if same_database(db.url, s.url)), None
+                )
+                if scratch is None:
+                    raise ConfigError(
+                        f"env.py connects to {mask_url(db.url)}, not to the "
+                        f"{'app engine' if self.env.flask_app is not None else 'sqlalchemy.url'}"
+                        " branchmig set, so it cannot be pointed at a scratch database; make "
+                        "env.py use config.get_main_option('sqlalchemy.url') when it is set, "
+                        "then run: branchmig verify"
+                    )
+                self.reached[db.name] = scratch
+            yield
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -386,14 +407,15 @@ class _Runner:
         else:
             self.applied -= set(revisions)
 
-    def schema(self) -> Schema:
-        return inspect_schema(self.scratch.url)
+    def schema(self) -> dict[str, Schema]:
+        return {name: inspect_schema(s.url) for name, s in self.reached.items()}
 
-    def rebuild(self, rev_id: str) -> Schema:
+    def rebuild(self, rev_id: str) -> dict[str, Schema]:
         """A fresh scratch database with everything up to ``rev_id`` applied straight up:
         where the next revision starts after this one failed or left traces."""
         wanted = self.graph.ancestors([*self.applied, rev_id])
-        self.scratch.reset()
+        for scratch in {id(s): s for s in self.scratches.values()}.values():
+            scratch.reset()
         self.applied = set()
         self.upgrade(self.graph.topological(wanted), shared_with=None)
         return self.schema()
@@ -406,7 +428,7 @@ class _Runner:
             "upgrade-again-failed": "Run again after its downgrade, the upgrade of",
         }[kind]
         message = f"{what} '{rev.id}' ({rev.path}) raises {cause.rstrip('. ')}"
-        if self.scratch.backend == "sqlite":
+        if self.backend == "sqlite":
             function = "downgrade" if kind == "downgrade-failed" else "upgrade"
             found = find_unbatched(self.texts(rev.id)[1], rev.id, function)
             if found:
@@ -573,6 +595,22 @@ def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[
 
 
 @contextlib.contextmanager
+def scratch_databases(
+    lives: Mapping[str, str], *, progress: Progress = _quiet
+) -> Iterator[dict[str, Scratch]]:
+    """A scratch database for each live one (by name; two on one URL share one), all
+    dropped when the block ends."""
+    with contextlib.ExitStack() as stack:
+        made: dict[str, Scratch] = {}
+        scratches: dict[str, Scratch] = {}
+        for name, url in lives.items():
+            if url not in made:
+                made[url] = stack.enter_context(scratch_database(url, progress=progress))
+            scratches[name] = made[url]
+        yield scratches
+
+
+@contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt meanwhile, so the scratch database is dropped when
     CI cancels a job too."""
@@ -682,14 +720,18 @@ def _type(sa_type: Any, dialect: Any) -> str:
 # -- URLs ------------------------------------------------------------------------------------
 
 
-def _refuse_flask(ws: Workspace) -> None:
-    if ws.project.kind == "flask":
-        raise ConfigError(
-            "branchmig verify needs a plain Alembic project: Flask-Migrate's env.py connects "
-            "to the app's SQLALCHEMY_DATABASE_URI, which branchmig cannot point at a scratch "
-            "database; point the app at a throwaway database and run flask db upgrade, "
-            "flask db downgrade and flask db upgrade there"
-        )
+def _live_urls(env: Any) -> dict[str, str]:
+    """The live databases by name: a Flask app's engines (read, not connected), else
+    ``sqlalchemy.url``."""
+    if env.flask_app is not None:
+        from branchmig.runner import flask_engine_urls
+
+        return flask_engine_urls(env)
+    return {"": _configured_url(env)}
+
+
+def _backends(urls: Iterable[str]) -> str:
+    return "+".join(sorted({_backend(url) for url in urls}))
 
 
 def _configured_url(env: Any) -> str:

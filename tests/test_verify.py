@@ -327,14 +327,6 @@ def test_markdown_report_for_a_pull_request(alembic_template: Path, tmp_path: Pa
     )
 
 
-def test_a_flask_project_is_refused_with_exit_2(flask_template: Path, tmp_path: Path) -> None:
-    p = make_seed_project(flask_template, tmp_path / "project", kind="flask")
-    proc = p.branchmig("verify", "feature1", "--against", "main")
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("branchmig: branchmig verify needs a plain Alembic project")
-    assert len(proc.stderr.strip().splitlines()) == 1
-
-
 def test_an_env_py_that_ignores_sqlalchemy_url_is_refused(
     alembic_template: Path, tmp_path: Path
 ) -> None:
