@@ -886,6 +886,12 @@ def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool, no_f
     "empty to the same heads.",
 )
 @click.option(
+    "--data",
+    is_flag=True,
+    help="Start from a copy of the live database instead of an empty one, and compare "
+    "each table's rows before the upgrade and after the downgrade too.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["text", "markdown"]),
@@ -895,7 +901,13 @@ def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool, no_f
 @_json_option
 @click.pass_context
 def verify(
-    ctx: click.Context, ref: str, against: str | None, drift: bool, fmt: str, as_json: bool
+    ctx: click.Context,
+    ref: str,
+    against: str | None,
+    drift: bool,
+    data: bool,
+    fmt: str,
+    as_json: bool,
 ) -> None:
     """Prove REF's own migrations (default: the working tree) on a scratch database of
     the project's backend: each revision REF adds to BASE is upgraded, downgraded and
@@ -904,9 +916,9 @@ def verify(
     from branchmig import verify as core
 
     if drift:
-        if ref != "." or against is not None:
+        if ref != "." or against is not None or data:
             raise click.UsageError(
-                "--drift compares the live database; it takes no REF and no --against"
+                "--drift compares the live database; it takes no REF, --against or --data"
             )
         found = core.drift(_open(ctx), progress=_progress)
         if as_json:
@@ -924,7 +936,7 @@ def verify(
         else:
             click.echo(reports.drift_report(found, markdown=fmt == "markdown"))
         ctx.exit(0 if found.ok else 1)
-    result = core.verify(_open(ctx), ref=_ref(ref), against=against, progress=_progress)
+    result = core.verify(_open(ctx), ref=_ref(ref), against=against, data=data, progress=_progress)
     if as_json:
         _emit_json(
             {

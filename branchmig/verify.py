@@ -27,11 +27,21 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
+from branchmig.analysis import too_many_heads
 from branchmig.downgrades import batch_hint, find_unbatched
-from branchmig.errors import ConfigError, DatabaseError, PlanError, UsageError, first_line
+from branchmig.errors import (
+    BranchmigError,
+    ConfigError,
+    DatabaseError,
+    GraphError,
+    PlanError,
+    UsageError,
+    first_line,
+)
 from branchmig.graph import Graph, Revision
 from branchmig.plan import latest_common, make_plan
 from branchmig.schema import (
+    Check,
     Column,
     Difference,
     EnumType,
@@ -114,15 +124,25 @@ class DriftResult:
 
 
 def verify(
-    ws: Workspace, *, ref: str = WORKTREE, against: str | None = None, progress: Progress = _quiet
+    ws: Workspace,
+    *,
+    ref: str = WORKTREE,
+    against: str | None = None,
+    data: bool = False,
+    progress: Progress = _quiet,
 ) -> VerifyResult:
     """Run each revision ``ref`` adds to ``against`` (default: ``default_base``) up, down
-    and up again on a scratch database, and report what fails or is left behind."""
+    and up again on a scratch database, and report what fails or is left behind: schema,
+    and how many rows each table holds. With ``data`` the scratch database starts as a
+    copy of the live one (brought to the revisions ``ref`` shares with ``against``), and
+    each table's rows are compared too."""
     from branchmig.runner import alembic_env, start_loading_alembic
 
     start_loading_alembic()
     base = against if against is not None else default_base(ws)
     _, ours = ws.graph_at(ref)
+    if len(ours.heads) > ws.project.settings.expected_heads:
+        raise GraphError(too_many_heads(ours, ref))  # as check says: nothing is run
     _, theirs = ws.graph_at(base)
     plan = make_plan(applied_heads=theirs.heads, source=theirs, target=ours)
     shared = ours.ancestors(plan.common)
@@ -136,12 +156,14 @@ def verify(
             progress(
                 f"branchmig: verifying {len(plan.upgrade)} revision"
                 f"{'s' if len(plan.upgrade) != 1 else ''} of {describe_ref(ref)} "
-                f"against {describe_ref(base)} on a scratch {backend} database"
+                f"against {describe_ref(base)} on "
+                f"{'a copy of the live' if data else 'a scratch'} {backend} database"
             )
-        with scratch_databases(lives, progress=progress) as scratches:
+        with scratch_databases(lives, seeded=data, progress=progress) as scratches:
             runner = _Runner(env, ours, texts, scratches)
+            runner.data = data
             with runner.pointed_at_scratch():
-                runner.upgrade(ours.topological(shared), shared_with=base)
+                runner.bring_to(shared, shared_with=base)
                 _check_each(runner, plan.upgrade, checks, findings, progress)
     return VerifyResult(ref, base, backend, plan.common, tuple(checks), tuple(findings))
 
@@ -260,6 +282,10 @@ def default_base(ws: Workspace) -> str:
 
 def describe_trace(diff: Difference) -> str:
     """One difference between before an upgrade (old) and after its downgrade (new)."""
+    if diff.kind == "rows":
+        return f"table {diff.where} holds {diff.new}, {diff.old} before the upgrade"
+    if diff.kind == "content":
+        return f"table {diff.where} holds as many rows as before the upgrade, but not the same ones"
     if diff.change == "added":
         return f"{diff.kind} {diff.where} is left behind"
     if diff.change == "removed":
@@ -329,6 +355,8 @@ class _Runner:
         self.reached: dict[str, Scratch] = {}  # the ones env.py migrates
         self.backend = _backends(s.url for s in self.scratches.values())
         self.applied: set[str] = set()
+        self.start: set[str] = set()  # what a scratch database holds when (re)made
+        self.data = False  # compare each table's rows too, not only how many
 
     @contextlib.contextmanager
     def pointed_at_scratch(self) -> Iterator[None]:
@@ -360,7 +388,36 @@ class _Runner:
                         "then run: branchmig verify"
                     )
                 self.reached[db.name] = scratch
+                self.start = self._applied_in(db.heads)
+            self.applied = set(self.start)
             yield
+
+    def _applied_in(self, heads: Sequence[str]) -> set[str]:
+        """What a database at ``heads`` holds (a copy of the live one), in this graph."""
+        unknown = [h for h in heads if h not in self.graph]
+        if unknown:
+            raise PlanError(
+                f"The live database is at {', '.join(repr(h) for h in unknown)}, which the "
+                "scripts being verified do not have, so its copy cannot be brought to where "
+                "the verification starts; switch to the branch being verified, or run "
+                "verify without --data"
+            )
+        return set(self.graph.ancestors(heads))
+
+    def bring_to(self, wanted: Iterable[str], *, shared_with: str | None) -> None:
+        """The scratch database from what it holds to exactly ``wanted``: the revisions
+        beyond it (a copy of the live database) reverted, the missing ones applied."""
+        wanted = set(wanted)
+        beyond = self.applied - wanted
+        if beyond:
+            try:
+                self._run("downgrade", self.graph.topological(beyond)[::-1])
+            except DatabaseError as err:
+                raise DatabaseError(
+                    f"{err}, reverting the copy of the live database to where the "
+                    "verification starts; fix that script, or run verify without --data"
+                ) from err
+        self.upgrade(self.graph.topological(wanted - self.applied), shared_with=shared_with)
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -408,7 +465,10 @@ class _Runner:
             self.applied -= set(revisions)
 
     def schema(self) -> dict[str, Schema]:
-        return {name: inspect_schema(s.url) for name, s in self.reached.items()}
+        return {
+            name: inspect_schema(s.url, rows=True, content=self.data)
+            for name, s in self.reached.items()
+        }
 
     def rebuild(self, rev_id: str) -> dict[str, Schema]:
         """A fresh scratch database with everything up to ``rev_id`` applied straight up:
@@ -416,8 +476,8 @@ class _Runner:
         wanted = self.graph.ancestors([*self.applied, rev_id])
         for scratch in {id(s): s for s in self.scratches.values()}.values():
             scratch.reset()
-        self.applied = set()
-        self.upgrade(self.graph.topological(wanted), shared_with=None)
+        self.applied = set(self.start)
+        self.bring_to(wanted, shared_with=None)
         return self.schema()
 
     def failure(self, rev: Revision, kind: FindingKind, err: Exception) -> Finding:
@@ -459,13 +519,16 @@ class Scratch:
     """A scratch database beside the live one: ``url`` (password included: never print
     it), made empty again by ``reset``, gone after ``drop``."""
 
-    def __init__(self, live_url: str, folder: Path) -> None:
+    def __init__(self, live_url: str, folder: Path, *, seeded: bool = False) -> None:
         from sqlalchemy.engine import make_url
 
         self.backend = _backend(live_url)
         self._live = make_url(live_url)
         self._folder = folder
         self.name = f"{SCRATCH_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+        # Seeded: a copy of the live database, made by its snapshot backend.
+        self._copies = None if not seeded else _snapshot_backend(live_url, folder)
+        self._key = f"verify-{secrets.token_hex(4)}"
         if self.backend == "sqlite":  # the live URL's driver (aiosqlite), for env.py
             self.url = self._live.set(
                 database=str(folder / "scratch.db"), query={}
@@ -474,6 +537,18 @@ class Scratch:
             self.url = self._live.set(database=self.name).render_as_string(hide_password=False)
 
     def create(self) -> None:
+        if self._copies is not None:
+            location = self._copies.save(self._key).location
+            if self.backend != "sqlite" and "/" in location:
+                raise DatabaseError(
+                    f"The copy of {mask_url(self._live.render_as_string())} is a dump, not a "
+                    "database: --data needs the right to create databases (CREATEDB)"
+                )
+            query = {} if self.backend == "sqlite" else self._live.query
+            self.url = self._live.set(database=location, query=query).render_as_string(
+                hide_password=False
+            )
+            return
         if self.backend == "sqlite":
             return
         from sqlalchemy import text
@@ -495,6 +570,9 @@ class Scratch:
             conn.execute(text(f"CREATE DATABASE `{self.name}`{suffix}"))
 
     def drop(self) -> None:
+        if self._copies is not None:
+            self._copies.drop(self._key)
+            return
         if self.backend == "sqlite":
             for path in self._folder.glob("scratch.db*"):
                 path.unlink()
@@ -566,15 +644,24 @@ class Scratch:
         )
 
 
+def _snapshot_backend(live_url: str, folder: Path) -> Any:
+    from branchmig.snapshots import backend_for_url
+
+    return backend_for_url(live_url, store_dir=folder)
+
+
 @contextlib.contextmanager
-def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[Scratch]:
-    """A new, empty scratch database of the live one's backend (on its server), dropped
-    when the block ends, on an error, Ctrl-C or SIGTERM as well."""
+def scratch_database(
+    live_url: str, *, seeded: bool = False, progress: Progress = _quiet
+) -> Iterator[Scratch]:
+    """A new scratch database of the live one's backend (on its server), empty or (with
+    ``seeded``) a copy of the live one, dropped when the block ends, on an error, Ctrl-C
+    or SIGTERM as well."""
     with tempfile.TemporaryDirectory(prefix="branchmig-verify-") as folder, _sigterm_interrupts():
-        scratch = Scratch(live_url, Path(folder))
+        scratch = Scratch(live_url, Path(folder), seeded=seeded)
         try:
             scratch.create()
-        except DatabaseError:
+        except BranchmigError:
             raise
         except Exception as err:  # noqa: BLE001 - the server's refusal is the message
             raise DatabaseError(
@@ -596,7 +683,7 @@ def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[
 
 @contextlib.contextmanager
 def scratch_databases(
-    lives: Mapping[str, str], *, progress: Progress = _quiet
+    lives: Mapping[str, str], *, seeded: bool = False, progress: Progress = _quiet
 ) -> Iterator[dict[str, Scratch]]:
     """A scratch database for each live one (by name; two on one URL share one), all
     dropped when the block ends."""
@@ -605,7 +692,9 @@ def scratch_databases(
         scratches: dict[str, Scratch] = {}
         for name, url in lives.items():
             if url not in made:
-                made[url] = stack.enter_context(scratch_database(url, progress=progress))
+                made[url] = stack.enter_context(
+                    scratch_database(url, seeded=seeded, progress=progress)
+                )
             scratches[name] = made[url]
         yield scratches
 
@@ -631,10 +720,12 @@ def _sigterm_interrupts() -> Iterator[None]:
 # -- reading a schema --------------------------------------------------------------------------
 
 
-def inspect_schema(url: str) -> Schema:
+def inspect_schema(url: str, *, rows: bool = False, content: bool = False) -> Schema:
     """Tables (without ``alembic_version``), their columns, primary keys, indexes, unique
-    constraints and foreign keys, and PostgreSQL's enum types, as SQLAlchemy's inspector
-    reports them."""
+    constraints, foreign keys, CHECK constraints (SQLite's read from the table's SQL) and
+    comments (where the dialect keeps them), and PostgreSQL's enum types, as SQLAlchemy's
+    inspector reports them; with ``rows`` each table's row count, with ``content`` a
+    checksum of its rows."""
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.pool import NullPool
 
@@ -648,6 +739,11 @@ def inspect_schema(url: str) -> Schema:
                 tables: dict[str, Table] = {}
             else:
                 tables = _tables(inspector, dialect, names)
+                if rows or content:
+                    tables = {
+                        name: _with_rows(conn, table, content=content)
+                        for name, table in tables.items()
+                    }
             enums = {}
             if dialect.name == "postgresql":
                 for enum in inspector.get_enums():  # type: ignore[attr-defined]
@@ -672,6 +768,12 @@ def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
     indexes = _by_table(inspector.get_multi_indexes(filter_names=names))
     uniques = _by_table(inspector.get_multi_unique_constraints(filter_names=names))
     fks = _by_table(inspector.get_multi_foreign_keys(filter_names=names))
+    checks = _by_table(inspector.get_multi_check_constraints(filter_names=names))
+    comments = (
+        _by_table(inspector.get_multi_table_comment(filter_names=names))
+        if dialect.supports_comments
+        else {}
+    )
     tables = {}
     for name in names:
         tables[name] = Table.of(
@@ -682,6 +784,7 @@ def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
                     _type(c["type"], dialect),
                     bool(c["nullable"]),
                     None if c.get("default") is None else str(c["default"]),
+                    c.get("comment"),
                 )
                 for c in columns.get(name, [])
             ],
@@ -702,8 +805,35 @@ def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
                 )
                 for f in fks.get(name, [])
             ],
+            checks=[Check(c["name"], str(c["sqltext"])) for c in checks.get(name, [])],
+            comment=(comments.get(name) or {}).get("text"),
         )
     return tables
+
+
+def _with_rows(conn: Any, table: Table, *, content: bool) -> Table:
+    """``table`` with its row count and (with ``content``) a checksum of its rows: each
+    row's values by column name, the rows sorted, so neither the columns' order (a
+    batch-mode downgrade recreates the table) nor the rows' changes it."""
+    from dataclasses import replace
+
+    from sqlalchemy import text
+
+    quote = conn.dialect.identifier_preparer.quote
+    source = quote(table.name)
+    count = conn.execute(text(f"SELECT COUNT(*) FROM {source}")).scalar_one()  # noqa: S608
+    if not content:
+        return replace(table, rows=int(count))
+    import hashlib
+
+    names = sorted(table.columns)
+    select = ", ".join(quote(n) for n in names) or "1"
+    found = sorted(
+        repr(tuple(row))
+        for row in conn.execute(text(f"SELECT {select} FROM {source}"))  # noqa: S608
+    )
+    digest = hashlib.sha256("\n".join(found).encode()).hexdigest()[:16]
+    return replace(table, rows=int(count), checksum=digest)
 
 
 def _by_table(found: Mapping[tuple[str | None, str], Any]) -> dict[str, Any]:
