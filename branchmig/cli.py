@@ -886,6 +886,12 @@ def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool, no_f
     "empty to the same heads.",
 )
 @click.option(
+    "--models",
+    is_flag=True,
+    help="Instead: compare the models (env.py's target_metadata) with a scratch "
+    "database upgraded to the working tree's heads, as alembic check does.",
+)
+@click.option(
     "--data",
     is_flag=True,
     help="Start from a copy of the live database instead of an empty one, and compare "
@@ -905,6 +911,7 @@ def verify(
     ref: str,
     against: str | None,
     drift: bool,
+    models: bool,
     data: bool,
     fmt: str,
     as_json: bool,
@@ -915,6 +922,24 @@ def verify(
     on any finding. The live database and the checkout are not touched."""
     from branchmig import verify as core
 
+    if models:
+        if ref != "." or against is not None or data or drift:
+            raise click.UsageError(
+                "--models compares the working tree's models and migrations; it takes no "
+                "REF, --against, --data or --drift"
+            )
+        compared = core.models(_open(ctx), progress=_progress)
+        if as_json:
+            _emit_json(
+                {
+                    "ok": compared.ok,
+                    "heads": list(compared.heads),
+                    "differences": list(compared.differences),
+                }
+            )
+        else:
+            click.echo(reports.models_report(compared))
+        ctx.exit(0 if compared.ok else 1)
     if drift:
         if ref != "." or against is not None or data:
             raise click.UsageError(

@@ -339,6 +339,42 @@ def read_database(env: AlembicEnv) -> DatabaseState:
     return DatabaseState(tuple(unique.values()))
 
 
+def compare_models(env: AlembicEnv) -> list[tuple[str, list[Any]]] | None:
+    """What autogenerate finds between env.py's ``target_metadata`` and each database
+    env.py connects to, by database name, as ``alembic check`` compares them (env.py's own
+    ``include_object``, ``compare_type`` and the like apply); None when env.py gives no
+    ``target_metadata``."""
+    from alembic.autogenerate import compare_metadata
+
+    script = _script_directory(env)
+    found: list[tuple[str, list[Any]]] = []
+    without: list[str] = []
+    engines: list[Any] = []
+
+    def fn(rev: Any, context: Any) -> list[Any]:
+        engines.append(context.connection.engine)
+        metadata = context.opts.get("target_metadata")
+        if metadata is None:
+            without.append(_engine_name(context))
+        else:
+            found.append((_engine_name(context), list(compare_metadata(context, metadata))))
+        return []
+
+    try:
+        _run_env(env, script, fn, dont_mutate=True)
+    except BranchmigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - env.py or the models may raise anything
+        raise DatabaseError(
+            f"Cannot compare the models with the database through env.py: {first_line(err)}"
+        ) from err
+    finally:
+        for engine in engines:
+            engine.dispose()
+        env.dispose_engines()
+    return None if without and not found else found
+
+
 def _engine_name(context: Any) -> str:
     """The database's name as Flask-Migrate's multidb env.py gives it: its upgrade token
     is "<name>_upgrades" ("_upgrades" for the default; plain Alembic's is "upgrades")."""

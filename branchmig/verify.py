@@ -255,6 +255,69 @@ def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
     return DriftResult(mask_url(live.url), backend, live.heads, compare_each(expected, actual))
 
 
+@dataclass(frozen=True)
+class ModelsResult:
+    heads: tuple[str, ...]  # of the working tree, where the scratch database was built
+    differences: tuple[str, ...]  # one line each: what a new migration would have to do
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+def models(ws: Workspace, *, progress: Progress = _quiet) -> ModelsResult:
+    """Compare the models (env.py's ``target_metadata``) with a scratch database built
+    from empty to the working tree's heads, as ``alembic check`` compares them with the
+    live one: a model change that no migration makes is named."""
+    from branchmig.runner import alembic_env, compare_models, start_loading_alembic
+
+    start_loading_alembic()
+    _, tree = ws.graph_at(WORKTREE)
+    revisions = tree.topological(tree.ancestors(tree.heads))
+    with alembic_env(ws.project) as env:
+        lives = _live_urls(env)
+        with scratch_databases(lives, progress=progress) as scratches:
+            runner = _Runner(env, tree, _Texts(ws, tree, WORKTREE), scratches)
+            with runner.pointed_at_scratch():
+                if compare_models(env) is None:  # asked first: an empty database is quick
+                    raise ConfigError(
+                        "env.py gives no target_metadata, so there are no models to compare "
+                        "with the migrations; set target_metadata = Base.metadata (your "
+                        "models' MetaData) in env.py"
+                    )
+                progress(
+                    f"branchmig: building a scratch {runner.backend} database to "
+                    f"{', '.join(tree.heads) or 'base'} to compare with the models"
+                )
+                runner.upgrade(revisions, shared_with=None)
+                found = compare_models(env) or []
+    several = len(found) > 1
+    return ModelsResult(
+        tree.heads,
+        tuple(
+            (f"database '{name or '<default>'}': " if several else "") + describe_model_diff(d)
+            for name, diffs in found
+            for d in diffs
+        ),
+    )
+
+
+def describe_model_diff(diff: Any) -> str:
+    """One of autogenerate's differences, as ``alembic check`` lists them, by name: a
+    tuple ``("add_column", schema, table, column)``, or a list of ``modify_*`` tuples."""
+    if isinstance(diff, list):
+        return "; ".join(describe_model_diff(d) for d in diff)
+    op = str(diff[0])
+    if op.startswith("modify_"):  # (op, schema, table, column, existing, old, new)
+        return f"{op} '{diff[2]}.{diff[3]}': {diff[5]!r} in the database, {diff[6]!r} in the models"
+    if op in ("add_column", "remove_column"):
+        return f"{op} '{diff[2]}.{diff[3].name}'"
+    thing = diff[-1]
+    name = getattr(thing, "name", None) or str(thing)
+    table = getattr(getattr(thing, "table", None), "name", None)
+    return f"{op} '{table}.{name}'" if table and table != name else f"{op} '{name}'"
+
+
 def default_base(ws: Workspace) -> str:
     """The current branch's upstream, else the remote's default branch, else ``main`` or
     ``master``. An upstream of the branch's own name (``git push -u`` of a feature

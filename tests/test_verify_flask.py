@@ -15,7 +15,17 @@ from typing import Any
 
 import pytest
 from db_servers import new_postgres_database, postgres_connection
-from e2e_projects import BASE, BIN, F1, Project, _sh, make_seed_project, script
+from e2e_projects import (
+    BASE,
+    BIN,
+    F1,
+    Project,
+    _sh,
+    check_failing_rehearsal_touches_nothing,
+    make_seed_project,
+    script,
+    sqlite_dump,
+)
 from gitutil import init_repo
 from test_multidb import APP, make_multidb_project, multidb_script
 
@@ -96,6 +106,14 @@ def test_a_flask_project_is_verified_without_opening_its_database(
     assert p.status()["db_heads"] == [F1]
 
 
+def test_a_failing_rehearsal_of_a_flask_project_touches_nothing(
+    flask_template: Path, tmp_path: Path
+) -> None:
+    p = make_seed_project(flask_template, tmp_path / "project", kind="flask")
+    p.ok("switch", "feature1")
+    check_failing_rehearsal_touches_nothing(p, lambda: sqlite_dump(p.db_path))
+
+
 def test_a_multidb_flask_project_names_the_bind_whose_downgrade_forgets_a_table(
     flask_multidb_template: Path, tmp_path: Path
 ) -> None:
@@ -153,3 +171,39 @@ def test_a_postgresql_flask_multidb_project_is_verified_while_its_databases_refu
         assert "no drift" in p.ok("verify", "--drift").stdout
         p.ok("switch", "feature1", "--rehearse")
         assert p.status()["db_heads"] == [F1]
+
+
+USER_MODEL = """
+
+class User(db.Model):
+    __tablename__ = "users"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(50), nullable=False)
+"""
+
+
+def test_models_are_compared_with_the_working_trees_migrations(
+    flask_template: Path, tmp_path: Path
+) -> None:
+    p = make_seed_project(flask_template, tmp_path / "project", kind="flask")
+    blog = p.root / "blog.py"
+    blog.write_text(blog.read_text() + USER_MODEL)
+    proc = p.branchmig("verify", "--models")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"The models match the migrations at {BASE}." in proc.stdout
+    # A model change with no migration: named, as alembic check names it.
+    blog.write_text(blog.read_text() + "    nick = db.Column(db.String(20))\n")
+    proc = p.branchmig("verify", "--models", "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["differences"] == ["add_column 'users.nick'"]
+    assert not p.db_path.exists()  # only a scratch database was made
+
+
+def test_models_without_target_metadata_are_said_in_one_line(
+    alembic_template: Path, tmp_path: Path
+) -> None:
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
+    proc = p.branchmig("verify", "--models")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("branchmig: env.py gives no target_metadata"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
