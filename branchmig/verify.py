@@ -445,10 +445,7 @@ class _Runner:
                 if scratch is None:
                     raise ConfigError(
                         f"env.py connects to {mask_url(db.url)}, not to the "
-                        f"{'app engine' if self.env.flask_app is not None else 'sqlalchemy.url'}"
-                        " branchmig set, so it cannot be pointed at a scratch database; make "
-                        "env.py use config.get_main_option('sqlalchemy.url') when it is set, "
-                        "then run: branchmig verify"
+                        f"{_POINTED[self.env.flask_app is not None]}"
                     )
                 self.reached[db.name] = scratch
                 self.start = self._applied_in(db.heads)
@@ -784,11 +781,11 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def inspect_schema(url: str, *, rows: bool = False, content: bool = False) -> Schema:
-    """Tables (without ``alembic_version``), their columns, primary keys, indexes, unique
-    constraints, foreign keys, CHECK constraints (SQLite's read from the table's SQL) and
-    comments (where the dialect keeps them), and PostgreSQL's enum types, as SQLAlchemy's
-    inspector reports them; with ``rows`` each table's row count, with ``content`` a
-    checksum of its rows."""
+    """Tables (without ``alembic_version`` and branchmig's own), their columns, primary
+    keys, indexes, unique constraints, foreign keys, CHECK constraints (SQLite's read from
+    the table's SQL) and comments (where the dialect keeps them), and PostgreSQL's enum
+    types, as SQLAlchemy's inspector reports them; with ``rows`` each table's row count,
+    with ``content`` a checksum of its rows."""
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.pool import NullPool
 
@@ -797,7 +794,12 @@ def inspect_schema(url: str, *, rows: bool = False, content: bool = False) -> Sc
         with engine.connect() as conn:
             inspector = inspect(conn)
             dialect = engine.dialect
-            names = [n for n in inspector.get_table_names() if n != "alembic_version"]
+            # A MariaDB copy (verify --data) holds its snapshot backend's own tables too.
+            names = [
+                n
+                for n in inspector.get_table_names()
+                if n != "alembic_version" and not n.startswith("_branchmig_")
+            ]
             if not names:
                 tables: dict[str, Table] = {}
             else:
@@ -911,6 +913,18 @@ def _type(sa_type: Any, dialect: Any) -> str:
 
 
 # -- URLs ------------------------------------------------------------------------------------
+
+
+# How env.py is pointed at scratch databases, and what it must do for that to work: plain
+# Alembic's by sqlalchemy.url, a Flask app's by its Flask-SQLAlchemy engines.
+_POINTED = {
+    False: "sqlalchemy.url branchmig set, so it cannot be pointed at a scratch database; "
+    "make env.py use config.get_main_option('sqlalchemy.url') when it is set, then run: "
+    "branchmig verify",
+    True: "app's engines branchmig made on scratch databases, so it cannot be pointed at "
+    "them; make env.py take its engines from Flask-SQLAlchemy's db.engines (as the env.py "
+    "of flask db init does), then run: branchmig verify",
+}
 
 
 def _live_urls(env: Any) -> dict[str, str]:

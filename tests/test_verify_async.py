@@ -1,8 +1,8 @@
-"""``verify``, ``verify --drift`` and ``switch --rehearse`` on an ``alembic init -t async``
-project: env.py is given scratch URLs that keep the async driver (``sqlite+aiosqlite``,
-``postgresql+asyncpg``), while branchmig makes, reads and drops the scratch databases
-with the same dialect's sync driver. No coroutine is left un-awaited on the terminal.
-MariaDB's ``mysql+aiomysql`` is not tested: aiomysql is not installed here."""
+"""``verify`` (``--data`` too), ``verify --drift`` and ``switch --rehearse`` on an
+``alembic init -t async`` project: env.py is given scratch URLs that keep the async driver
+(``sqlite+aiosqlite``, ``postgresql+asyncpg``), while branchmig makes, reads and drops the
+scratch databases with the same dialect's sync driver. No coroutine is left un-awaited on
+the terminal. MariaDB's ``mysql+aiomysql`` is not tested: aiomysql is not installed here."""
 
 from __future__ import annotations
 
@@ -58,6 +58,10 @@ def _round_trips(p: Project) -> None:
     _clean(proc)
     assert proc.returncode == 0 and "no drift" in proc.stdout, proc.stdout + proc.stderr
     assert p.status()["db_heads"] == [F1]
+
+    proc = p.branchmig("verify", "feature1", "--against", "main", "--data")
+    _clean(proc)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_an_aiosqlite_project_is_verified_drift_checked_and_rehearsed(
