@@ -662,7 +662,8 @@ class Scratch:
     @contextlib.contextmanager
     def _server(self) -> Iterator[Any]:
         """An autocommit connection to the live database's server, on a database that is
-        there: the live one, else the server's own (``postgres``, ``template1``)."""
+        there: the server's own (``postgres``, ``template1``), else (a role that may
+        connect only there) the live one, which is thus opened only as a last resort."""
         from sqlalchemy import create_engine
         from sqlalchemy.engine import make_url
         from sqlalchemy.pool import NullPool
@@ -670,7 +671,7 @@ class Scratch:
         if self.backend == "mysql":
             candidates: list[str | None] = [None]
         else:
-            candidates = [self._live.database, "postgres", "template1"]
+            candidates = ["postgres", "template1", self._live.database]
         failure: Exception | None = None
         server = make_url(sync_url(self._live.render_as_string(hide_password=False)))
         for database in candidates:

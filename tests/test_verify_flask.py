@@ -140,6 +140,7 @@ def test_a_multidb_flask_project_names_the_bind_whose_downgrade_forgets_a_table(
     assert _untouched(*files) == before
 
     assert "no drift" in p.ok("verify", "--drift").stdout
+    assert verify(p, "feature1", "--against", "main", "--data")[0] == 0  # a copy per bind
     p.ok("switch", "feature1", "--rehearse")
     assert p.status()["db_heads"] == [F1]
 
