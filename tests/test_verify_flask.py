@@ -93,6 +93,9 @@ def test_a_flask_project_is_verified_without_opening_its_database(
 ) -> None:
     p = make_seed_project(flask_template, tmp_path / "project", kind="flask")
     add_branch(p, "tags", f"{TAGS}_tags.py", FORGETS_A_TABLE)
+    # Opening a SQLite file that is not there makes it: none is made.
+    assert verify(p, "feature1", "--against", "main")[0] == 0
+    assert not p.db_path.exists()
     p.ok("sync")
     before = _untouched(p.db_path)
     assert verify(p, "feature1", "--against", "main")[0] == 0
@@ -119,8 +122,10 @@ def test_a_multidb_flask_project_names_the_bind_whose_downgrade_forgets_a_table(
 ) -> None:
     p = make_multidb_project(flask_multidb_template, tmp_path / "blog")
     add_branch(p, "badges", f"{TAGS}_badges.py", FORGETS_IN_ONE_BIND)
-    p.ok("sync")
     files = (p.root / "app.db", p.root / "users.db")
+    assert verify(p, "feature1", "--against", "main")[0] == 0
+    assert not any(path.exists() for path in files)
+    p.ok("sync")
     before = _untouched(*files)
     assert verify(p, "feature1", "--against", "main")[0] == 0
     code, report = verify(p, "badges", "--against", "main")
