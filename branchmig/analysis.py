@@ -313,10 +313,7 @@ def _check(ws: Workspace, *, against: str | None) -> CheckResult:
             against,
             (),
             expected,
-            (
-                f"{len(ours.heads)} heads in the working tree: {_list_heads(ours, ours.heads)}. "
-                "Run: branchmig merge-heads (or branchmig merge-heads --rebase)"
-            ),
+            too_many_heads(ours, WORKTREE),
         )
     if against is not None:
         _, theirs = ws.graph_at(against)
@@ -363,6 +360,14 @@ def _check(ws: Workspace, *, against: str | None) -> CheckResult:
         merged_heads,
         expected,
         f"{len(ours.heads)} head{'s' if len(ours.heads) != 1 else ''}{what}: ok",
+    )
+
+
+def too_many_heads(graph: Graph, ref: str) -> str:
+    """``check``'s message for a graph with more heads than the project expects."""
+    return (
+        f"{len(graph.heads)} heads in {describe_ref(ref)}: {_list_heads(graph, graph.heads)}. "
+        "Run: branchmig merge-heads (or branchmig merge-heads --rebase)"
     )
 
 

@@ -992,6 +992,18 @@ def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool, no_f
     "empty to the same heads.",
 )
 @click.option(
+    "--models",
+    is_flag=True,
+    help="Instead: compare the models (env.py's target_metadata) with a scratch "
+    "database upgraded to the working tree's heads, as alembic check does.",
+)
+@click.option(
+    "--data",
+    is_flag=True,
+    help="Start from a copy of the live database instead of an empty one, and compare "
+    "each table's rows before the upgrade and after the downgrade too.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["text", "markdown"]),
@@ -1001,7 +1013,14 @@ def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool, no_f
 @_json_option
 @click.pass_context
 def verify(
-    ctx: click.Context, ref: str, against: str | None, drift: bool, fmt: str, as_json: bool
+    ctx: click.Context,
+    ref: str,
+    against: str | None,
+    drift: bool,
+    models: bool,
+    data: bool,
+    fmt: str,
+    as_json: bool,
 ) -> None:
     """Prove REF's own migrations (default: the working tree) on a scratch database of
     the project's backend: each revision REF adds to BASE is upgraded, downgraded and
@@ -1009,10 +1028,28 @@ def verify(
     on any finding. The live database and the checkout are not touched."""
     from branchmig import verify as core
 
-    if drift:
-        if ref != "." or against is not None:
+    if models:
+        if ref != "." or against is not None or data or drift:
             raise click.UsageError(
-                "--drift compares the live database; it takes no REF and no --against"
+                "--models compares the working tree's models and migrations; it takes no "
+                "REF, --against, --data or --drift"
+            )
+        compared = core.models(_open(ctx), progress=_progress)
+        if as_json:
+            _emit_json(
+                {
+                    "ok": compared.ok,
+                    "heads": list(compared.heads),
+                    "differences": list(compared.differences),
+                }
+            )
+        else:
+            click.echo(reports.models_report(compared))
+        ctx.exit(0 if compared.ok else 1)
+    if drift:
+        if ref != "." or against is not None or data:
+            raise click.UsageError(
+                "--drift compares the live database; it takes no REF, --against or --data"
             )
         found = core.drift(_open(ctx), progress=_progress)
         if as_json:
@@ -1030,7 +1067,7 @@ def verify(
         else:
             click.echo(reports.drift_report(found, markdown=fmt == "markdown"))
         ctx.exit(0 if found.ok else 1)
-    result = core.verify(_open(ctx), ref=_ref(ref), against=against, progress=_progress)
+    result = core.verify(_open(ctx), ref=_ref(ref), against=against, data=data, progress=_progress)
     if as_json:
         _emit_json(
             {

@@ -152,3 +152,15 @@ def drift_report(found: Any, *, markdown: bool) -> str:
             *(f"- {describe_drift(d)}" for d in found.differences),
         ]
     )
+
+
+def models_report(found: Any) -> str:
+    heads = ", ".join(found.heads) or "base"
+    if found.ok:
+        return f"The models match the migrations at {heads}."
+    return "\n".join(
+        [
+            f"The models differ from what the migrations make at {heads}; a migration should do:",
+            *(f"  {d}" for d in found.differences),
+        ]
+    )

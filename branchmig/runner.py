@@ -764,3 +764,109 @@ def _truncated(graph: Graph, boundary: set[str]) -> Graph:
     for rev_id in boundary:
         revisions[rev_id] = replace(revisions[rev_id], down=(), depends_on=(), labels=())
     return Graph(revisions, graph.problems)
+
+
+# -- verify: a Flask app's engines pointed elsewhere, the models compared --------------
+
+
+def _flask_sqlalchemy(env: AlembicEnv) -> tuple[Any, Any]:
+    """The app and its Flask-SQLAlchemy 3 extension, whose engines env.py migrates."""
+    app = env.flask_app
+    db = getattr(app.extensions.get("migrate"), "db", None)
+    if db is None or not isinstance(getattr(db, "_app_engines", None), Mapping):
+        raise ConfigError(
+            "branchmig can point a Flask-Migrate project at scratch databases only through "
+            "Flask-SQLAlchemy 3's engines; upgrade it (pip install 'flask-sqlalchemy>=3')"
+        )
+    return app, db
+
+
+def flask_engine_urls(env: AlembicEnv) -> dict[str, str]:
+    """The URL of each engine of the app's Flask-SQLAlchemy ("" for the default one, else
+    the bind's name), as the app made them: read from the engines, never connected."""
+    app, db = _flask_sqlalchemy(env)
+    return {
+        key or "": engine.url.render_as_string(hide_password=False)
+        for key, engine in db._app_engines[app].items()
+    }
+
+
+@contextlib.contextmanager
+def flask_engines_at(env: AlembicEnv, urls: Mapping[str, str]) -> Iterator[None]:
+    """The app's engines (by bind name, "" for the default) made anew on ``urls``, the
+    app's own put back afterwards. Flask-SQLAlchemy 3 makes its engines once, in
+    ``init_app``, and env.py takes them from ``db.engines``: changing the app's config
+    afterwards changes nothing, so each engine is replaced in the extension's own table,
+    made as ``init_app`` makes it (the extension's and the app's engine options, its driver
+    defaults, its ``_make_engine``), with only the URL changed. The live databases' engines
+    are disposed and never connect meanwhile."""
+    app, db = _flask_sqlalchemy(env)
+    engines = db._app_engines[app]
+    originals = dict(engines)
+    try:
+        for name, url in urls.items():
+            key = name or None
+            if key not in originals:
+                continue
+            options = _flask_engine_options(db, app, key)
+            options["url"] = url
+            db._apply_driver_defaults(options, app)
+            originals[key].dispose()
+            engines[key] = db._make_engine(key, options, app)
+        yield
+    finally:
+        for key, engine in originals.items():
+            if engines.get(key) is not engine:
+                engines[key].dispose()
+                engines[key] = engine
+
+
+def _flask_engine_options(db: Any, app: Any, key: str | None) -> dict[str, Any]:
+    """The options ``init_app`` gave the engine of bind ``key``, without its URL."""
+    options: dict[str, Any] = dict(db._engine_options)
+    bind = app.config.get("SQLALCHEMY_BINDS", {}).get(key)
+    if isinstance(bind, Mapping):
+        options.update(bind)
+    if key is None:
+        options.update(app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
+    echo = app.config.get("SQLALCHEMY_ECHO", False)
+    options.setdefault("echo", echo)
+    options.setdefault("echo_pool", echo)
+    options.pop("url", None)
+    return options
+
+
+def compare_models(env: AlembicEnv) -> list[tuple[str, list[Any]]] | None:
+    """What autogenerate finds between env.py's ``target_metadata`` and each database
+    env.py connects to, by database name, as ``alembic check`` compares them (env.py's own
+    ``include_object``, ``compare_type`` and the like apply); None when env.py gives no
+    ``target_metadata``."""
+    from alembic.autogenerate import compare_metadata
+
+    script = _script_directory(env)
+    found: list[tuple[str, list[Any]]] = []
+    without: list[str] = []
+    engines: list[Any] = []
+
+    def fn(rev: Any, context: Any) -> list[Any]:
+        engines.append(context.connection.engine)
+        metadata = context.opts.get("target_metadata")
+        if metadata is None:
+            without.append(_engine_name(context))
+        else:
+            found.append((_engine_name(context), list(compare_metadata(context, metadata))))
+        return []
+
+    try:
+        _run_env(env, script, fn, dont_mutate=True)
+    except BranchmigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - env.py or the models may raise anything
+        raise DatabaseError(
+            f"Cannot compare the models with the database through env.py: {first_line(err)}"
+        ) from err
+    finally:
+        for engine in engines:
+            engine.dispose()
+        env.dispose_engines()
+    return None if without and not found else found

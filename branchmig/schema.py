@@ -8,7 +8,7 @@ downgrade, or the live database with a scratch one built by the migrations.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 Change = Literal["added", "removed", "changed"]
@@ -21,10 +21,12 @@ class Column:
     type: str
     nullable: bool
     default: str | None
+    comment: str | None = None  # where the dialect keeps comments (PostgreSQL, MariaDB)
 
     def describe(self) -> str:
         default = "" if self.default is None else f" DEFAULT {self.default}"
-        return f"{self.type}{'' if self.nullable else ' NOT NULL'}{default}"
+        comment = "" if self.comment is None else f" COMMENT {self.comment!r}"
+        return f"{self.type}{'' if self.nullable else ' NOT NULL'}{default}{comment}"
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,33 @@ class ForeignKey:
 
 
 @dataclass(frozen=True)
+class Check:
+    name: str | None
+    sqltext: str
+
+    @property
+    def key(self) -> str:
+        return self.name or f"CHECK ({self.sqltext})"
+
+    def describe(self) -> str:
+        return f"CHECK ({self.sqltext})"
+
+
+@dataclass(frozen=True)
 class Table:
+    """A table's schema; ``rows`` (how many) and ``checksum`` (of its rows, in order) when
+    they were read, compared only when both sides have them."""
+
     name: str
     columns: Mapping[str, Column] = field(default_factory=dict)
     primary_key: tuple[str, ...] = ()
     indexes: Mapping[str, Index] = field(default_factory=dict)
     uniques: Mapping[str, Index] = field(default_factory=dict)
     foreign_keys: Mapping[str, ForeignKey] = field(default_factory=dict)
+    checks: Mapping[str, Check] = field(default_factory=dict)
+    comment: str | None = None
+    rows: int | None = None
+    checksum: str | None = None
 
     @classmethod
     def of(
@@ -78,6 +100,10 @@ class Table:
         indexes: Iterable[Index] = (),
         uniques: Iterable[Index] = (),
         foreign_keys: Iterable[ForeignKey] = (),
+        checks: Iterable[Check] = (),
+        comment: str | None = None,
+        rows: int | None = None,
+        checksum: str | None = None,
     ) -> Table:
         return cls(
             name,
@@ -86,6 +112,10 @@ class Table:
             {i.key: i for i in indexes},
             {u.key: u for u in uniques},
             {f.key: f for f in foreign_keys},
+            {c.key: c for c in checks},
+            comment,
+            rows,
+            checksum,
         )
 
 
@@ -115,15 +145,37 @@ class Difference:
     change: Change
     old: str | None = None
     new: str | None = None
+    database: str = ""  # which one, when a project migrates several ("" the default)
 
     def as_dict(self) -> dict[str, str | None]:
-        return {
+        found = {
             "kind": self.kind,
             "name": self.name,
             "change": self.change,
             "old": self.old,
             "new": self.new,
         }
+        return found | ({"database": self.database} if self.database else {})
+
+    @property
+    def where(self) -> str:
+        """The object as messages quote it: "'users.email'", with its database when
+        there are several ("'tags' in database 'auth'")."""
+        return f"'{self.name}'" + (f" in database '{self.database}'" if self.database else "")
+
+
+def compare_each(old: Mapping[str, Schema], new: Mapping[str, Schema]) -> tuple[Difference, ...]:
+    """``compare`` for each database (by name) of a project that migrates several, each
+    difference naming its database; one database's are as ``compare`` gives them. A
+    database on one side only is compared with an empty one."""
+    names = sorted(old.keys() | new.keys())
+    if len(names) == 1:
+        return compare(old.get(names[0], Schema()), new.get(names[0], Schema()))
+    return tuple(
+        replace(diff, database=name or "<default>")
+        for name in names
+        for diff in compare(old.get(name, Schema()), new.get(name, Schema()))
+    )
 
 
 def compare(old: Schema, new: Schema) -> tuple[Difference, ...]:
@@ -170,7 +222,35 @@ def _compare_tables(old: Table, new: Table) -> list[Difference]:
     found += _compare_maps(
         "foreign key", name, old.foreign_keys, new.foreign_keys, ForeignKey.describe
     )
+    found += _compare_maps("check constraint", name, old.checks, new.checks, Check.describe)
+    if old.comment != new.comment:
+        change: Change = (
+            "added" if old.comment is None else "removed" if new.comment is None else "changed"
+        )
+        found.append(
+            Difference(
+                "table comment",
+                name,
+                change,
+                None if old.comment is None else repr(old.comment),
+                None if new.comment is None else repr(new.comment),
+            )
+        )
+    found += _compare_rows(old, new)
     return found
+
+
+def _compare_rows(old: Table, new: Table) -> list[Difference]:
+    """How many rows, else (the same number) whether they are the same rows."""
+    if old.rows is not None and new.rows is not None and old.rows != new.rows:
+        return [Difference("rows", old.name, "changed", _rows(old.rows), _rows(new.rows))]
+    if old.checksum is not None and new.checksum is not None and old.checksum != new.checksum:
+        return [Difference("content", old.name, "changed", old.checksum, new.checksum)]
+    return []
+
+
+def _rows(count: int) -> str:
+    return f"{count} row{'' if count == 1 else 's'}"
 
 
 def _compare_maps(

@@ -322,15 +322,9 @@ def _rehearse(
     PostgreSQL template copy, a MariaDB copy: the snapshot backend's own save), through
     env.py pointed at it; the live database is touched only when that succeeded."""
     from branchmig.errors import ConfigError
-    from branchmig.runner import StepFailed, read_database
+    from branchmig.runner import StepFailed, flask_engines_at, read_database
     from branchmig.verify import same_database
 
-    if s.ws.project.kind == "flask":
-        raise ConfigError(
-            "A rehearsal needs a plain Alembic project: Flask-Migrate's env.py connects to "
-            "the app's SQLALCHEMY_DATABASE_URI, which branchmig cannot point at a copy; "
-            "run without --rehearse (or set rehearse = false in [tool.branchmig])"
-        )
     backend = s.backend()
     key = f"rehearsal-{_token()}"
     s.progress(f"branchmig: rehearsing the move on a copy of {s.masked}")
@@ -338,11 +332,22 @@ def _rehearse(
     stored = backend.save(key)
     config = s.env.config
     original = config.get_main_option("sqlalchemy.url")
+    pointed = contextlib.ExitStack()
     try:
-        copy_url = _url_of_copy(s.db.url, backend.name, stored.location)
-        config.set_main_option("sqlalchemy.url", copy_url.replace("%", "%%"))
-        reached = read_database(s.env).url
-        if not same_database(reached, copy_url):
+        # Each database's copy: a multidb snapshot's members are in the databases' order.
+        members = [b for _, b in getattr(backend, "members", ())] or [backend]
+        locations = stored.location.split("; ") if len(members) > 1 else [stored.location]
+        copies = {
+            db.name: _url_of_copy(db.url, member.name, location)
+            for db, member, location in zip(s.db.databases, members, locations, strict=True)
+        }
+        copy_url = copies[s.db.databases[0].name]
+        if s.env.flask_app is not None:  # the app's engines, made anew on the copies
+            pointed.enter_context(flask_engines_at(s.env, copies))
+        else:
+            config.set_main_option("sqlalchemy.url", copy_url.replace("%", "%%"))
+        reached = read_database(s.env).urls
+        if not all(any(same_database(r, c) for c in copies.values()) for _, r in reached):
             raise ConfigError(
                 "env.py does not connect to the sqlalchemy.url branchmig sets, so the move "
                 "cannot be rehearsed on a copy; make env.py use config.get_main_option("
@@ -365,6 +370,7 @@ def _rehearse(
                 err, restored=True, rehearsal=True, fix=_name_the_fix(s, d, target, err)
             ) from err
     finally:
+        pointed.close()
         if original is not None:
             config.set_main_option("sqlalchemy.url", original.replace("%", "%%"))
         s.env.dispose_engines()

@@ -21,19 +21,29 @@ import secrets
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
+from branchmig.analysis import too_many_heads
 from branchmig.commitcode import CodeAt, code_for
 from branchmig.downgrades import fix_for_failure
-from branchmig.errors import ConfigError, DatabaseError, PlanError, UsageError, first_line
+from branchmig.errors import (
+    BranchmigError,
+    ConfigError,
+    DatabaseError,
+    GraphError,
+    PlanError,
+    UsageError,
+    first_line,
+)
 from branchmig.graph import Graph, Revision
 from branchmig.plan import latest_common, make_plan
 from branchmig.schema import (
+    Check,
     Column,
     Difference,
     EnumType,
@@ -41,7 +51,7 @@ from branchmig.schema import (
     Index,
     Schema,
     Table,
-    compare,
+    compare_each,
 )
 from branchmig.scripts import read_text_anywhere
 from branchmig.snapshots import mask_url
@@ -116,36 +126,47 @@ class DriftResult:
 
 
 def verify(
-    ws: Workspace, *, ref: str = WORKTREE, against: str | None = None, progress: Progress = _quiet
+    ws: Workspace,
+    *,
+    ref: str = WORKTREE,
+    against: str | None = None,
+    data: bool = False,
+    progress: Progress = _quiet,
 ) -> VerifyResult:
     """Run each revision ``ref`` adds to ``against`` (default: ``default_base``) up, down
-    and up again on a scratch database, and report what fails or is left behind."""
+    and up again on a scratch database, and report what fails or is left behind: schema,
+    and how many rows each table holds. With ``data`` the scratch database starts as a
+    copy of the live one (brought to the revisions ``ref`` shares with ``against``), and
+    each table's rows are compared too."""
     from branchmig.runner import alembic_env, start_loading_alembic
 
     start_loading_alembic()
     base = against if against is not None else default_base(ws)
     _, ours = ws.graph_at(ref)
+    if len(ours.heads) > ws.project.settings.expected_heads:
+        raise GraphError(too_many_heads(ours, ref))  # as check says: nothing is run
     _, theirs = ws.graph_at(base)
     plan = make_plan(applied_heads=theirs.heads, source=theirs, target=ours)
     shared = ours.ancestors(plan.common)
     texts = _Texts(ws, ours, ref)
     with alembic_env(ws.project) as env:
-        _refuse_flask(ws)
-        live = _configured_url(env)
-        backend = _backend(live)
+        lives = _live_urls(env)
+        backend = _backends(lives.values())
         checks: list[RevisionCheck] = []
         findings: list[Finding] = []
         if plan.upgrade:
             progress(
                 f"branchmig: verifying {len(plan.upgrade)} revision"
                 f"{'s' if len(plan.upgrade) != 1 else ''} of {describe_ref(ref)} "
-                f"against {describe_ref(base)} on a scratch {backend} database"
+                f"against {describe_ref(base)} on "
+                f"{'a copy of the live' if data else 'a scratch'} {backend} database"
             )
-        with scratch_database(live, progress=progress) as scratch:
-            runner = _Runner(env, ours, texts, scratch)
-            runner.point_env_at_scratch()
-            runner.upgrade(ours.topological(shared), shared_with=base)
-            _check_each(runner, plan.upgrade, checks, findings, progress)
+        with scratch_databases(lives, seeded=data, progress=progress) as scratches:
+            runner = _Runner(env, ours, texts, scratches)
+            runner.data = data
+            with runner.pointed_at_scratch():
+                runner.bring_to(shared, shared_with=base)
+                _check_each(runner, plan.upgrade, checks, findings, progress)
     return VerifyResult(ref, base, backend, plan.common, tuple(checks), tuple(findings))
 
 
@@ -181,7 +202,7 @@ def _check_each(
             before = runner.rebuild(rev_id)
             continue
         after = runner.schema()
-        left = compare(before, after)
+        left = compare_each(before, after)
         if left:
             findings.append(Finding(rev_id, rev.path, "trace", _trace_message(rev, left), left))
         check = _with(check, downgrade="left traces" if left else "ok")
@@ -211,14 +232,15 @@ def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
     start_loading_alembic()
     _, tree = ws.graph_at(WORKTREE)
     with alembic_env(ws.project) as env:
-        _refuse_flask(ws)
-        configured = _configured_url(env)
-        if _backend(configured) == "sqlite" and not _sqlite_path(configured).is_file():
-            raise DatabaseError(
-                f"There is no database at {mask_url(configured)} to compare; run: branchmig sync"
-            )
+        for configured in _live_urls(env).values():
+            if _backend(configured) == "sqlite" and not _sqlite_path(configured).is_file():
+                raise DatabaseError(
+                    f"There is no database at {mask_url(configured)} to compare; "
+                    "run: branchmig sync"
+                )
         live = read_database(env)
-        backend = _backend(live.url)
+        lives = dict(live.urls)
+        backend = _backends(lives.values())
         graph, ref = _graph_holding(ws, tree, live)
         revisions = graph.topological(graph.ancestors(live.heads))
         progress(
@@ -226,13 +248,76 @@ def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
             f"{', '.join(live.heads) or 'base'} ({len(revisions)} revision"
             f"{'s' if len(revisions) != 1 else ''})"
         )
-        with scratch_database(live.url, progress=progress) as scratch:
-            runner = _Runner(env, graph, _Texts(ws, graph, ref), scratch)
-            runner.point_env_at_scratch()
-            runner.upgrade(revisions, shared_with=None)
-            expected = runner.schema()
-        actual = inspect_schema(_read_only(live.url))
-    return DriftResult(mask_url(live.url), backend, live.heads, compare(expected, actual))
+        with scratch_databases(lives, progress=progress) as scratches:
+            runner = _Runner(env, graph, _Texts(ws, graph, ref), scratches)
+            with runner.pointed_at_scratch():
+                runner.upgrade(revisions, shared_with=None)
+                expected = runner.schema()
+        actual = {name: inspect_schema(_read_only(lives[name])) for name in expected}
+    return DriftResult(mask_url(live.url), backend, live.heads, compare_each(expected, actual))
+
+
+@dataclass(frozen=True)
+class ModelsResult:
+    heads: tuple[str, ...]  # of the working tree, where the scratch database was built
+    differences: tuple[str, ...]  # one line each: what a new migration would have to do
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+def models(ws: Workspace, *, progress: Progress = _quiet) -> ModelsResult:
+    """Compare the models (env.py's ``target_metadata``) with a scratch database built
+    from empty to the working tree's heads, as ``alembic check`` compares them with the
+    live one: a model change that no migration makes is named."""
+    from branchmig.runner import alembic_env, compare_models, start_loading_alembic
+
+    start_loading_alembic()
+    _, tree = ws.graph_at(WORKTREE)
+    revisions = tree.topological(tree.ancestors(tree.heads))
+    with alembic_env(ws.project) as env:
+        lives = _live_urls(env)
+        with scratch_databases(lives, progress=progress) as scratches:
+            runner = _Runner(env, tree, _Texts(ws, tree, WORKTREE), scratches)
+            with runner.pointed_at_scratch():
+                if compare_models(env) is None:  # asked first: an empty database is quick
+                    raise ConfigError(
+                        "env.py gives no target_metadata, so there are no models to compare "
+                        "with the migrations; set target_metadata = Base.metadata (your "
+                        "models' MetaData) in env.py"
+                    )
+                progress(
+                    f"branchmig: building a scratch {runner.backend} database to "
+                    f"{', '.join(tree.heads) or 'base'} to compare with the models"
+                )
+                runner.upgrade(revisions, shared_with=None)
+                found = compare_models(env) or []
+    several = len(found) > 1
+    return ModelsResult(
+        tree.heads,
+        tuple(
+            (f"database '{name or '<default>'}': " if several else "") + describe_model_diff(d)
+            for name, diffs in found
+            for d in diffs
+        ),
+    )
+
+
+def describe_model_diff(diff: Any) -> str:
+    """One of autogenerate's differences, as ``alembic check`` lists them, by name: a
+    tuple ``("add_column", schema, table, column)``, or a list of ``modify_*`` tuples."""
+    if isinstance(diff, list):
+        return "; ".join(describe_model_diff(d) for d in diff)
+    op = str(diff[0])
+    if op.startswith("modify_"):  # (op, schema, table, column, existing, old, new)
+        return f"{op} '{diff[2]}.{diff[3]}': {diff[5]!r} in the database, {diff[6]!r} in the models"
+    if op in ("add_column", "remove_column"):
+        return f"{op} '{diff[2]}.{diff[3].name}'"
+    thing = diff[-1]
+    name = getattr(thing, "name", None) or str(thing)
+    table = getattr(getattr(thing, "table", None), "name", None)
+    return f"{op} '{table}.{name}'" if table and table != name else f"{op} '{name}'"
 
 
 def default_base(ws: Workspace) -> str:
@@ -262,20 +347,24 @@ def default_base(ws: Workspace) -> str:
 
 def describe_trace(diff: Difference) -> str:
     """One difference between before an upgrade (old) and after its downgrade (new)."""
+    if diff.kind == "rows":
+        return f"table {diff.where} holds {diff.new}, {diff.old} before the upgrade"
+    if diff.kind == "content":
+        return f"table {diff.where} holds as many rows as before the upgrade, but not the same ones"
     if diff.change == "added":
-        return f"{diff.kind} '{diff.name}' is left behind"
+        return f"{diff.kind} {diff.where} is left behind"
     if diff.change == "removed":
-        return f"{diff.kind} '{diff.name}' is gone (it was there before the upgrade)"
-    return f"{diff.kind} '{diff.name}' is {diff.new}, was {diff.old} before the upgrade"
+        return f"{diff.kind} {diff.where} is gone (it was there before the upgrade)"
+    return f"{diff.kind} {diff.where} is {diff.new}, was {diff.old} before the upgrade"
 
 
 def describe_drift(diff: Difference) -> str:
     """One difference between what the migrations make (old) and the live database (new)."""
     if diff.change == "added":
-        return f"{diff.kind} '{diff.name}' is in the database, but no migration makes it"
+        return f"{diff.kind} {diff.where} is in the database, but no migration makes it"
     if diff.change == "removed":
-        return f"{diff.kind} '{diff.name}' {diff.old or ''} is missing from the database"
-    return f"{diff.kind} '{diff.name}' is {diff.new} in the database, {diff.old} by the migrations"
+        return f"{diff.kind} {diff.where} {diff.old or ''} is missing from the database"
+    return f"{diff.kind} {diff.where} is {diff.new} in the database, {diff.old} by the migrations"
 
 
 def _trace_message(rev: Revision, left: Sequence[Difference]) -> str:
@@ -339,25 +428,74 @@ class _Runner:
     """Steps through the project's env.py on the scratch database, knowing which
     revisions it holds."""
 
-    def __init__(self, env: Any, graph: Graph, texts: _Texts, scratch: Scratch) -> None:
-        self.env, self.graph, self.texts, self.scratch = env, graph, texts, scratch
+    def __init__(
+        self, env: Any, graph: Graph, texts: _Texts, scratches: Mapping[str, Scratch]
+    ) -> None:
+        self.env, self.graph, self.texts = env, graph, texts
+        self.scratches = dict(scratches)  # by database name ("" the default, else a bind)
+        self.reached: dict[str, Scratch] = {}  # the ones env.py migrates
+        self.backend = _backends(s.url for s in self.scratches.values())
         self.applied: set[str] = set()
+        self.start: set[str] = set()  # what a scratch database holds when (re)made
+        self.data = False  # compare each table's rows too, not only how many
 
-    def point_env_at_scratch(self) -> None:
-        """Set ``sqlalchemy.url`` to the scratch database, then make sure env.py really
-        connects there: an env.py that takes its URL elsewhere is refused before any
-        migration runs."""
-        from branchmig.runner import read_database
+    @contextlib.contextmanager
+    def pointed_at_scratch(self) -> Iterator[None]:
+        """env.py pointed at the scratch databases: plain Alembic's by ``sqlalchemy.url``,
+        a Flask app's engines replaced in-process (``flask_engines_at``). Then env.py is
+        run once to make sure it really connects there: one that takes its URL elsewhere
+        is refused before any migration runs."""
+        from branchmig.runner import flask_engines_at, read_database
 
-        self.env.config.set_main_option("sqlalchemy.url", self.scratch.url.replace("%", "%%"))
-        reached = read_database(self.env).url
-        if not same_database(reached, self.scratch.url):
-            raise ConfigError(
-                f"env.py connects to {mask_url(reached)}, not to the sqlalchemy.url branchmig "
-                "set, so it cannot be pointed at a scratch database; make env.py use "
-                "config.get_main_option('sqlalchemy.url') when it is set, then run: "
-                "branchmig verify"
+        with contextlib.ExitStack() as stack:
+            if self.env.flask_app is not None:
+                stack.enter_context(
+                    flask_engines_at(self.env, {n: s.url for n, s in self.scratches.items()})
+                )
+            else:
+                self.env.config.set_main_option(
+                    "sqlalchemy.url", self.scratches[""].url.replace("%", "%%")
+                )
+            for db in read_database(self.env).databases:
+                scratch = next(
+                    (s for s in self.scratches.values() if same_database(db.url, s.url)), None
+                )
+                if scratch is None:
+                    raise ConfigError(
+                        f"env.py connects to {mask_url(db.url)}, not to the "
+                        f"{_POINTED[self.env.flask_app is not None]}"
+                    )
+                self.reached[db.name] = scratch
+                self.start = self._applied_in(db.heads)
+            self.applied = set(self.start)
+            yield
+
+    def _applied_in(self, heads: Sequence[str]) -> set[str]:
+        """What a database at ``heads`` holds (a copy of the live one), in this graph."""
+        unknown = [h for h in heads if h not in self.graph]
+        if unknown:
+            raise PlanError(
+                f"The live database is at {', '.join(repr(h) for h in unknown)}, which the "
+                "scripts being verified do not have, so its copy cannot be brought to where "
+                "the verification starts; switch to the branch being verified, or run "
+                "verify without --data"
             )
+        return set(self.graph.ancestors(heads))
+
+    def bring_to(self, wanted: Iterable[str], *, shared_with: str | None) -> None:
+        """The scratch database from what it holds to exactly ``wanted``: the revisions
+        beyond it (a copy of the live database) reverted, the missing ones applied."""
+        wanted = set(wanted)
+        beyond = self.applied - wanted
+        if beyond:
+            try:
+                self._run("downgrade", self.graph.topological(beyond)[::-1])
+            except DatabaseError as err:
+                raise DatabaseError(
+                    f"{err}, reverting the copy of the live database to where the "
+                    "verification starts; fix that script, or run verify without --data"
+                ) from err
+        self.upgrade(self.graph.topological(wanted - self.applied), shared_with=shared_with)
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -410,16 +548,20 @@ class _Runner:
         else:
             self.applied -= set(revisions)
 
-    def schema(self) -> Schema:
-        return inspect_schema(self.scratch.url)
+    def schema(self) -> dict[str, Schema]:
+        return {
+            name: inspect_schema(s.url, rows=True, content=self.data)
+            for name, s in self.reached.items()
+        }
 
-    def rebuild(self, rev_id: str) -> Schema:
+    def rebuild(self, rev_id: str) -> dict[str, Schema]:
         """A fresh scratch database with everything up to ``rev_id`` applied straight up:
         where the next revision starts after this one failed or left traces."""
         wanted = self.graph.ancestors([*self.applied, rev_id])
-        self.scratch.reset()
-        self.applied = set()
-        self.upgrade(self.graph.topological(wanted), shared_with=None)
+        for scratch in {id(s): s for s in self.scratches.values()}.values():
+            scratch.reset()
+        self.applied = set(self.start)
+        self.bring_to(wanted, shared_with=None)
         return self.schema()
 
     def failure(self, rev: Revision, kind: FindingKind, err: Exception) -> Finding:
@@ -430,7 +572,7 @@ class _Runner:
             "upgrade-again-failed": "Run again after its downgrade, the upgrade of",
         }[kind]
         message = f"{what} '{rev.id}' ({rev.path}) raises {cause.rstrip('. ')}"
-        if self.scratch.backend == "sqlite":
+        if self.backend == "sqlite":
             function = "downgrade" if kind == "downgrade-failed" else "upgrade"
             fix = fix_for_failure(self.texts(rev.id)[1], rev.id, function, cause, rev.path)
             if fix:
@@ -461,19 +603,36 @@ class Scratch:
     """A scratch database beside the live one: ``url`` (password included: never print
     it), made empty again by ``reset``, gone after ``drop``."""
 
-    def __init__(self, live_url: str, folder: Path) -> None:
+    def __init__(self, live_url: str, folder: Path, *, seeded: bool = False) -> None:
         from sqlalchemy.engine import make_url
 
         self.backend = _backend(live_url)
         self._live = make_url(live_url)
         self._folder = folder
         self.name = scratch_name(os.getpid(), secrets.token_hex(4))
-        if self.backend == "sqlite":
-            self.url = f"sqlite:///{folder / 'scratch.db'}"
+        # Seeded: a copy of the live database, made by its snapshot backend.
+        self._copies = None if not seeded else _snapshot_backend(live_url, folder)
+        self._key = f"verify-{secrets.token_hex(4)}"
+        if self.backend == "sqlite":  # the live URL's driver (aiosqlite), for env.py
+            self.url = self._live.set(
+                database=str(folder / "scratch.db"), query={}
+            ).render_as_string(hide_password=False)
         else:
             self.url = self._live.set(database=self.name).render_as_string(hide_password=False)
 
     def create(self) -> None:
+        if self._copies is not None:
+            location = self._copies.save(self._key).location
+            if self.backend != "sqlite" and "/" in location:
+                raise DatabaseError(
+                    f"The copy of {mask_url(self._live.render_as_string())} is a dump, not a "
+                    "database: --data needs the right to create databases (CREATEDB)"
+                )
+            query = {} if self.backend == "sqlite" else self._live.query
+            self.url = self._live.set(database=location, query=query).render_as_string(
+                hide_password=False
+            )
+            return
         if self.backend == "sqlite":
             return
         from sqlalchemy import text
@@ -495,6 +654,9 @@ class Scratch:
             conn.execute(text(f"CREATE DATABASE `{self.name}`{suffix}"))
 
     def drop(self) -> None:
+        if self._copies is not None:
+            self._copies.drop(self._key)
+            return
         if self.backend == "sqlite":
             for path in self._folder.glob("scratch.db*"):
                 path.unlink()
@@ -542,19 +704,22 @@ class Scratch:
     @contextlib.contextmanager
     def _server(self) -> Iterator[Any]:
         """An autocommit connection to the live database's server, on a database that is
-        there: the live one, else the server's own (``postgres``, ``template1``)."""
+        there: the server's own (``postgres``, ``template1``), else (a role that may
+        connect only there) the live one, which is thus opened only as a last resort."""
         from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
         from sqlalchemy.pool import NullPool
 
         if self.backend == "mysql":
             candidates: list[str | None] = [None]
         else:
-            candidates = [self._live.database, "postgres", "template1"]
+            candidates = ["postgres", "template1", self._live.database]
         failure: Exception | None = None
+        server = make_url(sync_url(self._live.render_as_string(hide_password=False)))
         for database in candidates:
             try:
                 engine = create_engine(
-                    self._live._replace(database=database),  # None: no database
+                    server._replace(database=database),  # None: no database
                     isolation_level="AUTOCOMMIT",
                     poolclass=NullPool,
                 )
@@ -582,12 +747,21 @@ class Scratch:
         )
 
 
+def _snapshot_backend(live_url: str, folder: Path) -> Any:
+    from branchmig.snapshots import backend_for_url
+
+    return backend_for_url(live_url, store_dir=folder)
+
+
 @contextlib.contextmanager
-def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[Scratch]:
-    """A new, empty scratch database of the live one's backend (on its server), dropped
-    when the block ends, on an error, Ctrl-C or SIGTERM as well."""
+def scratch_database(
+    live_url: str, *, seeded: bool = False, progress: Progress = _quiet
+) -> Iterator[Scratch]:
+    """A new scratch database of the live one's backend (on its server), empty or (with
+    ``seeded``) a copy of the live one, dropped when the block ends, on an error, Ctrl-C
+    or SIGTERM as well."""
     with tempfile.TemporaryDirectory(prefix="branchmig-verify-") as folder, _sigterm_interrupts():
-        scratch = Scratch(live_url, Path(folder))
+        scratch = Scratch(live_url, Path(folder), seeded=seeded)
         try:
             for name in drop_dead_scratches(scratch):
                 progress(f"branchmig: dropped the scratch database '{name}' of a verify killed")
@@ -598,7 +772,7 @@ def scratch_database(live_url: str, *, progress: Progress = _quiet) -> Iterator[
             )
         try:
             scratch.create()
-        except DatabaseError:
+        except BranchmigError:
             raise
         except Exception as err:  # noqa: BLE001 - the server's refusal is the message
             raise DatabaseError(
@@ -680,6 +854,24 @@ def drop_dead_scratches_of(live_url: str) -> list[str]:
 
 
 @contextlib.contextmanager
+def scratch_databases(
+    lives: Mapping[str, str], *, seeded: bool = False, progress: Progress = _quiet
+) -> Iterator[dict[str, Scratch]]:
+    """A scratch database for each live one (by name; two on one URL share one), all
+    dropped when the block ends."""
+    with contextlib.ExitStack() as stack:
+        made: dict[str, Scratch] = {}
+        scratches: dict[str, Scratch] = {}
+        for name, url in lives.items():
+            if url not in made:
+                made[url] = stack.enter_context(
+                    scratch_database(url, seeded=seeded, progress=progress)
+                )
+            scratches[name] = made[url]
+        yield scratches
+
+
+@contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt meanwhile, so the scratch database is dropped when
     CI cancels a job too."""
@@ -700,23 +892,35 @@ def _sigterm_interrupts() -> Iterator[None]:
 # -- reading a schema --------------------------------------------------------------------------
 
 
-def inspect_schema(url: str) -> Schema:
-    """Tables (without ``alembic_version``), their columns, primary keys, indexes, unique
-    constraints and foreign keys, and PostgreSQL's enum types, as SQLAlchemy's inspector
-    reports them."""
+def inspect_schema(url: str, *, rows: bool = False, content: bool = False) -> Schema:
+    """Tables (without ``alembic_version`` and branchmig's own), their columns, primary
+    keys, indexes, unique constraints, foreign keys, CHECK constraints (SQLite's read from
+    the table's SQL) and comments (where the dialect keeps them), and PostgreSQL's enum
+    types, as SQLAlchemy's inspector reports them; with ``rows`` each table's row count,
+    with ``content`` a checksum of its rows."""
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.pool import NullPool
 
-    engine = create_engine(url, poolclass=NullPool)
+    engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
         with engine.connect() as conn:
             inspector = inspect(conn)
             dialect = engine.dialect
-            names = [n for n in inspector.get_table_names() if n != "alembic_version"]
+            # A MariaDB copy (verify --data) holds its snapshot backend's own tables too.
+            names = [
+                n
+                for n in inspector.get_table_names()
+                if n != "alembic_version" and not n.startswith("_branchmig_")
+            ]
             if not names:
                 tables: dict[str, Table] = {}
             else:
                 tables = _tables(inspector, dialect, names)
+                if rows or content:
+                    tables = {
+                        name: _with_rows(conn, table, content=content)
+                        for name, table in tables.items()
+                    }
             enums = {}
             if dialect.name == "postgresql":
                 for enum in inspector.get_enums():  # type: ignore[attr-defined]
@@ -741,6 +945,12 @@ def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
     indexes = _by_table(inspector.get_multi_indexes(filter_names=names))
     uniques = _by_table(inspector.get_multi_unique_constraints(filter_names=names))
     fks = _by_table(inspector.get_multi_foreign_keys(filter_names=names))
+    checks = _by_table(inspector.get_multi_check_constraints(filter_names=names))
+    comments = (
+        _by_table(inspector.get_multi_table_comment(filter_names=names))
+        if dialect.supports_comments
+        else {}
+    )
     tables = {}
     for name in names:
         tables[name] = Table.of(
@@ -751,6 +961,7 @@ def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
                     _type(c["type"], dialect),
                     bool(c["nullable"]),
                     None if c.get("default") is None else str(c["default"]),
+                    c.get("comment"),
                 )
                 for c in columns.get(name, [])
             ],
@@ -771,8 +982,35 @@ def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
                 )
                 for f in fks.get(name, [])
             ],
+            checks=[Check(c["name"], str(c["sqltext"])) for c in checks.get(name, [])],
+            comment=(comments.get(name) or {}).get("text"),
         )
     return tables
+
+
+def _with_rows(conn: Any, table: Table, *, content: bool) -> Table:
+    """``table`` with its row count and (with ``content``) a checksum of its rows: each
+    row's values by column name, the rows sorted, so neither the columns' order (a
+    batch-mode downgrade recreates the table) nor the rows' changes it."""
+    from dataclasses import replace
+
+    from sqlalchemy import text
+
+    quote = conn.dialect.identifier_preparer.quote
+    source = quote(table.name)
+    count = conn.execute(text(f"SELECT COUNT(*) FROM {source}")).scalar_one()  # noqa: S608
+    if not content:
+        return replace(table, rows=int(count))
+    import hashlib
+
+    names = sorted(table.columns)
+    select = ", ".join(quote(n) for n in names) or "1"
+    found = sorted(
+        repr(tuple(row))
+        for row in conn.execute(text(f"SELECT {select} FROM {source}"))  # noqa: S608
+    )
+    digest = hashlib.sha256("\n".join(found).encode()).hexdigest()[:16]
+    return replace(table, rows=int(count), checksum=digest)
 
 
 def _by_table(found: Mapping[tuple[str | None, str], Any]) -> dict[str, Any]:
@@ -789,14 +1027,30 @@ def _type(sa_type: Any, dialect: Any) -> str:
 # -- URLs ------------------------------------------------------------------------------------
 
 
-def _refuse_flask(ws: Workspace) -> None:
-    if ws.project.kind == "flask":
-        raise ConfigError(
-            "branchmig verify needs a plain Alembic project: Flask-Migrate's env.py connects "
-            "to the app's SQLALCHEMY_DATABASE_URI, which branchmig cannot point at a scratch "
-            "database; point the app at a throwaway database and run flask db upgrade, "
-            "flask db downgrade and flask db upgrade there"
-        )
+# How env.py is pointed at scratch databases, and what it must do for that to work: plain
+# Alembic's by sqlalchemy.url, a Flask app's by its Flask-SQLAlchemy engines.
+_POINTED = {
+    False: "sqlalchemy.url branchmig set, so it cannot be pointed at a scratch database; "
+    "make env.py use config.get_main_option('sqlalchemy.url') when it is set, then run: "
+    "branchmig verify",
+    True: "app's engines branchmig made on scratch databases, so it cannot be pointed at "
+    "them; make env.py take its engines from Flask-SQLAlchemy's db.engines (as the env.py "
+    "of flask db init does), then run: branchmig verify",
+}
+
+
+def _live_urls(env: Any) -> dict[str, str]:
+    """The live databases by name: a Flask app's engines (read, not connected), else
+    ``sqlalchemy.url``."""
+    if env.flask_app is not None:
+        from branchmig.runner import flask_engine_urls
+
+        return flask_engine_urls(env)
+    return {"": _configured_url(env)}
+
+
+def _backends(urls: Iterable[str]) -> str:
+    return "+".join(sorted({_backend(url) for url in urls}))
 
 
 def _configured_url(env: Any) -> str:
@@ -825,6 +1079,25 @@ def _backend(url: str) -> str:
             f"databases, not {dialect!r} ({mask_url(url)})"
         )
     return backend
+
+
+# The sync driver of each dialect, for branchmig's own connections to a database env.py
+# reaches through an async one (aiosqlite, asyncpg, aiomysql): the same server, the same
+# database, no event loop.
+_SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "mysql": "pymysql"}
+
+
+def sync_url(url: str) -> str:
+    """``url`` itself, or with its dialect's sync driver when it names an async one."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not getattr(parsed.get_dialect(), "is_async", False):
+        return url
+    driver = _SYNC_DRIVERS[_backend(url)]
+    return parsed.set(drivername=f"{parsed.get_backend_name()}+{driver}").render_as_string(
+        hide_password=False
+    )
 
 
 def _sqlite_path(url: str) -> Path:

@@ -336,6 +336,18 @@ def flask_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def async_alembic_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``alembic init -t async alembic`` in a new repository (nothing committed): env.py
+    runs the migrations through ``asyncio.run`` on an async engine."""
+    path = tmp_path_factory.mktemp("templates") / "alembic-async"
+    init_repo(path)
+    _sh(path, str(BIN / "alembic"), "init", "-t", "async", "alembic")
+    (path / "alembic" / "versions").mkdir(exist_ok=True)
+    assert "async_engine_from_config" in (path / "alembic" / "env.py").read_text()
+    return path
+
+
 def copy_project(project: Project, dest: Path) -> Project:
     """The same state in another folder (relative SQLite URLs keep their database key)."""
     shutil.copytree(project.root, dest, symlinks=True)

@@ -6,34 +6,15 @@ installs."""
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 from db_servers import postgres_connection
-from e2e_projects import BIN, EMAILS, emails, make_seed_project
-from gitutil import git_env, init_repo
+from e2e_projects import EMAILS, emails, make_seed_project
 from sqlalchemy.engine import make_url
 
 pytest.importorskip("aiosqlite")
 pytest.importorskip("asyncpg")
-
-
-@pytest.fixture(scope="session")
-def async_alembic_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``alembic init -t async alembic`` in a new repository (nothing committed)."""
-    path = tmp_path_factory.mktemp("templates") / "alembic-async"
-    init_repo(path)
-    subprocess.run(
-        [str(BIN / "alembic"), "init", "-t", "async", "alembic"],
-        cwd=path,
-        env=git_env(),
-        capture_output=True,
-        check=True,
-    )
-    (path / "alembic" / "versions").mkdir(exist_ok=True)
-    assert "async_engine_from_config" in (path / "alembic" / "env.py").read_text()
-    return path
 
 
 def test_an_async_sqlite_project_keeps_each_branchs_rows(

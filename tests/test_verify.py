@@ -331,14 +331,6 @@ def test_markdown_report_for_a_pull_request(alembic_template: Path, tmp_path: Pa
     )
 
 
-def test_a_flask_project_is_refused_with_exit_2(flask_template: Path, tmp_path: Path) -> None:
-    p = make_seed_project(flask_template, tmp_path / "project", kind="flask")
-    proc = p.branchmig("verify", "feature1", "--against", "main")
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("branchmig: branchmig verify needs a plain Alembic project")
-    assert len(proc.stderr.strip().splitlines()) == 1
-
-
 def test_an_env_py_that_ignores_sqlalchemy_url_is_refused(
     alembic_template: Path, tmp_path: Path
 ) -> None:
@@ -515,6 +507,76 @@ def test_compare_reports_changed_columns_and_indexes() -> None:
     )
 
 
+# -- what a peer catches too -------------------------------------------------------------------
+
+HEAD_A, HEAD_B = "f8a900000001", "f8b900000001"
+SEEDED = "f9c900000001"
+NOTED = "fad900000001"
+PURGE = "fbe900000001"
+SHOUT = "fcf900000001"
+
+# An upgrade that adds a CHECK constraint (in batch mode, as SQLite needs) and a row: its
+# downgrade undoes neither.
+CHECKS_AND_SEEDS = script(
+    SEEDED,
+    BASE,
+    '    with op.batch_alter_table("users") as batch:\n'
+    '        batch.create_check_constraint("ck_users_name", "name <> \'\'")\n'
+    "    op.execute(\"INSERT INTO users (name) VALUES ('root')\")",
+    "    pass",
+)
+COMMENTS = script(
+    NOTED,
+    BASE,
+    '    op.create_table_comment("users", "who signs in")\n'
+    '    op.alter_column("users", "name", existing_type=sa.String(50),\n'
+    '                    existing_nullable=False, comment="shown to others")',
+    "    pass",
+)
+PURGES_ROWS = script(
+    PURGE, BASE, "    op.execute(\"DELETE FROM users WHERE name = 'bob'\")", "    pass"
+)
+SHOUTS_NAMES = script(
+    SHOUT, BASE, '    op.execute("UPDATE users SET name = upper(name)")', "    pass"
+)
+
+
+def test_several_heads_on_the_ref_fail_before_anything_runs(
+    alembic_template: Path, tmp_path: Path
+) -> None:
+    p = make_seed_project(alembic_template, tmp_path / "project", kind="alembic")
+    add_branch(
+        p,
+        "twoheads",
+        {
+            f"{HEAD_A}_a.py": script(HEAD_A, BASE, "    pass", "    pass"),
+            f"{HEAD_B}_b.py": script(HEAD_B, BASE, "    pass", "    pass"),
+        },
+    )
+    proc = p.branchmig("verify", "twoheads", "--against", "main")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    said = proc.stderr.strip()
+    assert said.startswith("branchmig: 2 heads in 'twoheads': "), said
+    assert f"'{HEAD_A}' (alembic/versions/{HEAD_A}_a.py)" in said
+    assert f"'{HEAD_B}' (alembic/versions/{HEAD_B}_b.py)" in said
+    assert said.endswith("Run: branchmig merge-heads (or branchmig merge-heads --rebase)")
+    assert len(said.splitlines()) == 1 and proc.stdout == ""
+    assert not p.db_path.exists()  # nothing ran
+
+
+def test_a_downgrade_that_forgets_a_check_constraint_and_seeded_rows_fails_naming_them(
+    seed_project: Project,
+) -> None:
+    p = seed_project
+    add_branch(p, "seeded", {f"{SEEDED}_seeded.py": CHECKS_AND_SEEDS})
+    code, report, _ = verify(p, "seeded", "--against", "main")
+    assert code == 1
+    trace = report["findings"][0]["message"]
+    assert report["findings"][0]["kind"] == "trace", trace
+    assert "check constraint 'users.ck_users_name' is left behind" in trace
+    assert "table 'users' holds 1 row, 0 rows before the upgrade" in trace
+
+
 @pytest.mark.parametrize(
     "backend",
     [
@@ -559,4 +621,93 @@ def test_scratch_databases_of_killed_runs_are_shown_then_dropped(
         with engine.connect() as conn:
             for name in [*killed, running]:
                 conn.execute(text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}"))
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_a_downgrade_that_forgets_comments_fails_naming_them(
+    request: pytest.FixtureRequest, alembic_template: Path, tmp_path: Path, backend: str
+) -> None:
+    p = _project(request, alembic_template, tmp_path, backend)
+    add_branch(p, "noted", {f"{NOTED}_noted.py": COMMENTS})
+    code, report, _ = verify(p, "noted", "--against", "main")
+    assert code == 1
+    trace = report["findings"][0]["message"]
+    assert "table comment 'users' is left behind" in trace
+    assert (
+        "column 'users.name' is VARCHAR(50) NOT NULL COMMENT 'shown to others', "
+        "was VARCHAR(50) NOT NULL before the upgrade"
+    ) in trace
+
+
+def _copies_left(p: Project, backend: str) -> list[str]:
+    """The copies of the live database ``verify --data`` made and left behind."""
+    if backend == "sqlite":  # made in a temporary folder: nothing in the project
+        return [path.name for path in p.root.rglob("*verify-*")]
+    if backend == "mysql":
+        with mysql_connection(p.url) as conn, conn.cursor() as cur:
+            cur.execute("SHOW DATABASES LIKE '%\\_\\_bm\\_verify-%'")
+            return [r[0] for r in cur.fetchall()]
+    with postgres_connection(p.url) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE '%\\_\\_bm\\_verify-%'"
+            )
+        ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_data_starts_from_a_copy_of_the_live_rows_and_names_the_tables_they_changed(
+    request: pytest.FixtureRequest, alembic_template: Path, tmp_path: Path, backend: str
+) -> None:
+    p = _project(request, alembic_template, tmp_path, backend)
+    add_branch(p, "purge", {f"{PURGE}_purge.py": PURGES_ROWS})
+    add_branch(p, "shout", {f"{SHOUT}_shout.py": SHOUTS_NAMES})
+    p.ok("sync")
+    _execute(p, "INSERT INTO users (name) VALUES ('ada'), ('bob')")
+    before = _live_state(p, backend), _rows(p)
+    # On an empty database, neither is seen.
+    assert verify(p, "purge", "--against", "main")[0] == 0
+    assert verify(p, "shout", "--against", "main")[0] == 0
+
+    code, report, _ = verify(p, "purge", "--against", "main", "--data")
+    assert code == 1
+    assert (
+        "table 'users' holds 1 row, 2 rows before the upgrade" in (report["findings"][0]["message"])
+    )
+    code, report, _ = verify(p, "shout", "--against", "main", "--data")
+    assert code == 1
+    assert report["findings"][0]["differences"][0]["kind"] == "content"
+    assert (
+        "table 'users' holds as many rows as before the upgrade, but not the same ones"
+        in report["findings"][0]["message"]
+    )
+    assert (_live_state(p, backend), _rows(p)) == before
+    assert _copies_left(p, backend) == []
+
+    # The live database at feature1's head: its copy is reverted to main's first; a branch
+    # without feature1's revision cannot revert it.
+    p.ok("switch", "feature1")
+    assert verify(p, "feature1", "--against", "main", "--data")[0] == 0
+    proc = p.branchmig("verify", "purge", "--against", "main", "--data")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"The live database is at '{F1}', which the scripts being verified do not have" in (
+        proc.stderr
+    )
+    assert _copies_left(p, backend) == []
+
+
+def _rows(p: Project) -> list[Any]:
+    url = f"sqlite:///{p.db_path}" if p.url.startswith("sqlite") else p.url
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text("SELECT * FROM users ORDER BY id"))]
+    finally:
         engine.dispose()
