@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from branchmig.downgrades import Destructive, batch_hint, find_destructive, find_unbatched
-from branchmig.graph import Graph, merge_graphs
+from branchmig.errors import GitError
+from branchmig.gitrepo import blob_id
+from branchmig.graph import Graph, Revision, merge_graphs
 from branchmig.plan import Plan, make_plan
 from branchmig.scripts import read_text_anywhere
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
@@ -137,7 +139,7 @@ def plan_between(ws: Workspace, *, source: str, target: str) -> PlanResult:
     src_scripts, src = ws.graph_at(source)
     dst_scripts, dst = ws.graph_at(target)
     plan = make_plan(applied_heads=src.heads, source=src, target=dst)
-    plan = with_destructive(ws, plan, src)
+    plan = with_destructive(ws, plan, src, dst)
     return PlanResult(
         source=source or "WORKTREE",
         target=target or "WORKTREE",
@@ -147,10 +149,17 @@ def plan_between(ws: Workspace, *, source: str, target: str) -> PlanResult:
 
 
 def with_destructive(
-    ws: Workspace, plan: Plan, source: Graph, *, texts: Mapping[str, bytes] | None = None
+    ws: Workspace,
+    plan: Plan,
+    source: Graph,
+    target: Graph,
+    *,
+    texts: Mapping[str, bytes] | None = None,
 ) -> Plan:
-    """``plan`` with the data-losing operations of the downgrades it runs (read from
-    ``texts``, by revision, when the caller has them)."""
+    """``plan`` with the operations that lose data in both directions: the downgrades
+    it runs (their texts from ``texts``, by revision, when the caller has them, else
+    from ``source``) and the upgrades (from ``target``). Each text is read once, the
+    upgrades' in one batch."""
     found: list[Destructive] = []
     unbatched: list[Destructive] = []
     for rev_id in plan.downgrade:
@@ -163,7 +172,28 @@ def with_destructive(
         else:
             found.extend(find_destructive(text, rev_id))
             unbatched.extend(find_unbatched(text, rev_id))
+    upgrade_texts = _texts_of(ws, [target.revisions[r] for r in plan.upgrade])
+    for rev_id in plan.upgrade:
+        text = upgrade_texts.get(target.revisions[rev_id].blob)
+        if text is None:
+            found.append(Destructive(rev_id, "unknown", "script text not found", 0, "upgrade"))
+        else:
+            found.extend(find_destructive(text, rev_id, "upgrade"))
     return replace(plan, destructive=tuple(found), batch_needed=tuple(unbatched))
+
+
+def _texts_of(ws: Workspace, revisions: list[Revision]) -> dict[str, bytes]:
+    """blob -> text of ``revisions``: from git in one ``cat-file --batch``, else (a script
+    not committed yet) from the working tree when it is the same blob."""
+    found: dict[str, bytes] = {}
+    with contextlib.suppress(GitError):
+        found.update(ws.repo.read_blobs([r.blob for r in revisions], missing_ok=True))
+    for rev in revisions:
+        if rev.blob not in found:
+            path = ws.repo.top / rev.path
+            if path.is_file() and blob_id(data := path.read_bytes()) == rev.blob:
+                found[rev.blob] = data
+    return found
 
 
 def batch_warnings(plan: Plan, source: Graph) -> tuple[str, ...]:

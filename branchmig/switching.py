@@ -616,7 +616,7 @@ def _decide(
         # Each text the downgrades run, as they will run it (fail before anything is
         # touched, dry run or not): what they destroy is read from the same texts.
         texts = {r: _script_text(ws, state, source.revisions[r]) for r in plan.downgrade}
-        plan = with_destructive(ws, plan, source, texts=texts)
+        plan = with_destructive(ws, plan, source, target, texts=texts)
     if plan.batch_needed and s.db.on_sqlite and not s.remembered:
         from branchmig.analysis import batch_warnings
 
