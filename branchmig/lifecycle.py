@@ -16,10 +16,11 @@ The invariants ``decide_snapshots`` keeps, with snapshots on:
 
 - a move that changes anything saves the database first (all or nothing);
 - the copy is kept as the left branch's snapshot whenever the database changes owner
-  (a named branch left for another branch or a detached HEAD), whatever the move's
-  steps are: an upgrade can drop or rewrite the left branch's rows as well as a
-  downgrade, and rows carried forward by an upgrade-only move would otherwise live on
-  only in the entered branch's database (left for a third branch, then downgraded);
+  (a named branch left for another branch or a detached HEAD; a database with no
+  revision applied holds no branch's rows), whatever the move's steps are: an upgrade
+  can drop or rewrite the left branch's rows as well as a downgrade, and rows carried
+  forward by an upgrade-only move would otherwise live on only in the entered branch's
+  database (left for a third branch, then downgraded);
 - it is kept too when any step in either direction loses data or cannot be read, when
   a snapshot is restored, in mode ``always`` and with ``--snapshot``;
 - a kept copy replaces the left branch's older snapshots it supersedes: one per branch.
@@ -135,6 +136,7 @@ def decide_snapshots(
     noop: bool,
     destructive: bool,
     restoring: bool,
+    at_base: bool = False,
     leaving: str | None,
     entering: str | None,
     token: str,
@@ -145,7 +147,8 @@ def decide_snapshots(
     ``--snapshot`` was given; ``destructive``: a step of the move, in either direction,
     loses data or cannot be read; ``token``: new for this move; ``superseded``: keys of
     the leaving branch's snapshots whose content the database being left has moved on
-    from (they fit its graph).
+    from (they fit its graph); ``at_base``: the database left has no revision applied
+    (a new database: no branch's rows in it).
 
     The copy taken for all-or-nothing is kept for ``leaving`` whenever the database
     changes owner (keeping it costs disk, not time: it is made anyway), so that entering
@@ -153,7 +156,7 @@ def decide_snapshots(
     into another branch's database."""
     if not use or (noop and not restoring):
         return SnapshotDecision(None, False, None, ())
-    changes_owner = leaving is not None and entering != leaving
+    changes_owner = leaving is not None and entering != leaving and not at_base
     keep = destructive or changes_owner or mode == "always" or forced or restoring
     replaces = tuple(
         h.key

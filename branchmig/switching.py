@@ -631,6 +631,7 @@ def _decide(
         noop=plan.is_noop,
         destructive=bool(plan.destructive),
         restoring=restore is not None,
+        at_base=not before,
         leaving=owner.branch,
         entering=entering,
         token=_token(),

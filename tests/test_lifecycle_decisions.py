@@ -107,6 +107,7 @@ def test_a_restore_always_fits_the_target_and_prefers_the_branchs_own(
     st.booleans(),
     st.booleans(),
     st.sampled_from(["auto", "always", "never"]),
+    st.booleans(),
     st.data(),
 )
 def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
@@ -116,6 +117,7 @@ def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
     destructive: bool,
     restoring: bool,
     mode: str,
+    at_base: bool,
     data: st.DataObject,
 ) -> None:
     keys = [h.key for h in candidates]
@@ -128,6 +130,7 @@ def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
         noop=noop,
         destructive=destructive,
         restoring=restoring,
+        at_base=at_base,
         leaving=leaving,
         entering="main",
         token="tok000000000",
@@ -138,7 +141,7 @@ def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
         assert d.save is None and not d.replaces
         return
     assert d.save is not None and d.save not in keys
-    changes_owner = leaving is not None and leaving != "main"
+    changes_owner = leaving is not None and leaving != "main" and not at_base
     assert d.keep == (destructive or changes_owner or mode == "always" or restoring)
     assert d.save.startswith("b-" if d.keep else "s-")
     for key in d.replaces:
@@ -150,7 +153,7 @@ def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
 
 
 def _decide(
-    *, leaving: str | None, entering: str | None, destructive: bool = False
+    *, leaving: str | None, entering: str | None, destructive: bool = False, at_base: bool = False
 ) -> SnapshotDecision:
     return decide_snapshots(
         use=True,
@@ -159,6 +162,7 @@ def _decide(
         noop=False,
         destructive=destructive,
         restoring=False,
+        at_base=at_base,
         leaving=leaving,
         entering=entering,
         token="tok000000000",
@@ -178,6 +182,8 @@ def test_leaving_a_branch_for_another_keeps_its_copy_whatever_the_steps() -> Non
     for leaving, entering in (("old", "old"), (None, "old")):
         assert not _decide(leaving=leaving, entering=entering).keep
         assert _decide(leaving=leaving, entering=entering, destructive=True).keep
+    # A new database (no revision applied) holds no branch's rows.
+    assert not _decide(leaving="old", entering="new", at_base=True).keep
 
 
 # Trees that all differ, so that every move between two of them migrates: old, then mid
