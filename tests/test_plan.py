@@ -293,6 +293,20 @@ def test_destructive_operations_are_found_in_upgrade_too() -> None:
     assert [d.operation for d in find_destructive(UPGRADES.encode(), "f2")] == ["drop_table"]
 
 
+def test_a_multidb_upgrade_is_read_in_each_database_function() -> None:
+    text = (
+        b"def upgrade(engine_name):\n    globals()['upgrade_%s' % engine_name]()\n"
+        b"def upgrade_():\n    op.drop_column('users', 'email')\n"
+        b"def upgrade_users():\n    op.execute('DELETE FROM sessions')\n"
+        b"def downgrade_users():\n    op.drop_table('kept')\n"
+    )
+    found = find_destructive(text, "m", "upgrade")
+    assert [(d.operation, d.target) for d in found] == [
+        ("drop_column", "users.email"),
+        ("execute", "DELETE FROM sessions"),
+    ]
+
+
 def test_sql_whose_text_is_only_partly_known() -> None:
     def ops(body: str) -> list[str]:
         text = f"def upgrade():\n    {body}\n".encode()
