@@ -18,7 +18,8 @@ from branchmig.downgrades import (
     find_unbatched,
     sqlite_refuses,
 )
-from branchmig.graph import Graph, merge_graphs
+from branchmig.errors import GitError
+from branchmig.graph import Graph, Revision, merge_graphs
 from branchmig.plan import Plan, make_plan
 from branchmig.scripts import read_text_anywhere
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
@@ -144,7 +145,7 @@ def plan_between(ws: Workspace, *, source: str, target: str) -> PlanResult:
     src_scripts, src = ws.graph_at(source)
     dst_scripts, dst = ws.graph_at(target)
     plan = make_plan(applied_heads=src.heads, source=src, target=dst)
-    plan = with_destructive(ws, plan, src)
+    plan = with_destructive(ws, plan, src, dst)
     return PlanResult(
         source=source or "WORKTREE",
         target=target or "WORKTREE",
@@ -162,14 +163,17 @@ def with_destructive(
     ws: Workspace,
     plan: Plan,
     source: Graph,
+    target: Graph,
     *,
     texts: Mapping[str, bytes] | None = None,
     columns: ColumnFacts | None = None,
 ) -> Plan:
-    """``plan`` with the data-losing operations of the downgrades it runs (read from
-    ``texts``, by revision, when the caller has them), and those SQLite cannot do in
-    place. Which columns are indexed or constrained comes from ``columns`` (the live
-    database's own word), else from the upgrades of the scripts before them."""
+    """``plan`` with the operations that lose data in both directions: the downgrades
+    it runs (their texts from ``texts``, by revision, when the caller has them, else
+    from ``source``) and the upgrades (from ``target``, in one batch); and the downgrades
+    SQLite cannot do in place. Which columns are indexed or constrained comes from
+    ``columns`` (the live database's own word), else from the upgrades of the scripts
+    before them."""
     found: list[Destructive] = []
     unbatched: list[Destructive] = []
     for rev_id in plan.downgrade:
@@ -196,6 +200,13 @@ def with_destructive(
         )
         version = tuple(int(n) for n in sqlite3.sqlite_version.split("."))
         refused.extend(sqlite_refuses(unbatched, facts, sqlite_version=version))
+    upgrade_texts = _texts_of(ws, [target.revisions[r] for r in plan.upgrade])
+    for rev_id in plan.upgrade:
+        text = upgrade_texts.get(target.revisions[rev_id].blob)
+        if text is None:
+            found.append(Destructive(rev_id, "unknown", "script text not found", 0, "upgrade"))
+        else:
+            found.extend(find_destructive(text, rev_id, "upgrade"))
     return replace(plan, destructive=tuple(found), batch_needed=tuple(refused))
 
 
@@ -241,6 +252,20 @@ def configured_on_sqlite(ws: Workspace) -> bool:
     except (configparser.Error, UnicodeDecodeError):
         return False
     return url.strip().startswith("sqlite")
+
+
+def _texts_of(ws: Workspace, revisions: list[Revision]) -> dict[str, bytes]:
+    """blob -> text of ``revisions``: from git in one ``cat-file --batch``, else (a script
+    not committed yet) from the working tree when it is the same blob."""
+    found: dict[str, bytes] = {}
+    with contextlib.suppress(GitError):
+        found.update(ws.repo.read_blobs([r.blob for r in revisions], missing_ok=True))
+    for rev in revisions:
+        if rev.blob not in found:
+            path = ws.repo.top / rev.path
+            if path.is_file() and ws.repo.blob_id(data := path.read_bytes()) == rev.blob:
+                found[rev.blob] = data
+    return found
 
 
 def batch_warnings(plan: Plan, source: Graph) -> tuple[str, ...]:

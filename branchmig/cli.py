@@ -195,6 +195,7 @@ def plan(ctx: click.Context, source: str, target: str, fmt: str, as_json: bool) 
                         "operation": d.operation,
                         "target": d.target,
                         "line": d.line,
+                        "direction": d.direction,
                     }
                     for d in p.destructive
                 ],
@@ -297,7 +298,12 @@ def _move_json(result: Any) -> dict[str, Any]:
         "upgrade": list(p.upgrade),
         "changed": list(p.changed),
         "destructive": [
-            {"revision": d.revision, "operation": d.operation, "target": d.target}
+            {
+                "revision": d.revision,
+                "operation": d.operation,
+                "target": d.target,
+                "direction": d.direction,
+            }
             for d in p.destructive
         ],
         "snapshot_saved": result.saved,

@@ -165,9 +165,10 @@ def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> Dem
         say("\n4. $ branchmig switch feature2")
         moved = switch(ws, branch="feature2", progress=lambda line: say(f"   {line}"))
         plan = moved.plan
+        reverted_losses = [d.target for d in plan.destructive if d.direction == "downgrade"]
         say(
             f"   plan: common {', '.join(plan.common)}; revert {', '.join(plan.downgrade)} "
-            f"(loses {', '.join(d.target for d in plan.destructive) or 'nothing'}); "
+            f"(loses {', '.join(reverted_losses) or 'nothing'}); "
             f"apply {', '.join(plan.upgrade)}"
         )
         say(f"   snapshot of feature1 saved as '{moved.saved}'")

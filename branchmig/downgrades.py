@@ -1,6 +1,7 @@
-"""What a migration's ``downgrade()`` (and a ``--multidb`` script's ``downgrade_<bind>()``)
-does, read with ``ast`` (never imported): the operations that lose data, and those SQLite
-refuses outside batch mode. Pure."""
+"""What a migration's ``downgrade()`` and ``upgrade()`` (and a ``--multidb`` script's
+``downgrade_<bind>()`` / ``upgrade_<bind>()``) do, read with ``ast`` (never imported): the
+operations that lose data in either direction, and those SQLite refuses outside batch
+mode. Pure."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Destructive:
-    """A data-losing operation in a ``downgrade()`` the plan runs."""
+    """An operation that loses data in a step the plan runs: in the ``downgrade()`` of a
+    revision it reverts, or the ``upgrade()`` of one it applies (``direction``)."""
 
     revision: str
-    operation: str  # "drop_table", "drop_column", "execute"
-    target: str  # "users" / "users.email" / the SQL's first words
+    operation: str  # "drop_table", "drop_column", "alter_column", "execute", "unknown"
+    target: str  # "users" / "users.email" / the SQL's first words / why it cannot be read
     line: int = 0
+    direction: str = "downgrade"
 
     def describe(self) -> str:
-        return f"{self.revision}: {self.operation} {self.target}"
+        return f"{self.revision}: {self.direction} {self.operation} {self.target}"
 
 
 def decode(data: bytes) -> str:
@@ -30,63 +33,193 @@ def decode(data: bytes) -> str:
         return data.decode("latin-1")
 
 
+# Statements that drop, delete or rewrite rows; ALTER only when it drops or retypes.
 _DESTRUCTIVE_SQL = re.compile(
-    r"^\s*(DROP|DELETE|TRUNCATE)\b|^\s*ALTER\s+TABLE\b.*\bDROP\b", re.I | re.S
+    r"^\s*(DROP|DELETE|TRUNCATE|UPDATE|REPLACE)\b"
+    r"|^\s*ALTER\s+TABLE\b.*\b(DROP|MODIFY|CHANGE|TYPE)\b"
+    r"|^\s*ALTER\s+TYPE\b.*\bRENAME\s+VALUE\b",
+    re.I | re.S,
 )
+# What a statement whose text is only partly known may start with and still lose nothing.
+_HARMLESS_SQL = re.compile(
+    r"^\s*(SELECT|INSERT|CREATE|COMMENT|GRANT|SET|SHOW|PRAGMA|ANALYZE|VACUUM)\b", re.I
+)
+_HOLE = "\x00"
+_EXECUTE = ("execute", "exec_driver_sql", "executemany")
+_ROW_WRITERS = {"update": "update", "delete": "delete"}  # sa.update(t), t.delete(), ...
+_SESSIONS = ("Session", "sessionmaker", "scoped_session")
 
 
-def find_destructive(data: bytes, revision: str) -> list[Destructive]:
-    """The data-losing operations in the script's ``downgrade()``: ``drop_table``,
-    ``drop_column`` (also in batch mode) and ``op.execute`` of DROP/DELETE/TRUNCATE."""
+def find_destructive(data: bytes, revision: str, direction: str = "downgrade") -> list[Destructive]:
+    """The operations that lose data in the script's ``downgrade()`` or ``upgrade()``
+    (``direction``; with a ``--multidb`` script's ``<direction>_<bind>()`` and the
+    script's own functions they call): ``drop_table``, ``drop_column`` (also in batch
+    mode), ``alter_column`` changing ``type_`` or ``nullable``, SQL run by any
+    ``execute`` that drops, deletes, truncates, updates or alters-and-drops, row
+    updates and deletes built with SQLAlchemy, and an ORM session. What cannot be read (a
+    script that does not parse, SQL that is not a literal) is an ``unknown``: assume it
+    loses data."""
     try:
         tree = ast.parse(decode(data))
     except SyntaxError:
-        return [Destructive(revision, "unknown", "script does not parse; assume it loses data")]
-    found: list[Destructive] = []
-    for func in _functions(tree, "downgrade"):
-        batch_tables: dict[str, str] = {}
-        for node in ast.walk(func):
-            if isinstance(node, ast.With):
-                for item in node.items:
-                    call = item.context_expr
-                    if (
-                        isinstance(call, ast.Call)
-                        and _attr(call.func) == "batch_alter_table"
-                        and isinstance(item.optional_vars, ast.Name)
-                    ):
-                        batch_tables[item.optional_vars.id] = _const(call, 0, "table_name")
-            if not isinstance(node, ast.Call):
-                continue
-            name = _attr(node.func)
-            owner = (
-                node.func.value.id
-                if (isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name))
-                else ""
+        return [
+            Destructive(
+                revision, "unknown", "script does not parse; assume it loses data", 0, direction
             )
-            if name == "drop_table":
-                found.append(
-                    Destructive(revision, "drop_table", _const(node, 0, "table_name"), node.lineno)
-                )
-            elif name == "drop_column":
-                if owner in batch_tables:
-                    target = f"{batch_tables[owner]}.{_const(node, 0, 'column_name')}"
-                else:
-                    target = f"{_const(node, 0, 'table_name')}.{_const(node, 1, 'column_name')}"
-                found.append(Destructive(revision, "drop_column", target, node.lineno))
-            elif name == "execute" and node.args:
-                sql = node.args[0]
-                if isinstance(sql, ast.Call) and sql.args:  # sa.text("...")
-                    sql = sql.args[0]
-                if isinstance(sql, ast.Constant) and isinstance(sql.value, str):
-                    text = sql.value
-                    if _DESTRUCTIVE_SQL.match(text):
-                        found.append(
-                            Destructive(
-                                revision, "execute", " ".join(text.split())[:60], node.lineno
-                            )
-                        )
+        ]
+    found: dict[tuple[int, str], Destructive] = {}
+    for func in _reached(tree, direction):
+        for d in _in_function(func, revision, direction):
+            # execute(sa.update(t)) is one loss, seen at both calls
+            found.setdefault((d.line, d.operation), d)
     # ast.walk is breadth-first: report in the order the script reads.
-    return sorted(found, key=lambda d: d.line)
+    return sorted(found.values(), key=lambda d: d.line)
+
+
+def _in_function(func: ast.FunctionDef, revision: str, direction: str) -> list[Destructive]:
+    found: list[Destructive] = []
+    batch_tables: dict[str, str] = {}
+    assigned = _assignments(func)
+    for node in ast.walk(func):
+        if isinstance(node, ast.With):
+            for item in node.items:
+                call = item.context_expr
+                if (
+                    isinstance(call, ast.Call)
+                    and _called(call) == "batch_alter_table"
+                    and isinstance(item.optional_vars, ast.Name)
+                ):
+                    batch_tables[item.optional_vars.id] = _const(call, 0, "table_name")
+        if isinstance(node, ast.Call):
+            verdict = _call_verdict(node, batch_tables, assigned)
+            if verdict is not None:
+                found.append(Destructive(revision, *verdict, node.lineno, direction))
+    return found
+
+
+def _call_verdict(
+    node: ast.Call, batch_tables: dict[str, str], assigned: dict[str, ast.expr]
+) -> tuple[str, str] | None:
+    """(operation, target) for what one call loses, None when it loses nothing."""
+    name = _called(node)
+    if name == "drop_table":
+        return "drop_table", _const(node, 0, "table_name")
+    if name == "drop_column" or (
+        name == "alter_column" and any(k.arg in ("type_", "nullable") for k in node.keywords)
+    ):
+        owner = (
+            node.func.value.id
+            if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+            else ""
+        )
+        if owner in batch_tables:
+            return name, f"{batch_tables[owner]}.{_const(node, 0, 'column_name')}"
+        return name, f"{_const(node, 0, 'table_name')}.{_const(node, 1, 'column_name')}"
+    if name in _EXECUTE and node.args:
+        return _sql_verdict(node.args[0], assigned)
+    if name in _SESSIONS:
+        return "unknown", "an ORM session: rows may be rewritten; assume it loses data"
+    if name in _ROW_WRITERS and _queries(node.func):
+        return _ROW_WRITERS[name], _few_words(ast.unparse(node.func))
+    if name == "bulk_update_mappings":
+        return "update", _const(node, 0, "mapper")
+    return None
+
+
+def _sql_verdict(
+    sql: ast.expr, assigned: dict[str, ast.expr], depth: int = 0
+) -> tuple[str, str] | None:
+    """(operation, target) for what ``execute(sql)`` loses, None when it loses nothing."""
+    if isinstance(sql, ast.Name) and sql.id in assigned and depth < 5:
+        return _sql_verdict(assigned[sql.id], assigned, depth + 1)
+    for inner in ast.walk(sql):  # sa.update(t).where(...), t.delete(), ...
+        if isinstance(inner, ast.Call) and _called(inner) in _ROW_WRITERS:
+            return _ROW_WRITERS[_called(inner)], _few_words(ast.unparse(inner))
+    if isinstance(sql, ast.Call) and _called(sql) == "text" and sql.args:
+        return _sql_verdict(sql.args[0], assigned, depth + 1)
+    if isinstance(sql, ast.Call) and any(  # sa.insert(t).values(...), sa.select(...)
+        isinstance(inner, ast.Call) and _called(inner) in ("select", "insert")
+        for inner in ast.walk(sql)
+    ):
+        return None
+    text = _template(sql)
+    if text is None:
+        shown = _few_words(ast.unparse(sql))
+        return "unknown", f"SQL that is not a literal ({shown}); assume it loses data"
+    shown = _few_words(text.replace(_HOLE, "?"))
+    if _DESTRUCTIVE_SQL.match(text):
+        return "execute", shown
+    if _HOLE in text and not _HARMLESS_SQL.match(text):
+        return "unknown", f"SQL built at run time ({shown}); assume it loses data"
+    return None
+
+
+def _template(node: ast.expr) -> str | None:
+    """The SQL a string expression makes, with a hole for each part only known when it
+    runs; None when nothing of it is a literal."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = [
+            v.value if isinstance(v, ast.Constant) and isinstance(v.value, str) else _HOLE
+            for v in node.values
+        ]
+        return "".join(parts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
+        left = _template(node.left)
+        if left is None:
+            return None
+        if isinstance(node.op, ast.Mod):
+            return left
+        right = _template(node.right)
+        return left + (_HOLE if right is None else right)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "format"
+    ):
+        return _template(node.func.value)
+    return None
+
+
+def _few_words(text: str) -> str:
+    return " ".join(text.split())[:60]
+
+
+def _queries(func: ast.expr) -> bool:
+    """Whether ``func`` (the ``.update`` or ``.delete`` called) is a method of a query or
+    a table (``session.query(M).filter(...).update``, ``table.delete``, ``sa.delete``),
+    not of a dict or a set."""
+    if not isinstance(func, ast.Attribute):
+        return True  # update(...) / delete(...) imported from sqlalchemy
+    receiver = func.value
+    while isinstance(receiver, (ast.Call, ast.Attribute)):
+        if isinstance(receiver, ast.Call):
+            if _attr(receiver.func) in (
+                "query",
+                "filter",
+                "filter_by",
+                "where",
+                "execution_options",
+            ):
+                return True
+            receiver = receiver.func
+        else:
+            if receiver.attr in ("c", "table", "__table__"):
+                return True
+            receiver = receiver.value
+    return isinstance(receiver, ast.Name) and receiver.id in ("sa", "sqlalchemy")
+
+
+def _assignments(func: ast.FunctionDef) -> dict[str, ast.expr]:
+    """``name = value`` in ``func``: what a SQL variable holds, when it is set once."""
+    seen: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(func):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                seen.setdefault(target.id, []).append(node.value)
+    return {name: values[0] for name, values in seen.items() if len(values) == 1}
 
 
 @dataclass(frozen=True)
@@ -377,6 +510,27 @@ def _batch_tables(func: ast.FunctionDef) -> dict[str, str]:
     return tables
 
 
+def _reached(tree: ast.Module, name: str) -> list[ast.FunctionDef]:
+    """``_functions(tree, name)`` and the script's own module-level functions they call,
+    at any depth (a data migration often lives in a helper of the script)."""
+    defined = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+    reached = _functions(tree, name)
+    names = {f.name for f in reached}
+    todo = list(reached)
+    while todo:
+        for node in ast.walk(todo.pop()):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in defined
+                and node.func.id not in names
+            ):
+                names.add(node.func.id)
+                reached.append(defined[node.func.id])
+                todo.append(defined[node.func.id])
+    return reached
+
+
 def _functions(tree: ast.Module, name: str) -> list[ast.FunctionDef]:
     """The script's ``name()`` and, in a Flask-Migrate ``--multidb`` script, each
     database's ``name_<bind>()`` that it dispatches to."""
@@ -390,6 +544,12 @@ def _functions(tree: ast.Module, name: str) -> list[ast.FunctionDef]:
 
 def _attr(func: ast.expr) -> str:
     return func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def _called(call: ast.Call) -> str:
+    """The name a call calls: ``op.drop_table(...)`` and ``drop_table(...)`` alike."""
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
 
 
 def _const(call: ast.Call, index: int, keyword: str) -> str:

@@ -11,6 +11,21 @@ asks three questions, each answered here:
 - what to save of the database being left, and under which key (``decide_snapshots``):
   always a new key, so a failed save leaves every earlier snapshot as it was;
 - which snapshots no branch will restore (``restorers``), for ``status`` and ``prune``.
+
+The invariants ``decide_snapshots`` keeps, with snapshots on:
+
+- a move that changes anything saves the database first (all or nothing);
+- the copy is kept as the left branch's snapshot whenever the database changes owner
+  (a named branch left for another branch or a detached HEAD; a database with no
+  revision applied holds no branch's rows), whatever the move's steps are: an upgrade
+  can drop or rewrite the left branch's rows as well as a downgrade, and rows carried
+  forward by an upgrade-only move would otherwise live on only in the entered branch's
+  database (left for a third branch, then downgraded);
+- it is kept too when any step in either direction loses data or cannot be read, when
+  a snapshot is restored, in mode ``always`` and with ``--snapshot``;
+- a kept copy replaces the left branch's older snapshots it supersedes: one per branch.
+
+So a branch entered again restores its own snapshot, holding its last rows.
 """
 
 from __future__ import annotations
@@ -125,6 +140,7 @@ def decide_snapshots(
     noop: bool,
     destructive: bool,
     restoring: bool,
+    at_base: bool = False,
     leaving: str | None,
     entering: str | None,
     token: str,
@@ -132,12 +148,20 @@ def decide_snapshots(
     superseded: Collection[str],
 ) -> SnapshotDecision:
     """What to save before a move. ``use``: snapshots are on for it; ``forced``:
-    ``--snapshot`` was given; ``token``: new for this move; ``superseded``: keys of the
-    leaving branch's snapshots whose content the database being left has moved on from
-    (they fit its graph)."""
+    ``--snapshot`` was given; ``destructive``: a step of the move, in either direction,
+    loses data or cannot be read; ``token``: new for this move; ``superseded``: keys of
+    the leaving branch's snapshots whose content the database being left has moved on
+    from (they fit its graph); ``at_base``: the database left has no revision applied
+    (a new database: no branch's rows in it).
+
+    The copy taken for all-or-nothing is kept for ``leaving`` whenever the database
+    changes owner (keeping it costs disk, not time: it is made anyway), so that entering
+    ``leaving`` again restores its last rows, even those an upgrade-only move carried
+    into another branch's database."""
     if not use or (noop and not restoring):
         return SnapshotDecision(None, False, None, ())
-    keep = destructive or mode == "always" or forced or restoring
+    changes_owner = leaving is not None and entering != leaving and not at_base
+    keep = destructive or changes_owner or mode == "always" or forced or restoring
     replaces = tuple(
         h.key
         for h in candidates

@@ -16,7 +16,8 @@ def _md_warnings(warnings: tuple[str, ...] | list[str]) -> list[str]:
 
 def plan_markdown(p: Any, *, source: str, target: str, warnings: tuple[str, ...]) -> str:
     """The plan as a pull-request comment: a heading, one table row per step in
-    execution order, data-losing downgrades flagged, then the warnings."""
+    execution order, the steps that lose data flagged (downgrades and upgrades alike),
+    then the warnings."""
     move = f"{_md_ref(source)} → {_md_ref(target)}"
     if p.is_noop:
         head = f"### ✅ branchmig plan: {move}: nothing to do"
@@ -25,10 +26,9 @@ def plan_markdown(p: Any, *, source: str, target: str, warnings: tuple[str, ...]
             f"{len(p.downgrade)} downgrade{'s' if len(p.downgrade) != 1 else ''}, "
             f"{len(p.upgrade)} upgrade{'s' if len(p.upgrade) != 1 else ''}"
         )
-        losing = {d.revision for d in p.destructive}
+        losing = _losing_steps(p)
         head = (
-            f"### ⚠️ branchmig plan: {move}: {count}; {len(losing)} downgrade"
-            f"{'s' if len(losing) != 1 else ''} lose{'' if len(losing) != 1 else 's'} data"
+            f"### ⚠️ branchmig plan: {move}: {count}; {losing}"
             if losing
             else f"### branchmig plan: {move}: {count}"
         )
@@ -42,16 +42,27 @@ def plan_markdown(p: Any, *, source: str, target: str, warnings: tuple[str, ...]
         lines += ["", "| # | step | revision | loses data |", "| -: | --- | --- | --- |"]
         steps = [("downgrade", r) for r in p.downgrade] + [("upgrade", r) for r in p.upgrade]
         for n, (step, rev) in enumerate(steps, 1):
-            lost = (
-                "<br>".join(
-                    f"⚠️ `{d.operation}` {d.target}" for d in p.destructive if d.revision == rev
-                )
-                if step == "downgrade"
-                else ""
+            lost = "<br>".join(
+                f"⚠️ `{d.operation}` {d.target}"
+                for d in p.destructive
+                if d.revision == rev and d.direction == step
             )
             redone = " (script changed: redone)" if rev in p.changed else ""
             lines.append(f"| {n} | {step} | `{rev}`{redone} | {lost} |")
     return "\n".join(lines + _md_warnings(warnings))
+
+
+def _losing_steps(p: Any) -> str:
+    """ "1 downgrade loses data", "2 downgrades and 1 upgrade lose data", or ""."""
+    parts, total = [], 0
+    for direction in ("downgrade", "upgrade"):
+        n = len({d.revision for d in p.destructive if d.direction == direction})
+        if n:
+            parts.append(f"{n} {direction}{'s' if n != 1 else ''}")
+            total += n
+    if not parts:
+        return ""
+    return f"{' and '.join(parts)} lose{'s' if total == 1 else ''} data"
 
 
 def check_markdown(result: Any) -> str:

@@ -649,7 +649,7 @@ def _decide(
         # Each text the downgrades run, as they will run it (fail before anything is
         # touched, dry run or not): what they destroy is read from the same texts.
         texts = {r: _script_text(ws, state, source.revisions[r]) for r in plan.downgrade}
-        plan = with_destructive(ws, plan, source, texts=texts, columns=lambda: _columns(s))
+        plan = with_destructive(ws, plan, source, target, texts=texts, columns=lambda: _columns(s))
     if plan.batch_needed and s.db.on_sqlite and not s.remembered:
         from branchmig.analysis import batch_warnings
 
@@ -664,6 +664,7 @@ def _decide(
         noop=plan.is_noop,
         destructive=bool(plan.destructive),
         restoring=restore is not None,
+        at_base=not before,
         leaving=owner.branch,
         entering=entering,
         token=_token(),

@@ -365,7 +365,8 @@ def _alembic_states(
     at_main = copy_project(fresh, base / "at_main")
     at_main.ok("sync")
     at_f1 = copy_project(at_main, base / "at_f1")
-    at_f1.ok("switch", "feature1")
+    # No snapshot of main: the tests built on this state meet main without one.
+    at_f1.ok("switch", "feature1", "--no-snapshot")
     insert_users(at_f1.db_path)
     return {"fresh": fresh, "at_main": at_main, "at_f1": at_f1}
 
@@ -387,8 +388,8 @@ def db_at_main_head(_alembic_states: dict[str, Project], tmp_path: Path) -> Proj
 
 @pytest.fixture
 def db_at_feature1_head_with_emails(_alembic_states: dict[str, Project], tmp_path: Path) -> Project:
-    """feature1 checked out (by ``branchmig switch``), its database at F1 holding two
-    users with emails."""
+    """feature1 checked out (by ``branchmig switch --no-snapshot``: main has no
+    snapshot), its database at F1 holding two users with emails."""
     return copy_project(_alembic_states["at_f1"], tmp_path / "project")
 
 

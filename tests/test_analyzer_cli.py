@@ -82,8 +82,18 @@ def test_plan_between_feature_branches(repo_with_two_feature_branches: Repo) -> 
         "upgrade": ["f2a"],
         "changed": [],
         "destructive": [
-            {"revision": "f1b", "operation": "drop_table", "target": "orders"},
-            {"revision": "f1a", "operation": "drop_column", "target": "users.email"},
+            {
+                "revision": "f1b",
+                "operation": "drop_table",
+                "target": "orders",
+                "direction": "downgrade",
+            },
+            {
+                "revision": "f1a",
+                "operation": "drop_column",
+                "target": "users.email",
+                "direction": "downgrade",
+            },
         ],
         # f1a's downgrade drops a column outside batch mode, but one no script indexed
         # or constrained: SQLite 3.35+ drops it in place. (Nor is the project on SQLite.)
@@ -109,7 +119,13 @@ def test_plan_to_the_working_tree_with_a_rebased_script(
         ["f2a"],
     )
     assert data["destructive"] == [
-        {"revision": "f2a", "operation": "drop_table", "target": "invoices", "line": 26}
+        {
+            "revision": "f2a",
+            "operation": "drop_table",
+            "target": "invoices",
+            "line": 26,
+            "direction": "downgrade",
+        }
     ]
 
 
@@ -121,9 +137,47 @@ def test_plan_human_output(repo_with_two_feature_branches: Repo) -> None:
         "  common:    a3",
         "  downgrade: f1b -> f1a",
         "  upgrade:   -",
-        "  loses data: f1b: drop_table orders",
-        "  loses data: f1a: drop_column users.email",
+        "  loses data: f1b: downgrade drop_table orders",
+        "  loses data: f1a: downgrade drop_column users.email",
     ]
+
+
+def test_plan_names_what_the_upgrades_lose(repo_with_two_feature_branches: Repo) -> None:
+    """An upgrade that drops a column and rewrites values loses the rows of the branch
+    being left as surely as a downgrade: plan names it, in text, JSON and markdown."""
+    repo = repo_with_two_feature_branches
+    repo.checkout("feature2")
+    repo.write(
+        "f2b",
+        "f2a",
+        upgrade='op.drop_column("transaction", "remote_addr")\n'
+        "    op.execute(\"UPDATE users SET pref = 'none' WHERE pref = 'off'\")",
+    )
+    repo.commit("feature2: drops and rewrites")
+    repo.checkout("main")
+    proc = run_branchmig(repo.root, "plan", "main", "feature2")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-2:] == [
+        "  loses data: f2b: upgrade drop_column transaction.remote_addr",
+        "  loses data: f2b: upgrade execute UPDATE users SET pref = 'none' WHERE pref = 'off'",
+    ]
+    data = ok_json(repo.root, "plan", "main", "feature2", "--json")
+    assert [(d["revision"], d["operation"], d["direction"]) for d in data["destructive"]] == [
+        ("f2b", "drop_column", "upgrade"),
+        ("f2b", "execute", "upgrade"),
+    ]
+    data = ok_json(repo.root, "plan", "feature1", "feature2", "--json")
+    assert [(d["revision"], d["direction"]) for d in data["destructive"]] == [
+        ("f1b", "downgrade"),
+        ("f1a", "downgrade"),
+        ("f2b", "upgrade"),
+        ("f2b", "upgrade"),
+    ]
+    proc = run_branchmig(repo.root, "plan", "feature1", "feature2", "--format", "markdown")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith("2 downgrades and 1 upgrade lose data"), lines[0]
+    assert "| 4 | upgrade | `f2b` | ⚠️ `drop_column` transaction.remote_addr<br>" in proc.stdout
 
 
 # -- check ----------------------------------------------------------------------------------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from branchmig.lifecycle import (
     Held,
+    SnapshotDecision,
     choose_restore,
     decide_snapshots,
     mismatch,
@@ -105,6 +107,7 @@ def test_a_restore_always_fits_the_target_and_prefers_the_branchs_own(
     st.booleans(),
     st.booleans(),
     st.sampled_from(["auto", "always", "never"]),
+    st.booleans(),
     st.data(),
 )
 def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
@@ -114,6 +117,7 @@ def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
     destructive: bool,
     restoring: bool,
     mode: str,
+    at_base: bool,
     data: st.DataObject,
 ) -> None:
     keys = [h.key for h in candidates]
@@ -126,6 +130,7 @@ def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
         noop=noop,
         destructive=destructive,
         restoring=restoring,
+        at_base=at_base,
         leaving=leaving,
         entering="main",
         token="tok000000000",
@@ -136,13 +141,147 @@ def test_a_save_takes_a_new_key_and_replaces_only_the_leaving_branchs(
         assert d.save is None and not d.replaces
         return
     assert d.save is not None and d.save not in keys
-    assert d.keep == (destructive or mode == "always" or restoring)
+    changes_owner = leaving is not None and leaving != "main" and not at_base
+    assert d.keep == (destructive or changes_owner or mode == "always" or restoring)
+    assert d.save.startswith("b-" if d.keep else "s-")
     for key in d.replaces:
         h = next(h for h in candidates if h.key == key)
         assert h.branch == leaving and h.purpose == "branch" and key in superseded
     if not d.keep:
         assert d.replaces == ()
     assert (d.resave is not None) == (restoring and not noop)
+
+
+def _decide(
+    *, leaving: str | None, entering: str | None, destructive: bool = False, at_base: bool = False
+) -> SnapshotDecision:
+    return decide_snapshots(
+        use=True,
+        mode="auto",
+        forced=False,
+        noop=False,
+        destructive=destructive,
+        restoring=False,
+        at_base=at_base,
+        leaving=leaving,
+        entering=entering,
+        token="tok000000000",
+        candidates=[],
+        superseded=set(),
+    )
+
+
+def test_leaving_a_branch_for_another_keeps_its_copy_whatever_the_steps() -> None:
+    # An upgrade-only move (nothing destructive found): the safety copy becomes the left
+    # branch's snapshot, so its rows come back even if the upgrade rewrote them.
+    for entering in ("new", None):
+        d = _decide(leaving="old", entering=entering)
+        assert d.keep and d.save is not None and d.save.startswith("b-old-")
+    # Staying on the branch (a sync after a pull) or leaving a detached HEAD keeps the
+    # copy only when a step loses data.
+    for leaving, entering in (("old", "old"), (None, "old")):
+        assert not _decide(leaving=leaving, entering=entering).keep
+        assert _decide(leaving=leaving, entering=entering, destructive=True).keep
+    # A new database (no revision applied) holds no branch's rows.
+    assert not _decide(leaving="old", entering="new", at_base=True).keep
+
+
+# Trees that all differ, so that every move between two of them migrates: old, then mid
+# and new upgrade-only moves ahead of it, side apart.
+TREES = {
+    "old": {"a": "1"},
+    "mid": {"a": "1", "b": "1"},
+    "new": {"a": "1", "b": "1", "c": "1"},
+    "side": {"a": "1", "d": "1"},
+}
+
+
+@dataclass
+class _World:
+    """A database and its snapshots as a move changes them, content as a label."""
+
+    owner: str
+    applied: dict[str, str]
+    rows: str
+    held: dict[str, tuple[Held, str]] = field(default_factory=dict)  # key -> (held, rows)
+    clock: int = 0
+
+    def move(self, entering: str, *, mode: str, destructive: bool) -> None:
+        self.clock += 1
+        tree = TREES[entering]
+        candidates = [h for h, _ in self.held.values()]
+        choice = choose_restore(
+            entering=entering,
+            leaving=self.owner,
+            candidates=candidates,
+            target=tree,
+            strays=set(),
+            on_our_line=set(),
+        )
+        restoring = choice.held
+        start = restoring.applied if restoring is not None else self.applied
+        d = decide_snapshots(
+            use=True,
+            mode=mode,
+            forced=False,
+            noop=start == tree,
+            destructive=destructive,
+            restoring=restoring is not None,
+            leaving=self.owner,
+            entering=entering,
+            token=f"t{self.clock:011d}",
+            candidates=candidates,
+            superseded={
+                h.key
+                for h in candidates
+                if h.branch == self.owner and not mismatch(h, self.applied)
+            },
+        )
+        if d.save is not None:
+            purpose = "branch" if d.keep else "safety"
+            held = Held(d.save, self.owner, None, (), dict(self.applied), self.clock, purpose)
+            self.held[d.save] = (held, self.rows)
+        if restoring is not None:  # restored into the live database: it is no more
+            _, self.rows = self.held.pop(restoring.key)
+        for key in d.replaces:
+            del self.held[key]
+        if d.save is not None and not d.keep:
+            del self.held[d.save]
+        self.owner, self.applied = entering, dict(tree)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.tuples(st.sampled_from(sorted(TREES)), st.booleans()), min_size=1, max_size=12),
+    st.sampled_from(["auto", "always"]),
+)
+def test_every_branch_entered_again_finds_its_last_rows(
+    moves: list[tuple[str, bool]], mode: str
+) -> None:
+    """Whatever the moves (upgrade-only or not, destructive or not), a branch entered
+    again holds the rows it had when it was left, by the decisions alone; one snapshot
+    per branch at most."""
+    world = _World(owner="old", applied=dict(TREES["old"]), rows="old#0")
+    last = {"old": "old#0"}
+    for n, (entering, destructive) in enumerate(moves, 1):
+        if entering == world.owner:
+            continue
+        world.move(entering, mode=mode, destructive=destructive)
+        if entering in last:
+            assert world.rows == last[entering], (entering, world.held)
+        world.rows = last[entering] = f"{entering}#{n}"  # rows written on the branch
+        per_branch = [h.branch for h, _ in world.held.values()]
+        assert len(per_branch) == len(set(per_branch))
+
+
+def test_rows_carried_forward_come_back() -> None:
+    """Issue 20, item 5: insert at old, then mid (upgrade only), new, old again."""
+    world = _World(owner="new", applied=dict(TREES["new"]), rows="new#0")
+    world.move("old", mode="auto", destructive=True)  # new's snapshot kept
+    world.rows = "old + a row"
+    for entering in ("mid", "new", "old"):
+        world.move(entering, mode="auto", destructive=False)
+    assert world.rows == "old + a row"
 
 
 def test_who_restores_a_snapshot() -> None:

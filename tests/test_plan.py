@@ -228,9 +228,99 @@ def test_destructive_operations_are_found_in_downgrade_only() -> None:
         ("execute", "DROP TABLE legacy"),
         ("execute", "DELETE FROM audit WHERE 1=1"),
         ("execute", "ALTER TABLE people DROP COLUMN age"),
+        ("execute", "UPDATE t SET a = 1"),
     ]
     assert found[0] == Destructive("r1", "drop_table", "orders", 11)
-    assert found[0].describe() == "r1: drop_table orders"
+    assert found[0].describe() == "r1: downgrade drop_table orders"
+
+
+UPGRADES = """
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.orm import Session
+
+settings = sa.table("settings", sa.column("mode"))
+
+
+def upgrade():
+    op.drop_column("transaction", "remote_addr")
+    op.execute("UPDATE users SET logging_preference = 'none' WHERE logging_preference = 'off'")
+    op.alter_column("users", "name", existing_type=sa.String(50), nullable=False)
+    op.alter_column("users", "bio", existing_type=sa.String(50), comment="harmless")
+    op.alter_column("users", "age", type_=sa.Integer(), existing_nullable=True)
+    with op.batch_alter_table("accounts") as batch_op:
+        batch_op.alter_column("kind", type_=sa.String(10))
+    conn = op.get_bind()
+    conn.execute(sa.text("TRUNCATE audit"))
+    op.get_bind().execute(sa.text(f"DELETE FROM {TABLE} WHERE id > 3"))
+    query = "SELECT id FROM users"
+    conn.execute(sa.text(query))
+    conn.execute(sa.text(SQL_FROM_ELSEWHERE))
+    op.execute(settings.update().values(mode="x"))
+    op.execute(sa.insert(settings).values(mode="y"))
+    options = {}
+    options.update(a=1)
+    _migrate_rows(conn)
+
+
+def _migrate_rows(conn):
+    session = Session(bind=conn)
+    session.query(User).filter(User.id > 1).delete()
+
+
+def downgrade():
+    op.drop_table("not_in_upgrade")
+"""
+
+
+def test_destructive_operations_are_found_in_upgrade_too() -> None:
+    found = find_destructive(UPGRADES.encode(), "f2", "upgrade")
+    assert {d.direction for d in found} == {"upgrade"}
+    assert [(d.operation, d.target.split(" (")[0]) for d in found] == [
+        ("drop_column", "transaction.remote_addr"),
+        ("execute", "UPDATE users SET logging_preference = 'none' WHERE logging_p"),
+        ("alter_column", "users.name"),
+        ("alter_column", "users.age"),
+        ("alter_column", "accounts.kind"),
+        ("execute", "TRUNCATE audit"),
+        ("execute", "DELETE FROM ? WHERE id > 3"),
+        ("unknown", "SQL that is not a literal"),
+        ("update", "settings.update()"),
+        ("unknown", "an ORM session: rows may be rewritten; assume it loses data"),
+        ("delete", "session.query(User).filter(User.id > 1).delete"),
+    ]
+    assert found[0].describe() == "f2: upgrade drop_column transaction.remote_addr"
+    assert [d.operation for d in find_destructive(UPGRADES.encode(), "f2")] == ["drop_table"]
+
+
+def test_a_multidb_upgrade_is_read_in_each_database_function() -> None:
+    text = (
+        b"def upgrade(engine_name):\n    globals()['upgrade_%s' % engine_name]()\n"
+        b"def upgrade_():\n    op.drop_column('users', 'email')\n"
+        b"def upgrade_users():\n    op.execute('DELETE FROM sessions')\n"
+        b"def downgrade_users():\n    op.drop_table('kept')\n"
+    )
+    found = find_destructive(text, "m", "upgrade")
+    assert [(d.operation, d.target) for d in found] == [
+        ("drop_column", "users.email"),
+        ("execute", "DELETE FROM sessions"),
+    ]
+
+
+def test_sql_whose_text_is_only_partly_known() -> None:
+    def ops(body: str) -> list[str]:
+        text = f"def upgrade():\n    {body}\n".encode()
+        return [d.operation for d in find_destructive(text, "r", "upgrade")]
+
+    assert ops('op.execute(f"INSERT INTO {t} VALUES (1)")') == []
+    assert ops('op.execute(f"ALTER TABLE {t} ADD COLUMN x int")') == ["unknown"]
+    assert ops('op.execute("UPDATE " + table + " SET x = 1")') == ["execute"]
+    assert ops('op.execute("DROP TABLE %s" % name)') == ["execute"]
+    assert ops('op.execute("DELETE FROM {}".format(name))') == ["execute"]
+    assert ops("op.execute(build_sql())") == ["unknown"]
+    assert ops("op.execute(\"ALTER TYPE mood RENAME VALUE 'a' TO 'b'\")") == ["execute"]
+    assert ops("op.execute(sa.delete(table))") == ["delete"]
+    assert ops("op.bulk_insert(table, rows)") == []
 
 
 def test_keyword_arguments_and_a_script_that_does_not_parse() -> None:
@@ -238,6 +328,8 @@ def test_keyword_arguments_and_a_script_that_does_not_parse() -> None:
     assert [d.target for d in find_destructive(text, "r")] == ["t.c"]
     [unknown] = find_destructive(b"def downgrade():\n    print 'py2'\n", "r")
     assert unknown.operation == "unknown"
+    [unknown] = find_destructive(b"def upgrade():\n    print 'py2'\n", "r", "upgrade")
+    assert (unknown.operation, unknown.direction) == ("unknown", "upgrade")
 
 
 def test_a_harmless_downgrade() -> None:
