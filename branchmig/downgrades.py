@@ -263,7 +263,9 @@ def find_unbatched(data: bytes, revision: str, function: str = "downgrade") -> l
                 if not changes:
                     continue
                 reason = _NO_COMMENTS if changes == {"comment"} else _NO_ALTER_COLUMN
-                found.append(Unbatched(revision, "alter_column", target, node.lineno, reason))
+                found.append(
+                    Unbatched(revision, "alter_column", target, node.lineno, reason=reason)
+                )
     return sorted(found, key=lambda d: d.line)
 
 
@@ -290,7 +292,7 @@ def sqlite_refuses(
             else:
                 continue
         if reason:
-            out.append(Unbatched(d.revision, d.operation, d.target, d.line, reason))
+            out.append(Unbatched(d.revision, d.operation, d.target, d.line, reason=reason))
     return out
 
 
@@ -353,7 +355,7 @@ def fix_for_failure(data: bytes, revision: str, function: str, cause: str, path:
     named = [d for d in found if column and d.target.endswith(f".{column.group(1)}")]
     first = (named or found)[0]
     return batch_hint(
-        [Unbatched(first.revision, first.operation, first.target, first.line, why)],
+        [Unbatched(first.revision, first.operation, first.target, first.line, reason=why)],
         path,
         function=function,
     )
