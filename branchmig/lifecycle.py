@@ -158,9 +158,11 @@ def decide_snapshots(
     changes owner (keeping it costs disk, not time: it is made anyway), so that entering
     ``leaving`` again restores its last rows, even those an upgrade-only move carried
     into another branch's database."""
-    if not use or (noop and not restoring):
-        return SnapshotDecision(None, False, None, ())
     changes_owner = leaving is not None and entering != leaving and not at_base
+    # Even a move that runs nothing: a branch made on the same commit (`checkout -b`)
+    # starts from these rows and may change them; the branch left keeps its own.
+    if not use or (noop and not restoring and not changes_owner):
+        return SnapshotDecision(None, False, None, ())
     keep = destructive or changes_owner or mode == "always" or forced or restoring
     replaces = tuple(
         h.key

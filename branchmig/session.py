@@ -160,10 +160,10 @@ def opened(
 
 
 def database_id(ws: Workspace, db: DatabaseState) -> DatabaseId:
-    return DatabaseId.of_all(db.urls, worktree=_worktree(ws))
+    return DatabaseId.of_all(db.urls, worktree=worktree_name(ws))
 
 
-def _worktree(ws: Workspace) -> str:
+def worktree_name(ws: Workspace) -> str:
     """The linked worktree's name ("" for the main one)."""
     repo = ws.repo
     return "" if repo.git_dir.resolve() == repo.common_dir.resolve() else repo.git_dir.name
@@ -184,12 +184,12 @@ def remember(ws: Workspace, state: State, db: DatabaseState, dbid: DatabaseId) -
         memo = remembered.Remembered(
             found, db.url, dbid.masked, dbid.key, str(path), *ident
         ).as_json()
-    state.remember(_worktree(ws), memo)
+    state.remember(worktree_name(ws), memo)
 
 
 def forget(ws: Workspace, state: State) -> None:
     """Forget the remembered database: the next command reads it through env.py."""
-    state.remember(_worktree(ws), None)
+    state.remember(worktree_name(ws), None)
 
 
 def recall(
@@ -202,7 +202,7 @@ def recall(
     from branchmig import remembered
     from branchmig.databases import DatabaseState
 
-    memo = remembered.Remembered.from_json(state.remembered(_worktree(ws)))
+    memo = remembered.Remembered.from_json(state.remembered(worktree_name(ws)))
     if memo is None or remembered.identity(memo.path) != (memo.device, memo.inode):
         return None
     heads = remembered.read_heads(memo.path)
@@ -221,7 +221,7 @@ def trusted(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId] | N
     """The remembered database, when it can be acted on (the lock held): remembered and
     owned (see ``recall``), no move to put back and nothing suspect. None otherwise: read
     it through env.py."""
-    if state.remembered(_worktree(ws)) is None or state.read_journal() is not None:
+    if state.remembered(worktree_name(ws)) is None or state.read_journal() is not None:
         return None
     found = recall(ws, state, owned=True)
     if found is None or state.suspect(found[1].key) is not None:
@@ -236,7 +236,7 @@ def recalled(ws: Workspace, progress: Progress = quiet) -> Iterator[Session | No
     from branchmig.databases import AlembicEnv
 
     state = State(ws.state_dir)
-    if state.remembered(_worktree(ws)) is None:
+    if state.remembered(worktree_name(ws)) is None:
         yield None
         return
     # As env.py would run: a relative sqlite URL names a file in the project's folder.

@@ -394,6 +394,17 @@ class State:
         elif _read_json(path, None) != data:
             _write_json(path, data)
 
+    def note_left_on(self, worktree: str, branch: str | None) -> None:
+        """The branch this worktree's database was last brought to (empty: detached): the
+        post-checkout hook's shell runs branchmig when a checkout on the same commit
+        enters another branch, so that the branch left keeps its rows."""
+        line = f"{branch}\n" if branch is not None else "\n"
+        path = self.root / "left-on" / (worktree or "-main-")
+        with contextlib.suppress(OSError):
+            if path.read_text(encoding="utf-8", errors="surrogateescape") == line:
+                return
+        write_private(path, line.encode("utf-8", "surrogateescape"))
+
     # -- journal ------------------------------------------------------------------------
 
     @property

@@ -58,6 +58,7 @@ from branchmig.session import (
     opened,
     put_back,
     quiet,
+    worktree_name,
 )
 from branchmig.state import Failure, Journal, Owner, SnapshotRecord, State
 from branchmig.workspace import WORKTREE, Workspace
@@ -746,7 +747,7 @@ def _move(
     if dry_run:
         return result
     rehearse = s.ws.project.settings.rehearse if rehearse is None else rehearse
-    if d.plan.is_noop and d.restore is None:
+    if d.plan.is_noop and d.restore is None and d.snapshots.save is None:
         if checkout:
             s.ws.repo.checkout(checkout, env=SKIP_HOOK)
         _record(s, target, before)
@@ -800,6 +801,7 @@ def _move(
 def _finish(s: Session, entering: str | None, commit: str | None, heads: tuple[str, ...]) -> None:
     s.state.set_owner(s.dbkey, Owner(entering, commit, heads, reflog=s.ws.repo.reflog_size()))
     s.state.set_suspect(s.dbkey, None)
+    s.state.note_left_on(worktree_name(s.ws), entering)
     s.state.set_failure(s.dbkey, None)
 
 

@@ -65,15 +65,51 @@ def test_file_checkouts_and_same_commit_branches_leave_the_database_alone(
     p = hooks_installed_db_at_feature1
     before = sqlite_dump(p.db_path)
     stamp = p.db_path.stat().st_mtime_ns
+    listed = json.loads(p.ok("snapshot", "list", "--json").stdout)
+    assert "feature1" not in [s["branch"] for s in listed["snapshots"]]
     migration = p.versions / f"{F1}_email.py"
     migration.write_text("# scribbled over\n")
     out = p.checkout("--", str(migration.relative_to(p.root)))
     assert "branchmig" not in out.stderr
+    assert sqlite_dump(p.db_path) == before
+    assert p.db_path.stat().st_mtime_ns == stamp
+    # A branch made on the same commit takes the database as it is; the branch left keeps
+    # a copy of its rows, and the live file is not written.
     out = p.checkout("-b", "feature1-copy")
-    assert "branchmig" not in out.stderr
+    assert "Traceback" not in out.stderr
     assert sqlite_dump(p.db_path) == before
     assert p.db_path.stat().st_mtime_ns == stamp
     assert not (p.state_dir / "journal.json").exists()
+    listed = json.loads(p.ok("snapshot", "list", "--json").stdout)
+    assert [s["branch"] for s in listed["snapshots"]].count("feature1") == 1
+
+
+def test_a_branch_made_on_the_same_commit_leaves_each_branch_its_rows(
+    hooks_installed_db_at_feature1: Project,
+) -> None:
+    """`checkout -b exp` on feature1, rows changed on exp, feature2, then back: feature1
+    gets its rows as it left them, exp gets exp's."""
+    p = hooks_installed_db_at_feature1
+    p.checkout("-b", "exp")
+    with sqlite3.connect(p.db_path) as conn:
+        conn.execute("UPDATE users SET email = 'exp-' || email")
+    with sqlite3.connect(p.db_path) as conn:
+        on_exp = emails(conn)
+    assert on_exp != EMAILS
+    p.checkout("feature2")
+    assert sqlite_version(p.db_path) == {F2}
+    out = p.checkout("feature1")
+    assert "Traceback" not in out.stderr
+    assert sqlite_version(p.db_path) == {F1}
+    with sqlite3.connect(p.db_path) as conn:
+        assert emails(conn) == EMAILS
+    out = p.checkout("exp")  # the same commit: exp's rows come back
+    assert sqlite_version(p.db_path) == {F1}
+    with sqlite3.connect(p.db_path) as conn:
+        assert emails(conn) == on_exp
+    p.checkout("feature1")
+    with sqlite3.connect(p.db_path) as conn:
+        assert emails(conn) == EMAILS
 
 
 def test_an_existing_post_checkout_hook_is_kept_and_chained(db_at_main_head: Project) -> None:
