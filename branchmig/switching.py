@@ -501,12 +501,14 @@ def _sync_remembered(
     with recalled(ws, progress) as s:
         if s is None:
             return None
-        # Only a branch with a snapshot of its own can be entered by a restore: any other
-        # move runs migrations, so it goes the full way at once rather than read the
-        # scripts and decide twice (a stray snapshot restored on its line goes that way).
+        # Only a branch with a snapshot of its own can be entered by a restore, and only a
+        # checkout on the same commit (a branch made there) by a save that runs nothing:
+        # any other move runs migrations, so it goes the full way at once rather than read
+        # the scripts and decide twice (a stray snapshot restored on its line goes that way).
         entering = ws.repo.current_branch() or ws.repo.rebasing_branch()
-        if entering is None or not any(
-            r.branch == entering and r.database in s.dbid.keys for r in s.state.snapshots()
+        if entering is None or not (
+            any(r.branch == entering and r.database in s.dbid.keys for r in s.state.snapshots())
+            or (previous is not None and previous == ws.repo.head_commit())
         ):
             return None
         _, target = ws.graph_at(WORKTREE)
