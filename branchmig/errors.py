@@ -94,6 +94,20 @@ class DatabaseError(BranchmigError):
     """The database could not be reached or a migration failed."""
 
 
+class ScriptLoadError(DatabaseError):
+    """A migration script raised while it was loaded (an import it makes, a syntax error):
+    the script's own, not the environment's."""
+
+    def __init__(self, message: str, *, path: str, revision: str, cause: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.revision = revision
+        self.cause = cause
+
+    def facts(self) -> dict[str, Any]:
+        return {"path": self.path, "revision": self.revision, "failure": self.cause}
+
+
 class NotAsRemembered(DatabaseError):
     """env.py connects to another database, or finds it at other revisions, than the one
     branchmig remembered and acted on without running env.py: checked before any step."""

@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from branchmig.errors import BranchmigError, MoveFailed, NoProjectError
+from branchmig.errors import BranchmigError, MoveFailed, NoProjectError, ScriptLoadError
 from branchmig.gitrepo import is_null_id
 from branchmig.snapshots.base import SessionsBlockingError
 from branchmig.workspace import Workspace
@@ -123,9 +123,12 @@ def _open(start: Path) -> Workspace:
 def _missing_module(err: BaseException) -> str | None:
     """The module env.py, the app or a database driver imports that this Python lacks:
     from the exceptions chained under ``err``, else from the message the app loader
-    keeps of its traceback."""
+    keeps of its traceback. None for a migration script's own import (a helper of the
+    project's): no package installed would bring that."""
     seen: BaseException | None = err
     while seen is not None:
+        if isinstance(seen, ScriptLoadError):
+            return None
         if isinstance(seen, ModuleNotFoundError) and seen.name:
             return seen.name.partition(".")[0]
         seen = seen.__cause__ or seen.__context__

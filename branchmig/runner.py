@@ -23,7 +23,13 @@ from typing import Any, Literal, cast
 
 from branchmig.commitcode import CodeAt, importable
 from branchmig.databases import AlembicEnv, Database, DatabaseState
-from branchmig.errors import BranchmigError, ConfigError, DatabaseError, first_line
+from branchmig.errors import (
+    BranchmigError,
+    ConfigError,
+    DatabaseError,
+    ScriptLoadError,
+    first_line,
+)
 from branchmig.graph import Graph
 from branchmig.project import Project
 
@@ -544,8 +550,11 @@ def load_script_module(
         code = compile(text, str(path), "exec", dont_inherit=True)
         exec(code, module.__dict__)  # noqa: S102 - this is how Alembic loads a script too
     except Exception as err:  # noqa: BLE001 - a broken script is the user's to fix
-        raise DatabaseError(
-            f"Cannot load {shown or path} (revision '{rev_id}'): {first_line(err)}"
+        raise ScriptLoadError(
+            f"Cannot load {shown or path} (revision '{rev_id}'): {first_line(err)}",
+            path=shown or str(path),
+            revision=rev_id,
+            cause=first_line(err),
         ) from err
     return module
 

@@ -9,7 +9,9 @@ the SQLite file app.db and the real ``branchmig`` CLI, with hooks installed. Eve
 migration creates a table of its own, ``t_<rev>`` (its downgrade drops it), so leaving a
 branch whose migrations the next branch lacks loses data unless a snapshot keeps it.
 Other branches also get upgrades that destroy: one drops a table's column (its downgrade
-re-adds it empty), one rewrites its values (``UPDATE``), as real projects write them.
+re-adds it empty), one rewrites its values (``UPDATE``), as real projects write them. Some
+migrations do their work through a helper module that comes in on their branch, as real
+ones import their own helpers: a checkout that removes it must still revert them.
 
 The model learns the revision graph of any ref from the scripts git holds (never from
 branchmig), and records, when a branch is left for a branch with other migrations, the
@@ -391,27 +393,51 @@ class LifecycleModel(RuleBasedStateMachine):
     @rule(
         apply_with=st.sampled_from(["branchmig sync", "alembic upgrade heads"]),
         count=st.integers(1, 3),
+        helper=st.booleans(),
     )
-    def commit_migration_and_write_rows(self, apply_with: str, count: int) -> None:
+    def commit_migration_and_write_rows(
+        self, apply_with: str, count: int, helper: bool = False
+    ) -> None:
         """A new migration (its own table) committed on the current branch, applied by
-        ``branchmig sync`` or plain Alembic (then a sync), and rows written into it."""
+        ``branchmig sync`` or plain Alembic (then a sync), and rows written into it. With
+        ``helper``, the migration creates and drops its table through a module of the
+        project that comes in with it (``mig_<rev>.py`` at the top, on alembic.ini's
+        ``prepend_sys_path``), as real migrations import their own helpers: a checkout
+        that removes it must still revert the migration."""
         p = self.project
         (head,) = heads_of(self.tree())
         rev = f"r{self.next_serial():02d}{random.Random(self.serial).randrange(16**6):06x}"
         table = f"t_{rev}"
-        p.write(
-            f"{rev}_{table}.py",
-            script(
+        if helper:
+            (p.root / f"mig_{rev}.py").write_text(
+                "import sqlalchemy as sa\nfrom alembic import op\n\n\n"
+                "def create(table):\n"
+                '    op.create_table(table, sa.Column("id", sa.Integer, primary_key=True),\n'
+                '                    sa.Column("v", sa.Text))\n\n\n'
+                "def drop(table):\n    op.drop_table(table)\n"
+            )
+            text = script(
+                rev,
+                head,
+                f'    mig_{rev}.create("{table}")',
+                f'    mig_{rev}.drop("{table}")',
+                top=f"\nimport mig_{rev}\n",
+            )
+        else:
+            text = script(
                 rev,
                 head,
                 f'    op.create_table("{table}", sa.Column("id", sa.Integer, primary_key=True),\n'
                 f'                    sa.Column("v", sa.Text))',
                 f'    op.drop_table("{table}")',
-            ),
-        )
+            )
+        p.write(f"{rev}_{table}.py", text)
         p.commit(f"{self.current()}: {table}")
         self.tables[rev] = (table, "v")
-        note(f"$ git commit  # {rev} creates {table} on '{self.current()}', after {head}")
+        note(
+            f"$ git commit  # {rev} creates {table} on '{self.current()}', after {head}"
+            + (f", through mig_{rev}.py" if helper else "")
+        )
         if apply_with == "alembic upgrade heads":
             self.must(ALEMBIC, "upgrade", "heads")
         self.sync()
@@ -821,6 +847,37 @@ def test_the_model_sees_an_upgrade_that_rewrites_the_left_branchs_rows(
             m.write_rows(None, 1)  # type: ignore[arg-type]
             m.commit_destructive_upgrade_on_other_branch(None, "update", "git checkout")  # type: ignore[arg-type]
             m.move("a", "git checkout")
+            raise AssertionError("SHOWME")
+        finally:
+            m.teardown()
+
+    replay()
+
+
+def test_the_model_reverts_a_migration_whose_helper_the_checkout_removed(
+    alembic_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Replayed by name: on a branch 'a', a migration that creates its table through its
+    own helper module, with rows; the hook's checkout of feature1 (no snapshot waits
+    there) removes the helper and must still revert the migration; back to 'a': its
+    rows."""
+
+    class Replay(LifecycleModel):
+        template = alembic_template
+        workdir = tmp_path_factory.mktemp("lifecycle-helper")
+
+    @settings(max_examples=1, deadline=None, database=None)
+    @given(st.just(None))
+    def replay(_: None) -> None:
+        m = Replay()
+        try:
+            m.seed_project_with_hooks("auto")
+            m.create_branch_here("a")
+            m.commit_migration_and_write_rows("branchmig sync", 2, helper=True)
+            m.move("feature1", "git checkout")
+            m.database_is_at_the_working_trees_heads()
+            m.move("a", "git checkout")
+            m.database_is_at_the_working_trees_heads()
         finally:
             m.teardown()
 
