@@ -348,6 +348,17 @@ def async_alembic_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def asyncpg_project(template: Path, path: Path, postgres_url: str) -> Project:
+    """The seed project from the async template, on ``postgres_url``'s database through
+    asyncpg."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url).set(drivername="postgresql+asyncpg")
+    return make_seed_project(
+        template, path, kind="alembic", url=url.render_as_string(hide_password=False)
+    )
+
+
 def copy_project(project: Project, dest: Path) -> Project:
     """The same state in another folder (relative SQLite URLs keep their database key)."""
     shutil.copytree(project.root, dest, symlinks=True)

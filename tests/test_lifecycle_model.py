@@ -244,6 +244,23 @@ class LifecycleModel(RuleBasedStateMachine):
         self.serial += 1
         return self.serial
 
+    def scratch_worktree(self, name: str, branch: str) -> tuple[Path, tuple[str, str]]:
+        """A worktree of ``branch`` to commit on, made with the hooks off (as another
+        clone would push to it); the git options that keep them off for its commit."""
+        scratch = self.folder / name
+        no_hooks = ("-c", f"core.hooksPath={self.folder / 'no-hooks'}")
+        self.must(
+            "git",
+            *no_hooks,
+            "worktree",
+            "add",
+            "-q",
+            str(scratch),
+            branch,
+            what=f"git worktree add (hooks off) {scratch.name} {branch}",
+        )
+        return scratch, no_hooks
+
     def branches(self) -> list[str]:
         out = git_out(self.project.root, "for-each-ref", "--format=%(refname:short)", "refs/heads")
         return sorted(out.split())
@@ -558,18 +575,7 @@ class LifecycleModel(RuleBasedStateMachine):
         if not mine:
             return
         rev = self.pick(data, mine, "revision")
-        scratch = self.folder / f"edit-{self.next_serial()}"
-        no_hooks = ("-c", f"core.hooksPath={self.folder / 'no-hooks'}")
-        self.must(
-            "git",
-            *no_hooks,
-            "worktree",
-            "add",
-            "-q",
-            str(scratch),
-            other,
-            what=f"git worktree add (hooks off) {scratch.name} {other}",
-        )
+        scratch, no_hooks = self.scratch_worktree(f"edit-{self.next_serial()}", other)
         (path,) = [
             ln.split("\t", 1)[1]
             for ln in git_out(scratch, "ls-tree", "-r", "HEAD", "--", VERSIONS).splitlines()
@@ -626,18 +632,7 @@ class LifecycleModel(RuleBasedStateMachine):
                 f"    op.execute(\"UPDATE {table} SET {column} = {column} || ' rewritten'\")",
                 "    pass",
             )
-        scratch = self.folder / f"alter-{self.serial}"
-        no_hooks = ("-c", f"core.hooksPath={self.folder / 'no-hooks'}")
-        self.must(
-            "git",
-            *no_hooks,
-            "worktree",
-            "add",
-            "-q",
-            str(scratch),
-            other,
-            what=f"git worktree add (hooks off) {scratch.name} {other}",
-        )
+        scratch, no_hooks = self.scratch_worktree(f"alter-{self.serial}", other)
         (scratch / VERSIONS / f"{rev}_{kind}_{table}.py").write_text(body)
         git_out(scratch, "add", "-A")
         git_out(scratch, *no_hooks, "commit", "-q", "-m", f"{other}: {kind} {table}")

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from db_servers import postgres_connection
-from e2e_projects import EMAILS, emails, make_seed_project
-from sqlalchemy.engine import make_url
+from e2e_projects import EMAILS, asyncpg_project, emails, make_seed_project
 
 pytest.importorskip("aiosqlite")
 pytest.importorskip("asyncpg")
@@ -42,13 +41,7 @@ def test_an_async_sqlite_project_keeps_each_branchs_rows(
 def test_an_asyncpg_project_keeps_each_branchs_rows(
     async_alembic_template: Path, tmp_path: Path, fresh_postgres_url: str
 ) -> None:
-    url = make_url(fresh_postgres_url).set(drivername="postgresql+asyncpg")
-    p = make_seed_project(
-        async_alembic_template,
-        tmp_path / "app",
-        kind="alembic",
-        url=url.render_as_string(hide_password=False),
-    )
+    p = asyncpg_project(async_alembic_template, tmp_path / "app", fresh_postgres_url)
     p.ok("switch", "feature1")
     with postgres_connection(fresh_postgres_url) as conn:
         conn.execute("INSERT INTO users (name, email) VALUES ('ada', 'ada@example.com')")

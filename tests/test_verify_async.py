@@ -11,8 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e_projects import BASE, F1, Project, make_seed_project, script
-from sqlalchemy.engine import make_url
+from e2e_projects import BASE, F1, Project, asyncpg_project, make_seed_project, script
 
 pytest.importorskip("aiosqlite")
 pytest.importorskip("asyncpg")
@@ -81,12 +80,6 @@ def test_an_aiosqlite_project_is_verified_drift_checked_and_rehearsed(
 def test_an_asyncpg_project_is_verified_drift_checked_and_rehearsed(
     async_alembic_template: Path, tmp_path: Path, fresh_postgres_url: str
 ) -> None:
-    url = make_url(fresh_postgres_url).set(drivername="postgresql+asyncpg")
-    p = make_seed_project(
-        async_alembic_template,
-        tmp_path / "app",
-        kind="alembic",
-        url=url.render_as_string(hide_password=False),
-    )
+    p = asyncpg_project(async_alembic_template, tmp_path / "app", fresh_postgres_url)
     p.ok("sync")
     _round_trips(p)
