@@ -6,14 +6,32 @@ finishes the job."""
 from __future__ import annotations
 
 import os
-import re
+import signal
 import sys
-from pathlib import Path
 
-from branchmig.errors import BranchmigError, MoveFailed, NoProjectError, ScriptLoadError
-from branchmig.gitrepo import is_null_id
-from branchmig.snapshots.base import SessionsBlockingError
-from branchmig.workspace import Workspace
+
+def _interrupted_early(signum: int, frame: object) -> None:
+    """Ctrl-C (git's whole group gets it) while this process still loads: nothing has
+    been read or touched, so it only says so and ends (git's checkout is done)."""
+    os.write(2, b"branchmig: interrupted before it began; see: branchmig status\n")
+    os._exit(0)
+
+
+if __name__ == "__main__":  # until run() takes over, an interrupt ends the process quietly
+    signal.signal(signal.SIGINT, _interrupted_early)
+
+import re  # noqa: E402 - after the handler: a Ctrl-C while loading prints no traceback
+from pathlib import Path  # noqa: E402
+
+from branchmig.errors import (  # noqa: E402
+    BranchmigError,
+    MoveFailed,
+    NoProjectError,
+    ScriptLoadError,
+)
+from branchmig.gitrepo import is_null_id  # noqa: E402
+from branchmig.snapshots.base import SessionsBlockingError  # noqa: E402
+from branchmig.workspace import Workspace  # noqa: E402
 
 
 def _say(message: str) -> None:
@@ -30,10 +48,10 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
     """Bring the database along after ``hook``; 0, or 1 when it could not and the
     pre-commit framework runs it (``BRANCHMIG_HOOK_REPORTS_FAILURE``)."""
     failed = 1 if os.environ.get(REPORT_FAILURE) == "1" else 0
-    from branchmig.switching import sync
-
     ws: Workspace | None = None
     try:
+        from branchmig.switching import sync  # a Ctrl-C while it loads is handled below
+
         try:
             ws = _open(cwd or Path.cwd())
         except NoProjectError:
@@ -193,6 +211,8 @@ def main() -> None:
     if len(sys.argv) < 2:
         _say("usage: python -m branchmig.hookrun HOOK [ARGS...]")
         exit_now(0)
+    # From here a Ctrl-C is a KeyboardInterrupt: a move puts back what it began.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     exit_now(run(sys.argv[1], sys.argv[2:]))
 
 
