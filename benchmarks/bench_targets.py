@@ -1,4 +1,4 @@
-"""Where people wait, in one run: each figure of issue 15 and its ratio, side by side.
+"""Where people wait, in one run: each figure and its ratio, side by side.
 
 Builds two real ``alembic init`` projects on SQLite in git repositories (in a temp dir):
 1,500 revisions with two feature branches on top (bench_switch's), and 5,000 revisions
@@ -12,8 +12,8 @@ interleaving the two sides of each row so the machine's drift hits both alike:
 - ``branchmig switch``: against the manual cure;
 - ``branchmig status`` against ``alembic current`` (5,000 revisions);
 - ``branchmig heads`` warm against ``alembic heads`` (5,000 revisions), as this machine
-  runs it (PYTHONDONTWRITEBYTECODE=1: the scripts compiled on every run, the issue's
-  figure) and with the versions folder's bytecode written.
+  runs it (PYTHONDONTWRITEBYTECODE=1: the scripts compiled on every run, as many
+  development machines run Alembic) and with the versions folder's bytecode written.
 
 Both sides run from one virtual environment holding branchmig installed from its wheel
 (``_common.installed_copy``), with bytecode written, as an installed copy of each has it.
@@ -191,7 +191,7 @@ def status_and_heads_rows(
     sh(repo, *alembic, "stamp", "heads", env=env)  # marks the database at the heads
     sh(repo, branchmig, "heads", env=env)  # warms the header cache
     # As this machine (and CI) runs Alembic: PYTHONDONTWRITEBYTECODE=1, so the versions
-    # folder has no bytecode and each run compiles the 5,000 scripts (the issue's figure).
+    # folder has no bytecode and each run compiles the 5,000 scripts (as many development machines run it).
     no_bytecode = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
     pycache = repo / "alembic" / "versions" / "__pycache__"
     status, current, heads, alembic_heads, compiling = [], [], [], [], []

@@ -1,9 +1,9 @@
 """An upgrade-only ``git checkout`` on PostgreSQL: the hook against doing it by hand.
 
-Issue 20's figure: a checkout whose only migration step is an upgrade, with the hooks
-installed, against ``git checkout`` (no hooks) + ``alembic upgrade head``; the target is
-within 10 %. The hook saves the database first (all or nothing) and, since issue 20, keeps
-that copy as the left branch's snapshot: the copy is the floor, printed on its own
+A checkout whose only migration step is an upgrade, with the hooks installed, against
+``git checkout`` (no hooks) + ``alembic upgrade head``. The hook saves the database first
+(all or nothing) and keeps that copy as the left branch's snapshot: the copy is the
+floor, printed on its own
 (``CREATE DATABASE … TEMPLATE``, as the PostgreSQL backend makes it), and so is the hook
 with ``snapshots = "never"``.
 
