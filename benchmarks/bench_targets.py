@@ -191,7 +191,7 @@ def status_and_heads_rows(
     sh(repo, *alembic, "stamp", "heads", env=env)  # marks the database at the heads
     sh(repo, branchmig, "heads", env=env)  # warms the header cache
     # As this machine (and CI) runs Alembic: PYTHONDONTWRITEBYTECODE=1, so the versions
-    # folder has no bytecode and each run compiles the 5,000 scripts (as many development machines run it).
+    # folder has no bytecode and each run compiles the 5,000 scripts.
     no_bytecode = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
     pycache = repo / "alembic" / "versions" / "__pycache__"
     status, current, heads, alembic_heads, compiling = [], [], [], [], []
