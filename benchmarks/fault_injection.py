@@ -42,6 +42,7 @@ would), which writes nothing into the source tree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -540,6 +541,21 @@ def start_move(
     return proc, out, err
 
 
+def _wait_for_group(pgid: int, timeout: float = COMMAND_TIMEOUT) -> None:
+    """Until no process of group ``pgid`` is left (SIGKILL to it after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            return
+        time.sleep(0.01)
+
+
 def run_move(
     p: Project,
     path: str,
@@ -589,6 +605,10 @@ def run_move(
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if sig != signal.SIGKILL:
+            # An interrupted move puts back what it began after git has gone (the hook's
+            # Python outlives it): the next command would find it still holding the lock.
+            _wait_for_group(proc.pid)
         if p.journal.exists():
             try:
                 journal = json.loads(p.journal.read_text())
