@@ -91,8 +91,10 @@ class SnapshotFolder:
                 Path(f"{target}{suffix}").unlink()
 
     def remove(self, name: str) -> None:
-        """The copy ``name`` (with SQLite's side files); nothing when there is none."""
+        """The copy ``name`` (with SQLite's side files); nothing when there is none. The
+        partial files of killed writers go too (a recovery drops what they were making)."""
         self._remove(self.file(name))
+        self._sweep()
 
     def _sweep(self) -> None:
         """Remove the partial files of writers that were killed (their process is gone)."""

@@ -372,9 +372,11 @@ def test_copies_named_the_earlier_way_are_still_found(tmp_path: Path) -> None:
     assert not backend.exists("old") and [s.key for s in backend.stored()] == ["new"]
 
 
-def test_a_killed_saves_partial_file_goes_with_the_next_save(tmp_path: Path) -> None:
-    """A save killed while it copied leaves its partial file; the next save removes it,
-    and leaves alone the partial file of a writer that is still running."""
+@pytest.mark.parametrize("then", ["save", "drop"])
+def test_a_killed_saves_partial_file_goes_with_the_next_save(tmp_path: Path, then: str) -> None:
+    """A save killed while it copied leaves its partial file; the next save, or the drop
+    a recovery makes of what it was making, removes it, and leaves alone the partial file
+    of a writer that is still running."""
     live = tmp_path / "app.db"
     with sqlite3.connect(live) as conn:
         conn.execute("CREATE TABLE t (v TEXT)")
@@ -386,6 +388,10 @@ def test_a_killed_saves_partial_file_goes_with_the_next_save(tmp_path: Path) -> 
     alive = store / f".sqlite-app-x__k2.db.{os.getppid()}.partial"
     for path in (dead, alive, Path(f"{dead}-journal")):
         path.write_bytes(b"half")
-    backend_for_url(f"sqlite:///{live}", store_dir=store).save("k3")
+    backend = backend_for_url(f"sqlite:///{live}", store_dir=store)
+    if then == "save":
+        backend.save("k3")
+    else:
+        backend.drop("k1")
     assert not dead.exists() and not Path(f"{dead}-journal").exists()
     assert alive.exists()
