@@ -5,8 +5,8 @@ finishes the job."""
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # builtin; `signal` builds enums first
 import os
-import signal
 import sys
 
 
@@ -18,9 +18,10 @@ def _interrupted_early(signum: int, frame: object) -> None:
 
 
 if __name__ == "__main__":  # until run() takes over, an interrupt ends the process quietly
-    signal.signal(signal.SIGINT, _interrupted_early)
+    _signal.signal(_signal.SIGINT, _interrupted_early)
 
 import re  # noqa: E402 - after the handler: a Ctrl-C while loading prints no traceback
+import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from branchmig.errors import (  # noqa: E402
