@@ -31,8 +31,9 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from branchmig.snapshots import backend_for_url, mask_url  # noqa: E402
+from branchmig.snapshots import backend_for_url  # noqa: E402
 from branchmig.snapshots.base import format_size  # noqa: E402
+from branchmig.urls import mask_url  # noqa: E402
 
 UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
 ROW_BYTES = 1000  # a row of the filler table takes about this much on disk

@@ -683,7 +683,7 @@ def run_phases(
 def _check_expected(context: Any, expect: DatabaseState) -> None:
     """The database env.py connected to is one ``expect`` names, at its revisions."""
     from branchmig.errors import NotAsRemembered
-    from branchmig.snapshots.base import mask_url
+    from branchmig.urls import mask_url
 
     url = context.connection.engine.url.render_as_string(hide_password=False)
     known = {db.url: db for db in expect.databases}

@@ -173,7 +173,7 @@ def remember(ws: Workspace, state: State, db: DatabaseState, dbid: DatabaseId) -
     """Remember the database env.py gave, with the inputs it came from (a plain Alembic
     project on one SQLite file only); forget it otherwise."""
     from branchmig import remembered
-    from branchmig.snapshots.sqlite import plain_sqlite_path
+    from branchmig.urls import plain_sqlite_path
 
     memo = None
     with chdir(ws.project.run_dir):  # a relative sqlite URL is env.py's

@@ -20,6 +20,7 @@ from typing import Any
 from branchmig.errors import LockedError, StateError
 from branchmig.gitrepo import blob_id, format_in_files
 from branchmig.graph import Revision
+from branchmig.urls import mask_url, relative_sqlite
 
 APPLIED_FORMAT = 1
 # The exact names of the branches whose own snapshot waits for them, one a line (the hook
@@ -42,80 +43,6 @@ def private_folder(path: Path) -> Path:
     return path
 
 
-class SnapshotFolder:
-    """The folder of snapshot copies that are files (SQLite copies, ``pg_dump`` files).
-    Its files are created, published and removed here, as everything else under
-    ``.git/branchmig``; a backend only writes a copy's bytes (SQLite's backup, pg_dump)
-    into the private partial file ``writing`` hands it."""
-
-    _SIDE_FILES = ("-wal", "-shm", "-journal")
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def file(self, name: str) -> Path:
-        return self.path / name
-
-    def files(self, prefix: str, suffix: str) -> list[Path]:
-        """The copies whose names start with ``prefix`` and end with ``suffix``."""
-        if not self.path.is_dir():
-            return []
-        return sorted(
-            p for p in self.path.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)
-        )
-
-    @contextlib.contextmanager
-    def writing(self, name: str) -> Iterator[Path]:
-        """A new partial file beside ``name``, readable by its owner only, for the block
-        to write into; when the block succeeds it becomes ``name`` in one rename (an
-        earlier copy of that name is replaced whole, never in place), else it goes.
-        Raises ``OSError`` (a full disk) for the caller to name."""
-        private_folder(self.path)
-        self._sweep()
-        target = self.file(name)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        self._remove(partial)
-        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        try:
-            yield partial
-            # On disk before its name is: a copy published by a rename may otherwise come
-            # back empty after a power cut, when the live database it was taken from has
-            # already been overwritten (SQLite waits for the disk; so must its copy).
-            _fsync_file(partial)
-            os.replace(partial, target)
-            _fsync_folder(self.path)
-        finally:
-            self._remove(partial)
-        for suffix in self._SIDE_FILES:  # SQLite's, of the partial file's last connection
-            with contextlib.suppress(FileNotFoundError):
-                Path(f"{target}{suffix}").unlink()
-
-    def remove(self, name: str) -> None:
-        """The copy ``name`` (with SQLite's side files); nothing when there is none. The
-        partial files of killed writers go too (a recovery drops what they were making)."""
-        self._remove(self.file(name))
-        self._sweep()
-
-    def _sweep(self) -> None:
-        """Remove the partial files of writers that were killed (their process is gone)."""
-        for path in self.path.glob(".*.partial*"):
-            pid = path.name.split(".partial")[0].rsplit(".", 1)[-1]
-            if not pid.isdigit() or int(pid) == os.getpid():
-                continue
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            except PermissionError:
-                pass  # alive, another user's
-
-    def _remove(self, path: Path) -> None:
-        for suffix in ("", *self._SIDE_FILES):
-            with contextlib.suppress(FileNotFoundError):
-                Path(f"{path}{suffix}").unlink()
-
-
 def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Replace ``path`` atomically with ``data``, readable by the owner only; with
     ``durable``, wait for the disk (the journal and the snapshot index must tell the truth
@@ -132,7 +59,7 @@ def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
         if durable:
-            _fsync_folder(path.parent)  # the rename itself
+            fsync_folder(path.parent)  # the rename itself
     except OSError as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -142,7 +69,7 @@ def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
         ) from err
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -150,7 +77,7 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_folder(path: Path) -> None:
+def fsync_folder(path: Path) -> None:
     """Wait for the disk to hold the folder's entries (a rename into it); a platform
     whose folders cannot be opened for that (Windows) does without."""
     try:
@@ -199,11 +126,9 @@ class DatabaseId:
         main one)."""
         from urllib.parse import unquote
 
-        from branchmig.snapshots import mask_url
-
         masked = mask_url(url)
         shown = unquote(masked)  # a database named 'my "db" ü' reads as such, not %22
-        if worktree and url.startswith("sqlite") and _relative_sqlite(url):
+        if worktree and url.startswith("sqlite") and relative_sqlite(url):
             return cls(url, shown, database_key(f"{masked}@{worktree}"))
         return cls(url, shown, database_key(masked))
 
@@ -223,15 +148,6 @@ class DatabaseId:
     @property
     def keys(self) -> tuple[str, ...]:
         return (self.key, *self.aliases)
-
-
-def _relative_sqlite(url: str) -> bool:
-    from sqlalchemy.engine import make_url
-
-    database = make_url(url).database or ""
-    if database.startswith("file:"):
-        database = database[len("file:") :]
-    return bool(database) and database != ":memory:" and not os.path.isabs(database)
 
 
 @dataclass

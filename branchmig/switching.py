@@ -61,6 +61,7 @@ from branchmig.session import (
     worktree_name,
 )
 from branchmig.state import Failure, Journal, Owner, SnapshotRecord, State
+from branchmig.urls import copy_url
 from branchmig.workspace import WORKTREE, Workspace
 
 if TYPE_CHECKING:
@@ -324,7 +325,7 @@ def _rehearse(
     env.py pointed at it; the live database is touched only when that succeeded."""
     from branchmig.errors import ConfigError
     from branchmig.runner import StepFailed, flask_engines_at, read_database
-    from branchmig.verify import same_database
+    from branchmig.urls import same_database
 
     backend = s.backend()
     key = f"rehearsal-{_token()}"
@@ -339,14 +340,14 @@ def _rehearse(
         members = [b for _, b in getattr(backend, "members", ())] or [backend]
         locations = stored.location.split("; ") if len(members) > 1 else [stored.location]
         copies = {
-            db.name: _url_of_copy(db.url, member.name, location)
+            db.name: copy_url(db.url, member.name, location)
             for db, member, location in zip(s.db.databases, members, locations, strict=True)
         }
-        copy_url = copies[s.db.databases[0].name]
+        first_copy = copies[s.db.databases[0].name]
         if s.env.flask_app is not None:  # the app's engines, made anew on the copies
             pointed.enter_context(flask_engines_at(s.env, copies))
         else:
-            config.set_main_option("sqlalchemy.url", copy_url.replace("%", "%%"))
+            config.set_main_option("sqlalchemy.url", first_copy.replace("%", "%%"))
         reached = read_database(s.env).urls
         if not all(any(same_database(r, c) for c in copies.values()) for _, r in reached):
             raise ConfigError(
@@ -376,15 +377,6 @@ def _rehearse(
             config.set_main_option("sqlalchemy.url", original.replace("%", "%%"))
         s.env.dispose_engines()
         backend.drop(key)
-
-
-def _url_of_copy(url: str, backend: str, location: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if backend == "sqlite":
-        return parsed.set(database=location, query={}).render_as_string(hide_password=False)
-    return parsed.set(database=location).render_as_string(hide_password=False)
 
 
 def _heads_now(s: Session) -> tuple[str, ...]:

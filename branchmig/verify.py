@@ -54,7 +54,16 @@ from branchmig.schema import (
     compare_each,
 )
 from branchmig.scripts import read_text_anywhere
-from branchmig.snapshots import mask_url
+from branchmig.urls import (
+    backend_of,
+    copy_url,
+    dialect_named,
+    mask_url,
+    read_only_url,
+    same_database,
+    sqlite_path,
+    sync_url,
+)
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
 
 if TYPE_CHECKING:
@@ -233,7 +242,7 @@ def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
     _, tree = ws.graph_at(WORKTREE)
     with alembic_env(ws.project) as env:
         for configured in _live_urls(env).values():
-            if _backend(configured) == "sqlite" and not _sqlite_path(configured).is_file():
+            if _backend(configured) == "sqlite" and not sqlite_path(configured).is_file():
                 raise DatabaseError(
                     f"There is no database at {mask_url(configured)} to compare; "
                     "run: branchmig sync"
@@ -253,7 +262,7 @@ def drift(ws: Workspace, *, progress: Progress = _quiet) -> DriftResult:
             with runner.pointed_at_scratch():
                 runner.upgrade(revisions, shared_with=None)
                 expected = runner.schema()
-        actual = {name: inspect_schema(_read_only(lives[name])) for name in expected}
+        actual = {name: inspect_schema(read_only_url(lives[name])) for name in expected}
     return DriftResult(mask_url(live.url), backend, live.heads, compare_each(expected, actual))
 
 
@@ -608,17 +617,18 @@ class Scratch:
 
         self.backend = _backend(live_url)
         self._live = make_url(live_url)
+        self._live_url = live_url
         self._folder = folder
         self.name = scratch_name(os.getpid(), secrets.token_hex(4))
         # Seeded: a copy of the live database, made by its snapshot backend.
         self._copies = None if not seeded else _snapshot_backend(live_url, folder)
         self._key = f"verify-{secrets.token_hex(4)}"
-        if self.backend == "sqlite":  # the live URL's driver (aiosqlite), for env.py
-            self.url = self._live.set(
-                database=str(folder / "scratch.db"), query={}
-            ).render_as_string(hide_password=False)
-        else:
-            self.url = self._live.set(database=self.name).render_as_string(hide_password=False)
+        # The live URL's driver (aiosqlite, asyncpg), for env.py.
+        self.url = copy_url(
+            live_url,
+            self.backend,
+            str(folder / "scratch.db") if self.backend == "sqlite" else self.name,
+        )
 
     def create(self) -> None:
         if self._copies is not None:
@@ -628,10 +638,7 @@ class Scratch:
                     f"The copy of {mask_url(self._live.render_as_string())} is a dump, not a "
                     "database: --data needs the right to create databases (CREATEDB)"
                 )
-            query = {} if self.backend == "sqlite" else self._live.query
-            self.url = self._live.set(database=location, query=query).render_as_string(
-                hide_password=False
-            )
+            self.url = copy_url(self._live_url, self.backend, location)
             return
         if self.backend == "sqlite":
             return
@@ -1065,67 +1072,10 @@ def _configured_url(env: Any) -> str:
 
 
 def _backend(url: str) -> str:
-    dialect = url.split(":", 1)[0].split("+", 1)[0].lower()
-    backend = {
-        "sqlite": "sqlite",
-        "postgresql": "postgresql",
-        "postgres": "postgresql",
-        "mysql": "mysql",
-        "mariadb": "mysql",
-    }.get(dialect)
+    backend = backend_of(url)
     if backend is None:
         raise ConfigError(
             f"branchmig verify supports sqlite, postgresql and mysql/mariadb "
-            f"databases, not {dialect!r} ({mask_url(url)})"
+            f"databases, not {dialect_named(url)!r} ({mask_url(url)})"
         )
     return backend
-
-
-# The sync driver of each dialect, for branchmig's own connections to a database env.py
-# reaches through an async one (aiosqlite, asyncpg, aiomysql): the same server, the same
-# database, no event loop.
-_SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "mysql": "pymysql"}
-
-
-def sync_url(url: str) -> str:
-    """``url`` itself, or with its dialect's sync driver when it names an async one."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if not getattr(parsed.get_dialect(), "is_async", False):
-        return url
-    driver = _SYNC_DRIVERS[_backend(url)]
-    return parsed.set(drivername=f"{parsed.get_backend_name()}+{driver}").render_as_string(
-        hide_password=False
-    )
-
-
-def _sqlite_path(url: str) -> Path:
-    from branchmig.snapshots.sqlite import live_path_from_url
-
-    return live_path_from_url(url)
-
-
-def _read_only(url: str) -> str:
-    """The live database's URL for reading only: a SQLite file opened ``mode=ro``."""
-    if _backend(url) != "sqlite":
-        return url
-    from urllib.parse import quote
-
-    return f"sqlite:///file:{quote(str(_sqlite_path(url)))}?mode=ro&uri=true"
-
-
-def same_database(a: str, b: str) -> bool:
-    from sqlalchemy.engine import make_url
-
-    x, y = make_url(a), make_url(b)
-    if x.get_backend_name() == "sqlite" or y.get_backend_name() == "sqlite":
-        return x.get_backend_name() == y.get_backend_name() and os.path.realpath(
-            x.database or ""
-        ) == os.path.realpath(y.database or "")
-    return (x.get_backend_name(), x.host, x.port, x.database) == (
-        y.get_backend_name(),
-        y.host,
-        y.port,
-        y.database,
-    )

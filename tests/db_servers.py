@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from branchmig.snapshots import mask_url
+from branchmig.urls import mask_url
 
 __all__ = [
     "drop_mysql_database_and_snapshots",

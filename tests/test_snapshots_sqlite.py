@@ -15,8 +15,9 @@ import pytest
 import branchmig.snapshots.base as snapshots_base
 import branchmig.snapshots.sqlite as sqlite_backend
 from branchmig.errors import BranchmigError, SnapshotError
-from branchmig.snapshots import backend_for_url, mask_url
+from branchmig.snapshots import backend_for_url
 from branchmig.snapshots.sqlite import SQLiteBackend
+from branchmig.urls import mask_url
 
 
 def rows(path: Path, query: str) -> list[tuple[object, ...]]:

@@ -11,7 +11,8 @@ import pytest
 
 from branchmig.errors import StateError
 from branchmig.graph import Revision
-from branchmig.state import SnapshotFolder, SnapshotRecord, State, write_private
+from branchmig.snapshots.folder import SnapshotFolder
+from branchmig.state import SnapshotRecord, State, write_private
 
 
 def record(key: str) -> SnapshotRecord:

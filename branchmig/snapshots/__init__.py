@@ -5,7 +5,6 @@ Importing this package is cheap: SQLAlchemy and the drivers load only when a bac
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,8 +15,8 @@ from branchmig.snapshots.base import (
     SessionsBlockingError,
     SnapshotBackend,
     StoredSnapshot,
-    mask_url,
 )
+from branchmig.urls import dialect_of, mask_url
 
 if TYPE_CHECKING:
     from branchmig.snapshots.mysql import MySQLBackend
@@ -29,10 +28,7 @@ __all__ = [
     "StoredSnapshot",
     "backend_for",
     "backend_for_url",
-    "mask_url",
 ]
-
-_DIALECT = re.compile(r"^(?P<dialect>[a-zA-Z0-9_]+)(?:\+[a-zA-Z0-9_]+)?://")
 
 
 def backend_for_url(
@@ -48,8 +44,7 @@ def backend_for_url(
     ``terminate_connections`` lets PostgreSQL and MySQL end other sessions that block a
     snapshot instead of failing. ``progress`` receives a line for each slow operation.
     """
-    match = _DIALECT.match(url)
-    dialect = match.group("dialect").lower() if match else ""
+    dialect = dialect_of(url)
     if dialect == "sqlite":
         from branchmig.snapshots.sqlite import SQLiteBackend
 

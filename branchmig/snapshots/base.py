@@ -1,4 +1,4 @@
-"""What every snapshot backend shares: the record of a snapshot, the protocol, URL masking.
+"""What every snapshot backend shares: the record of a snapshot, the protocol, keys, progress lines.
 
 This module imports nothing heavy: the git hook reaches it through ``backend_for_url``.
 """
@@ -26,8 +26,6 @@ __all__ = [
     "check_key",
     "check_restore_keys",
     "format_size",
-    "mask_url",
-    "parse_server_url",
 ]
 
 KEY_PATTERN = re.compile(r"[a-z0-9_-]{1,40}")
@@ -121,28 +119,6 @@ def check_restore_keys(backend: SnapshotBackend, key: str, keep_current_as: str 
             f"Cannot keep the current content of {backend.describe()} as snapshot {key!r}: "
             "that is the snapshot being restored. Choose another name."
         )
-
-
-# The same split as SQLAlchemy's make_url: the password runs to the first "@".
-_PASSWORD_IN_AUTHORITY = re.compile(r"^(?P<head>[\w+.-]+://[^:/@]*):(?P<password>[^@]*)@")
-_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)[^&]*", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password shown as ``***``, in the authority and in the query.
-
-    ``postgresql://app:s3cret@db/app`` → ``postgresql://app:***@db/app``: SQLAlchemy's own
-    ``URL.render_as_string(hide_password=True)``, which renders a URL env.py's engine gave
-    exactly as it was, plus a ``password=`` in the query, which SQLAlchemy shows. A URL
-    SQLAlchemy refuses is masked as text.
-    """
-    from sqlalchemy.engine import make_url
-
-    try:
-        masked = make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - ArgumentError, ValueError: not a URL SQLAlchemy reads
-        masked = _PASSWORD_IN_AUTHORITY.sub(r"\g<head>:***@", url, count=1)
-    return _PASSWORD_IN_QUERY.sub(r"\g<head>***", masked)
 
 
 def short_hash(text: str, length: int = 8) -> str:
@@ -291,19 +267,3 @@ def reporting(
         progress(
             f"{verb} {format_size(nbytes)} in {elapsed:.1f} s ({format_size(nbytes / elapsed)}/s)"
         )
-
-
-def parse_server_url(url: str) -> tuple[str, Any]:
-    """The masked URL and SQLAlchemy's parsed ``URL`` of a database on a server, which
-    must name a database."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    masked = mask_url(url)
-    try:
-        parsed = make_url(url)
-    except ArgumentError as err:
-        raise SnapshotError(f"Cannot read the database URL {masked}: {err}") from err
-    if not parsed.database:
-        raise SnapshotError(f"The database URL {masked} names no database: nothing to snapshot.")
-    return masked, parsed

@@ -44,10 +44,10 @@ from branchmig.snapshots.base import (
     StoredSnapshot,
     check_key,
     check_restore_keys,
-    parse_server_url,
     reporting,
     short_hash,
 )
+from branchmig.urls import parse_server_url
 
 __all__ = ["MySQLBackend", "snapshot_database_name"]
 

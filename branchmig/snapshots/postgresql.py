@@ -43,12 +43,12 @@ from branchmig.snapshots.base import (
     StoredSnapshot,
     check_key,
     check_restore_keys,
-    parse_server_url,
     reporting,
     short_hash,
     truncate_utf8,
 )
-from branchmig.state import SnapshotFolder
+from branchmig.snapshots.folder import SnapshotFolder
+from branchmig.urls import parse_server_url
 
 __all__ = ["PostgreSQLBackend", "snapshot_database_name"]
 

@@ -25,7 +25,8 @@ from branchmig.snapshots.base import (
     reporting,
     short_hash,
 )
-from branchmig.state import SnapshotFolder
+from branchmig.snapshots.folder import SnapshotFolder
+from branchmig.urls import sqlite_path
 
 __all__ = ["SQLiteBackend"]
 
@@ -34,51 +35,13 @@ BUSY_TIMEOUT_SECONDS = 10.0
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
-def plain_sqlite_path(url: str) -> Path | None:
-    """The file of a plain ``sqlite:///path`` URL (no query, nothing %-encoded), made
-    absolute, read without loading SQLAlchemy; None for any other URL."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or "?" in url or "%" in url:
-        return None
-    database = url[len(prefix) :]
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return None
-    return Path(os.path.abspath(os.path.expanduser(database)))
-
-
-def live_path_from_url(url: str) -> Path:
-    """The file an SQLAlchemy ``sqlite://`` URL names, made absolute."""
-    plain = plain_sqlite_path(url)
-    if plain is not None:
-        return plain
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError as err:
-        raise SnapshotError(f"Cannot read the database URL {url!r}: {err}") from err
-    database = parsed.database or ""
-    if parsed.query.get("uri") in ("true", "1") and database.startswith("file:"):
-        if parsed.query.get("mode") == "memory" or "mode=memory" in database:
-            database = ":memory:"
-        else:
-            database = database[len("file:") :].split("?", 1)[0]
-    if database in ("", ":memory:"):
-        raise SnapshotError(
-            "An in-memory SQLite database cannot be snapshotted: it lives only as long as its "
-            "connection. Point the database URL at a file, or run with --no-snapshot."
-        )
-    return Path(os.path.abspath(os.path.expanduser(database)))
-
-
 class SQLiteBackend:
     """Snapshots of one SQLite file, kept as SQLite files in ``store_dir``."""
 
     name = "sqlite"
 
     def __init__(self, url: str, *, store_dir: Path, progress: Progress | None = None) -> None:
-        self.live = live_path_from_url(url)
+        self.live = sqlite_path(url)
         self.store_dir = store_dir
         self.folder = SnapshotFolder(store_dir)
         self.progress = progress
