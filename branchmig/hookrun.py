@@ -31,6 +31,7 @@ from branchmig.errors import (  # noqa: E402
     ScriptLoadError,
 )
 from branchmig.gitrepo import is_null_id  # noqa: E402
+from branchmig.reports.move import hook_lines  # noqa: E402
 from branchmig.snapshots.base import SessionsBlockingError  # noqa: E402
 from branchmig.workspace import Workspace  # noqa: E402
 
@@ -84,16 +85,8 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
         if merging and _close_merge(ws):
             return 0
         result = sync(ws, previous=previous, previous_branch=previous_branch, progress=_say)
-        plan = result.plan
-        for note in result.notes:
-            _say(f"branchmig: {note}")
-        if result.restored:
-            _say(f"branchmig: restored the snapshot of '{result.branch}'")
-        if not plan.is_noop:
-            _say(
-                f"branchmig: {result.database}: reverted {len(plan.downgrade)}, applied "
-                f"{len(plan.upgrade)}; now at {', '.join(result.after) or 'base'}"
-            )
+        for line in hook_lines(result):
+            _say(line)
         if merging:
             _warn_heads(ws, "rebase" if hook == "post-rewrite" else "merge")
     except BranchmigError as err:

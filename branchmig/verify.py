@@ -367,15 +367,6 @@ def describe_trace(diff: Difference) -> str:
     return f"{diff.kind} {diff.where} is {diff.new}, was {diff.old} before the upgrade"
 
 
-def describe_drift(diff: Difference) -> str:
-    """One difference between what the migrations make (old) and the live database (new)."""
-    if diff.change == "added":
-        return f"{diff.kind} {diff.where} is in the database, but no migration makes it"
-    if diff.change == "removed":
-        return f"{diff.kind} {diff.where} {diff.old or ''} is missing from the database"
-    return f"{diff.kind} {diff.where} is {diff.new} in the database, {diff.old} by the migrations"
-
-
 def _trace_message(rev: Revision, left: Sequence[Difference]) -> str:
     return (
         f"The downgrade of '{rev.id}' ({rev.path}) does not undo its upgrade: "

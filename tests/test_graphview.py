@@ -412,7 +412,7 @@ def test_plan_and_check_markdown(seed_db_at_feature1: Project) -> None:
 
 def test_markdown_lists_warnings() -> None:
     from branchmig.plan import Plan
-    from branchmig.reports import plan_markdown
+    from branchmig.reports.analysis import plan_markdown
 
     text = plan_markdown(
         Plan(common=(), downgrade=(), upgrade=("a",)),

@@ -1,0 +1,103 @@
+"""A move rendered (``switch``, ``sync``, the hook, ``merge-heads``): text, JSON, and the
+hook's lines."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from branchmig.reports.analysis import plan_text
+
+if TYPE_CHECKING:
+    from branchmig.merge import MergeOutcome
+
+
+def move_json(result: Any) -> dict[str, Any]:
+    p = result.plan
+    return {
+        "database": result.database,
+        "branch": result.branch,
+        "dry_run": result.dry_run,
+        "before": list(result.before),
+        "after": list(result.after),
+        "common": list(p.common),
+        "downgrade": list(p.downgrade),
+        "upgrade": list(p.upgrade),
+        "changed": list(p.changed),
+        "destructive": [
+            {
+                "revision": d.revision,
+                "operation": d.operation,
+                "target": d.target,
+                "direction": d.direction,
+            }
+            for d in p.destructive
+        ],
+        "snapshot_saved": result.saved,
+        "snapshot_restored": result.restored,
+        "owner": result.owner,
+        "recovered": result.recovered,
+        "notes": list(result.notes),
+    }
+
+
+def move_text(result: Any, *, what: str) -> tuple[list[str], list[str]]:
+    """The lines for standard output, and the notes for standard error."""
+    notes = [f"note: {result.recovered}"] if result.recovered else []
+    notes += [f"note: {note}" for note in result.notes]
+    return _dry_run(result, what) if result.dry_run else _done(result), notes
+
+
+def _dry_run(result: Any, what: str) -> list[str]:
+    p = result.plan
+    lines = [
+        f"Dry run: {what} would change nothing in {result.database}."
+        if p.is_noop and not result.restored
+        else f"Dry run: {what} on {result.database}"
+    ]
+    if result.restored:
+        lines.append(f"  restore snapshot: {result.restored}")
+    if not p.is_noop:
+        lines.append(plan_text(p, source="the database", target=what))
+    return lines
+
+
+def _done(result: Any) -> list[str]:
+    p = result.plan
+    at = ", ".join(result.after) or "base"
+    if p.is_noop and not result.restored:
+        return [f"{result.database} is already at {at}: nothing to do."]
+    lines = []
+    if result.saved:
+        lines.append(f"Saved the database as snapshot '{result.saved}'.")
+    if result.restored:
+        lines.append(f"Restored snapshot '{result.restored}'.")
+    lines.append(
+        f"Reverted {len(p.downgrade)}, applied {len(p.upgrade)}: {result.database} is at {at}."
+    )
+    return lines
+
+
+def hook_lines(result: Any) -> list[str]:
+    """What the hook says on standard error after bringing the database along."""
+    lines = [f"branchmig: {note}" for note in result.notes]
+    if result.restored:
+        lines.append(f"branchmig: restored the snapshot of '{result.branch}'")
+    p = result.plan
+    if not p.is_noop:
+        lines.append(
+            f"branchmig: {result.database}: reverted {len(p.downgrade)}, applied "
+            f"{len(p.upgrade)}; now at {', '.join(result.after) or 'base'}"
+        )
+    return lines
+
+
+def merge_json(outcome: MergeOutcome) -> dict[str, Any]:
+    return {
+        "heads_before": list(outcome.heads_before),
+        "written": outcome.written,
+        "revision": outcome.revision,
+        "rebased_onto": outcome.rebased_onto,
+        "db_heads": list(outcome.upgraded),
+        "dry_run": outcome.dry_run,
+        "summary": outcome.summary,
+    }
