@@ -34,6 +34,9 @@ class DatabaseState:
     # The one database env.py names is not on its server (dropped): only its snapshots
     # can be listed and restored.
     missing: bool = False
+    # The environment variables env.py read to give these (remembered.reading_environ);
+    # None when it was not watched.
+    environ: tuple[str, ...] | None = field(default=None, compare=False)
 
     @classmethod
     def single(cls, url: str, heads: tuple[str, ...]) -> DatabaseState:

@@ -4,11 +4,14 @@ run env.py again: that is most of their time on a long history.
 
 What env.py gives depends on env.py itself, ``alembic.ini``, ``pyproject.toml``, the
 project modules env.py imports, a ``.env`` file it loads, and the environment variables it
-names. ``inputs`` fingerprints all of these; a remembered database is used only while the
-fingerprint is the same, the file is the same one (device and inode), and its
-``alembic_version`` says what branchmig last left there. Anything else (a Flask app, a
-server database, an env.py that imports relatively or edits ``sys.path``, a database
-touched by plain Alembic) goes the full way through env.py, which remembers again.
+names or reads (``reading_environ`` records those while env.py runs). ``inputs``
+fingerprints all of these; a remembered database is used only while the fingerprint is
+the same. A SQLite one also while the file is the same one (device and inode), and, for
+a move, while its ``alembic_version`` says what branchmig last left there. A PostgreSQL
+one is remembered for ``status`` and ``snapshot list`` only (``pgsurvey`` reads it), and
+only when env.py says nothing that could put ``alembic_version`` elsewhere than where a
+plain connection to its URL finds it. Anything else (a Flask app, an env.py that imports
+relatively or edits ``sys.path``) goes the full way through env.py, which remembers again.
 """
 
 from __future__ import annotations
@@ -17,11 +20,19 @@ import ast
 import hashlib
 import os
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from branchmig.project import Project
+
+# Words in env.py (or the project modules it imports) that may put alembic_version where a
+# plain connection to the URL does not look: a server database is then not remembered.
+_ELSEWHERE = (b"version_table", b"search_path", b"connect_args", b"schema_translate_map")
+# An environment read as a whole (iterated, copied): every variable counts.
+ALL = "*"
 
 # What env.py may import without its answer depending on the project's own code.
 _SAFE_IMPORTS = frozenset(
@@ -54,15 +65,20 @@ _SAFE_IMPORTS = frozenset(
 
 @dataclass(frozen=True)
 class Remembered:
-    """A SQLite database env.py connected to, and how it was known."""
+    """A database env.py connected to, and how it was known: a SQLite file (``path``,
+    ``device``, ``inode``) or a PostgreSQL database (``server``: how ``pgsurvey`` reaches
+    it)."""
 
     inputs: str  # the fingerprint of what env.py read
     url: str  # as env.py's engine rendered it, password included
     masked: str
     key: str  # its DatabaseId key
-    path: str  # the file, absolute
+    path: str  # the file, absolute ("" for a server database)
     device: int
     inode: int
+    kind: str = "sqlite"  # or "postgresql"
+    environ: tuple[str, ...] = ()  # the variables env.py read
+    server: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +89,9 @@ class Remembered:
             "path": self.path,
             "device": self.device,
             "inode": self.inode,
+            "kind": self.kind,
+            "environ": list(self.environ),
+            "server": self.server,
         }
 
     @classmethod
@@ -86,15 +105,55 @@ class Remembered:
                 str(data["path"]),
                 int(data["device"]),
                 int(data["inode"]),
+                str(data.get("kind", "sqlite")),
+                tuple(str(n) for n in data.get("environ", ())),
+                dict(data.get("server", {})),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             return None
 
 
-def inputs(project: Project) -> str | None:
+@contextmanager
+def reading_environ() -> Iterator[set[str]]:
+    """The names of the environment variables read meanwhile (``os.environ[...]``,
+    ``.get``, ``os.getenv``, ``in``), or ``ALL`` among them when the environment was read
+    whole. Every reference to ``os.environ`` reads through its one mapping, which is
+    watched for the block."""
+    environ = os.environ
+    data = environ._data  # type: ignore[attr-defined]
+    seen: set[str] = set()
+    watching = [True]
+
+    class Watched(dict):  # type: ignore[type-arg]
+        def __getitem__(self, key: Any) -> Any:
+            if watching:
+                seen.add(environ.decodekey(key))
+            return super().__getitem__(key)
+
+        def __iter__(self) -> Iterator[Any]:
+            if watching:
+                seen.add(ALL)
+            return super().__iter__()
+
+    watched = Watched(data)
+    environ._data = watched  # type: ignore[attr-defined]
+    try:
+        yield seen
+    finally:
+        watching.clear()
+        written = dict.copy(watched)
+        environ._data = data  # type: ignore[attr-defined]
+        data.clear()
+        data.update(written)  # what the block set or removed stays so
+
+
+def inputs(
+    project: Project, environ: tuple[str, ...] = (), *, server: bool = False
+) -> str | None:
     """The fingerprint of everything env.py's URL can come from, or None when that cannot
     be told from outside (a Flask-Migrate app, an env.py that does not parse, imports
-    relatively or changes ``sys.path``)."""
+    relatively or changes ``sys.path``; for a ``server`` database, one that may look for
+    ``alembic_version`` elsewhere). ``environ``: the variables env.py was seen to read."""
     if project.kind != "alembic":
         return None
     root = project.run_dir  # where env.py runs, and imports from
@@ -104,7 +163,7 @@ def inputs(project: Project) -> str | None:
         tree = ast.parse(text)
     except (OSError, SyntaxError, ValueError):
         return None
-    if b"version_table" in text:
+    if b"version_table" in text or (server and _elsewhere(text)):
         return None  # another table than alembic_version: env.py knows which
     digest = hashlib.sha1(text)
     for path in (project.config_path, project.toml_path):
@@ -136,7 +195,10 @@ def inputs(project: Project) -> str | None:
             return None
         local.extend(found)
     for path in sorted(set(local)):
-        digest.update(b"\0" + str(path).encode() + b"\0" + _read(path))
+        module = _read(path)
+        if server and _elsewhere(module):
+            return None
+        digest.update(b"\0" + str(path).encode() + b"\0" + module)
     # The app's settings may read a .env file (pydantic's env_file="../.env"): any of
     # them from env.py's folder up to the top.
     folder = root
@@ -145,10 +207,21 @@ def inputs(project: Project) -> str | None:
         if folder == project.repo_root or folder.parent == folder:
             break
         folder = folder.parent
-    for name in sorted(n for n in names if n.isidentifier() and n.upper() == n):
+    wanted = {n for n in names if n.isidentifier() and n.upper() == n} | set(environ)
+    _digest_environ(digest, wanted)
+    return digest.hexdigest()
+
+
+def _elsewhere(text: bytes) -> bool:
+    return any(word in text for word in _ELSEWHERE)
+
+
+def _digest_environ(digest: Any, names: set[str]) -> None:
+    if ALL in names:
+        names = names | set(os.environ)
+    for name in sorted(names - {ALL}):
         value = os.environ.get(name)
         digest.update(f"\0{name}={value!r}".encode())
-    return digest.hexdigest()
 
 
 def _local_modules(root: Path, module: str, names: list[str]) -> list[Path] | None:

@@ -32,6 +32,7 @@ from branchmig.errors import (
 )
 from branchmig.graph import Graph
 from branchmig.project import Project
+from branchmig.remembered import reading_environ
 
 Direction = Literal["upgrade", "downgrade"]
 
@@ -362,7 +363,8 @@ def read_database(env: AlembicEnv) -> DatabaseState:
         return []
 
     try:
-        _run_env(env, script, fn, dont_mutate=True)
+        with reading_environ() as read:
+            _run_env(env, script, fn, dont_mutate=True)
     except (Exception, SystemExit) as err:  # noqa: BLE001 - env.py may raise anything
         if not _from_the_database(err):
             raise EnvFailed.of(env.project, err) from err
@@ -380,7 +382,7 @@ def read_database(env: AlembicEnv) -> DatabaseState:
     unique: dict[str, Database] = {}
     for db in seen:  # two binds on one URL are one database
         unique.setdefault(db.url, db)
-    return DatabaseState(tuple(unique.values()))
+    return DatabaseState(tuple(unique.values()), environ=tuple(sorted(read)))
 
 
 def sqlite_constrained_columns(url: str) -> dict[str, list[str]]:

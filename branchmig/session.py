@@ -15,13 +15,16 @@ from contextlib import chdir, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from branchmig.errors import DatabaseError
+from branchmig.errors import BranchmigError, DatabaseError
+from branchmig.snapshots.folder import SnapshotFolder
 from branchmig.state import DatabaseId, Journal, Owner, State, Suspect
 from branchmig.workspace import Workspace
 
 if TYPE_CHECKING:
     from branchmig.databases import AlembicEnv, DatabaseState
+    from branchmig.remembered import Remembered
     from branchmig.snapshots import SnapshotBackend
+    from branchmig.snapshots.pgsurvey import Survey
 
 Progress = Callable[[str], None]
 
@@ -171,20 +174,59 @@ def worktree_name(ws: Workspace) -> str:
 
 def remember(ws: Workspace, state: State, db: DatabaseState, dbid: DatabaseId) -> None:
     """Remember the database env.py gave, with the inputs it came from (a plain Alembic
-    project on one SQLite file only); forget it otherwise."""
+    project on one SQLite file or one PostgreSQL database only); forget it otherwise."""
+    memo = _sqlite_memo(ws, db, dbid) or _server_memo(ws, state, db, dbid)
+    state.remember(worktree_name(ws), memo.as_json() if memo is not None else None)
+
+
+def _sqlite_memo(ws: Workspace, db: DatabaseState, dbid: DatabaseId) -> Remembered | None:
     from branchmig import remembered
     from branchmig.urls import plain_sqlite_path
 
-    memo = None
     with chdir(ws.project.run_dir):  # a relative sqlite URL is env.py's
         path = plain_sqlite_path(db.url) if not db.multi else None
-    found = remembered.inputs(ws.project) if path is not None else None
+    environ = db.environ or ()
+    found = remembered.inputs(ws.project, environ) if path is not None else None
     ident = remembered.identity(str(path)) if found is not None else None
-    if found is not None and ident is not None:
-        memo = remembered.Remembered(
-            found, db.url, dbid.masked, dbid.key, str(path), *ident
-        ).as_json()
-    state.remember(worktree_name(ws), memo)
+    if found is None or ident is None:
+        return None
+    return remembered.Remembered(
+        found, db.url, dbid.masked, dbid.key, str(path), *ident, environ=environ
+    )
+
+
+def _server_memo(
+    ws: Workspace, state: State, db: DatabaseState, dbid: DatabaseId
+) -> Remembered | None:
+    """A PostgreSQL database, remembered for ``status`` and ``snapshot list`` when a plain
+    survey of it reads the revisions env.py just read."""
+    from branchmig import remembered
+    from branchmig.snapshots import pgsurvey
+
+    if db.multi or db.missing or db.environ is None or not db.url.startswith("postgres"):
+        return None
+    found = remembered.inputs(ws.project, db.environ, server=True)
+    if found is None:
+        return None
+    try:
+        backend = backend_of(db, state)
+    except BranchmigError:  # no driver, a URL it refuses: not remembered
+        return None
+    from branchmig.snapshots.postgresql import PostgreSQLBackend
+
+    if not isinstance(backend, PostgreSQLBackend):
+        return None
+    target = backend.target()
+    memo = remembered.Remembered(
+        found, db.url, dbid.masked, dbid.key, "", 0, 0, "postgresql", db.environ,
+        target.as_json(),
+    )  # fmt: skip
+    if remembered.Remembered.from_json(state.remembered(worktree_name(ws))) == memo:
+        return memo  # checked when it was first remembered
+    seen = pgsurvey.survey(target, folder=SnapshotFolder(state.snapshot_dir))
+    if seen is None or seen.heads != tuple(sorted(db.heads)):
+        return None
+    return memo
 
 
 def forget(ws: Workspace, state: State) -> None:
@@ -195,15 +237,17 @@ def forget(ws: Workspace, state: State) -> None:
 def recall(
     ws: Workspace, state: State, *, owned: bool = False
 ) -> tuple[DatabaseState, DatabaseId] | None:
-    """The remembered database and its revisions, read without Alembic, when what env.py
-    reads is unchanged and the file is the same one; else None. With ``owned``, only
-    while its ``alembic_version`` is what branchmig last left there. (The fingerprint of
-    env.py's inputs is taken last: it costs the most.)"""
+    """The remembered SQLite database and its revisions, read without Alembic, when what
+    env.py reads is unchanged and the file is the same one; else None. With ``owned``,
+    only while its ``alembic_version`` is what branchmig last left there. (The
+    fingerprint of env.py's inputs is taken last: it costs the most.)"""
     from branchmig import remembered
     from branchmig.databases import DatabaseState
 
     memo = remembered.Remembered.from_json(state.remembered(worktree_name(ws)))
-    if memo is None or remembered.identity(memo.path) != (memo.device, memo.inode):
+    if memo is None or memo.kind != "sqlite":
+        return None
+    if remembered.identity(memo.path) != (memo.device, memo.inode):
         return None
     heads = remembered.read_heads(memo.path)
     if heads is None:
@@ -212,9 +256,33 @@ def recall(
         owner = state.owner(memo.key)
         if owner is None or sorted(owner.heads) != sorted(heads):
             return None
-    if remembered.inputs(ws.project) != memo.inputs:
+    if remembered.inputs(ws.project, memo.environ) != memo.inputs:
         return None
     return (DatabaseState.single(memo.url, heads), DatabaseId(memo.url, memo.masked, memo.key))
+
+
+def surveyed(
+    ws: Workspace, state: State, *, others_prefix: str | None = None
+) -> tuple[DatabaseState, DatabaseId, Survey] | None:
+    """The remembered PostgreSQL database, its revisions, its snapshots and the databases
+    named ``others_prefix…`` on its server, in one round trip without Alembic or a driver,
+    while what env.py reads is unchanged; else None (then read it through env.py)."""
+    from branchmig import remembered
+    from branchmig.databases import DatabaseState
+    from branchmig.snapshots import pgsurvey
+
+    memo = remembered.Remembered.from_json(state.remembered(worktree_name(ws)))
+    if memo is None or memo.kind != "postgresql":
+        return None
+    target = pgsurvey.Target.from_json(memo.server)
+    if target is None or remembered.inputs(ws.project, memo.environ, server=True) != memo.inputs:
+        return None
+    folder = SnapshotFolder(state.snapshot_dir)
+    seen = pgsurvey.survey(target, folder=folder, others_prefix=others_prefix)
+    if seen is None:
+        return None
+    db = DatabaseState.single(memo.url, seen.heads)
+    return db, DatabaseId(memo.url, memo.masked, memo.key), seen
 
 
 def trusted(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId] | None:

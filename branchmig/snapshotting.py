@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from branchmig.errors import SnapshotError, UsageError
 from branchmig.lifecycle import snapshot_key
 from branchmig.provenance import held_snapshots
-from branchmig.session import Session, backend_of, opened, recall
+from branchmig.session import Session, backend_of, opened, recall, surveyed
 from branchmig.session import quiet as _quiet
 from branchmig.snapshots.base import SnapshotBackend, StoredSnapshot
 from branchmig.state import DatabaseId, SnapshotRecord, State
@@ -41,7 +41,11 @@ def list_snapshots(ws: Workspace, *, progress: Progress = _quiet) -> list[Snapsh
     (no Alembic loaded), one question to the server for every copy, a fixed number of git
     runs."""
     state = State(ws.state_dir)
-    known = recall(ws, state) if state.read_journal() is None else None
+    quiet_journal = state.read_journal() is None
+    found = surveyed(ws, state) if quiet_journal else None
+    if found is not None:
+        return _infos(ws, state, found[1], list(found[2].snapshots))
+    known = recall(ws, state) if quiet_journal else None
     if known is None:
         with opened(ws, progress, missing_ok=True) as s:
             if s.db.missing:

@@ -16,11 +16,12 @@ from branchmig.plan import make_plan
 from branchmig.provenance import held_snapshots, restored_by
 from branchmig.session import Recovery, quiet
 from branchmig.state import DatabaseId, Failure, State, Suspect
-from branchmig.verify import dead_scratches
+from branchmig.verify import SCRATCH_PREFIX, dead_scratches, scratch_is_dead
 from branchmig.workspace import WORKTREE, Workspace
 
 if TYPE_CHECKING:
     from branchmig.databases import DatabaseState
+    from branchmig.snapshots.pgsurvey import Survey
 
 Progress = Callable[[str], None]
 
@@ -81,6 +82,23 @@ class StatusResult:
         return not (self.pending or self.unknown or self.suspect or self.interrupted or self.split)
 
 
+def _recalled(
+    ws: Workspace, state: State
+) -> tuple[tuple[DatabaseState, DatabaseId] | None, Survey | None]:
+    """The remembered database (SQLite, or PostgreSQL with its server's answers), read
+    without Alembic; (None, None) when env.py must be run."""
+    from branchmig.session import recall, surveyed
+
+    known = recall(ws, state)
+    if known is not None:
+        return known, None
+    found = surveyed(ws, state, others_prefix=SCRATCH_PREFIX)
+    if found is None:
+        return None, None
+    db, dbid, survey = found
+    return (db, dbid), survey
+
+
 def _dead_scratches(url: str) -> tuple[str, ...]:
     if url.startswith("sqlite"):
         return ()
@@ -94,14 +112,14 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
     """Where the database is against the working tree. A move that was killed half-way is
     put back first (unless another branchmig is running it)."""
     from branchmig.runner import alembic_env, read_database, start_loading_alembic
-    from branchmig.session import database_id, recall, recover, remember
+    from branchmig.session import database_id, recover, remember
 
     state = State(ws.state_dir)
     recovery: Recovery | None = None
     interrupted = None
     seen = state.read_journal()
     # What env.py gave last time, while it would give the same: no Alembic to load.
-    known = recall(ws, state) if seen is None else None
+    known, survey = _recalled(ws, state) if seen is None else (None, None)
     if known is None:
         start_loading_alembic()
     if seen is not None:
@@ -122,7 +140,10 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
             db = read_database(env)
             dbid = database_id(ws, db)
         remember(ws, state, db, dbid)
-    stored = _stored(db, state)
+    if survey is not None:
+        stored = {snap.key: (snap.size, snap.backend) for snap in survey.snapshots}
+    else:
+        stored = _stored(db, state)
     from branchmig.switching import applied_source
 
     applied_key = next((k for k in dbid.keys if state.applied(k)), dbid.key)
@@ -183,7 +204,9 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         unknown_found_in=found_in,
         snapshots=snapshot_statuses(ws, held, stored),
         stray_copies=tuple(sorted(k for k in stored if k not in {h.key for h in held})),
-        dead_scratches=_dead_scratches(dbid.url),
+        dead_scratches=_dead_scratches(dbid.url)
+        if survey is None
+        else tuple(n for n in survey.others if scratch_is_dead(n)),
         interrupted=interrupted,
         recovered=recovery.describe() if recovery is not None else None,
         suspect=state.suspect(dbid.key),

@@ -21,7 +21,6 @@ database and the key, so ``stored()`` is exact even when names are hashed to fit
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
@@ -37,7 +36,6 @@ from psycopg.conninfo import make_conninfo
 
 from branchmig.errors import DatabaseError, SnapshotError
 from branchmig.snapshots.base import (
-    KEY_PATTERN,
     Progress,
     SessionsBlockingError,
     StoredSnapshot,
@@ -45,18 +43,22 @@ from branchmig.snapshots.base import (
     check_restore_keys,
     reporting,
     short_hash,
-    truncate_utf8,
 )
 from branchmig.snapshots.folder import SnapshotFolder
+from branchmig.snapshots.pgsurvey import (
+    COMMENT_PREFIX,
+    Target,
+    dump_snapshots,
+    snapshot_database_name,
+    snapshots_in,
+)
+from branchmig.snapshots.pgsurvey import marker as _marker
 from branchmig.urls import parse_server_url
 
 __all__ = ["PostgreSQLBackend", "snapshot_database_name"]
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
-MAX_NAME_BYTES = 63
-SNAPSHOT_INFIX = "__bm_"
-COMMENT_PREFIX = "branchmig snapshot "
 # STRATEGY FILE_COPY (PostgreSQL 15+) costs two checkpoints whatever the size but then copies
 # files; WAL_LOG writes every page through the WAL. benchmarks/bench_snapshots.py on PG 15:
 # 18 MB: WAL_LOG 0.28 s, FILE_COPY 0.42 s; 1.1 GB: WAL_LOG 6.2 s, FILE_COPY 2.8 s.
@@ -84,19 +86,6 @@ class _SaveFacts(NamedTuple):
     # default privileges.
     grants: list[tuple[str | None, str, bool]] | None
     settings: list[tuple[str | None, list[str]]]  # (role or None: everyone, ["name=value"])
-
-
-def snapshot_database_name(live: str, key: str) -> str:
-    """``<live>__bm_<key>``, or a hashed short form of ``live`` when that exceeds 63 bytes."""
-    name = f"{live}{SNAPSHOT_INFIX}{check_key(key)}"
-    if len(name.encode("utf-8")) <= MAX_NAME_BYTES:
-        return name
-    # 9 + 1 + 8 + len("__bm_") + 40 (longest key) = 63.
-    return f"{truncate_utf8(live, 9)}_{short_hash(live)}{SNAPSHOT_INFIX}{key}"
-
-
-def _marker(live: str, key: str) -> str:
-    return COMMENT_PREFIX + json.dumps({"live": live, "key": key}, ensure_ascii=False)
 
 
 class PostgreSQLBackend:
@@ -139,6 +128,12 @@ class PostgreSQLBackend:
 
     def describe(self) -> str:
         return f"PostgreSQL database {self.live!r} on {self._where}"
+
+    def target(self) -> Target:
+        """How ``pgsurvey`` reaches this database without a driver: the same parameters."""
+        params = dict(self._params)
+        password = params.pop("password", None) if self._password is None else self._password
+        return Target(params, password, self.live, self._dump_prefix)
 
     def exists(self, key: str) -> bool:
         check_key(key)
@@ -282,21 +277,7 @@ class PostgreSQLBackend:
             """,
             (COMMENT_PREFIX.replace("_", r"\_") + "%",),
         ).fetchall()
-        found = []
-        for datname, comment, size in rows:
-            try:
-                facts = json.loads(comment[len(COMMENT_PREFIX) :])
-                live, key = facts["live"], facts["key"]
-            except (ValueError, KeyError, TypeError):
-                continue
-            if (
-                live == self.live
-                and isinstance(key, str)
-                and KEY_PATTERN.fullmatch(key)
-                and datname == snapshot_database_name(self.live, key)
-            ):
-                found.append(StoredSnapshot(key, self.name, datname, int(size)))
-        return found
+        return snapshots_in(self.live, rows)
 
     def _facts_for_save(self, conn: Connection, target: str) -> _SaveFacts | None:
         """In one round trip (a save on a small database is over in a few of them): whether
@@ -537,12 +518,7 @@ class PostgreSQLBackend:
         return self.folder.file(self._dump_name(key))
 
     def _dump_snapshots(self) -> list[StoredSnapshot]:
-        found = []
-        for path in self.folder.files(self._dump_prefix, ".dump"):
-            key = path.name[len(self._dump_prefix) : -len(".dump")]
-            if KEY_PATTERN.fullmatch(key):
-                found.append(StoredSnapshot(key, self.name, str(path), path.stat().st_size))
-        return found
+        return dump_snapshots(self.folder, self._dump_prefix)
 
     def _remove_dump(self, key: str) -> None:
         self.folder.remove(self._dump_name(key))
