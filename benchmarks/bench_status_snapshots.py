@@ -9,7 +9,13 @@ renamed afterwards and one in ten deleted, so that the "restored by another bran
 answer is asked too. PostgreSQL databases are named ``bm_bench_st_*`` and dropped at the
 end.
 
+On PostgreSQL it also times, in the same run, ``status`` the full way (nothing remembered:
+Alembic loaded, env.py run) and the floors: Python's start, ``import psycopg`` with one
+connection and query (what any driver-based answer pays), and one ``psql`` query (what
+the remembered answer pays for its one round trip).
+
     python benchmarks/bench_status_snapshots.py [--pg-url URL] [--runs 5] [--sqlite-only]
+        [--postgresql-only]
 """
 
 from __future__ import annotations
@@ -99,15 +105,42 @@ def make_project(root: Path, url: str, snapshots: int, env: dict[str, str]) -> N
         run(root, "git", "branch", "-q", "-D", f"b{n}", env=env)
 
 
-def timed(root: Path, args: list[str], runs: int, env: dict[str, str]) -> float:
-    bm = str(BIN / "branchmig")
-    run(root, bm, *args, env=env)  # warm: the remembered answers are written
+def timed(
+    root: Path, args: list[str], runs: int, env: dict[str, str], *, cold: bool = False
+) -> float:
+    """The median of ``runs`` runs of ``args`` (``branchmig`` ones by default), warm;
+    ``cold``: with the remembered database forgotten before each."""
+    argv = (
+        args if not args[0].startswith(("status", "snapshot")) else [str(BIN / "branchmig"), *args]
+    )
+    run(root, *argv, env=env)  # warm: the remembered answers are written
     times = []
     for _ in range(runs):
+        if cold:
+            for memo in (root / ".git" / "branchmig" / "remembered").glob("*.json"):
+                memo.unlink()
         start = time.perf_counter()
-        run(root, bm, *args, env=env)
+        run(root, *argv, env=env)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def floors(root: Path, url: str, runs: int, env: dict[str, str]) -> None:
+    """What no ``status`` on this server can go below, timed beside it."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    conninfo = parsed.set(drivername="postgresql").render_as_string(False)
+    query = "SELECT version_num FROM alembic_version"
+    driver = f"import psycopg; psycopg.connect({conninfo!r}).execute({query!r}).fetchall()"
+    rows = [
+        ("status, nothing remembered (Alembic, env.py)", ["status"], True),
+        ("python -c pass", [sys.executable, "-c", "pass"], False),
+        ("python: import psycopg, connect, query", [sys.executable, "-c", driver], False),
+        ("psql -c (one query)", ["psql", "-X", "-q", "-A", "-t", conninfo, "-c", query], False),
+    ]
+    for label, argv, cold in rows:
+        print(f"postgresql floor   {label:<45} {timed(root, argv, runs, env, cold=cold):.3f} s")
 
 
 def bench(name: str, url_for: object, many: int, runs: int, tmp: Path) -> None:
@@ -120,6 +153,8 @@ def bench(name: str, url_for: object, many: int, runs: int, tmp: Path) -> None:
         results[count] = {
             cmd: timed(root, cmd.split(), runs, env) for cmd in ("status", "snapshot list")
         }
+        if name == "postgresql" and count == many:
+            floors(root, url, runs, env)
     for cmd in ("status", "snapshot list"):
         one, lots = results[1][cmd], results[many][cmd]
         print(
@@ -135,10 +170,13 @@ def main() -> None:
     parser.add_argument("--sqlite", type=int, default=100)
     parser.add_argument("--postgresql", type=int, default=20)
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--postgresql-only", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bm-bench-status-") as folder:
         tmp = Path(folder)
-        bench("sqlite", lambda root: f"sqlite:///{root / 'app.db'}", args.sqlite, args.runs, tmp)
+        if not args.postgresql_only:
+            sqlite_url = lambda root: f"sqlite:///{root / 'app.db'}"  # noqa: E731
+            bench("sqlite", sqlite_url, args.sqlite, args.runs, tmp)
         if args.sqlite_only or not args.pg_url:
             return
         import psycopg
