@@ -147,9 +147,7 @@ def reading_environ() -> Iterator[set[str]]:
         data.update(written)  # what the block set or removed stays so
 
 
-def inputs(
-    project: Project, environ: tuple[str, ...] = (), *, server: bool = False
-) -> str | None:
+def inputs(project: Project, environ: tuple[str, ...] = (), *, server: bool = False) -> str | None:
     """The fingerprint of everything env.py's URL can come from, or None when that cannot
     be told from outside (a Flask-Migrate app, an env.py that does not parse, imports
     relatively or changes ``sys.path``; for a ``server`` database, one that may look for

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from branchmig.errors import BranchmigError, DatabaseError
-from branchmig.snapshots.folder import SnapshotFolder
 from branchmig.state import DatabaseId, Journal, Owner, State, Suspect
 from branchmig.workspace import Workspace
 
@@ -202,6 +201,7 @@ def _server_memo(
     survey of it reads the revisions env.py just read."""
     from branchmig import remembered
     from branchmig.snapshots import pgsurvey
+    from branchmig.snapshots.folder import SnapshotFolder
 
     if db.multi or db.missing or db.environ is None or not db.url.startswith("postgres"):
         return None
@@ -270,6 +270,7 @@ def surveyed(
     from branchmig import remembered
     from branchmig.databases import DatabaseState
     from branchmig.snapshots import pgsurvey
+    from branchmig.snapshots.folder import SnapshotFolder
 
     memo = remembered.Remembered.from_json(state.remembered(worktree_name(ws)))
     if memo is None or memo.kind != "postgresql":

@@ -18,9 +18,9 @@ from e2e_projects import BIN, Project, make_seed_project, set_alembic_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from branchmig.snapshots.folder import SnapshotFolder
 from branchmig.snapshots.pgsurvey import Target, marker, snapshot_database_name, survey
 from branchmig.snapshots.postgresql import PostgreSQLBackend
-from branchmig.state import SnapshotFolder
 
 pytestmark = pytest.mark.postgres
 
