@@ -348,12 +348,27 @@ def async_alembic_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def asyncpg_project(template: Path, path: Path, postgres_url: str) -> Project:
-    """The seed project from the async template, on ``postgres_url``'s database through
-    asyncpg."""
+# Each async driver of the async template, and the fixture giving a fresh database on its
+# server (None: a SQLite file in the project), for ``async_seed_project``.
+ASYNC_BACKENDS = [
+    pytest.param("aiosqlite", None, id="aiosqlite"),
+    pytest.param("asyncpg", "fresh_postgres_url", id="asyncpg", marks=pytest.mark.postgres),
+    pytest.param("aiomysql", "fresh_mysql_url", id="aiomysql", marks=pytest.mark.mysql),
+]
+
+
+def async_seed_project(
+    request: pytest.FixtureRequest, template: Path, path: Path, driver: str, server: str | None
+) -> Project:
+    """The seed project of the async template through ``driver``: on a SQLite file, else
+    on a fresh database of the server that fixture ``server`` names."""
+    pytest.importorskip(driver)
+    if server is None:
+        return make_seed_project(template, path, kind="alembic", url="sqlite+aiosqlite:///app.db")
     from sqlalchemy.engine import make_url
 
-    url = make_url(postgres_url).set(drivername="postgresql+asyncpg")
+    url = make_url(request.getfixturevalue(server))
+    url = url.set(drivername=f"{url.get_backend_name()}+{driver}")
     return make_seed_project(
         template, path, kind="alembic", url=url.render_as_string(hide_password=False)
     )

@@ -1,8 +1,8 @@
 """``verify`` (``--data`` too), ``verify --drift`` and ``switch --rehearse`` on an
 ``alembic init -t async`` project: env.py is given scratch URLs that keep the async driver
-(``sqlite+aiosqlite``, ``postgresql+asyncpg``), while branchmig makes, reads and drops the
-scratch databases with the same dialect's sync driver. No coroutine is left un-awaited on
-the terminal. MariaDB's ``mysql+aiomysql`` is not tested: aiomysql is not installed here."""
+(``sqlite+aiosqlite``, ``postgresql+asyncpg``, ``mysql+aiomysql``), while branchmig makes,
+reads and drops the scratch databases with the same dialect's sync driver (pysqlite,
+psycopg, pymysql). No coroutine is left un-awaited on the terminal."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e_projects import BASE, F1, Project, asyncpg_project, make_seed_project, script
-
-pytest.importorskip("aiosqlite")
-pytest.importorskip("asyncpg")
+from e2e_projects import ASYNC_BACKENDS, BASE, F1, Project, async_seed_project, script
 
 # With test_verify: a verify drops the scratch databases of killed runs that one plants.
 pytestmark = pytest.mark.xdist_group("verify-scratch")
@@ -66,20 +63,15 @@ def _round_trips(p: Project) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_an_aiosqlite_project_is_verified_drift_checked_and_rehearsed(
-    async_alembic_template: Path, tmp_path: Path
+@pytest.mark.parametrize(("driver", "server"), ASYNC_BACKENDS)
+def test_an_async_project_is_verified_drift_checked_and_rehearsed(
+    request: pytest.FixtureRequest,
+    async_alembic_template: Path,
+    tmp_path: Path,
+    driver: str,
+    server: str | None,
 ) -> None:
-    p = make_seed_project(
-        async_alembic_template, tmp_path / "app", kind="alembic", url="sqlite+aiosqlite:///app.db"
-    )
-    p.ok("sync")
-    _round_trips(p)
-
-
-@pytest.mark.postgres
-def test_an_asyncpg_project_is_verified_drift_checked_and_rehearsed(
-    async_alembic_template: Path, tmp_path: Path, fresh_postgres_url: str
-) -> None:
-    p = asyncpg_project(async_alembic_template, tmp_path / "app", fresh_postgres_url)
+    p = async_seed_project(request, async_alembic_template, tmp_path / "app", driver, server)
+    assert f"+{driver}://" in p.url
     p.ok("sync")
     _round_trips(p)
