@@ -68,8 +68,11 @@ from branchmig.workspace import WORKTREE, Workspace, describe_ref
 
 if TYPE_CHECKING:
     from branchmig.databases import DatabaseState
+    from branchmig.runner import Phase
 
 Progress = Callable[[str], None]
+Direction = Literal["upgrade", "downgrade"]
+_ROUND_TRIP: tuple[Direction, ...] = ("upgrade", "downgrade", "upgrade")
 Outcome = Literal["ok", "failed", "left traces", "not run"]
 FindingKind = Literal["upgrade-failed", "downgrade-failed", "trace", "upgrade-again-failed"]
 
@@ -186,45 +189,55 @@ def _check_each(
     findings: list[Finding],
     progress: Progress,
 ) -> None:
-    from branchmig.runner import StepFailed
-
     graph = runner.graph
     before = runner.schema()
-    for index, rev_id in enumerate(revisions):
-        rev = graph.revisions[rev_id]
-        check = RevisionCheck(rev_id, rev.path)
-        progress(f"  {rev_id}: upgrade, downgrade, upgrade again")
-        try:
-            runner.step("upgrade", rev_id)
-        except StepFailed as err:
-            findings.append(runner.failure(rev, "upgrade-failed", err))
-            checks.append(_with(check, upgrade="failed"))
+    pending = list(revisions)
+    while pending:
+        trips = runner.round_trips(pending, before, progress)
+        for trip in trips:
+            checks.append(trip.check)
+            findings.extend(trip.findings)
+        pending = pending[len(trips) :]
+        last = trips[-1]
+        if last.check.upgrade == "failed":
             # What builds on it cannot be reached: the rest is not run.
-            checks.extend(RevisionCheck(r, graph.revisions[r].path) for r in revisions[index + 1 :])
+            checks.extend(RevisionCheck(r, graph.revisions[r].path) for r in pending)
             return
-        check = _with(check, upgrade="ok")
-        try:
-            runner.step("downgrade", rev_id)
-        except StepFailed as err:
-            findings.append(runner.failure(rev, "downgrade-failed", err))
-            checks.append(_with(check, downgrade="failed"))
-            before = runner.rebuild(rev_id)
-            continue
-        after = runner.schema()
-        left = compare_each(before, after)
-        if left:
-            findings.append(Finding(rev_id, rev.path, "trace", _trace_message(rev, left), left))
-        check = _with(check, downgrade="left traces" if left else "ok")
-        try:
-            runner.step("upgrade", rev_id)
-        except StepFailed as err:
-            findings.append(runner.failure(rev, "upgrade-again-failed", err))
-            checks.append(_with(check, upgrade_again="failed"))
-            before = runner.rebuild(rev_id)
-            continue
-        checks.append(_with(check, upgrade_again="ok"))
-        # After traces, the next revision starts from a database built straight up.
-        before = runner.rebuild(rev_id) if left else runner.schema()
+        # After a failure or traces, the next revision starts from a database built
+        # straight up.
+        before = last.after if last.after is not None else runner.rebuild(last.check.revision)
+
+
+@dataclass
+class _Trip:
+    """One revision's round trip: how each run went, what was found, and the schema it
+    leaves (None: the next revision needs a database rebuilt straight up)."""
+
+    check: RevisionCheck
+    findings: list[Finding]
+    after: dict[str, Schema] | None = None
+    steps: int = 0  # how many of the three runs completed
+
+
+_KINDS: tuple[FindingKind, ...] = ("upgrade-failed", "downgrade-failed", "upgrade-again-failed")
+_RUNS = ("upgrade", "downgrade", "upgrade_again")
+
+
+def _as_if_run_alone() -> None:
+    """Each step of a run of env.py starts as a run of its own would: SQLAlchemy notes on
+    Alembic's DDL runner which named types (PostgreSQL's enums) it made, and makes each
+    only once per run, so an upgrade run again after a downgrade that forgot the type
+    would not trip over it as ``alembic upgrade`` does."""
+    from alembic import context
+
+    memo = getattr(context.get_context().impl, "memo", None)
+    if isinstance(memo, dict):
+        memo.clear()
+
+
+class _StopHere(BranchmigError):
+    """Raised between two steps to end a run of env.py: what follows needs a rebuilt
+    database."""
 
 
 def _with(check: RevisionCheck, **outcomes: Outcome) -> RevisionCheck:
@@ -522,31 +535,141 @@ class _Runner:
         self._run(direction, (rev_id,))
 
     def _run(self, direction: Literal["upgrade", "downgrade"], revisions: Sequence[str]) -> None:
-        from branchmig.runner import Phase, run_phases
+        from branchmig.runner import run_phases
 
         if not revisions:
             return
-        start = self.heads
-        scope = set(self.graph.ancestors([*self.applied, *revisions]))
-        texts = {r: self.texts(r) for r in revisions}
-        run_phases(
-            self.env,
-            [
-                Phase(
-                    direction,
-                    tuple(revisions),
-                    self.graph,
-                    scope,
-                    lambda: texts,
-                    start_heads=start,
-                    code=self.texts.code(revisions),
-                )
-            ],
-        )
+        run_phases(self.env, [self._phase(direction, revisions, self.applied)])
         if direction == "upgrade":
             self.applied |= set(revisions)
         else:
             self.applied -= set(revisions)
+
+    def _phase(
+        self,
+        direction: Literal["upgrade", "downgrade"],
+        revisions: Sequence[str],
+        applied: set[str],
+    ) -> Phase:
+        from branchmig.runner import Phase
+
+        scope = set(self.graph.ancestors([*applied, *revisions]))
+        texts = {r: self.texts(r) for r in revisions}
+        return Phase(
+            direction,
+            tuple(revisions),
+            self.graph,
+            scope,
+            lambda: texts,
+            start_heads=latest_common(applied, self.graph),
+            code=self.texts.code(revisions),
+        )
+
+    def round_trips(
+        self, revisions: Sequence[str], before: dict[str, Schema], progress: Progress
+    ) -> list[_Trip]:
+        """Each revision run up, down and up again, from the first of ``revisions`` on,
+        until one fails or leaves traces (the next then needs a rebuilt database). A
+        project with one database runs them all in one run of env.py: one connection
+        (and, where DDL is transactional, one transaction), the schema read through it
+        between the steps. With several databases env.py runs the steps of each database
+        in turn, so each step is a run of its own and the revision's schemas are read
+        together."""
+        if len(self.reached) != 1:
+            return [self._trip_by_steps(revisions[0], before, progress)]
+        from branchmig.runner import StepFailed, run_phases
+
+        trips: list[_Trip] = []
+        phases, applied = [], set(self.applied)
+        for rev_id in revisions:
+            for direction in _ROUND_TRIP:
+                phases.append(self._phase(direction, (rev_id,), applied))
+                applied = applied | {rev_id} if direction == "upgrade" else applied - {rev_id}
+
+        def on_start(direction: str, rev_id: str) -> None:
+            _as_if_run_alone()
+            if not trips or trips[-1].steps == 3:
+                trips.append(self._new_trip(rev_id, progress))
+
+        def on_step(direction: str, rev_id: str) -> None:
+            nonlocal before
+            if direction == "upgrade":
+                self.applied.add(rev_id)
+            else:
+                self.applied.discard(rev_id)
+            trip = trips[-1]
+            self._stepped(trip, before, self._schema_here)
+            if trip.steps == 3 and trip.after is None:
+                raise _StopHere("traces: rebuild")
+            before = trip.after or before
+
+        try:
+            run_phases(self.env, phases, on_start=on_start, on_step=on_step)
+        except _StopHere:
+            pass
+        except StepFailed as err:
+            if not trips:
+                raise
+            self._failed(trips[-1], err)
+        return trips
+
+    def _trip_by_steps(self, rev_id: str, before: dict[str, Schema], progress: Progress) -> _Trip:
+        from branchmig.runner import StepFailed
+
+        trip = self._new_trip(rev_id, progress)
+        try:
+            for direction in _ROUND_TRIP:
+                self.step(direction, rev_id)
+                self._stepped(trip, before, self.schema)
+        except StepFailed as err:
+            self._failed(trip, err)
+        return trip
+
+    def _new_trip(self, rev_id: str, progress: Progress) -> _Trip:
+        progress(f"  {rev_id}: upgrade, downgrade, upgrade again")
+        return _Trip(RevisionCheck(rev_id, self.graph.revisions[rev_id].path), [])
+
+    def _stepped(
+        self, trip: _Trip, before: dict[str, Schema], schema: Callable[[], dict[str, Schema]]
+    ) -> None:
+        """One more of ``trip``'s runs went through: after the downgrade the schema is
+        compared with ``before``; after the upgrade again, the schema is what the next
+        revision starts from, unless traces were left."""
+        trip.steps += 1
+        if trip.steps == 1:
+            trip.check = _with(trip.check, upgrade="ok")
+        elif trip.steps == 2:
+            left = compare_each(before, schema())
+            rev = self.graph.revisions[trip.check.revision]
+            if left:
+                trip.findings.append(
+                    Finding(rev.id, rev.path, "trace", _trace_message(rev, left), left)
+                )
+            trip.check = _with(trip.check, downgrade="left traces" if left else "ok")
+        else:
+            trip.check = _with(trip.check, upgrade_again="ok")
+            trip.after = None if trip.findings else schema()
+
+    def _failed(self, trip: _Trip, err: Exception) -> None:
+        rev = self.graph.revisions[trip.check.revision]
+        trip.findings.append(self.failure(rev, _KINDS[trip.steps], err))
+        failed: dict[str, Outcome] = {_RUNS[trip.steps]: "failed"}
+        trip.check = _with(trip.check, **failed)
+        trip.after = None
+
+    def _schema_here(self) -> dict[str, Schema]:
+        """The schema of the one database env.py is migrating, read through the
+        connection it migrates with (inside its transaction), between two steps."""
+        from alembic import context
+
+        ((name, scratch),) = self.reached.items()
+        try:
+            schema = inspect_connection(context.get_bind(), rows=True, content=self.data)
+        except Exception as err:
+            raise DatabaseError(
+                f"Cannot read the schema of {mask_url(scratch.url)}: {first_line(err)}"
+            ) from err
+        return {name: schema}
 
     def schema(self) -> dict[str, Schema]:
         return {
@@ -758,7 +881,11 @@ def scratch_database(
     """A new scratch database of the live one's backend (on its server), empty or (with
     ``seeded``) a copy of the live one, dropped when the block ends, on an error, Ctrl-C
     or SIGTERM as well."""
-    with tempfile.TemporaryDirectory(prefix="branchmig-verify-") as folder, _sigterm_interrupts():
+    parent = None if seeded else _memory_folder()
+    with (
+        tempfile.TemporaryDirectory(prefix="branchmig-verify-", dir=parent) as folder,
+        _sigterm_interrupts(),
+    ):
         scratch = Scratch(live_url, Path(folder), seeded=seeded)
         try:
             for name in drop_dead_scratches(scratch):
@@ -788,6 +915,19 @@ def scratch_database(
                     f"branchmig: warning: could not drop the scratch database "
                     f"'{scratch.name}': {first_line(err)}; drop it by hand"
                 )
+
+
+def _memory_folder(*, room: int = 512 << 20) -> str | None:
+    """A folder in memory (Linux's /dev/shm) when it has ``room`` to spare: an empty
+    SQLite scratch file lives there, as nothing of it needs to reach the disk (its every
+    commit would wait for it). None: the system's temporary folder."""
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    if stat.f_bavail * stat.f_frsize < room or not os.access("/dev/shm", os.W_OK):
+        return None
+    return "/dev/shm"
 
 
 def scratch_name(pid: int, token: str) -> str:
@@ -896,44 +1036,45 @@ def inspect_schema(url: str, *, rows: bool = False, content: bool = False) -> Sc
     the table's SQL) and comments (where the dialect keeps them), and PostgreSQL's enum
     types, as SQLAlchemy's inspector reports them; with ``rows`` each table's row count,
     with ``content`` a checksum of its rows."""
-    from sqlalchemy import create_engine, inspect
+    from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
     engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            inspector = inspect(conn)
-            dialect = engine.dialect
-            # A MariaDB copy (verify --data) holds its snapshot backend's own tables too.
-            names = [
-                n
-                for n in inspector.get_table_names()
-                if n != "alembic_version" and not n.startswith("_branchmig_")
-            ]
-            if not names:
-                tables: dict[str, Table] = {}
-            else:
-                tables = _tables(inspector, dialect, names)
-                if rows or content:
-                    tables = {
-                        name: _with_rows(conn, table, content=content)
-                        for name, table in tables.items()
-                    }
-            enums = {}
-            if dialect.name == "postgresql":
-                for enum in inspector.get_enums():  # type: ignore[attr-defined]
-                    name = (
-                        enum["name"]
-                        if enum.get("visible", True)
-                        else (f"{enum['schema']}.{enum['name']}")
-                    )
-                    enums[name] = EnumType(name, tuple(enum["labels"]))
+            return inspect_connection(conn, rows=rows, content=content)
     except Exception as err:
         raise DatabaseError(
             f"Cannot read the schema of {mask_url(url)}: {first_line(err)}"
         ) from err
     finally:
         engine.dispose()
+
+
+def inspect_connection(conn: Any, *, rows: bool = False, content: bool = False) -> Schema:
+    """``inspect_schema`` through an open connection."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(conn)
+    dialect = conn.dialect
+    # A MariaDB copy (verify --data) holds its snapshot backend's own tables too.
+    names = [
+        n
+        for n in inspector.get_table_names()
+        if n != "alembic_version" and not n.startswith("_branchmig_")
+    ]
+    tables: dict[str, Table] = {}
+    if names:
+        tables = _tables(inspector, dialect, names)
+        if rows or content:
+            tables = {
+                name: _with_rows(conn, table, content=content) for name, table in tables.items()
+            }
+    enums = {}
+    if dialect.name == "postgresql":
+        for enum in inspector.get_enums():
+            name = enum["name"] if enum.get("visible", True) else f"{enum['schema']}.{enum['name']}"
+            enums[name] = EnumType(name, tuple(enum["labels"]))
     return Schema(tables, enums)
 
 

@@ -243,6 +243,66 @@ def test_a_downgrade_that_forgets_a_table_fails_naming_it(
     assert _scratch_databases(p, backend) == []
 
 
+# A branch of five: sound, leaves a row, sound, fails, never reached.
+CHAIN = ("c1a000000001", "c2a000000002", "c3a000000003", "c4a000000004", "c5a000000005")
+CHAIN_SCRIPTS = {
+    f"{CHAIN[0]}_a.py": script(
+        CHAIN[0],
+        BASE,
+        '    op.create_table("a", sa.Column("id", sa.Integer, primary_key=True))',
+        '    op.drop_table("a")',
+    ),
+    f"{CHAIN[1]}_seed.py": script(
+        CHAIN[1],
+        CHAIN[0],
+        "    op.execute(\"INSERT INTO users (name) VALUES ('root')\")",
+        "    pass",
+    ),
+    f"{CHAIN[2]}_b.py": script(
+        CHAIN[2],
+        CHAIN[1],
+        '    op.create_table("b", sa.Column("id", sa.Integer, primary_key=True),\n'
+        '                    sa.Column("a_id", sa.Integer, sa.ForeignKey("a.id")))',
+        '    op.drop_table("b")',
+    ),
+    f"{CHAIN[3]}_raises.py": script(
+        CHAIN[3], CHAIN[2], '    raise RuntimeError("not today")', "    pass"
+    ),
+    f"{CHAIN[4]}_c.py": script(CHAIN[4], CHAIN[3], "    pass", "    pass"),
+}
+
+
+def test_each_revision_after_traces_starts_from_a_database_built_straight_up(
+    seed_project: Project,
+) -> None:
+    """One run of env.py takes the round trips until one leaves traces; the next starts
+    on a rebuilt database (so the row left counts before it, not against it), and an
+    upgrade that fails ends the verification there."""
+    p = seed_project
+    add_branch(p, "chain", CHAIN_SCRIPTS)
+    code, report, said = verify(p, "chain", "--against", "main")
+    assert code == 1
+    outcomes = [
+        (r["revision"], r["upgrade"], r["downgrade"], r["upgrade_again"])
+        for r in report["revisions"]
+    ]
+    assert outcomes == [
+        (CHAIN[0], "ok", "ok", "ok"),
+        (CHAIN[1], "ok", "left traces", "ok"),
+        (CHAIN[2], "ok", "ok", "ok"),
+        (CHAIN[3], "failed", "not run", "not run"),
+        (CHAIN[4], "not run", "not run", "not run"),
+    ]
+    kinds = [(f["revision"], f["kind"]) for f in report["findings"]]
+    assert kinds == [(CHAIN[1], "trace"), (CHAIN[3], "upgrade-failed")]
+    assert (
+        "table 'users' holds 1 row, 0 rows before the upgrade" in report["findings"][0]["message"]
+    )
+    assert "raises RuntimeError: not today" in report["findings"][1]["message"]
+    for rev in CHAIN[:4]:
+        assert said.count(f"  {rev}: upgrade, downgrade, upgrade again") == 1, said
+
+
 def test_a_downgrade_that_forgets_an_index_fails_naming_it(seed_project: Project) -> None:
     p = seed_project
     add_branch(p, "index", {f"{INDEX}_index.py": FORGETS_AN_INDEX})
