@@ -616,6 +616,7 @@ def run_phases(
     # The code of the phase running: entered when its scripts load, left before the
     # checkout and at the end (the steps run between the generator's yields).
     code = contextlib.ExitStack()
+    entered: list[CodeAt | None] = []  # the code entered, while it is
 
     def finish_current() -> None:
         if current:
@@ -631,13 +632,16 @@ def run_phases(
             if index and between is not None and not crossed:
                 finish_current()
                 code.close()
+                entered.clear()
                 between()
                 crossed.append(True)
             if not phase.revisions:
                 continue
             finish_current()
-            code.close()
-            code.enter_context(importable(phase.code))
+            if entered != [phase.code]:  # phases of one commit share its code
+                code.close()
+                code.enter_context(importable(phase.code))
+                entered[:] = [phase.code]
             if index not in prepared:
                 prepared[index] = _prepare(phase)
             revision_map, scripts = prepared[index]
@@ -654,6 +658,7 @@ def run_phases(
                 yield make(revision_map, scripts[rev_id])
         finish_current()
         code.close()
+        entered.clear()
 
     engines: list[Any] = []
 

@@ -404,6 +404,19 @@ class _Texts:
             self._read[rev_id] = self._text(rev)
         return self.ws.repo.top / rev.path, self._read[rev_id]
 
+    def preload(self, revisions: Iterable[str]) -> None:
+        """Read the scripts of ``revisions`` that git has in one run of git (a blob's
+        text is the same wherever it is read from)."""
+        if self.ref == WORKTREE:
+            return
+        blobs = {
+            self.graph.revisions[r].blob: r
+            for r in revisions
+            if r not in self._read and self.graph.revisions[r].blob
+        }
+        for blob, data in self.ws.repo.read_blobs(blobs, missing_ok=True):
+            self._read[blobs[blob]] = data
+
     def code(self, revisions: Sequence[str]) -> CodeAt | None:
         """The code the scripts of ``revisions`` import from (None: the working tree's)."""
         if self.ref == WORKTREE:
@@ -451,6 +464,7 @@ class _Runner:
         self.applied: set[str] = set()
         self.start: set[str] = set()  # what a scratch database holds when (re)made
         self.data = False  # compare each table's rows too, not only how many
+        self.reflected: Reflected = {}  # SQLite's tables, read once for each SQL
 
     @contextlib.contextmanager
     def pointed_at_scratch(self) -> Iterator[None]:
@@ -547,10 +561,13 @@ class _Runner:
 
     def _phase(
         self,
-        direction: Literal["upgrade", "downgrade"],
+        direction: Direction,
         revisions: Sequence[str],
         applied: set[str],
+        code: CodeAt | None | Literal["theirs"] = "theirs",
     ) -> Phase:
+        """``code``: the code the scripts import from ("theirs": the code of
+        ``revisions``)."""
         from branchmig.runner import Phase
 
         scope = set(self.graph.ancestors([*applied, *revisions]))
@@ -562,7 +579,7 @@ class _Runner:
             scope,
             lambda: texts,
             start_heads=latest_common(applied, self.graph),
-            code=self.texts.code(revisions),
+            code=self.texts.code(revisions) if code == "theirs" else code,
         )
 
     def round_trips(
@@ -581,9 +598,11 @@ class _Runner:
 
         trips: list[_Trip] = []
         phases, applied = [], set(self.applied)
+        self.texts.preload(revisions)
+        code = self.texts.code(revisions)  # the commit holding them all: one for all
         for rev_id in revisions:
             for direction in _ROUND_TRIP:
-                phases.append(self._phase(direction, (rev_id,), applied))
+                phases.append(self._phase(direction, (rev_id,), applied, code))
                 applied = applied | {rev_id} if direction == "upgrade" else applied - {rev_id}
 
         def on_start(direction: str, rev_id: str) -> None:
@@ -664,7 +683,9 @@ class _Runner:
 
         ((name, scratch),) = self.reached.items()
         try:
-            schema = inspect_connection(context.get_bind(), rows=True, content=self.data)
+            schema = inspect_connection(
+                context.get_bind(), rows=True, content=self.data, reflected=self.reflected
+            )
         except Exception as err:
             raise DatabaseError(
                 f"Cannot read the schema of {mask_url(scratch.url)}: {first_line(err)}"
@@ -673,7 +694,7 @@ class _Runner:
 
     def schema(self) -> dict[str, Schema]:
         return {
-            name: inspect_schema(s.url, rows=True, content=self.data)
+            name: inspect_schema(s.url, rows=True, content=self.data, reflected=self.reflected)
             for name, s in self.reached.items()
         }
 
@@ -1030,7 +1051,9 @@ def _sigterm_interrupts() -> Iterator[None]:
 # -- reading a schema --------------------------------------------------------------------------
 
 
-def inspect_schema(url: str, *, rows: bool = False, content: bool = False) -> Schema:
+def inspect_schema(
+    url: str, *, rows: bool = False, content: bool = False, reflected: Reflected | None = None
+) -> Schema:
     """Tables (without ``alembic_version`` and branchmig's own), their columns, primary
     keys, indexes, unique constraints, foreign keys, CHECK constraints (SQLite's read from
     the table's SQL) and comments (where the dialect keeps them), and PostgreSQL's enum
@@ -1042,7 +1065,7 @@ def inspect_schema(url: str, *, rows: bool = False, content: bool = False) -> Sc
     engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return inspect_connection(conn, rows=rows, content=content)
+            return inspect_connection(conn, rows=rows, content=content, reflected=reflected)
     except Exception as err:
         raise DatabaseError(
             f"Cannot read the schema of {mask_url(url)}: {first_line(err)}"
@@ -1051,8 +1074,11 @@ def inspect_schema(url: str, *, rows: bool = False, content: bool = False) -> Sc
         engine.dispose()
 
 
-def inspect_connection(conn: Any, *, rows: bool = False, content: bool = False) -> Schema:
-    """``inspect_schema`` through an open connection."""
+def inspect_connection(
+    conn: Any, *, rows: bool = False, content: bool = False, reflected: Reflected | None = None
+) -> Schema:
+    """``inspect_schema`` through an open connection. ``reflected``: the SQLite tables
+    read before, by their SQL, to take again rather than read again."""
     from sqlalchemy import inspect
 
     inspector = inspect(conn)
@@ -1065,7 +1091,7 @@ def inspect_connection(conn: Any, *, rows: bool = False, content: bool = False) 
     ]
     tables: dict[str, Table] = {}
     if names:
-        tables = _tables(inspector, dialect, names)
+        tables = _reflect(inspector, conn, names, reflected)
         if rows or content:
             tables = {
                 name: _with_rows(conn, table, content=content) for name, table in tables.items()
@@ -1076,6 +1102,45 @@ def inspect_connection(conn: Any, *, rows: bool = False, content: bool = False) 
             name = enum["name"] if enum.get("visible", True) else f"{enum['schema']}.{enum['name']}"
             enums[name] = EnumType(name, tuple(enum["labels"]))
     return Schema(tables, enums)
+
+
+# SQLite tables by what sqlite_master says of them (and of the tables they refer to).
+Reflected = dict[tuple[tuple[str, str, str, str | None], ...], Table]
+
+
+def _reflect(
+    inspector: Any, conn: Any, names: list[str], reflected: Reflected | None
+) -> dict[str, Table]:
+    """The tables ``names``: reflected, or on SQLite taken from ``reflected`` when their
+    SQL is as it was. There the SQL in sqlite_master says all the inspector reads of a
+    table (columns, keys, CHECKs: parsed from it; its indexes: their own SQL), but for a
+    foreign key naming no columns, which refers to the other table's primary key: a
+    table's key holds the SQL of the tables its own SQL names."""
+    dialect = conn.dialect
+    if reflected is None or dialect.name != "sqlite":
+        return _tables(inspector, dialect, names)
+    from sqlalchemy import text
+
+    rows = conn.execute(text("SELECT type, name, tbl_name, sql FROM sqlite_master")).all()
+    entries: dict[str, list[tuple[str, str, str, str | None]]] = {}
+    for kind, name, table, sql in rows:
+        entries.setdefault(str(table), []).append((str(kind), str(name), str(table), sql))
+    keys = {}
+    for name in names:
+        own = sorted(entries.get(name, []), key=repr)
+        text_of = " ".join(str(e[3]) for e in own)
+        named = [
+            e
+            for other in sorted(entries)
+            if other != name and other in text_of
+            for e in sorted(entries[other], key=repr)
+        ]
+        keys[name] = (*own, *named)
+    missing = [n for n in names if keys[n] not in reflected]
+    if missing:
+        for name, table in _tables(inspector, dialect, missing).items():
+            reflected[keys[name]] = table
+    return {n: reflected[keys[n]] for n in names}
 
 
 def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
