@@ -758,6 +758,7 @@ class Scratch:
         # Seeded: a copy of the live database, made by its snapshot backend.
         self._copies = None if not seeded else _snapshot_backend(live_url, folder)
         self._key = f"verify-{secrets.token_hex(4)}"
+        self._engine: Any = None  # to the server, once one connected
         # The live URL's driver (aiosqlite, asyncpg), for env.py.
         self.url = copy_url(
             live_url,
@@ -852,6 +853,10 @@ class Scratch:
         from sqlalchemy.engine import make_url
         from sqlalchemy.pool import NullPool
 
+        if self._engine is not None:  # the one that worked: its dialect is set up
+            with self._engine.connect() as conn:
+                yield conn
+            return
         if self.backend == "mysql":
             candidates: list[str | None] = [None]
         else:
@@ -877,11 +882,11 @@ class Scratch:
                 failure = err
                 engine.dispose()
                 continue
+            self._engine = engine  # NullPool: it holds no connection
             try:
                 yield conn
             finally:
                 conn.close()
-                engine.dispose()
             return
         raise DatabaseError(
             f"Cannot reach the server of {mask_url(self._live.render_as_string())} to make a "
@@ -1093,8 +1098,10 @@ def inspect_connection(
     if names:
         tables = _reflect(inspector, conn, names, reflected)
         if rows or content:
+            counts = _row_counts(conn, names)
             tables = {
-                name: _with_rows(conn, table, content=content) for name, table in tables.items()
+                name: _with_rows(conn, table, counts[name], content=content)
+                for name, table in tables.items()
             }
     enums = {}
     if dialect.name == "postgresql":
@@ -1192,29 +1199,45 @@ def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
     return tables
 
 
-def _with_rows(conn: Any, table: Table, *, content: bool) -> Table:
+def _row_counts(conn: Any, names: Sequence[str], *, chunk: int = 200) -> dict[str, int]:
+    """How many rows each table holds, asked in one query for ``chunk`` tables (SQLite
+    takes at most 500 terms of a UNION)."""
+    from sqlalchemy import text
+
+    quote = conn.dialect.identifier_preparer.quote
+    counts: dict[str, int] = {}
+    for start in range(0, len(names), chunk):
+        part = names[start : start + chunk]
+        query = " UNION ALL ".join(
+            f"SELECT {i}, COUNT(*) FROM {quote(n)}"  # noqa: S608 - quoted names
+            for i, n in enumerate(part)
+        )
+        for index, count in conn.execute(text(query)):
+            counts[part[int(index)]] = int(count)
+    return counts
+
+
+def _with_rows(conn: Any, table: Table, count: int, *, content: bool) -> Table:
     """``table`` with its row count and (with ``content``) a checksum of its rows: each
     row's values by column name, the rows sorted, so neither the columns' order (a
     batch-mode downgrade recreates the table) nor the rows' changes it."""
     from dataclasses import replace
 
+    if not content:
+        return replace(table, rows=count)
+    import hashlib
+
     from sqlalchemy import text
 
     quote = conn.dialect.identifier_preparer.quote
-    source = quote(table.name)
-    count = conn.execute(text(f"SELECT COUNT(*) FROM {source}")).scalar_one()  # noqa: S608
-    if not content:
-        return replace(table, rows=int(count))
-    import hashlib
-
     names = sorted(table.columns)
     select = ", ".join(quote(n) for n in names) or "1"
     found = sorted(
         repr(tuple(row))
-        for row in conn.execute(text(f"SELECT {select} FROM {source}"))  # noqa: S608
+        for row in conn.execute(text(f"SELECT {select} FROM {quote(table.name)}"))  # noqa: S608
     )
     digest = hashlib.sha256("\n".join(found).encode()).hexdigest()[:16]
-    return replace(table, rows=int(count), checksum=digest)
+    return replace(table, rows=count, checksum=digest)
 
 
 def _by_table(found: Mapping[tuple[str | None, str], Any]) -> dict[str, Any]:
