@@ -199,6 +199,19 @@ def test_checkouts_through_the_hook(pyproject_db_at_feature1_with_emails: Projec
     assert F1 in p.current().stdout
 
 
+def test_verify_drift_and_models(pyproject_db_at_feature1_with_emails: Project) -> None:
+    """verify runs the template's env.py on a scratch database, ``--drift`` compares the
+    live one, ``--models`` says the template's env.py has no target_metadata."""
+    p = pyproject_db_at_feature1_with_emails
+    before = p.db_path.read_bytes()
+    report = json.loads(p.ok("verify", "feature2", "--against", "main", "--json").stdout)
+    assert report["ok"] and [r["revision"] for r in report["revisions"]] == [F2]
+    assert "no drift" in p.ok("verify", "--drift").stdout
+    proc = p.branchmig("verify", "--models")
+    assert proc.returncode == 2 and "no target_metadata" in proc.stderr, proc.stderr
+    assert p.db_path.read_bytes() == before
+
+
 @pytest.fixture
 def pyproject_branch_with_its_own_version_locations(
     pyproject_repo_with_two_feature_branches: Project,
