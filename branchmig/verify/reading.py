@@ -1,0 +1,206 @@
+"""A database's schema as SQLAlchemy's inspector reads it (the comparison itself is
+``schema.compare``), with each table's rows counted or summed up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from branchmig.errors import DatabaseError, first_line
+from branchmig.schema import Check, Column, EnumType, ForeignKey, Index, Schema, Table
+from branchmig.urls import mask_url, sync_url
+
+
+def inspect_schema(
+    url: str, *, rows: bool = False, content: bool = False, reflected: Reflected | None = None
+) -> Schema:
+    """Tables (without ``alembic_version`` and branchmig's own), their columns, primary
+    keys, indexes, unique constraints, foreign keys, CHECK constraints (SQLite's read from
+    the table's SQL) and comments (where the dialect keeps them), and PostgreSQL's enum
+    types, as SQLAlchemy's inspector reports them; with ``rows`` each table's row count,
+    with ``content`` a checksum of its rows."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(sync_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return inspect_connection(conn, rows=rows, content=content, reflected=reflected)
+    except Exception as err:
+        raise DatabaseError(
+            f"Cannot read the schema of {mask_url(url)}: {first_line(err)}"
+        ) from err
+    finally:
+        engine.dispose()
+
+
+def inspect_connection(
+    conn: Any, *, rows: bool = False, content: bool = False, reflected: Reflected | None = None
+) -> Schema:
+    """``inspect_schema`` through an open connection. ``reflected``: the SQLite tables
+    read before, by their SQL, to take again rather than read again."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(conn)
+    dialect = conn.dialect
+    # A MariaDB copy (verify --data) holds its snapshot backend's own tables too.
+    names = [
+        n
+        for n in inspector.get_table_names()
+        if n != "alembic_version" and not n.startswith("_branchmig_")
+    ]
+    tables: dict[str, Table] = {}
+    if names:
+        tables = _reflect(inspector, conn, names, reflected)
+        if rows or content:
+            counts = _row_counts(conn, names)
+            tables = {
+                name: _with_rows(conn, table, counts[name], content=content)
+                for name, table in tables.items()
+            }
+    enums = {}
+    if dialect.name == "postgresql":
+        for enum in inspector.get_enums():
+            name = enum["name"] if enum.get("visible", True) else f"{enum['schema']}.{enum['name']}"
+            enums[name] = EnumType(name, tuple(enum["labels"]))
+    return Schema(tables, enums)
+
+
+# SQLite tables by what sqlite_master says of them (and of the tables they refer to).
+Reflected = dict[tuple[tuple[str, str, str, str | None], ...], Table]
+
+
+def _reflect(
+    inspector: Any, conn: Any, names: list[str], reflected: Reflected | None
+) -> dict[str, Table]:
+    """The tables ``names``: reflected, or on SQLite taken from ``reflected`` when their
+    SQL is as it was. There the SQL in sqlite_master says all the inspector reads of a
+    table (columns, keys, CHECKs: parsed from it; its indexes: their own SQL), but for a
+    foreign key naming no columns, which refers to the other table's primary key: a
+    table's key holds the SQL of the tables its own SQL names."""
+    dialect = conn.dialect
+    if reflected is None or dialect.name != "sqlite":
+        return _tables(inspector, dialect, names)
+    from sqlalchemy import text
+
+    rows = conn.execute(text("SELECT type, name, tbl_name, sql FROM sqlite_master")).all()
+    entries: dict[str, list[tuple[str, str, str, str | None]]] = {}
+    for kind, name, table, sql in rows:
+        entries.setdefault(str(table), []).append((str(kind), str(name), str(table), sql))
+    keys = {}
+    for name in names:
+        own = sorted(entries.get(name, []), key=repr)
+        text_of = " ".join(str(e[3]) for e in own)
+        named = [
+            e
+            for other in sorted(entries)
+            if other != name and other in text_of
+            for e in sorted(entries[other], key=repr)
+        ]
+        keys[name] = (*own, *named)
+    missing = [n for n in names if keys[n] not in reflected]
+    if missing:
+        for name, table in _tables(inspector, dialect, missing).items():
+            reflected[keys[name]] = table
+    return {n: reflected[keys[n]] for n in names}
+
+
+def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
+    columns = _by_table(inspector.get_multi_columns(filter_names=names))
+    pks = _by_table(inspector.get_multi_pk_constraint(filter_names=names))
+    indexes = _by_table(inspector.get_multi_indexes(filter_names=names))
+    uniques = _by_table(inspector.get_multi_unique_constraints(filter_names=names))
+    fks = _by_table(inspector.get_multi_foreign_keys(filter_names=names))
+    checks = _by_table(inspector.get_multi_check_constraints(filter_names=names))
+    comments = (
+        _by_table(inspector.get_multi_table_comment(filter_names=names))
+        if dialect.supports_comments
+        else {}
+    )
+    tables = {}
+    for name in names:
+        tables[name] = Table.of(
+            name,
+            columns=[
+                Column(
+                    c["name"],
+                    _type(c["type"], dialect),
+                    bool(c["nullable"]),
+                    None if c.get("default") is None else str(c["default"]),
+                    c.get("comment"),
+                )
+                for c in columns.get(name, [])
+            ],
+            primary_key=(pks.get(name) or {}).get("constrained_columns") or (),
+            indexes=[
+                Index(i["name"], tuple(str(c) for c in i["column_names"]), bool(i["unique"]))
+                for i in indexes.get(name, [])
+            ],
+            uniques=[
+                Index(u["name"], tuple(u["column_names"]), True) for u in uniques.get(name, [])
+            ],
+            foreign_keys=[
+                ForeignKey(
+                    f["name"],
+                    tuple(f["constrained_columns"]),
+                    f["referred_table"],
+                    tuple(f["referred_columns"]),
+                )
+                for f in fks.get(name, [])
+            ],
+            checks=[Check(c["name"], str(c["sqltext"])) for c in checks.get(name, [])],
+            comment=(comments.get(name) or {}).get("text"),
+        )
+    return tables
+
+
+def _row_counts(conn: Any, names: Sequence[str], *, chunk: int = 200) -> dict[str, int]:
+    """How many rows each table holds, asked in one query for ``chunk`` tables (SQLite
+    takes at most 500 terms of a UNION)."""
+    from sqlalchemy import text
+
+    quote = conn.dialect.identifier_preparer.quote
+    counts: dict[str, int] = {}
+    for start in range(0, len(names), chunk):
+        part = names[start : start + chunk]
+        query = " UNION ALL ".join(
+            f"SELECT {i}, COUNT(*) FROM {quote(n)}"  # noqa: S608 - quoted names
+            for i, n in enumerate(part)
+        )
+        for index, count in conn.execute(text(query)):
+            counts[part[int(index)]] = int(count)
+    return counts
+
+
+def _with_rows(conn: Any, table: Table, count: int, *, content: bool) -> Table:
+    """``table`` with its row count and (with ``content``) a checksum of its rows: each
+    row's values by column name, the rows sorted, so neither the columns' order (a
+    batch-mode downgrade recreates the table) nor the rows' changes it."""
+    from dataclasses import replace
+
+    if not content:
+        return replace(table, rows=count)
+    import hashlib
+
+    from sqlalchemy import text
+
+    quote = conn.dialect.identifier_preparer.quote
+    names = sorted(table.columns)
+    select = ", ".join(quote(n) for n in names) or "1"
+    found = sorted(
+        repr(tuple(row))
+        for row in conn.execute(text(f"SELECT {select} FROM {quote(table.name)}"))  # noqa: S608
+    )
+    digest = hashlib.sha256("\n".join(found).encode()).hexdigest()[:16]
+    return replace(table, rows=count, checksum=digest)
+
+
+def _by_table(found: Mapping[tuple[str | None, str], Any]) -> dict[str, Any]:
+    return {table: value for (_, table), value in found.items()}
+
+
+def _type(sa_type: Any, dialect: Any) -> str:
+    try:
+        return str(sa_type.compile(dialect=dialect))
+    except Exception:  # noqa: BLE001 - a type this dialect cannot render: its repr
+        return repr(sa_type)
