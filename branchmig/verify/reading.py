@@ -66,21 +66,52 @@ def inspect_connection(
     return Schema(tables, enums)
 
 
-# SQLite tables by what sqlite_master says of them (and of the tables they refer to).
+# A table by what the catalog says of it: SQLite's sqlite_master rows (its own and those of
+# the tables it names), PostgreSQL's fingerprint of its definition.
 Reflected = dict[tuple[tuple[str, str, str, str | None], ...], Table]
+
+# Everything the inspector reads of a PostgreSQL table, rendered by the server: each
+# column (type, nullability, default, identity, generated, collation, comment), each
+# constraint's and index's definition (which name the tables they refer to), the comment.
+_PG_FINGERPRINT = """
+SELECT c.relname, md5(concat_ws(' | ',
+  (SELECT string_agg(concat_ws(',', a.attname, format_type(a.atttypid, a.atttypmod),
+          a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
+          a.attcollation, col_description(c.oid, a.attnum)), '; ' ORDER BY a.attnum)
+     FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT string_agg(concat_ws(',', con.conname, con.contype, pg_get_constraintdef(con.oid),
+          obj_description(con.oid, 'pg_constraint')), '; ' ORDER BY con.conname)
+     FROM pg_constraint con WHERE con.conrelid = c.oid),
+  (SELECT string_agg(pg_get_indexdef(i.indexrelid), '; ' ORDER BY pg_get_indexdef(i.indexrelid))
+     FROM pg_index i WHERE i.indrelid = c.oid),
+  obj_description(c.oid, 'pg_class')))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()
+"""
 
 
 def _reflect(
     inspector: Any, conn: Any, names: list[str], reflected: Reflected | None
 ) -> dict[str, Table]:
-    """The tables ``names``: reflected, or on SQLite taken from ``reflected`` when their
-    SQL is as it was. There the SQL in sqlite_master says all the inspector reads of a
-    table (columns, keys, CHECKs: parsed from it; its indexes: their own SQL), but for a
-    foreign key naming no columns, which refers to the other table's primary key: a
-    table's key holds the SQL of the tables its own SQL names."""
+    """The tables ``names``: reflected, or (SQLite, PostgreSQL) taken from ``reflected``
+    when what the catalog says of them is as it was."""
     dialect = conn.dialect
-    if reflected is None or dialect.name != "sqlite":
+    if reflected is None or dialect.name not in ("sqlite", "postgresql"):
         return _tables(inspector, dialect, names)
+    keys = _sqlite_keys(conn, names) if dialect.name == "sqlite" else _postgres_keys(conn, names)
+    missing = [n for n in names if keys[n] not in reflected]
+    if missing:
+        for name, table in _tables(inspector, dialect, missing).items():
+            reflected[keys[name]] = table
+    return {n: reflected[keys[n]] for n in names}
+
+
+def _sqlite_keys(conn: Any, names: list[str]) -> dict[str, Any]:
+    """On SQLite the SQL in sqlite_master says all the inspector reads of a table
+    (columns, keys, CHECKs: parsed from it; its indexes: their own SQL), but for a foreign
+    key naming no columns, which refers to the other table's primary key: a table's key
+    holds the SQL of the tables its own SQL names."""
     from sqlalchemy import text
 
     rows = conn.execute(text("SELECT type, name, tbl_name, sql FROM sqlite_master")).all()
@@ -98,11 +129,14 @@ def _reflect(
             for e in sorted(entries[other], key=repr)
         ]
         keys[name] = (*own, *named)
-    missing = [n for n in names if keys[n] not in reflected]
-    if missing:
-        for name, table in _tables(inspector, dialect, missing).items():
-            reflected[keys[name]] = table
-    return {n: reflected[keys[n]] for n in names}
+    return keys
+
+
+def _postgres_keys(conn: Any, names: list[str]) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    found = {str(r[0]): str(r[1]) for r in conn.execute(text(_PG_FINGERPRINT))}
+    return {n: (("pg", n, found.get(n, ""), None),) for n in names}
 
 
 def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
