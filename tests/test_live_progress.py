@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 import branchmig.snapshots.base as snapshots_base
 from branchmig.cli import main
 from branchmig.snapshots import backend_for_url
-from branchmig.snapshots.base import LiveLine, reporting
+from branchmig.snapshots.base import Clock, LiveLine, reporting
 
 
 class Terminal(io.StringIO):
@@ -59,40 +59,66 @@ def on_stderr(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO) -> io.String
     return stream
 
 
+class ManualClock(Clock):
+    """Time that moves only when the test calls ``advance``: the live line's thread waits
+    for it (polling its own event), so no test sleeps for time to pass."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now
+
+    def wait_until(self, done: threading.Event, deadline: float) -> bool:
+        while not done.wait(0.002):
+            if self._now >= deadline:
+                return False
+        return True
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+
+
 def test_a_slow_save_redraws_its_size_in_place_then_clears_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     terminal = on_stderr(monkeypatch, Terminal())
+    clock = ManualClock(100.0)
     partial = tmp_path / "copy.db"
     lines: list[str] = []
-    started = time.perf_counter()
     with reporting(
         lines.append,
         "saved",
         lambda: partial.stat().st_size,
         so_far=lambda: partial.stat().st_size,
         total=lambda: 50_000,
+        clock=clock,
     ):
         partial.write_bytes(b"x" * 20_000)
+        clock.advance(0.9)
+        assert terminal.getvalue() == ""
+        clock.advance(0.1)  # LIVE_AFTER_SECONDS: the first drawing
         wait_for_text(terminal, r"\r")
-        assert time.perf_counter() - started >= snapshots_base.LIVE_AFTER_SECONDS
         with partial.open("ab") as more:
             more.write(b"x" * 30_000)
-        wait_for_text(terminal, r"\rsaving: 50\.0 kB of 50\.0 kB, \d+\.\d s")
+        clock.advance(snapshots_base.LIVE_EVERY_SECONDS)  # redrawn, the longer line
+        wait_for_text(terminal, r"\rsaving: 50\.0 kB of 50\.0 kB, 1\.5 s")
+        clock.advance(0.5)
     drawn = terminal.getvalue()
-    assert re.match(r"\rsaving: 20\.0 kB of 50\.0 kB, 1\.\d s", drawn), drawn
+    assert drawn.startswith("\rsaving: 20.0 kB of 50.0 kB, 1.0 s\r"), drawn
     width = len("saving: 20.0 kB of 50.0 kB, 1.0 s")
     assert drawn.endswith("\r" + " " * width + "\r"), drawn  # cleared for the summary
     assert "\n" not in drawn
-    assert len(lines) == 1 and re.fullmatch(r"saved 50\.0 kB in 1\.\d s \(.+/s\)", lines[0])
+    assert lines == ["saved 50.0 kB in 2.0 s (25.0 kB/s)"]
     assert live_threads() == []
 
 
 def test_a_fast_operation_starts_no_line(monkeypatch: pytest.MonkeyPatch) -> None:
     terminal = on_stderr(monkeypatch, Terminal())
+    clock = ManualClock()
     lines: list[str] = []
-    with reporting(lines.append, "saved", lambda: 1000, so_far=lambda: 1000):
-        pass
+    with reporting(lines.append, "saved", lambda: 1000, so_far=lambda: 1000, clock=clock):
+        clock.advance(snapshots_base.PROGRESS_AFTER_SECONDS - 0.01)
     assert terminal.getvalue() == ""
     assert lines == []  # quicker than PROGRESS_AFTER_SECONDS: no summary either
     assert live_threads() == []
@@ -100,11 +126,12 @@ def test_a_fast_operation_starts_no_line(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_without_a_terminal_only_the_summary_is_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     piped = on_stderr(monkeypatch, io.StringIO())
+    clock = ManualClock()
     lines: list[str] = []
-    with reporting(lines.append, "restored", lambda: 2000, total=lambda: 2000):
-        time.sleep(1.3)
+    with reporting(lines.append, "restored", lambda: 2000, total=lambda: 2000, clock=clock):
+        clock.advance(1.3)
     assert piped.getvalue() == ""
-    assert len(lines) == 1 and lines[0].startswith("restored 2.0 kB in 1.")
+    assert lines == ["restored 2.0 kB in 1.3 s (1.5 kB/s)"]
 
 
 @pytest.mark.parametrize("case", ["terminal", "branchmig -q", "no progress wanted"])
@@ -112,17 +139,20 @@ def test_only_a_terminal_someone_watches_gets_the_line(
     monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
     terminal = on_stderr(monkeypatch, Terminal())
-    monkeypatch.setattr(snapshots_base, "LIVE_AFTER_SECONDS", 0.05)
-    monkeypatch.setattr(snapshots_base, "LIVE_EVERY_SECONDS", 0.05)
+    clock = ManualClock()
     lines: list[str] = []
     progress = None if case == "no progress wanted" else lines.append
     with (
         click.Context(main, obj={"quiet": case == "branchmig -q"}),
-        reporting(progress, "saved", lambda: 1000, so_far=lambda: 1000),
+        reporting(progress, "saved", lambda: 1000, so_far=lambda: 1000, clock=clock),
     ):
-        time.sleep(0.5)
+        clock.advance(snapshots_base.LIVE_AFTER_SECONDS)
+        if case == "terminal":
+            wait_for_text(terminal, r"\r")
+        else:  # no line at all: nothing waits to draw one
+            assert live_threads() == []
     if case == "terminal":
-        assert terminal.getvalue().startswith("\rsaving: 1.0 kB so far, 0.")
+        assert terminal.getvalue().startswith("\rsaving: 1.0 kB so far, 1.0 s")
     else:
         assert terminal.getvalue() == ""
 
@@ -140,9 +170,10 @@ def test_the_line_says_what_is_known(so_far: int | None, total: int | None, text
     line = LiveLine(
         Terminal(),
         "saving",
-        start=time.perf_counter() - 2.5,
+        start=10.0,
         so_far=None if so_far is None else lambda: so_far,
         total=None if total is None else lambda: total,
+        clock=ManualClock(12.5),
     )
     assert line.text() == text
 
@@ -150,7 +181,11 @@ def test_the_line_says_what_is_known(so_far: int | None, total: int | None, text
 def test_a_size_that_cannot_be_read_is_left_out(tmp_path: Path) -> None:
     gone = tmp_path / "gone.dump"
     line = LiveLine(
-        Terminal(), "dumping", so_far=lambda: gone.stat().st_size, start=time.perf_counter() - 1.0
+        Terminal(),
+        "dumping",
+        so_far=lambda: gone.stat().st_size,
+        start=0.0,
+        clock=ManualClock(1.0),
     )
     assert line.text() == "dumping: 1.0 s"
 

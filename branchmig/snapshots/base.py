@@ -12,12 +12,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from branchmig.errors import SnapshotError
 
+if TYPE_CHECKING:
+    import threading
+
 __all__ = [
+    "CLOCK",
     "KEY_PATTERN",
+    "Clock",
     "LiveLine",
     "Progress",
     "SessionsBlockingError",
@@ -37,6 +42,21 @@ PROGRESS_AFTER_SECONDS = 0.5
 # On a terminal, one slower than this shows a line redrawn in place while it runs.
 LIVE_AFTER_SECONDS = 1.0
 LIVE_EVERY_SECONDS = 0.5
+
+
+class Clock:
+    """The time a progress report reads, and how the live line waits for its next
+    redraw. Tests pass one whose time moves only when they say."""
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def wait_until(self, done: threading.Event, deadline: float) -> bool:
+        """Wait until ``now()`` reaches ``deadline`` or ``done`` is set; whether it is."""
+        return done.wait(max(0.0, deadline - self.now()))
+
+
+CLOCK = Clock()
 
 
 @dataclass(frozen=True)
@@ -143,7 +163,7 @@ class LiveLine:
     ``LIVE_AFTER_SECONDS`` on, every ``LIVE_EVERY_SECONDS``: ``"saving: 1.2 GB of 3.0 GB,
     4.5 s"``. ``so_far`` gives the bytes written yet, ``total`` those expected (asked once);
     they run on the line's own thread, so they stat files or open their own connections,
-    and one that fails leaves its size out."""
+    and one that fails leaves its size out. ``clock`` tells the time and waits for it."""
 
     def __init__(
         self,
@@ -153,12 +173,14 @@ class LiveLine:
         so_far: Callable[[], int] | None = None,
         total: Callable[[], int] | None = None,
         start: float | None = None,
+        clock: Clock = CLOCK,
     ) -> None:
         self.stream = stream
         self.doing = doing
         self.so_far = so_far
         self.total = total
-        self.start = time.perf_counter() if start is None else start
+        self.clock = clock
+        self.start = clock.now() if start is None else start
         self._total_size: int | None = None
         import threading  # only a terminal's live line needs it
 
@@ -181,7 +203,7 @@ class LiveLine:
         self._thread.join(timeout=LIVE_EVERY_SECONDS)
 
     def text(self) -> str:
-        elapsed = f"{time.perf_counter() - self.start:.1f} s"
+        elapsed = f"{self.clock.now() - self.start:.1f} s"
         done = _measured(self.so_far)
         if self._total_size is None:
             self._total_size = _measured(self.total)
@@ -195,17 +217,16 @@ class LiveLine:
         return f"{self.doing}: {elapsed}"
 
     def _run(self) -> None:
-        if self._done.wait(LIVE_AFTER_SECONDS):
-            return  # the fast path: finished before anything was drawn
-        while True:
+        # The fast path: finished before the first deadline, nothing is drawn.
+        deadline = self.start + LIVE_AFTER_SECONDS
+        while not self.clock.wait_until(self._done, deadline):
+            deadline = self.clock.now() + LIVE_EVERY_SECONDS
             line = self.text()
             with self._lock:
                 if self._stopped:
                     return
                 self._write("\r" + line.ljust(self._width))
                 self._width = max(self._width, len(line))
-            if self._done.wait(LIVE_EVERY_SECONDS):
-                return
 
     def _write(self, text: str) -> None:
         try:
@@ -250,18 +271,20 @@ def reporting(
     *,
     so_far: Callable[[], int] | None = None,
     total: Callable[[], int] | None = None,
+    clock: Clock = CLOCK,
 ) -> Iterator[None]:
     """Report ``"<verb> 1.0 GB in 0.8 s (1.2 GB/s)"`` when the block took long enough.
 
     Meanwhile, when stderr is a terminal and progress lines are wanted, a ``LiveLine``
     (given ``so_far`` and ``total``) shows the block is still at work."""
-    start = time.perf_counter()
+    start = clock.now()
     if progress is None or not _watched(sys.stderr):
         yield
     else:
-        with LiveLine(sys.stderr, _DOING.get(verb, verb), so_far=so_far, total=total, start=start):
+        doing = _DOING.get(verb, verb)
+        with LiveLine(sys.stderr, doing, so_far=so_far, total=total, start=start, clock=clock):
             yield
-    elapsed = time.perf_counter() - start
+    elapsed = clock.now() - start
     if progress is not None and elapsed >= PROGRESS_AFTER_SECONDS:
         nbytes = size()
         progress(
