@@ -485,70 +485,9 @@ def kill_mid_switch(p: Project, marker: Path, *args: str) -> None:
         proc.wait(timeout=10)
 
 
-def check_killed_switch_is_put_back(
-    p: Project, marker: Path, state: Callable[[], Any], command: str
-) -> None:
-    """Kill ``branchmig switch feature2`` mid-upgrade, run ``branchmig COMMAND``: the
-    database is as ``state()`` saw it before, and feature1 is checked out again."""
-    commit_slow_feature2(p, marker)
-    before = state()
-    kill_mid_switch(p, marker)
-    assert p.journal.exists()
-    proc = p.branchmig(command)
-    assert proc.returncode == 0, proc.stderr
-    assert "was interrupted" in proc.stderr
-    assert state() == before
-    assert p.branch() == "feature1"
-    assert not p.journal.exists()
-
-
-def check_raising_switch_changes_nothing(
-    p: Project, state: Callable[[], Any], version: Callable[[], set[str]], *, secret: str
-) -> None:
-    """``branchmig switch feature2`` whose migration raises: exit 1 with the migration's
-    own error, no secret and no traceback, and the database (as ``state()`` sees it) and
-    the checkout as they were."""
-    commit_raising_feature2(p)
-    before = state()
-    proc = p.branchmig("switch", "feature2")
-    assert proc.returncode == 1
-    assert "RuntimeError: posts cannot be created today" in proc.stderr, proc.stderr
-    assert secret not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
-    assert "Nothing changed" in proc.stderr, proc.stderr
-    assert state() == before
-    assert version() == {F1}
-    assert p.branch() == "feature1"
-
-
 # Where BRANCHMIG_FAILPOINT stops a move (branchmig/switching.py), in the order a switch
 # reaches them.
 FAILPOINTS = ("journal", "saved", "step", "checked-out", "migrated", "done")
-
-
-def check_stopped_switch_ends_before_or_after(
-    p: Project, point: str, how: str, state: Callable[[], Any]
-) -> None:
-    """``branchmig switch feature2`` from feature1 (its emails in the database), stopped
-    at ``point`` (``how``: kill, or raise); then ``status``: the database and checkout are
-    exactly as before the switch, or (stopped once it was done) as after it; and a round
-    trip brings feature1's database back exactly."""
-    before = state()
-    proc = p.branchmig("switch", "feature2", env={"BRANCHMIG_FAILPOINT": f"{point}:{how}"})
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
-    if how == "raise":
-        assert f"injected fault at '{point}'" in proc.stderr, proc.stderr
-        assert point == "done" or "Nothing changed" in proc.stderr, proc.stderr
-    status = p.status()  # puts a killed switch back
-    assert not p.journal.exists()
-    assert status["pending"] == [] and status["unknown"] == [] and status["in_step"]
-    if point == "done":  # it had succeeded
-        assert (p.branch(), status["db_heads"]) == ("feature2", [F2])
-    else:
-        assert (p.branch(), status["db_heads"]) == ("feature1", [F1])
-        assert state() == before
-        p.ok("switch", "feature2")
-    p.ok("switch", "feature1")
-    assert state() == before
 
 
 def check_failing_rehearsal_touches_nothing(p: Project, state: Callable[[], Any]) -> None:

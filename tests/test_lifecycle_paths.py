@@ -20,15 +20,12 @@ from e2e_projects import (
     EMAILS,
     F1,
     F2,
-    FAILPOINTS,
     Project,
-    check_stopped_switch_ends_before_or_after,
     commit_slow_feature2,
     emails,
     insert_users,
     kill_mid_switch,
     set_alembic_url,
-    sqlite_dump,
     sqlite_tables,
     sqlite_version,
 )
@@ -110,15 +107,6 @@ def test_a_hook_killed_at_any_point_then_sync_keeps_every_branchs_rows(
     assert "Traceback" not in out.stderr
     assert sqlite_version(p.db_path) == {F1}
     assert users(p) == EMAILS
-
-
-@pytest.mark.parametrize("point", FAILPOINTS)
-@pytest.mark.parametrize("how", ["kill", "raise"])
-def test_a_switch_stopped_at_any_point_ends_before_or_after_it(
-    db_at_feature1_head_with_emails: Project, point: str, how: str
-) -> None:
-    p = db_at_feature1_head_with_emails
-    check_stopped_switch_ends_before_or_after(p, point, how, lambda: sqlite_dump(p.db_path))
 
 
 def test_a_failed_save_keeps_the_snapshot_before_it(
