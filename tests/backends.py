@@ -241,15 +241,14 @@ def seed_project_at_feature1_with_emails(
     backend: Backend, request: pytest.FixtureRequest, template: Path, dest: Path
 ) -> Project:
     """The seed project on a new database of ``backend`` (a server's URL carrying
-    ``PASSWORD``), switched to feature1, two users with emails. SQLite's is a copy of the
-    state built once (main without a snapshot); a server's is built here (main with one)."""
+    ``PASSWORD``), switched to feature1 (main has no snapshot), two users with emails.
+    SQLite's is a copy of the state built once; a server's is built here, by one switch."""
     if not backend.on_server:
         states: dict[str, Project] = request.getfixturevalue("_alembic_states")
         return copy_project(states["at_f1"], dest)
     url = request.getfixturevalue(_URL_FIXTURE[backend.name])
     p = make_seed_project(template, dest, kind="alembic", url=url)
-    p.ok("sync")
-    p.ok("switch", "feature1")
+    p.ok("switch", "feature1", "--no-snapshot")
     backend.query(p, INSERT_EMAILS)
     return p
 

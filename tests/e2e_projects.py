@@ -434,6 +434,29 @@ def emails(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     return [tuple(r) for r in conn.execute("SELECT name, email FROM users ORDER BY id")]
 
 
+F1B = "f1b000000001"
+
+
+def feature1_gains_phone(p: Project, *, raising: bool = False) -> None:
+    """Commit a second feature1 migration (F1B: ``users.phone``) while the database sits
+    on feature2; back on feature2."""
+    p.git("checkout", "-q", "feature1")
+    body = '    op.add_column("users", sa.Column("phone", sa.String(20), nullable=True))'
+    if raising:
+        body += '\n    raise RuntimeError("no phones today")'
+    p.write(
+        f"{F1B}_phone.py",
+        script(
+            F1B,
+            F1,
+            body,
+            '    with op.batch_alter_table("users") as batch:\n        batch.drop_column("phone")',
+        ),
+    )
+    p.commit("feature1: users.phone")
+    p.git("checkout", "-q", "feature2")
+
+
 RAISING_F2 = F2_SCRIPT.replace(
     '                    sa.Column("title", sa.String(100)))',
     '                    sa.Column("title", sa.String(100)))\n'
@@ -486,7 +509,7 @@ def kill_mid_switch(p: Project, marker: Path, *args: str) -> None:
 
 
 # Where BRANCHMIG_FAILPOINT stops a move (branchmig/switching.py), in the order a switch
-# reaches them.
+# reaches them; "resaved" only when it restores a snapshot then applies what arrived since.
 FAILPOINTS = ("journal", "saved", "step", "checked-out", "migrated", "done")
 
 

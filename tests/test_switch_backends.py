@@ -16,6 +16,7 @@ from e2e_projects import (
     BASE,
     EMAILS,
     F1,
+    F1B,
     F2,
     F2_SCRIPT,
     FAILPOINTS,
@@ -23,6 +24,7 @@ from e2e_projects import (
     check_failing_rehearsal_touches_nothing,
     commit_raising_feature2,
     commit_slow_feature2,
+    feature1_gains_phone,
     kill_mid_switch,
 )
 
@@ -144,6 +146,39 @@ def test_a_switch_stopped_at_any_point_ends_before_or_after_it(
         assert b.state(p) == before
         p.ok("switch", "feature2")
     p.ok("switch", "feature1")
+    assert b.state(p) == before
+
+
+# Where a restoring switch differs from the saving one above: the restore is done and the
+# leaving branch's copy kept ("saved"), the restored content saved again ("resaved"), the
+# new revision being applied on the restored database ("step"), and the drops of the
+# copies the move no longer needs ("done"). Its other points stop it as the saving
+# switch's do.
+RESTORING_FAILPOINTS = ("saved", "resaved", "step", "done")
+
+
+@pytest.mark.parametrize("point", RESTORING_FAILPOINTS)
+def test_a_restoring_switch_killed_at_any_point_ends_before_or_after_it(
+    backend: Backend, project_at_feature1_with_emails: Project, point: str
+) -> None:
+    """Back to feature1, whose snapshot is restored and which gained F1B since, killed
+    at ``point``; then ``status``: the database is feature2's exactly as before, or
+    (killed once the move was done) feature1's rows at F1B; the next switch brings them."""
+    p, b = project_at_feature1_with_emails, backend
+    p.ok("switch", "feature2")
+    feature1_gains_phone(p)
+    before = b.state(p)
+    proc = p.branchmig("switch", "feature1", env={"BRANCHMIG_FAILPOINT": f"{point}:kill"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    status = p.status()  # puts a killed switch back
+    assert not p.journal.exists() and status["pending"] == [] and status["unknown"] == []
+    if point != "done":
+        assert (p.branch(), status["db_heads"]) == ("feature2", [F2])
+        assert b.state(p) == before
+        p.ok("switch", "feature1")
+    assert p.branch() == "feature1" and b.version(p) == {F1B}
+    assert b.users(p) == EMAILS and "phone" in b.columns(p, "users")
+    p.ok("switch", "feature2")
     assert b.state(p) == before
 
 

@@ -17,11 +17,13 @@ from e2e_projects import (
     EMAILS,
     F1,
     F1_SCRIPT,
+    F1B,
     F2,
     Project,
     build_alembic_template,
     commit_raising_feature2,
     emails,
+    feature1_gains_phone,
     insert_users,
     make_seed_project,
     script,
@@ -196,34 +198,12 @@ def test_unreachable_postgres_database_is_one_line_without_password(
     assert sqlite_dump(p.db_path) == before
 
 
-F1B = "f1b000000001"
-
-
-def _feature1_gains_phone(p: Project, *, raising: bool = False) -> None:
-    """Commit a second feature1 migration while the database sits on feature2."""
-    p.git("checkout", "-q", "feature1")
-    body = '    op.add_column("users", sa.Column("phone", sa.String(20), nullable=True))'
-    if raising:
-        body += '\n    raise RuntimeError("no phones today")'
-    p.write(
-        f"{F1B}_phone.py",
-        script(
-            F1B,
-            F1,
-            body,
-            '    with op.batch_alter_table("users") as batch:\n        batch.drop_column("phone")',
-        ),
-    )
-    p.commit("feature1: users.phone")
-    p.git("checkout", "-q", "feature2")
-
-
 def test_snapshot_restored_then_what_arrived_since_applied(
     db_at_feature1_head_with_emails: Project,
 ) -> None:
     p = db_at_feature1_head_with_emails
     p.ok("switch", "feature2")
-    _feature1_gains_phone(p)
+    feature1_gains_phone(p)
     out = p.ok("switch", "feature1")
     assert "Restored snapshot" in out.stdout
     assert sqlite_version(p.db_path) == {F1B}
@@ -238,7 +218,7 @@ def test_failure_after_a_restore_keeps_both_databases(
 ) -> None:
     p = db_at_feature1_head_with_emails
     p.ok("switch", "feature2")
-    _feature1_gains_phone(p, raising=True)
+    feature1_gains_phone(p, raising=True)
     before = sqlite_dump(p.db_path)
     proc = p.branchmig("switch", "feature1")
     assert proc.returncode == 1 and "RuntimeError: no phones today" in proc.stderr
