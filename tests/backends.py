@@ -112,7 +112,8 @@ def _run(conn: Any, statement: str) -> Rows:
 
 @contextmanager
 def _sqlite_connection(p: Project) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(p.db_path, isolation_level=None)  # autocommit, like the others
+    # Autocommit, like the servers' sessions; "rw": a test's question never makes the file.
+    conn = sqlite3.connect(f"file:{p.db_path}?mode=rw", uri=True, isolation_level=None)
     try:
         yield conn
     finally:
