@@ -65,20 +65,22 @@ def test_a_round_trip_brings_feature1s_rows_back(
             assert "saving the database of 'feature1'" in proc.stderr, proc.stderr
         assert p.branch() == "feature2" and b.version(p) == {F2}
         assert "email" not in b.columns(p, "users") and "posts" in b.tables(p)
-        assert F2 in p.current().stdout
+        # Alembic's own `current` finds every revision (no "Can't locate revision"): asked
+        # on the switch's trips only, each costs a process.
+        assert by == "hook" or F2 in p.current().stdout
 
         out = said(move("feature1"))
         assert ("Restored snapshot" if by == "switch" else "restored the snapshot") in out, out
         assert p.branch() == "feature1" and b.version(p) == {F1}
         assert "posts" not in b.tables(p) and b.users(p) == EMAILS
         assert held is None or held.query(USERS) == EMAILS
-        assert F1 in p.current().stdout
+        assert by == "hook" or F1 in p.current().stdout
         database = p.status()["database"]
         assert PASSWORD not in database and b.on_server == ("***" in database)
 
         move("main")
         assert b.version(p) == {BASE}
-        p.current()
+        assert by == "hook" or p.current().returncode == 0
         move("feature1")
         assert b.version(p) == {F1} and b.users(p) == EMAILS
         assert held is None or held.query(USERS) == EMAILS
