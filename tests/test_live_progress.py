@@ -236,8 +236,9 @@ def test_a_sqlite_snapshot_held_up_by_a_writer_shows_the_line(
 def test_a_mysql_save_held_up_by_a_table_lock_shows_the_source_size(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_mysql_url: str
 ) -> None:
-    """The save's own session waits on ``LOCK TABLES users WRITE`` for 1.3 s; the line
-    asks the live database's size on a connection of its own meanwhile."""
+    """The save waits on ``LOCK TABLES users WRITE`` for 1.3 s; the line measures the live
+    database's files and the copy's on connections of its own meanwhile (issue 24: the
+    files' true sizes, not statistics that lag a fresh copy)."""
     database = make_url(fresh_mysql_url).database
     with mysql_connection(fresh_mysql_url, database=database) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(200))")
@@ -254,7 +255,10 @@ def test_a_mysql_save_held_up_by_a_table_lock_shows_the_source_size(
         finally:
             release.join()
     drawn = terminal.getvalue()
-    assert re.match(r"\rsaving \d+\.\d kB: 1\.\d s", drawn), drawn
+    found = re.match(r"\rsaving: (\d+\.\d) kB of (\d+\.\d) kB, 1\.\d s", drawn)
+    assert found, drawn
+    # Nothing copied yet: the copy holds only its empty marker table; users' file is larger.
+    assert float(found[1]) < float(found[2]), drawn
     assert drawn.endswith(" \r")
     assert len(lines) == 1 and lines[0].startswith("saved "), lines
 

@@ -254,6 +254,7 @@ def test_a_view_broken_before_the_save_is_left_out_and_named(
 
     assert schema_objects(url) == [("VIEW", "fine")]
     assert query(url, "SELECT name FROM fine ORDER BY name") == [("ada",), ("bob",), ("root",)]
+    said = [line for line in said if not line.startswith("saved ")]  # a slow machine's
     assert len(said) == 1 and said[0].startswith(
         f"branchmig: view 'broken' of snapshot 'main' was not created in MySQL database "
         f"{snaps.live!r}"

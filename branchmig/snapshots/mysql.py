@@ -26,6 +26,7 @@ live database and the key: that is how ``stored()`` finds exactly this database'
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import secrets
@@ -37,6 +38,7 @@ from typing import Any, NamedTuple
 import pymysql  # type: ignore[import-untyped]
 
 from branchmig.errors import DatabaseError, SnapshotError
+from branchmig.snapshots import mysql_copy
 from branchmig.snapshots.base import (
     KEY_PATTERN,
     Progress,
@@ -47,6 +49,7 @@ from branchmig.snapshots.base import (
     reporting,
     short_hash,
 )
+from branchmig.snapshots.mysql_copy import Job, quote
 from branchmig.urls import parse_server_url
 
 __all__ = ["MySQLBackend", "snapshot_database_name"]
@@ -95,10 +98,6 @@ def snapshot_database_name(live: str, key: str) -> str:
         return name
     # 10 + 1 + 8 + len("__bm_") + 40 (longest key) = 64.
     return f"{live[:10]}_{short_hash(live)}{SNAPSHOT_INFIX}{key}"
-
-
-def quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 class MySQLBackend:
@@ -158,18 +157,18 @@ class MySQLBackend:
                     "Create it (alembic upgrade head) or run with --no-snapshot."
                 )
             self._drop_left_over(cur)
-            # The live line asks the size on a connection of its own: ``cur`` is busy.
+            # The live line measures on connections of its own: ``cur`` is busy.
             with reporting(
                 self.progress,
                 "saved",
                 lambda: self._database_size(cur, target),
-                total=self.live_size,
+                so_far=lambda: self._measured_files(target),
+                total=lambda: self._measured_files(self.live),
             ):
                 cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
                 try:
                     self._create_database_like_live(cur, target, key)
-                    self._copy_tables(cur, target)
-                    self._keep_objects(cur, target, self._schema_objects(cur, self.live))
+                    self._copy_frozen(cur, target, key)
                     _rename_tables(cur, [(target, PENDING_TABLE, target, MARKER_TABLE)])
                 except BaseException:
                     cur.execute(f"DROP DATABASE IF EXISTS {quote(target)}")
@@ -218,17 +217,7 @@ class MySQLBackend:
 
     def _swap(self, cur: Any, snapshot: str, old: str, key: str) -> None:
         if self.terminate_connections:
-            ended = []
-            for session_id, user, host, *_ in self._sessions(cur):
-                # It may have ended by itself meanwhile.
-                with contextlib.suppress(pymysql.err.OperationalError):
-                    cur.execute(f"KILL {int(session_id)}")
-                    ended.append(f"id {session_id} (user {user}, from {host})")
-            if ended and self.progress is not None:
-                self.progress(
-                    f"branchmig: ended {len(ended)} session(s) on {self.describe()} "
-                    f"(--terminate-connections): {', '.join(ended)}"
-                )
+            self._end_sessions(cur)
         moves = (
             [(self.live, table, old, table) for table in self._tables(cur, self.live)]
             + [
@@ -261,6 +250,19 @@ class MySQLBackend:
             self._create_objects(cur, live_objects, key)
             raise
 
+    def _end_sessions(self, cur: Any) -> None:
+        ended = []
+        for session_id, user, host, *_ in self._sessions(cur):
+            # It may have ended by itself meanwhile.
+            with contextlib.suppress(pymysql.err.OperationalError):
+                cur.execute(f"KILL {int(session_id)}")
+                ended.append(f"id {session_id} (user {user}, from {host})")
+        if ended and self.progress is not None:
+            self.progress(
+                f"branchmig: ended {len(ended)} session(s) on {self.describe()} "
+                f"(--terminate-connections): {', '.join(ended)}"
+            )
+
     def _drop_objects(
         self, cur: Any, objects: list[SchemaObject], dropped: list[SchemaObject]
     ) -> None:
@@ -276,10 +278,7 @@ class MySQLBackend:
             and err.args
             and (err.args[0] == _LOCK_WAIT_TIMEOUT)
         ):
-            named = [
-                f"id {sid} ({user}@{host}, {command})" for sid, user, host, command in
-                self._sessions(cur)
-            ]  # fmt: skip
+            named = self._named_sessions(cur)
             return SessionsBlockingError(
                 f"Cannot restore snapshot {key!r} of {self.describe()}: other sessions "
                 f"hold its tables in open transactions: {', '.join(named) or 'unknown'}.",
@@ -462,13 +461,57 @@ class MySQLBackend:
             if live == self.live and schema != self.live:
                 cur.execute(f"DROP DATABASE IF EXISTS {quote(schema)}")
 
-    def _copy_tables(self, cur: Any, target: str) -> None:
+    def _copy_frozen(self, cur: Any, target: str, key: str) -> None:
+        """Copy the live tables, sequences and objects into ``target`` as they stand at one
+        instant: no write to the live tables commits from the table definitions read to
+        the last row copied (``mysql_copy``)."""
         tables = self._tables(cur, self.live, ("BASE TABLE",))
         sequences = self._tables(cur, self.live, ("SEQUENCE",))
-        cur.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
-        # Rows whose AUTO_INCREMENT column holds 0 are copied as 0, as mysqldump does.
-        cur.execute("SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
+        with self._frozen(cur, tables + sequences, key):
+            self._create_tables(cur, target, tables, sequences)
+            sizes = self._table_sizes(cur, self.live)
+            by_size = sorted(tables, key=lambda table: -sizes.get(table, 0))
+            jobs = [Job(table, tuple(self._stored_columns(cur, table))) for table in by_size]
+            workers = mysql_copy.worker_count(cur, [sizes.get(table, 0) for table in tables])
+            mysql_copy.copy_tables(self._connect, self.live, target, jobs, workers=workers)
+            self._keep_objects(cur, target, self._schema_objects(cur, self.live))
+
+    @contextmanager
+    def _frozen(self, cur: Any, tables: list[str], key: str) -> Iterator[None]:
+        """The live tables held still (``mysql_copy.lock_for_reading``); the sessions whose
+        open transactions wrote them and hold it up are named, or ended with
+        --terminate-connections."""
+        lock = functools.partial(
+            mysql_copy.lock_for_reading,
+            self._connect,
+            self.live,
+            tables,
+            wait_seconds=LOCK_WAIT_SECONDS,
+        )
+        try:
+            holder = lock()
+        except pymysql.err.OperationalError as err:
+            if not (err.args and err.args[0] == _LOCK_WAIT_TIMEOUT):
+                raise
+            if not self.terminate_connections:
+                named = self._named_sessions(cur)
+                raise SessionsBlockingError(
+                    f"Cannot save snapshot {key!r} of {self.describe()}: other sessions "
+                    f"hold its tables in open transactions: {', '.join(named) or 'unknown'}.",
+                    sessions=named,
+                ) from err
+            self._end_sessions(cur)
+            holder = lock()
+        try:
+            yield
+        finally:
+            mysql_copy.release(holder)
+
+    def _create_tables(
+        self, cur: Any, target: str, tables: list[str], sequences: list[str]
+    ) -> None:
         cur.execute(f"USE {quote(target)}")
+        cur.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
         for table in tables + sequences:
             cur.execute(f"SHOW CREATE TABLE {quote(self.live)}.{quote(table)}")
             cur.execute(cur.fetchone()[1])
@@ -483,17 +526,6 @@ class MySQLBackend:
                 f"SELECT SETVAL({quote(target)}.{quote(sequence)}, %s, 0, %s)",
                 (next_value, cycles),
             )
-        # DDL commits implicitly: every table exists before the one transaction that fills
-        # them all from the same consistent view of the live database.
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        for table in tables:
-            columns = ", ".join(quote(column) for column in self._stored_columns(cur, table))
-            cur.execute(
-                f"INSERT INTO {quote(target)}.{quote(table)} ({columns}) "
-                f"SELECT {columns} FROM {quote(self.live)}.{quote(table)}"
-            )
-        cur.execute("COMMIT")
 
     def _stored_columns(self, cur: Any, table: str) -> list[str]:
         cur.execute(
@@ -540,6 +572,12 @@ class MySQLBackend:
         )
         return [row[0] for row in cur.fetchall()]
 
+    def _named_sessions(self, cur: Any) -> list[str]:
+        return [
+            f"id {sid} ({user}@{host}, {command})" for sid, user, host, command in
+            self._sessions(cur)
+        ]  # fmt: skip
+
     def _sessions(self, cur: Any) -> Sequence[tuple[Any, ...]]:
         cur.execute(
             "SELECT ID, USER, HOST, COMMAND FROM information_schema.PROCESSLIST "
@@ -558,6 +596,16 @@ class MySQLBackend:
         return MySQLBackend._database_sizes(cur, [name]).get(name, 0)
 
     @staticmethod
+    def _table_sizes(cur: Any, database: str) -> dict[str, int]:
+        """Each table's size as its statistics say: enough to start the largest first."""
+        cur.execute(
+            "SELECT TABLE_NAME, COALESCE(DATA_LENGTH + INDEX_LENGTH, 0) "
+            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            (database,),
+        )
+        return {table: int(size) for table, size in cur.fetchall()}
+
+    @staticmethod
     def _database_sizes(cur: Any, names: Sequence[str]) -> dict[str, int]:
         """Each database's size as its tables' statistics say, in one query."""
         if not names:
@@ -568,6 +616,19 @@ class MySQLBackend:
             (tuple(names),),
         )
         return {schema: int(size) for schema, size in cur.fetchall()}
+
+    def _measured_files(self, database: str) -> int:
+        """The bytes of ``database``'s InnoDB files now, on a connection of its own (the
+        live line's thread asks): what a copy has written so far, where statistics lag by
+        minutes. Raises, and the line leaves it out, where the server does not show them
+        (no PROCESS privilege; MySQL 8 names the view INNODB_TABLESPACES)."""
+        with contextlib.closing(self._connect()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT COALESCE(SUM(FILE_SIZE), 0) "
+                "FROM information_schema.INNODB_SYS_TABLESPACES WHERE NAME LIKE %s",
+                (_file_name(database).replace("_", "\\_") + "/%",),  # letters, digits, _, @
+            )
+            return int(cur.fetchone()[0])
 
     @staticmethod
     def _analyze(cur: Any, name: str) -> None:
@@ -587,10 +648,13 @@ class MySQLBackend:
         )
         cur.fetchall()
 
+    def _connect(self) -> Any:
+        return pymysql.connect(**self._connect_args, autocommit=True, connect_timeout=10)
+
     @contextmanager
     def _session(self) -> Iterator[Any]:
         try:
-            conn = pymysql.connect(**self._connect_args, autocommit=True, connect_timeout=10)
+            conn = self._connect()
         except pymysql.err.MySQLError as err:
             raise DatabaseError(
                 f"Cannot connect to MySQL at {self.masked_url}: {_reason(err)}. "
@@ -614,6 +678,13 @@ def _reason(err: Exception) -> str:
     if len(err.args) >= 2:
         return f"({err.args[0]}) {err.args[1]}"
     return str(err) or type(err).__name__
+
+
+def _file_name(database: str) -> str:
+    """``database`` as InnoDB names its folder: ``app-1`` is ``app@002d1``."""
+    if not database.isascii():
+        raise ValueError(f"{database!r}: only ASCII names are encoded here")
+    return "".join(c if c.isalnum() or c == "_" else f"@{ord(c):04x}" for c in database)
 
 
 def _rename_tables(cur: Any, moves: list[tuple[str, str, str, str]]) -> None:
