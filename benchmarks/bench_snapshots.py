@@ -4,9 +4,14 @@ PostgreSQL: save by CREATE DATABASE … TEMPLATE (each STRATEGY too, which is ho
 FILE_COPY threshold in branchmig/snapshots/postgresql.py was chosen) and restore by rename,
 against pg_dump -Fc + pg_restore and against `cp` of as many bytes. SQLite: save (a file
 copy under a lock that keeps writers out) and restore (the backup API into the live file)
-against `cp` of the same file. Everything the benchmark creates is dropped at the end.
+against `cp` of the same file. MariaDB: save (tables copied over several connections
+under one read lock) and restore (one RENAME TABLE swap), against `mariadb-dump |
+mariadb` into a new database and against the floor, copying the largest table alone the
+way a save copies each. Everything the benchmark creates is dropped at the end.
 
     python benchmarks/bench_snapshots.py [--pg-url URL] [--sizes 10MB,1GB] [--quick]
+        [--backends postgresql,sqlite,mysql] [--mysql-url URL] [--mysql-sizes 20MB,1GB]
+        [--mysql-prefix bm_bench_my_]
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymysql
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from branchmig.snapshots import backend_for_url  # noqa: E402
+from branchmig.snapshots import backend_for_url, mysql_copy  # noqa: E402
 from branchmig.snapshots.base import format_size  # noqa: E402
+from branchmig.snapshots.mysql import MySQLBackend  # noqa: E402
 from branchmig.urls import mask_url  # noqa: E402
 
 UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
@@ -284,6 +291,209 @@ def bench_sqlite(size: int, runs: int, scratch: Path) -> list[tuple[str, str, st
     ]
 
 
+# An app's tables, by their share of the database and the bytes a row takes on disk: the
+# largest holds ~40% of it, so the floor (it alone) is well above half of a serial copy.
+MYSQL_TABLES = [
+    (
+        "users",
+        0.02,
+        175,
+        "CREATE TABLE users (id INT PRIMARY KEY, email VARCHAR(120) NOT NULL UNIQUE, "
+        "name VARCHAR(80), created DATETIME NOT NULL, KEY (created))",
+        "SELECT seq, CONCAT('user', seq, '@example.org'), CONCAT('User ', seq), "
+        "'2024-01-01' + INTERVAL seq MINUTE",
+    ),
+    (
+        "posts",
+        0.34,
+        1420,
+        "CREATE TABLE posts (id INT PRIMARY KEY, user_id INT NOT NULL, title VARCHAR(200), "
+        "body TEXT, created DATETIME NOT NULL, KEY (created), KEY (user_id))",
+        "SELECT seq, 1 + seq % 1000, CONCAT('Post ', seq), REPEAT(MD5(seq), 36), "
+        "'2024-01-01' + INTERVAL seq SECOND",
+    ),
+    (
+        "comments",
+        0.22,
+        373,
+        "CREATE TABLE comments (id INT PRIMARY KEY, post_id INT NOT NULL, "
+        "user_id INT NOT NULL, body TEXT, KEY (post_id), KEY (user_id))",
+        "SELECT seq, 1 + seq % 1000, 1 + seq % 1000, REPEAT(MD5(seq * 7), 8)",
+    ),
+    (
+        "events",
+        0.42,
+        1000,
+        "CREATE TABLE events (id BIGINT PRIMARY KEY, kind VARCHAR(40) NOT NULL, "
+        "payload VARCHAR(2000), at DATETIME NOT NULL, KEY (kind, at))",
+        "SELECT seq, ELT(1 + seq % 5, 'login', 'logout', 'view', 'edit', 'delete'), "
+        "REPEAT(MD5(seq * 3), 26), '2024-01-01' + INTERVAL seq SECOND",
+    ),
+]
+
+
+class MariaDB:
+    """The server of ``url``: statements on one connection, and the command-line clients'
+    options to reach it."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self.args: dict[str, Any] = {
+            "host": parsed.host or "127.0.0.1",
+            "port": parsed.port or 3306,
+            "user": parsed.username or "root",
+            "password": str(parsed.password or ""),
+        }
+        self.url = url
+        self.conn = pymysql.connect(**self.args, autocommit=True)
+        self.cli = [f"--host={self.args['host']}", f"--port={self.args['port']}"]
+        self.cli.append(f"--user={self.args['user']}")
+        self.env = dict(os.environ, MYSQL_PWD=self.args["password"])
+
+    def run(self, *statements: str) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+            return list(cur.fetchall())
+
+    def database_url(self, name: str) -> str:
+        return make_url(self.url).set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, name: str) -> None:
+        self.run(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def build_mysql_database(server: MariaDB, name: str, size: int) -> None:
+    """``name`` holding ~``size`` bytes, built once and kept while this process runs."""
+    server.drop(name)
+    server.run(f"CREATE DATABASE `{name}`", f"USE `{name}`")
+    for table, share, row_bytes, create, select in MYSQL_TABLES:
+        server.run(create)
+        rows = max(1, int(size * share / row_bytes))
+        for first in range(1, rows + 1, 200_000):  # the redo log takes it in pieces
+            last = min(rows, first + 199_999)
+            server.run(f"INSERT INTO {table} {select} FROM seq_{first}_to_{last}")
+    server.run(f"ANALYZE TABLE {', '.join(t[0] for t in MYSQL_TABLES)}", "USE mysql")
+
+
+def mysql_sizes(server: MariaDB, name: str) -> tuple[int, str, int]:
+    """The database's bytes and its largest table's name and bytes (fresh statistics)."""
+    rows = server.run(
+        "SELECT TABLE_NAME, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
+        f"WHERE TABLE_SCHEMA = '{name}' ORDER BY 2 DESC"
+    )
+    return sum(int(r[1]) for r in rows), rows[0][0], int(rows[0][1])
+
+
+def mysql_floor(server: MariaDB, live: str, table: str) -> float:
+    """The time to copy ``table`` alone as a save's worker copies it: what no parallel
+    copy of the database can beat."""
+    scratch = f"{live}_floor"
+    server.drop(scratch)
+    server.run(
+        f"CREATE DATABASE `{scratch}`",
+        f"CREATE TABLE `{scratch}`.`{table}` LIKE `{live}`.`{table}`",
+    )
+    columns = [r[0] for r in server.run(f"SHOW COLUMNS FROM `{live}`.`{table}`")]
+    connect = functools.partial(pymysql.connect, **server.args, autocommit=True)
+    job = mysql_copy.Job(table, tuple(columns))
+    try:
+        return timed(lambda: mysql_copy.copy_tables(connect, live, scratch, [job], workers=1))
+    finally:
+        server.drop(scratch)
+
+
+def mysql_dump_pipe(server: MariaDB, live: str) -> float:
+    """``CREATE DATABASE`` + ``mariadb-dump --single-transaction | mariadb``: a snapshot
+    by dump, as a second database."""
+    copy = f"{live}_dump"
+    server.drop(copy)
+
+    def pipe() -> None:
+        server.run(f"CREATE DATABASE `{copy}`")
+        dumping = subprocess.Popen(
+            ["mariadb-dump", *server.cli, "--single-transaction", live],
+            env=server.env, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        subprocess.run(
+            ["mariadb", *server.cli, copy], env=server.env, stdin=dumping.stdout, check=True
+        )
+        assert dumping.stdout is not None
+        dumping.stdout.close()
+        if dumping.wait() != 0:
+            raise SystemExit("mariadb-dump failed")
+
+    try:
+        return timed(pipe)
+    finally:
+        server.drop(copy)
+
+
+def bench_mysql(
+    server: MariaDB, live: str, size: int, runs: int, scratch: Path
+) -> list[tuple[str, str, str]]:
+    print(f"... MariaDB {format_size(size)}: building {live}", file=sys.stderr)
+    build_mysql_database(server, live, size)
+    nbytes, largest, largest_bytes = mysql_sizes(server, live)
+    label = f"MariaDB {format_size(nbytes)}"
+    snaps = backend_for_url(server.database_url(live), store_dir=scratch)
+    assert isinstance(snaps, MySQLBackend)
+    saves, restores, floors, pipes = [], [], [], []
+    try:
+        for i in range(runs):  # each side once a round: the machine's drift hits all alike
+            saves.append(timed(functools.partial(snaps.save, f"bench{i}")))
+            restores.append(
+                timed(functools.partial(snaps.restore, f"bench{i}", keep_current_as=f"kept{i}"))
+            )
+            snaps.drop(f"kept{i}")
+            floors.append(mysql_floor(server, live, largest))
+            pipes.append(mysql_dump_pipe(server, live))
+    finally:
+        for snap in snaps.stored():
+            snaps.drop(snap.key)
+    save, restore, floor, piped = min(saves), min(restores), min(floors), min(pipes)
+    verdict = "ok" if piped / save >= 4 else "MISSED"
+    return [
+        (label, "save: branchmig (parallel INSERT … SELECT)", f"{save:.3f} s"),
+        (label, "restore: branchmig (RENAME TABLE swap)", f"{restore:.3f} s"),
+        (label, "CREATE DATABASE + mariadb-dump | mariadb", f"{piped:.3f} s"),
+        (
+            label,
+            f"floor: copy of the largest table alone ({largest}, {format_size(largest_bytes)})",
+            f"{floor:.3f} s",
+        ),  # fmt: skip
+        (
+            label,
+            "save vs mariadb-dump | mariadb",
+            f"{piped / save:.1f}x faster  [target >= 4x: {verdict}]",
+        ),  # fmt: skip
+        (label, "save vs floor", f"{save / floor:.2f}x the floor"),
+        (
+            label,
+            "save+restore vs mariadb-dump | mariadb",
+            f"{piped / (save + restore):.1f}x faster",
+        ),
+    ]
+
+
+def run_mysql(args: argparse.Namespace, scratch: Path) -> list[tuple[str, str, str]]:
+    print(f"MariaDB server: {mask_url(args.mysql_url)}", file=sys.stderr)
+    server = MariaDB(args.mysql_url)
+    sizes = [2 * 10**7] if args.quick else [parse_size(s) for s in args.mysql_sizes.split(",")]
+    rows: list[tuple[str, str, str]] = []
+    try:
+        for size in sizes:
+            live = f"{args.mysql_prefix}{size // 10**6}mb"
+            try:
+                runs = 1 if args.quick else args.runs
+                rows += bench_mysql(server, live, size, runs, scratch)
+            finally:
+                server.drop(live)
+    finally:
+        server.conn.close()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -296,17 +506,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10MB,1GB", help="comma-separated, e.g. 10MB,1GB")
     parser.add_argument("--quick", action="store_true", help="10 MB only, one run each")
     parser.add_argument("--runs", type=int, default=3, help="best of N for the fast operations")
+    parser.add_argument(
+        "--backends", default="postgresql,sqlite,mysql", help="which databases to time"
+    )
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get(
+            "BRANCHMIG_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql"
+        ),
+        help="a MariaDB server where the user may create databases",
+    )
+    parser.add_argument("--mysql-sizes", default="20MB,1GB", help="comma-separated")
+    parser.add_argument(
+        "--mysql-prefix", default="bm_bench_my_", help="the MariaDB databases' name prefix"
+    )
     args = parser.parse_args(argv)
+    backends = set(args.backends.split(","))
     sizes = [10**7] if args.quick else [parse_size(s) for s in args.sizes.split(",")]
-    print(f"PostgreSQL server: {mask_url(args.pg_url)}", file=sys.stderr)
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="bm-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
-        for size in sizes:
+        for size in sizes if backends & {"postgresql", "sqlite"} else []:
             runs = 1 if args.quick or size >= 10**9 else args.runs
             print(f"... {format_size(size)}", file=sys.stderr)
-            rows += bench_postgres(args.pg_url, size, runs, scratch)
-            rows += bench_sqlite(size, runs, scratch)
+            if "postgresql" in backends:
+                print(f"PostgreSQL server: {mask_url(args.pg_url)}", file=sys.stderr)
+                rows += bench_postgres(args.pg_url, size, runs, scratch)
+            if "sqlite" in backends:
+                rows += bench_sqlite(size, runs, scratch)
+        if "mysql" in backends:
+            rows += run_mysql(args, scratch)
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     print(f"{'database':<{widths[0]}}  {'operation':<{widths[1]}}  result")
     for database, operation, result in rows:
