@@ -37,8 +37,8 @@ from typing import Any, NamedTuple
 
 import pymysql  # type: ignore[import-untyped]
 
+import branchmig.snapshots.mysql_copy as mysql_copy
 from branchmig.errors import DatabaseError, SnapshotError
-from branchmig.snapshots import mysql_copy
 from branchmig.snapshots.base import (
     KEY_PATTERN,
     Progress,
@@ -511,7 +511,9 @@ class MySQLBackend:
         self, cur: Any, target: str, tables: list[str], sequences: list[str]
     ) -> None:
         cur.execute(f"USE {quote(target)}")
-        cur.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+        # As mysqldump replays them: a default the server's stricter modes would refuse
+        # today (a zero date) was accepted when the table was made.
+        cur.execute("SET SESSION FOREIGN_KEY_CHECKS = 0, sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
         for table in tables + sequences:
             cur.execute(f"SHOW CREATE TABLE {quote(self.live)}.{quote(table)}")
             cur.execute(cur.fetchone()[1])

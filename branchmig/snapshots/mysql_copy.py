@@ -145,7 +145,10 @@ class _Workers:
                     "SET SESSION FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0, "
                     # Rows whose AUTO_INCREMENT column holds 0 are copied as 0, as
                     # mysqldump does.
-                    "sql_mode = 'NO_AUTO_VALUE_ON_ZERO'"
+                    "sql_mode = 'NO_AUTO_VALUE_ON_ZERO', "
+                    # TIMESTAMPs read and written in UTC: no hour the clocks go back is
+                    # ambiguous (mysqldump's reason too).
+                    "time_zone = '+00:00'"
                 )
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 while (job := self.take()) is not None:
