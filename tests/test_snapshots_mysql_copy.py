@@ -4,6 +4,7 @@ failing worker stopping the others, and the true sizes the live line shows."""
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 from collections.abc import Iterator
@@ -243,3 +244,54 @@ def test_the_live_line_measures_the_files_of_the_live_database_and_the_copy(
     # in bulk is tighter: the line may end short of its total, never far past it.
     assert 0.3 < copy_files / live_files < 1.5
     assert snaps._measured_files(f"{snaps.live}-none") == 0
+
+
+@pytest.mark.usefixtures("every_table_its_own_worker")
+def test_an_interrupted_save_leaves_no_copy_no_lock_and_no_statement(
+    fresh_mysql_url: str, tmp_path: Path
+) -> None:
+    """Ctrl-C while the workers copy: their statements are ended, the read lock goes, and
+    the half-made copy is dropped before the KeyboardInterrupt goes on."""
+    url = fresh_mysql_url
+    live = make_url(url).database
+    run(
+        url,
+        "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(100), KEY (v))",
+        "CREATE TABLE other (id INT PRIMARY KEY, v VARCHAR(100))",
+        "INSERT INTO big SELECT seq, MD5(seq) FROM seq_1_to_300000",
+        "INSERT INTO other SELECT seq, MD5(seq) FROM seq_1_to_300000",
+    )
+    copying = threading.Event()
+
+    def interrupt_once_copying() -> None:
+        with mysql_connection(url) as conn, conn.cursor() as cur:
+            while not copying.is_set():
+                cur.execute(
+                    "SELECT count(*) FROM information_schema.PROCESSLIST "
+                    "WHERE INFO LIKE %s AND ID <> CONNECTION_ID()",
+                    (f"INSERT INTO `{live}__bm_cut`%",),
+                )
+                if cur.fetchone()[0]:
+                    copying.set()
+                    _thread.interrupt_main()
+                time.sleep(0.005)
+
+    watcher = threading.Thread(target=interrupt_once_copying, daemon=True)
+    watcher.start()
+    snaps = backend(url, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        snaps.save("cut")
+    copying.set()
+    watcher.join()
+    assert snaps.stored() == []
+    schemas = query(url, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+    assert [name for (name,) in schemas if name.startswith(f"{live}__bm_")] == []
+    started = time.perf_counter()
+    run(url, "INSERT INTO big VALUES (0, 'written at once')")  # the read lock is gone
+    assert time.perf_counter() - started < 5
+    running = query(
+        url,
+        "SELECT count(*) FROM information_schema.PROCESSLIST "
+        f"WHERE INFO LIKE 'INSERT INTO `{live}__bm_%' AND ID <> CONNECTION_ID()",
+    )
+    assert running == [(0,)]
