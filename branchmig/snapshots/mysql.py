@@ -3,7 +3,8 @@ one atomic multi-table ``RENAME TABLE``.
 
 Save copies every base table of the live database: ``SHOW CREATE TABLE`` replayed in the
 snapshot database (keeps indexes, foreign keys, AUTO_INCREMENT), then ``INSERT … SELECT``
-of all tables inside one consistent-snapshot transaction, with foreign key checks off.
+of the tables over several connections while another holds them ``LOCK TABLES … READ``,
+so the copy is one instant of the live database (``mysql_copy``).
 Restore moves the live tables out (into the ``keep_current_as`` snapshot, or a scratch
 database that is dropped) and the snapshot's tables in, in a single ``RENAME TABLE``.
 
