@@ -107,11 +107,14 @@ def lock_for_reading(
 
 
 def release(holder: Any) -> None:
-    """End ``lock_for_reading``'s locks: closing its session ends them, whatever state it
-    is in."""
-    if holder is not None:
-        with contextlib.suppress(Exception):
-            holder.close()
+    """End ``lock_for_reading``'s locks before returning (a session closed goes on holding
+    them until the server has seen it go), then its session."""
+    if holder is None:
+        return
+    with contextlib.suppress(Exception), holder.cursor() as cur:
+        cur.execute("UNLOCK TABLES")
+    with contextlib.suppress(Exception):
+        holder.close()
 
 
 class _Workers:
