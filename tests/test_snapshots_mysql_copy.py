@@ -295,3 +295,65 @@ def test_an_interrupted_save_leaves_no_copy_no_lock_and_no_statement(
         f"WHERE INFO LIKE 'INSERT INTO `{live}__bm_%' AND ID <> CONNECTION_ID()",
     )
     assert running == [(0,)]
+
+
+@pytest.fixture
+def user_who_may_not_lock(db_with_two_ledgers: str) -> Iterator[str]:
+    """The ledgers' URL as a user with every privilege a save needs but LOCK TABLES."""
+    live = make_url(db_with_two_ledgers).database
+    user = f"nolock_{live}"[:32]
+    grants = (
+        "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, CREATE VIEW, "
+        "SHOW VIEW, TRIGGER, REFERENCES, PROCESS"
+    )
+    run(db_with_two_ledgers, f"CREATE USER '{user}'@'%'", f"GRANT {grants} ON *.* TO '{user}'@'%'")
+    try:
+        yield (
+            make_url(db_with_two_ledgers)
+            .set(username=user, password=None)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        run(db_with_two_ledgers, f"DROP USER '{user}'@'%'")
+
+
+@pytest.mark.usefixtures("every_table_its_own_worker")
+def test_a_user_who_may_not_lock_tables_saves_one_instant_on_one_connection(
+    user_who_may_not_lock: str, tmp_path: Path
+) -> None:
+    """Without the LOCK TABLES privilege the copy is one REPEATABLE READ transaction, as
+    strong: a writer's transaction is in the copy whole or not at all."""
+    url = user_who_may_not_lock
+    stop = threading.Event()
+    committed = [0]
+
+    def write() -> None:
+        with mysql_connection(url, database=make_url(url).database) as conn:
+            conn.autocommit(False)
+            with conn.cursor() as cur:
+                while not stop.is_set():
+                    try:
+                        cur.execute("INSERT INTO debits (amount) VALUES (7)")
+                        cur.execute("INSERT INTO credits (amount) VALUES (7)")
+                        conn.commit()
+                        committed[0] += 1
+                    except pymysql.err.OperationalError as err:
+                        assert err.args[0] in (1205, 1213), err  # waits on the copy's locks
+                        conn.rollback()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while committed[0] < 20:
+            time.sleep(0.01)
+        snaps = backend(url, tmp_path)
+        snaps.save("nolock")
+    finally:
+        stop.set()
+        writer.join()
+    copy = next(s.location for s in snaps.stored() if s.key == "nolock")
+    debits = query(url, f"SELECT count(*), sum(amount) FROM `{copy}`.debits")
+    credits = query(url, f"SELECT count(*), sum(amount) FROM `{copy}`.credits")
+    assert debits == credits and debits[0][0] > 5000
+    snaps.restore("nolock")
+    assert query(url, "SELECT count(*) FROM notes") == [(2000,)]

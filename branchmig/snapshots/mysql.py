@@ -468,20 +468,24 @@ class MySQLBackend:
         the last row copied (``mysql_copy``)."""
         tables = self._tables(cur, self.live, ("BASE TABLE",))
         sequences = self._tables(cur, self.live, ("SEQUENCE",))
-        with self._frozen(cur, tables + sequences, key):
+        with self._frozen(cur, tables + sequences, key) as locked:
             self._create_tables(cur, target, tables, sequences)
             sizes = self._table_sizes(cur, self.live)
             by_size = sorted(tables, key=lambda table: -sizes.get(table, 0))
             jobs = [Job(table, tuple(self._stored_columns(cur, table))) for table in by_size]
-            workers = mysql_copy.worker_count(cur, [sizes.get(table, 0) for table in tables])
-            mysql_copy.copy_tables(self._connect, self.live, target, jobs, workers=workers)
+            if locked:
+                workers = mysql_copy.worker_count(cur, [sizes.get(t, 0) for t in tables])
+                mysql_copy.copy_tables(self._connect, self.live, target, jobs, workers=workers)
+            else:
+                mysql_copy.copy_in_one_transaction(cur, self.live, target, jobs)
             self._keep_objects(cur, target, self._schema_objects(cur, self.live))
 
     @contextmanager
-    def _frozen(self, cur: Any, tables: list[str], key: str) -> Iterator[None]:
+    def _frozen(self, cur: Any, tables: list[str], key: str) -> Iterator[bool]:
         """The live tables held still (``mysql_copy.lock_for_reading``); the sessions whose
         open transactions wrote them and hold it up are named, or ended with
-        --terminate-connections."""
+        --terminate-connections. False when the user may not lock tables (no LOCK TABLES
+        privilege): the copy is then one consistent transaction on one connection."""
         lock = functools.partial(
             mysql_copy.lock_for_reading,
             self._connect,
@@ -491,7 +495,10 @@ class MySQLBackend:
         )
         try:
             holder = lock()
-        except pymysql.err.OperationalError as err:
+        except pymysql.err.MySQLError as err:
+            if err.args and err.args[0] in mysql_copy.ACCESS_DENIED:
+                yield False
+                return
             if not (err.args and err.args[0] == _LOCK_WAIT_TIMEOUT):
                 raise
             if not self.terminate_connections:
@@ -504,7 +511,7 @@ class MySQLBackend:
             self._end_sessions(cur)
             holder = lock()
         try:
-            yield
+            yield True
         finally:
             mysql_copy.release(holder)
 

@@ -26,7 +26,16 @@ from typing import Any
 
 import pymysql  # type: ignore[import-untyped]
 
-__all__ = ["Job", "copy_tables", "lock_for_reading", "quote", "release", "worker_count"]
+__all__ = [
+    "ACCESS_DENIED",
+    "Job",
+    "copy_in_one_transaction",
+    "copy_tables",
+    "lock_for_reading",
+    "quote",
+    "release",
+    "worker_count",
+]
 
 # When the server does not say how many cores it has (MySQL has no thread_pool_size).
 DEFAULT_WORKERS = 4
@@ -36,6 +45,8 @@ PARALLEL_FROM_BYTES = 32 * 10**6
 # LOCK TABLES chosen as a deadlock's victim is tried again this many times in all.
 LOCK_ATTEMPTS = 5
 _DEADLOCK = 1213
+# The server's answers to a user without the LOCK TABLES privilege.
+ACCESS_DENIED = frozenset({1044, 1142, 1227})
 # How often a failed copy ends the statements still running, until every worker stopped.
 POLL_SECONDS = 0.1
 
@@ -223,3 +234,20 @@ def copy_tables(
         pool.close()
     if pool.failures:
         raise pool.failures[0]
+
+
+def copy_in_one_transaction(cur: Any, source: str, target: str, jobs: Sequence[Job]) -> None:
+    """Fill the tables of ``target`` from ``source``'s in one REPEATABLE READ transaction on
+    ``cur``'s connection, for a user who may not ``LOCK TABLES``: InnoDB reads the source
+    of each INSERT … SELECT with shared locks it holds until COMMIT, so the copy is one
+    instant as well, made by one connection."""
+    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+    try:
+        for job in jobs:
+            cur.execute(job.statement(source, target))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            cur.execute("ROLLBACK")
+        raise
+    cur.execute("COMMIT")
