@@ -144,6 +144,7 @@ class MoveFailed(BranchmigError):
         rehearsal: bool = False,
         restore_failed: str | None = None,
         snapshot: str | None = None,
+        tried: tuple[str, ...] = (),
     ) -> None:
         super().__init__(cause)
         self.cause = cause
@@ -156,6 +157,7 @@ class MoveFailed(BranchmigError):
         self.rehearsal = rehearsal
         self.restore_failed = restore_failed
         self.snapshot = snapshot
+        self.tried = tried  # a revert's texts, each tried and put back ("blob from where")
         self.exit_code = cause.exit_code if isinstance(cause, BranchmigError) else 1
 
     def __str__(self) -> str:
@@ -174,6 +176,8 @@ class MoveFailed(BranchmigError):
             )
         if self.restored:
             line = f"{said}. Nothing changed: the database is as it was before"
+            if self.tried:
+                line += f". {_tried(self.tried)}; {self.then}"
         elif self.heads is not None:
             at = ", ".join(f"'{h}'" for h in self.heads) or "base (no revision)"
             half = (
@@ -205,4 +209,13 @@ class MoveFailed(BranchmigError):
             "fix": self.fix,
             "snapshot": self.snapshot,
             "restore_failed": self.restore_failed,
+            "texts_tried": list(self.tried),
         }
+
+
+def _tried(texts: tuple[str, ...]) -> str:
+    which = "its only text" if len(texts) == 1 else f"each of its {len(texts)} texts"
+    return (
+        f"The revert was tried with {which} in git and branchmig's copies "
+        f"({', '.join(texts)}), and put back each time: none fits the database"
+    )

@@ -403,6 +403,24 @@ class GitRepo:
             seen.setdefault(commit, [name])
         return [(tuple(sorted(names)), commit) for commit, names in seen.items()]
 
+    def remembered_commits(self) -> list[tuple[str, str]]:
+        """(where, commit) of every commit git still remembers, each once, in the order a
+        text that was replaced is best looked for: ORIG_HEAD, HEAD's reflog (newest
+        first: an amended commit's earlier self is ``HEAD@{1}``), every branch's reflog,
+        then every branch, remote branch and tag."""
+        found: dict[str, str] = {}
+        orig = self.commit_or_none("ORIG_HEAD")
+        if orig is not None:
+            found[orig] = "ORIG_HEAD"
+        logs = self._git("reflog", "show", "--all", "--format=%H %gd", check=False)
+        entries = [line.split(" ", 1) for line in logs.splitlines() if " " in line]
+        # git lists the branches' reflogs first and HEAD's last: HEAD's come first here.
+        for commit, where in sorted(entries, key=lambda e: not e[1].startswith("HEAD@{")):
+            found.setdefault(commit, where)
+        for names, commit in self.all_ref_commits():
+            found.setdefault(commit, names[0])
+        return [(where, commit) for commit, where in found.items()]
+
     def dirty_paths(self, *under: str, staged: bool = True) -> list[str]:
         """Tracked files with uncommitted changes, and untracked files, relative to top
         (only those under the paths ``under`` names, when given). Without ``staged``, a

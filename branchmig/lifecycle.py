@@ -10,7 +10,10 @@ asks three questions, each answered here:
   rebased away) taken on a commit the entered one contains;
 - what to save of the database being left, and under which key (``decide_snapshots``):
   always a new key, so a failed save leaves every earlier snapshot as it was;
-- which snapshots no branch will restore (``restorers``), for ``status`` and ``prune``.
+- which snapshots no branch will restore (``restorers``), for ``status`` and ``prune``;
+- with which text to revert a revision whose script was changed after it was applied
+  (``applied_texts``, ``next_text``): branchmig's record first, then each text git
+  still holds, tried in turn while a downgrade that does not fit is put back.
 
 The invariants ``decide_snapshots`` keeps, with snapshots on:
 
@@ -34,6 +37,8 @@ import hashlib
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+
+from branchmig.graph import Revision
 
 # The snapshots a checkout of their own branch restores: saved for the branch on leaving
 # it, or by name (``snapshot save NAME``); not what a restore or a move set aside.
@@ -198,3 +203,40 @@ def restorers(
 def _few(items: Sequence[str], limit: int = 3) -> str:
     shown = ", ".join(f"'{i}'" for i in items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+@dataclass(frozen=True)
+class Text:
+    """One text of an applied revision's script (``revision.blob`` names it, its header
+    is as this text has it) and where it was found: "branchmig's record", "the previous
+    HEAD", "the working tree", "HEAD@{2}", a branch's name."""
+
+    revision: Revision
+    where: str
+
+    def describe(self) -> str:
+        return f"{self.revision.blob[:8]} from {self.where}"
+
+
+def applied_texts(recorded: Text | None, found: Sequence[Text]) -> tuple[Text, ...]:
+    """The texts that may have migrated the database with one revision, each once, in
+    the order a revert tries them: branchmig's record of the text it saw applied (it
+    ran it, or adopted it when git held no other), then git's, in the order found (the
+    commit the database followed, the target, ORIG_HEAD, the reflogs newest first, the
+    refs): an amended commit's earlier self is the reflog's next entry."""
+    texts: dict[str, Text] = {}
+    for text in [*([recorded] if recorded is not None else []), *found]:
+        texts.setdefault(text.revision.blob, text)
+    return tuple(texts.values())
+
+
+def unsure(recorded: Text | None, texts: Sequence[Text]) -> bool:
+    """Whether nothing says which of ``texts`` migrated the database: branchmig did not
+    record one and git holds several (plain Alembic ran one, then the script changed)."""
+    return recorded is None and len({t.revision.blob for t in texts}) > 1
+
+
+def next_text(texts: Sequence[Text], tried: Collection[str]) -> Text | None:
+    """The first of ``texts`` whose blob is not among ``tried``: the text to revert with
+    after a downgrade with the others failed and the database was put back."""
+    return next((t for t in texts if t.revision.blob not in tried), None)

@@ -5,11 +5,11 @@ git and ``.git/branchmig``; decides nothing (``lifecycle`` does)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from branchmig.errors import BranchmigError
-from branchmig.graph import Graph
-from branchmig.lifecycle import Held, mismatch, restorers
+from branchmig.graph import Graph, Revision
+from branchmig.lifecycle import Held, Text, applied_texts, mismatch, restorers, unsure
 from branchmig.state import DatabaseId, Owner, State
 from branchmig.workspace import Workspace
 
@@ -172,3 +172,77 @@ def on_line(ws: Workspace, held: Sequence[Held], commit: str | None) -> set[str]
     if commit is None:
         return set()
     return {h.key for h in held if h.commit is not None and ws.repo.is_ancestor(h.commit, commit)}
+
+
+def texts_in_git(
+    ws: Workspace,
+    wanted: Collection[str],
+    *,
+    previous: str | None,
+    target: Graph | None = None,
+    target_is: str = "the working tree",
+) -> dict[str, list[Text]]:
+    """Every distinct text git still holds of the scripts of ``wanted`` revisions, in the
+    order ``applied_texts`` tries them: the commit the database followed (``previous``),
+    the ``target``, then ORIG_HEAD, the reflogs (newest first) and the refs. Each
+    commit's folders are signed in two git runs; scripts read before come from the
+    cache."""
+    found: dict[str, list[Text]] = {r: [] for r in wanted}
+    if not found:
+        return found
+
+    def add(where: str, revisions: Iterable[Revision]) -> None:
+        for rev in revisions:
+            texts = found.get(rev.id)
+            if texts is not None and all(t.revision.blob != rev.blob for t in texts):
+                texts.append(Text(rev, where))
+
+    commits = [*([("the previous HEAD", previous)] if previous else [])]
+    remembered = ws.repo.remembered_commits()
+    ws.prefetch(c for _, c in [*commits, *remembered])
+    for where, commit in commits:
+        add(where, _revisions_at(ws, commit))
+    if target is not None:
+        add(target_is, target.revisions.values())
+    for where, commit in remembered:
+        add(where, _revisions_at(ws, commit))
+    return found
+
+
+def _revisions_at(ws: Workspace, commit: str) -> tuple[Revision, ...]:
+    try:
+        return tuple(ws.scripts_at_commit(commit).revisions)
+    except BranchmigError:
+        return ()  # a broken old commit must not stop the search
+
+
+def candidate_texts(
+    ws: Workspace,
+    recorded: Mapping[str, Revision],
+    revision: str,
+    *,
+    previous: str | None,
+    target: Graph | None,
+    target_is: str = "the working tree",
+) -> tuple[Text, ...]:
+    """The texts a revert of ``revision`` may try, in order (``applied_texts``):
+    ``recorded`` is branchmig's record of what the database has applied."""
+    mine = recorded.get(revision)
+    found = texts_in_git(ws, [revision], previous=previous, target=target, target_is=target_is)
+    own = Text(mine, "branchmig's record") if mine is not None else None
+    return applied_texts(own, found[revision])
+
+
+def unsure_texts(
+    ws: Workspace,
+    recorded: Mapping[str, Revision],
+    applied: Collection[str],
+    *,
+    target: Graph | None,
+) -> dict[str, tuple[Text, ...]]:
+    """The ``applied`` revisions whose text nothing vouches for (``lifecycle.unsure``):
+    not in branchmig's record, and git holds several texts of their script."""
+    found = texts_in_git(
+        ws, [r for r in applied if r not in recorded], previous=None, target=target
+    )
+    return {r: tuple(texts) for r, texts in found.items() if unsure(None, texts)}

@@ -6,14 +6,14 @@ each, and which branch would restore it. It claims nothing it has not checked.""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from branchmig.errors import BranchmigError, DatabaseError, LockedError
 from branchmig.graph import Graph, merge_graphs
 from branchmig.lifecycle import Held
 from branchmig.plan import make_plan
-from branchmig.provenance import held_snapshots, restored_by
+from branchmig.provenance import held_snapshots, restored_by, unsure_texts
 from branchmig.session import Recovery, quiet
 from branchmig.state import DatabaseId, Failure, State, Suspect
 from branchmig.verify import SCRATCH_PREFIX, dead_scratches, scratch_is_dead
@@ -75,11 +75,21 @@ class StatusResult:
     split: str | None = None  # they are at different revisions, in words
     failed: FailedStep | None = None
     dead_scratches: tuple[str, ...] = ()  # scratch databases of killed verify runs
+    # Applied revisions whose text nothing vouches for: revision -> each text git holds
+    # ("blob from where"); a revert tries them in this order.
+    several_texts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def in_step(self) -> bool:
         """The database matches the working tree, as far as anything can tell."""
-        return not (self.pending or self.unknown or self.suspect or self.interrupted or self.split)
+        return not (
+            self.pending
+            or self.unknown
+            or self.suspect
+            or self.interrupted
+            or self.split
+            or self.several_texts
+        )
 
 
 def _recalled(
@@ -163,6 +173,8 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
             if r not in applied
         )
         unknown = tuple(h for h in db.heads if h not in source)
+    recorded = state.applied(applied_key)
+    several = unsure_texts(ws, recorded, source.ancestors(db.heads, strict=False), target=code)
     found: dict[str, list[str]] = {r: [] for r in unknown}
     if unknown:
         for names, commit in ws.repo.all_ref_commits()[:200]:
@@ -218,6 +230,7 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         else (),
         split=db.disagreement(),
         failed=failed,
+        several_texts={r: tuple(t.describe() for t in texts) for r, texts in several.items()},
     )
 
 

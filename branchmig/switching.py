@@ -18,7 +18,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,17 +38,21 @@ from branchmig.lifecycle import (
     Held,
     RestoreChoice,
     SnapshotDecision,
+    Text,
     choose_restore,
     decide_snapshots,
     mismatch,
+    next_text,
 )
 from branchmig.plan import Plan, make_plan
 from branchmig.provenance import (
     blobs_of,
+    candidate_texts,
     held_snapshots,
     on_line,
     owner_of_database,
     strays_among,
+    unsure_texts,
 )
 from branchmig.session import (
     SKIP_HOOK,
@@ -202,12 +206,19 @@ def _worktree_texts(
     return texts
 
 
-def _record(s: Session, graph: Graph, heads: tuple[str, ...]) -> None:
-    """Remember which scripts the database now has, and keep a copy of each."""
+def _record(s: Session, graph: Graph, heads: tuple[str, ...], *, ran: Collection[str] = ()) -> None:
+    """Remember which scripts the database now has, and keep a copy of each. A revision
+    branchmig neither ran (``ran``) nor recorded before, applied by plain Alembic, is
+    recorded only when git holds one text of it: of several, nothing says which one
+    migrated the database (a revert then tries each)."""
     applied = {r: graph.revisions[r] for r in graph.ancestors(heads, strict=False) if r in graph}
     known = s.state.applied(s.dbkey)
     if known == applied:
         return
+    seen = [r for r, rev in applied.items() if r not in ran and known.get(r) != rev]
+    if seen:
+        for rev_id in unsure_texts(s.ws, known, seen, target=graph):
+            del applied[rev_id]
     recorded = {rev.blob for rev in known.values()}  # kept when they were recorded
     new = [rev for rev in applied.values() if rev.blob not in recorded]
     missing = {rev.blob: rev for rev in new if not s.state.has_kept(rev.blob)}
@@ -604,8 +615,11 @@ def _decide(
     snapshot: bool | None,
     hint: str | None,
     entering: str | None,
+    reverting_with: Mapping[str, Revision] | None = None,
 ) -> _Decided:
-    """Gather the facts (owner, snapshots, plan) and let ``lifecycle`` decide."""
+    """Gather the facts (owner, snapshots, plan) and let ``lifecycle`` decide.
+    ``reverting_with``:
+    the scripts to revert these revisions with, in place of those found first."""
     ws, state = s.ws, s.state
     split = s.db.disagreement()
     if split:
@@ -617,6 +631,8 @@ def _decide(
     use = snapshot if snapshot is not None else mode != "never"
     before = s.db.heads
     source = applied_source(ws, state, before, _applied_key(s), previous=previous, target=target)
+    if reverting_with:
+        source = Graph.build([reverting_with.get(r.id, r) for r in source.revisions.values()])
     owner = owner_of_database(ws, state, s.dbid, before, hint=hint, hint_commit=previous)
     held = held_snapshots(state, s.dbid) if use else []
     choice = RestoreChoice(None)
@@ -747,48 +763,182 @@ def _move(
         _record(s, target, before)
         _finish(s, entering, target_commit, before)
         return result
-    try:
-        if rehearse and d.restore is None:
-            _rehearse(
-                s,
-                d,
-                target,
-                checked_out=checkout is None,
-                previous=previous,
-                target_commit=target_commit,
-            )
-        elif rehearse:
-            s.notes.append(
-                "not rehearsed: the entering branch's snapshot is restored first, and "
-                "a failure after it puts both databases back"
-            )
-        after = _execute(
-            s,
-            d,
-            target=target,
-            target_commit=target_commit,
-            checkout=checkout,
-            entering=entering,
-            terminate=terminate,
-            previous=previous,
-            hint=hint,
-        )
-    except MoveFailed as err:
-        _remember_failure(
-            s,
-            d,
-            target,
-            err,
-            operation="switch" if checkout else "sync",
-            to=checkout or entering or "the working tree",
-            before=before,
-        )
-        raise
+    after, d = _carry_out(
+        s,
+        d,
+        target=target,
+        target_commit=target_commit,
+        previous=previous,
+        snapshot=snapshot,
+        terminate=terminate,
+        checkout=checkout,
+        hint=hint,
+        entering=entering,
+        rehearse=rehearse,
+    )
     return replace(
         result,
         after=after,
-        notes=tuple(s.notes),
+        notes=tuple(dict.fromkeys(s.notes)),
         saved=d.snapshots.save if d.snapshots.keep else None,
+    )
+
+
+def _carry_out(
+    s: Session,
+    d: _Decided,
+    *,
+    target: Graph,
+    target_commit: str | None,
+    previous: str | None,
+    snapshot: bool | None,
+    terminate: bool,
+    checkout: str | None,
+    hint: str | None,
+    entering: str | None,
+    rehearse: bool,
+) -> tuple[tuple[str, ...], _Decided]:
+    """Rehearse and execute ``d``. A revert that fails with a text of a changed script
+    while the database was put back is tried again with the next text git holds of it
+    (``lifecycle.next_text``); when none is left, the failure names the texts tried."""
+    before = s.db.heads
+    texts: dict[str, Revision] = {}
+    tried: dict[str, list[Text]] = {}
+    while True:
+        said = len(s.notes)
+        try:
+            return _attempt(
+                s,
+                d,
+                target=target,
+                target_commit=target_commit,
+                previous=previous,
+                terminate=terminate,
+                checkout=checkout,
+                hint=hint,
+                entering=entering,
+                rehearse=rehearse,
+            ), d
+        except MoveFailed as err:
+            again = _text_to_try(
+                s, d, err, tried, previous=previous, target=target, checkout=checkout
+            )
+            if isinstance(again, Text):
+                del s.notes[said:]  # "restored from snapshot": this attempt's, put back
+                s.notes.append(
+                    f"'{again.revision.id}' was reverted with its text {again.describe()}: "
+                    "its script changed after that text migrated the database"
+                )
+                texts[again.revision.id] = again.revision
+                d = _decide(
+                    s,
+                    target=target,
+                    target_commit=target_commit,
+                    previous=previous,
+                    snapshot=snapshot,
+                    hint=hint,
+                    entering=entering,
+                    reverting_with=texts,
+                )
+                continue
+            err = again or err
+            _remember_failure(
+                s,
+                d,
+                target,
+                err,
+                operation="switch" if checkout else "sync",
+                to=checkout or entering or "the working tree",
+                before=before,
+            )
+            raise err from err.cause
+
+
+def _text_to_try(
+    s: Session,
+    d: _Decided,
+    err: MoveFailed,
+    tried: dict[str, list[Text]],
+    *,
+    previous: str | None,
+    target: Graph,
+    checkout: str | None,
+) -> Text | MoveFailed | None:
+    """After ``err``: the next text to revert its revision with (the database was put
+    back, and git holds one not tried yet), else the failure naming the texts tried
+    (None: not a failed revert)."""
+    from branchmig.runner import StepFailed
+
+    step = err.cause
+    if not (isinstance(step, StepFailed) and step.direction == "downgrade" and err.restored):
+        return None
+    rev = d.source.revisions.get(step.revision)
+    if rev is None or d.restore is not None:
+        return None
+    texts = candidate_texts(
+        s.ws,
+        s.state.applied(_applied_key(s)),
+        rev.id,
+        previous=previous,
+        target=target,
+        target_is=f"'{checkout}'" if checkout else "the working tree",
+    )
+    used = next((t for t in texts if t.revision.blob == rev.blob), Text(rev, "branchmig's copy"))
+    tried.setdefault(rev.id, []).append(used)
+    after = next_text(texts, {t.revision.blob for t in tried[rev.id]})
+    if after is not None:
+        s.progress(
+            f"branchmig: the downgrade of '{rev.id}' in its text {used.describe()} does not "
+            f"fit the database (put back as it was); trying its text {after.describe()}"
+        )
+        return after
+    again = f"branchmig switch {checkout}" if checkout else "branchmig sync"
+    tool = "flask db" if s.ws.project.kind == "flask" else "alembic"
+    err.tried = tuple(t.describe() for t in tried[rev.id])
+    err.then = (
+        f"fix the downgrade of '{rev.id}' so that it fits the database and run it by hand "
+        f"({tool} downgrade {rev.id}-1), then run: {again}"
+    )
+    return err
+
+
+def _attempt(
+    s: Session,
+    d: _Decided,
+    *,
+    target: Graph,
+    target_commit: str | None,
+    previous: str | None,
+    terminate: bool,
+    checkout: str | None,
+    hint: str | None,
+    entering: str | None,
+    rehearse: bool,
+) -> tuple[str, ...]:
+    if rehearse and d.restore is None:
+        _rehearse(
+            s,
+            d,
+            target,
+            checked_out=checkout is None,
+            previous=previous,
+            target_commit=target_commit,
+        )
+    elif rehearse:
+        s.notes.append(
+            "not rehearsed: the entering branch's snapshot is restored first, and "
+            "a failure after it puts both databases back"
+        )
+    return _execute(
+        s,
+        d,
+        target=target,
+        target_commit=target_commit,
+        checkout=checkout,
+        entering=entering,
+        terminate=terminate,
+        previous=previous,
+        hint=hint,
     )
 
 
@@ -976,7 +1126,8 @@ def _execute(
     _failpoint("done")
     if backend is not None:
         finish_drops(backend, state, journal)
-    _record(s, target, after)
+    restored = restore.applied or {} if restore is not None else {}
+    _record(s, target, after, ran=(*plan.upgrade, *restored))
     _finish(s, entering, target_commit, after)
     state.clear_journal()
     return after

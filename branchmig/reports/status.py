@@ -23,6 +23,7 @@ def status_json(st: StatusResult) -> dict[str, Any]:
         "snapshots": [_snapshot_json(x) for x in st.snapshots],
         "stray_copies": list(st.stray_copies),
         "dead_scratches": list(st.dead_scratches),
+        "several_texts": {k: list(v) for k, v in st.several_texts.items()},
         "interrupted": st.interrupted,
         "recovered": st.recovered,
         "suspect": None
@@ -65,6 +66,7 @@ def status_text(st: StatusResult) -> list[str]:
         *(failure_text(st.failed) if st.failed else []),
         *(_snapshot_line(x) for x in st.snapshots),
         *_leftovers(st),
+        *_several_texts(st),
         *(["The database matches the working tree."] if st.in_step else []),
     ]
 
@@ -104,6 +106,16 @@ def _behind(st: StatusResult) -> list[str]:
         where = where or "no ref"
         lines.append(f"unknown:    {rev} (on {where}" + (f"; {sync})" if sync else ")"))
     return lines
+
+
+def _several_texts(st: StatusResult) -> list[str]:
+    return [
+        f"texts:      '{rev}': git holds {len(texts)} texts of its script "
+        f"({', '.join(texts)}) and branchmig recorded none as applied: which one migrated "
+        "the database is not known; a revert tries each in turn, putting the database "
+        "back between"
+        for rev, texts in st.several_texts.items()
+    ]
 
 
 def _snapshot_line(x: SnapshotStatus) -> str:
