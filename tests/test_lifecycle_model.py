@@ -18,8 +18,15 @@ branchmig), and records, when a branch is left for a branch with other migration
 rows of every table it can read: the tables the move drops, those an upgrade drops a
 column of or rewrites, and those it carries forward into the next branch's database.
 
+Git's edges are steps too: branches deleted and made again under nested names (``x``
+then ``x/n``), branches made on the same commit (``checkout -b``, ``git branch``),
+``commit --amend`` of an applied script (applied by branchmig, or by plain Alembic alone:
+the move away must revert it with the reflog's text), and revision cycles written and
+removed (refused, nothing changed).
+
 CI: ``BRANCHMIG_MODEL_EXAMPLES`` (default 5) examples of ``BRANCHMIG_MODEL_STEPS`` (10)
-steps; raise both for a soak.
+steps, in the object format ``BRANCHMIG_TEST_OBJECT_FORMAT`` names (sha1, sha256); raise
+both for a soak (25 x 20).
 """
 
 from __future__ import annotations
