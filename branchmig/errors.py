@@ -164,9 +164,10 @@ class MoveFailed(BranchmigError):
         said = str(self.cause).rstrip(". ")
         if self.rehearsal:
             fix = f". To fix it: {self.fix}" if self.fix else ""
+            tried = f". {_tried(self.tried)}; {self.then}" if self.tried else ""
             return (
                 f"The rehearsal on a copy of the database failed: {said}{fix}. Nothing "
-                "changed: the live database was not touched"
+                f"changed: the live database was not touched{tried}"
             )
         if self.restore_failed is not None:
             return (

@@ -91,7 +91,9 @@ def test_status_names_the_revision_with_several_texts(amended_after_plain_alembi
     assert p.status()["several_texts"][F1] == texts
 
 
-@pytest.mark.parametrize("how", ["git checkout", "switch", "checkout then sync"])
+@pytest.mark.parametrize(
+    "how", ["git checkout", "switch", "switch --rehearse", "checkout then sync"]
+)
 def test_an_amended_script_is_reverted_with_the_text_that_migrated_the_database(
     amended_after_plain_alembic: Project, how: str
 ) -> None:
@@ -99,8 +101,8 @@ def test_an_amended_script_is_reverted_with_the_text_that_migrated_the_database(
     if how == "git checkout":
         p.ok("install")
         out = p.checkout("-q", "main")
-    elif how == "switch":
-        out = p.ok("switch", "main")
+    elif how.startswith("switch"):
+        out = p.ok(*how.split(), "main")
     else:
         p.git("checkout", "-q", "main")
         out = p.ok("sync")
