@@ -8,14 +8,19 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from branchmig.graph import Revision
 from branchmig.lifecycle import (
     Held,
     SnapshotDecision,
+    Text,
+    applied_texts,
     choose_restore,
     decide_snapshots,
     mismatch,
+    next_text,
     restorers,
     snapshot_key,
+    unsure,
 )
 
 REVS = ["a", "b", "c", "d"]
@@ -298,3 +303,31 @@ def test_who_restores_a_snapshot() -> None:
     assert restorers(held, moved, {}) == []
     unknown = Held("u", "main", "c1", (), None, 0.0)
     assert mismatch(unknown, tips["main"]) == ["(unknown)"]
+
+
+# -- which text reverts a revision whose script changed ----------------------------------
+
+_blobs = st.lists(st.sampled_from(["b1", "b2", "b3", "b4"]), max_size=6)
+
+
+def _text(blob: str, where: str) -> Text:
+    return Text(Revision("r1", path="versions/r1.py", blob=blob), where)
+
+
+@given(recorded=st.none() | st.sampled_from(["b1", "b2", "b5"]), found=_blobs)
+def test_every_text_is_tried_once_the_record_first(recorded: str | None, found: list[str]) -> None:
+    own = _text(recorded, "branchmig's record") if recorded is not None else None
+    texts = applied_texts(own, [_text(b, f"HEAD@{{{n}}}") for n, b in enumerate(found)])
+    expected = list(dict.fromkeys([*([recorded] if recorded else []), *found]))
+    assert [t.revision.blob for t in texts] == expected
+    if own is not None:
+        assert texts[0] is own
+    tried: list[str] = []
+    while (text := next_text(texts, tried)) is not None:
+        tried.append(text.revision.blob)
+    assert tried == expected  # each once, in order, then none is left
+    assert unsure(own, texts) == (own is None and len(expected) > 1)
+
+
+def test_a_text_is_described_by_its_short_blob_and_where_it_was_found() -> None:
+    assert _text("aeca5e39" + "0" * 32, "HEAD@{1}").describe() == "aeca5e39 from HEAD@{1}"
