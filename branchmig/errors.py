@@ -215,8 +215,9 @@ class MoveFailed(BranchmigError):
 
 
 def _tried(texts: tuple[str, ...]) -> str:
-    which = "its only text" if len(texts) == 1 else f"each of its {len(texts)} texts"
+    if len(texts) == 1:
+        return f"The revert was tried with its only text ({texts[0]}): it does not fit the database"
     return (
-        f"The revert was tried with {which} in git and branchmig's copies "
-        f"({', '.join(texts)}), and put back each time: none fits the database"
+        f"The revert was tried with each of its {len(texts)} texts ({', '.join(texts)}), "
+        "the database put back each time: none fits it"
     )

@@ -618,8 +618,8 @@ def _decide(
     reverting_with: Mapping[str, Revision] | None = None,
 ) -> _Decided:
     """Gather the facts (owner, snapshots, plan) and let ``lifecycle`` decide.
-    ``reverting_with``:
-    the scripts to revert these revisions with, in place of those found first."""
+    ``reverting_with``: the scripts to revert these revisions with, in place of those
+    found first (a text tried after another failed)."""
     ws, state = s.ws, s.state
     split = s.db.disagreement()
     if split:

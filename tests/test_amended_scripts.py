@@ -159,6 +159,7 @@ def test_no_text_that_fits_stops_with_the_texts_tried_and_nothing_changed(
     assert f"Downgrade of '{F1}' failed" in line[0]
     assert "Nothing changed: the database is as it was before" in line[0]
     assert "tried with its only text" in line[0] and "from the previous HEAD" in line[0]
+    assert "it does not fit the database" in line[0]
     assert f"alembic downgrade {F1}-1), then run: branchmig switch main" in line[0]
     assert p.branch() == "feature1"
     assert sqlite_dump(p.db_path) == before
