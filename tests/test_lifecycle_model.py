@@ -764,7 +764,7 @@ class LifecycleModel(RuleBasedStateMachine):
         # Reverted (with the text that fits), or kept whole in the branch's snapshot when
         # the entered branch's own was restored instead.
         assert (
-            f"'{rev}' was reverted with its text" in output or "restored the snapshot" in output
+            f"'{rev}' was reverted with its text" in output or "restoring the snapshot of" in output
         ), output
 
     @precondition(lambda self: self.p is not None)
