@@ -892,6 +892,8 @@ def _text_to_try(
             f"fit the database (put back as it was); trying its text {after.describe()}"
         )
         return after
+    if [t.where for t in tried[rev.id]] in (["branchmig's record"], ["branchmig's copy"]):
+        return None  # the one text branchmig ran itself: a downgrade to fix, said as such
     again = f"branchmig switch {checkout}" if checkout else "branchmig sync"
     tool = "flask db" if s.ws.project.kind == "flask" else "alembic"
     err.tried = tuple(t.describe() for t in tried[rev.id])
