@@ -409,7 +409,7 @@ def graph_view(
     from branchmig import graphview
 
     if database:
-        from branchmig.runner import start_loading_alembic
+        from branchmig.alembicenv import start_loading_alembic
 
         start_loading_alembic()  # imported on a thread while git is read
     read = [ws.graph_at(ref) for ref in refs]
@@ -433,8 +433,9 @@ def graph_view(
 def _database_heads(ws: Workspace, warnings: list[str]) -> tuple[str, ...] | None:
     """The database's heads as ``status`` reads them; None, with a warning, when it
     cannot be read."""
+    from branchmig.alembicenv import alembic_env
+    from branchmig.dbread import read_database
     from branchmig.errors import BranchmigError
-    from branchmig.runner import alembic_env, read_database
 
     try:
         with alembic_env(ws.project) as env:

@@ -16,7 +16,7 @@ import click
 from flask.cli import ScriptInfo
 
 from branchmig.cli import main
-from branchmig.runner import load_flask_app, use_flask_app
+from branchmig.flaskapp import load_flask_app, use_flask_app
 
 
 def _with_flask_app(**options: Any) -> None:

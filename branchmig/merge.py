@@ -225,7 +225,7 @@ def _write_merge_revision(
 ) -> tuple[str, str]:
     from alembic import command
 
-    from branchmig.runner import alembic_env
+    from branchmig.alembicenv import alembic_env
 
     out = io.StringIO()
     with alembic_env(ws.project) as env, contextlib.redirect_stdout(out):

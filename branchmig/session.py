@@ -127,7 +127,8 @@ def opened(
     database at those revisions (``Session.recalled``). With ``missing_ok``, a live
     database dropped from its server is taken as missing (``DatabaseState.missing``)
     rather than refused, for the snapshot commands that need only its server."""
-    from branchmig.runner import alembic_env, missing_database, read_database
+    from branchmig.alembicenv import alembic_env
+    from branchmig.dbread import missing_database, read_database
 
     state = State(ws.state_dir)
     with state.lock(), alembic_env(ws.project) as env:
@@ -360,7 +361,7 @@ def recover(
 ) -> Recovery:
     """Put back a move that was killed half-way (or finish one killed after it
     succeeded). Called with the lock held, so the journal's process is gone."""
-    from branchmig.runner import read_database
+    from branchmig.dbread import read_database
 
     if journal.phase == "done":
         if journal.safety_snapshot:

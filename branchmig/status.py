@@ -121,7 +121,8 @@ def _dead_scratches(url: str) -> tuple[str, ...]:
 def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
     """Where the database is against the working tree. A move that was killed half-way is
     put back first (unless another branchmig is running it)."""
-    from branchmig.runner import alembic_env, read_database, start_loading_alembic
+    from branchmig.alembicenv import alembic_env, start_loading_alembic
+    from branchmig.dbread import read_database
     from branchmig.session import database_id, recover, remember
 
     state = State(ws.state_dir)

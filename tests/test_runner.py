@@ -8,10 +8,10 @@ import sys
 
 def test_loading_alembic_on_a_thread_leaves_every_module_importable() -> None:
     code = (
-        "from branchmig import runner\n"
-        "runner.start_loading_alembic()\n"
-        "assert runner._loading is not None\n"
-        "runner._loading.join()\n"
+        "from branchmig import alembicenv\n"
+        "alembicenv.start_loading_alembic()\n"
+        "assert alembicenv._loading is not None\n"
+        "alembicenv._loading.join()\n"
         "import sys, alembic.context, mako.exceptions\n"
         "assert 'alembic.runtime.environment' in sys.modules\n"
         "import mako.ext.pygmentplugin  # skipped while Alembic loaded, importable after\n"

@@ -44,7 +44,7 @@ def verify(
     and how many rows each table holds. With ``data`` the scratch database starts as a
     copy of the live one (brought to the revisions ``ref`` shares with ``against``), and
     each table's rows are compared too."""
-    from branchmig.runner import alembic_env, start_loading_alembic
+    from branchmig.alembicenv import alembic_env, start_loading_alembic
 
     start_loading_alembic()
     base = against if against is not None else default_base(ws)
@@ -79,7 +79,8 @@ def verify(
 def drift(ws: Workspace, *, progress: Progress = quiet) -> DriftResult:
     """Compare the live database's schema with a scratch database upgraded from empty to
     the same heads (with the working tree's scripts where it has them)."""
-    from branchmig.runner import alembic_env, read_database, start_loading_alembic
+    from branchmig.alembicenv import alembic_env, start_loading_alembic
+    from branchmig.dbread import read_database
 
     start_loading_alembic()
     _, tree = ws.graph_at(WORKTREE)
@@ -113,7 +114,8 @@ def models(ws: Workspace, *, progress: Progress = quiet) -> ModelsResult:
     """Compare the models (env.py's ``target_metadata``) with a scratch database built
     from empty to the working tree's heads, as ``alembic check`` compares them with the
     live one: a model change that no migration makes is named."""
-    from branchmig.runner import alembic_env, compare_models, start_loading_alembic
+    from branchmig.alembicenv import alembic_env, start_loading_alembic
+    from branchmig.dbread import compare_models
 
     start_loading_alembic()
     _, tree = ws.graph_at(WORKTREE)

@@ -186,7 +186,8 @@ class Runner:
         a Flask app's engines replaced in-process (``flask_engines_at``). Then env.py is
         run once to make sure it really connects there: one that takes its URL elsewhere
         is refused before any migration runs."""
-        from branchmig.runner import flask_engines_at, read_database
+        from branchmig.dbread import read_database
+        from branchmig.flaskapp import flask_engines_at
 
         with contextlib.ExitStack() as stack:
             if self.env.flask_app is not None:

@@ -26,7 +26,7 @@ def live_urls(env: Any) -> dict[str, str]:
     """The live databases by name: a Flask app's engines (read, not connected), else
     ``sqlalchemy.url``."""
     if env.flask_app is not None:
-        from branchmig.runner import flask_engine_urls
+        from branchmig.flaskapp import flask_engine_urls
 
         return flask_engine_urls(env)
     return {"": configured_url(env)}
