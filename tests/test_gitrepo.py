@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from branchmig.errors import GitError, NotARepositoryError
-from branchmig.gitrepo import GitRepo, RepoFormat, _found_in_files, is_null_id
+from branchmig.gitrepo import GitRepo, RepoFormat, is_null_id
+from branchmig.gitrepo.files import found_in_files
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -316,13 +317,13 @@ def test_the_repository_is_found_from_git_s_files_as_git_finds_it(
         tmp_path / "wt" / "v" / "deep",
         tmp_path / "link" / "v",
     ):
-        found = _found_in_files(start)
+        found = found_in_files(start)
         assert found is not None, start
         assert found == _git_finds(start), start
         repo = GitRepo.discover(start)
         assert (repo.top, repo.git_dir, repo.common_dir) == found
     # A submodule's git dir names its working tree (core.worktree): git is asked.
-    assert _found_in_files(root / "sub") is None
+    assert found_in_files(root / "sub") is None
     repo = GitRepo.discover(root / "sub")
     assert (repo.top, repo.git_dir, repo.common_dir) == _git_finds(root / "sub")
 
@@ -332,16 +333,16 @@ def test_git_is_asked_where_it_might_find_otherwise(
 ) -> None:
     root = repo_with_one_script
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    assert _found_in_files(root / "v") is None
+    assert found_in_files(root / "v") is None
     monkeypatch.delenv("GIT_CEILING_DIRECTORIES")
     git(root, "config", "core.worktree", str(root))
-    assert _found_in_files(root / "v") is None
+    assert found_in_files(root / "v") is None
     assert GitRepo.discover(root / "v").top == root  # git's own answer
     git(root, "config", "--unset", "core.worktree")
-    assert _found_in_files(root / "v") is not None
+    assert found_in_files(root / "v") is not None
     with open(root / ".git" / "config", "a") as config:
         config.write("[include]\n\tpath = other.config\n")
-    assert _found_in_files(root / "v") is None
+    assert found_in_files(root / "v") is None
 
 
 # -- the repository's format ----------------------------------------------------------------
