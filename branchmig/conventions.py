@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from branchmig.errors import BranchmigError
+from branchmig.errors import BranchmigError, MoveFailed
+from branchmig.snapshots.base import SessionsBlockingError
 from branchmig.workspace import WORKTREE, Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,17 +33,35 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except BranchmigError as err:
-            click.echo(f"branchmig: {err}", err=True)
+            line = error_line(err)
+            click.echo(f"branchmig: {line}", err=True)
             if "--json" in sys.argv[1:]:  # a machine reads stdout: the error is JSON too
                 emit_json(
                     {
-                        "error": str(err),
+                        "error": line,
                         "exit_code": err.exit_code,
                         "kind": type(err).__name__,
                         **err.facts(),
                     }
                 )
             ctx.exit(err.exit_code)
+
+
+# What a command line does about sessions that block a snapshot: its own option.
+SESSIONS_ADVICE = (
+    "Close them (stop the app server, dispose its pool), or run the command again "
+    "with --terminate-connections."
+)
+
+
+def error_line(err: BranchmigError) -> str:
+    """``err``'s line with the command line's advice added where the error leaves it to
+    its caller: sessions blocking a snapshot, alone or as the cause of a failed move."""
+    blocking = err.cause if isinstance(err, MoveFailed) else err
+    if not isinstance(blocking, SessionsBlockingError):
+        return str(err)
+    advised = f"{blocking} {SESSIONS_ADVICE}"
+    return err.line(advised) if isinstance(err, MoveFailed) else advised
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -1,7 +1,9 @@
 """The exceptions branchmig raises. As Alembic's revision exceptions do
 (``MultipleHeads(heads, argument)``), an error that has facts keeps them as fields and
 makes its line from them; the CLI renders that line (``str(err)``) and, under ``--json``,
-the fields too (``err.facts()``). Nothing rewrites an error's text after it is raised."""
+the fields too (``err.facts()``). Nothing rewrites an error's text after it is raised;
+what to type next, where it depends on who asked (the command line, the git hook), is
+added by that caller from the facts (``conventions.error_line``, ``hookrun``)."""
 
 from __future__ import annotations
 
@@ -161,7 +163,12 @@ class MoveFailed(BranchmigError):
         self.exit_code = cause.exit_code if isinstance(cause, BranchmigError) else 1
 
     def __str__(self) -> str:
-        said = str(self.cause).rstrip(". ")
+        return self.line(str(self.cause))
+
+    def line(self, cause: str) -> str:
+        """The error's line, with ``cause`` as the cause's own line (the CLI's, with its
+        advice, where it gives one)."""
+        said = cause.rstrip(". ")
         if self.rehearsal:
             fix = f". To fix it: {self.fix}" if self.fix else ""
             tried = f". {_tried(self.tried)}; {self.then}" if self.tried else ""

@@ -93,7 +93,7 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
         blocking = err.cause if isinstance(err, MoveFailed) else err
         if isinstance(blocking, SessionsBlockingError):
             _say(
-                f"branchmig: {blocking.without_advice()} Nothing was changed. Close them "
+                f"branchmig: {blocking} Nothing was changed. Close them "
                 "(stop the app server), then run: branchmig sync; or to end them, run: "
                 "branchmig sync --terminate-connections"
             )

@@ -112,3 +112,27 @@ def test_a_long_branch_name_keeps_the_snapshot_columns(
     for column in ("HEADS", "COMMIT", "BACKEND"):
         at = lines[0].index(column)
         assert all(line[at - 1] == " " and line[at] != " " for line in lines[1:]), lines
+
+
+def test_sessions_blocking_a_snapshot_get_the_command_lines_advice() -> None:
+    """The error keeps its facts and its line without advice; the command line adds its
+    own, alone or inside the failed move's line, where it said it before."""
+    from branchmig.conventions import error_line
+    from branchmig.errors import MoveFailed
+    from branchmig.snapshots import SessionsBlockingError
+
+    blocking = SessionsBlockingError(
+        "Cannot save snapshot 'k' of x: 1 other session is connected: pid 7 (app, from h).",
+        sessions=["pid 7 (app, from h)"],
+    )
+    assert "--terminate-connections" not in str(blocking)
+    assert blocking.sessions == ["pid 7 (app, from h)"]
+    assert error_line(blocking) == (
+        f"{blocking.message} Close them (stop the app server, dispose its pool), or run the "
+        "command again with --terminate-connections."
+    )
+    moved = error_line(MoveFailed(blocking, restored=True))
+    assert moved.endswith(
+        "or run the command again with --terminate-connections. Nothing changed: the "
+        "database is as it was before"
+    ), moved

@@ -102,21 +102,13 @@ class SnapshotBackend(Protocol):
 
 class SessionsBlockingError(SnapshotError):
     """Other sessions hold the live database open, so it cannot be copied or renamed.
-    ``message`` says what and who; the advice that follows it fits a command line, and
-    ``without_advice()`` lets a git hook give its own."""
-
-    ADVICE = (
-        "Close them (stop the app server, dispose its pool), or run the command again "
-        "with --terminate-connections."
-    )
+    ``message`` says what and who, ``sessions`` names each; what to do about them is the
+    caller's to say (the command line and the git hook advise differently)."""
 
     def __init__(self, message: str, *, sessions: list[str]) -> None:
-        super().__init__(f"{message} {self.ADVICE}")
+        super().__init__(message)
         self.message = message
         self.sessions = sessions
-
-    def without_advice(self) -> str:
-        return self.message
 
     def facts(self) -> dict[str, Any]:
         return {"sessions": list(self.sessions)}
