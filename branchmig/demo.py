@@ -14,9 +14,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from branchmig.errors import BranchmigError
 from branchmig.gitrepo import GitRepo
+
+if TYPE_CHECKING:
+    from branchmig.workspace import Workspace
 
 Say = Callable[[str], None]
 
@@ -107,11 +111,8 @@ def _tables(db: Path) -> list[str]:
 def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> DemoResult:
     """Build the throwaway project in ``folder`` (a new temp folder by default), switch
     between its branches, and narrate each step through ``say``."""
-    from alembic import command
-    from alembic.config import Config
-
     from branchmig.hooks import install
-    from branchmig.switching import switch, sync
+    from branchmig.switching import sync
     from branchmig.workspace import Workspace
 
     if shutil.which("git") is None:
@@ -121,33 +122,7 @@ def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> Dem
     db = root / "app.db"
     try:
         say(f"1. A git repository with an Alembic project on SQLite, in {root}")
-        repo = GitRepo.init(root, branch="main")
-        # A machine with no git identity set up can run the demo too.
-        repo.set_config("user.name", "branchmig demo")
-        repo.set_config("user.email", "demo@branchmig.invalid")
-        cfg = Config(str(root / "alembic.ini"))
-        with contextlib.redirect_stdout(io.StringIO()):
-            command.init(cfg, str(root / "alembic"), template="generic")
-        ini = (root / "alembic.ini").read_text()
-        ini = ini.replace(
-            "sqlalchemy.url = driver://user:pass@localhost/dbname",
-            "sqlalchemy.url = sqlite:///app.db",
-        )
-        ini = ini.replace("[logger_alembic]\nlevel = INFO", "[logger_alembic]\nlevel = WARNING")
-        (root / "alembic.ini").write_text(ini)
-        (root / ".gitignore").write_text("app.db\n__pycache__/\n")
-        _write_migration(root, "base")
-        repo.commit_all("base: users table")
-        say("   main:     base     creates table users")
-        repo.checkout_new_branch("feature1")
-        _write_migration(root, "f1email")
-        repo.commit_all("feature1: users.email")
-        say("   feature1: f1email  adds column users.email (its downgrade drops it)")
-        repo.checkout_new_branch("feature2", "main")
-        _write_migration(root, "f2posts")
-        repo.commit_all("feature2: posts table")
-        say("   feature2: f2posts  creates table posts")
-        repo.checkout("feature1")
+        repo = _project_with_two_branches(root, say)
 
         say("\n2. On feature1: upgrade the database, and store an e-mail address")
         ws = Workspace.open(root)
@@ -163,35 +138,82 @@ def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> Dem
         say(f"   hooks: {', '.join(p.name for p in result.installed)}")
 
         say("\n4. $ branchmig switch feature2")
-        moved = switch(ws, branch="feature2", progress=lambda line: say(f"   {line}"))
-        plan = moved.plan
-        reverted_losses = [d.target for d in plan.destructive if d.direction == "downgrade"]
-        say(
-            f"   plan: common {', '.join(plan.common)}; revert {', '.join(plan.downgrade)} "
-            f"(loses {', '.join(reverted_losses) or 'nothing'}); "
-            f"apply {', '.join(plan.upgrade)}"
-        )
-        say(f"   snapshot of feature1 saved as '{moved.saved}'")
-        say(
-            f"   now on feature2: tables {', '.join(_tables(db))}; users columns "
-            f"{', '.join(_columns(db))}"
-        )
+        _switch_to_feature2(ws, db, say)
         ws.close()
 
         say("\n5. $ git checkout feature1   (the post-checkout hook does the rest)")
-        for line in repo.checkout("feature1", quiet=False).strip().splitlines():
-            say(f"   {line}")
-        with sqlite3.connect(db) as conn:
-            rows = conn.execute("SELECT name, email FROM users").fetchall()
-        kept = rows == [("ann", "ann@example.com")]
-        say(f"   users: {rows}; tables {', '.join(_tables(db))}")
-        say(
-            "\nThe e-mail address survived the round trip: no data lost, no "
-            '"Can\'t locate revision".'
-            if kept
-            else "\nThe e-mail address was NOT kept."
-        )
+        kept = _back_through_the_hook(repo, db, say)
         return DemoResult(root, keep, kept)
     finally:
         if not keep and folder is None:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _project_with_two_branches(root: Path, say: Say) -> GitRepo:
+    """An Alembic project on SQLite in a new repository at ``root``: ``main`` with one
+    migration, ``feature1`` and ``feature2`` with one each; ``feature1`` checked out."""
+    from alembic import command
+    from alembic.config import Config
+
+    repo = GitRepo.init(root, branch="main")
+    # A machine with no git identity set up can run the demo too.
+    repo.set_config("user.name", "branchmig demo")
+    repo.set_config("user.email", "demo@branchmig.invalid")
+    cfg = Config(str(root / "alembic.ini"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        command.init(cfg, str(root / "alembic"), template="generic")
+    ini = (root / "alembic.ini").read_text()
+    ini = ini.replace(
+        "sqlalchemy.url = driver://user:pass@localhost/dbname",
+        "sqlalchemy.url = sqlite:///app.db",
+    )
+    ini = ini.replace("[logger_alembic]\nlevel = INFO", "[logger_alembic]\nlevel = WARNING")
+    (root / "alembic.ini").write_text(ini)
+    (root / ".gitignore").write_text("app.db\n__pycache__/\n")
+    _write_migration(root, "base")
+    repo.commit_all("base: users table")
+    say("   main:     base     creates table users")
+    repo.checkout_new_branch("feature1")
+    _write_migration(root, "f1email")
+    repo.commit_all("feature1: users.email")
+    say("   feature1: f1email  adds column users.email (its downgrade drops it)")
+    repo.checkout_new_branch("feature2", "main")
+    _write_migration(root, "f2posts")
+    repo.commit_all("feature2: posts table")
+    say("   feature2: f2posts  creates table posts")
+    repo.checkout("feature1")
+    return repo
+
+
+def _switch_to_feature2(ws: Workspace, db: Path, say: Say) -> None:
+    from branchmig.switching import switch
+
+    moved = switch(ws, branch="feature2", progress=lambda line: say(f"   {line}"))
+    plan = moved.plan
+    reverted_losses = [d.target for d in plan.destructive if d.direction == "downgrade"]
+    say(
+        f"   plan: common {', '.join(plan.common)}; revert {', '.join(plan.downgrade)} "
+        f"(loses {', '.join(reverted_losses) or 'nothing'}); "
+        f"apply {', '.join(plan.upgrade)}"
+    )
+    say(f"   snapshot of feature1 saved as '{moved.saved}'")
+    say(
+        f"   now on feature2: tables {', '.join(_tables(db))}; users columns "
+        f"{', '.join(_columns(db))}"
+    )
+
+
+def _back_through_the_hook(repo: GitRepo, db: Path, say: Say) -> bool:
+    """``git checkout feature1`` with the hooks installed; whether the row came back."""
+    for line in repo.checkout("feature1", quiet=False).strip().splitlines():
+        say(f"   {line}")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT name, email FROM users").fetchall()
+    kept = rows == [("ann", "ann@example.com")]
+    say(f"   users: {rows}; tables {', '.join(_tables(db))}")
+    say(
+        '\nThe e-mail address survived the round trip: no data lost, no "Can\'t locate revision".'
+        if kept
+        else "\nThe e-mail address was NOT kept."
+    )
+    return kept

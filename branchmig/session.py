@@ -364,58 +364,97 @@ def recover(
     from branchmig.dbread import read_database
 
     if journal.phase == "done":
-        if journal.safety_snapshot:
-            finish_drops(backend_of(db, state), state, journal)
-        heads = read_database(env).heads
-        state.set_owner(
-            dbid.key,
-            Owner(journal.to_branch, journal.to_commit, heads, reflog=ws.repo.reflog_size()),
-        )
-        state.set_suspect(dbid.key, None)
-        state.clear_journal()
-        return Recovery(
-            journal.operation,
-            journal.to,
-            journal.pid,
-            False,
-            False,
-            None,
-            heads,
-            None,
-            finished=True,
-        )
-
+        return _finish_done(ws, state, env, db, dbid, journal)
     progress(
         f"branchmig: a {journal.operation} to '{journal.to}' was interrupted "
         f"(pid {journal.pid}); recovering"
     )
-    restored = False
-    if journal.safety_snapshot:
-        backend = backend_of(db, state, progress=progress)
-        restored = put_back(backend, state, journal, env.dispose_engines)
-        if restored:
-            progress(f"branchmig: restored snapshot '{journal.safety_snapshot}'")
-        elif journal.phase == "start":
-            backend.drop(journal.safety_snapshot)  # a save killed part-way: no use to anyone
+    restored = _restore_the_copy(state, env, db, journal, progress)
     untouched = not restored and journal.phase == "start"
-    checked_out = None
+    checked_out = _mend_the_checkout(ws, journal, restored or untouched, progress)
+    heads = read_database(env).heads
+    suspect = None
+    if restored or untouched:
+        state.set_owner(
+            dbid.key,
+            Owner(journal.from_branch, journal.from_commit, heads, reflog=ws.repo.reflog_size()),
+        )
+    elif journal.phase == "migrating" and journal.in_flight:
+        direction, revision = journal.in_flight[:2]
+        suspect = Suspect(journal.operation, journal.to, direction, revision, journal.pid)
+        state.set_suspect(dbid.key, suspect)
+    recovery = Recovery(
+        journal.operation, journal.to, journal.pid, restored, untouched, checked_out, heads, suspect
+    )
+    if not (restored or untouched):
+        progress(f"branchmig: {recovery.describe()}")
+    state.clear_journal()
+    return recovery
+
+
+def _finish_done(
+    ws: Workspace,
+    state: State,
+    env: AlembicEnv,
+    db: DatabaseState,
+    dbid: DatabaseId,
+    journal: Journal,
+) -> Recovery:
+    """A move killed after it succeeded: its drops done, the database's owner recorded."""
+    from branchmig.dbread import read_database
+
+    if journal.safety_snapshot:
+        finish_drops(backend_of(db, state), state, journal)
+    heads = read_database(env).heads
+    state.set_owner(
+        dbid.key,
+        Owner(journal.to_branch, journal.to_commit, heads, reflog=ws.repo.reflog_size()),
+    )
+    state.set_suspect(dbid.key, None)
+    state.clear_journal()
+    return Recovery(
+        journal.operation, journal.to, journal.pid, False, False, None, heads, None, finished=True
+    )
+
+
+def _restore_the_copy(
+    state: State, env: AlembicEnv, db: DatabaseState, journal: Journal, progress: Progress
+) -> bool:
+    """The copy taken before the move restored; True when it was."""
+    if not journal.safety_snapshot:
+        return False
+    backend = backend_of(db, state, progress=progress)
+    restored = put_back(backend, state, journal, env.dispose_engines)
+    if restored:
+        progress(f"branchmig: restored snapshot '{journal.safety_snapshot}'")
+    elif journal.phase == "start":
+        backend.drop(journal.safety_snapshot)  # a save killed part-way: no use to anyone
+    return restored
+
+
+def _mend_the_checkout(
+    ws: Workspace, journal: Journal, database_back: bool, progress: Progress
+) -> str | None:
+    """A switch's checkout undone: the branch it left checked out again when the database
+    is back as it was there (what was checked out), or the files of a checkout git was
+    killed in put back."""
     back = journal.from_branch or journal.from_commit
     repo = ws.repo
+    if journal.operation != "switch":
+        return None
     if (
-        journal.operation == "switch"
-        and back
-        and (restored or untouched)
+        back
+        and database_back
         and (
             repo.head_commit() != journal.from_commit
             or repo.current_branch() != journal.from_branch
         )
     ):
         repo.checkout(back, env=SKIP_HOOK)
-        checked_out = back
         progress(f"branchmig: checked out '{back}' again")
-    elif (
-        journal.operation == "switch"
-        and not journal.checked_out
+        return back
+    if (
+        not journal.checked_out
         and journal.from_commit
         and journal.to_commit
         and repo.head_commit() == journal.from_commit
@@ -432,24 +471,7 @@ def recover(
                 f"branchmig: the checkout of '{journal.to}' was interrupted; "
                 f"its files are put back as {back or journal.from_commit[:7]} has them"
             )
-    heads = read_database(env).heads
-    suspect = None
-    if restored or untouched:
-        state.set_owner(
-            dbid.key,
-            Owner(journal.from_branch, journal.from_commit, heads, reflog=repo.reflog_size()),
-        )
-    elif journal.phase == "migrating" and journal.in_flight:
-        direction, revision = journal.in_flight[:2]
-        suspect = Suspect(journal.operation, journal.to, direction, revision, journal.pid)
-        state.set_suspect(dbid.key, suspect)
-    recovery = Recovery(
-        journal.operation, journal.to, journal.pid, restored, untouched, checked_out, heads, suspect
-    )
-    if not (restored or untouched):
-        progress(f"branchmig: {recovery.describe()}")
-    state.clear_journal()
-    return recovery
+    return None
 
 
 def names(heads: tuple[str, ...]) -> str:

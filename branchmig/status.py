@@ -14,8 +14,8 @@ from branchmig.graph import Graph, merge_graphs
 from branchmig.lifecycle import Held
 from branchmig.plan import make_plan
 from branchmig.provenance import held_snapshots, restored_by, unsure_texts
-from branchmig.session import Recovery, quiet
-from branchmig.state import DatabaseId, Failure, State, Suspect
+from branchmig.session import Recovery, database_id, quiet, recover, remember
+from branchmig.state import DatabaseId, Failure, Journal, State, Suspect
 from branchmig.verify import SCRATCH_PREFIX, dead_scratches, scratch_is_dead
 from branchmig.workspace import WORKTREE, Workspace
 
@@ -121,71 +121,28 @@ def _dead_scratches(url: str) -> tuple[str, ...]:
 def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
     """Where the database is against the working tree. A move that was killed half-way is
     put back first (unless another branchmig is running it)."""
-    from branchmig.alembicenv import alembic_env, start_loading_alembic
-    from branchmig.dbread import read_database
-    from branchmig.session import database_id, recover, remember
+    from branchmig.alembicenv import start_loading_alembic
 
     state = State(ws.state_dir)
-    recovery: Recovery | None = None
-    interrupted = None
     seen = state.read_journal()
     # What env.py gave last time, while it would give the same: no Alembic to load.
     known, survey = _recalled(ws, state) if seen is None else (None, None)
     if known is None:
         start_loading_alembic()
-    if seen is not None:
-        try:
-            with state.lock(), alembic_env(ws.project) as env:
-                db = read_database(env)
-                journal = state.read_journal()
-                if journal is not None:
-                    recovery = recover(ws, state, env, db, database_id(ws, db), journal, progress)
-        except LockedError:
-            interrupted = f"a {seen.operation} to '{seen.to}' (pid {seen.pid}) is running"
+    recovery, interrupted = _recovered(ws, state, seen, progress)
     _, code = ws.graph_at(WORKTREE)
     code.refuse_cycle()  # as `alembic current` refuses such a history
-    if known is not None:
-        db, dbid = known
-    else:
-        with alembic_env(ws.project) as env:
-            db = read_database(env)
-            dbid = database_id(ws, db)
-        remember(ws, state, db, dbid)
+    db, dbid = known if known is not None else _read_and_remember(ws, state)
     if survey is not None:
         stored = {snap.key: (snap.size, snap.backend) for snap in survey.snapshots}
     else:
         stored = _stored(db, state)
-    from branchmig.switching import applied_source
-
     applied_key = next((k for k in dbid.keys if state.applied(k)), dbid.key)
-    try:
-        source = applied_source(ws, state, db.heads, applied_key, previous=None, target=code)
-    except BranchmigError:
-        source = merge_graphs(code, Graph.build(state.applied(applied_key).values()))
-    unknown: tuple[str, ...]
-    if all(h in source for h in db.heads):
-        plan = make_plan(applied_heads=db.heads, source=source, target=code)
-        pending, unknown = plan.upgrade, plan.downgrade
-    else:
-        applied = source.ancestors([h for h in db.heads if h in source], strict=False)
-        pending = tuple(
-            r
-            for r in code.topological(code.ancestors(code.heads, strict=False))
-            if r not in applied
-        )
-        unknown = tuple(h for h in db.heads if h not in source)
-    recorded = state.applied(applied_key)
-    several = unsure_texts(ws, recorded, source.ancestors(db.heads, strict=False), target=code)
-    found: dict[str, list[str]] = {r: [] for r in unknown}
-    if unknown:
-        for names, commit in ws.repo.all_ref_commits()[:200]:
-            try:
-                ids = {r.id for r in ws.scripts_at_commit(commit).revisions}
-            except BranchmigError:
-                continue
-            for r in unknown:
-                if r in ids:
-                    found[r].extend(n for n in names if n not in found[r])
+    source, pending, unknown = _against_the_tree(ws, state, db, applied_key, code)
+    several = unsure_texts(
+        ws, state.applied(applied_key), source.ancestors(db.heads, strict=False), target=code
+    )
+    found = _refs_holding(ws, unknown)
     held = held_snapshots(state, dbid)
     owner = state.owner(dbid.key)
     failure = state.failure(dbid.key)
@@ -199,8 +156,8 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
             failure,
             code=code,
             applied=source,
-            pending=tuple(pending),
-            unknown=tuple(unknown),
+            pending=pending,
+            unknown=unknown,
             found_in=found_in,
             branches=tips,
             owner=owner.branch if owner else None,
@@ -212,8 +169,8 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         branch=ws.repo.current_branch(),
         db_heads=db.heads,
         code_heads=code.heads,
-        pending=tuple(pending),
-        unknown=tuple(unknown),
+        pending=pending,
+        unknown=unknown,
         unknown_found_in=found_in,
         snapshots=snapshot_statuses(ws, held, stored),
         stray_copies=tuple(sorted(k for k in stored if k not in {h.key for h in held})),
@@ -224,15 +181,89 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         recovered=recovery.describe() if recovery is not None else None,
         suspect=state.suspect(dbid.key),
         owner=owner.branch if owner else None,
-        databases=tuple(
-            DatabaseHeads(d.name, DatabaseId.of(d.url).masked, d.heads) for d in db.databases
-        )
-        if db.multi
-        else (),
+        databases=_each_database(db),
         split=db.disagreement(),
         failed=failed,
         several_texts={r: tuple(t.describe() for t in texts) for r, texts in several.items()},
     )
+
+
+def _recovered(
+    ws: Workspace, state: State, seen: Journal | None, progress: Progress
+) -> tuple[Recovery | None, str | None]:
+    """A killed move's journal ``seen``: the move put back (its recovery), or, when
+    another branchmig holds the lock, what is running (in words)."""
+    from branchmig.alembicenv import alembic_env
+    from branchmig.dbread import read_database
+
+    if seen is None:
+        return None, None
+    try:
+        with state.lock(), alembic_env(ws.project) as env:
+            db = read_database(env)
+            journal = state.read_journal()
+            if journal is None:
+                return None, None
+            return recover(ws, state, env, db, database_id(ws, db), journal, progress), None
+    except LockedError:
+        return None, f"a {seen.operation} to '{seen.to}' (pid {seen.pid}) is running"
+
+
+def _read_and_remember(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId]:
+    """The database read through env.py, remembered for the next time."""
+    from branchmig.alembicenv import alembic_env
+    from branchmig.dbread import read_database
+
+    with alembic_env(ws.project) as env:
+        db = read_database(env)
+        dbid = database_id(ws, db)
+    remember(ws, state, db, dbid)
+    return db, dbid
+
+
+def _against_the_tree(
+    ws: Workspace, state: State, db: DatabaseState, applied_key: str, code: Graph
+) -> tuple[Graph, tuple[str, ...], tuple[str, ...]]:
+    """The graph that applied the database (its scripts recorded under ``applied_key``),
+    what a sync would apply, and what it would revert (the tree lacks it, or has it
+    changed)."""
+    from branchmig.switching import applied_source
+
+    try:
+        source = applied_source(ws, state, db.heads, applied_key, previous=None, target=code)
+    except BranchmigError:
+        source = merge_graphs(code, Graph.build(state.applied(applied_key).values()))
+    if all(h in source for h in db.heads):
+        plan = make_plan(applied_heads=db.heads, source=source, target=code)
+        return source, tuple(plan.upgrade), tuple(plan.downgrade)
+    applied = source.ancestors([h for h in db.heads if h in source], strict=False)
+    pending = tuple(
+        r for r in code.topological(code.ancestors(code.heads, strict=False)) if r not in applied
+    )
+    return source, pending, tuple(h for h in db.heads if h not in source)
+
+
+def _refs_holding(ws: Workspace, unknown: tuple[str, ...]) -> dict[str, list[str]]:
+    """The refs (of the latest 200 commits refs and the reflog point at) whose scripts
+    hold each of the ``unknown`` revisions."""
+    found: dict[str, list[str]] = {r: [] for r in unknown}
+    if not unknown:
+        return found
+    for names, commit in ws.repo.all_ref_commits()[:200]:
+        try:
+            ids = {r.id for r in ws.scripts_at_commit(commit).revisions}
+        except BranchmigError:
+            continue
+        for r in unknown:
+            if r in ids:
+                found[r].extend(n for n in names if n not in found[r])
+    return found
+
+
+def _each_database(db: DatabaseState) -> tuple[DatabaseHeads, ...]:
+    if not db.multi:
+        return ()
+    return tuple(DatabaseHeads(d.name, DatabaseId.of(d.url).masked, d.heads) for d in db.databases)
 
 
 def _named_first(names: Iterable[str], branches: Mapping[str, str]) -> tuple[str, ...]:
