@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from branchmig.errors import BranchmigError, DatabaseError, LockedError
 from branchmig.graph import Graph, merge_graphs
 from branchmig.lifecycle import Held
+from branchmig.move.applied import applied_source
 from branchmig.plan import make_plan
 from branchmig.provenance import held_snapshots, restored_by, unsure_texts
 from branchmig.session import Recovery, database_id, quiet, recover, remember
@@ -227,8 +228,6 @@ def _against_the_tree(
     """The graph that applied the database (its scripts recorded under ``applied_key``),
     what a sync would apply, and what it would revert (the tree lacks it, or has it
     changed)."""
-    from branchmig.switching import applied_source
-
     try:
         source = applied_source(ws, state, db.heads, applied_key, previous=None, target=code)
     except BranchmigError:
