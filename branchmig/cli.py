@@ -123,7 +123,7 @@ def _move(run: Callable[..., Any], ctx: click.Context, *, what: str, **options: 
 def switch(ctx: click.Context, /, branch: str, **options: Any) -> None:
     """Check out BRANCH and bring the database along: revert what BRANCH lacks with the
     current scripts, check out, apply BRANCH's heads. All or nothing with snapshots."""
-    from branchmig.switching import switch as run_switch
+    from branchmig.move.commands import switch as run_switch
 
     _move(run_switch, ctx, what=f"switch to '{branch}'", branch=branch, **options)
 
@@ -134,7 +134,7 @@ def switch(ctx: click.Context, /, branch: str, **options: Any) -> None:
 def sync(ctx: click.Context, /, **options: Any) -> None:
     """Bring the database to the working tree's heads (after git reset --hard, a pull
     without hooks, or a failed hook)."""
-    from branchmig.switching import sync as run_sync
+    from branchmig.move.commands import sync as run_sync
 
     _move(run_sync, ctx, what="sync to the working tree", **options)
 

@@ -112,7 +112,7 @@ def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> Dem
     """Build the throwaway project in ``folder`` (a new temp folder by default), switch
     between its branches, and narrate each step through ``say``."""
     from branchmig.hooks import install
-    from branchmig.switching import sync
+    from branchmig.move.commands import sync
     from branchmig.workspace import Workspace
 
     if shutil.which("git") is None:
@@ -186,7 +186,7 @@ def _project_with_two_branches(root: Path, say: Say) -> GitRepo:
 
 
 def _switch_to_feature2(ws: Workspace, db: Path, say: Say) -> None:
-    from branchmig.switching import switch
+    from branchmig.move.commands import switch
 
     moved = switch(ws, branch="feature2", progress=lambda line: say(f"   {line}"))
     plan = moved.plan

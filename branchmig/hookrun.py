@@ -52,7 +52,7 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
     failed = 1 if os.environ.get(REPORT_FAILURE) == "1" else 0
     ws: Workspace | None = None
     try:
-        from branchmig.switching import sync  # a Ctrl-C while it loads is handled below
+        from branchmig.move.commands import sync  # a Ctrl-C while it loads is handled below
 
         try:
             ws = _open(cwd or Path.cwd())

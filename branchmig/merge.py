@@ -545,7 +545,7 @@ def _upgrade(
 ) -> tuple[str, ...]:
     if not upgrade:
         return ()
-    from branchmig.switching import sync
+    from branchmig.move.commands import sync
 
     return sync(ws, previous=previous, progress=progress).after
 

@@ -25,11 +25,9 @@ from branchmig.alembicenv import (
     from_the_database,
     run_env,
     script_directory,
-    start_loading_alembic,
 )
 from branchmig.commitcode import CodeAt, importable
 from branchmig.databases import AlembicEnv, DatabaseState
-from branchmig.dbread import read_database, sqlite_constrained_columns
 from branchmig.errors import (
     BranchmigError,
     DatabaseError,
@@ -37,7 +35,6 @@ from branchmig.errors import (
     ScriptLoadError,
     first_line,
 )
-from branchmig.flaskapp import flask_engines_at
 from branchmig.graph import Graph
 from branchmig.urls import mask_url
 
@@ -47,12 +44,6 @@ __all__ = [
     "StepFailed",
     "load_script_module",
     "run_phases",
-    # Imported from here by switching until the move's pipeline imports them from their
-    # homes (it is not to be touched meanwhile).
-    "flask_engines_at",
-    "read_database",
-    "sqlite_constrained_columns",
-    "start_loading_alembic",
 ]
 
 Direction = Literal["upgrade", "downgrade"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from branchmig.errors import SnapshotError, UsageError
 from branchmig.lifecycle import snapshot_key
+from branchmig.move.gather import token
 from branchmig.provenance import held_snapshots
 from branchmig.session import Session, backend_of, opened, recall, surveyed
 from branchmig.session import quiet as _quiet
@@ -84,8 +85,6 @@ def save_snapshot(
     ws: Workspace, *, name: str | None = None, terminate: bool = False, progress: Progress = _quiet
 ) -> SnapshotRecord:
     """Save the database now, as ``name`` (default: the current branch's snapshot)."""
-    from branchmig.switching import _token
-
     with opened(ws, progress) as s:
         branch = ws.repo.current_branch()
         if name:
@@ -96,7 +95,7 @@ def save_snapshot(
                     f"or drop it first: branchmig snapshot drop {key}"
                 )
         else:
-            key = snapshot_key(branch, _token())
+            key = snapshot_key(branch, token())
         backend = s.backend(terminate=terminate)
         _, code = ws.graph_at(WORKTREE)
         s.env.dispose_engines()
@@ -170,9 +169,7 @@ def restore_snapshot(
 def _replaced(ws: Workspace, s: Session, backend: SnapshotBackend, record: SnapshotRecord) -> str:
     """Restore ``record`` over the live database, which is kept as a snapshot of its own
     (recorded with the working tree's scripts): its key."""
-    from branchmig.switching import _token
-
-    kept = f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{_token()[-4:]}"
+    kept = f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{token()[-4:]}"
     _, code = ws.graph_at(WORKTREE)
     s.env.dispose_engines()
     backend.restore(record.key, keep_current_as=kept)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from branchmig.errors import BranchmigError, DatabaseError, LockedError
 from branchmig.graph import Graph, merge_graphs
 from branchmig.lifecycle import Held
+from branchmig.move.applied import applied_key, applied_source
 from branchmig.plan import make_plan
 from branchmig.provenance import held_snapshots, restored_by, unsure_texts
 from branchmig.session import Recovery, database_id, quiet, recover, remember
@@ -137,10 +138,10 @@ def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
         stored = {snap.key: (snap.size, snap.backend) for snap in survey.snapshots}
     else:
         stored = _stored(db, state)
-    applied_key = next((k for k in dbid.keys if state.applied(k)), dbid.key)
-    source, pending, unknown = _against_the_tree(ws, state, db, applied_key, code)
+    key = applied_key(state, dbid)
+    source, pending, unknown = _against_the_tree(ws, state, db, key, code)
     several = unsure_texts(
-        ws, state.applied(applied_key), source.ancestors(db.heads, strict=False), target=code
+        ws, state.applied(key), source.ancestors(db.heads, strict=False), target=code
     )
     found = _refs_holding(ws, unknown)
     held = held_snapshots(state, dbid)
@@ -222,17 +223,15 @@ def _read_and_remember(ws: Workspace, state: State) -> tuple[DatabaseState, Data
 
 
 def _against_the_tree(
-    ws: Workspace, state: State, db: DatabaseState, applied_key: str, code: Graph
+    ws: Workspace, state: State, db: DatabaseState, key: str, code: Graph
 ) -> tuple[Graph, tuple[str, ...], tuple[str, ...]]:
-    """The graph that applied the database (its scripts recorded under ``applied_key``),
+    """The graph that applied the database (its scripts recorded under ``key``),
     what a sync would apply, and what it would revert (the tree lacks it, or has it
     changed)."""
-    from branchmig.switching import applied_source
-
     try:
-        source = applied_source(ws, state, db.heads, applied_key, previous=None, target=code)
+        source = applied_source(ws, state, db.heads, key, previous=None, target=code)
     except BranchmigError:
-        source = merge_graphs(code, Graph.build(state.applied(applied_key).values()))
+        source = merge_graphs(code, Graph.build(state.applied(key).values()))
     if all(h in source for h in db.heads):
         plan = make_plan(applied_heads=db.heads, source=source, target=code)
         return source, tuple(plan.upgrade), tuple(plan.downgrade)

@@ -508,7 +508,7 @@ def kill_mid_switch(p: Project, marker: Path, *args: str) -> None:
         proc.wait(timeout=10)
 
 
-# Where BRANCHMIG_FAILPOINT stops a move (branchmig/switching.py), in the order a switch
+# Where BRANCHMIG_FAILPOINT stops a move (branchmig/move/execute.py), in the order a switch
 # reaches them; "resaved" only when it restores a snapshot then applies what arrived since.
 FAILPOINTS = ("journal", "saved", "step", "checked-out", "migrated", "done")
 

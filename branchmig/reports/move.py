@@ -9,9 +9,10 @@ from branchmig.reports.analysis import plan_text
 
 if TYPE_CHECKING:
     from branchmig.merge import MergeOutcome
+    from branchmig.move.result import MoveResult
 
 
-def move_json(result: Any) -> dict[str, Any]:
+def move_json(result: MoveResult) -> dict[str, Any]:
     p = result.plan
     return {
         "database": result.database,
@@ -40,14 +41,14 @@ def move_json(result: Any) -> dict[str, Any]:
     }
 
 
-def move_text(result: Any, *, what: str) -> tuple[list[str], list[str]]:
+def move_text(result: MoveResult, *, what: str) -> tuple[list[str], list[str]]:
     """The lines for standard output, and the notes for standard error."""
     notes = [f"note: {result.recovered}"] if result.recovered else []
     notes += [f"note: {note}" for note in result.notes]
     return _dry_run(result, what) if result.dry_run else _done(result), notes
 
 
-def _dry_run(result: Any, what: str) -> list[str]:
+def _dry_run(result: MoveResult, what: str) -> list[str]:
     p = result.plan
     lines = [
         f"Dry run: {what} would change nothing in {result.database}."
@@ -61,7 +62,7 @@ def _dry_run(result: Any, what: str) -> list[str]:
     return lines
 
 
-def _done(result: Any) -> list[str]:
+def _done(result: MoveResult) -> list[str]:
     p = result.plan
     at = ", ".join(result.after) or "base"
     if p.is_noop and not result.restored:
@@ -77,7 +78,7 @@ def _done(result: Any) -> list[str]:
     return lines
 
 
-def hook_lines(result: Any) -> list[str]:
+def hook_lines(result: MoveResult) -> list[str]:
     """What the hook says on standard error after bringing the database along."""
     lines = [f"branchmig: {note}" for note in result.notes]
     if result.restored:
