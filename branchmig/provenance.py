@@ -55,10 +55,7 @@ def owner_of_database(
             return None
         return commit if all(h in ids for h in heads) else None
 
-    record = state.owner(dbid.key)
-    if record is None:
-        for alias in dbid.aliases:
-            record = record or state.owner(alias)
+    record = _recorded_owner(state, dbid)
     unchanged = record is not None and set(record.heads) == set(heads)
     if hint is not None and record is not None and record.branch == hint and unchanged:
         return Owner(hint, hint_commit or record.commit, heads)  # the usual case: no git
@@ -92,6 +89,14 @@ def owner_of_database(
     if record is not None:
         return Owner(record.branch, record.commit, heads)
     return Owner(None, hint_commit or repo.head_commit(), heads)
+
+
+def _recorded_owner(state: State, dbid: DatabaseId) -> Owner | None:
+    """branchmig's record of its last move on this database, under its key or an alias."""
+    record = state.owner(dbid.key)
+    for alias in dbid.aliases:
+        record = record or state.owner(alias)
+    return record
 
 
 def held_snapshots(state: State, dbid: DatabaseId) -> list[Held]:
