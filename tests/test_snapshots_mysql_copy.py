@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,40 @@ def backend(url: str, tmp_path: Path, **options: Any) -> MySQLBackend:
     return made
 
 
+@contextmanager
+def ledger_writer(url: str, *, retried: tuple[int, ...]) -> Iterator[None]:
+    """An app committing a row to ``debits`` and one to ``credits`` in each transaction,
+    over and over, from before the block (20 commits in) until its end. A transaction
+    the server rolls back with an error in ``retried`` is tried again, as apps do (the
+    save's LOCK TABLES and a transaction can deadlock; the server picks one side)."""
+    stop = threading.Event()
+    committed = [0]
+
+    def write() -> None:
+        with mysql_connection(url, database=make_url(url).database) as conn:
+            conn.autocommit(False)
+            with conn.cursor() as cur:
+                while not stop.is_set():
+                    try:
+                        cur.execute("INSERT INTO debits (amount) VALUES (7)")
+                        cur.execute("INSERT INTO credits (amount) VALUES (7)")
+                        conn.commit()
+                        committed[0] += 1
+                    except pymysql.err.OperationalError as err:
+                        assert err.args[0] in retried, err
+                        conn.rollback()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while committed[0] < 20:
+            time.sleep(0.01)
+        yield
+    finally:
+        stop.set()
+        writer.join()
+
+
 @pytest.fixture
 def every_table_its_own_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     """The small databases of these tests copied as a large one is: in parallel."""
@@ -73,36 +108,10 @@ def test_writers_during_a_parallel_save_never_split_a_transaction(
     """The workers copy ``debits`` and ``credits`` on separate connections while the app
     commits a row to each in one transaction: the copy holds both rows or neither."""
     url = db_with_two_ledgers
-    stop = threading.Event()
-    committed = [0]
-
-    def write() -> None:
-        with mysql_connection(url, database=make_url(url).database) as conn:
-            conn.autocommit(False)
-            with conn.cursor() as cur:
-                while not stop.is_set():
-                    try:
-                        cur.execute("INSERT INTO debits (amount) VALUES (7)")
-                        cur.execute("INSERT INTO credits (amount) VALUES (7)")
-                        conn.commit()
-                        committed[0] += 1
-                    except pymysql.err.OperationalError as err:
-                        # The save's LOCK TABLES and this transaction can deadlock; the
-                        # server rolls back one side, which tries again, as apps do.
-                        assert err.args[0] == 1213, err
-                        conn.rollback()
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
-        while committed[0] < 20:
-            time.sleep(0.01)
+    with ledger_writer(url, retried=(1213,)):
         snaps = backend(url, tmp_path)
         for key in ("a", "b", "c"):
             snaps.save(key)
-    finally:
-        stop.set()
-        writer.join()
     for key in ("a", "b", "c"):
         copy = snaps.stored()[[s.key for s in snaps.stored()].index(key)].location
         debits = query(url, f"SELECT count(*), sum(amount) FROM `{copy}`.debits")
@@ -328,33 +337,10 @@ def test_a_user_who_may_not_lock_tables_saves_one_instant_on_one_connection(
     """Without the LOCK TABLES privilege the copy is one REPEATABLE READ transaction, as
     strong: a writer's transaction is in the copy whole or not at all."""
     url = user_who_may_not_lock
-    stop = threading.Event()
-    committed = [0]
-
-    def write() -> None:
-        with mysql_connection(url, database=make_url(url).database) as conn:
-            conn.autocommit(False)
-            with conn.cursor() as cur:
-                while not stop.is_set():
-                    try:
-                        cur.execute("INSERT INTO debits (amount) VALUES (7)")
-                        cur.execute("INSERT INTO credits (amount) VALUES (7)")
-                        conn.commit()
-                        committed[0] += 1
-                    except pymysql.err.OperationalError as err:
-                        assert err.args[0] in (1205, 1213), err  # waits on the copy's locks
-                        conn.rollback()
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
-        while committed[0] < 20:
-            time.sleep(0.01)
+    # The copy's shared locks make the writer wait, and may time it out.
+    with ledger_writer(url, retried=(1205, 1213)):
         snaps = backend(url, tmp_path)
         snaps.save("nolock")
-    finally:
-        stop.set()
-        writer.join()
     copy = next(s.location for s in snaps.stored() if s.key == "nolock")
     debits = query(url, f"SELECT count(*), sum(amount) FROM `{copy}`.debits")
     credits = query(url, f"SELECT count(*), sum(amount) FROM `{copy}`.credits")
