@@ -7,9 +7,9 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from branchmig.cache import heads_memo
 from branchmig.downgrades import (
     Destructive,
     batch_hint,
@@ -46,7 +46,7 @@ def heads(ws: Workspace, *, ref: str = WORKTREE) -> HeadsResult:
     known = remembered_heads(ws, ref=ref, signature=signature)
     if known is not None:
         return known
-    summaries = _HeadsMemo(ws.state_dir / "cache" / "heads.json")
+    summaries = heads_memo(ws.repo.common_dir)
     scripts, graph = ws.graph_at(ref, signature=signature)
     graph.check()
     result = HeadsResult(
@@ -73,7 +73,7 @@ def remembered_heads(
     """The answer ``heads`` gave last for these very scripts (the same signature); None
     when there is none."""
     signature = signature or ws.signature(ref)
-    known = _HeadsMemo(ws.state_dir / "cache" / "heads.json").get(signature)
+    known = heads_memo(ws.repo.common_dir).get(signature)
     if known is None:
         return None
     return HeadsResult(
@@ -94,42 +94,6 @@ def heads_output(result: HeadsResult, *, as_json: bool) -> tuple[str, str]:
         where = "the working tree" if result.ref == "WORKTREE" else repr(result.ref)
         lines.append(f"no revisions at {where}")
     return "".join(f"{line}\n" for line in lines), err
-
-
-class _HeadsMemo:
-    """A small JSON file of the last answers of ``heads``, by signature."""
-
-    LIMIT = 64
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
-    def get(self, signature: str | None) -> dict[str, Any] | None:
-        if signature is None:
-            return None
-        found: dict[str, Any] | None = self._load().get(signature)
-        return found
-
-    def put(self, signature: str | None, value: dict[str, Any]) -> None:
-        if signature is None:
-            return
-        data = self._load()
-        data.pop(signature, None)
-        data[signature] = value
-        while len(data) > self.LIMIT:
-            data.pop(next(iter(data)))
-        from branchmig.errors import StateError
-        from branchmig.state import write_private
-
-        with contextlib.suppress(StateError):  # a memo not written only costs time
-            write_private(self.path, json.dumps(data).encode())
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,10 @@ def script_sets_path(common_dir: Path) -> Path:
     return state_root(common_dir) / "cache" / "script-sets"
 
 
+def heads_memo_path(common_dir: Path) -> Path:
+    return state_root(common_dir) / "cache" / "heads.json"
+
+
 def hook_conf_path(common_dir: Path) -> Path:
     """What the hooks read (``python=``, ``watch=``); the hook template names it too."""
     return state_root(common_dir) / "hook.conf"

@@ -7,25 +7,29 @@ parse as Python 2 be analysed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
 import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from branchmig.cache import (
+    CACHE_VERSION,
+    HeaderCache,
+    ScriptSetCache,
+    changed_since,
+    header_cache,
+    racy_cutoff,
+    script_set_cache,
+    stat_key,
+)
 from branchmig.errors import GitError, ScriptError
 from branchmig.gitrepo import GitRepo, TreeEntry, blob_id
 from branchmig.graph import Revision
 from branchmig.headers import parse_header
 
 _NOT_SCRIPT = re.compile(r"(^|/)(__init__|\.#)[^/]*$")  # what Alembic skips too
-CACHE_VERSION = 2  # 2: headers in every form Alembic reads; stats as git's index keeps them
-_RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -38,122 +42,12 @@ class ScriptSet:
     warnings: tuple[str, ...] = ()
 
 
-# -- the cache of parsed headers, by blob id ---------------------------------------------
-
-
-class HeaderCache:
-    """Parsed headers by blob id (and working-tree files by path and ``stat_key``), kept
-    as JSON under the git common dir so a second look at a ref costs a file read."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.headers: dict[str, Any] = {}
-        self.stats: dict[str, list[Any]] = {}
-        self.dirty = False
-        if path is not None:
-            try:
-                data = json.loads(path.read_bytes())
-                if data.get("version") == CACHE_VERSION:
-                    self.headers = data["headers"]
-                    self.stats = data["stats"]
-            except (OSError, ValueError, KeyError, AttributeError):
-                pass
-
-    def header(self, blob: str, data: bytes | None, path: str) -> dict[str, Any]:
-        if blob in self.headers:
-            cached: dict[str, Any] = self.headers[blob]
-            return cached
-        if data is None:
-            raise KeyError(blob)
-        parsed = parse_header(data, path)
-        if not parsed.get("named"):
-            self.headers[blob] = parsed
-            self.dirty = True
-        return parsed
-
-    def save(self) -> None:
-        if self.path is None or not self.dirty:
-            return
-        from branchmig.errors import StateError
-        from branchmig.state import write_private
-
-        with contextlib.suppress(StateError):  # a cache not written only costs time
-            write_private(
-                self.path,
-                json.dumps(
-                    {"version": CACHE_VERSION, "headers": self.headers, "stats": self.stats}
-                ).encode(),
-            )
-        self.dirty = False
-
-
 def cache_for(repo: GitRepo) -> HeaderCache:
-    from branchmig.layout import header_cache_path
-
-    return HeaderCache(header_cache_path(repo.common_dir))
-
-
-class ScriptSetCache:
-    """Whole sets of scripts by the signature of what they were read from (the folders'
-    tree ids at a commit, the files' stats in the working tree), one marshal file each.
-    Reading one back costs a few ms on a 1,500-revision history, where listing the tree
-    and rebuilding every header from the header cache costs tens: the hook and a switch
-    pay that on every checkout."""
-
-    KEEP = 32  # the most recently used sets; older files are removed
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def _path(self, signature: str) -> Path:
-        import hashlib
-
-        return self.folder / f"{hashlib.sha1(signature.encode()).hexdigest()}.marshal"
-
-    def get(self, signature: str | None) -> tuple[tuple[Revision, ...], tuple[str, ...]] | None:
-        if signature is None:
-            return None
-        import marshal
-
-        path = self._path(signature)
-        try:
-            version, stored, rows, warnings = marshal.loads(path.read_bytes())
-            if version != CACHE_VERSION or stored != signature:
-                return None
-            revisions = tuple(
-                Revision(id=rev, down=down, labels=labels, depends_on=depends, path=rel, blob=blob)
-                for rev, down, labels, depends, rel, blob in rows
-            )
-            os.utime(path)  # recently used: kept by the pruning in put()
-        except (OSError, ValueError, EOFError, TypeError):
-            return None
-        return revisions, tuple(warnings)
-
-    def put(
-        self, signature: str | None, revisions: Sequence[Revision], warnings: Sequence[str]
-    ) -> None:
-        if signature is None:
-            return
-        import marshal
-
-        rows = [(r.id, r.down, r.labels, r.depends_on, r.path, r.blob) for r in revisions]
-        path = self._path(signature)
-        from branchmig.errors import StateError
-        from branchmig.state import write_private
-
-        try:
-            write_private(path, marshal.dumps((CACHE_VERSION, signature, rows, list(warnings))))
-            kept = sorted(self.folder.glob("*.marshal"), key=lambda f: f.stat().st_mtime_ns)
-            for old in kept[: -self.KEEP]:
-                old.unlink()
-        except (OSError, StateError):
-            pass  # a cache that cannot be written only costs time
+    return header_cache(repo.common_dir)
 
 
 def script_set_cache_for(repo: GitRepo) -> ScriptSetCache:
-    from branchmig.layout import script_sets_path
-
-    return ScriptSetCache(script_sets_path(repo.common_dir))
+    return script_set_cache(repo.common_dir)
 
 
 # -- reading a ref or the working tree ----------------------------------------------------
@@ -240,7 +134,7 @@ def read_worktree(
     width = 2 * hashlib.new(object_format).digest_size
     files: list[tuple[str, str, bytes | None]] = []
     prefix = len(str(top)) + 1
-    now_ns = time.time_ns()
+    cutoff = racy_cutoff()
     for location in version_locations:
         for entry in _walk(os.path.join(top, location), recursive):
             rel = entry.path[prefix:].replace(os.sep, "/")
@@ -263,7 +157,7 @@ def read_worktree(
             # Like git's "racily clean" index entries: a file modified in the last
             # seconds may change again without its stat changing (coarse timestamps),
             # so only older files are trusted by their stat.
-            if not _recent(st, now_ns - _RACY_NS):
+            if not changed_since(st, cutoff):
                 cache.stats[rel] = [*key, blob]
                 cache.dirty = True
             elif cache.stats.pop(rel, None) is not None:
@@ -286,14 +180,14 @@ def worktree_signature(
 
     rows: list[tuple[str, str] | tuple[str, tuple[int, ...], int, int]] = []
     racy = False
-    newest = time.time_ns() - _RACY_NS
+    newest = racy_cutoff()
     for location in version_locations:
         for entry in _walk(os.path.join(top, location), recursive):
             name = entry.name
             if not name.endswith(".py") or name.startswith(("__init__", ".#")):
                 continue
             st = entry.stat()
-            if st.st_ctime_ns > newest or st.st_mtime_ns > newest:  # _recent, inline
+            if st.st_ctime_ns > newest or st.st_mtime_ns > newest:  # changed_since, inline
                 try:
                     with open(entry.path, "rb") as fh:
                         rows.append((entry.path, blob_id(fh.read(), object_format)))
@@ -307,22 +201,6 @@ def worktree_signature(
         (CACHE_VERSION, object_format, recursive, tuple(version_locations), rows)
     )
     return hashlib.sha1(signed).hexdigest(), racy
-
-
-def stat_key(st: os.stat_result) -> tuple[int, ...]:
-    """What git's index compares to trust a file unchanged without reading it
-    (``match_stat_data``): mode, inode, device, owner and size (with the link count: the
-    first fields of the stat, taken in one slice), mtime and ctime to the nanosecond. The
-    ctime is what catches a file rewritten in place with its mtime put back (``os.utime``,
-    ``touch -r``, ``cp -p``): no program can set it."""
-    return (*st[:7], st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _recent(st: os.stat_result, since_ns: int) -> bool:
-    """Whether the file changed after ``since_ns``, as far as its stat tells: git's racy
-    rule looks at the mtime; the ctime too here, so a file rewritten with its mtime put
-    back is not trusted by a stat taken in the same clock tick as the rewrite."""
-    return st.st_ctime_ns > since_ns or st.st_mtime_ns > since_ns
 
 
 def _walk(root: str, recursive: bool) -> list[os.DirEntry[str]]:
@@ -358,8 +236,6 @@ def read_text_anywhere(repo: GitRepo, revision: Revision) -> bytes | None:
                 return data
         return None
 
-
-# -- what a downgrade() destroys -----------------------------------------------------------
 
 __all__ = [
     "HeaderCache",

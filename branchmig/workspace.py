@@ -8,15 +8,13 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+from branchmig.cache import CACHE_VERSION, HeaderCache, ScriptSetCache
 from branchmig.errors import ConfigError
 from branchmig.gitrepo import GitRepo
 from branchmig.graph import Graph
 from branchmig.project import Locations, Project, find_project
 from branchmig.scripts import (
-    CACHE_VERSION,
-    HeaderCache,
     ScriptSet,
-    ScriptSetCache,
     cache_for,
     read_ref,
     read_worktree,

@@ -54,6 +54,7 @@ def _hook(p: Project, hook: str, *args: str) -> str:
 # The move's machinery, loaded by the hook before it knows whether it moves anything.
 HOOK_MODULES = {
     "branchmig",
+    "branchmig.cache",
     "branchmig.commitcode",
     "branchmig.databases",
     "branchmig.downgrades",
@@ -133,6 +134,7 @@ def test_a_return_that_only_restores_loads_neither_sqlalchemy_nor_alembic(
 HEADS_MODULES = {
     "branchmig",
     "branchmig.analysis",
+    "branchmig.cache",
     "branchmig.downgrades",
     "branchmig.entry",
     "branchmig.errors",

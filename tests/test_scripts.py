@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from gitutil import Repo, script_text
 
+from branchmig import cache as cache_mod
 from branchmig import scripts as scripts_mod
 from branchmig.errors import ScriptError
 from branchmig.gitrepo import GitRepo
@@ -358,13 +359,13 @@ def test_blob_ids_of_worktree_and_git_agree(repo_with_linear_history: Repo) -> N
 def counted_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Paths parse_header is called for (the real function still runs)."""
     calls: list[str] = []
-    real = scripts_mod.parse_header
+    real = cache_mod.parse_header
 
     def counting(data: bytes, path: str) -> dict[str, object] | None:
         calls.append(path)
         return real(data, path)
 
-    monkeypatch.setattr(scripts_mod, "parse_header", counting)
+    monkeypatch.setattr(cache_mod, "parse_header", counting)
     return calls
 
 
@@ -422,7 +423,7 @@ def test_an_old_file_is_trusted_by_its_stat(
     repo_with_linear_history: Repo, counted_parses: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = repo_with_linear_history
-    monkeypatch.setattr(scripts_mod, "_RACY_NS", 50_000_000)
+    monkeypatch.setattr(cache_mod, "RACY_NS", 50_000_000)
     time.sleep(0.1)  # older than the (shortened) racy window, by mtime and ctime
     ids(repo)
     stats = json.loads(repo.cache_file.read_text())["stats"]
@@ -564,7 +565,7 @@ def test_a_file_changed_within_the_racy_window_by_its_ctime_is_not_trusted(
     moments ago may be rewritten again within the same clock tick, with nothing in its
     stat to tell; it is signed by its content until it is old enough."""
     repo = repo_with_linear_history
-    monkeypatch.setattr(scripts_mod, "_RACY_NS", 50_000_000)
+    monkeypatch.setattr(cache_mod, "RACY_NS", 50_000_000)
     time.sleep(0.1)
     path = repo.versions / "a3_step.py"
     old = 1_600_000_000
@@ -586,7 +587,7 @@ def test_a_rewrite_with_the_mtime_put_back_is_seen_after_the_racy_window(
     """Rewritten in place (same size, same inode, the mtime put back), then asked about
     once the file is old again: the ctime in the stat tells the file changed."""
     repo = repo_with_linear_history
-    monkeypatch.setattr(scripts_mod, "_RACY_NS", 50_000_000)
+    monkeypatch.setattr(cache_mod, "RACY_NS", 50_000_000)
     time.sleep(0.1)
     assert ws_ids(repo)["a3"] == ("a2",)
     assert ids(repo)["a3"] == ("a2",)
