@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from branchmig.errors import StateError
 from branchmig.graph import Revision
 from branchmig.headers import parse_header
 from branchmig.layout import header_cache_path, heads_memo_path, script_sets_path
@@ -56,8 +57,7 @@ def changed_since(st: os.stat_result, since_ns: int) -> bool:
 
 def _write(path: Path, data: bytes) -> None:
     """Write a cache file; one that cannot be written only costs time."""
-    from branchmig.errors import StateError
-    from branchmig.state import write_private
+    from branchmig.state import write_private  # not on `heads`' fast path: it loads urls
 
     with contextlib.suppress(StateError):
         write_private(path, data)
