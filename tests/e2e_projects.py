@@ -311,6 +311,14 @@ def sqlite_columns(path: Path, table: str) -> list[str]:
         return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
 
 
+def interruptible() -> None:
+    """``preexec_fn`` of a process a test interrupts as a terminal's Ctrl-C does: SIGINT
+    handled by default, even where the test run itself ignores it (a runner started in
+    the background of a shell without job control, whose children inherit SIG_IGN and so
+    would never see the Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(predicate: Callable[[], bool], *, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -16,6 +16,7 @@ from e2e_projects import (
     F2,
     Project,
     commit_slow_feature2,
+    interruptible,
     kill_mid_switch,
     sqlite_dump,
     sqlite_version,
@@ -104,6 +105,7 @@ def test_switch_stopped_while_git_checks_out_puts_the_tree_back(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=interruptible,
     )
     try:
         wait_for(lambda: marker.exists() or proc.poll() is not None)

@@ -290,10 +290,15 @@ def test_an_interrupted_save_leaves_no_copy_no_lock_and_no_statement(
                 time.sleep(0.005)
 
     watcher = threading.Thread(target=interrupt_once_copying, daemon=True)
-    watcher.start()
     snaps = backend(url, tmp_path)
-    with pytest.raises(KeyboardInterrupt):
-        snaps.save("cut")
+    # Ctrl-C as a terminal delivers it, even where the test run ignores SIGINT.
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        watcher.start()
+        with pytest.raises(KeyboardInterrupt):
+            snaps.save("cut")
+    finally:
+        signal.signal(signal.SIGINT, handler)
     copying.set()
     watcher.join()
     assert snaps.stored() == []

@@ -22,6 +22,7 @@ from e2e_projects import (
     BRANCHMIG,
     F1,
     Project,
+    interruptible,
     make_seed_project,
     script,
     wait_for,
@@ -439,6 +440,7 @@ def test_an_interrupted_verify_drops_its_scratch_database(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         wait_for(marker.exists)
