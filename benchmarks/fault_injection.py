@@ -537,8 +537,15 @@ def start_move(
             stdout=fo,
             stderr=fe,
             start_new_session=True,
+            # SIGINT handled as in a terminal, even when this script was started in the
+            # background of a shell without job control (whose children ignore it).
+            preexec_fn=_default_sigint,
         )
     return proc, out, err
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_group(pgid: int, timeout: float = COMMAND_TIMEOUT) -> None:
