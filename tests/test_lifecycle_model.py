@@ -41,6 +41,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -952,6 +953,37 @@ def test_every_branch_gets_its_data_back_whatever_git_does(
     run_state_machine_as_test(Machine, settings=SETTINGS)
 
 
+def _replay(
+    template: Path,
+    workdir: Path,
+    steps: Callable[[LifecycleModel], None],
+    picks: dict[str, str] | None = None,
+) -> None:
+    """Run ``steps`` once as the model's own rules (inside hypothesis, so that the rules'
+    notes are kept), each choice the first, in sorted order, that starts with ``picks``'
+    entry for its label (the model's own choice where ``picks`` is None)."""
+
+    class Replay(LifecycleModel):
+        def pick(self, data: st.DataObject, choices: list[str], label: str) -> str:
+            if picks is None:
+                return super().pick(data, choices, label)
+            return next(c for c in sorted(choices) if c.startswith(picks[label]))
+
+    Replay.template = template
+    Replay.workdir = workdir
+
+    @settings(max_examples=1, deadline=None, database=None)
+    @given(st.just(None))
+    def replay(_: None) -> None:
+        m = Replay()
+        try:
+            steps(m)
+        finally:
+            m.teardown()
+
+    replay()
+
+
 def test_the_model_sees_an_upgrade_that_rewrites_the_left_branchs_rows(
     alembic_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -959,30 +991,17 @@ def test_the_model_sees_an_upgrade_that_rewrites_the_left_branchs_rows(
     guards against is met on every run, not only in a soak): on main a table with rows;
     ``git checkout -b a``, a row more; main gets an upgrade that rewrites the table and
     is checked out (by the hook); back to 'a': its rows as they were."""
+
+    def steps(m: LifecycleModel) -> None:
+        m.seed_project_with_hooks("auto")
+        m.commit_migration_and_write_rows("branchmig sync", 2)
+        m.create_branch_here("a")
+        m.write_rows(None, 1)  # type: ignore[arg-type]
+        m.commit_destructive_upgrade_on_other_branch(None, "update", "git checkout")  # type: ignore[arg-type]
+        m.move("a", "git checkout")
+
     picks = {"revision": "r", "altered": "main", "table of": "r"}
-
-    class Replay(LifecycleModel):
-        template = alembic_template
-        workdir = tmp_path_factory.mktemp("lifecycle-replay")
-
-        def pick(self, data: st.DataObject, choices: list[str], label: str) -> str:
-            return next(c for c in sorted(choices) if c.startswith(picks[label]))
-
-    @settings(max_examples=1, deadline=None, database=None)
-    @given(st.just(None))
-    def replay(_: None) -> None:  # inside a test, so that the rules' notes are kept
-        m = Replay()
-        try:
-            m.seed_project_with_hooks("auto")
-            m.commit_migration_and_write_rows("branchmig sync", 2)
-            m.create_branch_here("a")
-            m.write_rows(None, 1)  # type: ignore[arg-type]
-            m.commit_destructive_upgrade_on_other_branch(None, "update", "git checkout")  # type: ignore[arg-type]
-            m.move("a", "git checkout")
-        finally:
-            m.teardown()
-
-    replay()
+    _replay(alembic_template, tmp_path_factory.mktemp("lifecycle-replay"), steps, picks)
 
 
 def test_the_model_reverts_a_migration_whose_helper_the_checkout_removed(
@@ -993,26 +1012,16 @@ def test_the_model_reverts_a_migration_whose_helper_the_checkout_removed(
     there) removes the helper and must still revert the migration; back to 'a': its
     rows."""
 
-    class Replay(LifecycleModel):
-        template = alembic_template
-        workdir = tmp_path_factory.mktemp("lifecycle-helper")
+    def steps(m: LifecycleModel) -> None:
+        m.seed_project_with_hooks("auto")
+        m.create_branch_here("a")
+        m.commit_migration_and_write_rows("branchmig sync", 2, helper=True)
+        m.move("feature1", "git checkout")
+        m.database_is_at_the_working_trees_heads()
+        m.move("a", "git checkout")
+        m.database_is_at_the_working_trees_heads()
 
-    @settings(max_examples=1, deadline=None, database=None)
-    @given(st.just(None))
-    def replay(_: None) -> None:
-        m = Replay()
-        try:
-            m.seed_project_with_hooks("auto")
-            m.create_branch_here("a")
-            m.commit_migration_and_write_rows("branchmig sync", 2, helper=True)
-            m.move("feature1", "git checkout")
-            m.database_is_at_the_working_trees_heads()
-            m.move("a", "git checkout")
-            m.database_is_at_the_working_trees_heads()
-        finally:
-            m.teardown()
-
-    replay()
+    _replay(alembic_template, tmp_path_factory.mktemp("lifecycle-helper"), steps)
 
 
 def test_the_model_meets_git_edges_in_every_run(
@@ -1026,37 +1035,24 @@ def test_the_model_meets_git_edges_in_every_run(
     other way round; a cycle written and committed, refused, removed."""
     picks = {"branch": "feature1", "deleted": "feature2"}
 
-    class Replay(LifecycleModel):
-        template = alembic_template
-        workdir = tmp_path_factory.mktemp("lifecycle-edges")
+    def steps(m: LifecycleModel) -> None:
+        m.seed_project_with_hooks("auto")
+        m.create_branch_here("a")
+        m.amend_an_applied_migration(None, "alembic", "git checkout")  # type: ignore[arg-type]
+        m.database_is_at_the_working_trees_heads()
+        m.move("a", "branchmig switch")
+        m.database_is_at_the_working_trees_heads()
+        m.amend_an_applied_migration(None, "branchmig", "git checkout")  # type: ignore[arg-type]
+        m.database_is_at_the_working_trees_heads()
+        m.create_branch_here_without_checkout("b")
+        m.move("b", "git checkout")
+        m.move("a", "git checkout")
+        m.delete_a_branch_and_recreate_it_nested(None)  # type: ignore[arg-type]
+        picks["deleted"] = "feature2/n"
+        m.delete_a_branch_and_recreate_it_nested(None)  # type: ignore[arg-type]
+        m.database_is_at_the_working_trees_heads()
+        m.write_a_revision_cycle_then_remove_it(committed=False)
+        m.write_a_revision_cycle_then_remove_it(committed=True)
+        m.database_is_at_the_working_trees_heads()
 
-        def pick(self, data: st.DataObject, choices: list[str], label: str) -> str:
-            return next(c for c in sorted(choices) if c.startswith(picks[label]))
-
-    @settings(max_examples=1, deadline=None, database=None)
-    @given(st.just(None))
-    def replay(_: None) -> None:
-        m = Replay()
-        try:
-            m.seed_project_with_hooks("auto")
-            m.create_branch_here("a")
-            m.amend_an_applied_migration(None, "alembic", "git checkout")  # type: ignore[arg-type]
-            m.database_is_at_the_working_trees_heads()
-            m.move("a", "branchmig switch")
-            m.database_is_at_the_working_trees_heads()
-            m.amend_an_applied_migration(None, "branchmig", "git checkout")  # type: ignore[arg-type]
-            m.database_is_at_the_working_trees_heads()
-            m.create_branch_here_without_checkout("b")
-            m.move("b", "git checkout")
-            m.move("a", "git checkout")
-            m.delete_a_branch_and_recreate_it_nested(None)  # type: ignore[arg-type]
-            picks["deleted"] = "feature2/n"
-            m.delete_a_branch_and_recreate_it_nested(None)  # type: ignore[arg-type]
-            m.database_is_at_the_working_trees_heads()
-            m.write_a_revision_cycle_then_remove_it(committed=False)
-            m.write_a_revision_cycle_then_remove_it(committed=True)
-            m.database_is_at_the_working_trees_heads()
-        finally:
-            m.teardown()
-
-    replay()
+    _replay(alembic_template, tmp_path_factory.mktemp("lifecycle-edges"), steps, picks)
