@@ -646,6 +646,7 @@ def test_a_downgrade_that_forgets_a_check_constraint_and_seeded_rows_fails_namin
         pytest.param("mysql", marks=pytest.mark.mysql),
     ],
 )
+@pytest.mark.alone  # no other worker's verify may drop the leftovers it makes
 def test_scratch_databases_of_killed_runs_are_shown_then_dropped(
     request: pytest.FixtureRequest, alembic_template: Path, tmp_path: Path, backend: str
 ) -> None:
