@@ -266,24 +266,22 @@ def snapshot_save(ctx: click.Context, name: str | None, terminate_connections: b
     "saved by name), or use it up (default for a branch's).",
 )
 @terminate_option
+@json_option
 @click.pass_context
 def snapshot_restore(
-    ctx: click.Context, name: str, keep: bool | None, terminate_connections: bool
+    ctx: click.Context, name: str, keep: bool | None, terminate_connections: bool, as_json: bool
 ) -> None:
     """Put snapshot NAME (a key or a branch) back as the database. What it replaces is
     saved first, as a snapshot of its own. A snapshot saved by name (snapshot save NAME)
     is kept, a save point to return to again; a branch's is used up (the branch saves a
     new one when it is left)."""
-    from branchmig.snapshotting import restore_snapshot
+    from branchmig.move.request import RestoreRequest
+    from branchmig.move.restore import restore
 
-    done = restore_snapshot(
-        open_workspace(ctx),
-        name=name,
-        keep=keep,
-        terminate=terminate_connections,
-        progress=progress,
-    )
-    click.echo(snapshot_reports.restored_text(done))
+    req = RestoreRequest(name, keep=keep, terminate=terminate_connections)
+    result = restore(open_workspace(ctx), req, progress=progress)
+    out, notes = move_reports.restore_text(result)
+    show(move_reports.restore_json(result), out, notes=notes, as_json=as_json)
 
 
 @snapshot.command("drop")

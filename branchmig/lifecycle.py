@@ -11,6 +11,8 @@ asks three questions, each answered here:
 - what to save of the database being left, and under which key (``decide_snapshots``):
   always a new key, so a failed save leaves every earlier snapshot as it was;
 - which snapshots no branch will restore (``restorers``), for ``status`` and ``prune``;
+- what ``snapshot restore`` keeps, of the live database and of the snapshot
+  (``decide_restore``);
 - with which text to revert a revision whose script was changed after it was applied
   (``applied_texts``, ``next_text``): branchmig's record first, then each text git
   still holds, tried in turn while a downgrade that does not fit is put back.
@@ -177,6 +179,30 @@ def decide_snapshots(
     save = snapshot_key(leaving, token, prefix="b" if keep else "s")
     resave = snapshot_key(entering, token, prefix="r") if restoring and not noop else None
     return SnapshotDecision(save, keep, resave, replaces)
+
+
+@dataclass(frozen=True)
+class RestoreDecision:
+    """What ``snapshot restore`` does: ``key`` made live, the live database kept first as
+    ``replaced`` (None: it is missing from its server, there is nothing to keep), and the
+    snapshot saved again under its key to be returned to (``keep``) or used up."""
+
+    key: str
+    replaced: str | None
+    keep: bool
+
+
+def decide_restore(
+    *, key: str, purpose: str, keep: bool | None, live_missing: bool, stamp: str
+) -> RestoreDecision:
+    """``keep`` as asked (None: a snapshot saved by name stays, a save point to return to
+    again; any other is used up, as a branch saves a new one when it is left); ``stamp``:
+    new for this restore (its time and a token), naming the copy of what it replaces."""
+    return RestoreDecision(
+        key,
+        None if live_missing else f"replaced-{stamp}",
+        keep if keep is not None else purpose == "manual",
+    )
 
 
 def restorers(

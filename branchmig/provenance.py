@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from branchmig.errors import BranchmigError
+from branchmig.errors import BranchmigError, SnapshotError
 from branchmig.graph import Graph, Revision
 from branchmig.lifecycle import Held, Text, applied_texts, mismatch, restorers, unsure
-from branchmig.state import DatabaseId, Owner, State
+from branchmig.state import DatabaseId, Owner, SnapshotRecord, State
 from branchmig.workspace import Workspace
 
 
@@ -114,6 +114,21 @@ def held_snapshots(state: State, dbid: DatabaseId) -> list[Held]:
         for r in state.snapshots()
         if r.database in dbid.keys
     ]
+
+
+def find_snapshot(state: State, dbid: DatabaseId, name: str) -> SnapshotRecord:
+    """This database's snapshot ``name``: its key, or a branch with one snapshot."""
+    records = [r for r in state.snapshots() if r.database in dbid.keys]
+    for record in records:
+        if record.key == name:
+            return record
+    by_branch = [r for r in records if r.branch == name]
+    if len(by_branch) == 1:
+        return by_branch[0]
+    known = ", ".join(r.key for r in records) or "none"
+    raise SnapshotError(
+        f"No snapshot '{name}' of this database (known: {known}); see: branchmig snapshot list"
+    )
 
 
 def strays_among(ws: Workspace, held: Sequence[Held]) -> set[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from branchmig.errors import BranchmigError, DatabaseError
-from branchmig.state import DatabaseId, Journal, Owner, State, Suspect
+from branchmig.state import DatabaseId, Journal, Owner, State, Suspect, moving
 from branchmig.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class Recovery:
     finished: bool = False  # it had succeeded: only its clean-up was left, now done
 
     def describe(self) -> str:
-        what = f"a {self.operation} to '{self.to}' (pid {self.pid})"
+        what = f"{moving(self.operation, self.to)} (pid {self.pid})"
         if self.finished:
             return f"{what} had completed when it was killed; its clean-up is now done"
         if self.restored or self.untouched:
@@ -149,14 +149,14 @@ def opened(
         journal = state.read_journal()
         if journal is not None and not dry_run:
             recovery = recover(ws, state, env, db, dbid, journal, progress)
-            if recovery.restored:
-                db = read_database(env)
+            if recovery.restored or (db.missing and recovery.finished):
+                db = read_database(env)  # put back, or made again by a restore
         session = Session(
             ws, state, env, db, dbid, progress, recovery=recovery, recalled=found is not None
         )
         if journal is not None and dry_run:
             session.notes.append(
-                f"a {journal.operation} to '{journal.to}' was interrupted "
+                f"{moving(journal.operation, journal.to)} was interrupted "
                 "and is not put back by a dry run; run: branchmig status"
             )
         yield session
@@ -342,11 +342,12 @@ def put_back(
 
 def finish_drops(backend: SnapshotBackend, state: State, journal: Journal) -> None:
     """The end of a move that succeeded: drop what it replaced, and forget the entering
-    branch's snapshot that the restore consumed."""
+    branch's snapshot that the restore consumed (not one saved again under its own key,
+    as ``snapshot restore`` keeps one)."""
     for key in journal.drops:
         backend.drop(key)
         state.remove_snapshot(key)
-    if journal.restored_snapshot:
+    if journal.restored_snapshot and journal.restored_snapshot != journal.resaved_snapshot:
         state.remove_snapshot(journal.restored_snapshot)
 
 
@@ -363,10 +364,12 @@ def recover(
     succeeded). Called with the lock held, so the journal's process is gone."""
     from branchmig.dbread import read_database
 
+    if journal.operation == "restore":
+        return _recover_restore(state, env, db, journal, progress)
     if journal.phase == "done":
         return _finish_done(ws, state, env, db, dbid, journal)
     progress(
-        f"branchmig: a {journal.operation} to '{journal.to}' was interrupted "
+        f"branchmig: {moving(journal.operation, journal.to)} was interrupted "
         f"(pid {journal.pid}); recovering"
     )
     restored = _restore_the_copy(state, env, db, journal, progress)
@@ -415,6 +418,44 @@ def _finish_done(
     return Recovery(
         journal.operation, journal.to, journal.pid, False, False, None, heads, None, finished=True
     )
+
+
+def _recover_restore(
+    state: State, env: AlembicEnv, db: DatabaseState, journal: Journal, progress: Progress
+) -> Recovery:
+    """A ``snapshot restore`` killed half-way, ended by the rule every move follows: done,
+    its clean-up finished (the snapshot it used up forgotten); else put back, the copy of
+    the live database restored over it and the snapshot kept again under its key. With
+    no copy (the live database was missing), a restore that made it is finished. Whom
+    the database belongs to is not a restore's to change."""
+    from branchmig.dbread import read_database
+
+    finished, restored, untouched = journal.phase == "done", False, False
+    used = journal.restored_snapshot
+    if finished:
+        finish_drops(backend_of(db, state), state, journal)
+    else:
+        progress(
+            f"branchmig: {moving(journal.operation, journal.to)} was interrupted "
+            f"(pid {journal.pid}); recovering"
+        )
+        if journal.safety_snapshot:
+            restored = _restore_the_copy(state, env, db, journal, progress)
+            untouched = not restored
+        elif used and not backend_of(db, state).exists(used):
+            state.remove_snapshot(used)  # used up: the live database holds it
+            finished = True
+        else:
+            untouched = True
+    try:
+        heads = read_database(env).heads
+    except DatabaseError:  # still missing from its server
+        heads = ()
+    state.clear_journal()
+    return Recovery(
+        journal.operation, journal.to, journal.pid, restored, untouched, None, heads, None,
+        finished=finished,
+    )  # fmt: skip
 
 
 def _restore_the_copy(

@@ -1,5 +1,6 @@
-"""``branchmig snapshot list | save | restore | drop | prune``: the snapshots of this
-project's database, by hand. One typed function per command."""
+"""``branchmig snapshot list | save | drop | prune``: the snapshots of this project's
+database, by hand. One typed function per command; ``snapshot restore`` is a move
+(``branchmig.move.restore``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from branchmig.errors import SnapshotError, UsageError
+from branchmig.errors import UsageError
 from branchmig.lifecycle import snapshot_key
 from branchmig.move.gather import token
-from branchmig.provenance import held_snapshots
-from branchmig.session import Session, backend_of, opened, recall, surveyed
+from branchmig.provenance import find_snapshot, held_snapshots
+from branchmig.session import backend_of, opened, recall, surveyed
 from branchmig.session import quiet as _quiet
-from branchmig.snapshots.base import SnapshotBackend, StoredSnapshot
+from branchmig.snapshots.base import StoredSnapshot
 from branchmig.state import DatabaseId, SnapshotRecord, State
 from branchmig.status import snapshot_statuses
 from branchmig.verify import drop_dead_scratches_of
@@ -115,85 +116,9 @@ def save_snapshot(
         return record
 
 
-@dataclass(frozen=True)
-class Restored:
-    record: SnapshotRecord
-    replaced: str | None  # the key the database it replaced was saved under (None: missing)
-    kept: bool  # the snapshot is still there, to be restored again
-
-
-def restore_snapshot(
-    ws: Workspace,
-    *,
-    name: str,
-    keep: bool | None = None,
-    terminate: bool = False,
-    progress: Progress = _quiet,
-) -> Restored:
-    """Put snapshot ``name`` back as the database; what it replaces is saved first.
-    ``keep``: the snapshot stays, saved again from the restored database, so that it can
-    be returned to again; by default a snapshot saved by name (``snapshot save NAME``)
-    stays and a branch's is used up (its branch saves a new one when it is left). A live
-    database dropped from its server is made again from the snapshot."""
-    with opened(ws, progress, missing_ok=True) as s:
-        record = _find(s, name)
-        backend = s.backend(terminate=terminate)
-        if not backend.exists(record.key):
-            raise SnapshotError(
-                f"Snapshot '{name}' is in the index but its copy is gone; "
-                f"run: branchmig snapshot drop {name}"
-            )
-        kept: str | None = None
-        if s.db.missing:
-            s.env.dispose_engines()
-            backend.restore(record.key)
-        else:
-            kept = _replaced(ws, s, backend, record)
-        if keep if keep is not None else record.purpose == "manual":
-            try:
-                stored = backend.save(record.key)
-            except SnapshotError as err:
-                s.state.remove_snapshot(record.key)
-                raise SnapshotError(
-                    f"Restored '{record.key}', but could not keep a copy of it: {err}; the "
-                    f"database holds its rows, save them again with: branchmig snapshot "
-                    f"save {record.key}"
-                ) from err
-            applied = s.state.snapshot_applied(record.key) or {}
-            s.state.add_snapshot(replace(record, size=stored.size), applied=applied)
-            return Restored(record, kept, True)
-        s.state.remove_snapshot(record.key)
-        return Restored(record, kept, False)
-
-
-def _replaced(ws: Workspace, s: Session, backend: SnapshotBackend, record: SnapshotRecord) -> str:
-    """Restore ``record`` over the live database, which is kept as a snapshot of its own
-    (recorded with the working tree's scripts): its key."""
-    kept = f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{token()[-4:]}"
-    _, code = ws.graph_at(WORKTREE)
-    s.env.dispose_engines()
-    backend.restore(record.key, keep_current_as=kept)
-    s.state.add_snapshot(
-        SnapshotRecord(
-            key=kept,
-            branch=ws.repo.current_branch(),
-            commit=ws.repo.head_commit(),
-            heads=list(s.db.heads),
-            database=s.dbkey,
-            backend=backend.name,
-            size=0,
-            purpose="replaced",
-        ),
-        applied={
-            r: code.revisions[r].blob for r in code.ancestors(s.db.heads, strict=False) if r in code
-        },
-    )
-    return kept
-
-
 def drop_snapshot(ws: Workspace, *, name: str, progress: Progress = _quiet) -> SnapshotRecord:
     with opened(ws, progress) as s:
-        record = _find(s, name)
+        record = find_snapshot(s.state, s.dbid, name)
         s.backend().drop(record.key)
         s.state.remove_snapshot(record.key)
         return record
@@ -274,20 +199,6 @@ def _chosen(infos: list[SnapshotInfo], *, keep: int | None, older_than: float | 
         if (keep is not None and index >= keep)
         or (older_than is not None and now - info.record.created > older_than * 86400)
     }
-
-
-def _find(s: Session, name: str) -> SnapshotRecord:
-    records = [r for r in s.state.snapshots() if r.database in s.dbid.keys]
-    for record in records:
-        if record.key == name:
-            return record
-    by_branch = [r for r in records if r.branch == name]
-    if len(by_branch) == 1:
-        return by_branch[0]
-    known = ", ".join(r.key for r in records) or "none"
-    raise SnapshotError(
-        f"No snapshot '{name}' of this database (known: {known}); see: branchmig snapshot list"
-    )
 
 
 def _check_name(name: str) -> str:

@@ -154,7 +154,7 @@ class DatabaseId:
 class Journal:
     """A move in progress: what to put back if it dies half-way."""
 
-    operation: str  # "switch" | "sync"
+    operation: str  # "switch" | "sync" | "restore" (``snapshot restore``; ``to``: its key)
     pid: int
     started: float
     database: str  # database key
@@ -178,6 +178,13 @@ class Journal:
     to_branch: str | None = None
     # "done": the keys to drop now that the move succeeded (a kill then finishes it).
     drops: list[str] = field(default_factory=list)
+
+
+def moving(operation: str, to: str) -> str:
+    """A journal's move in words: "a switch to 'feature2'", "a restore of snapshot 'x'"."""
+    if operation == "restore":
+        return f"a restore of snapshot '{to}'"
+    return f"a {operation} to '{to}'"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from branchmig.move.applied import applied_key, applied_source
 from branchmig.plan import make_plan
 from branchmig.provenance import held_snapshots, restored_by, unsure_texts
 from branchmig.session import Recovery, database_id, quiet, recover, remember
-from branchmig.state import DatabaseId, Failure, Journal, State, Suspect
+from branchmig.state import DatabaseId, Failure, Journal, State, Suspect, moving
 from branchmig.verify import SCRATCH_PREFIX, dead_scratches, scratch_is_dead
 from branchmig.workspace import WORKTREE, Workspace
 
@@ -207,7 +207,7 @@ def _recovered(
                 return None, None
             return recover(ws, state, env, db, database_id(ws, db), journal, progress), None
     except LockedError:
-        return None, f"a {seen.operation} to '{seen.to}' (pid {seen.pid}) is running"
+        return None, f"{moving(seen.operation, seen.to)} (pid {seen.pid}) is running"
 
 
 def _read_and_remember(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId]:

@@ -4,6 +4,7 @@ every stage."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from branchmig.graph import Graph
 
@@ -37,3 +38,16 @@ class MoveRequest:
     def again(self) -> str:
         """The command that runs this move again."""
         return f"branchmig switch {self.checkout}" if self.checkout else "branchmig sync"
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """``snapshot restore``: snapshot ``name`` (a key, or a branch with one snapshot) made
+    the live database. Its own value rather than a ``MoveRequest``: it has no target
+    scripts, plan or checkout, and gives the database to no branch (its owner stays)."""
+
+    name: str
+    keep: bool | None = None  # None: as ``lifecycle.decide_restore`` says for its purpose
+    terminate: bool = False  # end other sessions that block the restore
+
+    operation: ClassVar[str] = "restore"  # the journal's word for it

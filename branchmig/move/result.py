@@ -1,4 +1,5 @@
-"""What a move did, as a value."""
+"""What a move did, as a value: a sync or a switch (``MoveResult``), a ``snapshot
+restore`` (``RestoreResult``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from branchmig.plan import Plan
+from branchmig.state import SnapshotRecord
 
 Progress = Callable[[str], None]
 
@@ -24,4 +26,17 @@ class MoveResult:
     restored: str | None = None  # snapshot key restored for the branch entered
     notes: tuple[str, ...] = ()
     owner: str | None = None  # the branch the database belonged to before the move
+    recovered: str | None = None  # a killed move this call put back first, in words
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What ``snapshot restore`` did."""
+
+    database: str  # masked URL
+    record: SnapshotRecord  # the snapshot restored, as the index held it
+    before: tuple[str, ...]  # the live database's heads before (none when it was missing)
+    replaced: str | None  # the key the database it replaced was kept under (None: missing)
+    kept: bool  # the snapshot is still there, to be restored again
+    notes: tuple[str, ...] = ()
     recovered: str | None = None  # a killed move this call put back first, in words

@@ -1,5 +1,5 @@
-"""A move rendered (``switch``, ``sync``, the hook, ``merge-heads``): text, JSON, and the
-hook's lines."""
+"""A move rendered (``switch``, ``sync``, the hook, ``merge-heads``, ``snapshot
+restore``): text, JSON, and the hook's lines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from branchmig.reports.analysis import plan_text
 
 if TYPE_CHECKING:
     from branchmig.merge import MergeOutcome
-    from branchmig.move.result import MoveResult
+    from branchmig.move.result import MoveResult, RestoreResult
 
 
 def move_json(result: MoveResult) -> dict[str, Any]:
@@ -102,3 +102,35 @@ def merge_json(outcome: MergeOutcome) -> dict[str, Any]:
         "dry_run": outcome.dry_run,
         "summary": outcome.summary,
     }
+
+
+def restore_json(result: RestoreResult) -> dict[str, Any]:
+    r = result.record
+    return {
+        "database": result.database,
+        "snapshot": r.key,
+        "branch": r.branch,
+        "heads": list(r.heads),
+        "before": list(result.before),
+        "kept": result.kept,
+        "replaced": result.replaced,
+        "recovered": result.recovered,
+        "notes": list(result.notes),
+    }
+
+
+def restore_text(result: RestoreResult) -> tuple[list[str], list[str]]:
+    """The line for standard output, and the notes for standard error."""
+    notes = [f"note: {result.recovered}"] if result.recovered else []
+    notes += [f"note: {note}" for note in result.notes]
+    replaced = (
+        f"the database it replaced is snapshot '{result.replaced}'"
+        if result.replaced
+        else "the live database was missing and is made again"
+    )
+    line = (
+        f"Restored '{result.record.key}' (heads {', '.join(result.record.heads) or 'base'}); "
+        + ("it is kept" if result.kept else "it is used up")
+        + f", and {replaced}. If the code differs, run: branchmig sync"
+    )
+    return [line], notes

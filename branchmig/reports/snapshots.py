@@ -1,5 +1,5 @@
-"""The snapshot commands rendered: ``snapshot list``, ``save``, ``restore`` and ``prune``,
-as text and JSON."""
+"""The snapshot commands rendered: ``snapshot list``, ``save`` and ``prune``, as text and
+JSON (``snapshot restore`` is a move: ``reports.move``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from branchmig.snapshots.base import format_size
 
 if TYPE_CHECKING:
-    from branchmig.snapshotting import PruneResult, Restored, SnapshotInfo
+    from branchmig.snapshotting import PruneResult, SnapshotInfo
     from branchmig.state import SnapshotRecord
 
 
@@ -81,20 +81,6 @@ def saved_text(record: SnapshotRecord) -> str:
     return (
         f"Saved snapshot '{record.key}' ({format_size(record.size)}, heads "
         f"{', '.join(record.heads) or 'base'})."
-    )
-
-
-def restored_text(done: Restored) -> str:
-    record = done.record
-    replaced = (
-        f"the database it replaced is snapshot '{done.replaced}'"
-        if done.replaced
-        else "the live database was missing and is made again"
-    )
-    return (
-        f"Restored '{record.key}' (heads {', '.join(record.heads) or 'base'}); "
-        + ("it is kept" if done.kept else "it is used up")
-        + f", and {replaced}. If the code differs, run: branchmig sync"
     )
 
 
