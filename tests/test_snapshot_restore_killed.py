@@ -1,0 +1,173 @@
+"""``snapshot restore`` is a move: stopped at any of its failpoints (killed as ``kill -9``
+does, or an exception), the next branchmig command ends it as it ends a switch, on SQLite,
+PostgreSQL and MariaDB: before it was done, the live database and the snapshot are both
+back as they were (the snapshot under its key, though the restore had used it up); once
+it was done, it is finished. No snapshot and no row is lost, and no copy is left that the
+index does not name."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+from typing import Any
+
+import pytest
+from backends import MARIADB, PASSWORD, POSTGRESQL, SQLITE, Backend
+from db_servers import mysql_connection, postgres_connection
+from e2e_projects import Project
+from sqlalchemy.engine import make_url
+
+from branchmig.snapshots import backend_for_url
+
+# Where BRANCHMIG_FAILPOINT stops a restore (branchmig/move/restore.py), in its order: the
+# journal written; the live database holds the snapshot, the copy of what it replaced not
+# indexed yet; that copy indexed; the snapshot saved again to be kept (--keep); done.
+RESTORE_FAILPOINTS = ("journal", "restored", "saved", "resaved", "done")
+
+STOPS = [
+    pytest.param(SQLITE, "kill", id="sqlite-kill"),
+    pytest.param(SQLITE, "raise", id="sqlite-raise"),
+    pytest.param(POSTGRESQL, "kill", id="postgresql-kill", marks=pytest.mark.postgres),
+    pytest.param(MARIADB, "kill", id="mariadb-kill", marks=pytest.mark.mysql),
+]
+
+
+def said(proc: subprocess.CompletedProcess[str]) -> str:
+    text = proc.stdout + proc.stderr
+    assert PASSWORD not in text and "Traceback" not in text, text
+    return text
+
+
+def copies(p: Project) -> set[str]:
+    """The keys of every snapshot copy the database's server (or folder) holds, whether
+    the index names it or not."""
+    with contextlib.chdir(p.root):  # a relative SQLite URL is the project's
+        backend = backend_for_url(p.url, store_dir=p.state_dir / "snapshots")
+        return {snap.key for snap in backend.stored()}
+
+
+def listed(proc: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    assert proc.returncode == 0, proc.stderr
+    return {s["key"]: s for s in json.loads(proc.stdout)["snapshots"]}
+
+
+def stopped(p: Project, point: str, how: str, *options: str) -> None:
+    """``snapshot restore point`` stopped at ``point``; the journal is left for the next
+    command when it was killed."""
+    env = {"BRANCHMIG_FAILPOINT": f"{point}:{how}"}
+    proc = p.branchmig("snapshot", "restore", *options, "point", env=env)
+    assert proc.returncode != 0, proc.stdout
+    said(proc)
+    if how == "raise":
+        assert f"injected fault at '{point}'" in proc.stderr, proc.stderr
+        if point not in ("journal", "done"):  # the restore was made, then put back
+            assert "Nothing changed" in proc.stderr, proc.stderr
+    else:
+        assert p.journal.exists()
+
+
+@pytest.mark.parametrize("point", RESTORE_FAILPOINTS)
+@pytest.mark.parametrize(("backend", "how"), STOPS)
+def test_a_restore_stopped_at_any_point_ends_before_or_after_it(
+    backend: Backend, project_at_feature1_with_emails: Project, point: str, how: str
+) -> None:
+    """A save point made by name (kept when restored), a user deleted since; the restore
+    stopped at ``point``, then ``snapshot list``: everything as before the restore, or (it
+    was done) the save point's rows live, the save point kept and the rows it replaced
+    kept as a snapshot. Either way each snapshot then gives its own rows back."""
+    p, b = project_at_feature1_with_emails, backend
+    p.ok("snapshot", "save", "point")
+    saved = b.state(p)
+    b.query(p, "DELETE FROM users WHERE name = 'bob'")
+    live = b.state(p)
+    assert live != saved
+    stopped(p, point, how)
+
+    after = p.branchmig("snapshot", "list", "--json")  # ends a killed restore
+    index = listed(after)
+    assert not p.journal.exists()
+    assert all(s["present"] for s in index.values()), index
+    assert set(index) == copies(p)  # no copy the index does not name
+    if how == "kill" and point != "done":
+        assert "restore of snapshot 'point'" in said(after) and "recovering" in after.stderr
+    if point == "done":  # it had succeeded: finished
+        assert b.state(p) == saved
+        [replaced] = set(index) - {"point"}
+    else:  # put back: the live rows, and the save point under its key
+        assert b.state(p) == live
+        assert set(index) == {"point"} and index["point"]["purpose"] == "manual"
+        out = p.ok("snapshot", "restore", "point").stdout
+        assert "it is kept" in out and b.state(p) == saved
+        [replaced] = set(listed(p.branchmig("snapshot", "list", "--json"))) - {"point"}
+    assert replaced.startswith("replaced-")
+    p.ok("snapshot", "restore", replaced)
+    assert b.state(p) == live
+    p.ok("snapshot", "restore", "point")
+    assert b.state(p) == saved
+
+
+@pytest.mark.parametrize("point", ["restored", "done"])
+def test_a_consuming_restore_killed_is_put_back_or_finished(
+    backend: Backend, project_at_feature1_with_emails: Project, point: str
+) -> None:
+    """``--consume``: killed before it was done, the snapshot it had used up is there
+    again under its key; killed once done, it is gone from the index as from the server."""
+    p, b = project_at_feature1_with_emails, backend
+    p.ok("snapshot", "save", "point")
+    saved = b.state(p)
+    b.query(p, "DELETE FROM users WHERE name = 'bob'")
+    live = b.state(p)
+    stopped(p, point, "kill", "--consume")
+    index = listed(p.branchmig("snapshot", "list", "--json"))
+    assert set(index) == copies(p)
+    if point == "done":
+        assert "point" not in index and b.state(p) == saved
+    else:
+        assert set(index) == {"point"} and b.state(p) == live
+        assert "it is used up" in p.ok("snapshot", "restore", "--consume", "point").stdout
+        assert b.state(p) == saved
+    [replaced] = set(listed(p.branchmig("snapshot", "list", "--json")))
+    p.ok("snapshot", "restore", replaced)
+    assert b.state(p) == live
+
+
+def _drop_live(p: Project, b: Backend) -> None:
+    live = make_url(p.url).database
+    if b is POSTGRESQL:
+        server = make_url(p.url).set(database="postgres").render_as_string(hide_password=False)
+        with postgres_connection(server) as conn:
+            conn.execute(f'DROP DATABASE "{live}" WITH (FORCE)')
+    else:
+        with mysql_connection(p.url) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE `{live}`")
+
+
+@pytest.mark.parametrize("point", ["journal", "restored"])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(POSTGRESQL, id="postgresql", marks=pytest.mark.postgres),
+        pytest.param(MARIADB, id="mariadb", marks=pytest.mark.mysql),
+    ],
+)
+def test_a_restore_of_a_dropped_live_database_killed_is_finished_or_not_begun(
+    backend: Backend, project_at_feature1_with_emails: Project, point: str
+) -> None:
+    """The live database dropped from its server: the restore that makes it again has no
+    copy to put back. Killed before the restore, the snapshot is as it was and the
+    restore then works; killed after it, the next command finishes it (the snapshot it
+    used up forgotten, its rows live)."""
+    p, b = project_at_feature1_with_emails, backend
+    p.ok("snapshot", "save", "point")
+    saved = b.state(p)
+    _drop_live(p, b)
+    stopped(p, point, "kill", "--consume")
+    index = listed(p.branchmig("snapshot", "list", "--json"))
+    assert not p.journal.exists() and set(index) == copies(p)
+    if point == "journal":
+        assert set(index) == {"point"}
+        out = p.ok("snapshot", "restore", "--consume", "point").stdout
+        assert "the live database was missing and is made again" in out
+    assert "point" not in listed(p.branchmig("snapshot", "list", "--json"))
+    assert b.state(p) == saved
