@@ -222,7 +222,8 @@ def merge_heads(
         heads=heads,
         progress=progress,
     )
-    show(move_reports.merge_json(outcome), [outcome.summary], as_json=as_json)
+    out, notes = move_reports.merge_text(outcome)
+    show(move_reports.merge_json(outcome), out, notes=notes, as_json=as_json)
 
 
 @main.group(cls=Group)

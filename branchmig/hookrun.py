@@ -31,7 +31,7 @@ from branchmig.errors import (  # noqa: E402
     ScriptLoadError,
 )
 from branchmig.gitrepo import is_null_id  # noqa: E402
-from branchmig.reports.move import hook_lines  # noqa: E402
+from branchmig.reports.move import hook_lines, merge_hook_lines  # noqa: E402
 from branchmig.snapshots.base import SessionsBlockingError  # noqa: E402
 from branchmig.workspace import Workspace  # noqa: E402
 
@@ -186,7 +186,8 @@ def _close_merge(ws: Workspace) -> bool:
     from branchmig.merge import merge_heads
 
     outcome = merge_heads(ws, rebase=mode == "rebase", progress=_say)
-    _say(f"branchmig: {outcome.summary}")
+    for line in merge_hook_lines(outcome):
+        _say(line)
     return True
 
 

@@ -42,6 +42,7 @@ from branchmig.workspace import WORKTREE, Workspace
 
 if TYPE_CHECKING:
     from branchmig.gitrepo import GitRepo
+    from branchmig.move.result import MoveResult
 
 Progress = Callable[[str], None]
 
@@ -55,9 +56,15 @@ class MergeOutcome:
     written: str | None  # repo-relative path of the new merge revision, or the re-pointed script
     revision: str | None  # the new merge revision id, or the re-pointed revision id
     rebased_onto: str | None  # with rebase: the head it now sits on
-    upgraded: tuple[str, ...]  # database heads after the upgrade; () when not upgraded
+    move: MoveResult | None  # the upgrade that followed (a sync); None when not upgraded
     dry_run: bool
-    summary: str  # one or two human lines
+    summary: str  # what was written, or why nothing was: one line
+    then: str = ""  # once written: where the database is, and to commit the file
+
+    @property
+    def upgraded(self) -> tuple[str, ...]:
+        """The database's heads after the upgrade; () when not upgraded."""
+        return self.move.after if self.move is not None else ()
 
 
 def _quiet(_: str) -> None:
@@ -94,7 +101,7 @@ def merge_heads(
     all_heads = graph.heads
     chosen, why_not = _choose_heads(graph, heads)
     if len(chosen) < 2:
-        return MergeOutcome(all_heads, None, None, None, (), dry_run, why_not)
+        return MergeOutcome(all_heads, None, None, None, None, dry_run, why_not)
     if rebase:
         return _rebase(
             ws, graph, chosen, locations, upgrade=upgrade, dry_run=dry_run, progress=progress
@@ -107,22 +114,16 @@ def merge_heads(
             None,
             None,
             None,
-            (),
+            None,
             True,
             f"Dry run: would write a merge revision of {listed} "
             f"(message '{text}'); nothing written",
         )
     path, rev_id = _write_merge_revision(ws, chosen, text, progress)
-    summary = f"Wrote merge revision '{rev_id}' ({path}) of {listed}"
-    upgraded = _upgrade(ws, upgrade, progress, previous=None)
+    summary = f"Wrote merge revision '{rev_id}' ({path}) of {listed}."
+    moved = _upgrade(ws, upgrade, progress, previous=None)
     return MergeOutcome(
-        all_heads,
-        path,
-        rev_id,
-        None,
-        upgraded,
-        False,
-        summary + _upgrade_note(upgraded, upgrade, path),
+        all_heads, path, rev_id, None, moved, False, summary, _upgrade_note(moved, path)
     )
 
 
@@ -432,7 +433,7 @@ def _rebase(
             first.path,
             first.id,
             theirs,
-            (),
+            None,
             True,
             f"Dry run: would re-point {where} ({reason}); nothing written",
         )
@@ -441,16 +442,17 @@ def _rebase(
     progress(f"branchmig: re-pointed {where}")
     # HEAD still has the script as the database may have applied it: reverting it with
     # that text is what the changed-script rule needs when branchmig kept no copy.
-    upgraded = _upgrade(ws, upgrade, progress, previous=ws.repo.head_commit())
-    summary = f"Re-pointed {where} ({reason}); history is linear"
+    moved = _upgrade(ws, upgrade, progress, previous=ws.repo.head_commit())
+    summary = f"Re-pointed {where} ({reason}); history is linear."
     return MergeOutcome(
         all_heads,
         first.path,
         first.id,
         theirs,
-        upgraded,
+        moved,
         False,
-        summary + _upgrade_note(upgraded, upgrade, first.path),
+        summary,
+        _upgrade_note(moved, first.path),
     )
 
 
@@ -542,16 +544,18 @@ def _slice(data: bytes, node: ast.expr) -> bytes:
 
 def _upgrade(
     ws: Workspace, upgrade: bool, progress: Progress, previous: str | None
-) -> tuple[str, ...]:
+) -> MoveResult | None:
+    """The database brought to the merged scripts by a sync (None: not asked); its result
+    is the merge's, rendered as a sync's."""
     if not upgrade:
-        return ()
+        return None
     from branchmig.move.commands import sync
 
-    return sync(ws, previous=previous, progress=progress).after
+    return sync(ws, previous=previous, progress=progress)
 
 
-def _upgrade_note(upgraded: tuple[str, ...], upgrade: bool, path: str) -> str:
+def _upgrade_note(moved: MoveResult | None, path: str) -> str:
     commit = f"commit it: git add {path} && git commit"
-    if not upgrade:
-        return f".\nDatabase not upgraded (run: branchmig sync); {commit}"
-    return f".\nDatabase now at {_quote(upgraded) or 'base'}; {commit}"
+    if moved is None:
+        return f"Database not upgraded (run: branchmig sync); {commit}"
+    return f"Database now at {_quote(moved.after) or 'base'}; {commit}"

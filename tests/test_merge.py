@@ -275,7 +275,7 @@ def test_merge_heads_message_option_and_no_upgrade(main_with_both_features_merge
     assert out.written is not None and out.revision is not None
     assert '"""join them' in (repo / out.written).read_text()
     assert db_versions(repo) == [BASE]
-    assert "branchmig sync" in out.summary
+    assert out.move is None and "branchmig sync" in out.then
 
 
 def test_check_against_fails_before_the_merge_and_passes_after_merge_heads(
@@ -365,6 +365,11 @@ def test_json_output_is_one_object(main_with_both_features_merged: Path) -> None
     data = json.loads(proc.stdout)
     assert data["heads_before"] == [EMAIL, POSTS]
     assert data["db_heads"] == [data["revision"]]
+    # The upgrade's result, as sync --json gives it.
+    move = data["move"]
+    assert (move["before"], move["after"]) == ([BASE], data["db_heads"])
+    assert set(move["upgrade"]) == {EMAIL, POSTS, data["revision"]}
+    assert data["summary"].splitlines()[1].startswith("Database now at")
 
 
 # -- rebase ---------------------------------------------------------------------------------
@@ -389,9 +394,13 @@ def test_rebase_after_git_merge_repoints_our_first_migration(
     assert _other_lines(after) == _other_lines(email_before)
     assert len(after.splitlines()) == len(email_before.splitlines())
     rel = email.relative_to(repo).as_posix()
-    assert proc.stdout.splitlines() == [
+    # The upgrade's lines are a sync's: the snapshot it saved, what it ran, where to.
+    said = proc.stdout.splitlines()
+    assert re.fullmatch(r"Saved the database as snapshot 'b-feature2-[a-z0-9-]+'\.", said[1])
+    assert said[:1] + said[2:] == [
         f"Re-pointed '{EMAIL}' ({rel}) from '{BASE}' onto '{POSTS}' (ours per the merge "
         "commit); history is linear.",
+        f"Reverted 0, applied 2: sqlite:///app.db is at {EMAIL}.",
         f"Database now at '{EMAIL}'; commit it: git add {rel} && git commit",
     ]
     assert alembic(repo, "heads").split()[0] == EMAIL
@@ -745,6 +754,11 @@ def test_post_merge_hook_with_on_merge_merge_closes_the_merge(
     heads = alembic(repo, "heads").split()
     assert len([h for h in heads if h != "(head)"]) == 1
     assert db_versions(repo) == [heads[0]]
+    # The upgrade said as the hook says a sync, before the merge's own lines.
+    said = err.splitlines()
+    upgraded = f"branchmig: sqlite:///app.db: reverted 0, applied 3; now at {heads[0]}"
+    now = f"branchmig: Database now at '{heads[0]}'; commit it: git add "
+    assert said.index(upgraded) < next(i for i, x in enumerate(said) if x.startswith(now)), err
 
 
 def test_post_merge_hook_with_on_merge_rebase_linearises_a_feature_branch(

@@ -100,8 +100,30 @@ def merge_json(outcome: MergeOutcome) -> dict[str, Any]:
         "rebased_onto": outcome.rebased_onto,
         "db_heads": list(outcome.upgraded),
         "dry_run": outcome.dry_run,
-        "summary": outcome.summary,
+        "summary": "\n".join(_merge_lines(outcome)),
+        "move": move_json(outcome.move) if outcome.move is not None else None,
     }
+
+
+def merge_text(outcome: MergeOutcome) -> tuple[list[str], list[str]]:
+    """What was written, its upgrade's lines as a sync's (their notes for standard
+    error), where the database is and to commit the file."""
+    then = [outcome.then] if outcome.then else []
+    if outcome.move is None:
+        return [outcome.summary, *then], []
+    out, notes = move_text(outcome.move, what="the upgrade")
+    return [outcome.summary, *out, *then], notes
+
+
+def merge_hook_lines(outcome: MergeOutcome) -> list[str]:
+    """What the hook says on standard error after closing a merge."""
+    moved = hook_lines(outcome.move) if outcome.move is not None else []
+    return [*moved, *(f"branchmig: {line}" for line in _merge_lines(outcome))]
+
+
+def _merge_lines(outcome: MergeOutcome) -> list[str]:
+    """The merge's own lines, as ``summary`` in its JSON (the upgrade's are under ``move``)."""
+    return [outcome.summary, *([outcome.then] if outcome.then else [])]
 
 
 def restore_json(result: RestoreResult) -> dict[str, Any]:
