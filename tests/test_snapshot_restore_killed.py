@@ -171,3 +171,25 @@ def test_a_restore_of_a_dropped_live_database_killed_is_finished_or_not_begun(
         assert "the live database was missing and is made again" in out
     assert "point" not in listed(p.branchmig("snapshot", "list", "--json"))
     assert b.state(p) == saved
+
+
+def test_the_next_restore_says_it_put_a_killed_one_back(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    """The next command is the restore itself: it puts the killed one back first and says
+    so (a note on stderr, ``recovered`` in its JSON), then restores."""
+    p = db_at_feature1_head_with_emails
+    p.ok("snapshot", "save", "point")
+    saved = SQLITE.state(p)
+    SQLITE.query(p, "DELETE FROM users")
+    stopped(p, "restored", "kill")
+    proc = p.ok("snapshot", "restore", "point")
+    assert "note: a restore of snapshot 'point' (pid " in proc.stderr, proc.stderr
+    assert "was put back as it was before it" in proc.stderr
+    assert proc.stdout.startswith("Restored 'point' (heads ") and SQLITE.state(p) == saved
+    stopped(p, "saved", "kill")
+    data = json.loads(p.ok("snapshot", "restore", "--json", "point").stdout)
+    assert "restore of snapshot 'point'" in data["recovered"]
+    assert (data["snapshot"], data["kept"]) == ("point", True)
+    assert data["replaced"].startswith("replaced-") and data["before"] == data["heads"]
+    assert set(listed(p.branchmig("snapshot", "list", "--json"))) == copies(p)

@@ -11,5 +11,8 @@ rehearse, terminate, the hook's refs), then
 - *result*: a ``MoveResult`` (``result``), rendered by ``branchmig.reports.move``.
 
 ``commands`` holds the entries: ``sync`` (what the hooks run) and ``switch`` (checkout
-included). Nothing is imported here, so a module that needs one stage loads that stage.
+included). ``restore`` is ``snapshot restore`` through the same stages: a
+``RestoreRequest``, ``lifecycle.decide_restore``, the same journal and recovery, a
+``RestoreResult``. Nothing is imported here, so a module that needs one stage loads that
+stage.
 """

@@ -292,7 +292,8 @@ def _done(
 def failpoint(name: str) -> None:
     """Where the fault-injection tests stop a move: ``BRANCHMIG_FAILPOINT=NAME`` raises
     there, ``NAME:kill`` kills the process as ``kill -9`` would. Points: journal, saved,
-    resaved, checked-out, step (each migration step), migrated, done."""
+    resaved, checked-out, step (each migration step), migrated, done; ``snapshot
+    restore`` (``move.restore``) has journal, restored, saved, resaved and done."""
     wanted = os.environ.get("BRANCHMIG_FAILPOINT")
     if not wanted or wanted.partition(":")[0] != name:
         return
