@@ -111,14 +111,16 @@ def test_a_restore_stopped_at_any_point_ends_before_or_after_it(
 def test_a_consuming_restore_killed_is_put_back_or_finished(
     backend: Backend, project_at_feature1_with_emails: Project, point: str
 ) -> None:
-    """``--consume``: killed before it was done, the snapshot it had used up is there
-    again under its key; killed once done, it is gone from the index as from the server."""
+    """``--consume``, and ``status`` the next command: killed before it was done, the
+    snapshot it had used up is there again under its key; killed once done, it is gone
+    from the index as from the server."""
     p, b = project_at_feature1_with_emails, backend
     p.ok("snapshot", "save", "point")
     saved = b.state(p)
     b.query(p, "DELETE FROM users WHERE name = 'bob'")
     live = b.state(p)
     stopped(p, point, "kill", "--consume")
+    assert p.status()["in_step"] and not p.journal.exists()
     index = listed(p.branchmig("snapshot", "list", "--json"))
     assert set(index) == copies(p)
     if point == "done":
