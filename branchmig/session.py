@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import chdir, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from branchmig.errors import BranchmigError, DatabaseError
@@ -442,9 +442,10 @@ def _recover_restore(
         if journal.safety_snapshot:
             restored = _restore_the_copy(state, env, db, journal, progress)
             untouched = not restored
-        elif used and not backend_of(db, state).exists(used):
-            state.remove_snapshot(used)  # used up: the live database holds it
-            finished = True
+        elif used and (journal.resaved_snapshot or not backend_of(db, state).exists(used)):
+            finished = True  # the live database holds the snapshot's rows
+            if not journal.resaved_snapshot:
+                _used_up(state, backend_of(db, state, progress=progress), journal, progress)
         else:
             untouched = True
     try:
@@ -456,6 +457,29 @@ def _recover_restore(
         journal.operation, journal.to, journal.pid, restored, untouched, None, heads, None,
         finished=finished,
     )  # fmt: skip
+
+
+def _used_up(state: State, backend: SnapshotBackend, journal: Journal, progress: Progress) -> None:
+    """A restore of a missing live database, killed once it made it: the snapshot it used
+    up forgotten, or, when it was to be kept (``--keep``), saved again from the database
+    that now holds its rows, as the restore would have done."""
+    used = journal.restored_snapshot
+    assert used is not None
+    record = next((r for r in state.snapshots() if r.key == used), None)
+    if not journal.keep_restored or record is None:
+        state.remove_snapshot(used)
+        return
+    try:
+        stored = backend.save(used)
+    except BranchmigError as err:
+        state.remove_snapshot(used)
+        progress(
+            f"branchmig: could not keep snapshot '{used}' ({err}); the database holds its "
+            f"rows, save them again with: branchmig snapshot save {used}"
+        )
+        return
+    applied = state.snapshot_applied(used) or {}
+    state.add_snapshot(replace(record, size=stored.size), applied=applied)
 
 
 def _restore_the_copy(

@@ -178,6 +178,8 @@ class Journal:
     to_branch: str | None = None
     # "done": the keys to drop now that the move succeeded (a kill then finishes it).
     drops: list[str] = field(default_factory=list)
+    # A restore's snapshot is to be kept: saved again from the database it made live.
+    keep_restored: bool = False
 
 
 def moving(operation: str, to: str) -> str:

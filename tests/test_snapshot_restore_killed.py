@@ -145,7 +145,16 @@ def _drop_live(p: Project, b: Backend) -> None:
             cur.execute(f"DROP DATABASE `{live}`")
 
 
-@pytest.mark.parametrize("point", ["journal", "restored"])
+@pytest.mark.parametrize(
+    ("point", "option"),
+    [
+        ("journal", "--consume"),
+        ("restored", "--consume"),
+        ("journal", "--keep"),
+        ("restored", "--keep"),
+        ("resaved", "--keep"),  # a consuming restore saves nothing again
+    ],
+)
 @pytest.mark.parametrize(
     "backend",
     [
@@ -154,25 +163,30 @@ def _drop_live(p: Project, b: Backend) -> None:
     ],
 )
 def test_a_restore_of_a_dropped_live_database_killed_is_finished_or_not_begun(
-    backend: Backend, project_at_feature1_with_emails: Project, point: str
+    backend: Backend, project_at_feature1_with_emails: Project, point: str, option: str
 ) -> None:
     """The live database dropped from its server: the restore that makes it again has no
     copy to put back. Killed before the restore, the snapshot is as it was and the
-    restore then works; killed after it, the next command finishes it (the snapshot it
-    used up forgotten, its rows live)."""
+    restore then works; killed after it, the next command finishes it: the snapshot it
+    used up forgotten, or with ``--keep`` saved again from the rows now live, as the
+    restore would have done."""
     p, b = project_at_feature1_with_emails, backend
     p.ok("snapshot", "save", "point")
     saved = b.state(p)
     _drop_live(p, b)
-    stopped(p, point, "kill", "--consume")
+    stopped(p, point, "kill", option)
     index = listed(p.branchmig("snapshot", "list", "--json"))
     assert not p.journal.exists() and set(index) == copies(p)
     if point == "journal":
         assert set(index) == {"point"}
-        out = p.ok("snapshot", "restore", "--consume", "point").stdout
+        out = p.ok("snapshot", "restore", option, "point").stdout
         assert "the live database was missing and is made again" in out
-    assert "point" not in listed(p.branchmig("snapshot", "list", "--json"))
+    assert ("point" in listed(p.branchmig("snapshot", "list", "--json"))) == (option == "--keep")
     assert b.state(p) == saved
+    if option == "--keep":  # the kept copy holds the rows: restoring it again gives them
+        b.query(p, "DELETE FROM users")
+        p.ok("snapshot", "restore", "point")
+        assert b.state(p) == saved
 
 
 def test_the_next_restore_says_it_put_a_killed_one_back(

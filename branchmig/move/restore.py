@@ -113,6 +113,7 @@ def execute(s: Session, g: Restoring, backend: SnapshotBackend) -> bool:
         to=d.key,
         safety_snapshot=d.replaced,
         restored_snapshot=d.key,
+        keep_restored=d.keep,
     )
     s.state.write_journal(journal)
     made = False  # the live database holds the snapshot
