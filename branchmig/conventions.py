@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 import click
 
 from branchmig.errors import BranchmigError, MoveFailed
-from branchmig.snapshots.base import SessionsBlockingError
 from branchmig.workspace import WORKTREE, Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,6 +56,8 @@ SESSIONS_ADVICE = (
 def error_line(err: BranchmigError) -> str:
     """``err``'s line with the command line's advice added where the error leaves it to
     its caller: sessions blocking a snapshot, alone or as the cause of a failed move."""
+    from branchmig.snapshots.base import SessionsBlockingError  # only on an error's way
+
     blocking = err.cause if isinstance(err, MoveFailed) else err
     if not isinstance(blocking, SessionsBlockingError):
         return str(err)

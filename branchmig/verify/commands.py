@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from branchmig.analysis import too_many_heads
 from branchmig.errors import ConfigError, DatabaseError, GraphError, UsageError
 from branchmig.graph import Graph
-from branchmig.move.applied import applied_source
 from branchmig.plan import make_plan
 from branchmig.schema import compare_each
 from branchmig.urls import mask_url, read_only_url, sqlite_path
@@ -177,6 +176,7 @@ def _graph_holding(ws: Workspace, tree: Graph, live: DatabaseState) -> tuple[Gra
     heads = live.heads
     if all(h in tree for h in heads):
         return tree, WORKTREE
+    from branchmig.move.applied import applied_source
     from branchmig.session import database_id
     from branchmig.state import State
 
