@@ -43,15 +43,19 @@ def inspect_connection(
 
     inspector = inspect(conn)
     dialect = conn.dialect
+    # PostgreSQL's fingerprints name the tables too: no query of their names.
+    prints = (
+        _postgres_prints(conn) if reflected is not None and dialect.name == "postgresql" else None
+    )
     # A MariaDB copy (verify --data) holds its snapshot backend's own tables too.
     names = [
         n
-        for n in inspector.get_table_names()
+        for n in (inspector.get_table_names() if prints is None else prints)
         if n != "alembic_version" and not n.startswith("_branchmig_")
     ]
     tables: dict[str, Table] = {}
     if names:
-        tables = _reflect(inspector, conn, names, reflected)
+        tables = _reflect(inspector, conn, names, reflected, prints)
         if rows or content:
             counts = _row_counts(conn, names)
             tables = {
@@ -72,7 +76,8 @@ Reflected = dict[tuple[tuple[str, str, str, str | None], ...], Table]
 
 # Everything the inspector reads of a PostgreSQL table, rendered by the server: each
 # column (type, nullability, default, identity, generated, collation, comment), each
-# constraint's and index's definition (which name the tables they refer to), the comment.
+# constraint's and index's definition (which name the tables they refer to), the comment;
+# of the tables the inspector lists (its get_table_names: visible, not temporary).
 _PG_FINGERPRINT = """
 SELECT c.relname, md5(concat_ws(' | ',
   (SELECT string_agg(concat_ws(',', a.attname, format_type(a.atttypid, a.atttypmod),
@@ -87,19 +92,27 @@ SELECT c.relname, md5(concat_ws(' | ',
      FROM pg_index i WHERE i.indrelid = c.oid),
   obj_description(c.oid, 'pg_class')))
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND pg_table_is_visible(c.oid)
+  AND n.nspname <> 'pg_catalog'
 """
 
 
 def _reflect(
-    inspector: Any, conn: Any, names: list[str], reflected: Reflected | None
+    inspector: Any,
+    conn: Any,
+    names: list[str],
+    reflected: Reflected | None,
+    prints: dict[str, str] | None,
 ) -> dict[str, Table]:
     """The tables ``names``: reflected, or (SQLite, PostgreSQL) taken from ``reflected``
-    when what the catalog says of them is as it was."""
+    when what the catalog says of them is as it was (``prints``: PostgreSQL's)."""
     dialect = conn.dialect
     if reflected is None or dialect.name not in ("sqlite", "postgresql"):
         return _tables(inspector, dialect, names)
-    keys = _sqlite_keys(conn, names) if dialect.name == "sqlite" else _postgres_keys(conn, names)
+    if prints is not None:
+        keys = {n: (("pg", n, prints.get(n, ""), None),) for n in names}
+    else:
+        keys = _sqlite_keys(conn, names)
     missing = [n for n in names if keys[n] not in reflected]
     if missing:
         for name, table in _tables(inspector, dialect, missing).items():
@@ -132,11 +145,11 @@ def _sqlite_keys(conn: Any, names: list[str]) -> dict[str, Any]:
     return keys
 
 
-def _postgres_keys(conn: Any, names: list[str]) -> dict[str, Any]:
+def _postgres_prints(conn: Any) -> dict[str, str]:
+    """Each table's fingerprint, by name."""
     from sqlalchemy import text
 
-    found = {str(r[0]): str(r[1]) for r in conn.execute(text(_PG_FINGERPRINT))}
-    return {n: (("pg", n, found.get(n, ""), None),) for n in names}
+    return {str(r[0]): str(r[1]) for r in conn.execute(text(_PG_FINGERPRINT))}
 
 
 def _tables(inspector: Any, dialect: Any, names: list[str]) -> dict[str, Table]:
