@@ -104,22 +104,26 @@ class Scratch:
 
     def _drop_unwaited(self, name: str, *, grace: float = 0.05) -> None:
         """PostgreSQL's DROP DATABASE ends with a checkpoint of the whole server (its
-        other databases' writes included: 0.05-1.5 s here) before it answers. The drop
-        runs on a thread, and only a refusal that comes back within ``grace`` (no right
-        to drop, a server without FORCE) is waited for and raised. A drop still running
-        when the process ends is carried out by the server, which does not stop a
-        statement for a client gone; were it to fail then, the database is left as a
-        killed run's is, and the next verify on this machine drops it."""
+        other databases' writes included: 0.05-2.3 s here) before it answers. The drop
+        runs on a thread: the caller waits for it to be sent, then only for a refusal
+        that comes back within ``grace`` (no right to drop, say), which is raised. A drop
+        still running when the process ends is carried out by the server, which does not
+        stop a statement for a client gone; were it to fail then, the database is left as
+        a killed run's is, and the next verify on this machine drops it."""
         failed: list[Exception] = []
+        sent = threading.Event()
 
         def drop() -> None:
             try:
-                self.drop_database(name)
+                self.drop_database(name, sent=sent)
             except Exception as err:  # noqa: BLE001 - raised by the caller, if in time
                 failed.append(err)
+            finally:
+                sent.set()
 
         thread = threading.Thread(target=drop, name="branchmig-drop-scratch", daemon=True)
         thread.start()
+        sent.wait()
         thread.join(grace)
         if failed:
             raise failed[0]
@@ -138,10 +142,13 @@ class Scratch:
                 rows = conn.execute(text(_PG_LEFTOVERS))
             return sorted(str(r[0]) for r in rows)
 
-    def drop_database(self, name: str) -> None:
+    def drop_database(self, name: str, *, sent: threading.Event | None = None) -> None:
+        """``sent``: set once connected, as the statement is sent."""
         from sqlalchemy import text
 
         with self._server() as conn:
+            if sent is not None:
+                sent.set()
             if self.backend == "mysql":
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
                 return
