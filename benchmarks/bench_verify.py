@@ -9,8 +9,7 @@ so that the machine's drift hits both alike:
 
 - ``branchmig verify feature --against main``: a scratch database made, each of the N
   revisions run up, down and up again with the schema inspected around it, the scratch
-  database dropped (on PostgreSQL the server finishes the drop, its checkpoint, after
-  verify exits: that is waited for before the next command, and shown, but not timed);
+  database dropped;
 - ``pytest --test-alembic`` on feature's tree: pytest-alembic's built-in tests
   (test_single_head_revision, test_upgrade, test_model_definitions_match_ddl,
   test_up_down_consistency) on an empty database made for each round (not timed).
@@ -229,35 +228,6 @@ def drop_leftovers(url: str, prefix: str) -> None:
     server.dispose()
 
 
-# A scratch database whose DROP DATABASE is under way: verify leaves the drop's checkpoint
-# to the server once it has sent it.
-BEING_DROPPED = """
-SELECT count(*) FROM pg_database d JOIN pg_locks l ON l.locktype = 'object'
-  AND l.classid = 'pg_database'::regclass AND l.objid = d.oid
-  AND l.mode = 'AccessExclusiveLock'
-WHERE d.datname LIKE 'bm\\_verify\\_%'
-"""
-
-
-def wait_for_drops(url: str, *, timeout: float = 60.0) -> float:
-    """Wait (not timed) until the server has finished dropping verify's scratch database,
-    so that its checkpoint is not charged to the next command timed; how long it took."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    start = time.perf_counter()
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            while conn.execute(text(BEING_DROPPED)).scalar():
-                if time.perf_counter() - start > timeout:
-                    sys.exit(f"a scratch database was still being dropped after {timeout} s")
-                time.sleep(0.01)
-    finally:
-        engine.dispose()
-    return time.perf_counter() - start
-
-
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
     start = time.perf_counter()
     out = run(cmd, cwd, env)
@@ -283,22 +253,19 @@ def bench(label: str, url: str, args: argparse.Namespace, branchmig: list[str]) 
         palembic = [args.pytest_alembic_python or "", "-m", "pytest", "--test-alembic"]
         palembic += ["-p", "no:cacheprovider", "-q", "tests"]
         tree, prefix = Path(tmp, "feature"), f"bench_verify_{os.getpid()}"
-        postgres = not url.startswith("sqlite")
         if args.pytest_alembic_python:
             git(repo, "worktree", "add", "-q", str(tree), "feature")
             (tree / "tests").mkdir()
+            postgres = not url.startswith("sqlite")
             (tree / "tests" / "conftest.py").write_text(CONFTEST_POSTGRES if postgres else "")
             env_pa = {**env, "BENCH_ALEMBIC_URL": url, "BENCH_ALEMBIC_PREFIX": prefix}
         ours: list[float] = []
         theirs: list[float] = []
-        drops: list[float] = []
         try:
             for _ in range(args.rounds + 1):  # the first is a warm-up and a check
                 took, out = timed(verify, repo, env)
                 assert f"Verified {n} revisions" in out, out
                 ours.append(took)
-                if postgres:
-                    drops.append(wait_for_drops(url))
                 if args.pytest_alembic_python:
                     took, out = timed(palembic, tree, env_pa)
                     assert f"{PYTEST_ALEMBIC_TESTS} passed" in out, out
@@ -307,12 +274,6 @@ def bench(label: str, url: str, args: argparse.Namespace, branchmig: list[str]) 
             if args.pytest_alembic_python and not url.startswith("sqlite"):
                 drop_leftovers(url, prefix)
         report(label, n, ours[1:], theirs[1:])
-        if drops:
-            print(
-                f"{'':<11} the server finished dropping verify's scratch database "
-                f"{statistics.median(drops[1:]):.2f} s (median) after verify exited "
-                "(waited for, not timed)"
-            )
 
 
 def report(label: str, n: int, ours: list[float], theirs: list[float]) -> None:

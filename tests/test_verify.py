@@ -150,9 +150,6 @@ def _scratch_databases(p: Project, backend: str, *, running: bool = False) -> li
     if backend == "sqlite":
         return []
     if backend == "postgresql":
-        # A verify that ended leaves its DROP DATABASE to the server, which finishes it
-        # after a checkpoint: the database is listed, locked by the drop, until then.
-        wait_for(lambda: not _being_dropped(p))
         with postgres_connection(p.url) as conn:
             names = [
                 r[0]
@@ -165,17 +162,6 @@ def _scratch_databases(p: Project, backend: str, *, running: bool = False) -> li
             cur.execute("SHOW DATABASES LIKE 'bm\\_verify\\_%'")
             names = [r[0] for r in cur.fetchall()]
     return [name for name in names if running or not _running(name.split("_")[2])]
-
-
-def _being_dropped(p: Project) -> bool:
-    with postgres_connection(p.url) as conn:
-        return bool(
-            conn.execute(
-                "SELECT 1 FROM pg_database d JOIN pg_locks l ON l.locktype = 'object' "
-                "AND l.classid = 'pg_database'::regclass AND l.objid = d.oid "
-                "AND l.mode = 'AccessExclusiveLock' WHERE d.datname LIKE 'bm\\_verify\\_%'"
-            ).fetchall()
-        )
 
 
 def _running(pid: str) -> bool:

@@ -8,8 +8,7 @@ again, comparing the schema before its upgrade with the schema after its downgra
 the two; ``models`` compares one built to the working tree's heads with env.py's models.
 The live database is never written, nor the checkout: migrations run through the
 project's own env.py, pointed at the scratch database, and the scratch database is
-dropped afterwards, whatever happens (on PostgreSQL the server finishes the drop: verify
-does not wait for the checkpoint it ends with).
+dropped afterwards, whatever happens.
 
 The package's modules, each below the next: ``results`` (the values and their messages),
 ``targets`` (which databases env.py migrates, which backend), ``scratch`` (the scratch

@@ -23,17 +23,6 @@ from branchmig.verify.targets import supported_backend
 SCRATCH_PREFIX = "bm_verify_"  # every scratch database's name starts so: a leftover is ours
 
 
-# A database whose DROP DATABASE is under way is still listed (until the drop commits),
-# its lock taken by the dropping session: it is not left over.
-_PG_LEFTOVERS = """
-SELECT d.datname FROM pg_database d
-WHERE d.datname LIKE 'bm\\_verify\\_%' AND NOT EXISTS (
-  SELECT 1 FROM pg_locks l
-  WHERE l.locktype = 'object' AND l.classid = 'pg_database'::regclass AND l.objid = d.oid
-    AND l.mode = 'AccessExclusiveLock' AND l.granted)
-"""
-
-
 class Scratch:
     """A scratch database beside the live one: ``url`` (password included: never print
     it), made empty again by ``reset``, gone after ``drop``."""
@@ -87,9 +76,7 @@ class Scratch:
             )
             conn.execute(text(f"CREATE DATABASE `{self.name}`{suffix}"))
 
-    def drop(self, *, wait: bool = True) -> None:
-        """``wait``: until the server has dropped it (else, on PostgreSQL, only for a
-        refusal: ``_drop_unwaited``), as a database of the same name is made next."""
+    def drop(self) -> None:
         if self._copies is not None:
             self._copies.drop(self._key)
             return
@@ -97,40 +84,10 @@ class Scratch:
             for path in self._folder.glob("scratch.db*"):
                 path.unlink()
             return
-        if self.backend == "postgresql" and not wait:
-            self._drop_unwaited(self.name)
-            return
         self.drop_database(self.name)
 
-    def _drop_unwaited(self, name: str, *, grace: float = 0.05) -> None:
-        """PostgreSQL's DROP DATABASE ends with a checkpoint of the whole server (its
-        other databases' writes included: 0.05-2.3 s here) before it answers. The drop
-        runs on a thread: the caller waits for it to be sent, then only for a refusal
-        that comes back within ``grace`` (no right to drop, say), which is raised. A drop
-        still running when the process ends is carried out by the server, which does not
-        stop a statement for a client gone; were it to fail then, the database is left as
-        a killed run's is, and the next verify on this machine drops it."""
-        failed: list[Exception] = []
-        sent = threading.Event()
-
-        def drop() -> None:
-            try:
-                self.drop_database(name, sent=sent)
-            except Exception as err:  # noqa: BLE001 - raised by the caller, if in time
-                failed.append(err)
-            finally:
-                sent.set()
-
-        thread = threading.Thread(target=drop, name="branchmig-drop-scratch", daemon=True)
-        thread.start()
-        sent.wait()
-        thread.join(grace)
-        if failed:
-            raise failed[0]
-
     def leftovers(self) -> list[str]:
-        """The scratch databases on the server (any verify's, this one's included), but
-        for PostgreSQL's being dropped (a verify that ended leaves its drop to the server)."""
+        """The scratch databases on the server (any verify's, this one's included)."""
         if self.backend == "sqlite":
             return []
         from sqlalchemy import text
@@ -139,16 +96,15 @@ class Scratch:
             if self.backend == "mysql":
                 rows = conn.execute(text("SHOW DATABASES LIKE 'bm\\_verify\\_%'"))
             else:
-                rows = conn.execute(text(_PG_LEFTOVERS))
+                rows = conn.execute(
+                    text("SELECT datname FROM pg_database WHERE datname LIKE 'bm\\_verify\\_%'")
+                )
             return sorted(str(r[0]) for r in rows)
 
-    def drop_database(self, name: str, *, sent: threading.Event | None = None) -> None:
-        """``sent``: set once connected, as the statement is sent."""
+    def drop_database(self, name: str) -> None:
         from sqlalchemy import text
 
         with self._server() as conn:
-            if sent is not None:
-                sent.set()
             if self.backend == "mysql":
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
                 return
@@ -259,7 +215,7 @@ def scratch_database(
             yield scratch
         finally:
             try:
-                scratch.drop(wait=False)
+                scratch.drop()
             except Exception as err:  # noqa: BLE001 - do not hide the error that got here
                 progress(
                     f"branchmig: warning: could not drop the scratch database "
