@@ -5,9 +5,9 @@ Importing this package is cheap: SQLAlchemy and the drivers load only when a bac
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from branchmig.errors import SnapshotError
 from branchmig.snapshots.base import (
@@ -16,11 +16,11 @@ from branchmig.snapshots.base import (
     SnapshotBackend,
     StoredSnapshot,
 )
+from branchmig.snapshots.mysql import MySQLBackend
+from branchmig.snapshots.postgresql import PostgreSQLBackend
+from branchmig.snapshots.sqlite import SQLiteBackend
+from branchmig.snapshots.together import Together
 from branchmig.urls import dialect_of, mask_url
-
-if TYPE_CHECKING:
-    from branchmig.snapshots.mysql import MySQLBackend
-    from branchmig.snapshots.postgresql import PostgreSQLBackend
 
 __all__ = [
     "SessionsBlockingError",
@@ -46,8 +46,6 @@ def backend_for_url(
     """
     dialect = dialect_of(url)
     if dialect == "sqlite":
-        from branchmig.snapshots.sqlite import SQLiteBackend
-
         return SQLiteBackend(url, store_dir=store_dir, progress=progress)
     if dialect in ("postgresql", "postgres", "mysql", "mariadb"):
         return _server_backend(dialect)(
@@ -86,25 +84,19 @@ def backend_for(
     ]
     if len(made) == 1:
         return made[0][1]
-    from branchmig.snapshots.together import Together
-
     return Together(made)
 
 
 def _server_backend(dialect: str) -> type[PostgreSQLBackend | MySQLBackend]:
-    """The backend class of a database server, imported with its driver."""
+    """The backend class of a database server, with its driver imported (here, so that a
+    missing one is said before anything starts)."""
     postgres = dialect in ("postgresql", "postgres")
+    driver, extra = ("psycopg", "postgres") if postgres else ("pymysql", "mysql")
     try:
-        if postgres:
-            from branchmig.snapshots.postgresql import PostgreSQLBackend
-
-            return PostgreSQLBackend
-        from branchmig.snapshots.mysql import MySQLBackend
-
-        return MySQLBackend
+        importlib.import_module(driver)
     except ImportError as err:
-        driver, extra = ("psycopg", "postgres") if postgres else ("pymysql", "mysql")
         raise SnapshotError(
             f"Snapshots of this database need the {driver} package ({err}). "
             f"Run: pip install 'branchmig[{extra}]'"
         ) from err
+    return PostgreSQLBackend if postgres else MySQLBackend

@@ -34,9 +34,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import pymysql  # type: ignore[import-untyped]
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import branchmig.snapshots.mysql_copy as mysql_copy
 from branchmig.errors import DatabaseError, SnapshotError
@@ -54,6 +52,10 @@ from branchmig.snapshots.mysql_copy import Job, quote
 from branchmig.urls import parse_server_url
 
 __all__ = ["MySQLBackend", "snapshot_database_name"]
+
+# pymysql loads with the first connection: importing this module stays cheap.
+if TYPE_CHECKING:
+    import pymysql
 
 MAX_NAME_CHARS = 64
 SNAPSHOT_INFIX = "__bm_"
@@ -217,6 +219,8 @@ class MySQLBackend:
     # -- helpers ---------------------------------------------------------------------------
 
     def _swap(self, cur: Any, snapshot: str, old: str, key: str) -> None:
+        import pymysql
+
         if self.terminate_connections:
             self._end_sessions(cur)
         moves = (
@@ -252,6 +256,8 @@ class MySQLBackend:
             raise
 
     def _end_sessions(self, cur: Any) -> None:
+        import pymysql
+
         ended = []
         for session_id, user, host, *_ in self._sessions(cur):
             # It may have ended by itself meanwhile.
@@ -274,6 +280,8 @@ class MySQLBackend:
             dropped.insert(0, obj)
 
     def _swap_error(self, cur: Any, key: str, err: pymysql.err.MySQLError) -> SnapshotError:
+        import pymysql
+
         if (
             isinstance(err, pymysql.err.OperationalError)
             and err.args
@@ -383,6 +391,8 @@ class MySQLBackend:
         """Create ``objects`` in the live database, each under its own sql_mode and time
         zone; a view that reads a view not created yet is tried again after it, and one
         that reads what no longer exists is left out, and said."""
+        import pymysql
+
         if not objects:
             return
         cur.execute("SELECT @@SESSION.sql_mode, @@SESSION.time_zone")
@@ -486,6 +496,8 @@ class MySQLBackend:
         open transactions wrote them and hold it up are named, or ended with
         --terminate-connections. False when the user may not lock tables (no LOCK TABLES
         privilege): the copy is then one consistent transaction on one connection."""
+        import pymysql
+
         lock = functools.partial(
             mysql_copy.lock_for_reading,
             self._connect,
@@ -647,6 +659,8 @@ class MySQLBackend:
         (a 530 MB copy read 197 MB), and the size of a snapshot is read from them. InnoDB
         counts the pages exactly and samples only the rows: milliseconds per table. The
         engine-independent statistics (a full scan) are not collected."""
+        import pymysql
+
         tables = MySQLBackend._tables(cur, name, ("BASE TABLE",))
         if not tables:
             return
@@ -659,10 +673,14 @@ class MySQLBackend:
         cur.fetchall()
 
     def _connect(self) -> Any:
+        import pymysql
+
         return pymysql.connect(**self._connect_args, autocommit=True, connect_timeout=10)
 
     @contextmanager
     def _session(self) -> Iterator[Any]:
+        import pymysql
+
         try:
             conn = self._connect()
         except pymysql.err.MySQLError as err:

@@ -24,8 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pymysql  # type: ignore[import-untyped]
-
 __all__ = [
     "ACCESS_DENIED",
     "Job",
@@ -74,6 +72,8 @@ def worker_count(cur: Any, sizes: Sequence[int]) -> int:
     """One worker per core of the server (MariaDB's ``thread_pool_size`` defaults to their
     number), no more than there are tables; one for a small database, where each further
     connection costs more than it saves."""
+    import pymysql
+
     if sum(sizes) < PARALLEL_FROM_BYTES:
         return 1
     try:
@@ -92,6 +92,8 @@ def lock_for_reading(
     READ``: no write to them commits until ``release``; readers go on. Waits
     ``wait_seconds`` for the transactions that wrote them before, then raises the server's
     lock wait timeout. None when there is nothing to lock."""
+    import pymysql
+
     if not tables:
         return None
     conn = connect()
@@ -180,6 +182,8 @@ class _Workers:
     def stop(self, threads: list[threading.Thread]) -> None:
         """End the statements the workers run (a user may end its own sessions' queries)
         until every thread has seen that the copy failed and stopped."""
+        import pymysql
+
         self.failed.set()
         threads = [thread for thread in threads if thread.ident is not None]  # started
         with (

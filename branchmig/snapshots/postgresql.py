@@ -28,11 +28,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from branchmig.errors import DatabaseError, SnapshotError
 from branchmig.snapshots.base import (
@@ -57,7 +53,12 @@ from branchmig.urls import parse_server_url
 
 __all__ = ["PostgreSQLBackend", "snapshot_database_name"]
 
-Connection = psycopg.Connection[tuple[Any, ...]]
+# psycopg loads with the first connection: importing this module stays cheap.
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+    Connection = psycopg.Connection[tuple[Any, ...]]
 
 # STRATEGY FILE_COPY (PostgreSQL 15+) costs two checkpoints whatever the size but then copies
 # files; WAL_LOG writes every page through the WAL. benchmarks/bench_snapshots.py on PG 15:
@@ -150,6 +151,9 @@ class PostgreSQLBackend:
         return sorted(found.values(), key=lambda snap: snap.key)
 
     def save(self, key: str) -> StoredSnapshot:
+        import psycopg
+        from psycopg import sql
+
         check_key(key)
         target = snapshot_database_name(self.live, key)
         with self._connect() as conn:
@@ -207,6 +211,9 @@ class PostgreSQLBackend:
 
     @staticmethod
     def _drop_left_partials(conn: Connection, stem: str) -> None:
+        import psycopg
+        from psycopg import sql
+
         left = conn.execute(
             "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (stem,)
         ).fetchall()
@@ -239,6 +246,9 @@ class PostgreSQLBackend:
     # -- databases as snapshots ------------------------------------------------------------
 
     def _swap(self, conn: Connection, snapshot: str, key: str, keep_as: str | None) -> None:
+        import psycopg
+        from psycopg import sql
+
         live_exists = self._database_exists(conn, self.live)
         self._clear_sessions(conn, [self.live, snapshot], action="restore", key=key)
         if keep_as is not None:
@@ -321,6 +331,9 @@ class PostgreSQLBackend:
         """Give ``copy`` the live database's owner, privileges, connection limit and
         settings. A role that may copy the database may set all of them, except another
         role's settings when it is not a superuser: those are left out, and said."""
+        import psycopg
+        from psycopg import sql
+
         database = sql.Identifier(copy)
         if facts.owner is not None:  # first: privileges granted next name the owner
             conn.execute(
@@ -377,6 +390,8 @@ class PostgreSQLBackend:
 
     @staticmethod
     def _strategy(conn: Connection, size: int) -> sql.Composable:
+        from psycopg import sql
+
         if conn.info.server_version < 150000:
             return sql.SQL("")
         return sql.SQL(
@@ -437,6 +452,9 @@ class PostgreSQLBackend:
         ).fetchall()
 
     def _drop_database(self, conn: Connection, name: str, *, action: str, key: str) -> None:
+        import psycopg
+        from psycopg import sql
+
         if not self._database_exists(conn, name):
             return
         self._clear_sessions(conn, [name], action=action, key=key)
@@ -447,6 +465,8 @@ class PostgreSQLBackend:
 
     @staticmethod
     def _comment(conn: Connection, name: str, text: str | None) -> None:
+        from psycopg import sql
+
         conn.execute(
             sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(text))
         )
@@ -485,6 +505,9 @@ class PostgreSQLBackend:
 
     def _connect(self) -> Connection:
         """An autocommit session on the maintenance database, never on the live one."""
+        import psycopg
+        from psycopg.conninfo import make_conninfo
+
         candidates = [name for name in ("postgres", "template1") if name != self.live]
         for dbname in candidates:
             try:
@@ -568,6 +591,8 @@ class PostgreSQLBackend:
         self._remove_dump(key)
 
     def _conninfo(self) -> str:
+        from psycopg.conninfo import make_conninfo
+
         params = {k: v for k, v in self._params.items() if k != "password"}
         return make_conninfo(**params, dbname=self.live)
 
