@@ -3,25 +3,25 @@ They take a Workspace, return dataclasses, print nothing."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from branchmig import graphview
+from branchmig.alembicenv import alembic_env, start_loading_alembic
 from branchmig.cache import heads_memo
+from branchmig.dbread import read_database
+from branchmig.destructive import batch_warnings, scripted_columns, with_destructive
 from branchmig.downgrades import (
-    Destructive,
     batch_hint,
-    constrained_columns,
-    find_destructive,
     find_unbatched,
     sqlite_refuses,
 )
-from branchmig.errors import GitError
-from branchmig.graph import Graph, Revision, merge_graphs
+from branchmig.errors import BranchmigError
+from branchmig.graph import Graph, merge_graphs
 from branchmig.plan import Plan, make_plan
 from branchmig.scripts import read_text_anywhere
+from branchmig.state import State
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
 
 if TYPE_CHECKING:
@@ -120,87 +120,12 @@ def plan_between(ws: Workspace, *, source: str, target: str) -> PlanResult:
     )
 
 
-ColumnFacts = Callable[[], Mapping[str, Sequence[str]]]
-
-
-def with_destructive(
-    ws: Workspace,
-    plan: Plan,
-    source: Graph,
-    target: Graph,
-    *,
-    texts: Mapping[str, bytes] | None = None,
-    columns: ColumnFacts | None = None,
-) -> Plan:
-    """``plan`` with the operations that lose data in both directions: the downgrades
-    it runs (their texts from ``texts``, by revision, when the caller has them, else
-    from ``source``) and the upgrades (from ``target``, in one batch); and the downgrades
-    SQLite cannot do in place. Which columns are indexed or constrained comes from
-    ``columns`` (the live database's own word), else from the upgrades of the scripts
-    before them."""
-    found: list[Destructive] = []
-    unbatched: list[Destructive] = []
-    for rev_id in plan.downgrade:
-        if texts is not None and rev_id in texts:
-            text: bytes | None = texts[rev_id]
-        else:
-            text = read_text_anywhere(ws.repo, source.revisions[rev_id])
-        if text is None:
-            found.append(Destructive(rev_id, "unknown", "script text not found"))
-        else:
-            found.extend(find_destructive(text, rev_id))
-            unbatched.extend(find_unbatched(text, rev_id))
-    refused: list[Destructive] = []
-    if unbatched:
-        import sqlite3
-
-        drops = [d.revision for d in unbatched if d.operation == "drop_column"]
-        facts = (
-            {}
-            if not drops
-            else columns()
-            if columns is not None
-            else scripted_columns(ws, source, drops)
-        )
-        version = tuple(int(n) for n in sqlite3.sqlite_version.split("."))
-        refused.extend(sqlite_refuses(unbatched, facts, sqlite_version=version))
-    upgrade_texts = _texts_of(ws, [target.revisions[r] for r in plan.upgrade])
-    for rev_id in plan.upgrade:
-        text = upgrade_texts.get(target.revisions[rev_id].blob)
-        if text is None:
-            found.append(Destructive(rev_id, "unknown", "script text not found", 0, "upgrade"))
-        else:
-            found.extend(find_destructive(text, rev_id, "upgrade"))
-    return replace(plan, destructive=tuple(found), batch_needed=tuple(refused))
-
-
-def scripted_columns(
-    ws: Workspace, graph: Graph, revisions: Sequence[str], *, texts: dict[str, bytes] | None = None
-) -> dict[str, list[str]]:
-    """What the upgrades up to ``revisions`` (each included) say makes columns
-    undroppable by SQLite in place (see ``constrained_columns``): read in one git run,
-    kept in ``texts`` (by blob) for the next call."""
-    texts = {} if texts is None else texts
-    order = graph.topological(graph.ancestors(revisions, strict=False))
-    wanted = [graph.revisions[r] for r in order if r in graph.revisions]
-    unread = [r.blob for r in wanted if r.blob not in texts]
-    texts.update(ws.repo.read_blobs(unread, missing_ok=True))
-    for rev in wanted:
-        if rev.blob not in texts:
-            text = read_text_anywhere(ws.repo, rev)  # uncommitted: from the working tree
-            if text is not None:
-                texts[rev.blob] = text
-    return constrained_columns(texts[r.blob] for r in wanted if r.blob in texts)
-
-
 def configured_on_sqlite(ws: Workspace) -> bool:
     """Whether the project's database is SQLite, as far as can be told without running
     env.py: the database env.py last gave (branchmig remembers only SQLite ones), else
     the ``sqlalchemy.url`` of alembic.ini. Unknown (a Flask app's config, a URL env.py
     builds from the environment) is not SQLite: then nothing is warned about."""
     import configparser
-
-    from branchmig.state import State
 
     repo = ws.repo
     worktree = "" if repo.git_dir.resolve() == repo.common_dir.resolve() else repo.git_dir.name
@@ -216,31 +141,6 @@ def configured_on_sqlite(ws: Workspace) -> bool:
     except (configparser.Error, UnicodeDecodeError):
         return False
     return url.strip().startswith("sqlite")
-
-
-def _texts_of(ws: Workspace, revisions: list[Revision]) -> dict[str, bytes]:
-    """blob -> text of ``revisions``: from git in one ``cat-file --batch``, else (a script
-    not committed yet) from the working tree when it is the same blob."""
-    found: dict[str, bytes] = {}
-    with contextlib.suppress(GitError):
-        found.update(ws.repo.read_blobs([r.blob for r in revisions], missing_ok=True))
-    for rev in revisions:
-        if rev.blob not in found:
-            path = ws.repo.top / rev.path
-            if path.is_file() and ws.repo.blob_id(data := path.read_bytes()) == rev.blob:
-                found[rev.blob] = data
-    return found
-
-
-def batch_warnings(plan: Plan, source: Graph) -> tuple[str, ...]:
-    """One line per revision whose downgrade SQLite cannot do in place, with the fix."""
-    by_rev: dict[str, list[Destructive]] = {}
-    for d in plan.batch_needed:
-        by_rev.setdefault(d.revision, []).append(d)
-    return tuple(
-        f"on SQLite, {batch_hint(found, source.revisions[rev].path)}"
-        for rev, found in by_rev.items()
-    )
 
 
 @dataclass(frozen=True)
@@ -370,11 +270,7 @@ def graph_view(
     """The revision graph of ``refs`` together, each ref's heads marked and (unless
     ``database`` is False) the database's position; the scripts' warnings with the view's.
     A database that cannot be read is drawn without its mark, and a warning says why."""
-    from branchmig import graphview
-
     if database:
-        from branchmig.alembicenv import start_loading_alembic
-
         start_loading_alembic()  # imported on a thread while git is read
     read = [ws.graph_at(ref) for ref in refs]
     warnings = [w for scripts, _ in read for w in scripts.warnings]
@@ -397,10 +293,6 @@ def graph_view(
 def _database_heads(ws: Workspace, warnings: list[str]) -> tuple[str, ...] | None:
     """The database's heads as ``status`` reads them; None, with a warning, when it
     cannot be read."""
-    from branchmig.alembicenv import alembic_env
-    from branchmig.dbread import read_database
-    from branchmig.errors import BranchmigError
-
     try:
         with alembic_env(ws.project) as env:
             return read_database(env).heads

@@ -24,6 +24,7 @@ from branchmig.errors import StateError
 from branchmig.graph import Revision
 from branchmig.headers import parse_header
 from branchmig.layout import header_cache_path, heads_memo_path, script_sets_path
+from branchmig.state import write_private
 
 CACHE_VERSION = 2  # 2: headers in every form Alembic reads; stats as git's index keeps them
 # A file whose mtime or ctime is this recent may change again within the same clock tick
@@ -57,8 +58,6 @@ def changed_since(st: os.stat_result, since_ns: int) -> bool:
 
 def _write(path: Path, data: bytes) -> None:
     """Write a cache file; one that cannot be written only costs time."""
-    from branchmig.state import write_private  # not on `heads`' fast path: it loads urls
-
     with contextlib.suppress(StateError):
         write_private(path, data)
 

@@ -14,6 +14,11 @@ from typing import Any
 
 import click
 
+from branchmig import graphview
+from branchmig import verify as verify_core
+from branchmig.analysis import check as run_check
+from branchmig.analysis import graph_view, heads_output, plan_between
+from branchmig.analysis import heads as heads_of
 from branchmig.conventions import (
     Group,
     as_ref,
@@ -28,12 +33,29 @@ from branchmig.conventions import (
     terminate_option,
     warn,
 )
+from branchmig.demo import run_demo
+from branchmig.gitrepo import GitRepo
+from branchmig.hooks import install as install_hooks
+from branchmig.hooks import uninstall as uninstall_hooks
+from branchmig.merge import merge_heads as run_merge
+from branchmig.move.commands import switch as run_switch
+from branchmig.move.commands import sync as run_sync
+from branchmig.move.request import RestoreRequest
+from branchmig.move.restore import restore
+from branchmig.process import exit_now
 from branchmig.reports import analysis as analysis_reports
 from branchmig.reports import hooks as hook_reports
 from branchmig.reports import move as move_reports
 from branchmig.reports import snapshots as snapshot_reports
 from branchmig.reports import status as status_reports
 from branchmig.reports import verify as verify_reports
+from branchmig.snapshotting import (
+    drop_snapshot,
+    list_snapshots,
+    prune_snapshots,
+    save_snapshot,
+)
+from branchmig.status import status as get_status
 
 
 @click.group(
@@ -52,9 +74,6 @@ def main() -> None:
 @click.pass_context
 def heads(ctx: click.Context, ref: str, as_json: bool) -> None:
     """The head revisions of the graph at REF (default: the working tree, '.')."""
-    from branchmig.analysis import heads as heads_of
-    from branchmig.analysis import heads_output
-
     out, err = heads_output(heads_of(open_workspace(ctx), ref=as_ref(ref)), as_json=as_json)
     click.echo(err, err=True, nl=False)
     click.echo(out, nl=False)
@@ -69,8 +88,6 @@ def heads(ctx: click.Context, ref: str, as_json: bool) -> None:
 def plan(ctx: click.Context, source: str, target: str, fmt: str, as_json: bool) -> None:
     """What moving a database from FROM's heads to TO's heads does (refs; '.' is the
     working tree). Touches no database."""
-    from branchmig.analysis import plan_between
-
     result = plan_between(open_workspace(ctx), source=as_ref(source), target=as_ref(target))
     warn(result.warnings)
     report = (
@@ -96,8 +113,6 @@ def plan(ctx: click.Context, source: str, target: str, fmt: str, as_json: bool) 
 def check(ctx: click.Context, against: str | None, fmt: str, as_json: bool) -> None:
     """Exit 1 when the working tree has more heads than expected (1 unless
     [tool.branchmig] expected_heads says otherwise), or when merging REF would."""
-    from branchmig.analysis import check as run_check
-
     result = run_check(open_workspace(ctx), against=against)
     warn(result.warnings)
     out, failed = analysis_reports.check_text(result, markdown=fmt == "markdown")
@@ -123,8 +138,6 @@ def _move(run: Callable[..., Any], ctx: click.Context, *, what: str, **options: 
 def switch(ctx: click.Context, /, branch: str, **options: Any) -> None:
     """Check out BRANCH and bring the database along: revert what BRANCH lacks with the
     current scripts, check out, apply BRANCH's heads. All or nothing with snapshots."""
-    from branchmig.move.commands import switch as run_switch
-
     _move(run_switch, ctx, what=f"switch to '{branch}'", branch=branch, **options)
 
 
@@ -134,8 +147,6 @@ def switch(ctx: click.Context, /, branch: str, **options: Any) -> None:
 def sync(ctx: click.Context, /, **options: Any) -> None:
     """Bring the database to the working tree's heads (after git reset --hard, a pull
     without hooks, or a failed hook)."""
-    from branchmig.move.commands import sync as run_sync
-
     _move(run_sync, ctx, what="sync to the working tree", **options)
 
 
@@ -145,8 +156,6 @@ def sync(ctx: click.Context, /, **options: Any) -> None:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Code heads, database heads, pending revisions, revisions the database has that
     this branch lacks (and the refs that have them), and this database's snapshots."""
-    from branchmig.status import status as get_status
-
     st = get_status(open_workspace(ctx), progress=progress)
     show(status_reports.status_json(st), status_reports.status_text(st), as_json=as_json)
     ctx.exit(1 if st.failed else 0)
@@ -157,8 +166,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
 def install(ctx: click.Context) -> None:
     """Install the post-checkout, post-merge, post-rewrite and post-commit hooks (keeping
     and chaining hooks already there), recording this Python for them."""
-    from branchmig.hooks import install as install_hooks
-
     ws = open_workspace(ctx)
     result = install_hooks(
         repo_root=ws.repo.top,
@@ -173,9 +180,6 @@ def install(ctx: click.Context) -> None:
 @click.pass_context
 def uninstall(ctx: click.Context) -> None:
     """Remove branchmig's hooks and put back the hooks they chained."""
-    from branchmig.gitrepo import GitRepo
-    from branchmig.hooks import uninstall as uninstall_hooks
-
     repo = GitRepo.discover(Path.cwd())
     result = uninstall_hooks(repo_root=repo.top)
     echo(hook_reports.uninstalled_text(result))
@@ -211,8 +215,6 @@ def merge_heads(
     """Close a merge that left several heads: one merge revision written by Alembic (or,
     with --rebase, a linear history), then upgrade the database to it. HEADS limits it to
     those heads (heads under separate branch labels are left alone unless named)."""
-    from branchmig.merge import merge_heads as run_merge
-
     outcome = run_merge(
         open_workspace(ctx),
         message=message,
@@ -236,9 +238,6 @@ def snapshot() -> None:
 @click.pass_context
 def snapshot_list(ctx: click.Context, as_json: bool) -> None:
     """Branch, heads, commit, size, age and backend of each snapshot of the database."""
-
-    from branchmig.snapshotting import list_snapshots
-
     infos = list_snapshots(open_workspace(ctx), progress=progress)
     data = {"snapshots": [snapshot_reports.snapshot_json(i) for i in infos]}
     show(data, snapshot_reports.list_text(infos, now=time.time()), as_json=as_json)
@@ -250,8 +249,6 @@ def snapshot_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def snapshot_save(ctx: click.Context, name: str | None, terminate_connections: bool) -> None:
     """Save the database now as NAME (default: this branch's snapshot)."""
-    from branchmig.snapshotting import save_snapshot
-
     record = save_snapshot(
         open_workspace(ctx), name=name, terminate=terminate_connections, progress=progress
     )
@@ -276,9 +273,6 @@ def snapshot_restore(
     saved first, as a snapshot of its own. A snapshot saved by name (snapshot save NAME)
     is kept, a save point to return to again; a branch's is used up (the branch saves a
     new one when it is left)."""
-    from branchmig.move.request import RestoreRequest
-    from branchmig.move.restore import restore
-
     req = RestoreRequest(name, keep=keep, terminate=terminate_connections)
     result = restore(open_workspace(ctx), req, progress=progress)
     out, notes = move_reports.restore_text(result)
@@ -290,8 +284,6 @@ def snapshot_restore(
 @click.pass_context
 def snapshot_drop(ctx: click.Context, name: str) -> None:
     """Delete snapshot NAME."""
-    from branchmig.snapshotting import drop_snapshot
-
     record = drop_snapshot(open_workspace(ctx), name=name, progress=progress)
     click.echo(f"Dropped snapshot '{record.key}'.")
 
@@ -336,8 +328,6 @@ def snapshot_prune(
     saves included. A snapshot a checkout would restore (status: "restored by checking
     out ...") is never dropped unless --include-restorable is given. Index entries whose
     copy is gone are always removed."""
-    from branchmig.snapshotting import prune_snapshots
-
     result = prune_snapshots(
         open_workspace(ctx),
         keep=keep,
@@ -368,9 +358,6 @@ def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool, no_f
     """The revision graph of the REFs together (default: the working tree, '.'), each
     ref's heads and the database's position marked. Long linear runs fold into one node."""
     import os
-
-    from branchmig import graphview
-    from branchmig.analysis import graph_view
 
     ws = open_workspace(ctx)
     view = graph_view(
@@ -428,15 +415,13 @@ def verify(
     the project's backend: each revision REF adds to BASE is upgraded, downgraded and
     upgraded again, and its downgrade must leave the schema as before its upgrade. Exit 1
     on any finding. The live database and the checkout are not touched."""
-    from branchmig import verify as core
-
     if models:
         if ref != "." or against is not None or data or drift:
             raise click.UsageError(
                 "--models compares the working tree's models and migrations; it takes no "
                 "REF, --against, --data or --drift"
             )
-        compared = core.models(open_workspace(ctx), progress=progress)
+        compared = verify_core.models(open_workspace(ctx), progress=progress)
         report = verify_reports.models_report(compared)
         show(verify_reports.models_json(compared), [report], as_json=as_json)
         ctx.exit(0 if compared.ok else 1)
@@ -445,11 +430,11 @@ def verify(
             raise click.UsageError(
                 "--drift compares the live database; it takes no REF, --against or --data"
             )
-        found = core.drift(open_workspace(ctx), progress=progress)
+        found = verify_core.drift(open_workspace(ctx), progress=progress)
         report = verify_reports.drift_report(found, markdown=fmt == "markdown")
         show(verify_reports.drift_json(found), [report], as_json=as_json)
         ctx.exit(0 if found.ok else 1)
-    result = core.verify(
+    result = verify_core.verify(
         open_workspace(ctx), ref=as_ref(ref), against=against, data=data, progress=progress
     )
     report = verify_reports.verify_report(result, ref=ref, markdown=fmt == "markdown")
@@ -469,8 +454,6 @@ def verify(
 def demo(folder: Path | None, keep: bool) -> None:
     """Build a throwaway git repo with an Alembic app on SQLite and two feature branches,
     then switch between them, narrating each step. Needs nothing set up."""
-    from branchmig.demo import run_demo
-
     result = run_demo(folder=folder, keep=keep, say=click.echo)
     if keep or folder is not None:
         click.echo(f"\nThe demo project is in {result.folder}")
@@ -480,8 +463,6 @@ def demo(folder: Path | None, keep: bool) -> None:
 
 def entry_point() -> None:
     """The ``branchmig`` console script: click's standalone run, then a quick exit."""
-    from branchmig.process import exit_now
-
     try:
         main(prog_name="branchmig")
     except SystemExit as done:

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 
 from branchmig.errors import BranchmigError
 from branchmig.gitrepo import GitRepo
+from branchmig.hooks import install
+from branchmig.move.commands import switch, sync
+from branchmig.workspace import Workspace
 
 if TYPE_CHECKING:
     from branchmig.workspace import Workspace
@@ -111,10 +114,6 @@ def _tables(db: Path) -> list[str]:
 def run_demo(*, folder: Path | None = None, keep: bool = False, say: Say) -> DemoResult:
     """Build the throwaway project in ``folder`` (a new temp folder by default), switch
     between its branches, and narrate each step through ``say``."""
-    from branchmig.hooks import install
-    from branchmig.move.commands import sync
-    from branchmig.workspace import Workspace
-
     if shutil.which("git") is None:
         raise BranchmigError("demo: git is not installed")
     root = Path(tempfile.mkdtemp(prefix="branchmig-demo-")) if folder is None else folder
@@ -186,8 +185,6 @@ def _project_with_two_branches(root: Path, say: Say) -> GitRepo:
 
 
 def _switch_to_feature2(ws: Workspace, db: Path, say: Say) -> None:
-    from branchmig.move.commands import switch
-
     moved = switch(ws, branch="feature2", progress=lambda line: say(f"   {line}"))
     plan = moved.plan
     reverted_losses = [d.target for d in plan.destructive if d.direction == "downgrade"]

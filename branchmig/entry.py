@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import sys
 
+from branchmig.analysis import heads_output, remembered_heads
+from branchmig.errors import BranchmigError
+from branchmig.process import exit_now
+from branchmig.workspace import Workspace
+
 
 def main() -> None:
     try:
@@ -29,11 +34,6 @@ def main() -> None:
 def _remembered_heads(*, as_json: bool) -> None:
     """Print the remembered answer and exit; return (to the CLI) when there is none."""
     from pathlib import Path
-
-    from branchmig.analysis import heads_output, remembered_heads
-    from branchmig.errors import BranchmigError
-    from branchmig.process import exit_now
-    from branchmig.workspace import Workspace
 
     try:
         ws = Workspace.open(Path.cwd())

@@ -23,17 +23,19 @@ if __name__ == "__main__":  # until run() takes over, an interrupt ends the proc
 import re  # noqa: E402 - after the handler: a Ctrl-C while loading prints no traceback
 import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
-from branchmig.errors import (  # noqa: E402
-    BranchmigError,
-    MoveFailed,
-    NoProjectError,
-    ScriptLoadError,
-)
-from branchmig.gitrepo import is_null_id  # noqa: E402
+from branchmig.errors import BranchmigError, MoveFailed, NoProjectError, ScriptLoadError  # noqa: E402
+from branchmig.gitrepo import GitRepo, is_null_id  # noqa: E402
+from branchmig.hooks import recorded_config  # noqa: E402
+from branchmig.process import exit_now  # noqa: E402
+from branchmig.project import find_project  # noqa: E402
 from branchmig.reports.move import hook_lines, merge_hook_lines  # noqa: E402
 from branchmig.snapshots.base import SessionsBlockingError  # noqa: E402
 from branchmig.workspace import Workspace  # noqa: E402
+
+if TYPE_CHECKING:
+    from branchmig.move.result import MoveResult
 
 
 def _say(message: str) -> None:
@@ -52,8 +54,6 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
     failed = 1 if os.environ.get(REPORT_FAILURE) == "1" else 0
     ws: Workspace | None = None
     try:
-        from branchmig.move.commands import sync  # a Ctrl-C while it loads is handled below
-
         try:
             ws = _open(cwd or Path.cwd())
         except NoProjectError:
@@ -84,7 +84,7 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
         merging = hook in ("post-merge", "post-rewrite", "post-commit")
         if merging and _close_merge(ws):
             return 0
-        result = sync(ws, previous=previous, previous_branch=previous_branch, progress=_say)
+        result = _sync(ws, previous=previous, previous_branch=previous_branch)
         for line in hook_lines(result):
             _say(line)
         if merging:
@@ -121,10 +121,6 @@ def run(hook: str, args: list[str], *, cwd: Path | None = None) -> int:
 def _open(start: Path) -> Workspace:
     """The project as ``branchmig install`` saw it: by the config files it recorded when
     the top level does not find it by itself (named with -c, found in a subfolder)."""
-    from branchmig.gitrepo import GitRepo
-    from branchmig.hooks import recorded_config
-    from branchmig.project import find_project
-
     repo = GitRepo.discover(start)
     named = [repo.top / p for p in recorded_config(repo.common_dir)]
     if named and not named[0].is_file():
@@ -169,7 +165,15 @@ def _branch_left(ws: Workspace) -> str | None:
     return left if ws.repo.is_branch(left) else None
 
 
+def _sync(ws: Workspace, *, previous: str | None, previous_branch: str | None) -> MoveResult:
+    # A door: an amend or a plain commit skips the hook without loading the move (~15 ms).
+    from branchmig.move.commands import sync
+
+    return sync(ws, previous=previous, previous_branch=previous_branch, progress=_say)
+
+
 def _extra_heads(ws: Workspace) -> tuple[str, ...]:
+    # A door: only merges and rebases ask for the heads (analysis loads Alembic's edges).
     from branchmig.analysis import heads
 
     found = heads(ws).heads
@@ -183,6 +187,7 @@ def _close_merge(ws: Workspace) -> bool:
     mode = ws.project.settings.on_merge
     if mode == "warn" or not _extra_heads(ws):
         return False
+    # A door: merge revisions are written only when a merge left several heads.
     from branchmig.merge import merge_heads
 
     outcome = merge_heads(ws, rebase=mode == "rebase", progress=_say)
@@ -201,8 +206,6 @@ def _warn_heads(ws: Workspace, what: str) -> None:
 
 
 def main() -> None:
-    from branchmig.process import exit_now
-
     if len(sys.argv) < 2:
         _say("usage: python -m branchmig.hookrun HOOK [ARGS...]")
         exit_now(0)

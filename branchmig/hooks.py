@@ -25,6 +25,8 @@ from pathlib import Path, PurePosixPath
 
 from branchmig.errors import BranchmigError, ConfigError, GitError
 from branchmig.gitrepo import GitRepo
+from branchmig.layout import hook_conf_path
+from branchmig.state import write_private
 
 HOOK_NAMES: tuple[str, ...] = ("post-checkout", "post-merge", "post-rewrite", "post-commit")
 MARKER = "# branchmig-hook:"
@@ -93,8 +95,6 @@ class _Repo:
 
     @property
     def config(self) -> Path:
-        from branchmig.layout import hook_conf_path
-
         return hook_conf_path(self.common_dir)
 
 
@@ -322,7 +322,6 @@ def _write_config(
         *(f"watch={item}" for item in watch),
         *(f"config={item}" for item in config),
     ]
-    from branchmig.state import write_private
 
     write_private(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
@@ -348,8 +347,6 @@ def _read_config(path: Path) -> tuple[str | None, tuple[str, ...]]:
 def recorded_config(common_dir: Path) -> tuple[str, ...]:
     """The config files ``branchmig install`` recorded for the hooks (``config=`` lines of
     hook.conf), relative to the top level; () when the project is found from the top."""
-    from branchmig.layout import hook_conf_path
-
     try:
         text = hook_conf_path(common_dir).read_text(encoding="utf-8")
     except OSError:

@@ -36,8 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from branchmig.alembicenv import alembic_env
 from branchmig.errors import BranchmigError, GitError, GraphError, ScriptError, UsageError
 from branchmig.graph import Graph, Revision
+from branchmig.move.commands import sync
 from branchmig.workspace import WORKTREE, Workspace
 
 if TYPE_CHECKING:
@@ -225,8 +227,6 @@ def _write_merge_revision(
     ws: Workspace, heads: Sequence[str], message: str, progress: Progress
 ) -> tuple[str, str]:
     from alembic import command
-
-    from branchmig.alembicenv import alembic_env
 
     out = io.StringIO()
     with alembic_env(ws.project) as env, contextlib.redirect_stdout(out):
@@ -549,7 +549,6 @@ def _upgrade(
     is the merge's, rendered as a sync's."""
     if not upgrade:
         return None
-    from branchmig.move.commands import sync
 
     return sync(ws, previous=previous, progress=progress)
 

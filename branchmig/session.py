@@ -15,8 +15,15 @@ from contextlib import chdir, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from branchmig import remembered
+from branchmig.alembicenv import alembic_env
+from branchmig.databases import AlembicEnv, DatabaseState
+from branchmig.dbread import missing_database, read_database
 from branchmig.errors import BranchmigError, DatabaseError
+from branchmig.snapshots import backend_for, pgsurvey
+from branchmig.snapshots.folder import SnapshotFolder
 from branchmig.state import DatabaseId, Journal, Owner, State, Suspect, moving
+from branchmig.urls import parse_server_url, plain_sqlite_path
 from branchmig.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -101,8 +108,6 @@ def backend_of(
     db: DatabaseState, state: State, *, terminate: bool = False, progress: Progress | None = None
 ) -> SnapshotBackend:
     """The snapshot backend of the project's databases (all of them, under --multidb)."""
-    from branchmig.snapshots import backend_for
-
     return backend_for(
         db.urls,
         store_dir=state.snapshot_dir,
@@ -127,9 +132,6 @@ def opened(
     database at those revisions (``Session.recalled``). With ``missing_ok``, a live
     database dropped from its server is taken as missing (``DatabaseState.missing``)
     rather than refused, for the snapshot commands that need only its server."""
-    from branchmig.alembicenv import alembic_env
-    from branchmig.dbread import missing_database, read_database
-
     state = State(ws.state_dir)
     with state.lock(), alembic_env(ws.project) as env:
         found = trusted(ws, state) if trust_remembered else None
@@ -180,9 +182,6 @@ def remember(ws: Workspace, state: State, db: DatabaseState, dbid: DatabaseId) -
 
 
 def _sqlite_memo(ws: Workspace, db: DatabaseState, dbid: DatabaseId) -> Remembered | None:
-    from branchmig import remembered
-    from branchmig.urls import plain_sqlite_path
-
     with chdir(ws.project.run_dir):  # a relative sqlite URL is env.py's
         path = plain_sqlite_path(db.url) if not db.multi else None
     environ = db.environ or ()
@@ -200,24 +199,16 @@ def _server_memo(
 ) -> Remembered | None:
     """A PostgreSQL database, remembered for ``status`` and ``snapshot list`` when a plain
     survey of it reads the revisions env.py just read."""
-    from branchmig import remembered
-    from branchmig.snapshots import pgsurvey
-    from branchmig.snapshots.folder import SnapshotFolder
-
     if db.multi or db.missing or db.environ is None or not db.url.startswith("postgres"):
         return None
     found = remembered.inputs(ws.project, db.environ, server=True)
     if found is None:
         return None
     try:
-        backend = backend_of(db, state)
-    except BranchmigError:  # no driver, a URL it refuses: not remembered
+        backend_of(db, state)  # refuses a URL the backend would, or a missing driver
+    except BranchmigError:  # not remembered then
         return None
-    from branchmig.snapshots.postgresql import PostgreSQLBackend
-
-    if not isinstance(backend, PostgreSQLBackend):
-        return None
-    target = backend.target()
+    target = pgsurvey.Reach.of_url(parse_server_url(db.url)[1]).target()
     memo = remembered.Remembered(
         found, db.url, dbid.masked, dbid.key, "", 0, 0, "postgresql", db.environ,
         target.as_json(),
@@ -242,9 +233,6 @@ def recall(
     env.py reads is unchanged and the file is the same one; else None. With ``owned``,
     only while its ``alembic_version`` is what branchmig last left there. (The
     fingerprint of env.py's inputs is taken last: it costs the most.)"""
-    from branchmig import remembered
-    from branchmig.databases import DatabaseState
-
     memo = remembered.Remembered.from_json(state.remembered(worktree_name(ws)))
     if memo is None or memo.kind != "sqlite":
         return None
@@ -268,11 +256,6 @@ def surveyed(
     """The remembered PostgreSQL database, its revisions, its snapshots and the databases
     named ``others_prefix…`` on its server, in one round trip without Alembic or a driver,
     while what env.py reads is unchanged; else None (then read it through env.py)."""
-    from branchmig import remembered
-    from branchmig.databases import DatabaseState
-    from branchmig.snapshots import pgsurvey
-    from branchmig.snapshots.folder import SnapshotFolder
-
     memo = remembered.Remembered.from_json(state.remembered(worktree_name(ws)))
     if memo is None or memo.kind != "postgresql":
         return None
@@ -303,8 +286,6 @@ def trusted(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId] | N
 def recalled(ws: Workspace, progress: Progress = quiet) -> Iterator[Session | None]:
     """A session on the trusted remembered database (see ``trusted``), with the lock held
     and Alembic not loaded; None when there is none: open the full session instead."""
-    from branchmig.databases import AlembicEnv
-
     state = State(ws.state_dir)
     if state.remembered(worktree_name(ws)) is None:
         yield None
@@ -362,8 +343,6 @@ def recover(
 ) -> Recovery:
     """Put back a move that was killed half-way (or finish one killed after it
     succeeded). Called with the lock held, so the journal's process is gone."""
-    from branchmig.dbread import read_database
-
     if journal.operation == "restore":
         return _recover_restore(state, env, db, journal, progress)
     if journal.phase == "done":
@@ -404,8 +383,6 @@ def _finish_done(
     journal: Journal,
 ) -> Recovery:
     """A move killed after it succeeded: its drops done, the database's owner recorded."""
-    from branchmig.dbread import read_database
-
     if journal.safety_snapshot:
         finish_drops(backend_of(db, state), state, journal)
     heads = read_database(env).heads
@@ -428,8 +405,6 @@ def _recover_restore(
     the live database restored over it and the snapshot kept again under its key. With
     no copy (the live database was missing), a restore that made it is finished. Whom
     the database belongs to is not a restore's to change."""
-    from branchmig.dbread import read_database
-
     finished, restored, untouched = journal.phase == "done", False, False
     used = journal.restored_snapshot
     if finished:

@@ -9,13 +9,24 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from branchmig.alembicenv import alembic_env, start_loading_alembic
+from branchmig.dbread import read_database
 from branchmig.errors import BranchmigError, DatabaseError, LockedError
 from branchmig.graph import Graph, merge_graphs
 from branchmig.lifecycle import Held
 from branchmig.move.applied import applied_key, applied_source
 from branchmig.plan import make_plan
 from branchmig.provenance import held_snapshots, restored_by, unsure_texts
-from branchmig.session import Recovery, database_id, quiet, recover, remember
+from branchmig.session import (
+    Recovery,
+    backend_of,
+    database_id,
+    quiet,
+    recall,
+    recover,
+    remember,
+    surveyed,
+)
 from branchmig.state import DatabaseId, Failure, Journal, State, Suspect, moving
 from branchmig.verify import SCRATCH_PREFIX, dead_scratches, scratch_is_dead
 from branchmig.workspace import WORKTREE, Workspace
@@ -98,8 +109,6 @@ def _recalled(
 ) -> tuple[tuple[DatabaseState, DatabaseId] | None, Survey | None]:
     """The remembered database (SQLite, or PostgreSQL with its server's answers), read
     without Alembic; (None, None) when env.py must be run."""
-    from branchmig.session import recall, surveyed
-
     known = recall(ws, state)
     if known is not None:
         return known, None
@@ -122,8 +131,6 @@ def _dead_scratches(url: str) -> tuple[str, ...]:
 def status(ws: Workspace, *, progress: Progress = quiet) -> StatusResult:
     """Where the database is against the working tree. A move that was killed half-way is
     put back first (unless another branchmig is running it)."""
-    from branchmig.alembicenv import start_loading_alembic
-
     state = State(ws.state_dir)
     seen = state.read_journal()
     # What env.py gave last time, while it would give the same: no Alembic to load.
@@ -194,9 +201,6 @@ def _recovered(
 ) -> tuple[Recovery | None, str | None]:
     """A killed move's journal ``seen``: the move put back (its recovery), or, when
     another branchmig holds the lock, what is running (in words)."""
-    from branchmig.alembicenv import alembic_env
-    from branchmig.dbread import read_database
-
     if seen is None:
         return None, None
     try:
@@ -212,9 +216,6 @@ def _recovered(
 
 def _read_and_remember(ws: Workspace, state: State) -> tuple[DatabaseState, DatabaseId]:
     """The database read through env.py, remembered for the next time."""
-    from branchmig.alembicenv import alembic_env
-    from branchmig.dbread import read_database
-
     with alembic_env(ws.project) as env:
         db = read_database(env)
         dbid = database_id(ws, db)
@@ -346,8 +347,6 @@ def failed_step(
 def _stored(db: DatabaseState, state: State) -> dict[str, tuple[int, str]]:
     """key -> (size, backend) of every copy the backend holds; empty when the database
     has no snapshot backend (or its server cannot say)."""
-    from branchmig.session import backend_of
-
     try:
         backend = backend_of(db, state)
         return {s.key: (s.size, s.backend) for s in backend.stored()}

@@ -12,6 +12,7 @@ from branchmig.cache import CACHE_VERSION, HeaderCache, ScriptSetCache
 from branchmig.errors import ConfigError
 from branchmig.gitrepo import GitRepo
 from branchmig.graph import Graph
+from branchmig.layout import state_root
 from branchmig.project import Locations, Project, find_project
 from branchmig.scripts import (
     ScriptSet,
@@ -50,8 +51,6 @@ class Workspace:
 
     @property
     def state_dir(self) -> Path:
-        from branchmig.layout import state_root
-
         return state_root(self.repo.common_dir)
 
     def locations_at(self, commit: str | None) -> Locations:

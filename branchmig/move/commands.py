@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from branchmig.alembicenv import start_loading_alembic
 from branchmig.errors import GitError
 from branchmig.graph import Graph
 from branchmig.move.applied import record_applied
@@ -49,7 +50,6 @@ def sync(
         moved = _sync_remembered(ws, progress, previous, ask)
         if moved is not None:
             return moved
-    from branchmig.alembicenv import start_loading_alembic
 
     start_loading_alembic()
     _, target = ws.graph_at(WORKTREE)  # read while Alembic loads
@@ -132,8 +132,6 @@ def switch(
 ) -> MoveResult:
     """Revert to the common revisions with this branch's scripts, ``git checkout
     BRANCH``, apply its heads. All or nothing when snapshots are on."""
-    from branchmig.alembicenv import start_loading_alembic
-
     start_loading_alembic()
     repo = ws.repo
     commit = repo.resolve(branch)

@@ -20,6 +20,7 @@ from branchmig.move.request import MoveRequest
 from branchmig.move.rollback import name_the_fix, remember_failure, roll_back
 from branchmig.move.steps import run_plan
 from branchmig.provenance import candidate_texts
+from branchmig.runner import StepFailed
 from branchmig.session import SKIP_HOOK, Session, finish_drops, worktree_name
 from branchmig.state import Journal, Owner, SnapshotRecord
 
@@ -60,8 +61,6 @@ def _text_to_try(
     """After ``err``: the next text to revert its revision with (the database was put
     back, and git holds one not tried yet), else the failure naming the texts tried
     (None: not a failed revert)."""
-    from branchmig.runner import StepFailed
-
     step = err.cause
     if not (isinstance(step, StepFailed) and step.direction == "downgrade" and err.restored):
         return None

@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from branchmig.dbread import read_database, sqlite_constrained_columns
+from branchmig.destructive import batch_warnings, with_destructive
 from branchmig.errors import DatabaseError
 from branchmig.graph import Graph, Revision
 from branchmig.lifecycle import (
@@ -116,8 +118,6 @@ def _plan(s: Session, target: Graph, source: Graph, restore: Held | None) -> Pla
     if restore is not None:  # the plan starts from the snapshot, not from the database
         plan = make_plan(applied_heads=restore.heads, source=target, target=target)
     else:
-        from branchmig.analysis import with_destructive  # a restore does without it
-
         plan = make_plan(applied_heads=s.db.heads, source=source, target=target)
         # Each text the downgrades run, as they will run it (fail before anything is
         # touched, dry run or not): what they destroy is read from the same texts.
@@ -126,8 +126,6 @@ def _plan(s: Session, target: Graph, source: Graph, restore: Held | None) -> Pla
             s.ws, plan, source, target, texts=texts, columns=lambda: _columns(s)
         )
     if plan.batch_needed and s.db.on_sqlite and not s.remembered:
-        from branchmig.analysis import batch_warnings
-
         for warning in batch_warnings(plan, source):  # before anything runs
             s.progress(f"branchmig: warning: {warning}")
     return plan
@@ -136,8 +134,6 @@ def _plan(s: Session, target: Graph, source: Graph, restore: Held | None) -> Pla
 def _columns(s: Session) -> dict[str, list[str]]:
     """Which columns of the live SQLite database(s) SQLite cannot drop in place, by
     their own word; none on another database (nothing is refused there)."""
-    from branchmig.dbread import sqlite_constrained_columns
-
     found: dict[str, list[str]] = {}
     for db in s.db.databases:
         if db.url.startswith("sqlite"):
@@ -157,8 +153,6 @@ def token() -> str:
 
 def heads_now(s: Session) -> tuple[str, ...]:
     """The database's heads as they are now (none when it cannot be read)."""
-    from branchmig.dbread import read_database
-
     if s.remembered:
         found = recall(s.ws, s.state)
         return found[0].heads if found is not None else ()

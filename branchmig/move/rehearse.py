@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 
+from branchmig.dbread import read_database
 from branchmig.errors import ConfigError, MoveFailed
+from branchmig.flaskapp import flask_engines_at
 from branchmig.move.gather import Decided, token
 from branchmig.move.request import MoveRequest
 from branchmig.move.rollback import name_the_fix
 from branchmig.move.steps import run_plan
+from branchmig.runner import StepFailed
 from branchmig.session import Session
 from branchmig.urls import copy_url, same_database
 
@@ -18,10 +21,6 @@ def rehearse(s: Session, req: MoveRequest, d: Decided) -> None:
     """Run the move's plan on a copy of the live database first (a SQLite file copy, a
     PostgreSQL template copy, a MariaDB copy: the snapshot backend's own save), through
     env.py pointed at it; the live database is touched only when that succeeded."""
-    from branchmig.dbread import read_database
-    from branchmig.flaskapp import flask_engines_at
-    from branchmig.runner import StepFailed
-
     backend = s.backend()
     key = f"rehearsal-{token()}"
     s.progress(f"branchmig: rehearsing the move on a copy of {s.masked}")

@@ -13,6 +13,7 @@ from branchmig.graph import Graph
 from branchmig.move.applied import script_text
 from branchmig.move.gather import Decided, heads_now
 from branchmig.move.request import MoveRequest
+from branchmig.runner import StepFailed
 from branchmig.session import SKIP_HOOK, Session, put_back
 from branchmig.state import Failure, Journal
 
@@ -85,7 +86,6 @@ def _failure(
             else f"branchmig switch {checkout}"
         )
         then = f"fix the script, then run: {again}"
-        from branchmig.runner import StepFailed
 
         if isinstance(err, StepFailed) and err.direction == "downgrade":
             # Reverted with the text that applied it: a fixed file is not what runs.
@@ -116,8 +116,6 @@ def _failure(
 def name_the_fix(s: Session, d: Decided, target: Graph, err: BaseException) -> str | None:
     """A SQLite migration that failed on a column SQLite would not drop or alter in
     place (by SQLite's own message): what to change, in the revision's own file."""
-    from branchmig.runner import StepFailed
-
     if not (isinstance(err, StepFailed) and s.db.on_sqlite):
         return None
     graph = d.source if err.direction == "downgrade" else target
@@ -136,8 +134,6 @@ def remember_failure(
 ) -> None:
     """Keep what ``status`` needs to name a failed step and its fix after this process
     is gone (the hook's message scrolls away)."""
-    from branchmig.runner import StepFailed
-
     step = err.cause
     if not isinstance(step, StepFailed):
         return

@@ -14,6 +14,7 @@ from branchmig.errors import NotAsRemembered
 from branchmig.graph import Graph
 from branchmig.move.applied import script_text
 from branchmig.plan import Plan
+from branchmig.runner import Phase, run_phases
 from branchmig.session import Session, forget
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ def run_plan(
         if between is not None:
             between()
         return target.heads
-    from branchmig.runner import run_phases
 
     def on_step(direction: str, rev: str) -> None:
         if not quiet_steps:
@@ -81,8 +81,6 @@ def _phases(
     target_commit: str | None,
 ) -> list[Phase]:
     """The revert with the old texts laid out under ``tmp``, then the upgrade."""
-    from branchmig.runner import Phase
-
     applied = source.ancestors(s.db.heads)
     kept = set(applied) - set(plan.downgrade)
     old, new = tmp / "old", tmp / "new"

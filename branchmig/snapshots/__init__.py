@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from branchmig.errors import SnapshotError
 from branchmig.snapshots.base import (
@@ -16,11 +17,13 @@ from branchmig.snapshots.base import (
     SnapshotBackend,
     StoredSnapshot,
 )
-from branchmig.snapshots.mysql import MySQLBackend
-from branchmig.snapshots.postgresql import PostgreSQLBackend
 from branchmig.snapshots.sqlite import SQLiteBackend
 from branchmig.snapshots.together import Together
 from branchmig.urls import dialect_of, mask_url
+
+if TYPE_CHECKING:
+    from branchmig.snapshots.mysql import MySQLBackend
+    from branchmig.snapshots.postgresql import PostgreSQLBackend
 
 __all__ = [
     "SessionsBlockingError",
@@ -89,7 +92,8 @@ def backend_for(
 
 def _server_backend(dialect: str) -> type[PostgreSQLBackend | MySQLBackend]:
     """The backend class of a database server, with its driver imported (here, so that a
-    missing one is said before anything starts)."""
+    missing one is said before anything starts). A door: a process loads the backend of
+    the servers it meets, not all of them (~3 ms each, with what they import)."""
     postgres = dialect in ("postgresql", "postgres")
     driver, extra = ("psycopg", "postgres") if postgres else ("pymysql", "mysql")
     try:
@@ -99,4 +103,10 @@ def _server_backend(dialect: str) -> type[PostgreSQLBackend | MySQLBackend]:
             f"Snapshots of this database need the {driver} package ({err}). "
             f"Run: pip install 'branchmig[{extra}]'"
         ) from err
-    return PostgreSQLBackend if postgres else MySQLBackend
+    if postgres:
+        from branchmig.snapshots.postgresql import PostgreSQLBackend
+
+        return PostgreSQLBackend
+    from branchmig.snapshots.mysql import MySQLBackend
+
+    return MySQLBackend

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from branchmig.snapshots.base import KEY_PATTERN, StoredSnapshot, check_key, short_hash
 from branchmig.snapshots.base import truncate_utf8 as _truncate
@@ -111,6 +112,44 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Reach:
+    """How libpq reaches the database a SQLAlchemy URL names: its parameters (the URL's
+    query, host, port and user), the URL's password, where it is (for messages) and the
+    prefix of its dump files. The backend connects by it; the survey by its ``target``."""
+
+    live: str
+    params: Mapping[str, str]
+    password: str | None
+    where: str
+    dump_prefix: str
+
+    @classmethod
+    def of_url(cls, parsed: Any) -> Reach:
+        """From the ``URL`` of ``urls.parse_server_url``."""
+        live: str = parsed.database
+        params: dict[str, str] = {}
+        for option, value in parsed.query.items():
+            params[option] = value if isinstance(value, str) else ",".join(value)
+        for option, given in (
+            ("host", parsed.host),
+            ("port", parsed.port),
+            ("user", parsed.username),
+        ):
+            if given is not None:
+                params[option] = str(given)
+        password = parsed.password if parsed.password is None else str(parsed.password)
+        host = params.get("host", "local socket")
+        where = f"{host}:{params['port']}" if "port" in params else host
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", live)[:40]
+        return cls(live, params, password, where, f"pg-{safe}-{short_hash(f'{where}/{live}')}__")
+
+    def target(self) -> Target:
+        params = dict(self.params)
+        password = params.pop("password", None) if self.password is None else self.password
+        return Target(params, password, self.live, self.dump_prefix)
+
+
+@dataclass(frozen=True)
 class Survey:
     heads: tuple[str, ...]  # sorted; () without alembic_version
     snapshots: tuple[StoredSnapshot, ...]  # by key, dump files included
@@ -140,6 +179,8 @@ def survey(
             "",
         )
     )
+    import subprocess  # ~2 ms that a SQLite project's moves (which import this) never need
+
     argv = ["psql", "-X", "-q", "-A", "-t", "-z", "-0", "-v", "ON_ERROR_STOP=1"]
     argv += ["-d", conninfo({**target.params, "dbname": target.live}), "-f", "-"]
     try:

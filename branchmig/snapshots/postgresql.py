@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import subprocess
 import time
@@ -43,6 +42,7 @@ from branchmig.snapshots.base import (
 from branchmig.snapshots.folder import SnapshotFolder
 from branchmig.snapshots.pgsurvey import (
     COMMENT_PREFIX,
+    Reach,
     Target,
     dump_snapshots,
     snapshot_database_name,
@@ -103,27 +103,16 @@ class PostgreSQLBackend:
         progress: Progress | None = None,
     ) -> None:
         self.masked_url, parsed = parse_server_url(url)
-        self.live: str = parsed.database
+        self._reach = Reach.of_url(parsed)
+        self.live: str = self._reach.live
         self.store_dir = store_dir
         self.folder = SnapshotFolder(store_dir)
         self.terminate_connections = terminate_connections
         self.progress = progress
-        params: dict[str, str] = {}
-        for option, value in parsed.query.items():
-            params[option] = value if isinstance(value, str) else ",".join(value)
-        for option, given in (
-            ("host", parsed.host),
-            ("port", parsed.port),
-            ("user", parsed.username),
-        ):
-            if given is not None:
-                params[option] = str(given)
-        self._params = params
-        self._password = parsed.password if parsed.password is None else str(parsed.password)
-        host = params.get("host", "local socket")
-        self._where = f"{host}:{params['port']}" if "port" in params else host
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.live)[:40]
-        self._dump_prefix = f"pg-{safe}-{short_hash(f'{self._where}/{self.live}')}__"
+        self._params = dict(self._reach.params)
+        self._password = self._reach.password
+        self._where = self._reach.where
+        self._dump_prefix = self._reach.dump_prefix
 
     # -- the protocol --------------------------------------------------------------------
 
@@ -132,9 +121,7 @@ class PostgreSQLBackend:
 
     def target(self) -> Target:
         """How ``pgsurvey`` reaches this database without a driver: the same parameters."""
-        params = dict(self._params)
-        password = params.pop("password", None) if self._password is None else self._password
-        return Target(params, password, self.live, self._dump_prefix)
+        return self._reach.target()
 
     def exists(self, key: str) -> bool:
         check_key(key)

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from branchmig.alembicenv import alembic_env, start_loading_alembic
 from branchmig.analysis import too_many_heads
+from branchmig.dbread import compare_models, read_database
 from branchmig.errors import ConfigError, DatabaseError, GraphError, UsageError
 from branchmig.graph import Graph
+from branchmig.move.applied import applied_source
 from branchmig.plan import make_plan
 from branchmig.schema import compare_each
+from branchmig.session import database_id
+from branchmig.state import State
 from branchmig.urls import mask_url, read_only_url, sqlite_path
 from branchmig.verify.reading import inspect_schema
 from branchmig.verify.results import (
@@ -44,8 +49,6 @@ def verify(
     and how many rows each table holds. With ``data`` the scratch database starts as a
     copy of the live one (brought to the revisions ``ref`` shares with ``against``), and
     each table's rows are compared too."""
-    from branchmig.alembicenv import alembic_env, start_loading_alembic
-
     start_loading_alembic()
     base = against if against is not None else default_base(ws)
     _, ours = ws.graph_at(ref)
@@ -79,9 +82,6 @@ def verify(
 def drift(ws: Workspace, *, progress: Progress = quiet) -> DriftResult:
     """Compare the live database's schema with a scratch database upgraded from empty to
     the same heads (with the working tree's scripts where it has them)."""
-    from branchmig.alembicenv import alembic_env, start_loading_alembic
-    from branchmig.dbread import read_database
-
     start_loading_alembic()
     _, tree = ws.graph_at(WORKTREE)
     with alembic_env(ws.project) as env:
@@ -114,9 +114,6 @@ def models(ws: Workspace, *, progress: Progress = quiet) -> ModelsResult:
     """Compare the models (env.py's ``target_metadata``) with a scratch database built
     from empty to the working tree's heads, as ``alembic check`` compares them with the
     live one: a model change that no migration makes is named."""
-    from branchmig.alembicenv import alembic_env, start_loading_alembic
-    from branchmig.dbread import compare_models
-
     start_loading_alembic()
     _, tree = ws.graph_at(WORKTREE)
     revisions = tree.topological(tree.ancestors(tree.heads))
@@ -176,9 +173,6 @@ def _graph_holding(ws: Workspace, tree: Graph, live: DatabaseState) -> tuple[Gra
     heads = live.heads
     if all(h in tree for h in heads):
         return tree, WORKTREE
-    from branchmig.move.applied import applied_source
-    from branchmig.session import database_id
-    from branchmig.state import State
 
     dbid = database_id(ws, live)
     return applied_source(

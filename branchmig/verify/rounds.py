@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from branchmig.commitcode import CodeAt, code_for
+from branchmig.dbread import read_database
 from branchmig.downgrades import fix_for_failure
 from branchmig.errors import BranchmigError, ConfigError, DatabaseError, PlanError, first_line
+from branchmig.flaskapp import flask_engines_at
 from branchmig.graph import Graph, Revision
 from branchmig.plan import latest_common
+from branchmig.runner import Phase, StepFailed, run_phases
 from branchmig.schema import Schema, compare_each
 from branchmig.scripts import read_text_anywhere
+from branchmig.state import State
 from branchmig.urls import mask_url, same_database
 from branchmig.verify.reading import Reflected, inspect_connection, inspect_schema
 from branchmig.verify.results import (
@@ -151,7 +155,6 @@ class Texts:
             path = self.ws.repo.top / rev.path
             if path.is_file():
                 return path.read_bytes()
-        from branchmig.state import State
 
         text = State(self.ws.state_dir).kept_script(rev.blob) or read_text_anywhere(
             self.ws.repo, rev
@@ -186,9 +189,6 @@ class Runner:
         a Flask app's engines replaced in-process (``flask_engines_at``). Then env.py is
         run once to make sure it really connects there: one that takes its URL elsewhere
         is refused before any migration runs."""
-        from branchmig.dbread import read_database
-        from branchmig.flaskapp import flask_engines_at
-
         with contextlib.ExitStack() as stack:
             if self.env.flask_app is not None:
                 stack.enter_context(
@@ -244,8 +244,6 @@ class Runner:
         return latest_common(self.applied, self.graph)
 
     def upgrade(self, revisions: Sequence[str], *, shared_with: str | None) -> None:
-        from branchmig.runner import StepFailed
-
         try:
             self._run("upgrade", revisions)
         except StepFailed as err:
@@ -264,8 +262,6 @@ class Runner:
         self._run(direction, (rev_id,))
 
     def _run(self, direction: Literal["upgrade", "downgrade"], revisions: Sequence[str]) -> None:
-        from branchmig.runner import run_phases
-
         if not revisions:
             return
         run_phases(self.env, [self._phase(direction, revisions, self.applied)])
@@ -283,8 +279,6 @@ class Runner:
     ) -> Phase:
         """``code``: the code the scripts import from ("theirs": the code of
         ``revisions``)."""
-        from branchmig.runner import Phase
-
         scope = set(self.graph.ancestors([*applied, *revisions]))
         texts = {r: self.texts(r) for r in revisions}
         return Phase(
@@ -309,7 +303,6 @@ class Runner:
         together."""
         if len(self.reached) != 1:
             return [self._trip_by_steps(revisions[0], before, progress)]
-        from branchmig.runner import StepFailed, run_phases
 
         trips: list[Trip] = []
         phases, applied = [], set(self.applied)
@@ -348,8 +341,6 @@ class Runner:
         return trips
 
     def _trip_by_steps(self, rev_id: str, before: dict[str, Schema], progress: Progress) -> Trip:
-        from branchmig.runner import StepFailed
-
         trip = self._new_trip(rev_id, progress)
         try:
             for direction in _ROUND_TRIP:

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from branchmig.errors import BranchmigError, DatabaseError, first_line
+from branchmig.snapshots import backend_for_url
 from branchmig.urls import copy_url, mask_url, sync_url
 from branchmig.verify.results import Progress, quiet
 from branchmig.verify.targets import supported_backend
@@ -175,8 +176,6 @@ class Scratch:
 
 
 def _snapshot_backend(live_url: str, folder: Path) -> Any:
-    from branchmig.snapshots import backend_for_url
-
     return backend_for_url(live_url, store_dir=folder)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from branchmig.errors import ConfigError
+from branchmig.flaskapp import flask_engine_urls
 from branchmig.urls import backend_of, dialect_named, mask_url
 
 # How env.py is pointed at scratch databases, and what it must do for that to work: plain
@@ -26,8 +27,6 @@ def live_urls(env: Any) -> dict[str, str]:
     """The live databases by name: a Flask app's engines (read, not connected), else
     ``sqlalchemy.url``."""
     if env.flask_app is not None:
-        from branchmig.flaskapp import flask_engine_urls
-
         return flask_engine_urls(env)
     return {"": configured_url(env)}
 
