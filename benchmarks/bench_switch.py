@@ -58,7 +58,7 @@ def downgrade() -> None:
 # Loads Alembic as a switch does (on its thread, without Mako's Pygments plugin) and ends
 # as branchmig does, without the interpreter's teardown.
 FLOOR_IMPORTS = (
-    "import branchmig.cli, branchmig.move.commands, branchmig.runner, os; "
+    "import branchmig.cli, branchmig.dbcli, branchmig.runner, os; "
     "import branchmig.alembicenv as r; "
     "r.start_loading_alembic(); r._loading.join(); "
     "import alembic.context, sqlalchemy; os._exit(0)"

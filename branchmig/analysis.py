@@ -1,99 +1,18 @@
-"""The analyzer's commands, one typed function each: ``heads``, ``plan``, ``check``.
-They take a Workspace, return dataclasses, print nothing."""
+"""The analyzer's commands, one typed function each: ``plan`` and ``check`` (``heads``
+has a module of its own, light for a shell prompt). They take a Workspace, return
+dataclasses, print nothing."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-from branchmig import graphview
-from branchmig.alembicenv import alembic_env, start_loading_alembic
-from branchmig.cache import heads_memo
-from branchmig.dbread import read_database
 from branchmig.destructive import batch_warnings, scripted_columns, with_destructive
-from branchmig.downgrades import (
-    batch_hint,
-    find_unbatched,
-    sqlite_refuses,
-)
-from branchmig.errors import BranchmigError
+from branchmig.downgrades import batch_hint, find_unbatched, sqlite_refuses
 from branchmig.graph import Graph, merge_graphs
 from branchmig.plan import Plan, make_plan
 from branchmig.scripts import read_text_anywhere
 from branchmig.state import State
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
-
-if TYPE_CHECKING:
-    from branchmig.graphview import GraphView
-
-
-@dataclass(frozen=True)
-class HeadsResult:
-    ref: str
-    heads: tuple[str, ...]
-    paths: tuple[str, ...]
-    warnings: tuple[str, ...]
-
-
-def heads(ws: Workspace, *, ref: str = WORKTREE) -> HeadsResult:
-    """The heads of the graph at ``ref``; a broken graph is an error.
-
-    The answer is remembered by the scripts' signature (tree ids at a commit, file stats
-    in the working tree), so asking again about unchanged scripts reads none of them:
-    that is what lets the hook and shell prompts call it freely."""
-    signature = ws.signature(ref)
-    known = remembered_heads(ws, ref=ref, signature=signature)
-    if known is not None:
-        return known
-    summaries = heads_memo(ws.repo.common_dir)
-    scripts, graph = ws.graph_at(ref, signature=signature)
-    graph.check()
-    result = HeadsResult(
-        ref=ref or "WORKTREE",
-        heads=graph.heads,
-        paths=tuple(graph.revisions[h].path for h in graph.heads),
-        warnings=scripts.warnings,
-    )
-    if ws.still_signs(signature):
-        summaries.put(
-            signature,
-            {
-                "heads": list(result.heads),
-                "paths": list(result.paths),
-                "warnings": list(result.warnings),
-            },
-        )
-    return result
-
-
-def remembered_heads(
-    ws: Workspace, *, ref: str = WORKTREE, signature: str | None = None
-) -> HeadsResult | None:
-    """The answer ``heads`` gave last for these very scripts (the same signature); None
-    when there is none."""
-    signature = signature or ws.signature(ref)
-    known = heads_memo(ws.repo.common_dir).get(signature)
-    if known is None:
-        return None
-    return HeadsResult(
-        ref=ref or "WORKTREE",
-        heads=tuple(known["heads"]),
-        paths=tuple(known["paths"]),
-        warnings=tuple(known["warnings"]),
-    )
-
-
-def heads_output(result: HeadsResult, *, as_json: bool) -> tuple[str, str]:
-    """What ``branchmig heads`` prints: (standard output, standard error)."""
-    err = "".join(f"warning: {line}\n" for line in result.warnings)
-    if as_json:
-        return json.dumps({"ref": result.ref, "heads": list(result.heads)}, indent=2) + "\n", err
-    lines = [f"{h} (head)  {p}" for h, p in zip(result.heads, result.paths, strict=True)]
-    if not result.heads:
-        where = "the working tree" if result.ref == "WORKTREE" else repr(result.ref)
-        lines.append(f"no revisions at {where}")
-    return "".join(f"{line}\n" for line in lines), err
 
 
 @dataclass(frozen=True)
@@ -262,43 +181,3 @@ def too_many_heads(graph: Graph, ref: str) -> str:
 
 def _list_heads(graph: Graph, rev_ids: tuple[str, ...]) -> str:
     return ", ".join(f"'{r}' ({graph.revisions[r].path})" for r in rev_ids)
-
-
-def graph_view(
-    ws: Workspace, refs: list[str], *, database: bool = True, fold: bool = True
-) -> GraphView:
-    """The revision graph of ``refs`` together, each ref's heads marked and (unless
-    ``database`` is False) the database's position; the scripts' warnings with the view's.
-    A database that cannot be read is drawn without its mark, and a warning says why."""
-    if database:
-        start_loading_alembic()  # imported on a thread while git is read
-    read = [ws.graph_at(ref) for ref in refs]
-    warnings = [w for scripts, _ in read for w in scripts.warnings]
-    shown = [
-        ("working tree" if ref == WORKTREE else ref, found.heads)
-        for ref, (_, found) in zip(refs, read, strict=True)
-    ]
-    position = None
-    if database:
-        position = _database_heads(ws, warnings)
-    view = graphview.build_view(
-        merge_graphs(*(found for _, found in read)),
-        heads=shown,
-        database=position,
-        fold_after=graphview.FOLD_AFTER if fold else None,
-    )
-    return replace(view, warnings=tuple(dict.fromkeys(warnings + list(view.warnings))))
-
-
-def _database_heads(ws: Workspace, warnings: list[str]) -> tuple[str, ...] | None:
-    """The database's heads as ``status`` reads them; None, with a warning, when it
-    cannot be read."""
-    try:
-        with alembic_env(ws.project) as env:
-            return read_database(env).heads
-    except BranchmigError as err:
-        warnings.append(
-            f"the database's position is not marked: {err}. To draw without "
-            "reading it: branchmig graph --no-db"
-        )
-        return None

@@ -23,8 +23,7 @@ from typing import Any
 from branchmig.errors import StateError
 from branchmig.graph import Revision
 from branchmig.headers import parse_header
-from branchmig.layout import header_cache_path, heads_memo_path, script_sets_path
-from branchmig.state import write_private
+from branchmig.layout import header_cache_path, heads_memo_path, script_sets_path, write_private
 
 CACHE_VERSION = 2  # 2: headers in every form Alembic reads; stats as git's index keeps them
 # A file whose mtime or ctime is this recent may change again within the same clock tick

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,9 +24,29 @@ class Group(click.Group):
     place errors are translated. Every command added takes the conventions' options
     after its name too (``branchmig status -q`` is ``branchmig -q status``)."""
 
+    def __init__(
+        self,
+        *args: Any,
+        lazy: Collection[str] = (),
+        load: Callable[[str], click.Command] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``lazy``: commands listed by name, made by ``load(name)`` when first asked for."""
+        super().__init__(*args, **kwargs)
+        self.lazy, self.load = tuple(lazy), load
+
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        cmd.params.extend(conventions())
+        taken = {param.name for param in cmd.params}  # a lazy command met by a second group
+        cmd.params.extend(p for p in conventions() if p.name not in taken)
         super().add_command(cmd, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy and self.load is not None:
+            self.add_command(self.load(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -14,16 +14,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from branchmig.errors import BranchmigError
 from branchmig.gitrepo import GitRepo
 from branchmig.hooks import install
 from branchmig.move.commands import switch, sync
 from branchmig.workspace import Workspace
-
-if TYPE_CHECKING:
-    from branchmig.workspace import Workspace
 
 Say = Callable[[str], None]
 

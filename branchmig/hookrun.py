@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING  # noqa: E402
 
 from branchmig.errors import BranchmigError, MoveFailed, NoProjectError, ScriptLoadError  # noqa: E402
 from branchmig.gitrepo import GitRepo, is_null_id  # noqa: E402
+from branchmig.heads import heads  # noqa: E402
 from branchmig.hooks import recorded_config  # noqa: E402
 from branchmig.process import exit_now  # noqa: E402
 from branchmig.project import find_project  # noqa: E402
@@ -166,16 +167,13 @@ def _branch_left(ws: Workspace) -> str | None:
 
 
 def _sync(ws: Workspace, *, previous: str | None, previous_branch: str | None) -> MoveResult:
-    # A door: an amend or a plain commit skips the hook without loading the move (~15 ms).
+    # A door: an amend or a plain commit skips the hook without loading the move (~20 ms).
     from branchmig.move.commands import sync
 
     return sync(ws, previous=previous, previous_branch=previous_branch, progress=_say)
 
 
 def _extra_heads(ws: Workspace) -> tuple[str, ...]:
-    # A door: only merges and rebases ask for the heads (analysis loads Alembic's edges).
-    from branchmig.analysis import heads
-
     found = heads(ws).heads
     return found if len(found) > ws.project.settings.expected_heads else ()
 
@@ -187,7 +185,7 @@ def _close_merge(ws: Workspace) -> bool:
     mode = ws.project.settings.on_merge
     if mode == "warn" or not _extra_heads(ws):
         return False
-    # A door: merge revisions are written only when a merge left several heads.
+    # A door: merge.py (with the move it imports) loads only when a merge left several heads.
     from branchmig.merge import merge_heads
 
     outcome = merge_heads(ws, rebase=mode == "rebase", progress=_say)

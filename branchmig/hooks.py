@@ -16,17 +16,14 @@ chained ones back.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from branchmig.errors import BranchmigError, ConfigError, GitError
 from branchmig.gitrepo import GitRepo
-from branchmig.layout import hook_conf_path
-from branchmig.state import write_private
+from branchmig.layout import hook_conf_path, write_private
 
 HOOK_NAMES: tuple[str, ...] = ("post-checkout", "post-merge", "post-rewrite", "post-commit")
 MARKER = "# branchmig-hook:"
@@ -250,6 +247,9 @@ def _normalise_watch(watch: Sequence[str], toplevel: Path) -> tuple[str, ...]:
 
 
 def _resolve_python(python: str) -> str:
+    # shutil and importlib.resources (~5 ms) load for install only, not for the hook.
+    import shutil
+
     found = shutil.which(python) if os.sep not in python else python
     if found is None or not os.access(found, os.X_OK) or os.path.isdir(found):
         raise ConfigError(f"Python interpreter '{python}' not found or not executable")
@@ -259,6 +259,8 @@ def _resolve_python(python: str) -> str:
 
 
 def _template() -> bytes:
+    from importlib import resources
+
     try:
         return resources.files("branchmig.hook_scripts").joinpath(TEMPLATE_NAME).read_bytes()
     except (ModuleNotFoundError, FileNotFoundError):

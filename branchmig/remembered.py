@@ -19,7 +19,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -252,6 +251,7 @@ def identity(path: str) -> tuple[int, int] | None:
 def read_heads(path: str) -> tuple[str, ...] | None:
     """``alembic_version`` of the SQLite file, read-only; () without the table; None when
     it cannot be read."""
+    import sqlite3  # its library loads only when a remembered file is read
     from urllib.parse import quote
 
     try:

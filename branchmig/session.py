@@ -20,16 +20,14 @@ from branchmig.alembicenv import alembic_env
 from branchmig.databases import AlembicEnv, DatabaseState
 from branchmig.dbread import missing_database, read_database
 from branchmig.errors import BranchmigError, DatabaseError
-from branchmig.snapshots import backend_for, pgsurvey
+from branchmig.snapshots import SnapshotBackend, backend_for, pgsurvey
 from branchmig.snapshots.folder import SnapshotFolder
 from branchmig.state import DatabaseId, Journal, Owner, State, Suspect, moving
 from branchmig.urls import parse_server_url, plain_sqlite_path
 from branchmig.workspace import Workspace
 
 if TYPE_CHECKING:
-    from branchmig.databases import AlembicEnv, DatabaseState
     from branchmig.remembered import Remembered
-    from branchmig.snapshots import SnapshotBackend
     from branchmig.snapshots.pgsurvey import Survey
 
 Progress = Callable[[str], None]

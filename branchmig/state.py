@@ -10,16 +10,16 @@ import hashlib
 import json
 import marshal
 import os
-import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from branchmig.errors import LockedError, StateError
+from branchmig.errors import LockedError
 from branchmig.gitrepo import blob_id, format_in_files
 from branchmig.graph import Revision
+from branchmig.layout import private_folder, write_private
 from branchmig.urls import mask_url, relative_sqlite
 
 APPLIED_FORMAT = 1
@@ -27,69 +27,6 @@ APPLIED_FORMAT = 1
 # template reads it): not a file per branch, where `x` would block `x/y` and `a` be `A`
 # on a case-insensitive filesystem.
 RESTORE_ON_LIST = "restore-on.list"
-
-
-def private_folder(path: Path) -> Path:
-    """``path`` and its parents up to the git dir, made if needed, readable by the owner
-    only (what is kept there holds database names, schemas and data)."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for folder in (path, *path.parents):
-        if folder.name == "branchmig" or folder == path:
-            with contextlib.suppress(OSError):
-                if folder.stat().st_mode & 0o077:
-                    folder.chmod(0o700)
-        if folder.name == "branchmig":
-            break
-    return path
-
-
-def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
-    """Replace ``path`` atomically with ``data``, readable by the owner only; with
-    ``durable``, wait for the disk (the journal and the snapshot index must tell the truth
-    after a crash). The one way files under ``.git/branchmig`` are written. A failed write
-    (a full disk) leaves the old file as it was and raises ``StateError``."""
-    private_folder(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        if durable:
-            fsync_folder(path.parent)  # the rename itself
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StateError(
-            f"Cannot write '{path}': {err.strerror or err}; free some space (or fix the "
-            "folder's permissions), then run the command again"
-        ) from err
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_folder(path: Path) -> None:
-    """Wait for the disk to hold the folder's entries (a rename into it); a platform
-    whose folders cannot be opened for that (Windows) does without."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -526,6 +463,8 @@ class State:
         # written): the list replaces it whole.
         old = self.root / "restore-on"
         if old.is_dir():
+            import shutil  # ~4 ms with the compressors it loads, for a folder rarely there
+
             shutil.rmtree(old, ignore_errors=True)
 
     def add_snapshot(self, record: SnapshotRecord, applied: Mapping[str, str]) -> None:

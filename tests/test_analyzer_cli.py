@@ -431,7 +431,7 @@ def test_a_remembered_heads_answer_is_printed_without_the_cli_exactly_as_it(
         check=False,
     )
     imported = {line.rsplit("|", 1)[-1].strip() for line in timed.stderr.splitlines()}
-    assert "branchmig.analysis" in imported and "click" not in imported
+    assert "branchmig.heads" in imported and "click" not in imported
     assert timed.stdout == first.stdout
 
 

@@ -19,7 +19,10 @@ from branchmig.cli import main
 
 def _commands(group: click.Group, path: str = "") -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = []
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the lazily loaded ones too
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         found.append((f"{path}{name}", cmd))
         if isinstance(cmd, click.Group):
             found += _commands(cmd, f"{path}{name} ")

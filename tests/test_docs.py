@@ -56,7 +56,10 @@ def anchors(path: Path) -> set[str]:
 
 
 def commands(group: click.Group, path: str = "branchmig") -> Iterator[tuple[str, click.Command]]:
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the lazily loaded ones too
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         yield f"{path} {name}", cmd
         if isinstance(cmd, click.Group):
             yield from commands(cmd, f"{path} {name}")

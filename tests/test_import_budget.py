@@ -2,12 +2,17 @@
 ``branchmig heads``, cold and remembered. Each runs in a fresh interpreter on a real
 project; the test lists the modules it ended with. SQLAlchemy, Alembic, click and the
 drivers are imported lazily for these paths' sake: a module-level import of one of them
-anywhere on the way shows up here, not as a slower checkout weeks later."""
+anywhere on the way shows up here, not as a slower checkout weeks later.
+
+branchmig's own modules are imported at module level, but at a few doors (``DOORS``):
+functions that load a costly part only when it is needed, each saying why."""
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from e2e_projects import Project
@@ -51,12 +56,11 @@ def _hook(p: Project, hook: str, *args: str) -> str:
     return f"from branchmig import hookrun; hookrun.run({hook!r}, {list(args)!r})"
 
 
-# The move's machinery, loaded by the hook before it knows whether it moves anything.
+# What the hook loads before it knows whether it moves anything: the project found, the
+# hook's config, the heads, the reports it prints. The move is behind hookrun._sync.
 HOOK_MODULES = {
     "branchmig",
     "branchmig.cache",
-    "branchmig.commitcode",
-    "branchmig.databases",
     "branchmig.downgrades",
     "branchmig.errors",
     "branchmig.gitrepo",
@@ -68,9 +72,31 @@ HOOK_MODULES = {
     "branchmig.gitrepo.worktree",
     "branchmig.graph",
     "branchmig.headers",
+    "branchmig.heads",
     "branchmig.hookrun",
     "branchmig.hooks",
     "branchmig.layout",
+    "branchmig.process",
+    "branchmig.project",
+    "branchmig.reports",
+    "branchmig.reports.analysis",
+    "branchmig.reports.move",
+    "branchmig.scripts",
+    "branchmig.snapshots",
+    "branchmig.snapshots.base",
+    "branchmig.snapshots.together",
+    "branchmig.urls",
+    "branchmig.workspace",
+}
+# What a move adds: its machinery, its session and state, the edges to Alembic and the
+# database (light: SQLAlchemy and Alembic load inside their functions), the SQLite backend.
+MOVE_MODULES = HOOK_MODULES | {
+    "branchmig.alembicenv",
+    "branchmig.commitcode",
+    "branchmig.databases",
+    "branchmig.dbread",
+    "branchmig.destructive",
+    "branchmig.flaskapp",
     "branchmig.lifecycle",
     "branchmig.move",
     "branchmig.move.applied",
@@ -83,20 +109,14 @@ HOOK_MODULES = {
     "branchmig.move.rollback",
     "branchmig.move.steps",
     "branchmig.plan",
-    "branchmig.process",
-    "branchmig.project",
     "branchmig.provenance",
     "branchmig.remembered",
-    "branchmig.reports",
-    "branchmig.reports.analysis",
-    "branchmig.reports.move",
-    "branchmig.scripts",
+    "branchmig.runner",
     "branchmig.session",
-    "branchmig.snapshots",
-    "branchmig.snapshots.base",
+    "branchmig.snapshots.folder",
+    "branchmig.snapshots.pgsurvey",
+    "branchmig.snapshots.sqlite",
     "branchmig.state",
-    "branchmig.urls",
-    "branchmig.workspace",
 }
 
 
@@ -124,8 +144,7 @@ def test_a_return_that_only_restores_loads_neither_sqlalchemy_nor_alembic(
     ours, third, said = _loaded(p, _hook(p, "post-checkout", previous, new, "1"))
     assert "restored the snapshot of 'feature2'" in said, said
     assert not third & HEAVY, third
-    allowed = HOOK_MODULES | {"branchmig.snapshots.sqlite", "branchmig.snapshots.folder"}
-    assert ours <= allowed, ours - allowed
+    assert ours <= MOVE_MODULES, ours - MOVE_MODULES
     status = p.status()
     assert status["in_step"], status
 
@@ -133,7 +152,6 @@ def test_a_return_that_only_restores_loads_neither_sqlalchemy_nor_alembic(
 # What `branchmig heads` may load on its way to the answer.
 HEADS_MODULES = {
     "branchmig",
-    "branchmig.analysis",
     "branchmig.cache",
     "branchmig.downgrades",
     "branchmig.entry",
@@ -147,27 +165,36 @@ HEADS_MODULES = {
     "branchmig.gitrepo.worktree",
     "branchmig.graph",
     "branchmig.headers",
+    "branchmig.heads",
     "branchmig.layout",
-    "branchmig.plan",
     "branchmig.process",
     "branchmig.project",
     "branchmig.scripts",
     "branchmig.workspace",
 }
-# The cold path goes through the CLI: click, and the modules every command shares.
+# The cold path goes through the CLI: click, and the modules of the commands that do not
+# move the database: the analyzer, `graph` (which reads the database through the edges to
+# Alembic, light until called), `install`. Those of `dbcli` load when one of them runs.
 CLI_MODULES = {
+    "branchmig.alembicenv",
+    "branchmig.analysis",
     "branchmig.cli",
     "branchmig.conventions",
+    "branchmig.databases",
+    "branchmig.dbread",
+    "branchmig.destructive",
+    "branchmig.flaskapp",
+    "branchmig.graphing",
     "branchmig.graphview",
+    "branchmig.hooks",
+    "branchmig.plan",
+    "branchmig.remembered",
     "branchmig.reports",
     "branchmig.reports.analysis",
     "branchmig.reports.hooks",
-    "branchmig.reports.move",
-    "branchmig.reports.snapshots",
-    "branchmig.reports.status",
-    "branchmig.reports.verify",
     "branchmig.snapshots",
     "branchmig.snapshots.base",
+    "branchmig.snapshots.together",
     "branchmig.state",
     "branchmig.urls",
 }
@@ -195,3 +222,73 @@ def test_the_probe_sees_a_heavy_import(alembic_repo_with_two_feature_branches: P
         alembic_repo_with_two_feature_branches, "import branchmig.runner, sqlalchemy"
     )
     assert "sqlalchemy" in third and "branchmig.runner" in ours
+
+
+# The functions that import branchmig's own modules, as module:function; each says why
+# in a comment starting "A door:". Everywhere else they are imported at module level.
+DOORS = {
+    "branchmig.entry:main",  # click and the CLI, when no remembered answer will do
+    "branchmig.cli:_database_command",  # the move's machinery, for the commands that move
+    "branchmig.hookrun:_sync",  # the move's machinery, when the hook moves
+    "branchmig.hookrun:_close_merge",  # merge revisions, when a merge left several heads
+    "branchmig.snapshots:_sqlite_backend",  # one backend per database met
+    "branchmig.snapshots:_server_backend",  # (and a server's driver)
+}
+PACKAGE = Path(__file__).resolve().parent.parent / "branchmig"
+
+
+def _imported(node: ast.AST) -> list[str]:
+    """The modules ``node`` imports, ``?`` for an ``import_module`` of a computed name."""
+    if isinstance(node, ast.ImportFrom):
+        return [("." * node.level) + (node.module or "")]
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    dynamic = ("importlib.import_module", "import_module", "__import__")
+    if isinstance(node, ast.Call) and ast.unparse(node.func) in dynamic and node.args:
+        arg = node.args[0]
+        return [arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else "?"]
+    return []
+
+
+def _imports_in_functions() -> dict[str, list[str]]:
+    """module:function -> the own modules it imports (``?``: it cannot be told before)."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                own = [
+                    name
+                    for node in ast.walk(fn)
+                    for name in _imported(node)
+                    if name == "?" or name.startswith((".", "branchmig"))
+                ]
+                if own:
+                    found.setdefault(f"{module}:{fn.name}", []).extend(own)
+    return found
+
+
+def test_own_modules_are_imported_at_module_level_but_at_the_doors() -> None:
+    found = _imports_in_functions()
+    outside = {where: names for where, names in found.items() if where not in DOORS}
+    assert not outside, f"import these at module level, or make a door of the function: {outside}"
+    assert set(found) == DOORS, f"doors that import nothing any more: {DOORS - set(found)}"
+    assert sum(len(names) for names in found.values()) <= 15, found
+
+
+def test_each_door_says_why_it_is_lazy() -> None:
+    for door in sorted(DOORS):
+        module, _, function = door.partition(":")
+        path = PACKAGE.parent.joinpath(*module.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        (fn,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
+        text = ast.get_source_segment(path.read_text(encoding="utf-8"), fn) or ""
+        assert "# A door:" in text, door
+
+
+def test_the_door_check_sees_an_import_in_a_function() -> None:
+    """The check above would pass on a walk that saw nothing."""
+    found = _imports_in_functions()
+    assert "branchmig.move.commands" in found["branchmig.hookrun:_sync"]

@@ -11,8 +11,9 @@ import pytest
 
 from branchmig.errors import StateError
 from branchmig.graph import Revision
+from branchmig.layout import write_private
 from branchmig.snapshots.folder import SnapshotFolder
-from branchmig.state import SnapshotRecord, State, write_private
+from branchmig.state import SnapshotRecord, State
 
 
 def record(key: str) -> SnapshotRecord:

@@ -7,7 +7,6 @@ import contextlib
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from branchmig.commitcode import code_at, code_for
 from branchmig.errors import NotAsRemembered
@@ -16,9 +15,6 @@ from branchmig.move.applied import script_text
 from branchmig.plan import Plan
 from branchmig.runner import Phase, run_phases
 from branchmig.session import Session, forget
-
-if TYPE_CHECKING:
-    from branchmig.runner import Phase
 
 
 def run_plan(

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from branchmig.state import fsync_file, fsync_folder, private_folder
+from branchmig.layout import fsync_file, fsync_folder, private_folder
 
 
 class SnapshotFolder:

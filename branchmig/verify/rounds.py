@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from branchmig.commitcode import CodeAt, code_for
 from branchmig.dbread import read_database
@@ -35,10 +35,6 @@ from branchmig.verify.results import (
 from branchmig.verify.scratch import Scratch
 from branchmig.verify.targets import POINTED, backends_of
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
-
-if TYPE_CHECKING:
-    from branchmig.runner import Phase
-
 
 Direction = Literal["upgrade", "downgrade"]
 _ROUND_TRIP: tuple[Direction, ...] = ("upgrade", "downgrade", "upgrade")
