@@ -12,7 +12,6 @@ from pathlib import Path
 
 import click
 
-from branchmig import graphview
 from branchmig.analysis import check as run_check
 from branchmig.analysis import plan_between
 from branchmig.conventions import (
@@ -27,7 +26,6 @@ from branchmig.conventions import (
     warn,
 )
 from branchmig.gitrepo import GitRepo
-from branchmig.graphing import graph_view
 from branchmig.heads import heads as heads_of
 from branchmig.heads import heads_output
 from branchmig.hooks import install as install_hooks
@@ -37,7 +35,16 @@ from branchmig.reports import analysis as analysis_reports
 from branchmig.reports import hooks as hook_reports
 
 # The commands of ``dbcli``, by name.
-DATABASE_COMMANDS = ("switch", "sync", "status", "merge-heads", "snapshot", "verify", "demo")
+DATABASE_COMMANDS = (
+    "switch",
+    "sync",
+    "status",
+    "merge-heads",
+    "snapshot",
+    "verify",
+    "graph",
+    "demo",
+)
 
 
 def _database_command(name: str) -> click.Command:
@@ -135,37 +142,6 @@ def uninstall(ctx: click.Context) -> None:
     repo = GitRepo.discover(Path.cwd())
     result = uninstall_hooks(repo_root=repo.top)
     echo(hook_reports.uninstalled_text(result))
-
-
-@main.command()
-@click.argument("refs", nargs=-1, metavar="[REF]...")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "mermaid", "dot"]),
-    default="text",
-    help="text for a terminal, mermaid for a pull-request comment, dot for Graphviz.",
-)
-@click.option(
-    "--no-db", is_flag=True, help="Do not read the database (no env.py runs); mark no position."
-)
-@click.option("--no-fold", is_flag=True, help="Draw every revision; fold no linear run.")
-@click.pass_context
-def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool, no_fold: bool) -> None:
-    """The revision graph of the REFs together (default: the working tree, '.'), each
-    ref's heads and the database's position marked. Long linear runs fold into one node."""
-    import os
-
-    ws = open_workspace(ctx)
-    view = graph_view(
-        ws,
-        list(dict.fromkeys(as_ref(name) for name in refs or (".",))),
-        database=not no_db,
-        fold=not no_fold,
-    )
-    warn(list(view.warnings))
-    color = fmt == "text" and not os.environ.get("NO_COLOR") and sys.stdout.isatty()
-    click.echo(graphview.render(view, fmt, color=color), color=color)
 
 
 def entry_point() -> None:

@@ -1,10 +1,12 @@
-"""The commands that open the database: ``switch``, ``sync``, ``status``, ``merge-heads``,
-``snapshot``, ``verify`` and ``demo``. ``cli.main`` loads this module (and with it the
-move's machinery, ~30 ms) only when one of them runs, so that ``heads``, ``plan`` and
-``check`` answer without it."""
+"""The commands that open the database: ``switch``, ``sync``, ``status``,
+``merge-heads``, ``snapshot``, ``verify``, ``graph`` and ``demo``. ``cli.main`` loads
+this module (and with it the move's machinery, ~30 ms) only when one of them runs, so
+that ``heads``, ``plan`` and ``check`` answer without it."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 
 import click
 
+from branchmig import graphview
 from branchmig import verify as verify_core
 from branchmig.conventions import (
     Group,
@@ -23,8 +26,10 @@ from branchmig.conventions import (
     progress,
     show,
     terminate_option,
+    warn,
 )
 from branchmig.demo import run_demo
+from branchmig.graphing import graph_view
 from branchmig.merge import merge_heads as run_merge
 from branchmig.move.commands import switch as run_switch
 from branchmig.move.commands import sync as run_sync
@@ -327,6 +332,36 @@ def demo(folder: Path | None, keep: bool) -> None:
         raise click.exceptions.Exit(1)
 
 
+@click.command()
+@click.argument("refs", nargs=-1, metavar="[REF]...")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "mermaid", "dot"]),
+    default="text",
+    help="text for a terminal, mermaid for a pull-request comment, dot for Graphviz.",
+)
+@click.option(
+    "--no-db", is_flag=True, help="Do not read the database (no env.py runs); mark no position."
+)
+@click.option("--no-fold", is_flag=True, help="Draw every revision; fold no linear run.")
+@click.pass_context
+def graph(ctx: click.Context, refs: tuple[str, ...], fmt: str, no_db: bool, no_fold: bool) -> None:
+    """The revision graph of the REFs together (default: the working tree, '.'), each
+    ref's heads and the database's position marked. Long linear runs fold into one node."""
+
+    ws = open_workspace(ctx)
+    view = graph_view(
+        ws,
+        list(dict.fromkeys(as_ref(name) for name in refs or (".",))),
+        database=not no_db,
+        fold=not no_fold,
+    )
+    warn(list(view.warnings))
+    color = fmt == "text" and not os.environ.get("NO_COLOR") and sys.stdout.isatty()
+    click.echo(graphview.render(view, fmt, color=color), color=color)
+
+
 # By the names ``cli.main`` lists them under.
 COMMANDS: dict[str, click.Command] = {
     "switch": switch,
@@ -335,5 +370,6 @@ COMMANDS: dict[str, click.Command] = {
     "merge-heads": merge_heads,
     "snapshot": snapshot,
     "verify": verify,
+    "graph": graph,
     "demo": demo,
 }

@@ -173,22 +173,14 @@ HEADS_MODULES = {
     "branchmig.workspace",
 }
 # The cold path goes through the CLI: click, and the modules of the commands that do not
-# move the database: the analyzer, `graph` (which reads the database through the edges to
-# Alembic, light until called), `install`. Those of `dbcli` load when one of them runs.
+# open the database (the analyzer, install); those of `dbcli` load when one of them runs.
 CLI_MODULES = {
-    "branchmig.alembicenv",
     "branchmig.analysis",
     "branchmig.cli",
     "branchmig.conventions",
-    "branchmig.databases",
-    "branchmig.dbread",
     "branchmig.destructive",
-    "branchmig.flaskapp",
-    "branchmig.graphing",
-    "branchmig.graphview",
     "branchmig.hooks",
     "branchmig.plan",
-    "branchmig.remembered",
     "branchmig.reports",
     "branchmig.reports.analysis",
     "branchmig.reports.hooks",
