@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from e2e_projects import Project
 
+from branchmig import cli, dbcli
+
 # Third-party top-level packages none of these paths may load.
 HEAVY = {"sqlalchemy", "alembic", "click", "flask", "psycopg", "pymysql", "mako", "greenlet"}
 
@@ -284,3 +286,9 @@ def test_the_door_check_sees_an_import_in_a_function() -> None:
     """The check above would pass on a walk that saw nothing."""
     found = _imports_in_functions()
     assert "branchmig.move.commands" in found["branchmig.hookrun:_sync"]
+
+
+def test_the_cli_lists_every_command_of_dbcli_and_no_other() -> None:
+    """``cli.main`` names the lazy commands without loading them: the list and the module
+    must not drift apart (a command missing from it would be unreachable)."""
+    assert sorted(cli.DATABASE_COMMANDS) == sorted(dbcli.COMMANDS)
