@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from branchmig.errors import BranchmigError, MoveFailed
+from branchmig.errors import BranchmigError, MoveFailed, SessionsBlockingError
 from branchmig.workspace import WORKTREE, Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,7 +76,6 @@ SESSIONS_ADVICE = (
 def error_line(err: BranchmigError) -> str:
     """``err``'s line with the command line's advice added where the error leaves it to
     its caller: sessions blocking a snapshot, alone or as the cause of a failed move."""
-    from branchmig.snapshots.base import SessionsBlockingError  # only on an error's way
 
     blocking = err.cause if isinstance(err, MoveFailed) else err
     if not isinstance(blocking, SessionsBlockingError):

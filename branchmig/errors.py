@@ -119,6 +119,20 @@ class SnapshotError(BranchmigError):
     """A snapshot could not be saved, restored or dropped."""
 
 
+class SessionsBlockingError(SnapshotError):
+    """Other sessions hold the live database open, so it cannot be copied or renamed.
+    ``message`` says what and who, ``sessions`` names each; what to do about them is the
+    caller's to say (the command line and the git hook advise differently)."""
+
+    def __init__(self, message: str, *, sessions: list[str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sessions = sessions
+
+    def facts(self) -> dict[str, Any]:
+        return {"sessions": list(self.sessions)}
+
+
 class LockedError(BranchmigError):
     """Another branchmig process holds the lock on this repository."""
 

@@ -25,14 +25,19 @@ import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
-from branchmig.errors import BranchmigError, MoveFailed, NoProjectError, ScriptLoadError  # noqa: E402
+from branchmig.errors import (  # noqa: E402
+    BranchmigError,
+    MoveFailed,
+    NoProjectError,
+    ScriptLoadError,
+    SessionsBlockingError,
+)
 from branchmig.gitrepo import GitRepo, is_null_id  # noqa: E402
 from branchmig.heads import heads  # noqa: E402
 from branchmig.hooks import recorded_config  # noqa: E402
 from branchmig.process import exit_now  # noqa: E402
 from branchmig.project import find_project  # noqa: E402
 from branchmig.reports.move import hook_lines, merge_hook_lines  # noqa: E402
-from branchmig.snapshots.base import SessionsBlockingError  # noqa: E402
 from branchmig.workspace import Workspace  # noqa: E402
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
-from branchmig.errors import SnapshotError
+from branchmig.errors import SessionsBlockingError, SnapshotError
 
 if TYPE_CHECKING:
     import threading
@@ -98,20 +98,6 @@ class SnapshotBackend(Protocol):
     def describe(self) -> str:
         """The live database in words, for messages; never shows a password."""
         ...
-
-
-class SessionsBlockingError(SnapshotError):
-    """Other sessions hold the live database open, so it cannot be copied or renamed.
-    ``message`` says what and who, ``sessions`` names each; what to do about them is the
-    caller's to say (the command line and the git hook advise differently)."""
-
-    def __init__(self, message: str, *, sessions: list[str]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.sessions = sessions
-
-    def facts(self) -> dict[str, Any]:
-        return {"sessions": list(self.sessions)}
 
 
 def check_key(key: str) -> str:
