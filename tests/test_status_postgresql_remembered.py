@@ -89,6 +89,21 @@ def other_postgres_url(postgres_server_url: str) -> Iterator[str]:
         yield url
 
 
+# A snapshot database's size may grow by a few pages between two readings (autovacuum
+# gives its tables their free-space and visibility maps in its own time): the two ways
+# of reading must agree on it to within that.
+PAGES = 16 * 8192
+
+
+def _same(said: str, expected: str) -> bool:
+    """Two JSON answers alike, the snapshots' sizes to within ``PAGES``."""
+    a, b = json.loads(said), json.loads(expected)
+    for x, y in zip(a.get("snapshots", []), b.get("snapshots", []), strict=False):
+        if abs(x["size"] - y["size"]) <= PAGES:
+            x["size"] = y["size"]
+    return bool(a == b)
+
+
 def test_a_remembered_postgres_status_runs_no_env_py_and_says_the_same(
     pg_feature2_with_snapshot: Project,
 ) -> None:
@@ -99,12 +114,14 @@ def test_a_remembered_postgres_status_runs_no_env_py_and_says_the_same(
     memo = _memo(p)
     assert memo is not None and memo["kind"] == "postgresql"
     assert "H4_STATUS_DB_URL" in memo["environ"]  # type: ignore[operator]
-    assert (p.ok("status").stdout, p.ok("status", "--json").stdout) == full
-    assert p.ok("snapshot", "list", "--json").stdout == full_list
+    assert p.ok("status").stdout == full[0]
+    assert _same(p.ok("status", "--json").stdout, full[1])
+    assert _same(p.ok("snapshot", "list", "--json").stdout, full_list)
     assert runs(p) == 1
     assert len(json.loads(full_list)["snapshots"]) >= 2  # a copy on the server each
     _forget(p)
-    assert (p.ok("status").stdout, p.ok("status", "--json").stdout) == full
+    assert p.ok("status").stdout == full[0]
+    assert _same(p.ok("status", "--json").stdout, full[1])
     assert runs(p) == 2
 
 
