@@ -29,6 +29,7 @@ from branchmig.provenance import (
     on_line,
     owner_of_database,
     strays_among,
+    unsure_texts,
 )
 from branchmig.session import Session, recall
 from branchmig.state import Owner
@@ -76,6 +77,8 @@ def decide(
     restore = choice.held
     plan = _plan(s, req.target, source, restore)
     applied = blobs_of(source, tuple(source.ancestors(before, strict=False)))
+    for rev_id in _unvouched(s, key, applied, reverting_with, req.target):
+        del applied[rev_id]  # any text fits: a snapshot of this database claims none
     superseded = {h.key for h in held if h.branch == owner.branch and not mismatch(h, applied)}
     decision = decide_snapshots(
         use=use,
@@ -110,6 +113,22 @@ def _restore_choice(
         strays=strays,
         on_our_line=line,
     )
+
+
+def _unvouched(
+    s: Session,
+    key: str,
+    applied: Mapping[str, str],
+    reverting_with: Mapping[str, Revision] | None,
+    target: Graph,
+) -> list[str]:
+    """The revisions of ``applied`` whose text nothing vouches for: plain Alembic applied
+    them, branchmig recorded no text, and git holds several (``provenance.unsure_texts``).
+    The source graph has one of them, not necessarily the one that migrated the
+    database, so a snapshot of it must not claim that text (the record does not either)."""
+    known = s.state.applied(key)
+    loose = [r for r in applied if r not in known and r not in (reverting_with or {})]
+    return list(unsure_texts(s.ws, known, loose, target=target)) if loose else []
 
 
 def _plan(s: Session, target: Graph, source: Graph, restore: Held | None) -> Plan:
