@@ -89,6 +89,13 @@ COMMAND_TIMEOUT = 120.0
 # "return" comes back to feature2 after a round trip, so the move only restores its waiting
 # snapshot (on SQLite without Alembic: the remembered database, see branchmig/remembered.py).
 HOOK_PATHS = ("hook", "return")
+PATHS = ("hook", "switch", "return", "restore")
+# path=restore: ``branchmig snapshot restore point`` of a snapshot saved by name, with each
+# of these options in turn, then each of these next commands in turn (every pairing once in
+# six trials; the three controls, numbered -1 to -3, take the three options).
+RESTORE_NAME = "point"
+RESTORE_OPTIONS = ("--keep", "--consume", "")
+RESTORE_NEXT = (("snapshot", "list", "--json"), ("status",))
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/mysql"
 
@@ -523,10 +530,18 @@ class Move:
     returncode: int | None
 
 
+def move_argv(path: str, option: str = "") -> list[str]:
+    """The command a trial of ``path`` starts (``option``: the restore's --keep/--consume)."""
+    if path in HOOK_PATHS:
+        return ["git", "checkout", "feature2"]
+    if path == "restore":
+        return [BRANCHMIG, "snapshot", "restore", *filter(None, [option]), RESTORE_NAME]
+    return [BRANCHMIG, "switch", "feature2"]
+
+
 def start_move(
-    p: Project, path: str, to: str, scratch: Path
+    p: Project, argv: list[str], scratch: Path
 ) -> tuple[subprocess.Popen[bytes], Path, Path]:
-    argv = ["git", "checkout", to] if path in HOOK_PATHS else [BRANCHMIG, "switch", to]
     out, err = scratch / "move.out", scratch / "move.err"
     with out.open("wb") as fo, err.open("wb") as fe:
         proc = subprocess.Popen(
@@ -563,6 +578,29 @@ def _wait_for_group(pgid: int, timeout: float = COMMAND_TIMEOUT) -> None:
         time.sleep(0.01)
 
 
+def _kill_hookrun(
+    proc: subprocess.Popen[bytes], kill_group: bool, sig: signal.Signals
+) -> tuple[bool, bool]:
+    """``sig`` to the hook's python under ``proc`` (or to the group) the first instant it
+    exists: whether it was sent, and whether it had to be waited for."""
+    first, waited = True, False
+    while proc.poll() is None:
+        target = find_hookrun(proc.pid)
+        if target is not None:
+            try:
+                if kill_group:
+                    os.killpg(proc.pid, sig)
+                else:
+                    os.kill(target, sig)
+            except ProcessLookupError:
+                return False, waited  # it had just ended: counted as finished
+            return True, waited
+        waited = waited or not first
+        first = False
+        time.sleep(0.001)
+    return False, waited
+
+
 def run_move(
     p: Project,
     path: str,
@@ -570,41 +608,28 @@ def run_move(
     kill_after: float | None,
     kill_group: bool,
     sig: signal.Signals = signal.SIGKILL,
+    option: str = "",
 ) -> Move:
-    """Move to feature2 by ``path``; with ``kill_after``, send ``sig`` (SIGKILL, or
-    SIGINT as a terminal's Ctrl-C does) that many seconds after the start (path=hook: the
-    hook's python; the first instant it exists, when the kill instant comes before)."""
+    """Move to feature2 by ``path`` (path=restore: restore the snapshot, with ``option``);
+    with ``kill_after``, send ``sig`` (SIGKILL, or SIGINT as a terminal's Ctrl-C does) that
+    many seconds after the start (path=hook: the hook's python; the first instant it
+    exists, when the kill instant comes before)."""
     start = time.perf_counter()
-    proc, out, err = start_move(p, path, "feature2", scratch)
+    proc, out, err = start_move(p, move_argv(path, option), scratch)
     killed = waited = False
     if kill_after is not None:
         deadline = start + kill_after
         while time.perf_counter() < deadline and proc.poll() is None:
             time.sleep(min(0.002, max(0.0, deadline - time.perf_counter())))
         if proc.poll() is None:
-            if path == "switch":
+            if path not in HOOK_PATHS:
                 if kill_group:
                     os.killpg(proc.pid, sig)
                 else:
                     os.kill(proc.pid, sig)
                 killed = True
             else:
-                first = True
-                while proc.poll() is None:
-                    target = find_hookrun(proc.pid)
-                    if target is not None:
-                        try:
-                            if kill_group:
-                                os.killpg(proc.pid, sig)
-                            else:
-                                os.kill(target, sig)
-                            killed = True
-                        except ProcessLookupError:
-                            pass  # it had just ended: counted as finished
-                        break
-                    waited = waited or not first
-                    first = False
-                    time.sleep(0.001)
+                killed, waited = _kill_hookrun(proc, kill_group, sig)
     journal = None
     if killed:
         try:
@@ -657,6 +682,48 @@ class Trial:
     # imports): its own "KeyboardInterrupt" traceback, before any branchmig code ran.
     at_start: bool = False
     waited_for_hook: bool = False
+    variant: str = ""  # path=restore: the option and the next command
+
+
+def run_command(
+    p: Project, problems: list[str], outputs: list[str], label: str, *args: str
+) -> subprocess.CompletedProcess[str] | None:
+    """``args`` run in the project: its output kept in ``outputs``, a failure or a
+    timeout said in ``problems`` (None on a timeout)."""
+    try:
+        proc: subprocess.CompletedProcess[str] = p.run(*args, timeout=COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        problems.append(f"{label}: timed out after {COMMAND_TIMEOUT:.0f} s")
+        return None
+    outputs.append(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        problems.append(
+            f"{label}: exit {proc.returncode}: {_last_lines(proc.stderr or proc.stdout)}"
+        )
+    return proc
+
+
+def record_move(trial: Trial, move: Move, outputs: list[str], sig: signal.Signals) -> None:
+    """What ``move`` says of the trial; its kill class, but "before" or "after" (killed
+    with no journal), which only the database tells: left "" for the caller."""
+    trial.move_seconds = move.seconds
+    trial.journal_at_kill = move.journal_at_kill
+    trial.waited_for_hook = move.waited_for_hook
+    trial.last_output = _last_lines(move.stderr, 2)
+    if sig == signal.SIGINT and _interrupted_at_start(move.stderr):
+        trial.at_start = True  # Python's own start: no code of branchmig's ran
+    else:
+        outputs.append(move.stdout + move.stderr)
+    if trial.kill_after is None:
+        trial.kill_class = "control"
+        if move.returncode != 0:
+            trial.problems.append(
+                f"unkilled move: exit {move.returncode}: {_last_lines(move.stderr)}"
+            )
+    elif not move.killed:
+        trial.kill_class = "finished"
+    elif move.journal_at_kill is not None:
+        trial.kill_class = "mid"
 
 
 class Batch:
@@ -739,6 +806,8 @@ class Batch:
         return proc
 
     def run_trial(self, trial: Trial) -> Trial:
+        if self.path == "restore":
+            return self._restore_trial(trial)
         b = self.backend
         p = self._fresh_project(f"trial{trial.index}")
         scratch = Path(tempfile.mkdtemp(dir=self.root))
@@ -746,17 +815,7 @@ class Batch:
         problems = trial.problems
 
         def command(label: str, *args: str) -> subprocess.CompletedProcess[str] | None:
-            try:
-                proc: subprocess.CompletedProcess[str] = p.run(*args, timeout=COMMAND_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                problems.append(f"{label}: timed out after {COMMAND_TIMEOUT:.0f} s")
-                return None
-            outputs.append(proc.stdout + proc.stderr)
-            if proc.returncode != 0:
-                problems.append(
-                    f"{label}: exit {proc.returncode}: {_last_lines(proc.stderr or proc.stdout)}"
-                )
-            return proc
+            return run_command(p, problems, outputs, label, *args)
 
         try:
             pre = b.state(p)
@@ -765,25 +824,8 @@ class Batch:
             if self.path == "return":  # remembers this copy's database (SQLite)
                 command("branchmig status (before)", BRANCHMIG, "status")
             move = run_move(p, self.path, scratch, trial.kill_after, self.kill_group, self.sig)
-            trial.move_seconds = move.seconds
-            trial.journal_at_kill = move.journal_at_kill
-            trial.waited_for_hook = move.waited_for_hook
-            trial.last_output = _last_lines(move.stderr, 2)
-            if self.sig == signal.SIGINT and _interrupted_at_start(move.stderr):
-                trial.at_start = True  # Python's own start: no code of branchmig's ran
-            else:
-                outputs.append(move.stdout + move.stderr)
-            if trial.kill_after is None:
-                trial.kill_class = "control"
-                if move.returncode != 0:
-                    problems.append(
-                        f"unkilled move: exit {move.returncode}: {_last_lines(move.stderr)}"
-                    )
-            elif not move.killed:
-                trial.kill_class = "finished"
-            elif move.journal_at_kill is not None:
-                trial.kill_class = "mid"
-            else:
+            record_move(trial, move, outputs, self.sig)
+            if trial.kill_class == "":
                 version = b.summary(p).get("version")
                 trial.kill_class = "after" if version == [F2] else "before"
 
@@ -872,6 +914,55 @@ class Batch:
             trial.outcome = "BROKEN"
         return trial
 
+    def _restore_trial(self, trial: Trial) -> Trial:
+        """path=restore: the snapshot saved by name, the live database changed since (two
+        users more), ``snapshot restore`` killed, the next command, then check_restore."""
+        b = self.backend
+        p = self._fresh_project(f"trial{trial.index}")
+        scratch = Path(tempfile.mkdtemp(dir=self.root))
+        option = RESTORE_OPTIONS[trial.index % len(RESTORE_OPTIONS)]
+        after_it = RESTORE_NEXT[(trial.index // len(RESTORE_OPTIONS)) % len(RESTORE_NEXT)]
+        trial.variant = f"restore {option or '(no option)'}, then {' '.join(after_it)}"
+        r = RestoreRun(p, b, trial, option)
+        try:
+            if r.command("branchmig snapshot save", BRANCHMIG, "snapshot", "save", RESTORE_NAME):
+                r.after = b.state(p)
+                b.insert_users(p)
+                r.before = b.state(p)
+                if r.before == r.after:
+                    raise RuntimeError("the change after the save changed nothing")
+                self._restore_killed(r, scratch)
+                r.command(f"branchmig {' '.join(after_it)} (next)", BRANCHMIG, *after_it)
+                if p.journal.exists():
+                    trial.problems.append("the journal is still there after the next command")
+                check_restore(r)
+                if self.post_ref is None and trial.kill_after is None and not trial.problems:
+                    self.post_ref = r.after
+        except Exception as err:  # noqa: BLE001 - one trial's crash is a finding
+            trial.problems.append(
+                f"harness error: {type(err).__name__}: {err}\n{traceback.format_exc()}"
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(p.root, ignore_errors=True)
+        if any("Traceback" in text for text in r.outputs):
+            trial.problems.append(
+                "a Traceback in the output: "
+                + next(_last_lines(t, 3) for t in r.outputs if "Traceback" in t)
+            )
+        if trial.problems:
+            trial.outcome = "BROKEN"
+        return trial
+
+    def _restore_killed(self, r: RestoreRun, scratch: Path) -> None:
+        trial = r.trial
+        move = run_move(
+            r.p, self.path, scratch, trial.kill_after, self.kill_group, self.sig, r.option
+        )
+        record_move(trial, move, r.outputs, self.sig)
+        if trial.kill_class == "":
+            trial.kill_class = "after" if r.b.state(r.p) == r.after else "before"
+
     def _set_post_ref(self, p: Project, state: Any) -> None:
         summary = self.backend.summary(p)
         ok = (
@@ -886,6 +977,113 @@ class Batch:
                 f"reach feature2's state: {p.branch()} {summary}"
             )
         self.post_ref = state
+
+
+# -- the restore path's checks ----------------------------------------------------------------
+
+
+@dataclass
+class RestoreRun:
+    """A restore trial: its project, and the states its checks compare with."""
+
+    p: Project
+    b: Backend
+    trial: Trial
+    option: str  # --keep, --consume or "" (a snapshot saved by name is then kept)
+    before: Any = None  # the live database the restore replaces
+    after: Any = None  # the snapshot's rows
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def kept(self) -> bool:
+        return self.option != "--consume"
+
+    def command(self, label: str, *args: str) -> bool:
+        proc = run_command(self.p, self.trial.problems, self.outputs, label, *args)
+        return proc is not None and proc.returncode == 0
+
+    def index(self, when: str) -> dict[str, dict[str, Any]] | None:
+        """``snapshot list --json`` by key; a record without its copy, or a copy without
+        its record (an orphan), said in the problems."""
+        label = f"branchmig snapshot list --json ({when})"
+        proc = run_command(self.p, self.trial.problems, self.outputs, label, BRANCHMIG, *LIST_JSON)
+        if proc is None or proc.returncode != 0:
+            return None
+        index = {s["key"]: s for s in json.loads(proc.stdout)["snapshots"]}
+        missing = sorted(k for k, s in index.items() if not s.get("present"))
+        if missing:
+            self.trial.problems.append(f"{when}: listed without a copy: {missing}")
+        orphans = self.b.orphans(self.p, list(index))
+        if orphans:
+            self.trial.problems.append(f"{when}: copies no snapshot names: {orphans}")
+            self.trial.orphans += [o for o in orphans if o not in self.trial.orphans]
+        return index
+
+    def gives(self, key: str, want: Any, what: str, option: str = "") -> None:
+        """Restoring snapshot ``key`` makes the live database exactly ``want``."""
+        args = ("snapshot", "restore", *filter(None, [option]), key)
+        if not self.command(f"branchmig {' '.join(args)}", BRANCHMIG, *args):
+            return
+        state = self.b.state(self.p)
+        if state != want:
+            self.trial.problems.append(
+                f"restoring '{key}' gave {_short(self.b.summary(self.p))}, not {what}"
+                f"{_diff(state, want)}"
+            )
+
+
+LIST_JSON = ("snapshot", "list", "--json")
+
+
+def check_restore(r: RestoreRun) -> None:
+    """After a (killed) restore and the next command: the live database exactly as before
+    the restore (pre) or the snapshot's rows (post); the index equal to the copies. Not
+    finished: the snapshot still listed, and restoring it gives its rows. Finished: the
+    snapshot listed iff it was to be kept (and then restoring it gives its rows), the rows
+    it replaced kept as a ``replaced-…`` snapshot. A ``replaced-…`` snapshot listed gives
+    the rows before the restore. Last, ``status --json`` has nothing pending or unknown."""
+    trial, problems = r.trial, r.trial.problems
+    now = r.b.state(r.p)
+    if now == r.before:
+        trial.outcome = "pre"
+    elif now == r.after:
+        trial.outcome = "post"
+    else:
+        problems.append(
+            f"after the next command: database {_short(r.b.summary(r.p))}, neither the "
+            f"state before the restore{_diff(now, r.before)} nor the snapshot's"
+            f"{_diff(now, r.after)}"
+        )
+        return
+    index = r.index("after the next command")
+    if index is None:
+        return
+    listed = RESTORE_NAME in index
+    replaced = sorted(k for k in index if k.startswith("replaced-"))
+    if trial.outcome == "pre" and not listed:
+        problems.append(f"unfinished, but '{RESTORE_NAME}' is not listed: {sorted(index)}")
+    if trial.outcome == "post" and listed != r.kept:
+        problems.append(
+            f"finished {r.option or '(no option)'}, but '{RESTORE_NAME}' is "
+            f"{'listed' if listed else 'not listed'}: {sorted(index)}"
+        )
+    if trial.outcome == "post" and not replaced:
+        problems.append(f"finished, but no replaced-… snapshot is listed: {sorted(index)}")
+    for key in replaced:
+        r.gives(key, r.before, "the rows before the restore")
+    if listed:
+        r.gives(RESTORE_NAME, r.after, "the snapshot's rows", r.option)
+    r.index("at the end")
+    proc = run_command(
+        r.p, problems, r.outputs, "branchmig status --json", BRANCHMIG, "status", "--json"
+    )
+    if proc is not None and proc.returncode == 0:
+        data = json.loads(proc.stdout)
+        if data.get("pending") != [] or data.get("unknown") != [] or data.get("interrupted"):
+            problems.append(
+                f"status --json: pending {data.get('pending')}, unknown "
+                f"{data.get('unknown')}, interrupted {data.get('interrupted')}"
+            )
 
 
 def _last_lines(text: str, n: int = 2) -> str:
@@ -1048,8 +1246,8 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     paths = [x.strip() for x in args.paths.split(",") if x.strip()]
     for x in paths:
-        if x not in ("hook", "switch", "return"):
-            raise SystemExit(f"unknown path {x!r} (hook, switch, return)")
+        if x not in PATHS:
+            raise SystemExit(f"unknown path {x!r} ({', '.join(PATHS)})")
     if args.code == "worktree":
         head = subprocess.run(
             ["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
@@ -1136,13 +1334,21 @@ def main(argv: list[str] | None = None) -> int:
                             file=sys.stderr,
                         )
 
+    moves = []
+    if set(paths) - {"restore"}:
+        moves.append("a move feature1 -> feature2, then branchmig status + sync")
+    if "restore" in paths:
+        moves.append(
+            f"snapshot restore {RESTORE_NAME} (--keep, --consume, neither), then "
+            "snapshot list --json or status"
+        )
     print(
-        f"\nfault injection: a move feature1 -> feature2 sent SIG{args.signal}"
+        f"\nfault injection: {'; '.join(moves)}; the move sent SIG{args.signal}"
         f"{' (whole group)' if args.kill_group else ''} at a uniform instant in "
-        f"[0, unkilled move time], then branchmig status + sync (seed {seed})"
+        f"[0, unkilled move time] (seed {seed})"
     )
     header = (
-        f"{'backend':<11} {'path':<6} {'trials':>6} {'before':>6} {'mid':>5} "
+        f"{'backend':<11} {'path':<7} {'trials':>6} {'before':>6} {'mid':>5} "
         f"{'after':>5} {'done':>5} {'pre':>5} {'post':>5} {'broken':>6} "
         f"{'ctl-brk':>7} {'orphans':>7} {'move med':>8} {'batch':>7}"
     )
@@ -1150,7 +1356,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for name, path, n, cl, oc, ctl, orph, window, spent in rows:
         print(
-            f"{name:<11} {path:<6} {n:>6} {cl['before']:>6} {cl['mid']:>5} "
+            f"{name:<11} {path:<7} {n:>6} {cl['before']:>6} {cl['mid']:>5} "
             f"{cl['after']:>5} {cl['finished']:>5} {oc['pre']:>5} {oc['post']:>5} "
             f"{oc['BROKEN']:>6} {ctl:>7} {orph:>7} {window:>7.2f}s {spent:>6.0f}s"
         )
@@ -1177,6 +1383,8 @@ def main(argv: list[str] | None = None) -> int:
                 when += ", hookrun killed as it appeared"
             if t.last_output:
                 when += f", last output: {t.last_output!r}"
+            if t.variant:
+                when += f", {t.variant}"
             print(f"- {name}/{path} trial {t.index}: {when}")
             for problem in t.problems:
                 print(f"    {problem}")
