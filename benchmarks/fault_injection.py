@@ -28,8 +28,20 @@ Snapshot copies left behind that no snapshot record names (orphans) are counted 
 they are a leak, not a lost branch. Exit status 1 when any trial (control trials included)
 is BROKEN.
 
+Path ``restore`` (all three databases) kills ``branchmig snapshot restore point`` instead:
+each trial saves the database at feature1 as snapshot ``point`` (its rows: "after"), adds
+two users ("before"), restores ``point`` with ``--keep``, ``--consume`` or neither in turn
+(trial index modulo 3), kills it as above, then runs the next command, ``snapshot list
+--json`` or ``status`` in turn (every pairing once in six trials), and checks: the journal
+is gone; the database is exactly "before" (pre) or "after" (post); the index equals the
+copies (none listed without its copy, no orphan: here a finding); unfinished, ``point`` is
+listed and restoring it gives "after"; finished, ``point`` is listed iff it was to be kept
+(and then gives "after") and a ``replaced-…`` snapshot is; every ``replaced-…`` snapshot
+listed gives "before"; no ``Traceback``, ``status --json`` with nothing pending.
+
     python benchmarks/fault_injection.py [--trials 50] [--backends sqlite,postgresql,mysql]
-        [--paths hook,switch,return] [--seed N] [--sleep 0.1] [--calibrate 3] [--kill-group]
+        [--paths hook,switch,return,restore] [--seed N] [--sleep 0.1] [--calibrate 3]
+        [--kill-group] [--signal KILL|INT]
 
 Servers come from BRANCHMIG_TEST_POSTGRES_URL / BRANCHMIG_TEST_MYSQL_URL (defaults:
 postgres@127.0.0.1:5432, root@127.0.0.1:3306). On PostgreSQL the project connects as a

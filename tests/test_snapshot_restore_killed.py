@@ -19,6 +19,8 @@ from e2e_projects import Project
 from sqlalchemy.engine import make_url
 
 from branchmig.snapshots import backend_for_url
+from branchmig.snapshots.base import short_hash
+from branchmig.snapshots.mysql import snapshot_database_name
 
 # Where BRANCHMIG_FAILPOINT stops a restore (branchmig/move/restore.py), in its order: the
 # journal written; the live database holds the snapshot, the copy of what it replaced not
@@ -134,11 +136,14 @@ def test_a_consuming_restore_killed_is_put_back_or_finished(
     assert b.state(p) == live
 
 
+def _server(p: Project) -> str:
+    return make_url(p.url).set(database="postgres").render_as_string(hide_password=False)
+
+
 def _drop_live(p: Project, b: Backend) -> None:
     live = make_url(p.url).database
     if b is POSTGRESQL:
-        server = make_url(p.url).set(database="postgres").render_as_string(hide_password=False)
-        with postgres_connection(server) as conn:
+        with postgres_connection(_server(p)) as conn:
             conn.execute(f'DROP DATABASE "{live}" WITH (FORCE)')
     else:
         with mysql_connection(p.url) as conn, conn.cursor() as cur:
@@ -209,3 +214,62 @@ def test_the_next_restore_says_it_put_a_killed_one_back(
     assert (data["snapshot"], data["kept"]) == ("point", True)
     assert data["replaced"].startswith("replaced-") and data["before"] == data["heads"]
     assert set(listed(p.branchmig("snapshot", "list", "--json"))) == copies(p)
+
+
+def _named_after_the_live(p: Project, b: Backend) -> set[str]:
+    """Every database on the server named after the live one (but itself): its snapshots,
+    and what a killed save or restore left of a copy it was making."""
+    live = make_url(p.url).database
+    prefixes = (f"{live}__bm_", f"bm_partial_{short_hash(live)}_")
+    if b is POSTGRESQL:
+        with postgres_connection(_server(p)) as conn:
+            names = [r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
+    else:
+        with mysql_connection(p.url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+            names = [r[0] for r in cur.fetchall()]
+    return {n for n in names if n.startswith(prefixes)}
+
+
+def _leave_a_part_made_copy(p: Project, b: Backend, journal: dict[str, Any]) -> str:
+    """What a kill inside the backend leaves, made as the backend makes it: PostgreSQL's
+    save (the snapshot saved again to be kept) a database under its partial name;
+    MariaDB's restore the database of the copy of the live one, made, not yet marked."""
+    live = make_url(p.url).database
+    if b is POSTGRESQL:
+        name = f"bm_partial_{short_hash(live)}_{'0' * 16}"
+        with postgres_connection(_server(p)) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    else:
+        name = snapshot_database_name(live, journal["safety_snapshot"])
+        with mysql_connection(p.url) as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+    return name
+
+
+@pytest.mark.parametrize(
+    ("backend", "point", "option"),
+    [
+        pytest.param(POSTGRESQL, "saved", "--keep", id="postgresql", marks=pytest.mark.postgres),
+        pytest.param(MARIADB, "journal", "--consume", id="mariadb", marks=pytest.mark.mysql),
+    ],
+)
+def test_a_copy_a_killed_restore_was_making_is_dropped_by_the_next_command(
+    backend: Backend, project_at_feature1_with_emails: Project, point: str, option: str
+) -> None:
+    """Killed inside the backend, a restore leaves a copy part-made (found by
+    ``benchmarks/fault_injection.py --paths restore``: seed 41, PostgreSQL trial 2,
+    MariaDB trial 1); the next command, which puts the restore back, drops it: the server
+    then holds no database named after the live one but the snapshots the index names."""
+    p, b = project_at_feature1_with_emails, backend
+    p.ok("snapshot", "save", "point")
+    b.query(p, "DELETE FROM users WHERE name = 'bob'")
+    live = b.state(p)
+    stopped(p, point, "kill", option)
+    left = _leave_a_part_made_copy(p, b, json.loads(p.journal.read_text()))
+    index = listed(p.branchmig("snapshot", "list", "--json"))
+    assert not p.journal.exists() and set(index) == {"point"} and b.state(p) == live
+    with contextlib.chdir(p.root):
+        stored = backend_for_url(p.url, store_dir=p.state_dir / "snapshots").stored()
+    assert left not in _named_after_the_live(p, b)
+    assert _named_after_the_live(p, b) == {snap.location for snap in stored}

@@ -190,16 +190,15 @@ class MySQLBackend:
                 )
             snapshot = snapshots[key].location
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(self.live)}")
-            if keep_current_as is not None:
-                old = snapshot_database_name(self.live, keep_current_as)
-                cur.execute(f"DROP DATABASE IF EXISTS {quote(old)}")
-                self._create_database_like_live(cur, old, keep_current_as)
-            else:
-                # Named after the live database, so privileges granted on the app's
-                # databases (app, app__bm_*) cover the scratch copy too.
-                old = snapshot_database_name(self.live, f"replaced-{secrets.token_hex(6)}")
-                self._create_database_like_live(cur, old, None)
+            # Named after the live database, so privileges granted on the app's databases
+            # (app, app__bm_*) cover the scratch copy too.
+            old = snapshot_database_name(
+                self.live, keep_current_as or f"replaced-{secrets.token_hex(6)}"
+            )
             try:
+                if keep_current_as is not None:
+                    cur.execute(f"DROP DATABASE IF EXISTS {quote(old)}")
+                self._create_database_like_live(cur, old, keep_current_as)
                 self._swap(cur, snapshot, old, key)
             except BaseException:
                 if set(self._tables(cur, old)) <= set(OWN_TABLES):  # failed, or undone
@@ -210,11 +209,13 @@ class MySQLBackend:
                 cur.execute(f"DROP DATABASE IF EXISTS {quote(old)}")
 
     def drop(self, key: str) -> None:
+        """Snapshot ``key``'s database, complete or not (a save or restore killed before
+        it marked its copy leaves it unmarked), and what killed ones left (marked)."""
         check_key(key)
         with self._session() as cur:
-            for snap in self._stored(cur):
-                if snap.key == key:
-                    cur.execute(f"DROP DATABASE IF EXISTS {quote(snap.location)}")
+            self._drop_left_over(cur)
+            name = snapshot_database_name(self.live, key)
+            cur.execute(f"DROP DATABASE IF EXISTS {quote(name)}")
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -153,8 +153,7 @@ class PostgreSQLBackend:
             size = facts.size
             if facts.others_connected:
                 self._clear_sessions(conn, [self.live], action="save", key=key)
-            # Named after the live database, so the next save drops what a killed one left.
-            stem = f"bm_partial_{short_hash(self.live)}_"
+            stem = self._partial_stem()
             self._drop_left_partials(conn, stem)
             partial = f"{stem}{secrets.token_hex(8)}"
             with reporting(self.progress, "saved", lambda: size, total=lambda: size):
@@ -196,6 +195,11 @@ class PostgreSQLBackend:
             self._remove_dump(key)
             return StoredSnapshot(key, self.name, target, size)
 
+    def _partial_stem(self) -> str:
+        """The start of a save's copy's name until it is complete: named after the live
+        database, so that the next save, restore or drop drops what a killed one left."""
+        return f"bm_partial_{short_hash(self.live)}_"
+
     @staticmethod
     def _drop_left_partials(conn: Connection, stem: str) -> None:
         import psycopg
@@ -211,6 +215,8 @@ class PostgreSQLBackend:
     def restore(self, key: str, *, keep_current_as: str | None = None) -> None:
         check_restore_keys(self, key, keep_current_as)
         with self._connect() as conn:
+            # A save killed part-way (a recovery restores): its copy is no use to anyone.
+            self._drop_left_partials(conn, self._partial_stem())
             snapshots = {snap.key: snap for snap in self._database_snapshots(conn)}
             if key in snapshots:
                 self._swap(conn, snapshots[key].location, key, keep_current_as)
@@ -225,6 +231,7 @@ class PostgreSQLBackend:
     def drop(self, key: str) -> None:
         check_key(key)
         with self._connect() as conn:
+            self._drop_left_partials(conn, self._partial_stem())
             for snap in self._database_snapshots(conn):
                 if snap.key == key:
                     self._drop_database(conn, snap.location, action="drop", key=key)
