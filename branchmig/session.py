@@ -345,10 +345,7 @@ def recover(
         return _recover_restore(state, env, db, journal, progress)
     if journal.phase == "done":
         return _finish_done(ws, state, env, db, dbid, journal)
-    progress(
-        f"branchmig: {moving(journal.operation, journal.to)} was interrupted "
-        f"(pid {journal.pid}); recovering"
-    )
+    _recovering(journal, progress)
     restored = _restore_the_copy(state, env, db, journal, progress)
     untouched = not restored and journal.phase == "start"
     checked_out = _mend_the_checkout(ws, journal, restored or untouched, progress)
@@ -370,6 +367,13 @@ def recover(
         progress(f"branchmig: {recovery.describe()}")
     state.clear_journal()
     return recovery
+
+
+def _recovering(journal: Journal, progress: Progress) -> None:
+    progress(
+        f"branchmig: {moving(journal.operation, journal.to)} was interrupted "
+        f"(pid {journal.pid}); recovering"
+    )
 
 
 def _finish_done(
@@ -408,10 +412,7 @@ def _recover_restore(
     if finished:
         finish_drops(backend_of(db, state), state, journal)
     else:
-        progress(
-            f"branchmig: {moving(journal.operation, journal.to)} was interrupted "
-            f"(pid {journal.pid}); recovering"
-        )
+        _recovering(journal, progress)
         if journal.safety_snapshot:
             restored = _restore_the_copy(state, env, db, journal, progress)
             untouched = not restored
