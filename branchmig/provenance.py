@@ -30,65 +30,128 @@ def owner_of_database(
     hint_commit: str | None,
 ) -> Owner:
     """The branch (exact name) and commit the database at ``heads`` belongs to. In order:
-    ``hint`` (the branch a checkout left, the branch a switch or merge runs on), branchmig's
-    record of its last move on this database, then the branches of the latest checkouts
-    and the current one: the first whose tip holds every head. When none holds them (a
-    ``reset --hard`` moved the branch away), the record still names the branch and commit
-    the rows were written on; only with no record at all is the owner unknown (None)."""
+    ``hint`` (the branch a checkout left, the branch a switch or merge runs on) when it is
+    branchmig's record of its last move on this database; the record, back on its branch
+    with the heads it left; then ``hint``, the branches of the latest checkouts and the
+    current one: the first whose tip holds every head. When none holds them (a ``reset
+    --hard`` moved the branch away), the record still names the branch and commit the
+    rows were written on; only with no record at all is the owner unknown (None).
+
+    A checkout with no hook run moves no rows. So a guess never names a branch whose
+    own snapshot, saved on leaving it, still fits its tip: entering that branch through
+    branchmig would have restored the snapshot, so the live rows are not its, and the
+    save that follows would replace the snapshot that holds them."""
     repo = ws.repo
-    tips: dict[str, str] | None = None
-
-    def holding(branch: str | None, commit: str | None = None) -> str | None:
-        """The tip of ``branch`` (or ``commit``) when it holds every head."""
-        nonlocal tips
-        if not branch:
-            return None
-        if commit is None:
-            if tips is None:
-                tips = repo.branch_tips()
-            commit = tips.get(branch)
-        if commit is None or not heads:
-            return commit
-        try:
-            ids = {r.id for r in ws.scripts_at_commit(commit).revisions}
-        except BranchmigError:
-            return None
-        return commit if all(h in ids for h in heads) else None
-
     record = _recorded_owner(state, dbid)
     unchanged = record is not None and set(record.heads) == set(heads)
     if hint is not None and record is not None and record.branch == hint and unchanged:
         return Owner(hint, hint_commit or record.commit, heads)  # the usual case: no git
-    if hint is not None and (tip := holding(hint, hint_commit)):
+    # Back on the branch branchmig left the database on, its heads as it left them: what
+    # was checked out meanwhile moved no rows (a hook that moved them would have written
+    # the record), or shared them (a checkout to the same scripts).
+    here = repo.current_branch() if unchanged else None
+    if here is not None and record is not None and record.branch == here:
+        return Owner(here, record.commit, heads)
+    tips = _Tips(ws, state, dbid, heads, record.branch if record else None)
+    if hint is not None and (tip := tips.holding(hint, hint_commit)):
         return Owner(hint, tip, heads)
     # Checked out since branchmig last moved the database (no hook ran, or it was
-    # killed): the rows were those of the branch the latest checkout left.
+    # killed): the rows were those of the branch the latest checkout left, or of the one
+    # it entered where the hook passes such a checkout by (the same scripts, another
+    # commit, no snapshot of its own waiting): the database went along.
     since = repo.checkouts_after(record.reflog) if record and record.reflog >= 0 else None
-    if since and (tip := holding(since[-1][0])):
-        return Owner(since[-1][0], tip, heads)
+    if since:
+        left, entered = since[-1]
+        if tip := tips.holding(left):
+            if (went := tips.holding(entered)) and tips.passed_by(tip, went):
+                return Owner(entered, went, heads)
+            return Owner(left, tip, heads)
     moves = repo.checkouts()
     if since is None and moves and (record is None or moves[0][0] > int(record.at)):
         left = moves[0][1]
-        if tip := holding(left):
+        if tip := tips.holding(left):
             return Owner(left, tip, heads)
     if record is not None and record.branch is not None:
         if unchanged:
             return Owner(record.branch, record.commit, heads)
-        if tip := holding(record.branch):
+        if tip := tips.holding(record.branch):
             return Owner(record.branch, tip, heads)
     seen: set[str] = set()
     for _, left, entered in moves:
         for name in (entered, left):
             if name not in seen:
                 seen.add(name)
-                if tip := holding(name):
+                if tip := tips.holding(name):
                     return Owner(name, tip, heads)
     current = repo.current_branch()
-    if tip := holding(current):
+    if tip := tips.holding(current):
         return Owner(current, tip, heads)
     if record is not None:
         return Owner(record.branch, record.commit, heads)
     return Owner(None, hint_commit or repo.head_commit(), heads)
+
+
+class _Tips:
+    """The branches' tips and their scripts, read once each, for ``owner_of_database``'s
+    guesses about whose rows the database at ``heads`` holds."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        state: State,
+        dbid: DatabaseId,
+        heads: tuple[str, ...],
+        recorded: str | None,
+    ) -> None:
+        self.ws, self.state, self.dbid, self.heads = ws, state, dbid, heads
+        self.recorded = recorded
+        self._tips: dict[str, str] | None = None
+        self._scripts: dict[str, dict[str, str] | None] = {}
+        self._held: list[Held] | None = None
+
+    def scripts(self, commit: str) -> dict[str, str] | None:
+        """Revision id -> blob id at ``commit``; None when its scripts cannot be read."""
+        if commit not in self._scripts:
+            try:
+                revisions = self.ws.scripts_at_commit(commit).revisions
+            except BranchmigError:
+                self._scripts[commit] = None
+            else:
+                self._scripts[commit] = {r.id: r.blob for r in revisions}
+        return self._scripts[commit]
+
+    def holding(self, branch: str | None, commit: str | None = None) -> str | None:
+        """The tip of ``branch`` (or ``commit``) when it holds every head and the rows can
+        be the branch's (no snapshot of its own waits to be restored on entering it)."""
+        if not branch:
+            return None
+        if commit is None:
+            if self._tips is None:
+                self._tips = self.ws.repo.branch_tips()
+            commit = self._tips.get(branch)
+        if commit is None or not self.heads:
+            return commit
+        scripts = self.scripts(commit)
+        if scripts is None or not all(h in scripts for h in self.heads):
+            return None
+        return None if self.waiting(branch, scripts) else commit
+
+    def waiting(self, branch: str, scripts: Mapping[str, str]) -> bool:
+        """Whether ``branch`` (not the one branchmig last moved the database on) has a
+        snapshot saved on leaving it that fits ``scripts``, its tip's."""
+        if branch == self.recorded:
+            return False
+        if self._held is None:
+            self._held = held_snapshots(self.state, self.dbid)
+        return any(
+            h.branch == branch and h.purpose == "branch" and not mismatch(h, scripts)
+            for h in self._held
+        )
+
+    def passed_by(self, left: str, entered: str) -> bool:
+        """Whether the hook changes nothing on a checkout from commit ``left`` to commit
+        ``entered`` (both branches' tips, neither waiting): other commits, same scripts."""
+        return left != entered and self.scripts(left) == self.scripts(entered)
 
 
 def _recorded_owner(state: State, dbid: DatabaseId) -> Owner | None:

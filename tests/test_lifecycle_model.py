@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
 import os
 import random
 import re
@@ -558,6 +559,35 @@ class LifecycleModel(RuleBasedStateMachine):
         output = self.sync()
         self.left_branch(leaving, dropped)
         self.check_entered(target, output)
+
+    @precondition(has_others)
+    @rule(data=st.data())
+    def trip_without_hooks_then_sync(self, data: st.DataObject) -> None:
+        """``git checkout OTHER`` and back with no hook run (``-c core.hooksPath``), then
+        ``branchmig sync``: no row moved, so the sync changes none, and every snapshot
+        another branch would restore is still there (a sync that took the live rows for
+        OTHER's used to replace OTHER's own snapshot with them)."""
+        here, other = self.current(), self.pick(data, self.others(), "via")
+        no_hooks = ("-c", f"core.hooksPath={self.folder / 'no-hooks'}")
+        tree = self.tree()
+        live = {rev: self.rows(*self.tables[rev]) for rev in tree if self.readable(rev, tree)}
+        before = self.snapshot_keys(other_than=here)
+        self.must("git", *no_hooks, "checkout", "-q", other, what=f"git checkout {other} (no hook)")
+        self.must("git", *no_hooks, "checkout", "-q", here, what=f"git checkout {here} (no hook)")
+        output = self.sync()
+        gone = before - self.snapshot_keys(other_than=here)
+        assert not gone, f"a sync after a trip with no hook dropped {sorted(gone)}:\n{output}"
+        for rev, rows in sorted(live.items()):
+            assert self.rows(*self.tables[rev]) == rows, (
+                f"a sync after a trip with no hook changed {self.tables[rev][0]}'s rows: "
+                f"expected {rows}, found {self.rows(*self.tables[rev])}.\n{output}"
+            )
+
+    def snapshot_keys(self, *, other_than: str | None) -> set[str]:
+        proc = self.project.run(BRANCHMIG, "snapshot", "list", "--json")
+        assert proc.returncode == 0, proc.stderr
+        listed = json.loads(proc.stdout)["snapshots"]
+        return {s["key"] for s in listed if s["branch"] != other_than}
 
     @precondition(has_others)
     @rule(data=st.data())
@@ -1128,3 +1158,26 @@ def test_the_model_meets_git_edges_in_every_run(
         m.database_is_at_the_working_trees_heads()
 
     _replay(alembic_template, tmp_path_factory.mktemp("lifecycle-edges"), steps, picks)
+
+
+def test_a_trip_with_no_hook_between_branches_of_the_same_scripts_keeps_each_ones_rows(
+    alembic_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Replayed by name: main with a table and rows; ``git checkout -b a`` and a row more
+    (the hook keeps main's rows); back to main by the hook (a's rows kept as its
+    snapshot), a row more there; then main → a → main with no hook, and ``sync``: a's
+    snapshot is still a's (the sync used to take the live rows for a's and replace it)."""
+    picks = {"revision": "r", "table of": "r", "via": "a"}
+
+    def steps(m: LifecycleModel) -> None:
+        m.seed_project_with_hooks("auto")
+        m.commit_migration_and_write_rows("branchmig sync", 2)
+        m.create_branch_here("a")
+        m.write_rows(None, 1)  # type: ignore[arg-type]
+        m.move("main", "git checkout")
+        m.write_rows(None, 1)  # type: ignore[arg-type]
+        m.trip_without_hooks_then_sync(None)  # type: ignore[arg-type]
+        m.move("a", "git checkout")
+        m.database_is_at_the_working_trees_heads()
+
+    _replay(alembic_template, tmp_path_factory.mktemp("lifecycle-trip"), steps, picks)

@@ -370,3 +370,87 @@ def test_a_moved_repository_still_brings_each_branchs_rows_back(
     assert users(q) == EMAILS
     q.checkout("feature2")
     assert sqlite_version(q.db_path) == {F2}
+
+
+def _branch_of_its_own(p: Project, name: str) -> None:
+    """``git checkout -b NAME`` from feature1 (the hook keeps feature1's rows), a commit
+    touching no migration, a row of NAME's own, then back to feature1 (the hook keeps
+    NAME's rows as its snapshot and restores feature1's)."""
+    p.ok("install")
+    p.checkout("-q", "-b", name)
+    (p.root / "NOTES").write_text(f"{name}\n")
+    p.commit(f"{name}: notes only")
+    with sqlite3.connect(p.db_path) as conn:
+        conn.execute("INSERT INTO users (name, email) VALUES ('dora', 'dora@example.com')")
+    out = p.checkout("-q", "feature1")
+    assert f"kept the database of '{name}'" in out.stderr, out.stderr
+    assert users(p) == EMAILS
+
+
+def _no_hook(p: Project, *args: str) -> None:
+    proc = p.run("git", "-c", f"core.hooksPath={p.root / 'no-hooks'}", "checkout", "-q", *args)
+    assert proc.returncode == 0, proc.stderr
+
+
+DORA = [*EMAILS, ("dora", "dora@example.com")]
+
+
+def test_a_trip_with_no_hook_then_sync_keeps_the_other_branchs_snapshot(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    """feature1 → docs → feature1 with no hook (same scripts), a row written on feature1,
+    then `sync`: the rows never left feature1, so nothing is saved, and docs' own
+    snapshot (not the live rows, labelled docs) is what its checkout restores."""
+    p = db_at_feature1_head_with_emails
+    _branch_of_its_own(p, "docs")
+    before = {k: s["branch"] for k, s in snapshots(p).items()}
+    with sqlite3.connect(p.db_path) as conn:
+        conn.execute("INSERT INTO users (name, email) VALUES ('fred', 'fred@example.com')")
+    _no_hook(p, "docs")
+    _no_hook(p, "feature1")
+    out = p.ok("sync")
+    assert "saving" not in out.stderr, out.stderr
+    assert {k: s["branch"] for k, s in snapshots(p).items()} == before
+    p.checkout("-q", "docs")
+    assert users(p) == DORA
+    p.checkout("-q", "feature1")
+    assert users(p) == [*EMAILS, ("fred", "fred@example.com")]
+
+
+@pytest.mark.parametrize("how", ["branchmig switch", "git checkout"])
+def test_leaving_a_branch_entered_with_no_hook_saves_the_rows_for_the_branch_they_are_of(
+    db_at_feature1_head_with_emails: Project, how: str
+) -> None:
+    """feature1 → docs with no hook: the database still holds feature1's rows while docs'
+    snapshot waits. Leaving docs for feature2 (its hook or a switch, both told the branch
+    left is docs) keeps them as feature1's, and docs' snapshot stays docs'."""
+    p = db_at_feature1_head_with_emails
+    _branch_of_its_own(p, "docs")
+    _no_hook(p, "docs")
+    out = p.checkout("-q", "feature2") if how == "git checkout" else p.ok("switch", "feature2")
+    assert "saving the database of 'feature1'" in out.stderr, out.stderr
+    assert "of 'docs'" not in out.stderr, out.stderr
+    p.checkout("-q", "docs")
+    assert users(p) == DORA
+    p.checkout("-q", "feature1")
+    assert users(p) == EMAILS
+
+
+def test_sync_after_a_checkout_the_hook_passes_by_saves_nothing(
+    db_at_feature1_head_with_emails: Project,
+) -> None:
+    """feature1 → docs (same scripts, another commit, no snapshot of docs' waiting) with no
+    hook, then `sync`: the hook would have changed nothing, nor does the sync (it used to
+    keep a copy labelled feature1, and every later checkout between the two swapped)."""
+    p = db_at_feature1_head_with_emails
+    p.ok("install")
+    p.run("git", "-c", f"core.hooksPath={p.root / 'no-hooks'}", "branch", "docs")
+    _no_hook(p, "docs")
+    (p.root / "NOTES").write_text("docs\n")
+    p.commit("docs: notes only")
+    _no_hook(p, "feature1")
+    _no_hook(p, "docs")
+    out = p.ok("sync")
+    assert "saving" not in out.stderr and snapshots(p) == {}, out.stderr
+    out = p.checkout("-q", "feature1")
+    assert out.stderr == "" and users(p) == EMAILS
