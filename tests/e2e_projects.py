@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import warm
 from gitutil import git, git_env, init_repo
 
 BIN = Path(sys.executable).parent
@@ -147,6 +148,8 @@ class Project:
     def run(
         self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
+        if args[0] == BRANCHMIG:
+            return warm.run(args, cwd=self.root, env=self.environ(env), timeout=timeout)
         return subprocess.run(
             list(args),
             cwd=self.root,
@@ -160,6 +163,8 @@ class Project:
     def branchmig(
         self, *args: str, env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
+        """``branchmig ARGS`` in the project, as a process forked from a warm one
+        (``warm``: the same command, without the interpreter's start and imports)."""
         return self.run(BRANCHMIG, *args, env=env)
 
     def ok(
