@@ -149,7 +149,13 @@ class Project:
         self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         if args[0] == BRANCHMIG:
-            return warm.run(args, cwd=self.root, env=self.environ(env), timeout=timeout)
+            proc = warm.run(args, cwd=self.root, env=self.environ(env), timeout=timeout)
+            if "install" in args and proc.returncode == 0:
+                common = self.run(
+                    "git", "rev-parse", "--path-format=absolute", "--git-common-dir", env=env
+                )
+                warm.warm_hooks(Path(common.stdout.strip()))
+            return proc
         return subprocess.run(
             list(args),
             cwd=self.root,

@@ -949,7 +949,7 @@ class LifecycleModel(RuleBasedStateMachine):
         git = subprocess.Popen(
             ["git", "checkout", "-q", target],
             cwd=p.root,
-            env=p.environ(),
+            env=p.environ({"BRANCHMIG_TEST_COLD": "1"}),  # the hook's own process, to kill
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -10,8 +10,10 @@ from the server, which never runs a command itself.
 
 What it does not run is the interpreter's start and the imports, so the tests that are
 about those (the console script, the hook's shell path, the import budget, the installed
-wheel) start ``branchmig`` or Python themselves. ``BRANCHMIG_TEST_COLD=1`` runs every
-command line as a new interpreter instead, as before.
+wheel) start ``branchmig`` or Python themselves. The hooks git runs in the projects the
+tests install them in go the same way (``warm_hooks``, ``warm_hook.py``): their shell part
+as installed, their Python a child of the server. ``BRANCHMIG_TEST_COLD=1`` runs every
+command line and hook as a new interpreter instead.
 
     python tests/warm.py SOCKET PARENT_PID     (the server; the client starts it)
 """
@@ -104,10 +106,16 @@ def _child(request: dict[str, object], fds: Sequence[int]) -> None:
         args = request["args"]
         assert isinstance(args, list)
         sys.argv = [str(a) for a in args]
-        import branchmig.entry
-
         try:
-            branchmig.entry.main()
+            if args[0] == "-m":  # a hook: ``python -m branchmig.hookrun ARGS``
+                import runpy
+
+                sys.argv = [str(a) for a in args[1:]]
+                runpy.run_module(str(args[1]), run_name="__main__", alter_sys=True)
+            else:
+                import branchmig.entry
+
+                branchmig.entry.main()
             code = 0
         except SystemExit as exc:
             if exc.code is None:
@@ -145,6 +153,13 @@ class _Server:
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the warm branchmig server did not start")
         atexit.register(self.stop)
+        # The Python for the hooks of the projects the tests install them in.
+        self.hook_python = os.path.join(self.folder, "python")
+        client = Path(__file__).with_name("warm_hook.py")
+        with open(self.hook_python, "w") as fh:
+            fh.write(f'#!/bin/sh\nexec "{sys.executable}" -S -E "{client}" "{self.path}" ')
+            fh.write(f'"{sys.executable}" "$@"\n')
+        os.chmod(self.hook_python, 0o755)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -158,6 +173,27 @@ class _Server:
 
 
 _server: _Server | None = None
+
+
+def _started() -> _Server:
+    global _server
+    if _server is None or _server.proc.poll() is not None:
+        _server = _Server()
+    return _server
+
+
+def warm_hooks(common_dir: Path) -> None:
+    """Have the hooks ``branchmig install`` just wrote in a repository (its git common
+    dir) run their Python as a child of the warm server (``warm_hook.py``)."""
+    if COLD:
+        return
+    conf = common_dir / "branchmig" / "hook.conf"
+    python = _started().hook_python
+    lines = [
+        f"python={python}" if line.startswith("python=") else line
+        for line in conf.read_text().splitlines()
+    ]
+    conf.write_text("".join(f"{line}\n" for line in lines))
 
 
 def run(
@@ -180,15 +216,13 @@ def run(
             check=False,
             timeout=timeout,
         )
-    global _server
-    if _server is None or _server.proc.poll() is not None:
-        _server = _Server()
+    server = _started()
     request = {"args": list(args), "cwd": str(cwd), "env": dict(env)}
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY)
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
-        sock.connect(_server.path)
+        sock.connect(server.path)
         try:
             socket.send_fds(sock, [json.dumps(request).encode()], [null, out_w, err_w])
         finally:
