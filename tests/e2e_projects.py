@@ -28,6 +28,8 @@ from gitutil import git, git_env, init_repo
 
 BIN = Path(sys.executable).parent
 BRANCHMIG = str(BIN / "branchmig")
+# The other console scripts a warm process runs (Project.run): the function each calls.
+WARM_SCRIPTS = {str(BIN / "alembic"): "alembic.config:main", str(BIN / "flask"): "flask.cli:main"}
 
 BASE = "base00000001"
 F1 = "f1e000000001"
@@ -148,6 +150,9 @@ class Project:
     def run(
         self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
+        if args[0] in WARM_SCRIPTS:  # alembic, flask: their console script's function
+            called = ["--entry", WARM_SCRIPTS[args[0]], *args]
+            return warm.run(called, cwd=self.root, env=self.environ(env), timeout=timeout)
         if args[0] == BRANCHMIG:
             proc = warm.run(args, cwd=self.root, env=self.environ(env), timeout=timeout)
             if "install" in args and proc.returncode == 0:

@@ -52,7 +52,7 @@ def _serve(path: str, parent: int) -> None:
     import branchmig.dbcli  # noqa: F401
     import branchmig.entry  # noqa: F401
 
-    for driver in ("pymysql", "psycopg"):
+    for driver in ("pymysql", "psycopg", "flask", "flask_migrate"):
         with contextlib.suppress(ImportError):
             __import__(driver)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -107,11 +107,17 @@ def _child(request: dict[str, object], fds: Sequence[int]) -> None:
         assert isinstance(args, list)
         sys.argv = [str(a) for a in args]
         try:
-            if args[0] == "-m":  # a hook: ``python -m branchmig.hookrun ARGS``
+            if args[0] == "-m":  # ``python -m branchmig.hookrun ARGS``: a hook
                 import runpy
 
                 sys.argv = [str(a) for a in args[1:]]
                 runpy.run_module(str(args[1]), run_name="__main__", alter_sys=True)
+            elif args[0] == "--entry":  # another console script: MODULE:FUNCTION ARGV...
+                import importlib
+
+                module, _, function = str(args[1]).partition(":")
+                sys.argv = [str(a) for a in args[2:]]
+                sys.exit(getattr(importlib.import_module(module), function)())  # as the script
             else:
                 import branchmig.entry
 
