@@ -22,7 +22,8 @@ Git's edges are steps too: branches deleted and made again under nested names (`
 then ``x/n``), branches made on the same commit (``checkout -b``, ``git branch``),
 ``commit --amend`` of an applied script (applied by branchmig, or by plain Alembic alone:
 the move away must revert it with the reflog's text), and revision cycles written and
-removed (refused, nothing changed).
+removed (refused, nothing changed), and a trip to another branch and back with no hook
+run, then ``sync`` (no row moved: nothing changes, no other branch's snapshot goes).
 
 CI: ``BRANCHMIG_MODEL_EXAMPLES`` (default 5) examples of ``BRANCHMIG_MODEL_STEPS`` (10)
 steps, in the object format ``BRANCHMIG_TEST_OBJECT_FORMAT`` names (sha1, sha256); raise
