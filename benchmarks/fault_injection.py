@@ -75,6 +75,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent))
+# Every move a new interpreter, the hook's in git's process group: what is killed is the
+# process that migrates (the tests' warm process would run it outside the group).
+os.environ["BRANCHMIG_TEST_COLD"] = "1"
 
 from db_servers import (  # noqa: E402
     drop_mysql_database_and_snapshots,

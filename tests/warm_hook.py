@@ -10,6 +10,7 @@ server is gone, or ``BRANCHMIG_TEST_COLD=1``, it becomes the real interpreter.
     python -S -E warm_hook.py SOCKET PYTHON -m branchmig.hookrun HOOK ARGS...
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +28,16 @@ def main(sock_path: str, python: str, args: list[str]) -> None:
         os.execv(python, [python, *args])
     request = {"args": args, "cwd": os.getcwd(), "env": dict(os.environ)}
     socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
-    int(sock.recv(64))  # the child's pid
+    child = int(sock.recv(64))
+
+    # A Ctrl-C or a kill that git's process group gets reaches the hook's Python (SIGKILL
+    # cannot be passed on: a test that kills the hook's process runs it cold).
+    def pass_on(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(child, signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, pass_on)
     code = int(sock.recv(64))
     if code < 0:  # ended by a signal: end by the same one
         signal.signal(-code, signal.SIG_DFL)
