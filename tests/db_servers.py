@@ -26,6 +26,7 @@ __all__ = [
     "fresh_postgres_url",
     "mysql_connection",
     "mysql_server_url",
+    "new_mysql_database",
     "postgres_connection",
     "postgres_server_url",
     "url_with_database",
@@ -196,13 +197,20 @@ def fresh_postgres_url(postgres_server_url: str) -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def new_mysql_database(server_url: str) -> Iterator[str]:
+    """The URL of a new, empty MySQL database; it and its snapshots go afterwards."""
+    name = _unique_name()
+    with mysql_connection(server_url) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+    try:
+        yield url_with_database(server_url, name)
+    finally:
+        drop_mysql_database_and_snapshots(server_url, name)
+
+
 @pytest.fixture
 def fresh_mysql_url(mysql_server_url: str) -> Iterator[str]:
     """The URL of a new, empty MySQL database; it and its snapshots go afterwards."""
-    name = _unique_name()
-    with mysql_connection(mysql_server_url) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}`")
-    try:
-        yield url_with_database(mysql_server_url, name)
-    finally:
-        drop_mysql_database_and_snapshots(mysql_server_url, name)
+    with new_mysql_database(mysql_server_url) as url:
+        yield url

@@ -4,16 +4,20 @@ database shares (round trip, held session, failpoints...) are in test_switch_bac
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 from backends import MARIADB, PASSWORD, seed_project_at_feature1_with_emails
-from db_servers import mysql_connection
+from db_servers import mysql_connection, new_mysql_database
 from e2e_projects import (
+    BRANCHMIG,
     EMAILS,
     F1,
     Project,
+    make_seed_project,
     script,
+    wait_for,
 )
 from sqlalchemy.engine import make_url
 
@@ -33,19 +37,60 @@ def mysql_db_at_feature1_with_emails(
 
 def test_mysql_held_transaction_blocking_the_restore_is_named_until_terminated(
     mysql_db_at_feature1_with_emails: Project,
+    mysql_server_url: str,
+    alembic_template: Path,
+    tmp_path: Path,
 ) -> None:
+    """An app's open transaction holds the restore's RENAME up: the switch waits, then
+    names the session and changes nothing, until ``--terminate-connections``. While it
+    waits, another project's switch on another database of the server goes through."""
     p = mysql_db_at_feature1_with_emails
     p.ok("switch", "feature2")
     before = MARIADB.state(p)
-    with mysql_connection(p.url, database=make_url(p.url).database) as held, held.cursor() as cur:
+    database = make_url(p.url).database
+    with (
+        new_mysql_database(mysql_server_url) as other_url,
+        mysql_connection(p.url, database=database) as held,
+        held.cursor() as cur,
+        mysql_connection(mysql_server_url) as watch,
+        watch.cursor() as looking,
+    ):
+        other = make_seed_project(
+            alembic_template, tmp_path / "other", kind="alembic", url=other_url
+        )
+        other.ok("switch", "feature1")
+        other.ok("switch", "feature2")
+
+        def renaming() -> bool:
+            looking.execute(
+                "SELECT 1 FROM information_schema.PROCESSLIST "
+                "WHERE INFO LIKE 'RENAME TABLE%%' AND INFO LIKE %s",
+                (f"%`{database}`%",),
+            )
+            return looking.fetchone() is not None
+
         cur.execute("SELECT CONNECTION_ID()")
         session = cur.fetchone()[0]
         cur.execute("BEGIN")
         cur.execute("SELECT * FROM users")  # an app's open transaction: RENAME waits for it
-        proc = p.branchmig("switch", "feature1")
-        assert proc.returncode == 1, proc.stdout
-        assert str(session) in proc.stderr and "--terminate-connections" in proc.stderr
-        assert "Traceback" not in proc.stderr and PASSWORD not in proc.stderr
+        waiting = subprocess.Popen(
+            [BRANCHMIG, "switch", "feature1"],
+            cwd=p.root,
+            env=p.environ(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(renaming)
+            other.ok("switch", "feature1")  # reads its own database's objects only
+            assert renaming(), "the held restore gave up before the other switch ended"
+            assert MARIADB.version(other) == {F1}
+        finally:
+            _, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 1, err
+        assert str(session) in err and "--terminate-connections" in err
+        assert "Traceback" not in err and PASSWORD not in err
         assert p.branch() == "feature2"
         assert MARIADB.state(p) == before
         p.ok("switch", "feature1", "--terminate-connections")

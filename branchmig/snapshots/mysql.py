@@ -321,10 +321,12 @@ class MySQLBackend:
             found.append(SchemaObject("VIEW", name, _without_definer(row[1]), None, None))
         # Rebuilt from their parts rather than SHOW CREATE TRIGGER, whose FOLLOWS/PRECEDES
         # may name a trigger not created yet: creating them in firing order keeps the order.
+        # A trigger lives in its table's database; asked by TRIGGER_SCHEMA, MariaDB opens
+        # every database's tables, and waits on any another session is renaming.
         cur.execute(
             "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, "
             "ACTION_STATEMENT, SQL_MODE FROM information_schema.TRIGGERS "
-            "WHERE TRIGGER_SCHEMA = %s "
+            "WHERE EVENT_OBJECT_SCHEMA = %s "
             "ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
             (database,),
         )
