@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from branchmig import mysqltls
 from branchmig.databases import AlembicEnv
 from branchmig.errors import ConfigError, DatabaseError, first_line
 from branchmig.flaskapp import exit_status, exiting_frame, flask_env, relative_to_repo
@@ -130,6 +131,7 @@ def _their_warnings(*, shown: bool) -> Iterator[None]:
 def run_env(env: AlembicEnv, script: Any, fn: Callable[[Any, Any], Any], **kw: Any) -> None:
     from alembic.runtime.environment import EnvironmentContext
 
+    mysqltls.share_in_engines()
     with EnvironmentContext(env.config, script, fn=fn, as_sql=False, **kw):
         script.run_env()
 

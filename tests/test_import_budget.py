@@ -110,6 +110,7 @@ MOVE_MODULES = HOOK_MODULES | {
     "branchmig.move.result",
     "branchmig.move.rollback",
     "branchmig.move.steps",
+    "branchmig.mysqltls",
     "branchmig.plan",
     "branchmig.provenance",
     "branchmig.remembered",

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import branchmig.snapshots.mysql_copy as mysql_copy
+from branchmig import mysqltls
 from branchmig.errors import DatabaseError, SnapshotError
 from branchmig.snapshots.base import (
     KEY_PATTERN,
@@ -676,9 +677,7 @@ class MySQLBackend:
         cur.fetchall()
 
     def _connect(self) -> Any:
-        import pymysql
-
-        return pymysql.connect(**self._connect_args, autocommit=True, connect_timeout=10)
+        return mysqltls.connect(**self._connect_args, autocommit=True, connect_timeout=10)
 
     @contextmanager
     def _session(self) -> Iterator[Any]:
