@@ -27,9 +27,7 @@ import warm
 from gitutil import git, git_env, init_repo
 
 BIN = Path(sys.executable).parent
-BRANCHMIG = str(BIN / "branchmig")
-# The other console scripts a warm process runs (Project.run): the function each calls.
-WARM_SCRIPTS = {str(BIN / "alembic"): "alembic.config:main", str(BIN / "flask"): "flask.cli:main"}
+BRANCHMIG = warm.BRANCHMIG
 
 BASE = "base00000001"
 F1 = "f1e000000001"
@@ -150,26 +148,9 @@ class Project:
     def run(
         self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        if args[0] in WARM_SCRIPTS:  # alembic, flask: their console script's function
-            called = ["--entry", WARM_SCRIPTS[args[0]], *args]
-            return warm.run(called, cwd=self.root, env=self.environ(env), timeout=timeout)
-        if args[0] == BRANCHMIG:
-            proc = warm.run(args, cwd=self.root, env=self.environ(env), timeout=timeout)
-            if "install" in args and proc.returncode == 0:
-                common = self.run(
-                    "git", "rev-parse", "--path-format=absolute", "--git-common-dir", env=env
-                )
-                warm.warm_hooks(Path(common.stdout.strip()))
-            return proc
-        return subprocess.run(
-            list(args),
-            cwd=self.root,
-            env=self.environ(env),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
+        """``ARGS`` in the project (``warm.command``: branchmig, alembic and flask forked
+        warm)."""
+        return warm.command(args, cwd=self.root, env=self.environ(env), timeout=timeout)
 
     def branchmig(
         self, *args: str, env: Mapping[str, str] | None = None
@@ -214,9 +195,7 @@ class Project:
 def _sh(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> None:
     full = git_env()
     full.update(env or {})
-    proc = subprocess.run(
-        list(args), cwd=cwd, env=full, capture_output=True, text=True, check=False
-    )
+    proc = warm.command(args, cwd=cwd, env=full)
     assert proc.returncode == 0, f"{' '.join(args)}:\n{proc.stdout}{proc.stderr}"
 
 

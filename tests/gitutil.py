@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import warm
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author",
@@ -25,7 +25,7 @@ GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 
-BRANCHMIG = str(Path(sys.executable).with_name("branchmig"))
+BRANCHMIG = warm.BRANCHMIG
 
 # The object format of every repository the tests make: BRANCHMIG_TEST_OBJECT_FORMAT=sha256
 # runs the suite on SHA-256 repositories (git 3's default), as CI does for the lifecycle.
@@ -146,10 +146,8 @@ def make_alembic_repo(path: Path) -> Repo:
 
 
 def run_branchmig(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real console script, run in ``cwd``."""
-    return subprocess.run(
-        [BRANCHMIG, *args], cwd=cwd, env=git_env(), capture_output=True, text=True, check=False
-    )
+    """The console script, run in ``cwd`` (forked warm: ``warm.command``)."""
+    return warm.command([BRANCHMIG, *args], cwd=cwd, env=git_env())
 
 
 # -- fixtures, named by the state they build ----------------------------------------------

@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import warm
 
 from branchmig.errors import UsageError
 from branchmig.merge import merge_heads, repoint_down_revision
 from branchmig.workspace import Workspace
 
 BIN = Path(sys.executable).parent
-BRANCHMIG = str(BIN / "branchmig")
+BRANCHMIG = warm.BRANCHMIG
 ALEMBIC = str(BIN / "alembic")
 
 BASE, EMAIL, POSTS, TAGS = "a0base", "b1email", "c2posts", "d3tags"
@@ -49,9 +50,7 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
 
 
 def run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(args), cwd=repo, env=_env(), capture_output=True, text=True, check=False
-    )
+    return warm.command(args, cwd=repo, env=_env())
 
 
 def alembic(repo: Path, *args: str) -> str:

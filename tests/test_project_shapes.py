@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import warm
 from e2e_projects import (
     BASE,
     BASE_SCRIPT,
@@ -122,9 +123,7 @@ def backend_repo_with_two_feature_branches(_backend_template: Path, tmp_path: Pa
 
 def run_at(p: Project, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """A command run in ``cwd`` (the repository's top or a subfolder)."""
-    return subprocess.run(
-        list(args), cwd=cwd, env=p.environ(), capture_output=True, text=True, check=False
-    )
+    return warm.command(args, cwd=cwd, env=p.environ())
 
 
 def ok_at(p: Project, cwd: Path, *args: str) -> str:

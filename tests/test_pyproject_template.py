@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import warm
 from e2e_projects import (
     BASE,
     BIN,
@@ -59,13 +59,8 @@ def build_pyproject_template(path: Path) -> None:
     pyproject.toml has a [tool.branchmig] table already (nothing committed)."""
     init_repo(path)
     (path / "pyproject.toml").write_text(PYPROJECT)
-    proc = subprocess.run(
-        [ALEMBIC, "init", "--template", "pyproject", "migrations"],
-        cwd=path,
-        env=git_env(),
-        capture_output=True,
-        text=True,
-        check=False,
+    proc = warm.command(
+        [ALEMBIC, "init", "--template", "pyproject", "migrations"], cwd=path, env=git_env()
     )
     assert proc.returncode == 0, proc.stderr
     (path / "migrations" / "versions").mkdir(exist_ok=True)

@@ -202,6 +202,44 @@ def warm_hooks(common_dir: Path) -> None:
     conf.write_text("".join(f"{line}\n" for line in lines))
 
 
+# The console scripts a child runs; anything else is started as a new process.
+_BIN = Path(sys.executable).parent
+BRANCHMIG = str(_BIN / "branchmig")
+ENTRIES = {str(_BIN / "alembic"): "alembic.config:main", str(_BIN / "flask"): "flask.cli:main"}
+
+
+def command(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Any command line of the tests, as ``subprocess.run(args, cwd=cwd, env=env,
+    capture_output=True, text=True, timeout=timeout)`` would run it: the ``branchmig``,
+    ``alembic`` and ``flask`` console scripts in a child of the warm server (and, after
+    ``branchmig install``, the hooks it wrote), anything else as a new process."""
+    args = [str(arg) for arg in args]
+    if args[0] in ENTRIES:  # their console script's function
+        return run(["--entry", ENTRIES[args[0]], *args], cwd=cwd, env=env, timeout=timeout)
+    if args[0] == BRANCHMIG:
+        proc = run(args, cwd=cwd, env=env, timeout=timeout)
+        if "install" in args and proc.returncode == 0:
+            common = subprocess.run(
+                ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                cwd=cwd,
+                env=dict(env),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            warm_hooks(Path(common.stdout.strip()))
+        return proc
+    return subprocess.run(
+        args, cwd=cwd, env=dict(env), capture_output=True, text=True, check=False, timeout=timeout
+    )
+
+
 def run(
     args: Sequence[str],
     *,
