@@ -220,10 +220,12 @@ def command(
     ``alembic`` and ``flask`` console scripts in a child of the warm server (and, after
     ``branchmig install``, the hooks it wrote), anything else as a new process."""
     args = [str(arg) for arg in args]
+    if COLD:
+        return _new_process(args, cwd=cwd, env=env, timeout=timeout)
     if args[0] in ENTRIES:  # their console script's function
-        return run(["--entry", ENTRIES[args[0]], *args], cwd=cwd, env=env, timeout=timeout)
+        return _run(["--entry", ENTRIES[args[0]], *args], cwd=cwd, env=env, timeout=timeout)
     if args[0] == BRANCHMIG:
-        proc = run(args, cwd=cwd, env=env, timeout=timeout)
+        proc = _run(args, cwd=cwd, env=env, timeout=timeout)
         if "install" in args and proc.returncode == 0:
             common = subprocess.run(
                 ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
@@ -235,31 +237,28 @@ def command(
             )
             warm_hooks(Path(common.stdout.strip()))
         return proc
+    return _new_process(args, cwd=cwd, env=env, timeout=timeout)
+
+
+def _new_process(
+    args: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        args, cwd=cwd, env=dict(env), capture_output=True, text=True, check=False, timeout=timeout
+        list(args),
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
     )
 
 
-def run(
-    args: Sequence[str],
-    *,
-    cwd: Path,
-    env: Mapping[str, str],
-    timeout: float = 60,
+def _run(
+    args: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float
 ) -> subprocess.CompletedProcess[str]:
-    """``args`` (the ``branchmig`` console script and its arguments) run as
-    ``subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
-    timeout=timeout)`` would, in a child of the warm server."""
-    if COLD:
-        return subprocess.run(
-            list(args),
-            cwd=cwd,
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
+    """``args`` (``branchmig``'s arguments, or ``--entry`` and a console script's) run in
+    a child of the warm server."""
     server = _started()
     request = {"args": list(args), "cwd": str(cwd), "env": dict(env)}
     out_r, out_w = os.pipe()
