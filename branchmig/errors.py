@@ -7,7 +7,7 @@ added by that caller from the facts (``conventions.error_line``, ``hookrun``).""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 
 class BranchmigError(Exception):
@@ -108,6 +108,33 @@ class ScriptLoadError(DatabaseError):
 
     def facts(self) -> dict[str, Any]:
         return {"path": self.path, "revision": self.revision, "failure": self.cause}
+
+
+Direction = Literal["upgrade", "downgrade"]
+
+
+class StepFailed(DatabaseError):
+    """A migration raised ``cause`` (its first line); ``completed`` is what ran before."""
+
+    def __init__(
+        self, *, revision: str, direction: Direction, completed: tuple[str, ...], cause: str
+    ) -> None:
+        super().__init__(revision, direction, completed, cause)
+        self.revision = revision
+        self.direction = direction
+        self.completed = completed
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"{self.direction.capitalize()} of '{self.revision}' failed: {self.cause}"
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "direction": self.direction,
+            "completed": list(self.completed),
+            "failure": self.cause,
+        }
 
 
 class NotAsRemembered(DatabaseError):

@@ -34,7 +34,7 @@ from branchmig.errors import (  # noqa: E402
 )
 from branchmig.gitrepo import GitRepo, is_null_id  # noqa: E402
 from branchmig.heads import heads  # noqa: E402
-from branchmig.hooks import recorded_config  # noqa: E402
+from branchmig.layout import recorded_config  # noqa: E402
 from branchmig.process import exit_now  # noqa: E402
 from branchmig.project import find_project  # noqa: E402
 from branchmig.reports.move import hook_lines, merge_hook_lines  # noqa: E402

@@ -344,13 +344,3 @@ def _read_config(path: Path) -> tuple[str | None, tuple[str, ...]]:
         elif key == "watch":
             watch.append(value)
     return python, tuple(watch)
-
-
-def recorded_config(common_dir: Path) -> tuple[str, ...]:
-    """The config files ``branchmig install`` recorded for the hooks (``config=`` lines of
-    hook.conf), relative to the top level; () when the project is found from the top."""
-    try:
-        text = hook_conf_path(common_dir).read_text(encoding="utf-8")
-    except OSError:
-        return ()
-    return tuple(line[len("config=") :] for line in text.splitlines() if line.startswith("config="))

@@ -35,6 +35,16 @@ def hook_conf_path(common_dir: Path) -> Path:
     return state_root(common_dir) / "hook.conf"
 
 
+def recorded_config(common_dir: Path) -> tuple[str, ...]:
+    """The config files ``branchmig install`` recorded for the hooks (``config=`` lines of
+    hook.conf), relative to the top level; () when the project is found from the top."""
+    try:
+        text = hook_conf_path(common_dir).read_text(encoding="utf-8")
+    except OSError:
+        return ()
+    return tuple(line[len("config=") :] for line in text.splitlines() if line.startswith("config="))
+
+
 def private_folder(path: Path) -> Path:
     """``path`` and its parents up to the git dir, made if needed, readable by the owner
     only (what is kept there holds database names, schemas and data)."""

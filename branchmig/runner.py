@@ -17,7 +17,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from branchmig.alembicenv import (
     EnvFailed,
@@ -31,8 +31,10 @@ from branchmig.databases import AlembicEnv, DatabaseState
 from branchmig.errors import (
     BranchmigError,
     DatabaseError,
+    Direction,
     NotAsRemembered,
     ScriptLoadError,
+    StepFailed,
     first_line,
 )
 from branchmig.graph import Graph
@@ -45,32 +47,6 @@ __all__ = [
     "load_script_module",
     "run_phases",
 ]
-
-Direction = Literal["upgrade", "downgrade"]
-
-
-class StepFailed(DatabaseError):
-    """A migration raised ``cause`` (its first line); ``completed`` is what ran before."""
-
-    def __init__(
-        self, *, revision: str, direction: Direction, completed: tuple[str, ...], cause: str
-    ) -> None:
-        super().__init__(revision, direction, completed, cause)
-        self.revision = revision
-        self.direction = direction
-        self.completed = completed
-        self.cause = cause
-
-    def __str__(self) -> str:
-        return f"{self.direction.capitalize()} of '{self.revision}' failed: {self.cause}"
-
-    def facts(self) -> dict[str, Any]:
-        return {
-            "revision": self.revision,
-            "direction": self.direction,
-            "completed": list(self.completed),
-            "failure": self.cause,
-        }
 
 
 def load_script_module(

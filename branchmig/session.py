@@ -20,7 +20,7 @@ from branchmig.alembicenv import alembic_env
 from branchmig.databases import AlembicEnv, DatabaseState
 from branchmig.dbread import missing_database, read_database
 from branchmig.errors import BranchmigError, DatabaseError
-from branchmig.snapshots import SnapshotBackend, backend_for, pgsurvey
+from branchmig.snapshots import SnapshotBackend, backend_for
 from branchmig.snapshots.folder import SnapshotFolder
 from branchmig.state import DatabaseId, Journal, Owner, State, Suspect, moving
 from branchmig.urls import parse_server_url, plain_sqlite_path
@@ -206,6 +206,9 @@ def _server_memo(
         backend_of(db, state)  # refuses a URL the backend would, or a missing driver
     except BranchmigError:  # not remembered then
         return None
+    # A door: the PostgreSQL survey, for a PostgreSQL database only.
+    from branchmig.snapshots import pgsurvey
+
     target = pgsurvey.Reach.of_url(parse_server_url(db.url)[1]).target()
     memo = remembered.Remembered(
         found, db.url, dbid.masked, dbid.key, "", 0, 0, "postgresql", db.environ,
@@ -257,6 +260,9 @@ def surveyed(
     memo = remembered.Remembered.from_json(state.remembered(worktree_name(ws)))
     if memo is None or memo.kind != "postgresql":
         return None
+    # A door: the PostgreSQL survey, for a remembered PostgreSQL database only.
+    from branchmig.snapshots import pgsurvey
+
     target = pgsurvey.Target.from_json(memo.server)
     if target is None or remembered.inputs(ws.project, memo.environ, server=True) != memo.inputs:
         return None

@@ -228,6 +228,10 @@ DOORS = {
     "branchmig.hookrun:_close_merge",  # merge revisions, when a merge left several heads
     "branchmig.snapshots:_sqlite_backend",  # one backend per database met
     "branchmig.snapshots:_server_backend",  # (and a server's driver)
+    "branchmig.session:_server_memo",  # the PostgreSQL survey, for a PostgreSQL database
+    "branchmig.session:surveyed",  # (the same)
+    "branchmig.move.steps:run_plan",  # Alembic's runner, for a plan with steps
+    "branchmig.move.steps:_phases",  # (and the project's code at a commit)
 }
 PACKAGE = Path(__file__).resolve().parent.parent / "branchmig"
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from branchmig.errors import BranchmigError, MoveFailed
+from branchmig.errors import BranchmigError, MoveFailed, StepFailed
 from branchmig.graph import Graph, Revision
 from branchmig.lifecycle import Held, Text, next_text
 from branchmig.move.applied import applied_key, record_applied
@@ -20,7 +20,6 @@ from branchmig.move.request import MoveRequest
 from branchmig.move.rollback import name_the_fix, remember_failure, roll_back
 from branchmig.move.steps import run_plan
 from branchmig.provenance import candidate_texts
-from branchmig.runner import StepFailed
 from branchmig.session import SKIP_HOOK, Session, finish_drops, worktree_name
 from branchmig.state import Journal, Owner, SnapshotRecord
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 
 from branchmig.dbread import read_database
-from branchmig.errors import ConfigError, MoveFailed
+from branchmig.errors import ConfigError, MoveFailed, StepFailed
 from branchmig.flaskapp import flask_engines_at
 from branchmig.move.gather import Decided, token
 from branchmig.move.request import MoveRequest
 from branchmig.move.rollback import name_the_fix
 from branchmig.move.steps import run_plan
-from branchmig.runner import StepFailed
 from branchmig.session import Session
 from branchmig.urls import copy_url, same_database
 

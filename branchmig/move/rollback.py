@@ -8,12 +8,18 @@ import time
 from typing import TYPE_CHECKING
 
 from branchmig.downgrades import fix_for_failure
-from branchmig.errors import BranchmigError, GitError, MoveFailed, NotAsRemembered, PlanError
+from branchmig.errors import (
+    BranchmigError,
+    GitError,
+    MoveFailed,
+    NotAsRemembered,
+    PlanError,
+    StepFailed,
+)
 from branchmig.graph import Graph
 from branchmig.move.applied import script_text
 from branchmig.move.gather import Decided, heads_now
 from branchmig.move.request import MoveRequest
-from branchmig.runner import StepFailed
 from branchmig.session import SKIP_HOOK, Session, put_back
 from branchmig.state import Failure, Journal
 

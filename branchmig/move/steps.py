@@ -4,17 +4,18 @@ with the project's modules as they were at its commit."""
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from branchmig.commitcode import code_at, code_for
 from branchmig.errors import NotAsRemembered
 from branchmig.graph import Graph
 from branchmig.move.applied import script_text
 from branchmig.plan import Plan
-from branchmig.runner import Phase, run_phases
 from branchmig.session import Session, forget
+
+if TYPE_CHECKING:
+    from branchmig.runner import Phase
 
 
 def run_plan(
@@ -42,6 +43,11 @@ def run_plan(
         if between is not None:
             between()
         return target.heads
+    # A door: Alembic's runner (and, in _phases, the project's code at a commit) load
+    # only for a plan with steps; a return that only restores runs none.
+    import tempfile
+
+    from branchmig.runner import run_phases
 
     def on_step(direction: str, rev: str) -> None:
         if not quiet_steps:
@@ -77,6 +83,10 @@ def _phases(
     target_commit: str | None,
 ) -> list[Phase]:
     """The revert with the old texts laid out under ``tmp``, then the upgrade."""
+    # A door: the project's code at a commit, behind run_plan's (a plan with steps).
+    from branchmig.commitcode import code_at, code_for
+    from branchmig.runner import Phase
+
     applied = source.ancestors(s.db.heads)
     kept = set(applied) - set(plan.downgrade)
     old, new = tmp / "old", tmp / "new"
