@@ -108,6 +108,7 @@ def record_applied(
     known = s.state.applied(s.dbkey)
     if known == applied:
         return
+    ran = frozenset(ran)  # a restore passes its snapshot's whole history: look up, not scan
     seen = [r for r, rev in applied.items() if r not in ran and known.get(r) != rev]
     if seen:
         for rev_id in unsure_texts(s.ws, known, seen, target=graph):
