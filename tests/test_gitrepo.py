@@ -3,6 +3,7 @@ installer and the demo ask."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -88,6 +89,23 @@ def test_dirty_paths_counts_untracked_files_and_only_unstaged_changes_without_st
     assert sorted(repo.dirty_paths()) == ["app.py", "v/a.py", "v/new.py"]
     assert sorted(repo.dirty_paths("v")) == ["v/a.py", "v/new.py"]
     assert sorted(repo.dirty_paths(staged=False)) == ["v/a.py", "v/new.py"]
+
+
+def test_asking_what_changed_writes_nothing_to_the_index(repo_with_one_script: Path) -> None:
+    """``git status`` writes back the stat data it refreshes, under ``.git/index.lock``;
+    branchmig's questions take no such lock, so killing branchmig mid-question (a kill of
+    the terminal's process group) cannot leave one that fails every git command after."""
+    root = repo_with_one_script
+    script = root / "v" / "a.py"
+    stat = script.stat()
+    os.utime(script, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))  # stale stat
+    index = (root / ".git" / "index").read_bytes()
+
+    assert GitRepo.discover(root).dirty_paths() == []
+
+    assert (root / ".git" / "index").read_bytes() == index
+    git(root, "status", "--porcelain")  # as git itself does, for contrast
+    assert (root / ".git" / "index").read_bytes() != index
 
 
 def test_unmerged_paths_are_the_conflicted_files(repo_with_one_script: Path) -> None:

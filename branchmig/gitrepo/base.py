@@ -31,6 +31,10 @@ _REPO_ENV_VARS = (
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV_VARS}
     env["LC_ALL"] = "C"
+    # No lock git may skip: `git status` would otherwise take index.lock to write back
+    # what it refreshed, and a branchmig killed then (a Ctrl-C or kill of the terminal's
+    # process group) would leave the lock behind, failing every git command after it.
+    env["GIT_OPTIONAL_LOCKS"] = "0"
     env.update(extra or {})
     return env
 
