@@ -31,7 +31,7 @@ import contextlib
 import io
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,13 +40,13 @@ from branchmig.alembicenv import alembic_env
 from branchmig.errors import BranchmigError, GitError, GraphError, ScriptError, UsageError
 from branchmig.graph import Graph, Revision
 from branchmig.move.commands import sync
+from branchmig.process import Progress
 from branchmig.workspace import WORKTREE, Workspace
 
 if TYPE_CHECKING:
     from branchmig.gitrepo import GitRepo
     from branchmig.move.result import MoveResult
 
-Progress = Callable[[str], None]
 
 _CONFLICT_MARKER = re.compile(rb"^(<{7}|>{7})(?: |$)", re.M)
 _REVISES = re.compile(rb"^(Revises:[ \t]*)([^\r\n]*)", re.M)

@@ -1,4 +1,5 @@
-"""Ending the process quickly.
+"""The process's edges: the lines a command says as it goes (``Progress``), and ending
+the process quickly.
 
 Once SQLAlchemy and Alembic are loaded, the interpreter's own teardown (collecting
 their many modules and objects) takes 0.15-0.2 s here: a quarter of a switch, paid on
@@ -10,7 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
+
+# Where a command's progress lines go (stderr, or a test's list); one line a call.
+Progress = Callable[[str], None]
 
 
 def exit_now(code: object) -> NoReturn:

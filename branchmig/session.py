@@ -20,6 +20,7 @@ from branchmig.alembicenv import alembic_env
 from branchmig.databases import AlembicEnv, DatabaseState
 from branchmig.dbread import missing_database, read_database
 from branchmig.errors import BranchmigError, DatabaseError
+from branchmig.process import Progress
 from branchmig.snapshots import SnapshotBackend, backend_for
 from branchmig.snapshots.folder import SnapshotFolder
 from branchmig.state import DatabaseId, Journal, Owner, State, Suspect, moving
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from branchmig.remembered import Remembered
     from branchmig.snapshots.pgsurvey import Survey
 
-Progress = Callable[[str], None]
 
 SKIP_HOOK = {"BRANCHMIG_SKIP_HOOK": "1"}
 

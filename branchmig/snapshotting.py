@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from branchmig.errors import UsageError
 from branchmig.lifecycle import snapshot_key
 from branchmig.move.gather import token
+from branchmig.process import Progress
 from branchmig.provenance import find_snapshot, held_snapshots
 from branchmig.session import backend_of, opened, recall, surveyed
 from branchmig.session import quiet as _quiet
@@ -20,8 +20,6 @@ from branchmig.state import DatabaseId, SnapshotRecord, State
 from branchmig.status import snapshot_statuses
 from branchmig.verify import drop_dead_scratches_of
 from branchmig.workspace import WORKTREE, Workspace
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

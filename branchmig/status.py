@@ -5,7 +5,7 @@ each, and which branch would restore it. It claims nothing it has not checked.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ from branchmig.graph import Graph, merge_graphs
 from branchmig.lifecycle import Held
 from branchmig.move.applied import applied_key, applied_source
 from branchmig.plan import make_plan
+from branchmig.process import Progress
 from branchmig.provenance import held_snapshots, restored_by, unsure_texts
 from branchmig.session import (
     Recovery,
@@ -34,8 +35,6 @@ from branchmig.workspace import WORKTREE, Workspace
 if TYPE_CHECKING:
     from branchmig.databases import DatabaseState
     from branchmig.snapshots.pgsurvey import Survey
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,18 @@ class Project:
         (``warm``: the same command, without the interpreter's start and imports)."""
         return self.run(BRANCHMIG, *args, env=env)
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """``branchmig ARGS`` started in the project as a new interpreter and not waited
+        for (a test holds it up or signals it meanwhile); its output piped, as text."""
+        return subprocess.Popen(
+            [BRANCHMIG, *args],
+            cwd=self.root,
+            env=self.environ(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def ok(
         self, *args: str, env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:

@@ -4,14 +4,12 @@ database shares (round trip, held session, failpoints...) are in test_switch_bac
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 from backends import MARIADB, PASSWORD, seed_project_at_feature1_with_emails
 from db_servers import mysql_connection, new_mysql_database
 from e2e_projects import (
-    BRANCHMIG,
     EMAILS,
     F1,
     Project,
@@ -73,14 +71,7 @@ def test_mysql_held_transaction_blocking_the_restore_is_named_until_terminated(
         session = cur.fetchone()[0]
         cur.execute("BEGIN")
         cur.execute("SELECT * FROM users")  # an app's open transaction: RENAME waits for it
-        waiting = subprocess.Popen(
-            [BRANCHMIG, "switch", "feature1"],
-            cwd=p.root,
-            env=p.environ(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        waiting = p.start("switch", "feature1")
         try:
             wait_for(renaming)
             other.ok("switch", "feature1")  # reads its own database's objects only

@@ -5,14 +5,12 @@ database shares (round trip, held session, failpoints...) are in test_switch_bac
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from backends import POSTGRESQL, seed_project_at_feature1_with_emails
 from db_servers import postgres_connection
 from e2e_projects import (
-    BRANCHMIG,
     EMAILS,
     F1,
     F2,
@@ -82,14 +80,7 @@ def test_a_connection_terminated_mid_migration_leaves_the_database_as_before(
     p.commit("feature2: slow posts")
     p.git("checkout", "-q", "feature1")
     before = POSTGRESQL.state(p)
-    proc = subprocess.Popen(
-        [BRANCHMIG, "switch", "feature2"],
-        cwd=p.root,
-        env=p.environ(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = p.start("switch", "feature2")
     wait_for(lambda: marker.exists() or proc.poll() is not None)
     with postgres_connection(p.url) as conn:
         conn.execute(

@@ -14,7 +14,8 @@ from branchmig.move.applied import record_applied
 from branchmig.move.execute import carry_out, finish
 from branchmig.move.gather import decide
 from branchmig.move.request import MoveRequest
-from branchmig.move.result import MoveResult, Progress
+from branchmig.move.result import MoveResult
+from branchmig.process import Progress
 from branchmig.session import SKIP_HOOK, Session, opened, quiet, recalled
 from branchmig.workspace import WORKTREE, Workspace
 

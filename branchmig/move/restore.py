@@ -24,8 +24,9 @@ from branchmig.lifecycle import RestoreDecision, decide_restore
 from branchmig.move.execute import failpoint
 from branchmig.move.gather import token
 from branchmig.move.request import RestoreRequest
-from branchmig.move.result import Progress, RestoreResult
+from branchmig.move.result import RestoreResult
 from branchmig.move.rollback import roll_back
+from branchmig.process import Progress
 from branchmig.provenance import blobs_of, find_snapshot
 from branchmig.session import Session, finish_drops, opened, quiet
 from branchmig.state import Journal, SnapshotRecord

@@ -3,13 +3,10 @@ restore`` (``RestoreResult``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from branchmig.plan import Plan
 from branchmig.state import SnapshotRecord
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from branchmig.errors import SessionsBlockingError, SnapshotError
+from branchmig.process import Progress
 
 if TYPE_CHECKING:
     import threading
@@ -35,7 +36,6 @@ __all__ = [
 
 KEY_PATTERN = re.compile(r"[a-z0-9_-]{1,40}")
 
-Progress = Callable[[str], None]
 
 # Operations quicker than this are not worth a progress line.
 PROGRESS_AFTER_SECONDS = 0.5

@@ -12,6 +12,7 @@ from branchmig.errors import ConfigError, DatabaseError, GraphError, UsageError
 from branchmig.graph import Graph
 from branchmig.move.applied import applied_source
 from branchmig.plan import make_plan
+from branchmig.process import Progress
 from branchmig.schema import compare_each
 from branchmig.session import database_id
 from branchmig.state import State
@@ -21,7 +22,6 @@ from branchmig.verify.results import (
     DriftResult,
     Finding,
     ModelsResult,
-    Progress,
     RevisionCheck,
     VerifyResult,
     describe_model_diff,

@@ -3,14 +3,13 @@ say it (``reports.verify`` renders them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from branchmig.graph import Revision
 from branchmig.schema import Difference
 
-Progress = Callable[[str], None]
 Outcome = Literal["ok", "failed", "left traces", "not run"]
 FindingKind = Literal["upgrade-failed", "downgrade-failed", "trace", "upgrade-again-failed"]
 

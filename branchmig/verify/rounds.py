@@ -18,20 +18,14 @@ from branchmig.errors import BranchmigError, ConfigError, DatabaseError, PlanErr
 from branchmig.flaskapp import flask_engines_at
 from branchmig.graph import Graph, Revision
 from branchmig.plan import latest_common
+from branchmig.process import Progress
 from branchmig.runner import Phase, StepFailed, run_phases
 from branchmig.schema import Schema, compare_each
 from branchmig.scripts import read_text_anywhere
 from branchmig.state import State
 from branchmig.urls import mask_url, same_database
 from branchmig.verify.reading import Reflected, inspect_connection, inspect_schema
-from branchmig.verify.results import (
-    Finding,
-    FindingKind,
-    Outcome,
-    Progress,
-    RevisionCheck,
-    trace_message,
-)
+from branchmig.verify.results import Finding, FindingKind, Outcome, RevisionCheck, trace_message
 from branchmig.verify.scratch import Scratch
 from branchmig.verify.targets import POINTED, backends_of
 from branchmig.workspace import WORKTREE, Workspace, describe_ref

@@ -16,9 +16,10 @@ from types import FrameType
 from typing import Any
 
 from branchmig.errors import BranchmigError, DatabaseError, first_line
+from branchmig.process import Progress
 from branchmig.snapshots import backend_for_url
 from branchmig.urls import copy_url, mask_url, sync_url
-from branchmig.verify.results import Progress, quiet
+from branchmig.verify.results import quiet
 from branchmig.verify.targets import supported_backend
 
 SCRATCH_PREFIX = "bm_verify_"  # every scratch database's name starts so: a leftover is ours
