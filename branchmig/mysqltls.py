@@ -1,8 +1,8 @@
 """PyMySQL connections that share one TLS context when nothing asks them to verify.
 
 Given no TLS option, PyMySQL (2.x) prefers TLS: for every connection it builds Python's
-default context, which loads the system's store of certificate authorities (33 ms on a
-2-core machine, two fifths of a MariaDB switch's own time), then verifies nothing with it
+default context, which loads the system's store of certificate authorities (~35 ms a
+connection, two fifths of a MariaDB switch's own time), then verifies nothing with it
 (``CERT_NONE``: no authority was named). Here that context is built once per process,
 without the store it never reads; the handshake is the same. A URL or option file that
 names an authority, a certificate or verification gets PyMySQL's own context, as before.

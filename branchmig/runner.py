@@ -41,9 +41,7 @@ from branchmig.graph import Graph
 from branchmig.urls import mask_url
 
 __all__ = [
-    "Direction",
     "Phase",
-    "StepFailed",
     "load_script_module",
     "run_phases",
 ]

@@ -323,7 +323,7 @@ class MySQLBackend:
         # Rebuilt from their parts rather than SHOW CREATE TRIGGER, whose FOLLOWS/PRECEDES
         # may name a trigger not created yet: creating them in firing order keeps the order.
         # A trigger lives in its table's database; asked by TRIGGER_SCHEMA, MariaDB opens
-        # every database's tables, and waits on any another session is renaming.
+        # every database's tables, and waits on any table another session is renaming.
         cur.execute(
             "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, "
             "ACTION_STATEMENT, SQL_MODE FROM information_schema.TRIGGERS "

@@ -14,12 +14,20 @@ from typing import Any, Literal
 from branchmig.commitcode import CodeAt, code_for
 from branchmig.dbread import read_database
 from branchmig.downgrades import fix_for_failure
-from branchmig.errors import BranchmigError, ConfigError, DatabaseError, PlanError, first_line
+from branchmig.errors import (
+    BranchmigError,
+    ConfigError,
+    DatabaseError,
+    Direction,
+    PlanError,
+    StepFailed,
+    first_line,
+)
 from branchmig.flaskapp import flask_engines_at
 from branchmig.graph import Graph, Revision
 from branchmig.plan import latest_common
 from branchmig.process import Progress
-from branchmig.runner import Phase, StepFailed, run_phases
+from branchmig.runner import Phase, run_phases
 from branchmig.schema import Schema, compare_each
 from branchmig.scripts import read_text_anywhere
 from branchmig.state import State
@@ -30,7 +38,6 @@ from branchmig.verify.scratch import Scratch
 from branchmig.verify.targets import POINTED, backends_of
 from branchmig.workspace import WORKTREE, Workspace, describe_ref
 
-Direction = Literal["upgrade", "downgrade"]
 _ROUND_TRIP: tuple[Direction, ...] = ("upgrade", "downgrade", "upgrade")
 
 
@@ -248,10 +255,10 @@ class Runner:
                 "base: branchmig verify --against REF"
             ) from err
 
-    def step(self, direction: Literal["upgrade", "downgrade"], rev_id: str) -> None:
+    def step(self, direction: Direction, rev_id: str) -> None:
         self._run(direction, (rev_id,))
 
-    def _run(self, direction: Literal["upgrade", "downgrade"], revisions: Sequence[str]) -> None:
+    def _run(self, direction: Direction, revisions: Sequence[str]) -> None:
         if not revisions:
             return
         run_phases(self.env, [self._phase(direction, revisions, self.applied)])
