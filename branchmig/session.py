@@ -347,6 +347,8 @@ def recover(
 ) -> Recovery:
     """Put back a move that was killed half-way (or finish one killed after it
     succeeded). Called with the lock held, so the journal's process is gone."""
+    # What a copy killed half-written left, whichever step it was made for.
+    SnapshotFolder(state.snapshot_dir).sweep()
     if journal.operation == "restore":
         return _recover_restore(state, env, db, journal, progress)
     if journal.phase == "done":

@@ -65,7 +65,14 @@ def test_killed_switch_without_snapshot_says_where_the_database_is(
 ) -> None:
     p, marker = feature2_with_a_slow_migration
     kill_mid_switch(p, marker, "--no-snapshot")
+    # A copy a killed writer left half-made (its process gone) goes with the recovery.
+    gone = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    folder = p.state_dir / "snapshots"
+    folder.mkdir(exist_ok=True)
+    partial = folder / f".sqlite-app-x__k.db.{gone.stdout.strip()}.partial"
+    partial.write_bytes(b"half")
     proc = p.branchmig("sync", "--no-snapshot")
+    assert not partial.exists()
     assert "was interrupted" in proc.stderr
     assert f"'{BASE}'" in proc.stderr and "branchmig sync" in proc.stderr
     assert not p.journal.exists()

@@ -39,7 +39,7 @@ class SnapshotFolder:
         earlier copy of that name is replaced whole, never in place), else it goes.
         Raises ``OSError`` (a full disk) for the caller to name."""
         private_folder(self.path)
-        self._sweep()
+        self.sweep()
         target = self.file(name)
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         self._remove(partial)
@@ -62,9 +62,9 @@ class SnapshotFolder:
         """The copy ``name`` (with SQLite's side files); nothing when there is none. The
         partial files of killed writers go too (a recovery drops what they were making)."""
         self._remove(self.file(name))
-        self._sweep()
+        self.sweep()
 
-    def _sweep(self) -> None:
+    def sweep(self) -> None:
         """Remove the partial files of writers that were killed (their process is gone)."""
         for path in self.path.glob(".*.partial*"):
             pid = path.name.split(".partial")[0].rsplit(".", 1)[-1]
